@@ -1,0 +1,185 @@
+"""Child-side harness: runs one job of untrusted Python and reports on a dedicated pipe.
+
+Executed by path as `python3 -I -S _pgrpo_harness.py FD` inside the sandbox (see sandbox.py).
+Protocol: the parent writes one JSON job on stdin and closes it; the job carries a random
+nonce. The harness reads it, closes stdin, and writes one JSON record per line on fd FD, each
+carrying the nonce:
+
+    {"t": "setup", ...}      setup_code executed (before any untrusted code)
+    {"t": "module", ok, err} untrusted code executed at module level
+    {"t": "test", i, status ("ok" | "error" | "timeout"), value, err}   one per test, in order
+    {"t": "done"}
+
+Test values are sent in a canonical plain-data encoding (exact builtin types only); anything
+else is encoded as unconvertible and never equals an expected value. The harness never
+receives expected values, so the untrusted code cannot learn them from this process.
+Test kinds: "value" (expression -> canonical value), "truth" (expression must be `is True`,
+evaluated after restoring builtins and re-running setup), "exec" (trusted statements, e.g. swap
+in another Solution class), "call" (the completion's own function of that name, module level
+or a method of one of its classes, must return without raising).
+Script mode (job["script"]) executes setup + code + post as one script and reports nothing:
+the parent reads only the exit status.
+
+This file uses only references captured before the untrusted code runs.
+"""
+
+import builtins
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+
+
+class _TestTimeout(BaseException):
+    """Raised by the per-test timer; a BaseException so `except Exception` does not swallow it."""
+
+
+_type, _len, _repr, _str, _isinstance, _sorted = type, len, repr, str, isinstance, sorted
+_int, _float, _bool, _list, _tuple, _dict, _set, _frozenset = int, float, bool, list, tuple, dict, set, frozenset
+_monotonic, _setitimer, _write, _dumps = time.monotonic, signal.setitimer, os.write, json.dumps
+_exit, _compile, _exec, _eval, _getattr = os._exit, compile, exec, eval, getattr
+_format_exc, _BaseException = traceback.format_exception_only, BaseException
+
+
+def canonical(x, depth=0):
+    """Plain-data encoding of x using exact type checks; non-builtin types -> {"X": typename}."""
+    if depth > 200:
+        return {"X": "too-deep"}
+    t = _type(x)
+    if x is None or t is _bool or t is _str:
+        return x
+    if t is _int:
+        return x if -(1 << 53) < x < (1 << 53) else {"I": _repr(x)}
+    if t is _float:
+        return {"f": _repr(x)}
+    if t is _list:
+        return {"L": [canonical(v, depth + 1) for v in x]}
+    if t is _tuple:
+        return {"T": [canonical(v, depth + 1) for v in x]}
+    if t is _dict:
+        return {"D": [[canonical(k, depth + 1), canonical(v, depth + 1)] for k, v in x.items()]}
+    if t is _set:
+        return {"S": [canonical(v, depth + 1) for v in x]}
+    if t is _frozenset:
+        return {"FS": [canonical(v, depth + 1) for v in x]}
+    return {"X": t.__name__ if t.__name__.__class__ is _str else "?"}
+
+
+def _err(e):
+    try:
+        return "".join(_format_exc(_type(e), e))[-500:]
+    except _BaseException:
+        return "<unprintable exception>"
+
+
+def main():
+    fd = _int(sys.argv[1])
+    job = json.loads(sys.stdin.read())
+    sys.stdin.close()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    nonce = job.pop("nonce")
+
+    def send(rec):
+        rec["n"] = nonce
+        data = (_dumps(rec, allow_nan=True) + "\n").encode()
+        while data:
+            data = data[_write(fd, data):]
+
+    if job.get("script"):
+        os.close(fd)
+        src = job["setup"] + "\n" + job["code"] + "\n" + job.get("post", "")
+        g = {"__name__": "__main__", "__builtins__": builtins}
+        del nonce, send, job
+        _exec(_compile(src, "<program>", "exec"), g)  # SystemExit and exceptions propagate
+        sys.stdout.flush()
+        _exit(0)
+
+    def on_alarm(signum, frame):
+        raise _TestTimeout()
+
+    signal.signal(signal.SIGALRM, on_alarm)
+
+    g = {"__name__": "__main__", "__builtins__": builtins}
+    _exec(_compile(job["setup"], "<setup>", "exec"), g)
+    setup_code = _compile(job["setup"], "<setup>", "exec")
+    builtins_snapshot = _dict(builtins.__dict__)
+    tests = [(t["kind"], t["src"]) for t in job["tests"]]
+    per_test, module_timeout = _float(job["per_test_timeout"]), _float(job["module_timeout"])
+    send({"t": "setup"})
+
+    def run_timed(fn, limit):
+        """fn() under a re-firing interval timer; returns (status, value, err)."""
+        t0 = _monotonic()
+        try:
+            _setitimer(signal.ITIMER_REAL, limit, 0.25)
+            try:
+                v = fn()
+            finally:
+                _setitimer(signal.ITIMER_REAL, 0, 0)
+            status, err = "ok", None
+        except _TestTimeout:
+            return "timeout", None, "timeout"
+        except _BaseException as e:  # noqa: BLE001  (untrusted code may raise anything, SystemExit included)
+            _setitimer(signal.ITIMER_REAL, 0, 0)
+            return "error", None, _err(e)
+        if _monotonic() - t0 > limit:  # the timeout fired but was swallowed by untrusted code
+            return "timeout", None, "timeout (exception swallowed)"
+        return status, v, err
+
+    code = job["code"]
+    del job
+
+    def exec_code():
+        _exec(_compile(code, "<completion>", "exec"), g)
+
+    status, _, err = run_timed(exec_code, module_timeout)
+    send({"t": "module", "ok": status == "ok", "status": status, "err": err})
+    for i, (kind, src) in enumerate(tests):
+        if kind == "value":
+            fn = lambda src=src: canonical(_eval(_compile(src, "<test>", "eval"), g))  # noqa: E731
+        elif kind == "truth":
+            def fn(src=src):
+                builtins.__dict__.clear()
+                builtins.__dict__.update(builtins_snapshot)
+                _exec(setup_code, g)
+                return _eval(_compile(src, "<test>", "eval"), g) is True
+        elif kind == "exec":  # trusted statements (e.g. swap in another Solution), then value True
+            def fn(src=src):
+                _exec(_compile(src, "<post>", "exec"), g)
+                return True
+        elif kind == "call":  # the completion's own function `src`: module level or a method of its class
+            def fn(name=src):
+                f = g.get(name)
+                if f is not None and _type(f).__name__ == "function":
+                    f()
+                    return True
+                for v in _list(g.values()):
+                    if _type(v) is _type and name in _getattr(v, "__dict__", {}):
+                        _getattr(v(), name)()
+                        return True
+                raise NameError(f"no function {name}")
+        else:
+            raise ValueError(kind)
+        status, v, err = run_timed(fn, per_test)
+        rec = {"t": "test", "i": i, "status": status, "err": err}
+        if status == "ok":
+            rec["value"] = v
+        try:
+            send(rec)
+        except (ValueError, OverflowError, RecursionError) as e:
+            send({"t": "test", "i": i, "status": "error", "err": "unencodable value: " + _err(e)})
+    send({"t": "done"})
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except _BaseException:
+        pass
+    _exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,454 @@
+"""Sandboxed execution of untrusted Python programs (model completions).
+
+Two layers:
+  inner  every program runs in its own subprocess with a scrubbed environment, a fresh temporary
+         working directory, its own session, rlimits (address space, CPU, file size, processes,
+         open files, no core), and, when we are root, an unprivileged uid of its worker slot
+         (60000 + slot). After each run every process of that uid is killed, so forks that left
+         the process group die too, and files the uid left in world-writable dirs are removed.
+  outer  where `bwrap` exists (and PGRPO_NO_BWRAP is not set): read-only root, private /tmp,
+         hidden /work /root /home /mnt /srv, new namespaces (no network, private pid space),
+         die-with-parent, new session; only the working directory is writable.
+
+Results come back on a dedicated pipe, not stdout: the parent sends a random nonce with the job
+on stdin, the harness (_pgrpo_harness.py) tags every record with it, and the parent accepts
+records only in the expected order (setup, module, test 0..n-1, done), each within its own
+deadline; a test without a record counts as a timeout or missing. Expected values are never
+sent to the child, so records forged by the untrusted code cannot claim a correct answer they
+did not compute.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import resource
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HARNESS = Path(__file__).with_name("_pgrpo_harness.py")
+SLOT_UID_BASE = 60000
+HIDDEN_DIRS = ("/work", "/root", "/home", "/mnt", "/srv", "/var/tmp", "/run")
+WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+@dataclass
+class Limits:
+    per_test_timeout: float = 5.0   # wall seconds per test (harness timer; parent adds `grace`)
+    module_timeout: float = 10.0    # wall seconds for the module-level exec of the completion
+    start_timeout: float = 10.0     # wall seconds for interpreter start + setup_code
+    grace: float = 2.0              # parent-side slack on every deadline
+    memory_mb: int = 1024           # RLIMIT_AS
+    fsize_mb: int = 10              # RLIMIT_FSIZE
+    nproc: int = 32                 # RLIMIT_NPROC (per slot uid; bwrap itself uses 2-3)
+    nofile: int = 64                # RLIMIT_NOFILE
+    output_cap: int = 64 * 1024     # bytes of stdout / stderr kept each
+    result_cap: int = 64 << 20      # bytes of result records accepted before the run is killed
+    max_timeouts: int = 1           # stop a run after this many timed-out tests (the rest: missing)
+
+
+@dataclass
+class Job:
+    """One program: trusted setup, untrusted code, then tests (see _pgrpo_harness.py for kinds)."""
+    setup: str
+    code: str
+    tests: list[tuple[str, str]] = field(default_factory=list)   # (kind, src)
+    script: bool = False    # run setup + code + post as a plain script; only the exit status counts
+    post: str = ""          # script mode only: appended after the code
+
+
+@dataclass
+class TestRecord:
+    status: str                 # ok | error | timeout | missing
+    value: object = None        # decoded canonical value (status ok)
+    err: str | None = None
+
+
+@dataclass
+class RunResult:
+    setup_ok: bool
+    module_ok: bool
+    module_err: str | None
+    tests: list[TestRecord]
+    done: bool                  # the harness reported completion
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    killed: bool                # a deadline passed and the parent killed the run
+    tampered: bool              # an out-of-order / duplicate / oversized record arrived
+    wall_s: float
+
+
+def decode(v):
+    """Canonical encoding (see harness) -> plain Python data; unconvertible -> Unconvertible()."""
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    assert isinstance(v, dict) and len(v) == 1, f"bad canonical value {v!r:.80}"
+    (tag, x), = v.items()
+    if tag == "f":
+        return float(x)
+    if tag == "I":
+        return int(x)
+    if tag == "L":
+        return [decode(e) for e in x]
+    if tag == "T":
+        return tuple(decode(e) for e in x)
+    if tag == "D":
+        return {decode(k): decode(e) for k, e in x}
+    if tag == "S":
+        return {decode(e) for e in x}
+    if tag == "FS":
+        return frozenset(decode(e) for e in x)
+    if tag == "X":
+        return Unconvertible(str(x))
+    raise AssertionError(f"bad canonical tag {tag!r}")
+
+
+class Unconvertible:
+    """A value of a non-builtin type: equal to nothing, itself included."""
+    __slots__ = ("typename",)
+
+    def __init__(self, typename):
+        self.typename = typename
+
+    def __eq__(self, other):
+        return False
+
+    def __hash__(self):
+        return id(self)
+
+    def __repr__(self):
+        return f"<unconvertible {self.typename}>"
+
+
+# ----------------------------------------------------------------------------- process setup
+
+def python_exe() -> str:
+    """Interpreter for the child: PGRPO_PYTHON, else a system python3 (readable by the slot uids)."""
+    exe = os.environ.get("PGRPO_PYTHON") or shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    return exe or sys.executable
+
+
+_warned_no_bwrap = False
+
+
+def use_bwrap() -> bool:
+    global _warned_no_bwrap
+    if os.environ.get("PGRPO_NO_BWRAP") == "1":
+        return False
+    if shutil.which("bwrap") is None:
+        if not _warned_no_bwrap:
+            log.warning("bwrap not found: running with the inner sandbox layer only")
+            _warned_no_bwrap = True
+        return False
+    return True
+
+
+def slot_uid(slot: int) -> int | None:
+    return SLOT_UID_BASE + slot if os.geteuid() == 0 else None
+
+
+def command(workdir: str, result_fd: int) -> list[str]:
+    exe = python_exe()
+    if not use_bwrap():
+        return [exe, "-I", "-S", str(HARNESS), str(result_fd)]
+    real_exe = os.path.realpath(exe)
+    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for d in HIDDEN_DIRS:  # hide data / repo / home dirs unless the interpreter lives there
+        if os.path.isdir(d) and not real_exe.startswith(d + "/"):
+            cmd += ["--tmpfs", d]
+    inner_harness = "/tmp/_pgrpo_harness.py"
+    cmd += ["--ro-bind", str(HARNESS), inner_harness, "--bind", workdir, workdir, "--chdir", workdir,
+            "--unshare-all", "--die-with-parent", "--new-session", "--",
+            exe, "-I", "-S", inner_harness, str(result_fd)]
+    return cmd
+
+
+def preexec(limits: Limits, cpu_s: int):
+    """rlimits for the child (runs after the uid drop, before exec)."""
+    def fn():
+        mb = 1 << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.fsize_mb * mb, limits.fsize_mb * mb))
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.nproc, limits.nproc))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.nofile, limits.nofile))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return fn
+
+
+def sweep_uid(uid: int | None):
+    """Kill every process of `uid` (kill(-1) from a process running as that uid)."""
+    if uid is None:
+        return
+    kill = shutil.which("kill", path="/usr/bin:/bin")
+    assert kill, "need /bin/kill for the uid sweep"
+    subprocess.run([kill, "-9", "-1"], user=uid, group=uid, extra_groups=[], env={},
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def remove_uid_files(uid: int | None):
+    """Inner layer: delete entries the slot uid created in world-writable dirs (one level deep)."""
+    if uid is None:
+        return
+    for d in WORLD_WRITABLE:
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if st.st_uid == uid:
+                if e.is_dir(follow_symlinks=False):
+                    shutil.rmtree(e.path, ignore_errors=True)
+                else:
+                    os.unlink(e.path)
+            elif e.is_dir(follow_symlinks=False) and st.st_mode & 0o002:
+                remove_uid_files_in(e.path, uid)
+
+
+def remove_uid_files_in(d: str, uid: int):
+    try:
+        for e in os.scandir(d):
+            if e.stat(follow_symlinks=False).st_uid == uid:
+                shutil.rmtree(e.path, ignore_errors=True) if e.is_dir(follow_symlinks=False) else os.unlink(e.path)
+    except OSError:
+        pass
+
+
+# ----------------------------------------------------------------------------- one run
+
+def run_job(job: Job, slot: int = 0, limits: Limits = Limits()) -> RunResult:
+    """Run one job in the sandbox as worker `slot`; always returns (never raises for child behaviour)."""
+    uid = slot_uid(slot)
+    t0 = time.monotonic()
+    workdir = tempfile.mkdtemp(prefix="pgrpo_")
+    os.chmod(workdir, 0o700)
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+    res_r, res_w = os.pipe()
+    n_tests = len(job.tests)
+    cpu_s = int(limits.start_timeout + limits.module_timeout + n_tests * limits.per_test_timeout) + 5
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir}
+    proc = None
+    try:
+        proc = subprocess.Popen(
+            command(workdir, res_w), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=workdir, env=env, pass_fds=(res_w,), start_new_session=True, close_fds=True,
+            user=uid, group=uid, extra_groups=[] if uid is not None else None,
+            preexec_fn=preexec(limits, cpu_s))
+        os.close(res_w)
+        res_w = -1
+        nonce = secrets.token_hex(16)
+        payload = {"nonce": nonce, "setup": job.setup, "code": job.code, "script": job.script,
+                   "post": job.post, "tests": [{"kind": k, "src": s} for k, s in job.tests],
+                   "per_test_timeout": limits.per_test_timeout, "module_timeout": limits.module_timeout}
+        try:
+            proc.stdin.write(json.dumps(payload).encode())
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        return collect(proc, res_r, nonce, job, limits, t0)
+    finally:
+        if proc is not None:
+            kill_group(proc)
+        if res_w >= 0:
+            os.close(res_w)
+        os.close(res_r)
+        sweep_uid(uid)
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        shutil.rmtree(workdir, ignore_errors=True)
+        if uid is not None and not use_bwrap():
+            remove_uid_files(uid)
+
+
+def kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for f in (proc.stdout, proc.stderr):
+        try:
+            f.close()
+        except OSError:
+            pass
+
+
+def collect(proc, res_r, nonce, job: Job, limits: Limits, t0) -> RunResult:
+    """Read records/stdout/stderr incrementally, enforcing one deadline per expected record."""
+    n = len(job.tests)
+    tests = [TestRecord("missing") for _ in range(n)]
+    out = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    sel = selectors.DefaultSelector()
+    sel.register(res_r, selectors.EVENT_READ)
+    for fd in out:
+        sel.register(fd, selectors.EVENT_READ)
+    state = {"setup_ok": False, "module_ok": False, "module_err": None, "done": False, "tampered": False,
+             "n_timeouts": 0}
+    # expected record sequence and its deadlines
+    expect = ["setup", "module"] + [f"test{i}" for i in range(n)] + ["done"]
+    budget = {"setup": limits.start_timeout, "module": limits.module_timeout + limits.grace, "done": limits.grace}
+    pos = 0
+    deadline = time.monotonic() + (limits.start_timeout + limits.module_timeout if job.script else limits.start_timeout)
+    buf = bytearray()
+    received = 0
+    killed = False
+    res_open = True
+
+    def accept(rec):
+        nonlocal pos, deadline
+        want = expect[pos] if pos < len(expect) else None
+        got = rec.get("t") if rec.get("t") != "test" else f"test{rec.get('i')}"
+        if got != want:
+            state["tampered"] = True
+            return
+        if got == "setup":
+            state["setup_ok"] = True
+        elif got == "module":
+            state["module_ok"], state["module_err"] = bool(rec.get("ok")), rec.get("err")
+        elif got == "done":
+            state["done"] = True
+        else:
+            i = rec["i"]
+            status = rec.get("status")
+            assert status in ("ok", "error", "timeout"), status
+            try:
+                value = decode(rec["value"]) if status == "ok" else None
+            except (AssertionError, ValueError, TypeError, KeyError, RecursionError):
+                status, value = "error", None
+            tests[i] = TestRecord(status, value, rec.get("err"))
+            state["n_timeouts"] += status == "timeout"
+        pos += 1
+        if pos < len(expect):
+            nxt = expect[pos]
+            deadline = time.monotonic() + budget.get(nxt, limits.per_test_timeout + limits.grace)
+
+    while True:
+        if job.script and proc.poll() is not None:
+            break
+        if not job.script and (state["done"] or state["tampered"] or not res_open):
+            break
+        if state["n_timeouts"] >= limits.max_timeouts:
+            killed = True  # the remaining tests stay "missing"
+            break
+        left = deadline - time.monotonic()
+        if left <= 0:
+            killed = True
+            break
+        for key, _ in sel.select(min(left, 0.1) if job.script else left):
+            fd = key.fd
+            try:
+                data = os.read(fd, 1 << 16)
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(fd)
+                if fd == res_r:
+                    res_open = False
+                continue
+            if fd in out:
+                keep = limits.output_cap - len(out[fd])
+                if keep > 0:
+                    out[fd] += data[:keep]
+                continue
+            received += len(data)
+            if received > limits.result_cap:
+                state["tampered"] = True
+                break
+            buf += data
+            *lines, rest = buf.split(b"\n")
+            buf = bytearray(rest)
+            for line in lines:
+                try:
+                    rec = json.loads(line)
+                except (ValueError, RecursionError):
+                    continue
+                if isinstance(rec, dict) and rec.get("n") == nonce:
+                    accept(rec)
+    # timeout attribution: the record the parent was waiting for when the deadline passed
+    if killed and not job.script and 2 <= pos < 2 + n and state["n_timeouts"] < limits.max_timeouts:
+        tests[pos - 2] = TestRecord("timeout", None, "killed at parent deadline")
+    if killed or state["tampered"]:
+        kill_group(proc)
+    else:  # drain what is left of stdout for a short while (stdout_marker programs)
+        end = time.monotonic() + 0.5
+        while sel.get_map() and time.monotonic() < end:
+            for key, _ in sel.select(0.05):
+                try:
+                    data = os.read(key.fd, 1 << 16)
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(key.fd)
+                elif key.fd in out:
+                    out[key.fd] += data[: max(0, limits.output_cap - len(out[key.fd]))]
+    sel.close()
+    try:
+        exit_code = proc.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        exit_code = None
+    if state["tampered"]:
+        tests = [t if t.status != "ok" else TestRecord("error", None, "tampered") for t in tests]
+    fds = list(out)
+    return RunResult(
+        setup_ok=state["setup_ok"], module_ok=state["module_ok"] and not state["tampered"],
+        module_err=state["module_err"], tests=tests, done=state["done"] and not state["tampered"],
+        exit_code=None if killed else exit_code, stdout=out[fds[0]].decode(errors="replace"),
+        stderr=out[fds[1]].decode(errors="replace"), killed=killed, tampered=state["tampered"],
+        wall_s=time.monotonic() - t0)
+
+
+# ----------------------------------------------------------------------------- pool
+
+def n_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def run_many(jobs: list[Job], progress: bool = False, limits: Limits = Limits(), desc: str = "sandbox") -> list[RunResult]:
+    """Run jobs on a pool of n_workers() threads, each owning one slot uid; results in job order."""
+    slots: queue.Queue[int] = queue.Queue()
+    for s in range(n_workers()):
+        slots.put(s)
+
+    def one(job):
+        s = slots.get()
+        try:
+            return run_job(job, s, limits)
+        finally:
+            slots.put(s)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm  # noqa: PLC0415
+        bar = tqdm(total=len(jobs), desc=desc, file=sys.stderr)
+    with ThreadPoolExecutor(n_workers()) as ex:
+        futs = [ex.submit(one, j) for j in jobs]
+        results = []
+        for f in futs:
+            results.append(f.result())
+            if bar:
+                bar.update(1)
+    if bar:
+        bar.close()
+    return results
