@@ -38,7 +38,7 @@ class _TestTimeout(BaseException):
 
 _type, _len, _repr, _str, _isinstance, _sorted = type, len, repr, str, isinstance, sorted
 _int, _float, _bool, _list, _tuple, _dict, _set, _frozenset = int, float, bool, list, tuple, dict, set, frozenset
-_monotonic, _setitimer, _write, _dumps = time.monotonic, signal.setitimer, os.write, json.dumps
+_cputime, _setitimer, _write, _dumps = time.process_time, signal.setitimer, os.write, json.dumps
 _exit, _compile, _exec, _eval, _getattr = os._exit, compile, exec, eval, getattr
 _format_exc, _BaseException = traceback.format_exception_only, BaseException
 
@@ -101,7 +101,7 @@ def main():
     def on_alarm(signum, frame):
         raise _TestTimeout()
 
-    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGPROF, on_alarm)
 
     g = {"__name__": "__main__", "__builtins__": builtins}
     _exec(_compile(job["setup"], "<setup>", "exec"), g)
@@ -112,21 +112,22 @@ def main():
     send({"t": "setup"})
 
     def run_timed(fn, limit):
-        """fn() under a re-firing interval timer; returns (status, value, err)."""
-        t0 = _monotonic()
+        """fn() under a re-firing CPU-time timer (load independent); returns (status, value, err).
+        Code that blocks without using CPU (sleep) is stopped by the parent's wall deadline."""
+        t0 = _cputime()
         try:
-            _setitimer(signal.ITIMER_REAL, limit, 0.25)
+            _setitimer(signal.ITIMER_PROF, limit, 0.25)
             try:
                 v = fn()
             finally:
-                _setitimer(signal.ITIMER_REAL, 0, 0)
+                _setitimer(signal.ITIMER_PROF, 0, 0)
             status, err = "ok", None
         except _TestTimeout:
             return "timeout", None, "timeout"
         except _BaseException as e:  # noqa: BLE001  (untrusted code may raise anything, SystemExit included)
-            _setitimer(signal.ITIMER_REAL, 0, 0)
+            _setitimer(signal.ITIMER_PROF, 0, 0)
             return "error", None, _err(e)
-        if _monotonic() - t0 > limit:  # the timeout fired but was swallowed by untrusted code
+        if _cputime() - t0 > limit:  # the timeout fired but was swallowed by untrusted code
             return "timeout", None, "timeout (exception swallowed)"
         return status, v, err
 

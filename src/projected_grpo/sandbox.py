@@ -47,8 +47,9 @@ WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 
 @dataclass
 class Limits:
-    per_test_timeout: float = 5.0   # wall seconds per test (harness timer; parent adds `grace`)
-    module_timeout: float = 10.0    # wall seconds for the module-level exec of the completion
+    per_test_timeout: float = 5.0   # CPU seconds per test (harness timer, load independent)
+    module_timeout: float = 10.0    # CPU seconds for the module-level exec of the completion
+    wall_factor: float = 3.0        # parent wall deadline = wall_factor * CPU limit + grace
     start_timeout: float = 10.0     # wall seconds for interpreter start + setup_code
     grace: float = 2.0              # parent-side slack on every deadline
     memory_mb: int = 1024           # RLIMIT_AS
@@ -307,7 +308,8 @@ def collect(proc, res_r, nonce, job: Job, limits: Limits, t0) -> RunResult:
              "n_timeouts": 0}
     # expected record sequence and its deadlines
     expect = ["setup", "module"] + [f"test{i}" for i in range(n)] + ["done"]
-    budget = {"setup": limits.start_timeout, "module": limits.module_timeout + limits.grace, "done": limits.grace}
+    budget = {"setup": limits.start_timeout, "module": limits.wall_factor * limits.module_timeout + limits.grace,
+              "done": limits.grace}
     pos = 0
     deadline = time.monotonic() + (limits.start_timeout + limits.module_timeout if job.script else limits.start_timeout)
     buf = bytearray()
@@ -341,7 +343,7 @@ def collect(proc, res_r, nonce, job: Job, limits: Limits, t0) -> RunResult:
         pos += 1
         if pos < len(expect):
             nxt = expect[pos]
-            deadline = time.monotonic() + budget.get(nxt, limits.per_test_timeout + limits.grace)
+            deadline = time.monotonic() + budget.get(nxt, limits.wall_factor * limits.per_test_timeout + limits.grace)
 
     while True:
         if job.script and proc.poll() is not None:

@@ -1,0 +1,41 @@
+"""Shared helpers of the verify_* gates: data path, fencing, busy-core load."""
+
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+from projected_grpo.problems import load_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+LEETCODE = Path(os.environ.get("PGRPO_LEETCODE") or Path(__file__).resolve().parents[2] / "shared/data/leetcode_test_medhard.jsonl")
+
+
+def problems():
+    return load_jsonl(LEETCODE)
+
+
+def fence(code: str) -> str:
+    return f"Here is my solution.\n```python\n{code}\n```\n"
+
+
+def _spin():
+    while True:
+        pass
+
+
+class BusyCores:
+    """Context manager: n busy-loop processes keep the cores loaded, killed on exit."""
+
+    def __init__(self, n=None):
+        self.n = n or os.cpu_count()
+
+    def __enter__(self):
+        self.procs = [mp.Process(target=_spin, daemon=True) for _ in range(self.n)]
+        for p in self.procs:
+            p.start()
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+            p.join()

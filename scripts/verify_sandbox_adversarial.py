@@ -1,0 +1,103 @@
+"""Gate: hostile completions are graded 'Incorrect' (never eq_correct), leave no file outside the
+sandbox and no process behind, and the grader survives; once with bwrap, once inner layer only
+(PGRPO_NO_BWRAP=1). Short limits keep the gate fast."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gate_common import REPO, fence, problems  # noqa: E402
+
+from projected_grpo import sandbox  # noqa: E402
+from projected_grpo.grader import grade_batch  # noqa: E402
+from projected_grpo.problems import method_name  # noqa: E402
+
+LIMITS = sandbox.Limits(per_test_timeout=1.0, module_timeout=2.0, start_timeout=10.0, wall_factor=2.0)
+
+
+def hostile(m: str) -> dict[str, str]:
+    sol = lambda body: f"class Solution:\n    def {m}(self, *a, **k):\n" + "".join(f"        {ln}\n" for ln in body.splitlines())  # noqa: E731
+    ret0 = sol("return None")
+    return {
+        "module infinite loop": "while True:\n    pass\n" + ret0,
+        "test infinite loop": sol("while True:\n    pass"),
+        "loop catching timeout": sol("while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass"),
+        "sleep in test": sol("import time\ntime.sleep(100)"),
+        "memory bomb": sol("x = []\nwhile True:\n    x.append(bytearray(10**7))"),
+        "fork 20 sleepers": "import os, time\nfor _ in range(20):\n    try:\n        if os.fork() == 0:\n            time.sleep(60)\n            os._exit(0)\n    except OSError:\n        break\n" + ret0,
+        "setsid escape": "import os, time, subprocess\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\n"
+                         "subprocess.Popen(['sleep', '60'], start_new_session=True)\n" + ret0,
+        "writes outside": "import os\nfor p in ['/tmp/pgrpo_adv_marker', %r, '/root/pgrpo_adv_marker', os.path.expanduser('~/../pgrpo_adv_marker')]:\n"
+                          "    try:\n        open(p, 'w').write('x')\n    except OSError:\n        pass\n" % str(REPO / "pgrpo_adv_marker") + ret0,
+        "network": "import socket\nfor h, port in [('127.0.0.1', 22), ('1.1.1.1', 53)]:\n    try:\n        socket.create_connection((h, port), timeout=1).close()\n        print('NET OK')\n    except OSError:\n        pass\n" + ret0,
+        "fake output + os._exit": "import os\nprint('{\"t\": \"done\"}')\nprint('All tests passed')\nos._exit(0)\n" + ret0,
+        "always-equal object": "class E:\n    def __eq__(self, o):\n        return True\n    __hash__ = object.__hash__\n" + sol("return E()"),
+        "list subclass eq": "class L(list):\n    def __eq__(self, o):\n        return True\n" + sol("return L()"),
+        "sys.exit(0) module": "import sys\nsys.exit(0)\n" + ret0,
+        "monkeypatch builtins": "import builtins\nclass E(list):\n    def __eq__(self, o):\n        return True\n"
+                                "builtins.isinstance = lambda *a: True\nbuiltins.type = lambda *a: list\n" + sol("return E()"),
+        "redefine setup helpers": "del ListNode, TreeNode\ndef list_node(*a):\n    return None\nis_same_list = lambda *a: True\nis_same_tree = lambda *a: True\n" + ret0,
+        "kill parent": "import os\ntry:\n    os.kill(os.getppid(), 9)\nexcept OSError:\n    pass\n" + ret0,
+        "huge output": "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 10**6)\n" + ret0,
+        "forge records via gc": "import gc, os, json\nfor o in gc.get_objects():\n    pass\n" + ret0,
+    }
+
+
+def snapshot():
+    files = set()
+    for root in (Path("/tmp"), REPO, Path("/root"), Path("/var/tmp"), Path("/dev/shm")):
+        if root == REPO:
+            files |= {str(p) for p in REPO.rglob("*") if ".git" not in p.parts and "__pycache__" not in p.parts}
+        else:
+            files |= {str(p) for p in root.iterdir()} if root.exists() else set()
+    return files
+
+
+def leftover_processes():
+    out = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True, check=True).stdout
+    slot_uids = {sandbox.SLOT_UID_BASE + s for s in range(sandbox.n_workers())}
+    return [ln for ln in out.splitlines() if int(ln.split()[0]) in slot_uids or "_pgrpo_harness" in ln]
+
+
+def run_mode(p, no_bwrap: bool):
+    os.environ["PGRPO_NO_BWRAP"] = "1" if no_bwrap else "0"
+    cases = hostile(method_name(p))
+    before = snapshot()
+    t0 = time.time()
+    results = grade_batch([p] * len(cases), [fence(c) for c in cases.values()], limits=LIMITS)
+    dt = time.time() - t0
+    time.sleep(0.5)
+    bad = [(name, r.label, r.eq_correct) for name, r in zip(cases, results) if r.label != "Incorrect" or r.eq_correct]
+    assert not bad, f"hostile completions mislabelled: {bad}"
+    new = snapshot() - before
+    new = {f for f in new if not Path(f).name.startswith(("pgrpo_", ".grade_")) or "adv_marker" in f}
+    assert not new, f"files left outside the sandbox: {sorted(new)[:10]}"
+    procs = leftover_processes()
+    assert not procs, f"processes left behind: {procs[:5]}"
+    net = sandbox.run_job(sandbox.Job(p["setup_code"], cases["network"], []), 0, LIMITS)
+    if not no_bwrap:
+        assert "NET OK" not in net.stdout, "network reachable inside bwrap"
+    after = grade_batch([p], [fence(p["canonical_solution"])])[0]
+    assert after.label == "Correct", f"grader did not survive: {after}"
+    return len(cases), dt, "NET OK" in net.stdout
+
+
+def main():
+    p = problems()[0]
+    mode_summaries = []
+    for no_bwrap in (False, True):
+        if not no_bwrap and not sandbox.use_bwrap():
+            print("WARNING: bwrap missing; testing the inner layer only")
+            continue
+        n, dt, net = run_mode(p, no_bwrap)
+        mode_summaries.append(f"{'inner-only' if no_bwrap else 'bwrap'}: {n} hostile cases Incorrect in {dt:.1f}s"
+                              f" (network reachable: {net})")
+    print("PASS verify_sandbox_adversarial: " + "; ".join(mode_summaries)
+          + "; no files outside, no processes left, canonical still Correct")
+
+
+if __name__ == "__main__":
+    main()
