@@ -1,0 +1,460 @@
+"""Adapters with a deployed block and a quarantine block, and per-rollout gradients.
+
+Every targeted nn.Linear `W: [d_out, d_in]` of a causal LM is replaced by an `AdaptedLinear`
+that keeps `W` frozen and adds two trainable blocks:
+
+    svd,  quarantine="shared":  y = W x + U ((Vh x) * (delta_S + delta_S_hack))
+    svd,  quarantine="own":     y = W x + U ((Vh x) * delta_S) + U2 ((Vh2 x) * delta_S_hack)
+    lora, quarantine="shared":  y = W x + scale * B ((A + A_hack) x)
+    lora, quarantine="own":     y = W x + scale * (B (A x) + B_hack (A_hack x))
+
+U, Vh (top-r singular vectors of W), U2, Vh2 (the next r) and B are frozen buffers. The
+deployed block is {delta_S} or {A}; the quarantine block is {delta_S_hack} or {A_hack, B_hack}.
+All trainable tensors that multiply the input are zero at init, so the wrapped model starts
+equal to the base model. The reference policy is the model with both blocks off (== base);
+deployment ablation switches the quarantine block off.
+
+With quarantine="shared" both blocks enter the forward only through their sum, so they receive
+identical gradients (the shrinkage null, method.md section 4).
+
+Per-rollout gradients: inside `capture_per_sample_grads(model)`, each adapter saves the small
+per-token input of its trainable factor and a tensor hook receives the gradient of the factor's
+output during the ordinary batched backward; the hook forms each rollout's gradient
+(SVD: G_b = sum_t h_bt * gz_bt, LoRA: G_b = sum_t ga_bt x_bt^T). `write_routed_grads` then
+writes `param.grad = sum_b w_b G_b` per block, so routing is a pair of masked sums.
+"""
+
+import contextlib
+import hashlib
+import json
+import re
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm import tqdm
+
+DEFAULT_TARGETS = r"layers\.\d+\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+NEVER_TARGET = re.compile(r"(lm_head|embed)")
+
+
+@dataclass
+class AdapterConfig:
+    kind: Literal["svd", "lora"] = "svd"
+    """svd: trainable singular-value offsets on a frozen SVD basis of W. lora: trainable A on a
+    frozen random B."""
+    rank: int | None = None
+    """Adapter rank r. svd: None or -1 means full rank min(d_out, d_in). lora: required."""
+    quarantine: Literal["shared", "own"] = "shared"
+    """shared: the quarantine block adds to the deployed block inside the same factor (identical
+    gradients). own: the quarantine has its own structure (svd: singular directions r..2r-1;
+    lora: its own trainable B_hack)."""
+    targets: str = DEFAULT_TARGETS
+    """Regex searched in each nn.Linear's module name; lm_head and embeddings are never wrapped."""
+    lora_alpha: float | None = None
+    """LoRA scale = lora_alpha / r; None means scale 1."""
+    hack_B_scale: float = 1.0
+    """lora, quarantine="own": B_hack init = hack_B_scale * (a random matrix distributed as B)."""
+    seed: int = 0
+    """Seed of the frozen random LoRA B, B_hack and of random fill-in SVD bases; each module mixes
+    in a CRC32 of its name."""
+    cache_dir: str = "out/svd_cache"
+    """Directory of cached SVD factors (safetensors keyed by sha256 of the weight bytes and k)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# frozen bases
+
+
+def _module_generator(seed: int, name: str) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+
+
+def random_orthonormal(n: int, k: int, gen: torch.Generator) -> Float[Tensor, "n k"]:
+    """n x k matrix with orthonormal columns (QR of a seeded Gaussian)."""
+    assert k <= n, (n, k)
+    q, r = torch.linalg.qr(torch.randn(n, k, generator=gen, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r))).float()
+
+
+def weight_key(w: Float[Tensor, "o i"], k: int) -> str:
+    h = hashlib.sha256()
+    h.update(f"{tuple(w.shape)}|{w.dtype}|k={k}|".encode())
+    h.update(w.detach().contiguous().reshape(-1).view(torch.uint8).cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def svd_top_k(
+    w: Float[Tensor, "o i"], k: int, cache_dir: str | None
+) -> tuple[Float[Tensor, "o k"], Float[Tensor, " k"], Float[Tensor, "k i"], bool]:
+    """Top-k singular triplets of w in float32 on w's device; returns (U, S, Vh, cache_hit)."""
+    path = Path(cache_dir) / f"{weight_key(w, k)}.safetensors" if cache_dir else None
+    if path is not None and path.exists():
+        f = load_file(str(path), device=str(w.device))
+        return f["U"], f["S"], f["Vh"], True
+    u, s, vh = torch.linalg.svd(w.detach().float(), full_matrices=False)
+    u, s, vh = u[:, :k].contiguous(), s[:k].contiguous(), vh[:k].contiguous()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file({"U": u.cpu(), "S": s.cpu(), "Vh": vh.cpu()}, str(tmp))
+        tmp.replace(path)
+    return u, s, vh, False
+
+
+# ---------------------------------------------------------------------------------------------
+# per-rollout gradient formulas (float32)
+
+
+def svd_per_sample(h: Float[Tensor, "b t k"], gz: Float[Tensor, "b t k"]) -> Float[Tensor, "b k"]:
+    """d loss_b / d s for z = h * s: sum over tokens of h * dL/dz."""
+    return torch.einsum("btk,btk->bk", h.float(), gz.float())
+
+
+def lora_a_per_sample(x: Float[Tensor, "b t i"], ga: Float[Tensor, "b t k"]) -> Float[Tensor, "b k i"]:
+    """d loss_b / d A for a = x A^T: sum over tokens of dL/da x^T."""
+    return torch.einsum("btk,bti->bki", ga.float(), x.float())
+
+
+def lora_b_per_sample(a: Float[Tensor, "b t r"], gu: Float[Tensor, "b t o"]) -> Float[Tensor, "b o r"]:
+    """d loss_b / d B for u = a B^T: sum over tokens of dL/du a^T."""
+    return torch.einsum("bto,btr->bor", gu.float(), a.float())
+
+
+# ---------------------------------------------------------------------------------------------
+# the adapter module
+
+
+class AdaptedLinear(nn.Module):
+    """A frozen nn.Linear plus a deployed block and a quarantine block (see module docstring)."""
+
+    def __init__(self, base: nn.Linear, cfg: AdapterConfig, name: str):
+        super().__init__()
+        assert isinstance(base, nn.Linear), type(base)
+        self.base, self.kind, self.quarantine, self.name = base, cfg.kind, cfg.quarantine, name
+        for p in base.parameters():
+            p.requires_grad_(False)
+        w = base.weight
+        d_out, d_in = w.shape
+        full = min(d_out, d_in)
+        r = full if cfg.rank in (None, -1) else cfg.rank
+        assert 1 <= r <= full, f"{name}: rank {r} outside [1, {full}]"
+        self.r, self.d_in, self.d_out = r, d_in, d_out
+        gen = _module_generator(cfg.seed, name)
+        dev = w.device
+        f32 = dict(device=dev, dtype=torch.float32)
+        self.svd_cache_hit = False
+        if cfg.kind == "svd":
+            k = min(2 * r, full) if cfg.quarantine == "own" else r
+            u, _, vh, self.svd_cache_hit = svd_top_k(w, k, cfg.cache_dir)
+            if cfg.quarantine == "own" and k < 2 * r:  # not enough singular directions left
+                u2, vh2 = random_orthonormal(d_out, r, gen), random_orthonormal(d_in, r, gen).T
+                u = torch.cat([u[:, :r], u2.to(dev)], 1)
+                vh = torch.cat([vh[:r], vh2.to(dev)], 0)
+            # frozen bases: [U | U2] and [Vh ; Vh2] (k = r or 2r); recomputable, so not persistent
+            self.register_buffer("U", u.to(w.dtype).contiguous(), persistent=False)
+            self.register_buffer("Vh", vh.to(w.dtype).contiguous(), persistent=False)
+            self.delta_S = nn.Parameter(torch.zeros(r, **f32))
+            self.delta_S_hack = nn.Parameter(torch.zeros(r, **f32))
+        elif cfg.kind == "lora":
+            assert cfg.rank not in (None, -1), "lora needs an explicit rank"
+            self.scale = (cfg.lora_alpha if cfg.lora_alpha is not None else r) / r
+            self.register_buffer("B", random_orthonormal(d_out, r, gen).to(dev, w.dtype))
+            self.A = nn.Parameter(torch.zeros(r, d_in, **f32))
+            self.A_hack = nn.Parameter(torch.zeros(r, d_in, **f32))
+            if cfg.quarantine == "own":
+                b_hack = cfg.hack_B_scale * random_orthonormal(d_out, r, gen)
+                self.B_hack = nn.Parameter(b_hack.to(**f32))
+        else:
+            raise ValueError(f"unknown adapter kind {cfg.kind!r}")
+        self.deployed_on = True
+        self.quarantine_on = True
+        self.capture = False
+        self.records: list[dict] = []
+
+    # -- blocks --------------------------------------------------------------------------------
+
+    def deployed_parameters(self) -> list[nn.Parameter]:
+        return [self.delta_S] if self.kind == "svd" else [self.A]
+
+    def quarantine_parameters(self) -> list[nn.Parameter]:
+        if self.kind == "svd":
+            return [self.delta_S_hack]
+        return [self.A_hack, self.B_hack] if self.quarantine == "own" else [self.A_hack]
+
+    def _gate(self, p: Tensor, on: bool) -> Tensor:
+        return p if on else torch.zeros_like(p)
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def forward(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
+        y = self.base(x)
+        if not (self.deployed_on or self.quarantine_on):
+            return y  # reference policy: exactly the base Linear
+        branch = self._svd(x) if self.kind == "svd" else self._lora(x)
+        return y + branch
+
+    def _record(self, x: Tensor) -> dict | None:
+        if not (self.capture and torch.is_grad_enabled()):
+            return None
+        assert x.ndim == 3, f"{self.name}: capture needs [batch, time, d_in] inputs, got {tuple(x.shape)}"
+        rec = dict(batch=x.shape[0], deployed_on=self.deployed_on, quarantine_on=self.quarantine_on)
+        self.records.append(rec)
+        return rec
+
+    def _svd(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
+        dS = self._gate(self.delta_S, self.deployed_on)
+        dSh = self._gate(self.delta_S_hack, self.quarantine_on)
+        s = dS + dSh if self.quarantine == "shared" else torch.cat([dS, dSh])
+        h = x @ self.Vh.to(x.dtype).T  # [*, k]
+        z = h * s.to(x.dtype)
+        rec = self._record(x)
+        if rec is not None and z.requires_grad:
+            h_saved = h.detach()
+
+            def hook(gz: Tensor) -> None:
+                rec["svd"] = svd_per_sample(h_saved, gz)
+
+            z.register_hook(hook)
+        return z @ self.U.to(x.dtype).T
+
+    def _lora(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
+        A = self._gate(self.A, self.deployed_on)
+        Ah = self._gate(self.A_hack, self.quarantine_on)
+        if self.quarantine == "shared":
+            a_w, b_w = A + Ah, self.B.to(x.dtype)
+        else:
+            a_w = torch.cat([A, Ah], 0)
+            b_w = torch.cat([self.B.to(x.dtype), self.B_hack.to(x.dtype)], 1)
+        a = x @ a_w.to(x.dtype).T  # [*, k]
+        u = a @ b_w.T  # [*, d_out]
+        rec = self._record(x)
+        if rec is not None and a.requires_grad:
+            x_saved = x.detach()
+
+            def hook_a(ga: Tensor) -> None:
+                rec["lora_a"] = lora_a_per_sample(x_saved, ga)
+
+            a.register_hook(hook_a)
+            if self.quarantine == "own" and u.requires_grad:
+                a_hack_saved = a[..., self.r :].detach()
+
+                def hook_u(gu: Tensor) -> None:
+                    rec["lora_b_hack"] = lora_b_per_sample(a_hack_saved, gu)
+
+                u.register_hook(hook_u)
+        return u * self.scale
+
+    # -- per-rollout gradients -----------------------------------------------------------------
+
+    def _record_grads(self, rec: dict) -> tuple[Tensor, Tensor]:
+        """(deployed [b, P_d], quarantine [b, P_q]) of one captured forward; an off block gets 0."""
+        b, r = rec["batch"], self.r
+        if self.kind == "svd":
+            assert "svd" in rec, f"{self.name}: a captured forward got no backward"
+            g = rec["svd"]
+            dep, quar = (g, g) if self.quarantine == "shared" else (g[:, :r], g[:, r:])
+        else:
+            assert "lora_a" in rec, f"{self.name}: a captured forward got no backward"
+            g = rec["lora_a"]
+            if self.quarantine == "shared":
+                dep, quar = g.flatten(1), g.flatten(1)
+            else:
+                assert "lora_b_hack" in rec, f"{self.name}: a captured forward got no B_hack backward"
+                dep = g[:, :r].flatten(1)
+                quar = torch.cat([g[:, r:].flatten(1), rec["lora_b_hack"].flatten(1)], 1)
+        if not rec["deployed_on"]:
+            dep = torch.zeros_like(dep)
+        if not rec["quarantine_on"]:
+            quar = torch.zeros_like(quar)
+        assert dep.shape[0] == b and quar.shape[0] == b
+        return dep, quar
+
+    def per_sample_grads(self) -> dict[str, Float[Tensor, "b p"]]:
+        """Per-rollout gradients of the captured forwards (concatenated in forward order),
+        flattened in the order of deployed_parameters() / quarantine_parameters()."""
+        assert self.records, f"{self.name}: nothing captured"
+        pairs = [self._record_grads(rec) for rec in self.records]
+        return dict(
+            deployed=torch.cat([d for d, _ in pairs]), quarantine=torch.cat([q for _, q in pairs])
+        )
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, r={self.r}, quarantine={self.quarantine}"
+
+
+# ---------------------------------------------------------------------------------------------
+# model-level helpers
+
+
+def wrap_model(model: nn.Module, cfg: AdapterConfig) -> dict[str, AdaptedLinear]:
+    """Freeze every parameter of model and replace each targeted nn.Linear by an AdaptedLinear."""
+    assert not adapter_modules(model), "model is already wrapped"
+    pattern = re.compile(cfg.targets)
+    names = [
+        n for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and pattern.search(n) and not NEVER_TARGET.search(n)
+    ]
+    assert names, f"no nn.Linear matches {cfg.targets!r}"
+    for p in model.parameters():
+        p.requires_grad_(False)
+    adapters = {}
+    for name in tqdm(names, desc=f"wrap {cfg.kind}", disable=len(names) < 16):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        adapters[name] = AdaptedLinear(getattr(parent, child), cfg, name)
+        setattr(parent, child, adapters[name])
+    model.adapter_config = cfg
+    return adapters
+
+
+def adapter_modules(model: nn.Module) -> dict[str, AdaptedLinear]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, AdaptedLinear)}
+
+
+def deployed_params(model: nn.Module) -> list[nn.Parameter]:
+    return [p for m in adapter_modules(model).values() for p in m.deployed_parameters()]
+
+
+def quarantine_params(model: nn.Module) -> list[nn.Parameter]:
+    return [p for m in adapter_modules(model).values() for p in m.quarantine_parameters()]
+
+
+@contextlib.contextmanager
+def _blocks(model: nn.Module, deployed: bool | None, quarantine: bool | None) -> Iterator[None]:
+    mods = list(adapter_modules(model).values())
+    assert mods, "model has no adapters"
+    saved = [(m.deployed_on, m.quarantine_on) for m in mods]
+    try:
+        for m in mods:
+            m.deployed_on = m.deployed_on if deployed is None else deployed
+            m.quarantine_on = m.quarantine_on if quarantine is None else quarantine
+        yield
+    finally:
+        for m, (d, q) in zip(mods, saved):
+            m.deployed_on, m.quarantine_on = d, q
+
+
+def reference_policy(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Both blocks off: the model computes exactly the base model."""
+    return _blocks(model, deployed=False, quarantine=False)
+
+
+def deployment_ablation(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Quarantine block off: the model that would be deployed."""
+    return _blocks(model, deployed=None, quarantine=False)
+
+
+def adapter_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """Trainable adapter tensors and the frozen LoRA B (SVD bases are recomputed from W)."""
+    out = {}
+    for name, m in adapter_modules(model).items():
+        for pname, p in m.named_parameters(recurse=False):
+            out[f"{name}.{pname}"] = p.detach().clone()
+        if m.kind == "lora":
+            out[f"{name}.B"] = m.B.detach().clone()
+    return out
+
+
+def load_adapter_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
+    own = adapter_state_dict(model)
+    assert set(own) == set(state), f"adapter keys differ: {sorted(set(own) ^ set(state))[:5]}"
+    mods = adapter_modules(model)
+    with torch.no_grad():
+        for key, t in state.items():
+            name, _, attr = key.rpartition(".")
+            dst = getattr(mods[name], attr)
+            assert dst.shape == t.shape, (key, dst.shape, t.shape)
+            if attr == "B":
+                assert torch.equal(dst, t.to(dst)), f"{key}: frozen B differs (other seed?)"
+            else:
+                dst.copy_(t)
+
+
+def identity(model: nn.Module) -> str:
+    """kind, rank, quarantine, and every adapter's name and block shapes; a v_hack saved with a
+    different identity does not belong to this model."""
+    cfg = model.adapter_config
+    mods = adapter_modules(model)
+    return json.dumps(
+        dict(
+            kind=cfg.kind, rank=cfg.rank, quarantine=cfg.quarantine, seed=cfg.seed,
+            modules=[
+                [n, [list(p.shape) for p in m.deployed_parameters()],
+                 [list(p.shape) for p in m.quarantine_parameters()]]
+                for n, m in mods.items()
+            ],
+        ),
+        sort_keys=True,
+    )
+
+
+def config_dict(model: nn.Module) -> dict:
+    return asdict(model.adapter_config)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-rollout gradients from one batched backward
+
+
+@contextlib.contextmanager
+def capture_per_sample_grads(model: nn.Module) -> Iterator[dict[str, AdaptedLinear]]:
+    """Forwards (with grad enabled) inside record per-rollout gradients during their backward.
+    Clears earlier records on entry; records stay readable after exit until the next capture or
+    clear_captured()."""
+    mods = adapter_modules(model)
+    assert mods, "model has no adapters"
+    for m in mods.values():
+        m.records, m.capture = [], True
+    try:
+        yield mods
+    finally:
+        for m in mods.values():
+            m.capture = False
+
+
+def clear_captured(model: nn.Module) -> None:
+    for m in adapter_modules(model).values():
+        m.records = []
+
+
+def per_sample_grads(model: nn.Module) -> dict[str, dict[str, Float[Tensor, "b p"]]]:
+    return {n: m.per_sample_grads() for n, m in adapter_modules(model).items()}
+
+
+def per_sample_grad_matrix(model: nn.Module) -> dict[str, Float[Tensor, "b p"]]:
+    """All modules' per-rollout gradients concatenated in the order of deployed_params() and
+    quarantine_params(): dict(deployed=[b, P_d], quarantine=[b, P_q])."""
+    g = per_sample_grads(model).values()
+    return dict(
+        deployed=torch.cat([d["deployed"] for d in g], 1),
+        quarantine=torch.cat([d["quarantine"] for d in g], 1),
+    )
+
+
+def _write_block(params: list[nn.Parameter], G: Float[Tensor, "b p"], w: Float[Tensor, " b"]) -> None:
+    if not bool((w != 0).any()):
+        for p in params:
+            p.grad = None  # untouched by AdamW, weight decay included
+        return
+    flat = w.to(G) @ G
+    assert flat.numel() == sum(p.numel() for p in params)
+    for p, g in zip(params, flat.split([p.numel() for p in params])):
+        p.grad = g.view_as(p).to(p.dtype).clone()
+
+
+def write_routed_grads(model: nn.Module, w_deployed: Float[Tensor, " b"], w_quarantine: Float[Tensor, " b"]) -> None:
+    """param.grad = sum_b w_b G_b for the deployed block (weights w_deployed) and the quarantine
+    block (w_quarantine) of every adapter. A block whose weights are all zero gets grad None.
+    Overwrites whatever backward left in .grad."""
+    assert w_deployed.shape == w_quarantine.shape and w_deployed.ndim == 1
+    for m in adapter_modules(model).values():
+        g = m.per_sample_grads()
+        assert g["deployed"].shape[0] == w_deployed.shape[0], (g["deployed"].shape, w_deployed.shape)
+        _write_block(m.deployed_parameters(), g["deployed"], w_deployed)
+        _write_block(m.quarantine_parameters(), g["quarantine"], w_quarantine)
