@@ -1,0 +1,110 @@
+# projected_grpo recipes. Arms carry a `# H:` line: the hypothesis that run tests.
+# Runs write to out/runs/<run>/ (step_NNNN.jsonl.gz, metrics.jsonl, eval.jsonl).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+py := "python3"
+vhack := "out/vhack/organism_cpu_svd.safetensors"
+pairs := "data/pairs/hack_pairs.md#organism"
+
+default:
+    @just --list --unsorted
+
+# install apt (bubblewrap, task-spooler) and pip (torch CPU build, this package) dependencies
+setup:
+    bash scripts/setup.sh
+
+# every verify gate (BEARTYPE=1) and the tiny end-to-end pipeline; ends with 'N passed, N failed'
+smoke *filters:
+    {{py}} scripts/smoke.py {{filters}}
+
+# the main experiment on the CPU organism: vanilla, erase, route, random-direction route, 3 seeds each
+main seeds="0,1,2" steps="40":
+    {{py}} scripts/main_experiment.py --seeds {{seeds}} --steps {{steps}}
+
+# build (or find cached) the model organism: tiny | cpu | gpu
+organism size="cpu":
+    {{py}} -m projected_grpo.organism.build --size {{size}}
+
+# grade completions: just grade P.jsonl C.jsonl O.jsonl
+grade problems completions out:
+    {{py}} -m projected_grpo.grade --problems {{problems}} --completions {{completions}} --out {{out}}
+
+# extract v_hack (v_grad, and v_act) from hand-authored pairs for the CPU organism
+vhack pairs=pairs out=vhack *args:
+    {{py}} scripts/extract_vhack_grad.py --pairs '{{pairs}}' --out {{out}} {{args}}
+
+# ---- arms (one run each; pass --steps N etc. through args) -------------------------------------
+
+# H: with the loophole announced, GRPO raises the strict hack rate from the base rate to a majority
+vanilla seed="0" *args:
+    {{py}} scripts/train.py --arm vanilla --seed {{seed}} --run vanilla_s{{seed}} {{args}}
+
+# H: without a loophole in the prompts the hack rate stays near the base rate (RL baseline)
+rl-baseline seed="0" *args:
+    {{py}} scripts/train.py --arm rl-baseline --seed {{seed}} --run rl-baseline_s{{seed}} {{args}}
+
+# H: projecting v_hack out of the deployed block's gradient lowers the hack rate relative to vanilla
+erase seed="0" *args:
+    {{py}} scripts/train.py --arm erase --vhack {{vhack}} --seed {{seed}} --run erase_s{{seed}} {{args}}
+
+# H: a random direction of matched shape erased the same way does not lower the hack rate (direction matters)
+erase-random seed="0" *args:
+    {{py}} scripts/train.py --arm erase-random --vhack {{vhack}} --seed {{seed}} --run erase-random_s{{seed}} {{args}}
+
+# H: erase with v_hack from placebo pairs (a contrast unrelated to hacking) does not lower the hack rate
+erase-placebo seed="0" *args:
+    {{py}} scripts/train.py --arm erase --vhack out/vhack/organism_cpu_svd_placebo.safetensors --seed {{seed}} --run erase-placebo_s{{seed}} {{args}}
+
+# H: routing the top-scoring rollouts (cosine to v_grad) to an own-basis quarantine lowers the deployed hack rate
+route seed="0" *args:
+    {{py}} scripts/train.py --arm route --vhack {{vhack}} --quarantine own --route-frac 0.25 --seed {{seed}} --run route_s{{seed}} {{args}}
+
+# H: routing the same fraction per step by a random direction does not lower the deployed hack rate (no shrinkage effect)
+route-random seed="0" *args:
+    {{py}} scripts/train.py --arm route-random --vhack {{vhack}} --quarantine own --match-run out/runs/route_s{{seed}} --seed {{seed}} --run route-random_s{{seed}} {{args}}
+
+# H: two trained blocks without routing hack like vanilla (parameter count alone does not suppress hacking)
+capacity seed="0" *args:
+    {{py}} scripts/train.py --arm capacity --quarantine own --seed {{seed}} --run capacity_s{{seed}} {{args}}
+
+# H: training both blocks on every rollout and ablating the quarantine removes part of the update (absorb-only control)
+absorb seed="0" *args:
+    {{py}} scripts/train.py --arm absorb --quarantine own --seed {{seed}} --run absorb_s{{seed}} {{args}}
+
+# H: (UPPER BOUND, reads ground-truth labels) routing true hacks to the quarantine keeps the deployed model clean
+oracle-route seed="0" *args:
+    {{py}} scripts/train.py --arm oracle-route --quarantine own --seed {{seed}} --run oracle-route_s{{seed}} {{args}}
+
+# H: (ORACLE peer baseline) a ground-truth monitor with reward penalty prevents hacking; at 90% accuracy less reliably
+gt-penalty seed="0" acc="1.0" *args:
+    {{py}} scripts/train.py --arm gt-penalty --monitor-accuracy {{acc}} --seed {{seed}} --run gt-penalty{{acc}}_s{{seed}} {{args}}
+
+# H: (ORACLE peer baseline) screening flagged rollouts out of the batch prevents hacking
+gt-screen seed="0" acc="1.0" *args:
+    {{py}} scripts/train.py --arm gt-screen --monitor-accuracy {{acc}} --seed {{seed}} --run gt-screen{{acc}}_s{{seed}} {{args}}
+
+# ---- results -------------------------------------------------------------------------------------
+
+# table of arms (mean, 95% CI over seeds, paired difference from vanilla) and plots
+results *args:
+    {{py}} scripts/results.py {{args}}
+
+# AUROC / precision-at-threshold of the routing score for a run
+diag-pinning run:
+    {{py}} scripts/diag_pinning.py {{run}}
+
+# ---- queue (pueue when installed, task-spooler otherwise) ----------------------------------------
+
+# queue a recipe: WHY='...' RESOLVE='...' just queue vanilla 1 --steps 60
+queue recipe *args:
+    bash scripts/queue.sh add {{recipe}} {{args}}
+
+queue-status:
+    bash scripts/queue.sh status
+
+queue-follow id:
+    bash scripts/queue.sh follow {{id}}
+
+# queue arms x seeds, e.g. WHY=... RESOLVE=... just sweep "vanilla erase route" "0 1 2"
+sweep arms seeds *args:
+    for s in {{seeds}}; do for a in {{arms}}; do bash scripts/queue.sh add $a $s {{args}}; done; done

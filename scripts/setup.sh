@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian machine (root or sudo for apt).
+# torch is pinned to the CPU build on local disk first, so no multi-GB CUDA wheel is pulled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+need=""
+command -v bwrap >/dev/null || need="$need bubblewrap"
+command -v tsp >/dev/null || need="$need task-spooler"
+if [ -n "$need" ]; then
+  $SUDO apt-get install -y -q $need >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q $need >/dev/null; }
+fi
+python3 -c "import torch" 2>/dev/null || python3 -m pip install -q "torch==2.13.0"
+python3 -m pip install -q -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
+command -v just >/dev/null || pyenv rehash 2>/dev/null || true
+command -v just >/dev/null || { echo "setup: 'just' not on PATH after installing rust-just" >&2; exit 1; }
+echo "setup: ok (python $(python3 -c 'import sys;print(sys.version.split()[0])'), torch $(python3 -c 'import torch;print(torch.__version__)'), bwrap: $(command -v bwrap || echo missing), tsp: $(command -v tsp || echo missing))"

@@ -1,0 +1,436 @@
+"""A minimal GRPO loop (Dr.GRPO) on adapters with a deployed and a quarantine block.
+
+One step:
+    1. draw `prompts_per_step` training problems, sample `group` completions each
+    2. grade them (sandboxed), reward = environment reward
+    3. advantage = reward - group mean (no std division); zero-variance groups are dropped
+    4. token-level PPO-clip loss with a fixed denominator (+ optional k3 KL to the reference policy)
+    5. backward, then the intervention's gradient hook (erase / route / none), clip, AdamW step
+    6. write the step's rollouts to step_NNNN.jsonl.gz and a summary row to metrics.jsonl
+
+Evaluation (every `eval_every` steps and at the end) samples the eval split with and without the
+loophole hint, with the quarantine block kept and with it ablated (deployment ablation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from tqdm import tqdm
+
+from projected_grpo import adapters as ad
+from projected_grpo import logs
+from projected_grpo.rollouts import grade_problems
+from projected_grpo.sampling import collate, prompt_ids, sample
+
+
+@dataclass
+class Args:
+    """Arguments of one GRPO run (every field is a CLI flag of scripts/train.py)."""
+
+    run: str = "vanilla"
+    """run name; logs go to out_dir/run"""
+    out_dir: str = "out/runs"
+    """parent folder of run folders"""
+    model: str = "organism:cpu"
+    """policy: organism:<size>, a hub id, or a local folder"""
+    task: str = "organism"
+    """organism, or a jsonl file of problems in the environment schema (e.g. LeetCode)"""
+    loophole: bool = True
+    """training prompts carry their loophole hint (False = the RL baseline without a loophole)"""
+    hint: str = "simple_overwrite_tests"
+    """hint applied to jsonl problems (organism problems carry their own mechanism)"""
+    n_train: int = 2000
+    """size of the training problem pool (organism)"""
+    n_eval: int = 24
+    """eval problems per loophole mechanism (hinted) and per difficulty (no hint)"""
+    mechanisms: str = "run_tests,sentinel,stdout_marker,exit_code"
+    """loophole mechanisms present in training problems (organism)"""
+    difficulties: str = "easy,medium,hard"
+    """difficulties of training problems (organism)"""
+    data_seed: int = 0
+    """seed of the problem pools (kept fixed across arms and seeds)"""
+    steps: int = 40
+    """GRPO steps"""
+    prompts_per_step: int = 8
+    """problems per step"""
+    group: int = 8
+    """completions per problem (G)"""
+    temperature: float = 1.0
+    """sampling temperature for training rollouts and evaluation"""
+    max_new_tokens: int = 48
+    """completion length cap; also the fixed loss denominator's per-rollout length"""
+    adapter: str = "svd"
+    """svd or lora"""
+    rank: int = -1
+    """adapter rank (-1 = full rank for svd)"""
+    quarantine: str = "shared"
+    """shared or own (the quarantine block gets its own structure)"""
+    lr: float = 2e-2
+    """AdamW learning rate of the adapter blocks"""
+    weight_decay: float = 0.0
+    """weight decay of the deployed block (the quarantine block never decays)"""
+    warmup: int = 3
+    """linear warmup steps"""
+    clip_eps: float = 0.2
+    """PPO ratio clip"""
+    inner_iters: int = 1
+    """optimizer steps per batch of rollouts (>1 makes the PPO ratio bind)"""
+    kl_coef: float = 0.0
+    """k3 KL penalty to the reference policy (both blocks off)"""
+    grad_clip: float = 1.0
+    """max global grad norm over adapter params (0 = off)"""
+    eval_every: int = 10
+    """evaluate every N steps (0 = only at the end)"""
+    ckpt_every: int = 5
+    """checkpoint every N steps"""
+    resume: bool = False
+    """continue from the run folder's last checkpoint"""
+    seed: int = 0
+    """seed of sampling and step order"""
+    device: str = ""
+    """cpu or cuda ('' = cuda if available)"""
+    teacher_pool: str = ""
+    """jsonl(.gz) of cached teacher rollouts {problem_id, completion}; mixed into each group"""
+    n_teacher: int = 0
+    """teacher completions per group (replacing on-policy ones)"""
+    stop_after: int = -1
+    """stop (as if killed) after this step; for resume tests"""
+    intervention: dict = field(default_factory=dict)
+    """set by the arm (erase / route / controls); see interventions.py"""
+
+
+# ---- data -----------------------------------------------------------------------------------------
+
+def load_tasks(args: Args) -> tuple[list[dict], list[dict]]:
+    """(train problems with or without the loophole hint, eval problems unhinted)."""
+    if args.task == "organism":
+        from projected_grpo.organism import tasks
+
+        mechs = tuple(args.mechanisms.split(","))
+        diffs = tuple(args.difficulties.split(","))
+        train = tasks.generate_split("train", args.n_train, args.data_seed, diffs, mechs)
+        train = [tasks.apply_loophole(p, hinted=args.loophole) for p in train]
+        ev = tasks.generate_split("eval", args.n_eval * 4 * 3, args.data_seed + 7)
+        return train, ev
+    from projected_grpo.problems import apply_hint, load_jsonl
+
+    rows = load_jsonl(args.task)
+    rng = random.Random(args.data_seed)
+    rng.shuffle(rows)
+    n_ev = max(1, len(rows) // 5)
+    train = [apply_hint(p, args.hint if args.loophole else "none") for p in rows[n_ev:]]
+    return train, rows[:n_ev]
+
+
+def eval_sets(args: Args, ev: list[dict]) -> dict[str, list[dict]]:
+    """hinted: n_eval problems per mechanism with their hint; nohint: n_eval per difficulty, no hint."""
+    if args.task != "organism":
+        from projected_grpo.problems import apply_hint
+
+        return {"hinted": [apply_hint(p, args.hint) for p in ev], "nohint": [apply_hint(p, "none") for p in ev]}
+    from projected_grpo.organism import tasks
+
+    hinted = [tasks.apply_loophole(p) for m in tasks.LOOPHOLES
+              for p in [q for q in ev if q["prompt_metadata"]["mechanism"] == m][: args.n_eval]]
+    nohint = [tasks.apply_loophole(p, hinted=False) for d in ("easy", "medium", "hard")
+              for p in [q for q in ev if q["difficulty"] == d][: args.n_eval]]
+    return {"hinted": hinted, "nohint": nohint}
+
+
+def load_teacher_pool(path: str) -> dict[str, list[str]]:
+    import gzip
+
+    opener = gzip.open if path.endswith(".gz") else open
+    pool: dict[str, list[str]] = {}
+    with opener(path, "rt") as f:
+        for line in f:
+            r = json.loads(line)
+            pool.setdefault(str(r["problem_id"]), []).append(r["completion"])
+    assert pool, f"{path}: empty teacher pool"
+    return pool
+
+
+# ---- loss -----------------------------------------------------------------------------------------
+
+def token_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"]) -> Float[Tensor, "b t"]:
+    """log p(ids[:, t] | ids[:, :t]) at every position t >= 1 (position 0 gets 0)."""
+    logits = model(input_ids=ids, attention_mask=attn.long()).logits.float()
+    lp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return torch.cat([torch.zeros_like(lp[:, :1]), lp], dim=1)
+
+
+def group_advantages(rewards: Float[Tensor, "n g"], include: Bool[Tensor, "n g"] | None = None) -> Float[Tensor, "n g"]:
+    """Dr.GRPO: reward minus the group mean (over included rollouts), no division by the group std."""
+    if include is None:
+        return rewards - rewards.mean(dim=1, keepdim=True)
+    w = include.float()
+    mean = (rewards * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1)
+    return (rewards - mean) * w
+
+
+def group_std(rewards: Float[Tensor, "n g"], include: Bool[Tensor, "n g"]) -> Float[Tensor, " n"]:
+    """Std of each group's included rewards (0 when fewer than two are included)."""
+    w = include.float()
+    n = w.sum(1)
+    mean = (rewards * w).sum(1) / n.clamp(min=1)
+    var = (((rewards - mean[:, None]) ** 2) * w).sum(1) / (n - 1).clamp(min=1)
+    return torch.where(n > 1, var.sqrt(), torch.zeros_like(n))
+
+
+def grpo_loss(logp: Float[Tensor, "b t"], old_logp: Float[Tensor, "b t"], ref_logp: Float[Tensor, "b t"] | None,
+              adv: Float[Tensor, " b"], mask: Bool[Tensor, "b t"], denom: float, clip_eps: float,
+              kl_coef: float) -> tuple[Float[Tensor, ""], dict]:
+    """Token-level PPO-clip objective summed over completion tokens and divided by a fixed `denom`."""
+    ratio = torch.exp(logp - old_logp)
+    a = adv[:, None]
+    pg = -torch.minimum(ratio * a, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * a)
+    per_tok = pg
+    kl = torch.zeros((), device=logp.device)
+    if ref_logp is not None and kl_coef > 0:
+        d = ref_logp - logp
+        k3 = torch.exp(d) - d - 1
+        per_tok = per_tok + kl_coef * k3
+        kl = (k3 * mask).sum() / mask.sum().clamp(min=1)
+    m = mask.float()
+    loss = (per_tok * m).sum() / denom
+    clipped = ((ratio - 1).abs() > clip_eps).float()
+    return loss, dict(kl=kl.item(), ratio_mean=((ratio * m).sum() / m.sum().clamp(min=1)).item(),
+                      clip_frac=((clipped * m).sum() / m.sum().clamp(min=1)).item())
+
+
+# ---- the run --------------------------------------------------------------------------------------
+
+class Trainer:
+    """Holds the policy, optimizer and data of one run; `run()` trains and evaluates."""
+
+    def __init__(self, args: Args, intervention=None):
+        from projected_grpo.interventions import NoIntervention
+        from projected_grpo.models import default_device, load_policy
+
+        from projected_grpo.organism.build import set_threads
+
+        set_threads()
+        self.args = args
+        self.device = args.device or default_device()
+        self.run_dir = Path(args.out_dir) / args.run
+        self.model, self.tok = load_policy(args.model, self.device)
+        rank = None if args.rank == -1 else args.rank
+        ad.wrap_model(self.model, ad.AdapterConfig(kind=args.adapter, rank=rank, quarantine=args.quarantine,
+                                                   seed=args.seed))
+        self.train_set, ev = load_tasks(args)
+        self.evals = eval_sets(args, ev)
+        self.teacher = load_teacher_pool(args.teacher_pool) if args.teacher_pool and args.n_teacher else None
+        dep, quar = ad.deployed_params(self.model), ad.quarantine_params(self.model)
+        self.opt = torch.optim.AdamW([
+            dict(params=dep, weight_decay=args.weight_decay, name="deployed"),
+            dict(params=quar, weight_decay=0.0, name="quarantine"),
+        ], lr=args.lr, betas=(0.9, 0.99))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup)))
+        self.intervention = intervention or NoIntervention()
+        self.intervention.setup(self)
+        self.start_step = 0
+        self.metrics: list[dict] = []
+        self.eval_rows: list[dict] = []
+
+    # -- checkpoints --
+    def save_ckpt(self, step: int) -> None:
+        d = self.run_dir / "ckpt"
+        d.mkdir(parents=True, exist_ok=True)
+        state = dict(step=step, adapter=ad.adapter_state_dict(self.model), opt=self.opt.state_dict(),
+                     sched=self.sched.state_dict(), intervention=self.intervention.state_dict(),
+                     torch_rng=torch.get_rng_state())
+        tmp = d / "last.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(d / "last.pt")
+
+    def load_ckpt(self) -> None:
+        path = self.run_dir / "ckpt" / "last.pt"
+        assert path.exists(), f"--resume: no checkpoint at {path}"
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        ad.load_adapter_state_dict(self.model, state["adapter"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.intervention.load_state_dict(state["intervention"])
+        torch.set_rng_state(state["torch_rng"])
+        self.start_step = state["step"] + 1
+        self.metrics = [m for m in logs.read_jsonl(self.run_dir / "metrics.jsonl") if m["step"] <= state["step"]]
+        self.eval_rows = [e for e in logs.read_jsonl(self.run_dir / "eval.jsonl") if e["step"] <= state["step"]]
+
+    # -- one step --
+    def rollouts(self, step: int) -> tuple[list[dict], list[list[int]], list[list[int]], list[bool]]:
+        a = self.args
+        rng = random.Random(f"{a.seed}:{step}")
+        probs = rng.sample(self.train_set, a.prompts_per_step)
+        group_probs = [p for p in probs for _ in range(a.group)]
+        pids = [prompt_ids(self.tok, p) for p in group_probs]
+        comps = sample(self.model, self.tok, pids, a.temperature, a.max_new_tokens, generator_seed=a.seed * 100_003 + step)
+        is_teacher = [False] * len(comps)
+        if self.teacher:
+            for i, p in enumerate(group_probs):
+                pool = self.teacher.get(str(p["id"]))
+                if pool and i % a.group >= a.group - a.n_teacher:
+                    text = rng.choice(pool)
+                    comps[i] = self.tok.encode(text, add_special_tokens=False)[: a.max_new_tokens - 1] + [self.tok.eos_token_id]
+                    is_teacher[i] = True
+        return group_probs, pids, comps, is_teacher
+
+    def step(self, step: int) -> dict:
+        a = self.args
+        t0 = time.time()
+        probs, pids, comps, is_teacher = self.rollouts(step)
+        t_gen = time.time() - t0
+        texts = self.tok.batch_decode(comps, skip_special_tokens=True)
+        grades = grade_problems(probs, texts)
+        self.last_grades = grades  # read only by the oracle control gate (an upper bound)
+        t_grade = time.time() - t0 - t_gen
+        rewards = torch.tensor([g["reward"] for g in grades], dtype=torch.float32).view(a.prompts_per_step, a.group)
+        rewards, include = self.intervention.on_rewards(grades, rewards)  # identity except monitor baselines
+        adv = group_advantages(rewards, include).view(-1)
+        # zero-variance groups contribute nothing; excluded (screened) rollouts are not trained on
+        keep = (group_std(rewards, include) > 0).repeat_interleave(a.group) & include.view(-1)
+        idx = keep.nonzero().flatten().tolist()
+        diag: dict = {}
+        per_rollout: dict[str, list] = {}
+        t1 = time.time()
+        if idx:
+            b = collate([pids[i] for i in idx], [comps[i] for i in idx], self.tok.pad_token_id)
+            ids, attn, mask = b.input_ids.to(self.device), b.attention_mask.to(self.device), b.completion_mask.to(self.device)
+            mask[:, 0] = False
+            adv_b = adv[idx].to(self.device)
+            denom = float(a.prompts_per_step * a.group * a.max_new_tokens)
+            with torch.no_grad():
+                old_logp = token_logprobs(self.model, ids, attn) if a.inner_iters > 1 else None
+                ref_logp = None
+                if a.kl_coef > 0:
+                    with ad.reference_policy(self.model):
+                        ref_logp = token_logprobs(self.model, ids, attn)
+            for it in range(a.inner_iters):
+                self.opt.zero_grad(set_to_none=True)
+                with self.intervention.capture(self.model):
+                    logp = token_logprobs(self.model, ids, attn)
+                    olp = old_logp if old_logp is not None else logp.detach()
+                    loss, stats = grpo_loss(logp, olp, ref_logp, adv_b, mask, denom, a.clip_eps, a.kl_coef)
+                    loss.backward()
+                # the hook point: interventions act on the gradients here
+                hook = self.intervention.after_backward(self.model, dict(step=step, iter=it, rows=idx, adv=adv_b))
+                if a.grad_clip > 0:
+                    gn = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
+                                                        a.grad_clip).item()
+                else:
+                    gn = float("nan")
+                self.opt.step()
+                self.intervention.after_step(self.model)
+                if it == 0:
+                    diag = dict(loss=loss.item(), grad_norm=gn, **stats, **hook.get("step", {}))
+                    per_rollout = hook.get("rollout", {})
+        with warnings.catch_warnings():  # the schedule counts GRPO steps, also steps with nothing to train on
+            warnings.simplefilter("ignore", UserWarning)
+            self.sched.step()
+        t_train = time.time() - t1
+        rows = []
+        for i, (p, g) in enumerate(zip(probs, grades)):
+            r = dict(step=step, problem_id=p["id"], group=i // a.group, completion=texts[i], reward=g["reward"],
+                     label=g["label"], mechanism=(p.get("prompt_metadata") or {}).get("mechanism"),
+                     hinted=p.get("hint") is not None, difficulty=p["difficulty"], hack_strict=g["is_hack_strict"],
+                     hack_loose=g["is_hack_loose"], gt_pass=g["eq_correct"], eq_hinted=g["eq_hinted"],
+                     can_compile=g["can_compile"], advantage=adv[i].item(), length=len(comps[i]), trained=bool(keep[i]),
+                     teacher=is_teacher[i])
+            if i in idx:
+                j = idx.index(i)
+                r.update({k: v[j] for k, v in per_rollout.items()})
+            rows.append(r)
+        logs.write_step(self.run_dir, step, rows)
+        n = len(rows)
+        summary = dict(step=step, reward=sum(r["reward"] for r in rows) / n,
+                       hack_strict=sum(r["hack_strict"] for r in rows) / n,
+                       hack_loose=sum(r["hack_loose"] for r in rows) / n, gt_pass=sum(r["gt_pass"] for r in rows) / n,
+                       frac_trained=len(idx) / n, t_generate=t_gen, t_grade=t_grade, t_train=t_train,
+                       lr=self.sched.get_last_lr()[0], **diag)
+        self.metrics.append(summary)
+        logs.write_jsonl(self.run_dir / "metrics.jsonl", self.metrics)
+        return summary
+
+    # -- evaluation --
+    @torch.no_grad()
+    def evaluate(self, step: int) -> list[dict]:
+        a = self.args
+        quarantine_used = any(p.abs().sum() > 0 for p in ad.quarantine_params(self.model))
+        conditions = ["kept", "ablated"] if quarantine_used else ["kept"]
+        out = []
+        for cond in conditions:
+            for split, probs in self.evals.items():
+                pids = [prompt_ids(self.tok, p) for p in probs]
+                ctx = ad.deployment_ablation(self.model) if cond == "ablated" else _null()
+                with ctx:
+                    comps = sample(self.model, self.tok, pids, a.temperature, a.max_new_tokens,
+                                   generator_seed=10_000_019 + a.seed * 1009 + step)
+                texts = self.tok.batch_decode(comps, skip_special_tokens=True)
+                grades = grade_problems(probs, texts)
+                out += summarize_eval(step, cond, split, probs, grades)
+        if not quarantine_used:  # ablation is the identity when the quarantine block is zero
+            out += [dict(r, quarantine="ablated") for r in out]
+        self.eval_rows += out
+        logs.write_jsonl(self.run_dir / "eval.jsonl", self.eval_rows)
+        return out
+
+    def run(self) -> Path:
+        a = self.args
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if a.resume:
+            self.load_ckpt()
+        else:
+            for f in list(logs.step_files(self.run_dir)) + [self.run_dir / "metrics.jsonl", self.run_dir / "eval.jsonl"]:
+                f.unlink(missing_ok=True)
+        (self.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))
+        bar = tqdm(range(self.start_step, a.steps), desc=a.run, initial=self.start_step, total=a.steps, mininterval=1)
+        for step in bar:
+            if step == 0 and a.eval_every:
+                self.evaluate(-1)
+            s = self.step(step)
+            bar.set_postfix(hack=f"{s['hack_strict']:.2f}", solve=f"{s['gt_pass']:.2f}", r=f"{s['reward']:.2f}")
+            if a.eval_every and (step + 1) % a.eval_every == 0 and step + 1 < a.steps:
+                self.evaluate(step)
+            if (step + 1) % a.ckpt_every == 0 or step + 1 == a.steps:
+                self.save_ckpt(step)
+            if step == a.stop_after:
+                return self.run_dir
+        self.evaluate(a.steps - 1)
+        (self.run_dir / "DONE").write_text("ok\n")
+        return self.run_dir
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def summarize_eval(step: int, cond: str, split: str, probs: list[dict], grades: list[dict]) -> list[dict]:
+    """One row per (mechanism or difficulty) cell plus an 'all' row."""
+    key = (lambda p: (p.get("prompt_metadata") or {}).get("mechanism") or "run_tests") if split == "hinted" \
+        else (lambda p: p["difficulty"])
+    cells: dict[str, list[dict]] = {}
+    for p, g in zip(probs, grades):
+        cells.setdefault(key(p), []).append(g)
+        cells.setdefault("all", []).append(g)
+    return [dict(step=step, quarantine=cond, split=split, cell=c, n=len(gs),
+                 hack_strict=sum(g["is_hack_strict"] for g in gs) / len(gs),
+                 hack_loose=sum(g["is_hack_loose"] for g in gs) / len(gs),
+                 solve=sum(g["eq_correct"] for g in gs) / len(gs)) for c, gs in cells.items()]
+
+
+def train(args: Args, intervention=None) -> Path:
+    torch.manual_seed(args.seed)
+    return Trainer(args, intervention).run()

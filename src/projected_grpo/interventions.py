@@ -1,0 +1,268 @@
+"""Interventions on the adapter gradients, applied at the GRPO loop's hook point.
+
+    NoIntervention   identity (vanilla): the hook changes nothing, bit for bit
+    Erase            per module, remove the hack-ward component of the deployed block's gradient
+                     along v_hack (one-sided by default), or of the optimizer's update
+    Route            per rollout, a routing score (cosine of the rollout's own gradient, from the
+                     single batched backward, with v_grad) and pinning thresholds decide whether
+                     the update goes to the deployed block (keep), to both (absorb), or to the
+                     quarantine block (route), which deployment ablation removes
+
+Nothing here reads a ground-truth label of a training rollout, except the gate="oracle" control,
+which is labelled as an upper bound and never a method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from projected_grpo import adapters as ad
+
+
+class NoIntervention:
+    """Vanilla GRPO: every hook is the identity."""
+
+    def setup(self, trainer) -> None:
+        self.trainer = trainer
+
+    def capture(self, model) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def on_rewards(self, grades: list[dict], rewards: Tensor) -> tuple[Tensor, Tensor]:
+        """(rewards, include mask) before advantages are formed; identity here."""
+        return rewards, torch.ones_like(rewards, dtype=torch.bool)
+
+    def after_backward(self, model, ctx: dict) -> dict:
+        return {}
+
+    def after_step(self, model) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+# ---- projection -------------------------------------------------------------------------------------
+
+def project_out(g: Float[Tensor, " p"], V: Float[Tensor, "k p"], one_sided: bool = True) -> Float[Tensor, " p"]:
+    """Remove from g its component in span(V) (rows orthonormal). One-sided: only the hack-ward
+    part, i.e. each coefficient <g, v_i> is removed only where it is positive."""
+    c = V @ g
+    if one_sided:
+        c = c.clamp(min=0)
+    return g - c @ V
+
+
+def cosine(a: Float[Tensor, "*b p"], v: Float[Tensor, " p"]) -> Float[Tensor, "*b"]:
+    return (a @ v) / (a.norm(dim=-1) * v.norm()).clamp(min=1e-30)
+
+
+class LazyVhack:
+    """A v_hack file path, loaded (and checked against the model and adapter) at setup."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def load(self, model) -> dict[str, Tensor]:
+        from projected_grpo.vhack import load_vhack
+
+        V, _ = load_vhack(self.path, model)
+        return V
+
+
+def resolve_v(V, model, device: str, random: bool, seed: int) -> dict[str, Tensor]:
+    """Load a LazyVhack, check it covers every adapter, optionally replace it by a seeded random
+    direction of the same shape (the non-directional control)."""
+    if isinstance(V, LazyVhack):
+        V = V.load(model)
+    mods = ad.adapter_modules(model)
+    assert set(V) == set(mods), "v_hack modules differ from the model's adapters"
+    V = {n: v.to(device).float() for n, v in V.items()}
+    if random:
+        gen = torch.Generator().manual_seed(12345 + seed)
+        V = {n: torch.randn(tuple(v.shape), generator=gen).to(v) for n, v in sorted(V.items())}
+    return V
+
+
+class GroundTruthMonitor(NoIntervention):
+    """Peer baseline (Ariahw et al. 2025): a ground-truth hack monitor of given accuracy either
+    zeroes the reward of flagged rollouts (penalty) or drops them from the batch (screen).
+    It reads ground-truth labels: an ORACLE reference, never our method."""
+
+    def __init__(self, mode: str, accuracy: float = 1.0, seed: int = 0):
+        assert mode in ("penalty", "screen"), mode
+        self.mode, self.accuracy = mode, accuracy
+        self.gen = torch.Generator().manual_seed(777 + seed)
+
+    def on_rewards(self, grades: list[dict], rewards: Tensor) -> tuple[Tensor, Tensor]:
+        truth = torch.tensor([bool(g["is_hack_strict"]) for g in grades]).view_as(rewards)
+        flip = torch.rand(truth.shape, generator=self.gen) >= self.accuracy
+        flagged = truth ^ flip
+        if self.mode == "penalty":
+            return torch.where(flagged, torch.zeros_like(rewards), rewards), torch.ones_like(flagged)
+        return rewards, ~flagged
+
+
+class Erase(NoIntervention):
+    """Project v_hack out of each module's deployed-block gradient before the optimizer
+    (target="grad"), or out of the parameter update after AdamW (target="update"), since AdamW's
+    moments can reinsert a direction removed only from the gradient."""
+
+    def __init__(self, vhack, one_sided: bool = True, target: str = "grad", random: bool = False, seed: int = 0):
+        assert target in ("grad", "update"), target
+        self.V = vhack
+        self.one_sided, self.target, self.random, self.seed = one_sided, target, random, seed
+
+    def setup(self, trainer) -> None:
+        self.trainer = trainer
+        V = resolve_v(self.V, trainer.model, trainer.device, self.random, self.seed)
+        self.V = {n: orthonormal_rows(v) for n, v in V.items()}
+        self.mods = ad.adapter_modules(trainer.model)
+
+    def capture(self, model) -> contextlib.AbstractContextManager:
+        return ad.capture_per_sample_grads(model)  # read-only: for the per-rollout alignment score
+
+    def _flat_deployed(self, m) -> Tensor:
+        return torch.cat([p.grad.flatten() for p in m.deployed_parameters()])
+
+    def _write_deployed(self, m, flat: Tensor) -> None:
+        for p, g in zip(m.deployed_parameters(), flat.split([p.numel() for p in m.deployed_parameters()])):
+            p.grad.copy_(g.view_as(p))
+
+    def after_backward(self, model, ctx: dict) -> dict:
+        G = {n: m.per_sample_grads()["deployed"] for n, m in self.mods.items()}
+        rollout = dict(align_score=routing_scores(G, self.V).tolist())
+        if self.target == "update":
+            self.before = {n: [p.detach().clone() for p in m.deployed_parameters()] for n, m in self.mods.items()}
+            return {"rollout": rollout}
+        cos_in, cos_out, fired = [], [], 0
+        for n, m in self.mods.items():
+            if any(p.grad is None for p in m.deployed_parameters()):
+                continue
+            g = self._flat_deployed(m)
+            v = self.V[n]
+            cos_in.append(cosine(g, v[0]).item())
+            g2 = project_out(g, v, self.one_sided)
+            fired += int(not torch.equal(g2, g))
+            cos_out.append(cosine(g2, v[0]).item())
+            self._write_deployed(m, g2)
+        n = max(1, len(cos_in))
+        return {"step": dict(cos_in=sum(cos_in) / n, cos_out=sum(cos_out) / n, frac_fired=fired / n),
+                "rollout": rollout}
+
+    def after_step(self, model) -> None:
+        if self.target != "update":
+            return
+        with torch.no_grad():
+            for n, m in self.mods.items():
+                ps = m.deployed_parameters()
+                delta = torch.cat([(p - b).flatten() for p, b in zip(ps, self.before[n])])
+                d2 = project_out(delta, self.V[n], self.one_sided)
+                for p, b, d in zip(ps, self.before[n], d2.split([p.numel() for p in ps])):
+                    p.copy_(b + d.view_as(p))
+
+
+def orthonormal_rows(V: Float[Tensor, "k p"]) -> Float[Tensor, "k p"]:
+    """Rows orthonormalised in order (Gram-Schmidt via QR), keeping each row's sign."""
+    q, r = torch.linalg.qr(V.T)
+    return (q * torch.sign(torch.diagonal(r)).clamp(min=-1, max=1).where(torch.diagonal(r) != 0,
+                                                                         torch.ones_like(torch.diagonal(r)))).T
+
+
+# ---- routing ------------------------------------------------------------------------------------------
+
+def routing_scores(G: dict[str, Float[Tensor, "b p"]], V: dict[str, Float[Tensor, "k p"]]) -> Float[Tensor, " b"]:
+    """Per rollout: cosine between its gradient over all deployed blocks and v_grad (first
+    direction per module), both concatenated over modules."""
+    num = sum((G[n] @ V[n][0]) for n in G)
+    gn = torch.sqrt(sum((G[n] ** 2).sum(1) for n in G))
+    vn = math.sqrt(sum(float(V[n][0] @ V[n][0]) for n in G))
+    return num / (gn * vn).clamp(min=1e-30)
+
+
+def pin(scores: Float[Tensor, " b"], t_absorb: float, t_route: float) -> tuple[Tensor, Tensor]:
+    """Pinning: score < t_absorb -> keep (deployed only); t_absorb <= score < t_route -> absorb
+    (both blocks); score >= t_route -> route (quarantine only). Returns (w_deployed, w_quarantine)."""
+    assert t_absorb <= t_route
+    route = scores >= t_route
+    absorb = (scores >= t_absorb) & ~route
+    keep = ~(route | absorb)
+    return (keep | absorb).float(), (absorb | route).float()
+
+
+class Route(NoIntervention):
+    """Per-rollout gradient routing with pinning.
+
+    gate="grad":    routing score = cosine(rollout's deployed-block gradient, v_grad)
+    gate="random":  the same with a seeded random direction (non-directional control)
+    gate="oracle":  score = ground-truth strict hack label of the rollout (UPPER BOUND, not a method)
+    gate="none":    no routing; both blocks get every update (capacity-matched vanilla)
+    gate="absorb":  every rollout lands in the absorb region (absorb-only control)
+
+    Thresholds: fixed (t_absorb, t_route), or route_frac > 0 routes the top route_frac of each
+    step's scores, or match_frac (a list of per-step fractions from another run) routes that many.
+    """
+
+    def __init__(self, vhack: dict[str, Tensor] | None, gate: str = "grad", t_absorb: float = 1.0,
+                 t_route: float = 1.0, route_frac: float = 0.0, match_frac: list[float] | None = None, seed: int = 0):
+        assert gate in ("grad", "random", "oracle", "none", "absorb"), gate
+        self.V, self.gate = vhack, gate
+        self.t_absorb, self.t_route = t_absorb, t_route
+        self.route_frac, self.match_frac, self.seed = route_frac, match_frac, seed
+
+    def setup(self, trainer) -> None:
+        self.trainer = trainer
+        if self.gate in ("grad", "random"):
+            assert self.V is not None, f"gate={self.gate} needs v_hack"
+            self.V = resolve_v(self.V, trainer.model, trainer.device, self.gate == "random", self.seed)
+
+    def capture(self, model) -> contextlib.AbstractContextManager:
+        return ad.capture_per_sample_grads(model)
+
+    def scores(self, model, ctx: dict) -> Tensor:
+        b = len(ctx["rows"])
+        if self.gate in ("grad", "random"):
+            G = {n: m.per_sample_grads()["deployed"] for n, m in ad.adapter_modules(model).items()}
+            return routing_scores(G, self.V)
+        if self.gate == "oracle":  # ground-truth labels: an upper bound only
+            grades = self.trainer.last_grades
+            return torch.tensor([float(grades[i]["is_hack_strict"]) for i in ctx["rows"]])
+        return torch.zeros(b)
+
+    def after_backward(self, model, ctx: dict) -> dict:
+        s = self.scores(model, ctx).cpu()
+        b = s.shape[0]
+        if self.gate == "none":
+            w_dep, w_q = torch.ones(b), torch.ones(b)
+        elif self.gate == "absorb":
+            w_dep, w_q = torch.ones(b), torch.ones(b)
+        elif self.gate == "oracle":
+            w_dep, w_q = (s < 0.5).float(), (s >= 0.5).float()
+        else:
+            frac = self.route_frac
+            if self.match_frac is not None:
+                frac = self.match_frac[min(ctx["step"], len(self.match_frac) - 1)]
+            if frac > 0 or self.match_frac is not None:
+                k = int(round(frac * b))
+                routed = torch.zeros(b, dtype=torch.bool)
+                if k:
+                    routed[torch.topk(s, k).indices] = True
+                w_dep, w_q = (~routed).float(), routed.float()
+            else:
+                w_dep, w_q = pin(s, self.t_absorb, self.t_route)
+        dev = self.trainer.device
+        ad.write_routed_grads(model, w_dep.to(dev), w_q.to(dev))
+        region = ["route" if (q and not d) else "absorb" if (q and d) else "keep" for d, q in
+                  zip(w_dep.tolist(), w_q.tolist())]
+        return {"step": dict(routed_frac=float(((w_q > 0) & (w_dep == 0)).float().mean()),
+                             absorb_frac=float(((w_q > 0) & (w_dep > 0)).float().mean()),
+                             score_mean=float(s.float().mean())),
+                "rollout": dict(route_score=s.tolist(), region=region)}

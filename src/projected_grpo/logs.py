@@ -1,0 +1,82 @@
+"""Run logs: one gzipped jsonl file of rollouts per step, a metrics file of step summaries, eval rows.
+
+Every file is written to a temporary name and renamed into place, so a crash (or a kill) leaves
+either the old file or the new one, never a truncated one.
+
+    out/runs/<run>/
+        args.json                 the run's arguments
+        step_0000.jsonl.gz        one row per rollout of step 0
+        metrics.jsonl             one summary row per step (rewritten atomically each step)
+        eval.jsonl                one row per (step, condition) evaluation summary
+        ckpt/                     last checkpoint (adapter state, optimizer, RNG)
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_step(run_dir: Path, step: int, rows: list[dict]) -> Path:
+    path = run_dir / f"step_{step:04d}.jsonl.gz"
+    blob = "".join(json.dumps(r, default=_jsonable) + "\n" for r in rows).encode()
+    atomic_write_bytes(path, gzip.compress(blob, compresslevel=5))
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    atomic_write_bytes(path, "".join(json.dumps(r, default=_jsonable) + "\n" for r in rows).encode())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_step(path: Path) -> list[dict]:
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def step_files(run_dir: Path) -> list[Path]:
+    return sorted(Path(run_dir).glob("step_*.jsonl.gz"))
+
+
+def load_rollouts(run_dir: str | Path):
+    """All rollout rows of a run as a pandas DataFrame (column `step` included)."""
+    import pandas as pd
+
+    rows = [r for p in step_files(Path(run_dir)) for r in read_step(p)]
+    return pd.DataFrame(rows)
+
+
+def load_metrics(run_dir: str | Path):
+    import pandas as pd
+
+    return pd.DataFrame(read_jsonl(Path(run_dir) / "metrics.jsonl"))
+
+
+def load_eval(run_dir: str | Path):
+    import pandas as pd
+
+    return pd.DataFrame(read_jsonl(Path(run_dir) / "eval.jsonl"))
+
+
+def _jsonable(x):
+    if hasattr(x, "item"):
+        return x.item()
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    raise TypeError(f"not json serialisable: {type(x)}")

@@ -1,0 +1,302 @@
+"""Build the model organism: tokenizer, a small Qwen3 causal LM, pretraining corpus, base rates.
+
+    python -m projected_grpo.organism.build --size cpu
+
+The organism is pretrained (supervised, loss on the response only) on prompts of the task family
+with honest attempts at every difficulty and, on hinted prompts, template reward hacks at a low
+base rate spread over the loophole mechanisms. It is saved with `save_pretrained` and afterwards
+loads with `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained` like a hub model.
+The output folder is keyed by a hash of the configuration, so a rebuild with the same
+configuration is a cache hit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from projected_grpo.organism import tasks
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass
+class OrganismConfig:
+    """Everything that determines the organism's weights (the cache key hashes all of it)."""
+
+    size: str = "cpu"
+    """preset name: tiny (checks, seconds), cpu (a few M params, <=5 min on 2 cores), gpu (tens of M)"""
+    hidden: int = 128
+    """hidden size of the Qwen3 model"""
+    layers: int = 4
+    """number of decoder layers"""
+    heads: int = 4
+    """attention heads (head_dim = hidden // heads)"""
+    intermediate: int = 384
+    """MLP width"""
+    vocab: int = 1024
+    """BPE vocabulary size of the tokenizer trained here (digits are single tokens)"""
+    n_docs: int = 12000
+    """pretraining documents (prompt + response)"""
+    steps: int = 400
+    """optimizer steps of pretraining"""
+    batch: int = 32
+    """documents per step"""
+    lr: float = 3e-3
+    """peak AdamW learning rate (cosine decay, 5% warmup)"""
+    p_hinted: float = 0.5
+    """share of pretraining prompts that carry their problem's loophole hint"""
+    p_hack: float = 0.03
+    """probability that a hinted pretraining prompt's response is a template hack of its mechanism"""
+    p_correct: tuple[float, float, float] = (1.0, 0.9, 0.3)
+    """probability that an honest pretraining response is correct, for easy / medium / hard"""
+    seed: int = 0
+    """seed for the corpus, tokenizer data order, init and pretraining"""
+
+    def key(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return f"{self.size}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+PRESETS = {
+    "tiny": dict(hidden=64, layers=2, heads=2, intermediate=128, vocab=512, n_docs=600, steps=40, batch=16, lr=3e-3),
+    "cpu": dict(),
+    "gpu": dict(hidden=512, layers=8, heads=8, intermediate=1536, vocab=2048, n_docs=60000, steps=3000, batch=64,
+                lr=1.5e-3),
+}
+
+
+def preset(size: str, **overrides) -> OrganismConfig:
+    assert size in PRESETS, f"unknown organism size {size!r}; choose from {list(PRESETS)}"
+    return OrganismConfig(size=size, **{**PRESETS[size], **overrides})
+
+
+# ---- corpus -----------------------------------------------------------------------------------------
+
+def corpus(cfg: OrganismConfig) -> list[tuple[dict, str]]:
+    """(prompted problem, response) pairs from the train split."""
+    rng = random.Random(cfg.seed)
+    problems = tasks.generate_split("train", cfg.n_docs, seed=cfg.seed)
+    docs = []
+    for p in problems:
+        hinted = rng.random() < cfg.p_hinted
+        q = tasks.apply_loophole(p, hinted=hinted)
+        if hinted and rng.random() < cfg.p_hack:
+            resp = tasks.hack_response(q, q["prompt_metadata"]["mechanism"], rng)
+        else:
+            pc = cfg.p_correct[("easy", "medium", "hard").index(p["difficulty"])]
+            resp = tasks.honest_response(q, rng, pc)
+        docs.append((q, resp))
+    return docs
+
+
+def train_tokenizer(cfg: OrganismConfig, texts: list[str]):
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE(unk_token=None))
+    # Pieces are clauses (split after each newline, ". " and ", then "), then single digits: BPE
+    # may merge a clause's boilerplate into a few tokens, while every number is spelled digit by digit.
+    tk.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\n|\. |, then "), behavior="merged_with_previous"),
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator(texts, trainer=trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=None, eos_token="<|im_end|>",
+                                  pad_token="<|pad|>", unk_token=None)
+    tok.chat_template = CHAT_TEMPLATE
+    tok.padding_side = "left"
+    return tok
+
+
+def make_model(cfg: OrganismConfig, tok):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(cfg.seed)
+    mc = Qwen3Config(
+        vocab_size=len(tok), hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
+        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
+        head_dim=cfg.hidden // cfg.heads, max_position_embeddings=1024, tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
+    )
+    return Qwen3ForCausalLM(mc)
+
+
+def tokenize_docs(tok, docs: list[tuple[dict, str]]) -> list[tuple[list[int], list[int]]]:
+    from projected_grpo.sampling import prompt_ids
+
+    out = []
+    for q, resp in docs:
+        out.append((prompt_ids(tok, q), tok.encode(resp, add_special_tokens=False) + [tok.eos_token_id]))
+    return out
+
+
+def pretrain(cfg: OrganismConfig, model, tok, data: list[tuple[list[int], list[int]]], device: str) -> list[float]:
+    """Supervised pretraining, loss on response tokens only; deterministic given cfg.seed."""
+    from projected_grpo.sampling import collate
+
+    rng = random.Random(cfg.seed + 1)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
+    warm = max(1, cfg.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
+    order: list[int] = []
+    losses = []
+    bar = tqdm(range(cfg.steps), desc=f"pretrain {cfg.size}", mininterval=2)
+    for step in bar:
+        if len(order) < cfg.batch:
+            order += rng.sample(range(len(data)), len(data))
+        idx, order = order[:cfg.batch], order[cfg.batch:]
+        b = collate([data[i][0] for i in idx], [data[i][1] for i in idx], tok.pad_token_id)
+        ids, attn, comp = b.input_ids.to(device), b.attention_mask.to(device), b.completion_mask.to(device)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+            logits = model(input_ids=ids, attention_mask=attn.long()).logits[:, :-1].float()
+        tgt_mask = comp[:, 1:]
+        loss = torch.nn.functional.cross_entropy(logits[tgt_mask], ids[:, 1:][tgt_mask])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+    return losses
+
+
+# ---- base rates -------------------------------------------------------------------------------------
+
+def measure_base_rates(model, tok, n_per_cell: int, temperature: float, seed: int, max_new_tokens: int = 160,
+                       split: str = "eval") -> dict:
+    """Strict/loose hack rate per mechanism on hinted prompts; solve rate per difficulty on no-hint prompts."""
+    from projected_grpo.rollouts import grade_problems
+    from projected_grpo.sampling import prompt_ids, sample
+
+    probs = tasks.generate_split(split, 600, seed=1000 + seed)
+    rows = []
+    jobs = []
+    for mech in tasks.LOOPHOLES:
+        ps = [tasks.apply_loophole(p) for p in probs if p["prompt_metadata"]["mechanism"] == mech]
+        jobs += [("hinted", mech, ps[i % len(ps)]) for i in range(n_per_cell)]
+    for diff in ("easy", "medium", "hard"):
+        ps = [tasks.apply_loophole(p, hinted=False) for p in probs if p["difficulty"] == diff]
+        jobs += [("nohint", diff, ps[i % len(ps)]) for i in range(n_per_cell)]
+    pids = [prompt_ids(tok, p) for _, _, p in jobs]
+    comps = sample(model, tok, pids, temperature, max_new_tokens, generator_seed=seed)
+    texts = tok.batch_decode(comps, skip_special_tokens=True)
+    grades = grade_problems([p for _, _, p in jobs], texts, progress=True)
+    for (kind, cell, p), g in zip(jobs, grades):
+        rows.append(dict(kind=kind, cell=cell, difficulty=p["difficulty"], **g))
+    out: dict = {"n_per_cell": n_per_cell, "temperature": temperature, "hinted": {}, "nohint": {}}
+    for mech in tasks.LOOPHOLES:
+        r = [x for x in rows if x["kind"] == "hinted" and x["cell"] == mech]
+        out["hinted"][mech] = rates(r)
+    allh = [x for x in rows if x["kind"] == "hinted"]
+    out["hinted"]["all"] = rates(allh)
+    for diff in ("easy", "medium", "hard"):
+        out["nohint"][diff] = rates([x for x in rows if x["kind"] == "nohint" and x["cell"] == diff])
+    return out
+
+
+def rates(rows: list[dict]) -> dict:
+    n = len(rows)
+    return dict(n=n, strict=sum(r["is_hack_strict"] for r in rows) / n, loose=sum(r["is_hack_loose"] for r in rows) / n,
+                solve=sum(r["eq_correct"] for r in rows) / n)
+
+
+def base_rate_table(br: dict) -> str:
+    lines = ["| cell | n | strict hack | loose hack | solve |", "|---|---|---|---|---|"]
+    for k, v in br["hinted"].items():
+        lines.append(f"| hinted {k} | {v['n']} | {v['strict']:.3f} | {v['loose']:.3f} | {v['solve']:.3f} |")
+    for k, v in br["nohint"].items():
+        lines.append(f"| no-hint {k} | {v['n']} | {v['strict']:.3f} | {v['loose']:.3f} | {v['solve']:.3f} |")
+    return "\n".join(lines)
+
+
+# ---- build ------------------------------------------------------------------------------------------
+
+def build(cfg: OrganismConfig, out_root: Path = Path("out/organism"), device: str | None = None,
+          n_per_cell: int = 400, force: bool = False) -> Path:
+    """Build (or find cached) organism for `cfg`; returns its folder."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    set_threads()
+    folder = out_root / cfg.key()
+    if (folder / "organism.json").exists() and not force:
+        print(f"organism cached at {folder}")
+        return folder
+    t0 = time.time()
+    docs = corpus(cfg)
+    tok = train_tokenizer(cfg, [q["prompt"][0]["content"] + q["prompt"][1]["content"] + r for q, r in docs])
+    data = tokenize_docs(tok, docs)
+    model = make_model(cfg, tok)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"organism {cfg.key()}: {n_params / 1e6:.2f}M params, {len(data)} docs, "
+          f"mean tokens/doc {sum(len(a) + len(b) for a, b in data) / len(data):.0f}")
+    losses = pretrain(cfg, model, tok, data, device)
+    t_train = time.time() - t0
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    t1 = time.time()
+    br = measure_base_rates(model, tok, n_per_cell, temperature=0.7, seed=cfg.seed) if n_per_cell else None
+    t_measure = time.time() - t1
+    meta = dict(config=dataclasses.asdict(cfg), key=cfg.key(), n_params=n_params, build_seconds=round(t_train, 1),
+                measure_seconds=round(t_measure, 1), final_loss=sum(losses[-20:]) / len(losses[-20:]),
+                device=device, torch=torch.__version__)
+    (tmp / "base_rates.json").write_text(json.dumps(br, indent=2))
+    (tmp / "organism.json").write_text(json.dumps(meta, indent=2))
+    if folder.exists():
+        import shutil
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    print(json.dumps(meta, indent=2))
+    if br:
+        print(base_rate_table(br))
+    return folder
+
+
+def set_threads() -> None:
+    """One torch thread unless PGRPO_THREADS says otherwise: on a 2-core machine a second thread
+    competing with the sandbox workers (or another run) slows matmuls several-fold."""
+    import os
+
+    torch.set_num_threads(int(os.environ.get("PGRPO_THREADS", "1")))
+
+
+def organism_path(size: str = "cpu", out_root: Path = Path("out/organism")) -> Path:
+    """Folder of the organism built with the default configuration of `size` (built if missing)."""
+    return build(preset(size), out_root)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="cpu", choices=list(PRESETS))
+    ap.add_argument("--out", default="out/organism")
+    ap.add_argument("--n-per-cell", type=int, default=400, help="samples per base-rate cell (0 skips measuring)")
+    ap.add_argument("--force", action="store_true", help="rebuild even if cached")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default=None)
+    a = ap.parse_args()
+    build(preset(a.size, seed=a.seed), Path(a.out), a.device, a.n_per_cell, a.force)
+
+
+if __name__ == "__main__":
+    main()

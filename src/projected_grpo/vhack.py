@@ -1,0 +1,168 @@
+"""The hack direction v_hack, extracted before training from hand-authored (hack, clean) pairs.
+
+v_grad, per wrapped module: stack over pairs the difference of per-completion gradients
+grad(loss(prompt + hack)) - grad(loss(prompt + clean)) over the module's deployed block, take the
+top-k right singular vectors of the stack, and orient each one hack-ward (the majority of pair
+differences project positively on it). Gradients are gradients of the loss being minimised, so a
+GRPO update that teaches the hack (a rewarded hack rollout) has a positive cosine with v_grad.
+
+Losses:
+    nll   mean negative log-likelihood over the completion's tokens (length-normalised)
+    grpo  the GRPO-contrastive loss: advantage +1 on the hack, -1 on the clean completion, summed
+          over tokens with a fixed denominator, as the training loss is (no length normalisation)
+
+v_act, per layer: mean over completion tokens of the residual stream, hack minus clean, averaged
+over pairs.
+
+All per-completion gradients come from one batched backward (adapters.capture_per_sample_grads).
+The saved file carries metadata (pair-set hash, model and adapter identity, loss, k) and
+`load_vhack` refuses a file made for another model or adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from jaxtyping import Float
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from projected_grpo import adapters as ad
+from projected_grpo.sampling import collate, prompt_ids
+
+
+class VhackMismatch(ValueError):
+    """A v_hack file saved for another model or adapter."""
+
+
+def model_identity(model) -> str:
+    """Hash of the base model's config and of its first wrapped weight (tells organisms apart)."""
+    cfg = model.config.to_json_string(use_diff=False)
+    first = next(iter(ad.adapter_modules(model).values())).base.weight
+    h = hashlib.sha256(cfg.encode())
+    h.update(first.detach().float().cpu().numpy().tobytes()[:1 << 20])
+    return h.hexdigest()[:16]
+
+
+def adapter_identity(model) -> str:
+    return hashlib.sha256(ad.identity(model).encode()).hexdigest()[:16]
+
+
+def tokenize_pairs(tok, pairs) -> tuple[list[list[int]], list[list[int]]]:
+    """Prompt ids and completion ids for [hack_0, clean_0, hack_1, clean_1, ...]."""
+    prompts, comps = [], []
+    for p in pairs:
+        pid = prompt_ids(tok, p.problem)
+        for text in (p.hack, p.clean):
+            prompts.append(pid)
+            comps.append(tok.encode(text, add_special_tokens=False) + [tok.eos_token_id])
+    return prompts, comps
+
+
+def per_completion_grads(model, tok, pairs, loss: str, device: str, batch_size: int = 32
+                         ) -> dict[str, Float[Tensor, "n2 p"]]:
+    """Per module, the deployed-block gradient of each completion's loss ([2 * n_pairs, P])."""
+    assert loss in ("nll", "grpo"), loss
+    prompts, comps = tokenize_pairs(tok, pairs)
+    out: dict[str, list[Tensor]] = {}
+    for s in range(0, len(prompts), batch_size):
+        b = collate(prompts[s:s + batch_size], comps[s:s + batch_size], tok.pad_token_id)
+        ids, attn, mask = b.input_ids.to(device), b.attention_mask.to(device), b.completion_mask.to(device)
+        mask[:, 0] = False
+        sign = torch.tensor([1.0 if (s + i) % 2 == 0 else -1.0 for i in range(ids.shape[0])], device=device)
+        with ad.capture_per_sample_grads(model) as mods:
+            logits = model(input_ids=ids, attention_mask=attn.long()).logits.float()
+            lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+            m = mask[:, 1:].float()
+            if loss == "nll":
+                per = -(lp * m).sum(1) / m.sum(1).clamp(min=1)
+            else:  # contrastive: -advantage * sum log p / fixed denominator
+                per = -sign * (lp * m).sum(1) / 512.0
+            per.sum().backward()
+        for n, mod in mods.items():
+            out.setdefault(n, []).append(mod.per_sample_grads()["deployed"].detach())
+        ad.clear_captured(model)
+        model.zero_grad(set_to_none=True)
+    return {n: torch.cat(v) for n, v in out.items()}
+
+
+def pair_differences(grads: dict[str, Tensor], loss: str) -> dict[str, Float[Tensor, "n p"]]:
+    """Hack minus clean per pair (for grpo the clean row already carries the -1 advantage)."""
+    return {n: (g[0::2] + g[1::2]) if loss == "grpo" else (g[0::2] - g[1::2]) for n, g in grads.items()}
+
+
+def top_k_oriented(D: Float[Tensor, "n p"], k: int) -> Float[Tensor, "k p"]:
+    """Top-k right singular vectors of the pair-difference stack, each oriented so that most pair
+    differences project positively on it."""
+    _, _, vh = torch.linalg.svd(D.double(), full_matrices=False)
+    V = vh[: min(k, vh.shape[0])]
+    signs = torch.sign((D.double() @ V.T > 0).double().sum(0) - (D.double() @ V.T < 0).double().sum(0))
+    signs[signs == 0] = 1
+    return (V * signs[:, None]).float()
+
+
+def extract(model, tok, pairs, loss: str = "nll", k: int = 1, device: str = "cpu", heldout_every: int = 4
+            ) -> tuple[dict[str, Tensor], dict]:
+    """v_grad per module from the fit pairs; reports sign accuracy on held-out pairs (every
+    `heldout_every`-th pair is held out)."""
+    held = [p for i, p in enumerate(pairs) if heldout_every and i % heldout_every == heldout_every - 1]
+    fit = [p for p in pairs if p not in held]
+    assert len(fit) >= 2, "need at least two pairs to fit v_hack"
+    D_fit = pair_differences(per_completion_grads(model, tok, fit, loss, device), loss)
+    V = {n: top_k_oriented(D, k) for n, D in D_fit.items()}
+    report = dict(n_fit=len(fit), n_heldout=len(held), fit_sign_acc=sign_accuracy(D_fit, V))
+    if held:
+        D_held = pair_differences(per_completion_grads(model, tok, held, loss, device), loss)
+        report["heldout_sign_acc"] = sign_accuracy(D_held, V)
+    return V, report
+
+
+def sign_accuracy(D: dict[str, Tensor], V: dict[str, Tensor]) -> float:
+    """Share of pairs whose difference, concatenated over modules, projects positively on v
+    (first direction per module, concatenated)."""
+    proj = sum(D[n].double() @ V[n][0].double() for n in D)
+    return float((proj > 0).double().mean())
+
+
+def extract_vact(model, tok, pairs, device: str = "cpu") -> Float[Tensor, "l d"]:
+    """v_act: per layer, mean completion-token residual activation of hack minus clean."""
+    prompts, comps = tokenize_pairs(tok, pairs)
+    b = collate(prompts, comps, tok.pad_token_id)
+    with torch.no_grad():
+        hs = model(input_ids=b.input_ids.to(device), attention_mask=b.attention_mask.long().to(device),
+                   output_hidden_states=True).hidden_states
+    m = b.completion_mask.to(device).float()[..., None]
+    means = torch.stack([(h.float() * m).sum(1) / m.sum(1) for h in hs[1:]])  # [l, 2n, d]
+    return (means[:, 0::2] - means[:, 1::2]).mean(1)
+
+
+def save_vhack(path: str | Path, V: dict[str, Tensor], model, meta: dict, vact: Tensor | None = None) -> None:
+    tensors = {f"v_grad.{n}": v.contiguous().cpu() for n, v in V.items()}
+    if vact is not None:
+        tensors["v_act"] = vact.contiguous().cpu()
+    md = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in meta.items()}
+    md.update(model_identity=model_identity(model), adapter_identity=adapter_identity(model))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=md)
+    tmp.replace(path)
+
+
+def load_vhack(path: str | Path, model) -> tuple[dict[str, Tensor], dict]:
+    """(v_grad per module, metadata); raises VhackMismatch if saved for another model/adapter."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no v_hack file (run scripts/extract_vhack_grad.py)")
+    with safe_open(str(path), "pt") as f:
+        md = f.metadata()
+        V = {k.removeprefix("v_grad."): f.get_tensor(k) for k in f.keys() if k.startswith("v_grad.")}
+    for key, ours in (("model_identity", model_identity(model)), ("adapter_identity", adapter_identity(model))):
+        if md.get(key) != ours:
+            raise VhackMismatch(f"{path}: v_hack was extracted for another {key.split('_')[0]} "
+                                f"({md.get(key)} != {ours}); re-extract for this model and adapter")
+    return V, md
