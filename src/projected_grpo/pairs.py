@@ -14,7 +14,7 @@ File format (markdown; see data/pairs/hack_pairs.md):
     ### hack                                    the hack completion: one ```python fenced block
     ### clean                                   the clean completion: one ```python fenced block
 
-Selection spec: `path[#section][@key=value[+key=value...]]`. Section `all` (or `all-in-one`, or no
+Selection spec: `path[#section][@key=value[+key=value...]]` (`path@k=v` filters every section). Section `all` (or `all-in-one`, or no
 fragment) means every section; tag filters are ANDed. An empty selection is an error.
 
 Every malformed construct raises PairFormatError("file:line: message").
@@ -148,11 +148,11 @@ def parse_file(path, leetcode_path=None) -> list[Pair]:
         elif s.startswith("```"):
             raise PairFormatError(f"{where}: code fence outside a ### hack / ### clean block")
         elif re.match(r"^# \S", ln):
-            pairs.append(finish(cur, path, leetcode_path)) if cur else None
+            pairs += [finish(cur, path, leetcode_path)] if cur else []
             section, cur = s[2:].strip(), None
             i += 1
         elif ln.startswith("## "):
-            pairs.append(finish(cur, path, leetcode_path)) if cur else None
+            pairs += [finish(cur, path, leetcode_path)] if cur else []
             m = _PAIR_HEAD.match(ln)
             if not m:
                 raise PairFormatError(f"{where}: malformed pair heading (want '## pair: <id>')")
@@ -215,7 +215,10 @@ def finish(cur: dict, path, leetcode_path) -> Pair:
 
 def parse_spec(spec: str) -> tuple[str, str, dict]:
     """'file#section@k=v+k=v' -> (file, section, {k: v})."""
-    path, _, frag = str(spec).partition("#")
+    spec = str(spec)
+    if "#" not in spec and "@" in spec:   # 'file@k=v': every section, filtered
+        spec = spec.replace("@", "#all@", 1) if spec.count("@") == 1 else spec
+    path, _, frag = spec.partition("#")
     section, _, filt = frag.partition("@")
     wanted = {}
     for tok in filter(None, filt.split("+")):
