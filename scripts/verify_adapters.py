@@ -107,7 +107,7 @@ def main() -> int:
     ids = torch.randint(0, 100, (3, 12), generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory() as cache:
         idents, n_hit = set(), 0
-        for dtype in (torch.float32, torch.float64):
+        for dtype in (torch.float32, torch.float64, torch.bfloat16):
             for kind, rank, quarantine in VARIANTS:
                 tag, ident, hits, gap = check_variant(kind, rank, quarantine, dtype, cache, ids)
                 idents.add(ident)
@@ -124,7 +124,7 @@ def main() -> int:
         recon = (w.U * torch.linalg.svdvals(w.base.weight)[:8]) @ w.Vh
         assert torch.linalg.matrix_rank(recon) == 8
     assert len(idents) == len(VARIANTS), "identity() must differ between adapter variants"
-    print(f"PASS verify_adapters: {2 * len(VARIANTS)} variants bit-exact at init, switches restore, "
+    print(f"PASS verify_adapters: {3 * len(VARIANTS)} variants (fp32, fp64, bf16) bit-exact at init, switches restore, "
           f"{n_hit} cache hits in sweep + 14/14 on rewrap, shrinkage null exact for shared, "
           f"{len(idents)} distinct identities, {time.time() - t0:.1f}s")
     return 0

@@ -199,8 +199,9 @@ class AdaptedLinear(nn.Module):
         branch = self._svd(x) if self.kind == "svd" else self._lora(x)
         return y + branch
 
-    def _record(self, x: Tensor) -> dict | None:
-        if not (self.capture and torch.is_grad_enabled()):
+    def _record(self, x: Tensor, out: Tensor) -> dict | None:
+        """A capture record for this forward, or None when not capturing or nothing trains."""
+        if not (self.capture and out.requires_grad):
             return None
         assert x.ndim == 3, f"{self.name}: capture needs [batch, time, d_in] inputs, got {tuple(x.shape)}"
         rec = dict(batch=x.shape[0], deployed_on=self.deployed_on, quarantine_on=self.quarantine_on)
@@ -213,8 +214,8 @@ class AdaptedLinear(nn.Module):
         s = dS + dSh if self.quarantine == "shared" else torch.cat([dS, dSh])
         h = x @ self.Vh.to(x.dtype).T  # [*, k]
         z = h * s.to(x.dtype)
-        rec = self._record(x)
-        if rec is not None and z.requires_grad:
+        rec = self._record(x, z)
+        if rec is not None:
             h_saved = h.detach()
 
             def hook(gz: Tensor) -> None:
@@ -233,8 +234,8 @@ class AdaptedLinear(nn.Module):
             b_w = torch.cat([self.B.to(x.dtype), self.B_hack.to(x.dtype)], 1)
         a = x @ a_w.to(x.dtype).T  # [*, k]
         u = a @ b_w.T  # [*, d_out]
-        rec = self._record(x)
-        if rec is not None and a.requires_grad:
+        rec = self._record(x, a)
+        if rec is not None:
             x_saved = x.detach()
 
             def hook_a(ga: Tensor) -> None:
@@ -304,7 +305,7 @@ def wrap_model(model: nn.Module, cfg: AdapterConfig) -> dict[str, AdaptedLinear]
     for p in model.parameters():
         p.requires_grad_(False)
     adapters = {}
-    for name in tqdm(names, desc=f"wrap {cfg.kind}", disable=len(names) < 16):
+    for name in tqdm(names, desc="svd of targeted weights", disable=cfg.kind != "svd" or len(names) < 16):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         adapters[name] = AdaptedLinear(getattr(parent, child), cfg, name)
@@ -409,6 +410,10 @@ def capture_per_sample_grads(model: nn.Module) -> Iterator[dict[str, AdaptedLine
     clear_captured()."""
     mods = adapter_modules(model)
     assert mods, "model has no adapters"
+    # checkpoint recomputation would record forwards whose hooks never fire
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in model.modules()), (
+        "capture does not support gradient checkpointing"
+    )
     for m in mods.values():
         m.records, m.capture = [], True
     try:
