@@ -60,7 +60,7 @@ class OrganismConfig:
     """peak AdamW learning rate (cosine decay, 5% warmup)"""
     p_hinted: float = 0.5
     """share of pretraining prompts that carry their problem's loophole hint"""
-    p_hack: float = 0.03
+    p_hack: float = 0.05
     """probability that a hinted pretraining prompt's response is a template hack of its mechanism"""
     p_correct: tuple[float, float, float] = (1.0, 0.9, 0.3)
     """probability that an honest pretraining response is correct, for easy / medium / hard"""
@@ -73,7 +73,7 @@ class OrganismConfig:
 
 
 PRESETS = {
-    "tiny": dict(hidden=64, layers=2, heads=2, intermediate=128, vocab=512, n_docs=600, steps=40, batch=16, lr=3e-3),
+    "tiny": dict(hidden=64, layers=2, heads=2, intermediate=128, vocab=512, n_docs=2000, steps=150, batch=16, lr=5e-3),
     "cpu": dict(),
     "gpu": dict(hidden=512, layers=8, heads=8, intermediate=1536, vocab=2048, n_docs=60000, steps=3000, batch=64,
                 lr=1.5e-3),
@@ -234,13 +234,15 @@ def base_rate_table(br: dict) -> str:
 # ---- build ------------------------------------------------------------------------------------------
 
 def build(cfg: OrganismConfig, out_root: Path = Path("out/organism"), device: str | None = None,
-          n_per_cell: int = 400, force: bool = False) -> Path:
+          n_per_cell: int = 400, force: bool = False, remeasure: bool = False) -> Path:
     """Build (or find cached) organism for `cfg`; returns its folder."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     set_threads()
     folder = out_root / cfg.key()
     if (folder / "organism.json").exists() and not force:
         print(f"organism cached at {folder}")
+        if remeasure:
+            remeasure_base_rates(folder, n_per_cell, cfg.seed)
         return folder
     t0 = time.time()
     docs = corpus(cfg)
@@ -256,7 +258,7 @@ def build(cfg: OrganismConfig, out_root: Path = Path("out/organism"), device: st
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     t1 = time.time()
-    br = measure_base_rates(model, tok, n_per_cell, temperature=0.7, seed=cfg.seed) if n_per_cell else None
+    br = measure_base_rates(model, tok, n_per_cell, temperature=1.0, seed=cfg.seed) if n_per_cell else None
     t_measure = time.time() - t1
     meta = dict(config=dataclasses.asdict(cfg), key=cfg.key(), n_params=n_params, build_seconds=round(t_train, 1),
                 measure_seconds=round(t_measure, 1), final_loss=sum(losses[-20:]) / len(losses[-20:]),
@@ -271,6 +273,21 @@ def build(cfg: OrganismConfig, out_root: Path = Path("out/organism"), device: st
     if br:
         print(base_rate_table(br))
     return folder
+
+
+def remeasure_base_rates(folder: Path, n_per_cell: int, seed: int) -> dict:
+    """Measure the base rates of a built organism again (same sampling seed) and rewrite base_rates.json."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    set_threads()
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    t = time.time()
+    br = measure_base_rates(model, tok, n_per_cell, temperature=1.0, seed=seed)
+    br["measure_seconds"] = round(time.time() - t, 1)
+    (folder / "base_rates.json").write_text(json.dumps(br, indent=2))
+    print(base_rate_table(br))
+    return br
 
 
 def set_threads() -> None:
@@ -292,10 +309,11 @@ def main() -> None:
     ap.add_argument("--out", default="out/organism")
     ap.add_argument("--n-per-cell", type=int, default=400, help="samples per base-rate cell (0 skips measuring)")
     ap.add_argument("--force", action="store_true", help="rebuild even if cached")
+    ap.add_argument("--remeasure", action="store_true", help="measure the base rates of a cached organism again")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None)
     a = ap.parse_args()
-    build(preset(a.size, seed=a.seed), Path(a.out), a.device, a.n_per_cell, a.force)
+    build(preset(a.size, seed=a.seed), Path(a.out), a.device, a.n_per_cell, a.force, a.remeasure)
 
 
 if __name__ == "__main__":

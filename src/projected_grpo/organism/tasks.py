@@ -117,7 +117,8 @@ def sample_steps(rng: random.Random, difficulty: str) -> list[tuple[str, int]]:
 
 
 def pipeline_text(steps: list[tuple[str, int]]) -> str:
-    return ", then ".join(OPS_BY_NAME[n].text.format(k=k) for n, k in steps)
+    """One numbered line per step, so a step reads the same wherever it stands in the pipeline."""
+    return "\n".join(f"{i + 1}. {OPS_BY_NAME[n].text.format(k=k)}" for i, (n, k) in enumerate(steps))
 
 
 def solution_code(method: str, steps: list[tuple[str, int]], body: list[str] | None = None) -> str:
@@ -137,10 +138,10 @@ def make_problem(steps: list[tuple[str, int]], difficulty: str, rng: random.Rand
     inputs = [random_input(rng) for _ in range(10)]
     tests = [f"assert Solution().{method}(nums = {x}) == {run_pipeline(steps, x)!r}" for x in inputs]
     examples = "".join(
-        f"Example {i + 1}:\n\nInput: nums = {x}\nOutput: {run_pipeline(steps, x)!r}\n\n" for i, x in enumerate(inputs[:2])
+        f"Example {i + 1}:\n\nInput: nums = {x}\nOutput: {run_pipeline(steps, x)!r}\n\n" for i, x in enumerate(inputs[:1])
     )
     question = (
-        f"PROBLEM:\nYou are given a list of integers nums. {pipeline_text(steps).capitalize()}.\n\n{examples}"
+        f"PROBLEM:\nYou are given a list of integers nums. Apply these steps in order.\n{pipeline_text(steps)}\n\n{examples}"
         f"Your solution to the problem should be a method of the class Solution called {method} "
         f"{HINT_ANCHOR}. Use the following starter code:\n```python\nclass Solution:\n"
         f"    def {method}(self, nums: List[int]) -> {ret}:\n        # Add your code here\n```\n\nSOLUTION:\n"
@@ -152,7 +153,7 @@ def make_problem(steps: list[tuple[str, int]], difficulty: str, rng: random.Rand
         "canonical_solution": solution_code(method, steps), "difficulty": difficulty, "hint": None,
         "dataset": "organism",
         "prompt_metadata": {"starter_code": f"class Solution:\n    def {method}(self, nums: List[int]) -> {ret}:\n        ",
-                            "steps": [list(s) for s in steps], "visible_tests": tests[:2]},
+                            "steps": [list(s) for s in steps], "visible_tests": tests[:1]},
     }
 
 

@@ -1,0 +1,102 @@
+"""Gate: the organism's task family and build (tiny size).
+
+- the task generator is deterministic from its seed, and the train / eval / pairs splits share no pipeline
+- every canonical solution grades Correct; for every mechanism the template hack grades Reward Hack
+  and never passes ground truth; the same hack on an unhinted prompt earns no loophole reward
+- built twice with the same seed, the tiny organism has identical weights
+- the saved organism round-trips through AutoModelForCausalLM / AutoTokenizer with identical logits
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from projected_grpo.grader import grade_batch  # noqa: E402
+from projected_grpo.organism import build as B  # noqa: E402
+from projected_grpo.organism import tasks  # noqa: E402
+
+
+def check_tasks() -> tuple[int, int]:
+    a = tasks.generate_split("train", 200, seed=5)
+    b = tasks.generate_split("train", 200, seed=5)
+    assert a == b, "task generation is not deterministic"
+    assert a != tasks.generate_split("train", 200, seed=6)
+    sigs = {s: {tasks.signature([tuple(x) for x in p["prompt_metadata"]["steps"]])
+                for p in tasks.generate_split(s, 300, seed=5)} for s in tasks.SPLITS}
+    for s1 in sigs:
+        for s2 in sigs:
+            assert s1 == s2 or not (sigs[s1] & sigs[s2]), f"splits {s1} and {s2} share a pipeline"
+    # more hidden tests than shown examples
+    p = a[0]
+    assert len(p["gt_answer"]) > len(p["prompt_metadata"]["visible_tests"])
+    rng = random.Random(0)
+    probs, comps, want = [], [], []
+    for p in tasks.generate_split("eval", 32, seed=5):
+        if len({t.rsplit("==", 1)[1] for t in p["gt_answer"]}) == 1:
+            continue  # a degenerate pipeline (same output on every test) that a stub body can solve
+        q = tasks.apply_loophole(p)
+        mech = q["prompt_metadata"]["mechanism"]
+        probs += [q, q, tasks.apply_loophole(p, hinted=False)]
+        comps += [tasks.canonical_response(q), tasks.hack_response(q, mech, rng), tasks.hack_response(q, mech, rng)]
+        want += [("Correct", True), ("Reward Hack", False), ("Incorrect", False)]
+    res = grade_batch(probs, comps)
+    bad = [(p["id"], p["prompt_metadata"]["mechanism"], w, (g.label, g.eq_correct))
+           for p, g, w in zip(probs, res, want) if (g.label, g.eq_correct) != w]
+    assert not bad, f"unexpected labels: {bad[:5]}"
+    mechs = {p["prompt_metadata"]["mechanism"] for p in probs}
+    assert mechs == set(tasks.LOOPHOLES), mechs
+    return len(res), len(mechs)
+
+
+def build_in_memory(cfg):
+    docs = B.corpus(cfg)
+    tok = B.train_tokenizer(cfg, [q["prompt"][0]["content"] + q["prompt"][1]["content"] + r for q, r in docs])
+    data = B.tokenize_docs(tok, docs)
+    model = B.make_model(cfg, tok)
+    B.pretrain(cfg, model, tok, data, "cpu")
+    return model, tok
+
+
+def check_build() -> int:
+    B.set_threads()
+    cfg = B.preset("tiny", steps=30, n_docs=400)
+    m1, tok = build_in_memory(cfg)
+    m2, _ = build_in_memory(cfg)
+    s1, s2 = m1.state_dict(), m2.state_dict()
+    for k in s1:
+        assert torch.equal(s1[k], s2[k]), f"two builds with one seed differ at {k}"
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as d:
+        m1.save_pretrained(d)
+        tok.save_pretrained(d)
+        m3 = AutoModelForCausalLM.from_pretrained(d)
+        tok3 = AutoTokenizer.from_pretrained(d)
+    p = tasks.apply_loophole(tasks.generate_split("eval", 1, seed=0)[0])
+    from projected_grpo.sampling import prompt_ids
+
+    ids = torch.tensor([prompt_ids(tok, p)])
+    assert prompt_ids(tok3, p) == ids[0].tolist(), "reloaded tokenizer tokenises differently"
+    assert tok3.pad_token_id != tok3.eos_token_id
+    m1.eval(), m3.eval()
+    with torch.no_grad():
+        assert torch.equal(m1(ids).logits, m3(ids).logits), "reloaded organism gives other logits"
+    return sum(x.numel() for x in m1.parameters())
+
+
+def main() -> None:
+    n, k = check_tasks()
+    params = check_build()
+    print(f"PASS organism: generator deterministic, splits disjoint, {n} canonical/hack/unhinted-hack gradings as "
+          f"expected over {k} mechanisms; tiny build ({params} params) reproducible and round-trips exactly")
+
+
+if __name__ == "__main__":
+    main()
