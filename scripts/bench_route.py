@@ -125,8 +125,9 @@ def main():
         for kind, rank, quarantine in (("svd", None, "shared"), ("svd", 64, "own"), ("lora", 16, "shared"),
                                        ("lora", 16, "own")):
             r = bench(kind, rank, quarantine, args, cache)
-            print(f"{r['adapter']:22s} {r['P']:7d} {r['t_b']:8.2f} {r['t_l']:9.2f} {r['t_l'] / r['t_b']:7.1f}x "
-                  f"{r['t_plain']:10.2f} {r['t_routed']:10.2f} {r['t_routed'] / r['t_plain']:6.2f} {r['err']:8.1e}",
+            print(f"{r['adapter']:22s} {r['P']:7d} {r['t_b']:8.2f} {r['t_l']:9.2f} "
+                  f"{r['t_l'] / r['t_b']:7.1f}x {r['t_plain']:10.2f} {r['t_routed']:10.2f} "
+                  f"{r['t_routed'] / r['t_plain']:6.2f} {r['err']:8.1e}",
                   flush=True)
 
 

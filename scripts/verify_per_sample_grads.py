@@ -109,15 +109,16 @@ def check_variant(kind, rank, quarantine, cache):
         with capture_per_sample_grads(m2):
             drgrpo_loss(m2, ids, attn, mask, adv, D).backward()
         d2, q2 = deployed_params(m2), quarantine_params(m2)
-        opt = torch.optim.AdamW([dict(params=d2, weight_decay=0.1), dict(params=q2, weight_decay=0.1)], lr=1e-2)
+        groups = [dict(params=d2, weight_decay=0.1), dict(params=q2, weight_decay=0.1)]
+        opt = torch.optim.AdamW(groups, lr=1e-2)
         frozen2, moved2 = (d2, q2) if frozen is dep else (q2, d2)
         before = [p.detach().clone() for p in frozen2 + moved2]
         write_routed_grads(m2, w_dep, w_quar)
         assert all(p.grad is None for p in frozen2), f"{tag}/{what}: unrouted block has a grad"
         opt.step()
         n = len(frozen2)
-        assert all(torch.equal(p, q) for p, q in zip(frozen2, before[:n])), f"{tag}/{what}: unrouted block moved"
-        assert all(not torch.equal(p, q) for p, q in zip(moved2, before[n:])), f"{tag}/{what}: routed block still"
+        assert all(torch.equal(p, q) for p, q in zip(frozen2, before[:n])), f"{tag}/{what}: unrouted moved"
+        assert all(not torch.equal(p, q) for p, q in zip(moved2, before[n:])), f"{tag}/{what}: routed still"
     return tag, rel, rel_sum, rel_keep, G["deployed"].shape[1], G["quarantine"].shape[1]
 
 

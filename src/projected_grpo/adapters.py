@@ -61,10 +61,12 @@ class AdapterConfig:
     hack_B_scale: float = 1.0
     """lora, quarantine="own": B_hack init = hack_B_scale * (a random matrix distributed as B)."""
     seed: int = 0
-    """Seed of the frozen random LoRA B, B_hack and of random fill-in SVD bases; each module mixes
-    in a CRC32 of its name."""
-    cache_dir: str = "out/svd_cache"
-    """Directory of cached SVD factors (safetensors keyed by sha256 of the weight bytes and k)."""
+    """Seed of the frozen random LoRA B (orthonormal columns), the B_hack init, and the random
+    orthonormal U2/Vh2 used when W has fewer than 2r singular directions (those are not made
+    orthogonal to U/Vh); each module mixes in a CRC32 of its name."""
+    cache_dir: str | None = "out/svd_cache"
+    """Directory of cached SVD factors (safetensors named by sha256 of the weight bytes and k);
+    None disables the cache."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,18 +84,18 @@ def random_orthonormal(n: int, k: int, gen: torch.Generator) -> Float[Tensor, "n
     return (q * torch.sign(torch.diagonal(r))).float()
 
 
-def weight_key(w: Float[Tensor, "o i"], k: int) -> str:
-    h = hashlib.sha256()
-    h.update(f"{tuple(w.shape)}|{w.dtype}|k={k}|".encode())
+def weight_digest(w: Float[Tensor, "o i"]) -> str:
+    """sha256 of a weight's shape, dtype and bytes."""
+    h = hashlib.sha256(f"{tuple(w.shape)}|{w.dtype}|".encode())
     h.update(w.detach().contiguous().reshape(-1).view(torch.uint8).cpu().numpy().tobytes())
     return h.hexdigest()
 
 
 def svd_top_k(
-    w: Float[Tensor, "o i"], k: int, cache_dir: str | None
+    w: Float[Tensor, "o i"], k: int, cache_dir: str | None, digest: str
 ) -> tuple[Float[Tensor, "o k"], Float[Tensor, " k"], Float[Tensor, "k i"], bool]:
     """Top-k singular triplets of w in float32 on w's device; returns (U, S, Vh, cache_hit)."""
-    path = Path(cache_dir) / f"{weight_key(w, k)}.safetensors" if cache_dir else None
+    path = Path(cache_dir) / f"{digest[:40]}_k{k}.safetensors" if cache_dir else None
     if path is not None and path.exists():
         f = load_file(str(path), device=str(w.device))
         return f["U"], f["S"], f["Vh"], True
@@ -149,9 +151,10 @@ class AdaptedLinear(nn.Module):
         dev = w.device
         f32 = dict(device=dev, dtype=torch.float32)
         self.svd_cache_hit = False
+        self.base_digest = weight_digest(w)  # ties saved directions to this base weight
         if cfg.kind == "svd":
             k = min(2 * r, full) if cfg.quarantine == "own" else r
-            u, _, vh, self.svd_cache_hit = svd_top_k(w, k, cfg.cache_dir)
+            u, _, vh, self.svd_cache_hit = svd_top_k(w, k, cfg.cache_dir, self.base_digest)
             if cfg.quarantine == "own" and k < 2 * r:  # not enough singular directions left
                 u2, vh2 = random_orthonormal(d_out, r, gen), random_orthonormal(d_in, r, gen).T
                 u = torch.cat([u[:, :r], u2.to(dev)], 1)
@@ -378,13 +381,14 @@ def load_adapter_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
 
 
 def identity(model: nn.Module) -> str:
-    """kind, rank, quarantine, and every adapter's name and block shapes; a v_hack saved with a
-    different identity does not belong to this model."""
+    """kind, rank, quarantine, seed, a digest of the wrapped base weights, and every adapter's name
+    and block shapes; a v_hack saved with a different identity does not belong to this model."""
     cfg = model.adapter_config
     mods = adapter_modules(model)
+    base = hashlib.sha256("".join(m.base_digest for m in mods.values()).encode()).hexdigest()[:16]
     return json.dumps(
         dict(
-            kind=cfg.kind, rank=cfg.rank, quarantine=cfg.quarantine, seed=cfg.seed,
+            kind=cfg.kind, rank=cfg.rank, quarantine=cfg.quarantine, seed=cfg.seed, base=base,
             modules=[
                 [n, [list(p.shape) for p in m.deployed_parameters()],
                  [list(p.shape) for p in m.quarantine_parameters()]]
@@ -453,7 +457,9 @@ def _write_block(params: list[nn.Parameter], G: Float[Tensor, "b p"], w: Float[T
         p.grad = g.view_as(p).to(p.dtype).clone()
 
 
-def write_routed_grads(model: nn.Module, w_deployed: Float[Tensor, " b"], w_quarantine: Float[Tensor, " b"]) -> None:
+def write_routed_grads(
+    model: nn.Module, w_deployed: Float[Tensor, " b"], w_quarantine: Float[Tensor, " b"]
+) -> None:
     """param.grad = sum_b w_b G_b for the deployed block (weights w_deployed) and the quarantine
     block (w_quarantine) of every adapter. A block whose weights are all zero gets grad None.
     Overwrites whatever backward left in .grad."""
