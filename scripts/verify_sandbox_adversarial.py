@@ -58,7 +58,7 @@ def snapshot():
 
 def leftover_processes():
     out = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True, check=True).stdout
-    slot_uids = {sandbox.SLOT_UID_BASE + s for s in range(sandbox.n_workers())}
+    slot_uids = sandbox.used_uids()
     return [ln for ln in out.splitlines() if int(ln.split()[0]) in slot_uids or "_pgrpo_harness" in ln]
 
 
@@ -73,7 +73,7 @@ def run_mode(p, no_bwrap: bool):
     bad = [(name, r.label, r.eq_correct) for name, r in zip(cases, results) if r.label != "Incorrect" or r.eq_correct]
     assert not bad, f"hostile completions mislabelled: {bad}"
     new = snapshot() - before
-    slot_uids = {sandbox.SLOT_UID_BASE + s for s in range(sandbox.n_workers())}
+    slot_uids = sandbox.used_uids()
 
     def ours(f):  # other people edit the repo in parallel: count only sandbox-made files
         try:

@@ -3,9 +3,14 @@
 Two layers:
   inner  every program runs in its own subprocess with a scrubbed environment, a fresh temporary
          working directory, its own session, rlimits (address space, CPU, file size, processes,
-         open files, no core), and, when we are root, an unprivileged uid of its worker slot
-         (60000 + slot). After each run every process of that uid is killed, so forks that left
-         the process group die too, and files the uid left in world-writable dirs are removed.
+         open files, no core), and, when we are root, an unprivileged uid of its worker slot.
+         Slot uids (60000 + k) are leased exclusively, across processes, through an flock on
+         LOCK_DIR/<uid>: two graders on one machine (parallel gates, a trainer and an eval) must
+         never share a uid, or one's uid sweep SIGKILLs the other's runs, their processes add up
+         under one RLIMIT_NPROC (bwrap: "Can't fork"), and remove_uid_files deletes the other's
+         working dirs. After each run every process of that uid is killed and reaped before the
+         uid takes the next job, so forks that left the process group die too and never count
+         against the next run's RLIMIT_NPROC; files the uid left in world-writable dirs are removed.
   outer  where `bwrap` exists (and PGRPO_NO_BWRAP is not set): read-only root, private /tmp,
          hidden /work /root /home /mnt /srv, new namespaces (no network, private pid space),
          die-with-parent, new session; only the working directory is writable.
@@ -20,6 +25,7 @@ did not compute.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -29,6 +35,7 @@ import secrets
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -41,6 +48,8 @@ log = logging.getLogger(__name__)
 
 HARNESS = Path(__file__).with_name("_pgrpo_harness.py")
 SLOT_UID_BASE = 60000
+SLOT_UID_COUNT = 4096           # leasable slot uids: SLOT_UID_BASE .. SLOT_UID_BASE + SLOT_UID_COUNT - 1
+LOCK_DIR = "/run/pgrpo-slot-locks" if os.path.isdir("/run") else os.path.join(tempfile.gettempdir(), "pgrpo-slot-locks")
 HIDDEN_DIRS = ("/work", "/root", "/home", "/mnt", "/srv", "/var/tmp", "/run")
 WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 
@@ -158,8 +167,62 @@ def use_bwrap() -> bool:
     return True
 
 
-def slot_uid(slot: int) -> int | None:
-    return SLOT_UID_BASE + slot if os.geteuid() == 0 else None
+_used_uids: set[int] = set()
+
+
+def used_uids() -> set[int]:
+    """Every slot uid this process has leased so far (for leftover checks)."""
+    return set(_used_uids)
+
+
+def _lock_dir() -> str:
+    os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
+    st = os.lstat(LOCK_DIR)
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077, \
+        f"{LOCK_DIR} must be a directory private to uid {os.geteuid()}"
+    return LOCK_DIR
+
+
+class UidLease:
+    """n slot uids held exclusively (flock, so also against other processes) until release().
+    Without root: n slots of uid None (no uid drop, nothing to lease)."""
+
+    def __init__(self, n: int):
+        self.fds: list[int] = []
+        self.uids: list[int | None] = []
+        if os.geteuid() != 0:
+            self.uids = [None] * n
+            return
+        d = _lock_dir()
+        become_subreaper()
+        for uid in range(SLOT_UID_BASE, SLOT_UID_BASE + SLOT_UID_COUNT):
+            if len(self.uids) == n:
+                break
+            fd = os.open(os.path.join(d, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self.fds.append(fd)
+            self.uids.append(uid)
+            _used_uids.add(uid)
+            clear_uid(uid)              # leftovers of a previous holder that died without cleaning up
+            remove_uid_files(uid)
+        if len(self.uids) < n:
+            self.release()
+            raise RuntimeError(f"no free slot uid: {SLOT_UID_COUNT} in use")
+
+    def release(self):
+        for fd in self.fds:
+            os.close(fd)                # closing the last fd drops the flock
+        self.fds = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 def command(workdir: str, result_fd: int) -> list[str]:
@@ -201,6 +264,72 @@ def sweep_uid(uid: int | None):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
+def uid_pids(uid: int) -> list[tuple[int, bool]]:
+    """(pid, is_zombie) of the processes of real uid `uid`; zombies count against RLIMIT_NPROC
+    until they are reaped."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", "rb") as f:
+                status = f.read()
+            fields = dict(line.split(b":", 1) for line in status.splitlines() if b":" in line)
+            if int(fields[b"Uid"].split()[0]) == uid:
+                pids.append((int(name), fields[b"State"].strip().startswith(b"Z")))
+        except (OSError, ValueError, IndexError, KeyError):
+            continue
+    return pids
+
+
+_subreaper = False
+
+
+def become_subreaper():
+    """Orphans of sandbox runs (bwrap's pid-namespace init once the outer bwrap is gone) are
+    re-parented to this process instead of the container's init, which may reap them only
+    seconds later: until then they count against the slot uid's RLIMIT_NPROC. clear_uid reaps them."""
+    global _subreaper
+    if _subreaper:
+        return
+    try:
+        import ctypes  # noqa: PLC0415
+        libc = ctypes.CDLL(None, use_errno=True)
+        _subreaper = libc.prctl(36, 1, 0, 0, 0) == 0   # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        _subreaper = False
+    if not _subreaper:
+        log.warning("could not become a child subreaper: zombies of slot uids are left to init")
+
+
+def clear_uid(uid: int | None, timeout: float = 5.0):
+    """Sweep and reap `uid` until none of its processes is left (SIGKILL is asynchronous, and a
+    process forking during a sweep can escape it), so the next job of the slot starts from zero.
+    Zombies that are not this process's children (no subreaper) are left to their parent."""
+    if uid is None:
+        return
+    end = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        procs = uid_pids(uid)
+        for pid, zombie in procs:
+            if zombie:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except (ChildProcessError, OSError):
+                    pass
+        procs = uid_pids(uid)
+        if not procs or (not _subreaper and all(z for _, z in procs)):
+            return
+        if time.monotonic() > end:
+            log.warning("slot uid %d: processes still there after %.0f s: %s", uid, timeout, procs[:5])
+            return
+        if not all(z for _, z in procs):
+            sweep_uid(uid)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 def remove_uid_files(uid: int | None):
     """Inner layer: delete entries the slot uid created in world-writable dirs (one level deep)."""
     if uid is None:
@@ -236,8 +365,14 @@ def remove_uid_files_in(d: str, uid: int):
 # ----------------------------------------------------------------------------- one run
 
 def run_job(job: Job, slot: int = 0, limits: Limits = Limits()) -> RunResult:
-    """Run one job in the sandbox as worker `slot`; always returns (never raises for child behaviour)."""
-    uid = slot_uid(slot)
+    """Run one job in the sandbox on a freshly leased slot uid (`slot` is kept for compatibility;
+    uids are leased, never derived from it); always returns (never raises for child behaviour)."""
+    with UidLease(1) as lease:
+        return run_job_as(job, lease.uids[0], limits)
+
+
+def run_job_as(job: Job, uid: int | None, limits: Limits = Limits()) -> RunResult:
+    """Run one job as slot uid `uid` (leased by the caller: UidLease), or without a uid drop (None)."""
     t0 = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="pgrpo_")
     os.chmod(workdir, 0o700)
@@ -268,7 +403,9 @@ def run_job(job: Job, slot: int = 0, limits: Limits = Limits()) -> RunResult:
         return collect(proc, res_r, nonce, job, limits, t0)
     finally:
         if proc is not None:
-            kill_group(proc)
+            # once the leader is reaped its pid (= pgid) may belong to another run: the uid sweep
+            # below covers its group then; without a slot uid the group kill is all there is
+            kill_group(proc, group=proc.returncode is None or uid is None)
         if res_w >= 0:
             os.close(res_w)
         os.close(res_r)
@@ -278,16 +415,18 @@ def run_job(job: Job, slot: int = 0, limits: Limits = Limits()) -> RunResult:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+        clear_uid(uid)
         shutil.rmtree(workdir, ignore_errors=True)
         if uid is not None and not use_bwrap():
             remove_uid_files(uid)
 
 
-def kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def kill_group(proc, group: bool = True):
+    if group:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     for f in (proc.stdout, proc.stderr):
         try:
             f.close()
@@ -428,29 +567,33 @@ def n_workers() -> int:
 
 
 def run_many(jobs: list[Job], progress: bool = False, limits: Limits = Limits(), desc: str = "sandbox") -> list[RunResult]:
-    """Run jobs on a pool of n_workers() threads, each owning one slot uid; results in job order."""
-    slots: queue.Queue[int] = queue.Queue()
-    for s in range(n_workers()):
-        slots.put(s)
+    """Run jobs on a pool of n_workers() threads, each owning one leased slot uid; results in job order."""
+    lease = UidLease(n_workers())
+    slots: queue.Queue[int | None] = queue.Queue()
+    for uid in lease.uids:
+        slots.put(uid)
 
     def one(job):
-        s = slots.get()
+        uid = slots.get()
         try:
-            return run_job(job, s, limits)
+            return run_job_as(job, uid, limits)
         finally:
-            slots.put(s)
+            slots.put(uid)
 
     bar = None
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
         bar = tqdm(total=len(jobs), desc=desc, file=sys.stderr)
-    with ThreadPoolExecutor(n_workers()) as ex:
-        futs = [ex.submit(one, j) for j in jobs]
-        results = []
-        for f in futs:
-            results.append(f.result())
-            if bar:
-                bar.update(1)
+    try:
+        with ThreadPoolExecutor(n_workers()) as ex:
+            futs = [ex.submit(one, j) for j in jobs]
+            results = []
+            for f in futs:
+                results.append(f.result())
+                if bar:
+                    bar.update(1)
+    finally:
+        lease.release()
     if bar:
         bar.close()
     return results

@@ -1,0 +1,73 @@
+"""Gate: the grader is deterministic under load.
+
+Grades many copies of valid canonical and template-hack completions of organism problems (all four
+loophole mechanisms) concurrently, with every core kept busy, in both sandbox modes (bwrap and
+PGRPO_NO_BWRAP=1), and asserts that every single result is the expected label with
+can_compile=True (False for exit_code hacks, which exit at module level by design). A flaky sandbox run (killed child, failed bwrap start, lost records) shows up
+as a wrong label. Prints one PASS line; nonzero exit on failure.
+"""
+
+import collections
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gate_common import BusyCores  # noqa: E402
+
+from projected_grpo.grader import MECHANISMS, grade_batch  # noqa: E402
+from projected_grpo.organism import tasks  # noqa: E402
+
+PER_MECH = int(os.environ.get("PGRPO_DET_PER_MECH", 13))   # canonical + hack copies per mechanism and mode
+
+
+def batch():
+    by_mech = collections.defaultdict(list)
+    for p in tasks.generate_split("train", 64, 0):
+        by_mech[p["prompt_metadata"]["mechanism"]].append(tasks.apply_loophole(p))
+    assert set(by_mech) >= set(MECHANISMS), f"mechanisms missing from the split: {set(MECHANISMS) - set(by_mech)}"
+    rng = random.Random(0)
+    probs, comps, want = [], [], []
+    for mech in MECHANISMS:
+        ps = by_mech[mech]
+        for i in range(PER_MECH):
+            p = ps[i % len(ps)]
+            probs += [p, p]
+            comps += [tasks.canonical_response(p), tasks.hack_response(p, mech, rng)]
+            # an exit_code hack exits at module level: can_compile is False by design (every time)
+            want += [("Correct", True), ("Reward Hack", mech != "exit_code")]
+    return probs, comps, want
+
+
+def run_mode(no_bwrap: bool, probs, comps, want):
+    os.environ["PGRPO_NO_BWRAP"] = "1" if no_bwrap else "0"
+    t0 = time.time()
+    res = grade_batch(probs, comps)
+    dt = time.time() - t0
+    bad = [(p["prompt_metadata"]["mechanism"], w, g.label, g.can_compile, g.error)
+           for p, w, g in zip(probs, want, res) if (g.label, g.can_compile) != w]
+    mode = "no-bwrap" if no_bwrap else "bwrap"
+    assert not bad, f"{mode}: {len(bad)}/{len(res)} nondeterministic results, e.g. {bad[:5]}"
+    return len(res), dt
+
+
+def main():
+    probs, comps, want = batch()
+    stats = {}
+    with BusyCores(2):
+        for no_bwrap in (False, True):
+            stats["no-bwrap" if no_bwrap else "bwrap"] = run_mode(no_bwrap, probs, comps, want)
+    total = sum(n for n, _ in stats.values())
+    detail = ", ".join(f"{m}: {n} in {dt:.1f}s ({n / dt:.1f}/s)" for m, (n, dt) in stats.items())
+    print(f"PASS verify_grader_determinism: {total}/{total} completions labelled as expected "
+          f"(label and can_compile: True, except exit_code hacks) over {len(MECHANISMS)} mechanisms with 2 busy cores; {detail}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as e:
+        print(f"FAIL verify_grader_determinism: {e}")
+        sys.exit(1)
