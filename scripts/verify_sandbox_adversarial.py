@@ -59,7 +59,9 @@ def snapshot():
 def leftover_processes():
     out = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True, check=True).stdout
     slot_uids = sandbox.used_uids()
-    return [ln for ln in out.splitlines() if int(ln.split()[0]) in slot_uids or "_pgrpo_harness" in ln]
+    # a slot uid leased now belongs to another grader process running in parallel
+    return [ln for ln in out.splitlines()
+            if (int(ln.split()[0]) in slot_uids or "_pgrpo_harness" in ln) and not sandbox.uid_leased(int(ln.split()[0]))]
 
 
 def run_mode(p, no_bwrap: bool):
@@ -76,8 +78,9 @@ def run_mode(p, no_bwrap: bool):
     slot_uids = sandbox.used_uids()
 
     def ours(f):  # other people edit the repo in parallel: count only sandbox-made files
-        try:
-            return "adv_marker" in f or os.lstat(f).st_uid in slot_uids
+        try:  # a slot uid leased now belongs to another grader process (its live working dirs)
+            uid = os.lstat(f).st_uid
+            return "adv_marker" in f or (uid in slot_uids and not sandbox.uid_leased(uid))
         except OSError:
             return False
     new = {f for f in new if ours(f)}

@@ -175,6 +175,21 @@ def used_uids() -> set[int]:
     return set(_used_uids)
 
 
+def uid_leased(uid: int) -> bool:
+    """Whether some UidLease (of any process, this one included) holds `uid` right now."""
+    try:
+        fd = os.open(os.path.join(LOCK_DIR, str(uid)), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def _lock_dir() -> str:
     os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
     st = os.lstat(LOCK_DIR)
