@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     meta = dict(pairs=a.pairs, pairset_hash=pairset_hash(pairs), n_pairs=len(pairs), model=a.model, adapter=a.adapter,
                 rank=a.rank, quarantine=a.quarantine, loss=a.loss, k=a.k, **report)
     vhack.save_vhack(out, V, model, meta, vact)
-    print(json.dumps(meta, indent=1))
+    print(json.dumps(meta))
     return meta
 
 

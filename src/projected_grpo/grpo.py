@@ -75,6 +75,8 @@ class Args:
     """adapter rank (-1 = full rank for svd)"""
     quarantine: str = "shared"
     """shared or own (the quarantine block gets its own structure)"""
+    adapter_seed: int = 0
+    """seed of the adapter's frozen random parts (LoRA B); v_hack files are tied to it"""
     lr: float = 2e-2
     """AdamW learning rate of the adapter blocks"""
     weight_decay: float = 0.0
@@ -226,7 +228,7 @@ class Trainer:
         self.model, self.tok = load_policy(args.model, self.device)
         rank = None if args.rank == -1 else args.rank
         ad.wrap_model(self.model, ad.AdapterConfig(kind=args.adapter, rank=rank, quarantine=args.quarantine,
-                                                   seed=args.seed))
+                                                   seed=args.adapter_seed))
         self.train_set, ev = load_tasks(args)
         self.evals = eval_sets(args, ev)
         self.teacher = load_teacher_pool(args.teacher_pool) if args.teacher_pool and args.n_teacher else None
@@ -323,6 +325,9 @@ class Trainer:
                     loss.backward()
                 # the hook point: interventions act on the gradients here
                 hook = self.intervention.after_backward(self.model, dict(step=step, iter=it, rows=idx, adv=adv_b))
+                if not self.intervention.trains_quarantine:  # only routing arms may move the quarantine block
+                    for p in ad.quarantine_params(self.model):
+                        p.grad = None
                 if a.grad_clip > 0:
                     gn = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
                                                         a.grad_clip).item()

@@ -25,7 +25,9 @@ from projected_grpo import adapters as ad
 
 
 class NoIntervention:
-    """Vanilla GRPO: every hook is the identity."""
+    """Vanilla GRPO: every hook is the identity; the quarantine block is not trained."""
+
+    trains_quarantine = False
 
     def setup(self, trainer) -> None:
         self.trainer = trainer
@@ -211,7 +213,9 @@ class Route(NoIntervention):
     step's scores, or match_frac (a list of per-step fractions from another run) routes that many.
     """
 
-    def __init__(self, vhack: dict[str, Tensor] | None, gate: str = "grad", t_absorb: float = 1.0,
+    trains_quarantine = True
+
+    def __init__(self, vhack, gate: str = "grad", t_absorb: float = 1.0,
                  t_route: float = 1.0, route_frac: float = 0.0, match_frac: list[float] | None = None, seed: int = 0):
         assert gate in ("grad", "random", "oracle", "none", "absorb"), gate
         self.V, self.gate = vhack, gate

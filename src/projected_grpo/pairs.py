@@ -73,7 +73,7 @@ def leetcode_problems(path: str) -> dict:
     return {str(p["id"]): p for p in load_jsonl(path)}
 
 
-def resolve_problem(ref: str, hinted: bool, leetcode_path: str) -> dict | None:
+def resolve_problem(ref: str, hinted: bool, leetcode_path: str | Path) -> dict | None:
     """The problem dict a reference names, with its prompt hinted or not; None if unknown."""
     from projected_grpo.organism.tasks import apply_loophole
     from projected_grpo.problems import apply_hint
