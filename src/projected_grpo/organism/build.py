@@ -60,7 +60,7 @@ class OrganismConfig:
     """peak AdamW learning rate (cosine decay, 5% warmup)"""
     p_hinted: float = 0.5
     """share of pretraining prompts that carry their problem's loophole hint"""
-    p_hack: float = 0.05
+    p_hack: float = 0.15
     """probability that a hinted pretraining prompt's response is a template hack of its mechanism"""
     p_correct: tuple[float, float, float] = (1.0, 0.9, 0.3)
     """probability that an honest pretraining response is correct, for easy / medium / hard"""
