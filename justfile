@@ -108,3 +108,7 @@ queue-follow id:
 # queue arms x seeds, e.g. WHY=... RESOLVE=... just sweep "vanilla erase route" "0 1 2"
 sweep arms seeds *args:
     for s in {{seeds}}; do for a in {{arms}}; do bash scripts/queue.sh add $a $s {{args}}; done; done
+
+# GPU smoke (needs CUDA, bf16): tiny random Qwen3, v_hack extraction, every arm 2 steps on svd and lora
+smoke-gpu *args:
+    {{py}} scripts/smoke_gpu.py {{args}}

@@ -1,0 +1,174 @@
+"""GPU smoke: every arm for 2 steps on both adapters, bf16 on CUDA (not a verify_* gate: needs a GPU).
+
+    python scripts/smoke_gpu.py                  all arms, svd and lora
+    python scripts/smoke_gpu.py --arms vanilla,route --adapters svd
+
+A tiny randomly initialised Qwen3-architecture model (no download) is built from a config with the
+organism's tokenizer and saved to a temp folder, which is passed to every stage as --model. Then:
+v_hack extraction (scripts/extract_vhack_grad.py, shared and own quarantine, per adapter) and 2 GRPO
+steps of each arm through scripts/train.py. A random model earns no reward, so every group would
+have zero variance and nothing would train; a teacher pool of template completions (the canonical
+solution and a template hack of each training problem, 2 of every group of 4) gives the groups
+reward variance so that the backward, the interventions and the optimizer run. Each arm must
+finish (DONE), log a loss in every step, and every logged loss and gradient norm must be finite.
+
+Prints PASS/FAIL per arm and adapter and ends with 'N passed, N failed'. Refuses to run without
+CUDA (exit 2); `--device cpu` runs the same checks in fp32 on the CPU (for checking this script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+ARMS = ("vanilla", "erase", "route", "route-random", "capacity", "absorb", "oracle-route", "gt-penalty",
+        "gt-screen", "rl-baseline")
+
+
+def build_tiny_qwen3(folder: Path, hidden: int = 128, layers: int = 2) -> None:
+    """Random-init Qwen3 (GQA: 4 query heads, 2 kv heads) with the organism tokenizer, saved to folder."""
+    import torch
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    from projected_grpo.models import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("organism:tiny"))
+    torch.manual_seed(0)
+    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=hidden // 4, max_position_embeddings=4096,
+                      tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      bos_token_id=None)
+    Qwen3ForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def teacher_pool(path: Path, n_train: int) -> int:
+    """jsonl of {problem_id, completion}: canonical solution twice and a template hack once per problem."""
+    import random
+
+    from projected_grpo import grpo
+    from projected_grpo.organism import tasks
+
+    train, _ = grpo.load_tasks(grpo.Args(task="organism", n_train=n_train))
+    rng = random.Random(0)
+    with path.open("w") as f:
+        for p in train:
+            mech = p["prompt_metadata"]["mechanism"]
+            for text in (tasks.canonical_response(p), tasks.canonical_response(p), tasks.hack_response(p, mech, rng)):
+                f.write(json.dumps(dict(problem_id=p["id"], completion=text)) + "\n")
+    return len(train)
+
+
+def check_run(run_dir: Path, steps: int) -> str:
+    assert (run_dir / "DONE").exists(), f"{run_dir.name}: no DONE"
+    m = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert len(m) == steps, f"{run_dir.name}: {len(m)} metric rows, expected {steps}"
+    for r in m:
+        assert "loss" in r, f"{run_dir.name} step {r['step']}: nothing trained (frac_trained {r['frac_trained']})"
+        assert math.isfinite(r["loss"]), f"{run_dir.name} step {r['step']}: loss {r['loss']}"
+        assert math.isfinite(r["grad_norm"]), f"{run_dir.name} step {r['step']}: grad_norm {r['grad_norm']}"
+    ev = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines() if line.strip()]
+    assert ev, f"{run_dir.name}: no eval rows"
+    extra = {k: round(m[-1][k], 3) for k in ("routed_frac", "cos_in") if k in m[-1]}
+    return (f"loss {[round(r['loss'], 4) for r in m]} grad_norm {[round(r['grad_norm'], 3) for r in m]} "
+            f"t_train {sum(r['t_train'] for r in m):.1f}s {extra or ''}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--adapters", default="svd,lora")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--keep", default="", help="copy the run folders here (default: a temp folder, deleted)")
+    a = ap.parse_args()
+    import torch
+
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("smoke_gpu: CUDA is not available; this smoke needs a GPU (bf16 path). "
+              "Use `just smoke` on the CPU.", file=sys.stderr)
+        return 2
+    import extract_vhack_grad
+    import train
+
+    from projected_grpo.organism.build import build, preset
+
+    build(preset("tiny"), n_per_cell=0)  # the tokenizer comes from the tiny organism
+    arms = [x for x in a.arms.split(",") if x]
+    unknown = set(arms) - set(ARMS)
+    assert not unknown, f"unknown arms {unknown}"
+    passed, failed = [], []
+    t_all = time.time()
+    with tempfile.TemporaryDirectory() as t:
+        t = Path(a.keep) if a.keep else Path(t)
+        t.mkdir(parents=True, exist_ok=True)
+        model_dir = t / "tiny_qwen3"
+        build_tiny_qwen3(model_dir)
+        pool = t / "teacher_pool.jsonl"
+        n_train = 32
+        teacher_pool(pool, n_train)
+        if a.device == "cuda":
+            print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
+        for adapter in [x for x in a.adapters.split(",") if x]:
+            rank = ["--rank", "8"] if adapter == "lora" else []
+            vh = {}
+            for q in ("shared", "own"):
+                name = f"vhack[{adapter},{q}]"
+                try:
+                    out = t / f"v_{adapter}_{q}.safetensors"
+                    t0 = time.time()
+                    meta = extract_vhack_grad.main(["--model", str(model_dir), "--adapter", adapter, *rank,
+                                                    "--quarantine", q, "--device", a.device, "--out", str(out)])
+                    assert out.exists(), out
+                    vh[q] = str(out)
+                    passed.append(name)
+                    print(f"PASS {name:28s} {time.time() - t0:5.1f}s  {meta['n_pairs']} pairs, held-out sign acc "
+                          f"{meta.get('heldout_sign_acc')}", flush=True)
+                except Exception:
+                    failed.append(name)
+                    print(f"FAIL {name}\n    " + "\n    ".join(traceback.format_exc().splitlines()[-12:]), flush=True)
+            common = ["--model", str(model_dir), "--out-dir", str(t / "runs"), "--steps", str(a.steps),
+                      "--prompts-per-step", "4", "--group", "4", "--n-train", str(n_train), "--n-eval", "1",
+                      "--eval-every", "0", "--max-new-tokens", "128", "--teacher-pool", str(pool), "--n-teacher", "2",
+                      "--adapter", adapter, *rank, "--device", a.device]
+            for arm in arms:
+                run = f"{arm}_{adapter}"
+                extra = {
+                    "erase": ["--vhack", vh.get("shared", "")],
+                    "route": ["--vhack", vh.get("own", ""), "--quarantine", "own", "--route-frac", "0.5"],
+                    "route-random": ["--vhack", vh.get("own", ""), "--quarantine", "own",
+                                     "--match-run", str(t / "runs" / f"route_{adapter}")],
+                    "capacity": ["--quarantine", "own"], "absorb": ["--quarantine", "own"],
+                    "oracle-route": ["--quarantine", "own"],
+                }.get(arm, [])
+                t0 = time.time()
+                try:
+                    run_dir = train.main(["--arm", arm, "--run", run, *common, *extra])
+                    msg = check_run(Path(run_dir), a.steps)
+                    passed.append(run)
+                    print(f"PASS {run:28s} {time.time() - t0:5.1f}s  {msg}", flush=True)
+                except BaseException as e:  # argparse exits with SystemExit
+                    if isinstance(e, KeyboardInterrupt):
+                        raise
+                    failed.append(run)
+                    print(f"FAIL {run:28s} {time.time() - t0:5.1f}s\n    "
+                          + "\n    ".join(traceback.format_exc().splitlines()[-12:]), flush=True)
+        if a.device == "cuda":
+            print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", flush=True)
+    print(f"smoke_gpu: {time.time() - t_all:.0f}s on {a.device}; failed: {', '.join(failed) or 'none'}")
+    print(f"{len(passed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
