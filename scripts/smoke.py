@@ -42,7 +42,8 @@ def main() -> int:
         r = subprocess.run([sys.executable, str(g)], cwd=ROOT, env=env, capture_output=True, text=True)
         out = (r.stdout + r.stderr).strip()
         (logdir / f"{g.stem}.log").write_text(out + "\n")
-        last = out.splitlines()[-1] if out else ""
+        lines = out.splitlines()
+        last = next((ln for ln in reversed(lines) if ln.startswith("PASS")), lines[-1] if lines else "")
         ok = r.returncode == 0
         (passed if ok else failed).append(g.stem)
         print(f"{'PASS' if ok else 'FAIL'} {g.stem:32s} {time.time() - t:6.1f}s  {last[:150]}", flush=True)
