@@ -1,0 +1,155 @@
+"""Gate: the distillation cosine probe's pipeline and its projection mechanism.
+
+1. project_out on toy tensors removes exactly the one-sided component (only where <g, v> > 0) and,
+   two-sided, the whole component in span(V).
+2. On the tiny organism: a 2-step vanilla GRPO run is the teacher -> teacher-pool (few problems)
+   -> v_hack from the organism pairs -> replay vanilla and projected -> random and oracle control
+   directions -> probe_uat. Asserts the files exist, every cos_S_contrib is finite, and the
+   mechanism: on every projected step where the projection fired, cos_out <= cos_in.
+
+T1 and T4 are not asserted: they depend on the teacher (a 2-step tiny teacher barely hacks).
+Runs every stage in-process (one interpreter start) to stay well under 90 s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+import shutil
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+os.environ.setdefault("PGRPO_THREADS", "1")
+
+import torch  # noqa: E402
+
+from projected_grpo import interventions as iv  # noqa: E402
+from projected_grpo import logs  # noqa: E402
+
+
+def check_project_out() -> None:
+    gen = torch.Generator().manual_seed(0)
+    V = iv.orthonormal_rows(torch.randn(2, 10, generator=gen, dtype=torch.float64))
+    assert torch.allclose(V @ V.T, torch.eye(2, dtype=torch.float64), atol=1e-12)
+    v = V[:1]
+    perp = torch.randn(10, generator=gen, dtype=torch.float64)
+    perp = perp - (V @ perp) @ V  # orthogonal to both rows
+    for c in (3.0, -3.0):
+        g = perp + c * v[0]
+        one = iv.project_out(g, v, one_sided=True)
+        two = iv.project_out(g, v, one_sided=False)
+        want_one = perp if c > 0 else g  # only the hack-ward (positive) component is removed
+        assert torch.allclose(one, want_one, atol=1e-12), (c, (one - want_one).abs().max())
+        assert torch.allclose(two, perp, atol=1e-12), (c, (two - perp).abs().max())
+    # k = 2, mixed signs: one-sided removes only the positive coefficient
+    g = perp + 2.0 * V[0] - 5.0 * V[1]
+    assert torch.allclose(iv.project_out(g, V, True), perp - 5.0 * V[1], atol=1e-12)
+    assert torch.allclose(iv.project_out(g, V, False), perp, atol=1e-12)
+    # after a fired one-sided projection the cosine with v is 0, never above the input cosine
+    g = perp + 3.0 * v[0]
+    assert abs(float(iv.cosine(iv.project_out(g, v), v[0]))) < 1e-12 < float(iv.cosine(g, v[0]))
+
+
+def quiet(fn, *args, **kw):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        r = fn(*args, **kw)
+    return r, buf.getvalue()
+
+
+def main() -> None:
+    t0 = time.time()
+    check_project_out()
+    import extract_vhack_grad
+    import probe_distill
+    import probe_uat
+    from projected_grpo import grpo
+    from projected_grpo.organism.build import build, preset
+
+    quiet(build, preset("tiny"), n_per_cell=0)
+    with tempfile.TemporaryDirectory() as t:
+        t = Path(t)
+        teacher = quiet(grpo.train, grpo.Args(run="vanilla_s0", out_dir=str(t / "runs"), model="organism:tiny", steps=2,
+                                              prompts_per_step=4, group=4, n_eval=2, eval_every=0, max_new_tokens=40,
+                                              ckpt_every=1))[0]
+        assert (teacher / "ckpt" / "last.pt").exists()
+        pool, v, vr = t / "pool", str(t / "v.safetensors"), str(t / "v_random.safetensors")
+        quiet(probe_distill.main, ["teacher-pool", "--teacher", str(teacher), "--n-problems", "4", "--group", "4",
+                                   "--out", str(pool)])
+        assert len(logs.step_files(pool)) == 4 and (pool / "problems.jsonl").exists() and (pool / "pool.json").exists()
+        prow = logs.read_step(logs.step_files(pool)[0])
+        need = {"problem_id", "completion", "label", "hack_strict", "gt_pass", "mechanism"}
+        assert need <= set(prow[0]), need - set(prow[0])
+        quiet(extract_vhack_grad.main, ["--model", "organism:tiny", "--out", v])
+        quiet(probe_distill.main, ["random-vhack", "--like", v, "--out", vr, "--seed", "1"])
+        orc = str(t / f"v_{probe_distill.ORACLE_TAG}.safetensors")
+        try:
+            quiet(probe_distill.main, ["oracle-vhack", "--pool", str(pool), "--out", str(t / "v_oracle.safetensors")])
+            raise RuntimeError("oracle-vhack accepted a filename without the DIAGNOSTIC tag")
+        except AssertionError:
+            pass
+        # a 2-step tiny teacher may produce no hack rows: the oracle machinery is exercised on a copy of
+        # the pool with SYNTHETIC alternating labels (tests the code path, not the direction)
+        fake = t / "pool_synthetic_labels"
+        shutil.copytree(pool, fake)
+        for f in logs.step_files(fake):
+            logs.write_step(fake, int(f.name[5:9]), [dict(r, hack_strict=i % 2 == 0) for i, r in enumerate(logs.read_step(f))])
+        quiet(probe_distill.main, ["oracle-vhack", "--pool", str(fake), "--out", orc])
+        runs = {}
+        for name, vf, mode in (("vanilla", v, "vanilla"), ("projected", v, "projected"), ("random", vr, "vanilla"),
+                               ("random_projected", vr, "projected"), ("oracle", orc, "vanilla")):
+            runs[name] = t / name
+            quiet(probe_distill.main, ["replay", "--pool", str(pool), "--vhack", vf, "--mode", mode, "--out", str(runs[name])])
+        fired_steps = 0
+        for name, d in runs.items():
+            rows = logs.load_rollouts(d)
+            assert len(rows) == 16 and len(logs.step_files(d)) == 4, name
+            c = rows["cos_S_contrib"].tolist()
+            assert all(x is not None and math.isfinite(x) and -1 - 1e-6 <= x <= 1 + 1e-6 for x in c), (name, c)
+            assert all(math.isfinite(x) and x > 0 for x in rows["grad_norm"]), name
+            m = logs.read_jsonl(d / "metrics.jsonl")
+            assert len(m) == 4, name
+            if name.endswith("projected"):
+                for r in m:
+                    assert all(math.isfinite(r[k]) for k in ("cos_in", "cos_out", "frac_fired")), r
+                    if r["frac_fired"] > 0:
+                        fired_steps += 1
+                        assert r["cos_out"] <= r["cos_in"] + 1e-9, f"{name}: projection raised cos on step {r}"
+                    else:
+                        assert abs(r["cos_out"] - r["cos_in"]) < 1e-9, r
+        assert fired_steps > 0, "the projection never fired: the mechanism test is vacuous"
+        # first replay step: same student, same batch -> vanilla and projected measure the same cosines
+        v0 = logs.read_step(logs.step_files(runs["vanilla"])[0])
+        p0 = logs.read_step(logs.step_files(runs["projected"])[0])
+        assert all(abs(a["cos_S_contrib"] - b["cos_S_contrib"]) < 1e-6 for a, b in zip(v0, p0))
+        res, out = quiet(probe_uat.main, ["--pool", str(pool), "--vanilla", str(runs["vanilla"]), "--projected",
+                                          str(runs["projected"]), "--compare", f"nll={runs['vanilla']}",
+                                          f"random={runs['random']}", f"oracle={runs['oracle']}", "--json", str(t / "uat.json")])
+        assert (t / "uat.json").exists() and res["T2"]["passed"], res["T2"]
+        gates = [ln for ln in out.splitlines() if re.match(r"^T[1-4] (PASS|FAIL) ", ln)]
+        assert [g[:2] for g in gates] == ["T1", "T2", "T3", "T4"], out
+        try:
+            quiet(probe_uat.main, ["--pool", str(t / "missing"), "--vanilla", str(runs["vanilla"]), "--projected",
+                                   str(runs["projected"])])
+            raise RuntimeError("probe_uat accepted a missing pool")
+        except SystemExit as e:
+            assert e.code not in (0, None), e.code
+    t3 = res["T3"]
+    print(out.rstrip())
+    print(f"PASS probe: project_out one-/two-sided exact on toy tensors; tiny teacher pool 16 rows (hack_frac "
+          f"{res['T1']['hack_frac']:.2f}) -> replays (v_hack, random) all cos_S_contrib finite; projection fired on "
+          f"{fired_steps} steps, cos_out <= cos_in on each (mean {t3['mean_cos_in']:.3f} -> {t3['mean_cos_out']:.3f}); "
+          f"oracle direction fitted on synthetic labels and accepted by the replay; missing input exits nonzero; "
+          f"{time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
