@@ -112,3 +112,38 @@ sweep arms seeds *args:
 # GPU smoke (needs CUDA, bf16): tiny random Qwen3, v_hack extraction, every arm 2 steps on svd and lora
 smoke-gpu *args:
     {{py}} scripts/smoke_gpu.py {{args}}
+
+# ---- distillation cosine probe (docs/probe_distill.md) -------------------------------------------
+
+probe := "out/probe_distill"
+
+# H: the organism after a vanilla GRPO run (the hacking teacher, sampled under deployment ablation) hacks on >= 30% of hinted train rollouts (T1)
+probe-teacher-pool n="20" teacher="out/runs/vanilla_s0" *args:
+    {{py}} scripts/probe_distill.py teacher-pool --teacher {{teacher}} --n-problems {{n}} --group 8 --out {{probe}}/teacher_pool {{args}}
+
+# H: distilling the teacher pool with mean NLL gives every rollout a finite cosine with v_hack (T2), and pure hacks align with v_hack more than hack-and-correct rollouts (T4)
+probe-vanilla-replay n="20" seed="41" vh=vhack *args:
+    {{py}} scripts/probe_distill.py replay --pool {{probe}}/teacher_pool --vhack {{vh}} --mode vanilla --max-steps {{n}} --seed {{seed}} --out {{probe}}/vanilla_seed{{seed}} {{args}}
+
+# H: projecting v_hack out of the batch gradient (one-sided, per module) lowers its cosine with v_hack on >= 80% of steps and fires on most modules (T3)
+probe-projected-replay n="20" seed="41" vh=vhack *args:
+    {{py}} scripts/probe_distill.py replay --pool {{probe}}/teacher_pool --vhack {{vh}} --mode projected --max-steps {{n}} --seed {{seed}} --out {{probe}}/projected_seed{{seed}} {{args}}
+
+# H: the probe's gates T1-T4 on the pool and the two replays (a measurement: exits 0 when gates fail)
+probe-uat seed="41" *args:
+    {{py}} scripts/probe_uat.py --pool {{probe}}/teacher_pool --vanilla {{probe}}/vanilla_seed{{seed}} --projected {{probe}}/projected_seed{{seed}} {{args}}
+
+# H: T4's separation is specific to v_hack: a random direction and the placebo-pair direction separate pure hacks from hack-and-correct less; the oracle (DIAGNOSTIC UPPER BOUND, reads labels) bounds it from above; R6: a LoRA-basis v_hack (rank 8) separates comparably; R7: a GRPO-contrastive v_hack separates at least as well as the NLL one
+probe-controls teacher="out/runs/vanilla_s0" model="organism:cpu" seed="41" n="20":
+    test -d {{probe}}/teacher_pool || {{py}} scripts/probe_distill.py teacher-pool --teacher {{teacher}} --n-problems {{n}} --group 8 --out {{probe}}/teacher_pool
+    {{py}} scripts/extract_vhack_grad.py --pairs '{{pairs}}' --model {{model}} --out {{probe}}/vhack_nll_svd.safetensors
+    {{py}} scripts/probe_distill.py random-vhack --like {{probe}}/vhack_nll_svd.safetensors --seed {{seed}} --out {{probe}}/vhack_random_svd.safetensors
+    {{py}} scripts/extract_vhack_grad.py --pairs 'data/pairs/pair_diagnostics.md#placebo' --model {{model}} --out {{probe}}/vhack_placebo_svd.safetensors
+    {{py}} scripts/probe_distill.py oracle-vhack --pool {{probe}}/teacher_pool --model {{model}} --out {{probe}}/vhack_oracle_DIAGNOSTIC_UPPER_BOUND_svd.safetensors
+    {{py}} scripts/extract_vhack_grad.py --pairs '{{pairs}}' --model {{model}} --adapter lora --rank 8 --out {{probe}}/vhack_nll_lora8.safetensors
+    {{py}} scripts/extract_vhack_grad.py --pairs '{{pairs}}' --model {{model}} --loss grpo --out {{probe}}/vhack_grpo_svd.safetensors
+    for c in nll_svd random_svd placebo_svd oracle_DIAGNOSTIC_UPPER_BOUND_svd nll_lora8 grpo_svd; do {{py}} scripts/probe_distill.py replay --pool {{probe}}/teacher_pool --vhack {{probe}}/vhack_$c.safetensors --mode vanilla --seed {{seed}} --out {{probe}}/control_$c; done
+    {{py}} scripts/probe_distill.py replay --pool {{probe}}/teacher_pool --vhack {{probe}}/vhack_nll_svd.safetensors --mode projected --seed {{seed}} --out {{probe}}/control_nll_svd_projected
+    {{py}} scripts/probe_distill.py replay --pool {{probe}}/teacher_pool --vhack {{probe}}/vhack_nll_lora8.safetensors --mode projected --seed {{seed}} --out {{probe}}/control_nll_lora8_projected
+    {{py}} scripts/probe_uat.py --pool {{probe}}/teacher_pool --vanilla {{probe}}/control_nll_svd --projected {{probe}}/control_nll_svd_projected --json {{probe}}/probe_controls.json --compare nll_svd={{probe}}/control_nll_svd random_svd={{probe}}/control_random_svd placebo_svd={{probe}}/control_placebo_svd oracle_DIAGNOSTIC_UPPER_BOUND={{probe}}/control_oracle_DIAGNOSTIC_UPPER_BOUND_svd R6_lora8={{probe}}/control_nll_lora8 R7_grpo_loss={{probe}}/control_grpo_svd
+    {{py}} scripts/probe_uat.py --pool {{probe}}/teacher_pool --vanilla {{probe}}/control_nll_lora8 --projected {{probe}}/control_nll_lora8_projected --json {{probe}}/probe_uat_R6_lora8.json
