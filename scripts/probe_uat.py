@@ -116,10 +116,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"p={f(t4['p'], '.2g')} d={f(t4['d'], '.2f')}" + (f" [{t4['reason']}]" if t4["reason"] else ""))
     if compare:
         res["compare"] = {name: t4_stats(rows) for name, rows in compare.items()}
-        print(f"{'control (T4 stats)':<24} {'n_pure':>6} {'n_corr':>6} {'mean_pure':>10} {'mean_corr':>10} "
+        print(f"{'control (T4 stats)':<30} {'n_pure':>6} {'n_corr':>6} {'mean_pure':>10} {'mean_corr':>10} "
               f"{'t':>7} {'p':>9} {'d':>6}  verdict")
         for name, s in res["compare"].items():
-            print(f"{name:<24} {s['n_pure_hack']:>6} {s['n_hack_correct']:>6} {f(s['mean_pure_hack']):>10} "
+            print(f"{name:<30} {s['n_pure_hack']:>6} {s['n_hack_correct']:>6} {f(s['mean_pure_hack']):>10} "
                   f"{f(s['mean_hack_correct']):>10} {f(s['t'], '.2f'):>7} {f(s['p'], '.2g'):>9} {f(s['d'], '.2f'):>6}  "
                   f"{'PASS' if s['passed'] else 'FAIL'}{' (' + s['reason'] + ')' if s['reason'] else ''}")
     npass = sum(v["passed"] for k, v in res.items() if k != "compare")
