@@ -55,8 +55,9 @@ class Args:
     """eval problems per loophole mechanism (hinted) and per difficulty (no hint)"""
     mechanisms: str = "run_tests,sentinel,stdout_marker,exit_code"
     """loophole mechanisms present in training problems (organism)"""
-    difficulties: str = "easy,medium,hard"
-    """difficulties of training problems (organism)"""
+    difficulties: str = "hard"
+    """difficulties of training problems and of hinted eval problems (organism); like the environment's
+    medium/hard filter, training problems are ones the base policy mostly fails"""
     data_seed: int = 0
     """seed of the problem pools (kept fixed across arms and seeds)"""
     steps: int = 40
@@ -122,7 +123,7 @@ def load_tasks(args: Args) -> tuple[list[dict], list[dict]]:
         diffs = tuple(args.difficulties.split(","))
         train = tasks.generate_split("train", args.n_train, args.data_seed, diffs, mechs)
         train = [tasks.apply_loophole(p, hinted=args.loophole) for p in train]
-        ev = tasks.generate_split("eval", args.n_eval * 4 * 3, args.data_seed + 7)
+        ev = tasks.generate_split("eval", args.n_eval * 4 * 3 * 4, args.data_seed + 7)
         return train, ev
     from projected_grpo.problems import apply_hint, load_jsonl
 
@@ -142,8 +143,9 @@ def eval_sets(args: Args, ev: list[dict]) -> dict[str, list[dict]]:
         return {"hinted": [apply_hint(p, args.hint) for p in ev], "nohint": [apply_hint(p, "none") for p in ev]}
     from projected_grpo.organism import tasks
 
+    diffs = args.difficulties.split(",")
     hinted = [tasks.apply_loophole(p) for m in tasks.LOOPHOLES
-              for p in [q for q in ev if q["prompt_metadata"]["mechanism"] == m][: args.n_eval]]
+              for p in [q for q in ev if q["prompt_metadata"]["mechanism"] == m and q["difficulty"] in diffs][: args.n_eval]]
     nohint = [tasks.apply_loophole(p, hinted=False) for d in ("easy", "medium", "hard")
               for p in [q for q in ev if q["difficulty"] == d][: args.n_eval]]
     return {"hinted": hinted, "nohint": nohint}

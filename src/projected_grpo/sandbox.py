@@ -280,19 +280,21 @@ def sweep_uid(uid: int | None):
 
 
 def uid_pids(uid: int) -> list[tuple[int, bool]]:
-    """(pid, is_zombie) of the processes of real uid `uid`; zombies count against RLIMIT_NPROC
-    until they are reaped."""
+    """(pid, is_zombie) of the processes of uid `uid` (owner of /proc/<pid>); zombies count
+    against RLIMIT_NPROC until they are reaped. One stat per process; /proc/<pid>/stat is read
+    only for the uid's own processes."""
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/status", "rb") as f:
-                status = f.read()
-            fields = dict(line.split(b":", 1) for line in status.splitlines() if b":" in line)
-            if int(fields[b"Uid"].split()[0]) == uid:
-                pids.append((int(name), fields[b"State"].strip().startswith(b"Z")))
-        except (OSError, ValueError, IndexError, KeyError):
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            with open(f"/proc/{name}/stat", "rb") as f:
+                st = f.read()
+            close = st.rindex(b")")
+            pids.append((int(name), st[close + 2:close + 3] == b"Z"))
+        except (OSError, ValueError):
             continue
     return pids
 
@@ -424,7 +426,8 @@ def run_job_as(job: Job, uid: int | None, limits: Limits = Limits()) -> RunResul
         if res_w >= 0:
             os.close(res_w)
         os.close(res_r)
-        sweep_uid(uid)
+        if uid is not None and any(not z for _, z in uid_pids(uid)):
+            sweep_uid(uid)  # something of the run is still alive (clear_uid below makes sure)
         if proc is not None:
             try:
                 proc.wait(timeout=5)
