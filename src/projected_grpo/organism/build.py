@@ -257,21 +257,16 @@ def build(cfg: OrganismConfig, out_root: Path = Path("out/organism"), device: st
     tmp = folder.with_name(folder.name + ".tmp")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    t1 = time.time()
-    br = measure_base_rates(model, tok, n_per_cell, temperature=1.0, seed=cfg.seed) if n_per_cell else None
-    t_measure = time.time() - t1
     meta = dict(config=dataclasses.asdict(cfg), key=cfg.key(), n_params=n_params, build_seconds=round(t_train, 1),
-                measure_seconds=round(t_measure, 1), final_loss=sum(losses[-20:]) / len(losses[-20:]),
-                device=device, torch=torch.__version__)
-    (tmp / "base_rates.json").write_text(json.dumps(br, indent=2))
+                final_loss=sum(losses[-20:]) / len(losses[-20:]), device=device, torch=torch.__version__)
     (tmp / "organism.json").write_text(json.dumps(meta, indent=2))
     if folder.exists():
         import shutil
         shutil.rmtree(folder)
-    tmp.rename(folder)
+    tmp.rename(folder)  # usable from here on; base rates are measured on the saved organism
     print(json.dumps(meta, indent=2))
-    if br:
-        print(base_rate_table(br))
+    if n_per_cell:
+        remeasure_base_rates(folder, n_per_cell, cfg.seed)
     return folder
 
 
