@@ -23,13 +23,14 @@ Every malformed construct raises PairFormatError("file:line: message").
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_LEETCODE = REPO.parent / "shared/data/leetcode_test_medhard.jsonl"
+DEFAULT_LEETCODE = Path(os.environ.get("PGRPO_LEETCODE", REPO.parent / "shared/data/leetcode_test_medhard.jsonl"))
 ORGANISM_PAIRS = dict(split="pairs", n=200, seed=0)   # the organism problems a reference may name
 LEETCODE_HINT = "simple_overwrite_tests"
 

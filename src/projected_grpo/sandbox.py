@@ -581,7 +581,8 @@ def collect(proc, res_r, nonce, job: Job, limits: Limits, t0) -> RunResult:
 # ----------------------------------------------------------------------------- pool
 
 def n_workers() -> int:
-    return max(1, os.cpu_count() or 1)
+    """Sandbox workers per process: PGRPO_GRADE_WORKERS, else one per core."""
+    return max(1, int(os.environ.get("PGRPO_GRADE_WORKERS", 0)) or os.cpu_count() or 1)
 
 
 def run_many(jobs: list[Job], progress: bool = False, limits: Limits = Limits(), desc: str = "sandbox") -> list[RunResult]:
