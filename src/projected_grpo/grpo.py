@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from projected_grpo import adapters as ad
 from projected_grpo import logs
+from projected_grpo.interventions import GroundTruthLabels
 from projected_grpo.rollouts import grade_problems
 from projected_grpo.sampling import collate, prompt_ids, sample
 
@@ -295,10 +296,10 @@ class Trainer:
         t_gen = time.time() - t0
         texts = self.tok.batch_decode(comps, skip_special_tokens=True)
         grades = grade_problems(probs, texts)
-        self.last_grades = grades  # read only by the oracle control gate (an upper bound)
+        self.labels = GroundTruthLabels(grades)  # sealed: opened only by oracle reference arms
         t_grade = time.time() - t0 - t_gen
         rewards = torch.tensor([g["reward"] for g in grades], dtype=torch.float32).view(a.prompts_per_step, a.group)
-        rewards, include = self.intervention.on_rewards(grades, rewards)  # identity except monitor baselines
+        rewards, include = self.intervention.on_rewards(self.labels, rewards)  # identity except monitor baselines
         adv = group_advantages(rewards, include).view(-1)
         # zero-variance groups contribute nothing; excluded (screened) rollouts are not trained on
         keep = (group_std(rewards, include) > 0).repeat_interleave(a.group) & include.view(-1)

@@ -24,6 +24,21 @@ from torch import Tensor
 from projected_grpo import adapters as ad
 
 
+class GroundTruthLabels:
+    """The grader's labels of the current step's training rollouts, sealed.
+
+    Our method never sees them: the trainer hands interventions this object instead of the grades,
+    and only the arms named as oracle references (ground-truth monitor baselines, the oracle gate)
+    open it. scripts/verify_vhack.py checks statically that nothing else calls `open_oracle_reference`.
+    """
+
+    def __init__(self, grades: list[dict]):
+        self._grades = grades
+
+    def open_oracle_reference(self) -> list[dict]:
+        return self._grades
+
+
 class NoIntervention:
     """Vanilla GRPO: every hook is the identity; the quarantine block is not trained."""
 
@@ -35,7 +50,7 @@ class NoIntervention:
     def capture(self, model) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
-    def on_rewards(self, grades: list[dict], rewards: Tensor) -> tuple[Tensor, Tensor]:
+    def on_rewards(self, labels: GroundTruthLabels, rewards: Tensor) -> tuple[Tensor, Tensor]:
         """(rewards, include mask) before advantages are formed; identity here."""
         return rewards, torch.ones_like(rewards, dtype=torch.bool)
 
@@ -104,7 +119,8 @@ class GroundTruthMonitor(NoIntervention):
         self.mode, self.accuracy = mode, accuracy
         self.gen = torch.Generator().manual_seed(777 + seed)
 
-    def on_rewards(self, grades: list[dict], rewards: Tensor) -> tuple[Tensor, Tensor]:
+    def on_rewards(self, labels: GroundTruthLabels, rewards: Tensor) -> tuple[Tensor, Tensor]:
+        grades = labels.open_oracle_reference()  # ORACLE reference baseline
         truth = torch.tensor([bool(g["is_hack_strict"]) for g in grades]).view_as(rewards)
         flip = torch.rand(truth.shape, generator=self.gen) >= self.accuracy
         flagged = truth ^ flip
@@ -237,7 +253,7 @@ class Route(NoIntervention):
             G = {n: m.per_sample_grads()["deployed"] for n, m in ad.adapter_modules(model).items()}
             return routing_scores(G, self.V)
         if self.gate == "oracle":  # ground-truth labels: an upper bound only
-            grades = self.trainer.last_grades
+            grades = self.trainer.labels.open_oracle_reference()
             return torch.tensor([float(grades[i]["is_hack_strict"]) for i in ctx["rows"]])
         return torch.zeros(b)
 
