@@ -65,7 +65,7 @@ def load_teacher(spec: str, device: str):
         model, tok = load_policy(a["model"], device)
         ad.wrap_model(model, ad.AdapterConfig(kind=a["adapter"], rank=None if a["rank"] == -1 else a["rank"],
                                               quarantine=a["quarantine"], seed=a.get("adapter_seed", 0)))
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        state = torch.load(ckpt, map_location=next(model.parameters()).device, weights_only=False)
         ad.load_adapter_state_dict(model, state["adapter"])
         meta = dict(teacher=str(p), teacher_kind="run", model=a["model"], teacher_step=state["step"],
                     adapter=a["adapter"], rank=a["rank"], quarantine=a["quarantine"],
