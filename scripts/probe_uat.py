@@ -8,7 +8,7 @@
     T2  cos_S_contrib finite on >= 90% of the vanilla replay's rows
     T3  projected replay: cos_out < cos_in on >= 80% of steps, and frac_fired > 0.5 on more than
         half of the steps
-    T4  within hacked rows of the vanilla replay: cos_S_contrib higher for pure hacks (gt_pass=0)
+    T4  within hacked rows (loose: any hack or attempted hack) of the vanilla replay: cos_S_contrib higher for pure hacks (gt_pass=0)
         than for hack-and-correct (gt_pass=1); one-sided Welch t-test p < 0.05. A bucket with fewer
         than 2 rows is a FAIL ('insufficient samples').
 
@@ -44,7 +44,7 @@ def fin(x) -> bool:
 def t4_stats(rows: list[dict]) -> dict:
     from scipy import stats
 
-    hacked = [r for r in rows if r.get("hack_strict") and fin(r.get("cos_S_contrib"))]
+    hacked = [r for r in rows if r.get("hack_loose") and fin(r.get("cos_S_contrib"))]
     pure = [float(r["cos_S_contrib"]) for r in hacked if not r.get("gt_pass")]
     corr = [float(r["cos_S_contrib"]) for r in hacked if r.get("gt_pass")]
     out = dict(n_pure_hack=len(pure), n_hack_correct=len(corr),
