@@ -176,7 +176,7 @@ def main() -> None:
                 losses.append(loss.item())
     assert all(map(lambda x: x == x and abs(x) < float("inf"), losses)), losses
     RESULTS["fwd_bwd"].update(tokens=n * (a.prompt_len + fb_len), micro_batches=len(losses))
-    trainer = SimpleNamespace(model=model, device=dev, last_grades=None)
+    trainer = SimpleNamespace(model=model, device=dev, labels=None)
     gv = torch.Generator().manual_seed(2)
     V = {nm: torch.randn(1, sum(p.numel() for p in m.deployed_parameters()), generator=gv) for nm, m in mods.items()}
     ctx = dict(step=0, iter=0, rows=list(range(n)), adv=adv.to(dev))
