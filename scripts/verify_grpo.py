@@ -145,20 +145,25 @@ while True:
 
 
 def check_kill_safe_logs(tmp: Path) -> int:
+    """Kill the writer (SIGKILL) at several moments after its first complete write; the step file
+    must then always read back whole (the previous or the new version)."""
     d = tmp / "killed"
     d.mkdir()
+    f = d / "step_0000.jsonl.gz"
     ok = 0
     for trial in range(6):
         p = subprocess.Popen([sys.executable, "-c", WRITER.format(src=str(ROOT / "src"), d=str(d))])
-        time.sleep(0.4 + 0.13 * trial)
+        t0 = time.time()
+        while not f.exists():  # the first complete write (startup time depends on machine load)
+            assert time.time() - t0 < 120, "writer never completed a file"
+            time.sleep(0.02)
+        time.sleep(0.05 + 0.07 * trial)  # kill at a different point of the rewrite loop each trial
         p.send_signal(signal.SIGKILL)
         p.wait()
-        f = d / "step_0000.jsonl.gz"
-        if f.exists():
-            rows = logs.read_step(f)  # raises on a truncated file
-            assert len(rows) == 400 and len({r["step"] for r in rows}) == 1
-            ok += 1
-    assert ok > 0, "writer never completed a file"
+        rows = logs.read_step(f)  # raises on a truncated file
+        assert len(rows) == 400 and len({r["step"] for r in rows}) == 1
+        assert not [x for x in d.iterdir() if x.name != f.name and not x.name.startswith(".")], list(d.iterdir())
+        ok += 1
     return ok
 
 
