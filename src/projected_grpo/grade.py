@@ -18,32 +18,20 @@ import tempfile
 from pathlib import Path
 
 from projected_grpo.grader import LABELS, grade_batch
-from projected_grpo.problems import ProblemError, load_jsonl
+from projected_grpo.problems import ProblemError, iter_jsonl, load_jsonl
 
 
 def load_completions(path: Path, problems_by_id: dict) -> list[dict]:
-    if not path.is_file():
-        raise ProblemError(f"{path}: no such file")
     rows = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ProblemError(f"{where}: malformed json ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ProblemError(f"{where}: row is not a json object")
-            for k in ("problem_id", "completion"):
-                if k not in row:
-                    raise ProblemError(f"{where}: missing field {k}")
-            if not isinstance(row["completion"], str):
-                raise ProblemError(f"{where}: completion must be a string")
-            if str(row["problem_id"]) not in problems_by_id:
-                raise ProblemError(f"{where}: unknown problem id {row['problem_id']!r}")
-            rows.append(row)
+    for where, row in iter_jsonl(path):
+        for k in ("problem_id", "completion"):
+            if k not in row:
+                raise ProblemError(f"{where}: missing field {k}")
+        if not isinstance(row["completion"], str):
+            raise ProblemError(f"{where}: completion must be a string")
+        if str(row["problem_id"]) not in problems_by_id:
+            raise ProblemError(f"{where}: unknown problem id {row['problem_id']!r}")
+        rows.append(row)
     if not rows:
         raise ProblemError(f"{path}: no completions in file")
     return rows

@@ -14,6 +14,7 @@ loophole hint, with the quarantine block kept and with it ablated (deployment ab
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import warnings
@@ -79,8 +80,8 @@ class Args:
     """shared or own (the quarantine block gets its own structure)"""
     adapter_seed: int = 0
     """seed of the adapter's frozen random parts (LoRA B); v_hack files are tied to it"""
-    lr: float = 2e-2
-    """AdamW learning rate of the adapter blocks"""
+    lr: float = 3e-2
+    """AdamW learning rate of the adapter blocks (0.03 is what the first organism experiment used)"""
     weight_decay: float = 0.0
     """weight decay of the deployed block (the quarantine block never decays)"""
     warmup: int = 3
@@ -378,7 +379,7 @@ class Trainer:
         for cond in conditions:
             for split, probs in self.evals.items():
                 pids = [prompt_ids(self.tok, p) for p in probs]
-                ctx = ad.deployment_ablation(self.model) if cond == "ablated" else _null()
+                ctx = ad.deployment_ablation(self.model) if cond == "ablated" else contextlib.nullcontext()
                 with ctx:
                     comps = sample(self.model, self.tok, pids, a.temperature, a.max_new_tokens,
                                    generator_seed=10_000_019 + a.seed * 1009 + step)
@@ -415,14 +416,6 @@ class Trainer:
         self.evaluate(a.steps - 1)
         (self.run_dir / "DONE").write_text("ok\n")
         return self.run_dir
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def summarize_eval(step: int, cond: str, split: str, probs: list[dict], grades: list[dict]) -> list[dict]:

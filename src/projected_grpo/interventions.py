@@ -189,10 +189,11 @@ class Erase(NoIntervention):
 
 
 def orthonormal_rows(V: Float[Tensor, "k p"]) -> Float[Tensor, "k p"]:
-    """Rows orthonormalised in order (Gram-Schmidt via QR), keeping each row's sign."""
+    """Rows orthonormalised in order (QR of V^T), each keeping the sign of the original row."""
     q, r = torch.linalg.qr(V.T)
-    return (q * torch.sign(torch.diagonal(r)).clamp(min=-1, max=1).where(torch.diagonal(r) != 0,
-                                                                         torch.ones_like(torch.diagonal(r)))).T
+    d = torch.sign(torch.diagonal(r))
+    d[d == 0] = 1
+    return (q * d).T
 
 
 # ---- routing ------------------------------------------------------------------------------------------

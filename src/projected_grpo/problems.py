@@ -68,21 +68,29 @@ def validate_problem(row: dict, where: str) -> dict:
     return row
 
 
-def load_jsonl(path: str | Path) -> list[dict]:
-    """Load problems from a jsonl file, one per line; bad lines raise ProblemError with file:line."""
+def iter_jsonl(path: str | Path):
+    """(where, row) for each non-empty line of a jsonl file, where = "file:line"; a missing file or
+    a line that is not a json object raises ProblemError naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise ProblemError(f"{path}: no such file")
-    rows = []
     with path.open() as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            where = f"{path}:{lineno}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ProblemError(f"{path}:{lineno}: malformed json ({e.msg})") from None
-            rows.append(validate_problem(row, f"{path}:{lineno}"))
+                raise ProblemError(f"{where}: malformed json ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ProblemError(f"{where}: row is not a json object")
+            yield where, row
+
+
+def load_jsonl(path: str | Path) -> list[dict]:
+    """Load problems from a jsonl file, one per line; bad lines raise ProblemError with file:line."""
+    rows = [validate_problem(row, where) for where, row in iter_jsonl(path)]
     if not rows:
         raise ProblemError(f"{path}: no problems in file")
     ids = [r["id"] for r in rows]

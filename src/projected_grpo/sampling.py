@@ -94,8 +94,3 @@ def cut_at_eos(row: list[int], eos_id: int, pad_id: int) -> list[int]:
     while row and row[-1] == pad_id:
         row = row[:-1]
     return row
-
-
-def completion_mask_check(batch: Batch) -> Bool[Tensor, "b"]:
-    """Every row has at least one completion token."""
-    return batch.completion_mask.any(dim=1)
