@@ -1,8 +1,10 @@
 """Gate: hostile completions are graded 'Incorrect' (never eq_correct), leave no file outside the
-sandbox and no process behind, and the grader survives; once with bwrap, once inner layer only
-(PGRPO_NO_BWRAP=1). Short limits keep the gate fast."""
+sandbox and no process behind, and the grader survives; in both sandboxes (the server and the
+per-process reference), each with bwrap and with the inner layer only (PGRPO_NO_BWRAP=1).
+Short limits keep the gate fast."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +17,9 @@ from projected_grpo import sandbox  # noqa: E402
 from projected_grpo.grader import grade_batch  # noqa: E402
 from projected_grpo.problems import method_name  # noqa: E402
 
-LIMITS = sandbox.Limits(per_test_timeout=1.0, module_timeout=2.0, start_timeout=10.0, wall_factor=2.0)
+# short CPU limits and a 384 MB address space keep the timeout and memory cases quick (a 1 GB bomb
+# re-filled by each of the problem's 70 tests took 35 s on a loaded machine)
+LIMITS = sandbox.Limits(per_test_timeout=0.5, module_timeout=1.0, start_timeout=10.0, wall_factor=2.0, memory_mb=384)
 
 
 def hostile(m: str) -> dict[str, str]:
@@ -56,15 +60,21 @@ def snapshot():
     return files
 
 
+def ours_now(uid: int) -> bool:
+    """A slot uid of this process: its sandbox servers', or one it leased earlier and released
+    (a released uid leased now belongs to another grader process running in parallel)."""
+    return uid in sandbox.held_uids() or (uid in sandbox.used_uids() and not sandbox.uid_leased(uid))
+
+
 def leftover_processes():
+    """Processes of this process's slot uids (job processes; the servers themselves run as root)."""
     out = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True, check=True).stdout
-    slot_uids = sandbox.used_uids()
-    # a slot uid leased now belongs to another grader process running in parallel
-    return [ln for ln in out.splitlines()
-            if (int(ln.split()[0]) in slot_uids or "_pgrpo_harness" in ln) and not sandbox.uid_leased(int(ln.split()[0]))]
+    return [ln for ln in out.splitlines() if ours_now(int(ln.split()[0]))
+            or ("_pgrpo_harness" in ln and "_pgrpo_server" not in ln)]
 
 
-def run_mode(p, no_bwrap: bool):
+def run_mode(p, mode: str, no_bwrap: bool):
+    os.environ["PGRPO_SANDBOX"] = mode
     os.environ["PGRPO_NO_BWRAP"] = "1" if no_bwrap else "0"
     cases = hostile(method_name(p))
     before = snapshot()
@@ -75,12 +85,10 @@ def run_mode(p, no_bwrap: bool):
     bad = [(name, r.label, r.eq_correct) for name, r in zip(cases, results) if r.label != "Incorrect" or r.eq_correct]
     assert not bad, f"hostile completions mislabelled: {bad}"
     new = snapshot() - before
-    slot_uids = sandbox.used_uids()
 
     def ours(f):  # other people edit the repo in parallel: count only sandbox-made files
-        try:  # a slot uid leased now belongs to another grader process (its live working dirs)
-            uid = os.lstat(f).st_uid
-            return "adv_marker" in f or (uid in slot_uids and not sandbox.uid_leased(uid))
+        try:
+            return "adv_marker" in f or ours_now(os.lstat(f).st_uid)
         except OSError:
             return False
     new = {f for f in new if ours(f)}
@@ -98,13 +106,15 @@ def run_mode(p, no_bwrap: bool):
 def main():
     p = problems()[0]
     mode_summaries = []
-    for no_bwrap in (False, True):
-        if not no_bwrap and not sandbox.use_bwrap():
-            print("WARNING: bwrap missing; testing the inner layer only")
-            continue
-        n, dt, net = run_mode(p, no_bwrap)
-        mode_summaries.append(f"{'inner-only' if no_bwrap else 'bwrap'}: {n} hostile cases Incorrect in {dt:.1f}s"
-                              f" (network reachable: {net})")
+    for mode in sandbox.SANDBOX_MODES:
+        for no_bwrap in (False, True):
+            if not no_bwrap and shutil.which("bwrap") is None:
+                print("WARNING: bwrap missing; testing the inner layer only")
+                continue
+            n, dt, net = run_mode(p, mode, no_bwrap)
+            mode_summaries.append(f"{mode}/{'inner-only' if no_bwrap else 'bwrap'}: {n} hostile cases Incorrect in "
+                                  f"{dt:.1f}s (network reachable: {net})")
+            sandbox.SERVERS.close()  # the next configuration starts its own servers
     print("PASS verify_sandbox_adversarial: " + "; ".join(mode_summaries)
           + "; no files outside, no processes left, canonical still Correct")
 

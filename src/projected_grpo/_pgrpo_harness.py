@@ -1,6 +1,7 @@
 """Child-side harness: runs one job of untrusted Python and reports on a dedicated pipe.
 
-Executed by path as `python3 -I -S _pgrpo_harness.py FD` inside the sandbox (see sandbox.py).
+Executed by path as `python3 -I -S _pgrpo_harness.py FD` inside the per-process sandbox, or
+imported once by the sandbox server (_pgrpo_server.py), whose forked jobs call run() (see sandbox.py).
 Protocol: the parent writes one JSON job on stdin and closes it; the job carries a random
 nonce. The harness reads it, closes stdin, and writes one JSON record per line on fd FD, each
 carrying the nonce:
@@ -40,7 +41,7 @@ _type, _len, _repr, _str, _isinstance, _sorted = type, len, repr, str, isinstanc
 _int, _float, _bool, _list, _tuple, _dict, _set, _frozenset = int, float, bool, list, tuple, dict, set, frozenset
 _cputime, _setitimer, _write, _dumps = time.process_time, signal.setitimer, os.write, json.dumps
 _exit, _compile, _exec, _eval, _getattr = os._exit, compile, exec, eval, getattr
-_format_exc, _BaseException = traceback.format_exception_only, BaseException
+_format_exc, _BaseException, _SystemExit = traceback.format_exception_only, BaseException, SystemExit
 
 
 def canonical(x, depth=0):
@@ -74,13 +75,80 @@ def _err(e):
         return "<unprintable exception>"
 
 
-def main():
-    fd = _int(sys.argv[1])
-    job = json.loads(sys.stdin.read())
-    sys.stdin.close()
+def read_job() -> dict:
+    """The job from stdin (fd 0), which is then replaced by /dev/null."""
+    data = b""
+    while True:
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            break
+        data += chunk
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
+    return json.loads(data)
+
+
+def exit_status(e) -> int:
+    """The status the interpreter exits with for an uncaught SystemExit (as Py_Exit would)."""
+    code = e.code
+    if code is None:
+        return 0
+    if _type(code) is _int or _isinstance(code, _int):
+        try:
+            return _int(code) & 0xFF
+        except _BaseException:
+            return 255
+    try:
+        sys.stderr.write(_str(code) + "\n")
+    except _BaseException:
+        pass
+    return 1
+
+
+def run_script_in_process(src: str, g: dict) -> int:
+    """Script mode for a forked job: the exit status the per-process harness gets from the
+    interpreter (on SystemExit or an uncaught exception: excepthook, non-daemon threads joined,
+    atexit handlers, streams flushed)."""
+    try:
+        _exec(_compile(src, "<program>", "exec"), g)
+        sys.stdout.flush()
+        return 0  # as the per-process harness: _exit(0) right after the script, no finalization
+    except _SystemExit as e:
+        status = exit_status(e)
+    except _BaseException:  # noqa: BLE001
+        try:
+            sys.excepthook(*sys.exc_info())
+        except _BaseException:
+            pass
+        status = 1
+    try:
+        import threading  # noqa: PLC0415
+        threading._shutdown()
+    except _BaseException:
+        pass
+    try:
+        import atexit  # noqa: PLC0415
+        atexit._run_exitfuncs()  # at a real exit, errors in handlers are printed and the status kept
+    except _BaseException:
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except _BaseException:
+            pass
+    return status
+
+
+def main():
+    """Per-process sandbox entry point: `python3 -I -S _pgrpo_harness.py FD`."""
+    fd = _int(sys.argv[1])
+    run(read_job(), fd)
+
+
+def run(job: dict, fd: int, in_process_exit: bool = False):
+    """Run one job and report on `fd`; never returns. in_process_exit: script mode computes the
+    exit status itself (a forked job of the sandbox server) instead of leaving it to the interpreter."""
     nonce = job.pop("nonce")
 
     def send(rec):
@@ -94,6 +162,8 @@ def main():
         src = job["setup"] + "\n" + job["code"] + "\n" + job.get("post", "")
         g = {"__name__": "__main__", "__builtins__": builtins}
         del nonce, send, job
+        if in_process_exit:
+            _exit(run_script_in_process(src, g))
         _exec(_compile(src, "<program>", "exec"), g)  # SystemExit and exceptions propagate
         sys.stdout.flush()
         _exit(0)

@@ -21,10 +21,21 @@ records only in the expected order (setup, module, test 0..n-1, done), each with
 deadline; a test without a record counts as a timeout or missing. Expected values are never
 sent to the child, so records forged by the untrusted code cannot claim a correct answer they
 did not compute.
+
+Two ways to run a job (PGRPO_SANDBOX, default `server`):
+  server   one long-lived sandbox server per worker slot (_pgrpo_server.py) inside the outer
+           layer, with the harness already imported; each job is a fork of it that takes the
+           slot's uid, rlimits, a fresh working directory, its own session and IPC namespace, and
+           reports on the same nonce channel. After every job the server kills and reaps every
+           process of the slot uid and removes its files before it reports the job's exit. A
+           server that dies or stops answering is restarted with a log line. Needs root (to give
+           jobs the slot uid); without root the process sandbox is used, with a warning.
+  process  the reference: every job starts bubblewrap and a fresh interpreter of the harness.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -32,26 +43,32 @@ import os
 import queue
 import resource
 import secrets
+import select
 import selectors
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from projected_grpo._pgrpo_server import remove_uid_files, uid_pids
+
 log = logging.getLogger(__name__)
 
 HARNESS = Path(__file__).with_name("_pgrpo_harness.py")
+SERVER = Path(__file__).with_name("_pgrpo_server.py")
+SANDBOX_MODES = ("server", "process")
 SLOT_UID_BASE = 60000
 SLOT_UID_COUNT = 4096           # leasable slot uids: SLOT_UID_BASE .. SLOT_UID_BASE + SLOT_UID_COUNT - 1
 LOCK_DIR = "/run/pgrpo-slot-locks" if os.path.isdir("/run") else os.path.join(tempfile.gettempdir(), "pgrpo-slot-locks")
 HIDDEN_DIRS = ("/work", "/root", "/home", "/mnt", "/srv", "/var/tmp", "/run")
-WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 
 
 @dataclass
@@ -240,32 +257,85 @@ class UidLease:
         self.release()
 
 
-def command(workdir: str, result_fd: int) -> list[str]:
-    exe = python_exe()
-    if not use_bwrap():
-        return [exe, "-I", "-S", str(HARNESS), str(result_fd)]
+def sandbox_mode() -> str:
+    """PGRPO_SANDBOX: `server` (default; needs root, else `process` with a warning) or `process`."""
+    mode = os.environ.get("PGRPO_SANDBOX", "server")
+    assert mode in SANDBOX_MODES, f"PGRPO_SANDBOX={mode!r}: choose one of {SANDBOX_MODES}"
+    if mode == "server" and os.geteuid() != 0:
+        _warn_once("the sandbox server needs root to give jobs the slot uid: using the process sandbox")
+        return "process"
+    return mode
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(msg: str):
+    if msg not in _warned:
+        _warned.add(msg)
+        log.warning(msg)
+
+
+def outer_layer(exe: str, binds: list[tuple[str, str]], user_ns: bool) -> list[str]:
+    """bubblewrap arguments of the outer layer: read-only root, private /tmp, hidden data dirs,
+    no network, private pid space, die-with-parent, new session. `binds`: (file, path inside),
+    read-only. user_ns=False (the server, root): no user namespace, so jobs can take slot uids."""
     real_exe = os.path.realpath(exe)
-    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp"]
     for d in HIDDEN_DIRS:  # hide data / repo / home dirs unless the interpreter lives there
         if os.path.isdir(d) and not real_exe.startswith(d + "/"):
             cmd += ["--tmpfs", d]
+    for src, dst in binds:
+        cmd += ["--ro-bind", src, dst]
+    ns = ["--unshare-all"] if user_ns else ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+                                             "--unshare-cgroup-try"]
+    return cmd + ns + ["--die-with-parent", "--new-session"]
+
+
+def command(workdir: str, result_fd: int) -> list[str]:
+    """Per-process sandbox: bubblewrap (if present) around a fresh interpreter of the harness."""
+    exe = python_exe()
+    if not use_bwrap():
+        return [exe, "-I", "-S", str(HARNESS), str(result_fd)]
     inner_harness = "/tmp/_pgrpo_harness.py"
-    cmd += ["--ro-bind", str(HARNESS), inner_harness, "--bind", workdir, workdir, "--chdir", workdir,
-            "--unshare-all", "--die-with-parent", "--new-session", "--",
-            exe, "-I", "-S", inner_harness, str(result_fd)]
-    return cmd
+    return (outer_layer(exe, [(str(HARNESS), inner_harness)], user_ns=True)
+            + ["--bind", workdir, workdir, "--chdir", workdir, "--", exe, "-I", "-S", inner_harness, str(result_fd)])
 
 
-def preexec(limits: Limits, cpu_s: int):
-    """rlimits for the child (runs after the uid drop, before exec)."""
+def server_command(sock_fd: int, uid: int) -> list[str]:
+    """The sandbox server of slot `uid`: bubblewrap (if present) around the server script."""
+    exe = python_exe()
+    if not use_bwrap():
+        return [exe, "-I", "-S", str(SERVER), str(sock_fd), str(uid), "plain"]
+    inner = "/tmp/.pgrpo"
+    binds = [(str(HARNESS), f"{inner}/_pgrpo_harness.py"), (str(SERVER), f"{inner}/_pgrpo_server.py")]
+    return outer_layer(exe, binds, user_ns=False) + ["--", exe, "-I", "-S", f"{inner}/_pgrpo_server.py",
+                                                      str(sock_fd), str(uid), "pidns"]
+
+
+def job_limits(job: Job, limits: Limits) -> dict:
+    """rlimits of one job (RLIMIT_CPU covers start, module and every test with slack)."""
+    cpu_s = int(limits.start_timeout + limits.module_timeout + len(job.tests) * limits.per_test_timeout) + 5
+    return {"memory_mb": limits.memory_mb, "fsize_mb": limits.fsize_mb, "nproc": limits.nproc,
+            "nofile": limits.nofile, "cpu_s": cpu_s}
+
+
+def job_payload(job: Job, limits: Limits, nonce: str) -> bytes:
+    return json.dumps({"nonce": nonce, "setup": job.setup, "code": job.code, "script": job.script,
+                       "post": job.post, "tests": [{"kind": k, "src": s} for k, s in job.tests],
+                       "per_test_timeout": limits.per_test_timeout,
+                       "module_timeout": limits.module_timeout}).encode()
+
+
+def preexec(lim: dict):
+    """rlimits for the per-process child (runs after the uid drop, before exec)."""
     def fn():
         mb = 1 << 20
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.fsize_mb * mb, limits.fsize_mb * mb))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.nproc, limits.nproc))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.nofile, limits.nofile))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        for res, v in ((resource.RLIMIT_AS, lim["memory_mb"] * mb), (resource.RLIMIT_FSIZE, lim["fsize_mb"] * mb),
+                       (resource.RLIMIT_NPROC, lim["nproc"]), (resource.RLIMIT_NOFILE, lim["nofile"]),
+                       (resource.RLIMIT_CORE, 0)):
+            resource.setrlimit(res, (v, v))
+        resource.setrlimit(resource.RLIMIT_CPU, (lim["cpu_s"], lim["cpu_s"] + 1))
     return fn
 
 
@@ -277,26 +347,6 @@ def sweep_uid(uid: int | None):
     assert kill, "need /bin/kill for the uid sweep"
     subprocess.run([kill, "-9", "-1"], user=uid, group=uid, extra_groups=[], env={},
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-
-
-def uid_pids(uid: int) -> list[tuple[int, bool]]:
-    """(pid, is_zombie) of the processes of uid `uid` (owner of /proc/<pid>); zombies count
-    against RLIMIT_NPROC until they are reaped. One stat per process; /proc/<pid>/stat is read
-    only for the uid's own processes."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{name}").st_uid != uid:
-                continue
-            with open(f"/proc/{name}/stat", "rb") as f:
-                st = f.read()
-            close = st.rindex(b")")
-            pids.append((int(name), st[close + 2:close + 3] == b"Z"))
-        except (OSError, ValueError):
-            continue
-    return pids
 
 
 _subreaper = False
@@ -347,57 +397,44 @@ def clear_uid(uid: int | None, timeout: float = 5.0):
         delay = min(delay * 2, 0.05)
 
 
-def remove_uid_files(uid: int | None):
-    """Inner layer: delete entries the slot uid created in world-writable dirs (one level deep)."""
-    if uid is None:
-        return
-    for d in WORLD_WRITABLE:
-        try:
-            entries = list(os.scandir(d))
-        except OSError:
-            continue
-        for e in entries:
-            try:
-                st = e.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if st.st_uid == uid:
-                if e.is_dir(follow_symlinks=False):
-                    shutil.rmtree(e.path, ignore_errors=True)
-                else:
-                    os.unlink(e.path)
-            elif e.is_dir(follow_symlinks=False) and st.st_mode & 0o002:
-                remove_uid_files_in(e.path, uid)
-
-
-def remove_uid_files_in(d: str, uid: int):
-    try:
-        for e in os.scandir(d):
-            if e.stat(follow_symlinks=False).st_uid == uid:
-                shutil.rmtree(e.path, ignore_errors=True) if e.is_dir(follow_symlinks=False) else os.unlink(e.path)
-    except OSError:
-        pass
-
-
 # ----------------------------------------------------------------------------- one run
 
 def run_job(job: Job, slot: int = 0, limits: Limits = Limits()) -> RunResult:
-    """Run one job in the sandbox on a freshly leased slot uid (`slot` is kept for compatibility;
-    uids are leased, never derived from it); always returns (never raises for child behaviour)."""
+    """Run one job (`slot` is kept for compatibility; slot uids are leased, never derived from it);
+    always returns (never raises for child behaviour)."""
+    if sandbox_mode() == "server":
+        with SERVERS.slot() as server:
+            return server.run(job, limits)
     with UidLease(1) as lease:
         return run_job_as(job, lease.uids[0], limits)
 
 
+class ProcessHandle:
+    """A per-process sandbox run, as collect() sees it."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.stdout_fd, self.stderr_fd = proc.stdout.fileno(), proc.stderr.fileno()
+
+    def poll(self):
+        return self.proc.poll()
+
+    def wait(self, timeout: float):
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self):
+        kill_group(self.proc)
+
+
 def run_job_as(job: Job, uid: int | None, limits: Limits = Limits()) -> RunResult:
-    """Run one job as slot uid `uid` (leased by the caller: UidLease), or without a uid drop (None)."""
+    """Per-process sandbox: run one job as slot uid `uid` (leased by the caller: UidLease), or
+    without a uid drop (None)."""
     t0 = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="pgrpo_")
     os.chmod(workdir, 0o700)
     if uid is not None:
         os.chown(workdir, uid, uid)
     res_r, res_w = os.pipe()
-    n_tests = len(job.tests)
-    cpu_s = int(limits.start_timeout + limits.module_timeout + n_tests * limits.per_test_timeout) + 5
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir}
     proc = None
     try:
@@ -405,19 +442,16 @@ def run_job_as(job: Job, uid: int | None, limits: Limits = Limits()) -> RunResul
             command(workdir, res_w), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=workdir, env=env, pass_fds=(res_w,), start_new_session=True, close_fds=True,
             user=uid, group=uid, extra_groups=[] if uid is not None else None,
-            preexec_fn=preexec(limits, cpu_s))
+            preexec_fn=preexec(job_limits(job, limits)))
         os.close(res_w)
         res_w = -1
         nonce = secrets.token_hex(16)
-        payload = {"nonce": nonce, "setup": job.setup, "code": job.code, "script": job.script,
-                   "post": job.post, "tests": [{"kind": k, "src": s} for k, s in job.tests],
-                   "per_test_timeout": limits.per_test_timeout, "module_timeout": limits.module_timeout}
         try:
-            proc.stdin.write(json.dumps(payload).encode())
+            proc.stdin.write(job_payload(job, limits, nonce))
             proc.stdin.close()
         except (BrokenPipeError, OSError):
             pass
-        return collect(proc, res_r, nonce, job, limits, t0)
+        return collect(ProcessHandle(proc), res_r, nonce, job, limits, t0)
     finally:
         if proc is not None:
             # once the leader is reaped its pid (= pgid) may belong to another run: the uid sweep
@@ -453,10 +487,11 @@ def kill_group(proc, group: bool = True):
 
 
 def collect(proc, res_r, nonce, job: Job, limits: Limits, t0) -> RunResult:
-    """Read records/stdout/stderr incrementally, enforcing one deadline per expected record."""
+    """Read records/stdout/stderr incrementally, enforcing one deadline per expected record.
+    `proc`: a ProcessHandle or a ServerJob (stdout_fd, stderr_fd, poll, wait, kill)."""
     n = len(job.tests)
     tests = [TestRecord("missing") for _ in range(n)]
-    out = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    out = {proc.stdout_fd: bytearray(), proc.stderr_fd: bytearray()}
     sel = selectors.DefaultSelector()
     sel.register(res_r, selectors.EVENT_READ)
     for fd in out:
@@ -514,6 +549,12 @@ def collect(proc, res_r, nonce, job: Job, limits: Limits, t0) -> RunResult:
         if left <= 0:
             killed = True
             break
+        if job.script and not sel.get_map():  # every pipe closed: only the exit status is missing
+            try:
+                proc.wait(left)
+            except subprocess.TimeoutExpired:
+                pass
+            continue
         for key, _ in sel.select(min(left, 0.1) if job.script else left):
             fd = key.fd
             try:
@@ -548,7 +589,7 @@ def collect(proc, res_r, nonce, job: Job, limits: Limits, t0) -> RunResult:
     if killed and not job.script and 2 <= pos < 2 + n and state["n_timeouts"] < limits.max_timeouts:
         tests[pos - 2] = TestRecord("timeout", None, "killed at parent deadline")
     if killed or state["tampered"]:
-        kill_group(proc)
+        proc.kill()
     else:  # drain what is left of stdout for a short while (stdout_marker programs)
         end = time.monotonic() + 0.5
         while sel.get_map() and time.monotonic() < end:
@@ -563,9 +604,9 @@ def collect(proc, res_r, nonce, job: Job, limits: Limits, t0) -> RunResult:
                     out[key.fd] += data[: max(0, limits.output_cap - len(out[key.fd]))]
     sel.close()
     try:
-        exit_code = proc.wait(timeout=1.0)
+        exit_code = proc.wait(1.0)
     except subprocess.TimeoutExpired:
-        kill_group(proc)
+        proc.kill()
         exit_code = None
     if state["tampered"]:
         tests = [t if t.status != "ok" else TestRecord("error", None, "tampered") for t in tests]
@@ -578,6 +619,263 @@ def collect(proc, res_r, nonce, job: Job, limits: Limits, t0) -> RunResult:
         wall_s=time.monotonic() - t0)
 
 
+# ----------------------------------------------------------------------------- the sandbox server
+
+class ServerDied(Exception):
+    """The sandbox server's control socket closed or failed."""
+
+
+_STARTER = ThreadPoolExecutor(1, thread_name_prefix="pgrpo-sandbox-starter")
+# Servers are started from this one long-lived thread: bubblewrap's --die-with-parent (and the
+# parent-death signal without it) fires when the *thread* that started it exits, and the grading
+# pool's worker threads end with every run_many call.
+
+
+class SandboxServer:
+    """The sandbox server of one slot uid (held by this process for its lifetime)."""
+
+    def __init__(self, uid: int, limits: Limits = Limits()):
+        self.uid, self.start_timeout = uid, limits.start_timeout
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.seq = 0
+        self.restarts = 0
+        self.start()
+
+    def start(self):
+        _STARTER.submit(self._spawn).result()
+        msg = self.recv(self.start_timeout)
+        if not msg or "ready" not in msg:
+            self.stop()
+            raise RuntimeError(f"sandbox server for slot uid {self.uid} did not start within "
+                               f"{self.start_timeout:.0f} s (got {msg!r}); try PGRPO_SANDBOX=process")
+
+    def _spawn(self):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pre = None if use_bwrap() else _die_with_parent
+        self.proc = subprocess.Popen(
+            server_command(theirs.fileno(), self.uid), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),), start_new_session=True, close_fds=True,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, preexec_fn=pre)
+        theirs.close()
+        self.sock = ours
+
+    def stop(self):
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.sock is not None:
+            self.sock.close()
+        self.proc, self.sock = None, None
+        clear_uid(self.uid)  # from outside: whatever of the slot may have outlived the server
+        if not use_bwrap():
+            remove_uid_files(self.uid)
+
+    def restart(self, why: str):
+        self.restarts += 1
+        log.warning("sandbox server of slot uid %d: %s; restarting it (restart %d)", self.uid, why, self.restarts)
+        self.stop()
+        self.start()
+
+    def send(self, msg: dict, fds: list[int] | None = None):
+        try:
+            if fds:
+                socket.send_fds(self.sock, [json.dumps(msg).encode()], fds)
+            else:
+                self.sock.send(json.dumps(msg).encode())
+        except OSError as e:
+            raise ServerDied(str(e)) from e
+
+    def recv(self, timeout: float | None) -> dict | None:
+        """The next message, or None when none came within `timeout`; ServerDied on EOF."""
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return None
+        try:
+            data = self.sock.recv(1 << 16)
+        except OSError as e:
+            raise ServerDied(str(e)) from e
+        if not data:
+            raise ServerDied("control socket closed")
+        return json.loads(data)
+
+    def run(self, job: Job, limits: Limits) -> RunResult:
+        """Run one job as a fork of this server; the slot is clean again when this returns."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.restart(f"found dead (exit {None if self.proc is None else self.proc.returncode})")
+        t0 = time.monotonic()
+        self.seq += 1
+        nonce = secrets.token_hex(16)
+        job_r, job_w = os.pipe()
+        res_r, res_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            try:
+                self.send({"op": "run", "seq": self.seq, "limits": job_limits(job, limits)}, [job_r, res_w, out_w, err_w])
+            except ServerDied as e:
+                self.restart(f"refused a job ({e})")
+                self.send({"op": "run", "seq": self.seq, "limits": job_limits(job, limits)}, [job_r, res_w, out_w, err_w])
+        finally:
+            for f in (job_r, res_w, out_w, err_w):
+                os.close(f)
+        handle = ServerJob(self, self.seq, out_r, err_r)
+        try:
+            try:
+                write_all(job_w, job_payload(job, limits, nonce), time.monotonic() + limits.start_timeout)
+            finally:
+                os.close(job_w)  # the harness reads the job until EOF
+            return collect(handle, res_r, nonce, job, limits, t0)
+        finally:
+            for f in (res_r, out_r, err_r):
+                os.close(f)
+            handle.finish(limits.grace + 5.0)
+
+
+def _die_with_parent():
+    import ctypes  # noqa: PLC0415
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def write_all(fd: int, data: bytes, deadline: float):
+    """Write `data` to a pipe without blocking past `deadline` (a child that never reads)."""
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    while view:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        _, ready, _ = select.select([], [fd], [], left)
+        if ready:
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                continue
+            except (BrokenPipeError, OSError):
+                return
+
+
+class ServerJob:
+    """One job running in a sandbox server, as collect() sees it."""
+
+    def __init__(self, server: SandboxServer, seq: int, out_r: int, err_r: int):
+        self.server, self.seq = server, seq
+        self.stdout_fd, self.stderr_fd = out_r, err_r
+        self.report: dict | None = None
+        self.dead: str | None = None
+        self.killed = False
+
+    def _take(self, timeout: float | None) -> bool:
+        """Read the server's messages until this job's exit report (True) or `timeout` (False)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.report is None and self.dead is None:
+            left = None if end is None else max(0.0, end - time.monotonic())
+            try:
+                msg = self.server.recv(left)
+            except ServerDied as e:
+                self.dead = str(e)
+                return False
+            if msg is None:
+                return False
+            if msg.get("seq") == self.seq and "exit" in msg:
+                self.report = msg
+        return self.report is not None
+
+    def poll(self):
+        if self._take(0.0):
+            return self.report["exit"]
+        return -signal.SIGKILL if self.dead else None
+
+    def wait(self, timeout: float):
+        if self._take(timeout):
+            return self.report["exit"]
+        if self.dead:
+            return -signal.SIGKILL
+        raise subprocess.TimeoutExpired("sandbox server job", timeout)
+
+    def kill(self):
+        if not self.killed and self.dead is None and self.report is None:
+            self.killed = True
+            try:
+                self.server.send({"op": "kill", "seq": self.seq})
+            except ServerDied as e:
+                self.dead = str(e)
+
+    def finish(self, timeout: float):
+        """Make sure the slot is clean before it takes the next job; restart a server that is not."""
+        if self.report is None and self.dead is None and not self._take(timeout):
+            self.kill()
+            self._take(timeout)
+        if self.dead is not None:
+            self.server.restart(f"died during job {self.seq} ({self.dead})")
+        elif self.report is None:
+            self.server.restart(f"no exit report for job {self.seq} within {2 * timeout:.0f} s")
+        elif not self.report.get("clean", False):
+            self.server.restart(f"could not clear the slot after job {self.seq}")
+
+
+class ServerPool:
+    """Sandbox servers of this process, at most n_workers() of them, each used by one thread at a time."""
+
+    def __init__(self):
+        self.cv = threading.Condition()
+        self.idle: list[SandboxServer] = []
+        self.all: list[SandboxServer] = []
+        self.leases: list[UidLease] = []
+
+    def uids(self) -> set[int]:
+        return {s.uid for s in self.all}
+
+    def acquire(self) -> SandboxServer:
+        with self.cv:
+            while not self.idle and len(self.all) >= n_workers():
+                self.cv.wait()
+            if self.idle:
+                return self.idle.pop()
+            lease = UidLease(1)
+            server = SandboxServer(lease.uids[0])
+            self.leases.append(lease)
+            self.all.append(server)
+            return server
+
+    def release(self, server: SandboxServer):
+        with self.cv:
+            self.idle.append(server)
+            self.cv.notify()
+
+    def close(self):
+        """Stop every server and release its slot uid (e.g. before switching PGRPO_NO_BWRAP)."""
+        with self.cv:
+            assert len(self.idle) == len(self.all), "close() while jobs are running"
+            for server in self.all:
+                server.stop()
+            for lease in self.leases:
+                lease.release()
+            self.idle, self.all, self.leases = [], [], []
+
+    @contextlib.contextmanager
+    def slot(self):
+        server = self.acquire()
+        try:
+            yield server
+        finally:
+            self.release(server)
+
+
+SERVERS = ServerPool()
+
+
+def held_uids() -> set[int]:
+    """Slot uids this process holds now (its sandbox servers')."""
+    return SERVERS.uids()
+
+
 # ----------------------------------------------------------------------------- pool
 
 def n_workers() -> int:
@@ -586,13 +884,18 @@ def n_workers() -> int:
 
 
 def run_many(jobs: list[Job], progress: bool = False, limits: Limits = Limits(), desc: str = "sandbox") -> list[RunResult]:
-    """Run jobs on a pool of n_workers() threads, each owning one leased slot uid; results in job order."""
-    lease = UidLease(n_workers())
+    """Run jobs on a pool of n_workers() threads, each owning one slot uid (a sandbox server's,
+    or one leased for this call); results in job order."""
+    server = sandbox_mode() == "server"
+    lease = UidLease(0 if server else n_workers())
     slots: queue.Queue[int | None] = queue.Queue()
     for uid in lease.uids:
         slots.put(uid)
 
     def one(job):
+        if server:
+            with SERVERS.slot() as s:
+                return s.run(job, limits)
         uid = slots.get()
         try:
             return run_job_as(job, uid, limits)
