@@ -1,0 +1,223 @@
+"""Gate: no state crosses jobs, and jobs cannot touch the sandbox server or the parent.
+
+One worker slot (PGRPO_GRADE_WORKERS=1), so consecutive jobs run on the same slot uid, and in the
+server sandbox as forks of the same server. Each polluter job below tries to leave something
+behind (files in its cwd, /tmp, /dev/shm and $HOME; module globals, patched builtins, sys.modules
+and the harness's own functions; environment variables; a child and a setsid daemon; lowered
+rlimits, a filled process table and a full file-size limit); the probe job that runs right after
+it must see a pristine job: no such file, globals, processes of its uid, the configured rlimits,
+and a working fork. An attacker job tries to signal (SIGKILL, SIGSTOP), ptrace and write to every
+process it can see and looks for any inherited socket or extra fd; every attempt must fail, and
+the server must keep serving without a restart. Runs in both sandboxes, with bwrap and with the
+inner layer alone. Prints one PASS line; nonzero exit on failure.
+"""
+
+import os
+import shutil
+import sys
+
+os.environ["PGRPO_GRADE_WORKERS"] = "1"
+
+from projected_grpo import sandbox  # noqa: E402
+
+LIMITS = sandbox.Limits(per_test_timeout=2.0, module_timeout=2.0)
+MARK = "pgrpo_leak_mark"
+
+POLLUTERS = {
+    "files": f"""
+import os
+for d in ('.', '/tmp', '/dev/shm', os.environ.get('HOME', '.'), '/var/tmp'):
+    try:
+        with open(os.path.join(d, '{MARK}'), 'w') as f:
+            f.write('x')
+    except OSError:
+        pass
+""",
+    "globals": f"""
+import builtins, sys, os, json
+builtins.{MARK} = 1
+builtins.len = lambda x: 42
+builtins.sorted = lambda *a, **k: ['patched']
+sys.modules['json'] = None
+harness = sys.modules.get('_pgrpo_harness') or sys.modules['__main__']   # server: imported; process: __main__
+harness.canonical = lambda x, depth=0: 'forged'
+os.environ['{MARK}'] = '1'
+globals()['{MARK}'] = 1
+""",
+    "daemons": f"""
+import os, time, subprocess
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(0.2)
+        open('/tmp/{MARK}_late', 'w').write('x')
+        time.sleep(60)
+    os._exit(0)
+subprocess.Popen(['sleep', '60'], start_new_session=True)
+""",
+    "rlimits": f"""
+import os, resource, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (8, 8))
+n = 0
+while True:
+    try:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        n += 1
+    except OSError:
+        break
+try:
+    with open('{MARK}_big', 'wb') as f:
+        while True:
+            f.write(b'x' * (1 << 20))
+except OSError:
+    pass
+""",
+}
+
+PROBE = f"""
+import os, sys, resource, builtins
+def probe():
+    seen = {{}}
+    seen['files'] = sorted(p for p in ('.', '/tmp', '/dev/shm', os.environ.get('HOME', '.'), '/var/tmp')
+                           if os.path.isdir(p) and any(n.startswith('{MARK}') for n in os.listdir(p)))
+    seen['cwd_empty'] = os.listdir('.') == []
+    seen['builtins'] = hasattr(builtins, '{MARK}') or len([1, 2]) != 2 or sorted([2, 1]) != [1, 2]
+    seen['modules'] = sys.modules.get('json', 0) is None
+    seen['environ'] = '{MARK}' in os.environ
+    seen['global'] = '{MARK}' in globals()
+    me = os.getuid()
+    mine = [os.getpid()]  # this job and its ancestors (bwrap's own init in the per-process sandbox)
+    while mine[-1] > 1:
+        with open(f'/proc/{{mine[-1]}}/stat') as f:
+            mine.append(int(f.read().rsplit(')', 1)[1].split()[1]))
+    others = []
+    for name in os.listdir('/proc'):
+        if name.isdigit() and int(name) not in mine:
+            try:
+                if os.stat('/proc/' + name).st_uid == me:
+                    others.append(int(name))
+            except OSError:
+                pass
+    seen['processes'] = others
+    seen['rlimits'] = [resource.getrlimit(r)[0] for r in (resource.RLIMIT_NOFILE, resource.RLIMIT_NPROC,
+                                                           resource.RLIMIT_FSIZE, resource.RLIMIT_AS)]
+    pids = []
+    for _ in range(5):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    seen['forked'] = len(pids)
+    return seen
+"""
+
+ATTACK = """
+import os, signal, stat, ctypes
+def attack():
+    libc = ctypes.CDLL(None, use_errno=True)
+    me = os.getpid()
+    own = [me]  # this job and the ancestors of its own uid (bwrap's init in the per-process sandbox)
+    while own[-1] > 1:
+        with open(f'/proc/{own[-1]}/stat') as f:
+            parent = int(f.read().rsplit(')', 1)[1].split()[1])
+        if os.stat(f'/proc/{parent}').st_uid != os.getuid():
+            break
+        own.append(parent)
+    hits = []
+    for name in os.listdir('/proc'):
+        if not name.isdigit() or int(name) in own:
+            continue
+        pid = int(name)
+        for sig in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                os.kill(pid, sig)
+                hits.append(('signal', pid, int(sig)))
+            except OSError:
+                pass
+        if libc.ptrace(16, pid, 0, 0) == 0:   # PTRACE_ATTACH
+            hits.append(('ptrace', pid))
+        try:
+            with open(f'/proc/{pid}/mem', 'r+b'):
+                hits.append(('mem', pid))
+        except OSError:
+            pass
+    for pgid in (0, 1, 2):
+        try:
+            os.killpg(pgid, signal.SIGKILL) if pgid else None
+        except OSError:
+            pass
+    sockets = 0
+    for fd in range(3, 1024):
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                sockets += 1
+                os.write(fd, b'{"op": "run"}')
+                hits.append(('socket-write', fd))
+        except OSError:
+            pass
+    return [len(hits), sockets, hits[:3]]
+"""
+
+
+def expected_rlimits():
+    return [LIMITS.nofile, LIMITS.nproc, LIMITS.fsize_mb << 20, LIMITS.memory_mb << 20]
+
+
+def run(code: str, test: str) -> sandbox.RunResult:
+    return sandbox.run_job(sandbox.Job("", code, [("value", test)]), 0, LIMITS)
+
+
+def check_probe(after: str):
+    r = run(PROBE, "probe()")
+    assert r.done and r.tests[0].status == "ok", f"probe after {after}: {r.tests[0]} {r.stderr[-300:]}"
+    seen = r.tests[0].value
+    clean = {"files": [], "cwd_empty": True, "builtins": False, "modules": False, "environ": False,
+             "global": False, "processes": [], "rlimits": expected_rlimits(), "forked": 5}
+    diff = {k: (seen[k], v) for k, v in clean.items() if seen[k] != v}
+    assert not diff, f"{os.environ['PGRPO_SANDBOX']}: state crossed jobs after '{after}': {diff}"
+
+
+def server_pid() -> int | None:
+    servers = sandbox.SERVERS.all
+    return servers[0].proc.pid if servers else None
+
+
+def run_config(mode: str, no_bwrap: bool) -> str:
+    os.environ["PGRPO_SANDBOX"], os.environ["PGRPO_NO_BWRAP"] = mode, "1" if no_bwrap else "0"
+    check_probe("nothing")
+    pid0 = server_pid()
+    for name, code in POLLUTERS.items():
+        r = run(code, "1")
+        assert r.module_ok or name == "rlimits", f"polluter {name} did not run: {r.module_err} {r.stderr[-300:]}"
+        check_probe(name)
+    r = run(ATTACK, "attack()")
+    assert r.done and r.tests[0].status == "ok", f"attack job: {r.tests[0]} {r.stderr[-300:]}"
+    n_hits, n_sockets, hits = r.tests[0].value
+    assert n_hits == 0, f"{mode}: the job reached another process or the server: {hits}"
+    assert n_sockets == 0, f"{mode}: the job holds {n_sockets} socket fds"
+    check_probe("attack")
+    if mode == "server":
+        assert server_pid() == pid0 and sandbox.SERVERS.all[0].restarts == 0, "the server was restarted"
+        sandbox.SERVERS.close()
+    return f"{mode}/{'inner-only' if no_bwrap else 'bwrap'}"
+
+
+def main():
+    assert os.geteuid() == 0, "this gate needs root (slot uids)"
+    configs = [run_config(mode, nb) for mode in sandbox.SANDBOX_MODES for nb in (False, True)
+               if nb or shutil.which("bwrap")]
+    print(f"PASS verify_sandbox_isolation: {len(POLLUTERS)} polluters (files, globals/builtins/sys.modules/harness, "
+          f"daemons, rlimits/process table/file size) left nothing for the next job, 1 attacker reached no process "
+          f"or socket and the server kept serving without restart; {', '.join(configs)}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as e:
+        print(f"FAIL verify_sandbox_isolation: {e}")
+        sys.exit(1)
