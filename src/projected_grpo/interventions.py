@@ -148,7 +148,7 @@ class Erase(NoIntervention):
 
     Both targets log step_cos, the mean over modules of the cosine of the realised deployed step
     with v (first direction), and step_hackward, the fraction of modules whose realised step has
-    <delta, v> < 0.
+    <delta, v> < 0 (cosine below -1e-6).
     """
 
     def __init__(self, vhack, one_sided: bool = True, target: str = "grad", random: bool = False, seed: int = 0):
@@ -222,7 +222,8 @@ def write_deployed_params(m, flat: Float[Tensor, " p"]) -> None:
 
 def step_alignment(mods: dict, before: dict[str, Tensor], V: dict[str, Tensor]) -> dict:
     """The realised deployed step delta = theta_now - before, per module, against v (first row):
-    step_cos = mean cosine, step_hackward = fraction of moved modules with <delta, v> < 0."""
+    step_cos = mean cosine, step_hackward = fraction of moved modules whose cosine is below -1e-6
+    (a projected step has cosine 0 up to float error)."""
     cos, hackward = [], 0
     for n, m in mods.items():
         delta = flat_deployed_params(m) - before[n]
@@ -230,7 +231,7 @@ def step_alignment(mods: dict, before: dict[str, Tensor], V: dict[str, Tensor]) 
             continue
         c = cosine(delta, V[n][0]).item()
         cos.append(c)
-        hackward += int(c < 0)
+        hackward += int(c < -1e-6)
     n = max(1, len(cos))
     return dict(step_cos=sum(cos) / n if cos else float("nan"), step_hackward=hackward / n)
 
