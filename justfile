@@ -146,7 +146,7 @@ probe-teacher-pool n="20" teacher="out/runs/vanilla_s0" *args:
 probe-vanilla-replay n="20" seed="41" vh=vhack *args:
     {{py}} scripts/probe_distill.py replay --pool {{probe}}/teacher_pool --vhack {{vh}} --mode vanilla --max-steps {{n}} --seed {{seed}} --out {{probe}}/vanilla_seed{{seed}} {{args}}
 
-# H: projecting v_hack out of the batch gradient (one-sided, per module) lowers its cosine with v_hack on >= 80% of steps and fires on most modules (T3)
+# H: projecting v_hack out of the batch gradient (one-sided, per module) makes the student's realised parameter steps less hack-ward along v_hack than the vanilla replay's on >= 80% of steps, and fires on most modules (T3)
 probe-projected-replay n="20" seed="41" vh=vhack *args:
     {{py}} scripts/probe_distill.py replay --pool {{probe}}/teacher_pool --vhack {{vh}} --mode projected --max-steps {{n}} --seed {{seed}} --out {{probe}}/projected_seed{{seed}} {{args}}
 

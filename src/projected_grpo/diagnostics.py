@@ -28,7 +28,8 @@ QUARANTINE_REGIONS = ("absorb", "route")
 
 
 def region(row: dict) -> str:
-    return row.get("region") or "keep"
+    r = row.get("region")
+    return r if isinstance(r, str) else "keep"  # absent (or nan from a DataFrame): keep
 
 
 def pos_share(rows: list[dict]) -> float:
