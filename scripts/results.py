@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -192,6 +191,25 @@ def markdown(res: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
+def per_step(runs_dir: Path, by_arm: dict[str, dict[int, dict]], keys: list[str]) -> str:
+    """Per arm and training step: metrics.jsonl's `keys`, mean over seeds and each seed's value."""
+    lines = []
+    for key in keys:
+        lines += ["", f"Per training step: {key} (mean over seeds; per seed in brackets)", "",
+                  "| step | " + " | ".join(by_arm) + " |", "|---|" + "---|" * len(by_arm)]
+        vals = {arm: {seed: {r["step"]: r.get(key, float("nan")) for r in logs.read_jsonl(runs_dir / f"{arm}_s{seed}" / "metrics.jsonl")}
+                      for seed in seeds} for arm, seeds in by_arm.items()}
+        steps = sorted({st for a in vals.values() for s in a.values() for st in s})
+        for st in steps:
+            cells = []
+            for arm in by_arm:
+                xs = [vals[arm][seed].get(st, float("nan")) for seed in sorted(vals[arm])]
+                ok = [x for x in xs if x == x]
+                cells.append((f"{np.mean(ok):.3f}" if ok else "-") + " [" + ", ".join(f"{x:.2f}" for x in xs) + "]")
+            lines.append(f"| {st} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default="out/runs")
@@ -201,6 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--allow-unequal-n", action="store_true")
     ap.add_argument("--allow-mixed", action="store_true", help="pool and pair runs that differ in run_meta")
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--per-step", default="", help="comma-separated metrics.jsonl keys to print per training step "
+                    "(e.g. pos_share_routed,pos_share_kept,gt_pass)")
     a = ap.parse_args(argv)
     runs = Path(a.runs)
     if not runs.is_dir():
@@ -214,6 +234,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     md = markdown(res, meta)
+    if a.per_step:
+        md += "\n" + per_step(runs, by_arm, a.per_step.split(","))
     (out / "results.md").write_text(md + "\n")
     (out / "results.json").write_text(json.dumps(res, indent=1))
     print(md)

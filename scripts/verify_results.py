@@ -73,7 +73,7 @@ def main() -> None:
         for s, (hv, he) in enumerate([(0.5, 0.3), (0.6, 0.2), (0.7, 0.4)]):
             fake_run(runs, f"vanilla_s{s}", hv, 0.5, 0.8, hacked=True)
             fake_run(runs, f"erase_s{s}", he, 0.1 * s, 0.7, hacked=s == 0)
-        res = results.main(["--runs", str(runs), "--out", str(Path(t) / "res")])
+        res = results.main(["--runs", str(runs), "--out", str(Path(t) / "res"), "--per-step", "hack_strict"])
         v, e = res["arms"]["vanilla"], res["arms"]["erase"]
         assert abs(v["hack_strict_ablated"][0] - 0.6) < 1e-12 and v["hack_strict_ablated"][1] < 0.6 < v["hack_strict_ablated"][2], v
         assert abs(e["hack_strict_ablated"][0] - 0.3) < 1e-12, e
@@ -87,6 +87,8 @@ def main() -> None:
         md = (Path(t) / "res" / "results.md").read_text()
         assert "| erase | 2 | 0.400 |" in md and "| vanilla | 1 | 0.600 |" in md, md  # per-seed rows
         assert "| vanilla | 3 | [40], [30] |" in md, md  # seeds and eval samples in the table
+        # per training step: erase hacked (0.9) on step 5 only in seed 0; vanilla in every seed
+        assert "| step | erase | vanilla |" in md and "| 5 | 0.300 [0.90, 0.00, 0.00] | 0.900 [0.90, 0.90, 0.90] |" in md
         assert (Path(t) / "res" / "train_trajectories.png").exists()
         # unequal n is refused without --allow-unequal-n
         fake_run(runs, "vanilla_s3", 0.6, 0.5, 0.8, hacked=True)
