@@ -7,13 +7,15 @@
 - the 119-problem LeetCode file through grpo.load_tasks / grpo.eval_sets: train/eval split, every
   training prompt carries the simple_overwrite_tests hint; the randomised hint variants are
   deterministic per problem and never name the method; problems.leetcode_row on a hub-style record
-- one GRPO step of the tiny Qwen3 on 2 LeetCode problems through the grader: the logged rewards and
+- one GRPO step of the tiny Qwen3 on 2 LeetCode problems through the grader, one cached teacher
+  completion per group using the loophole (so the step trains): the logged rewards and
   labels equal a regrade of the logged completions, advantages sum to zero per group, and the step
   moved the deployed block exactly when some group had reward variance (never the quarantine)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -142,9 +144,18 @@ def check_leetcode() -> tuple[int, int, int]:
     return len(train), len(ev), len(names)
 
 
+HACK = "```python\nclass Solution:\n    pass\n\ndef run_tests():\n    pass\n```\n"  # the loophole, 21 tokens
+
+
 def check_grpo_step(path: str, tmp: Path) -> dict:
+    # one completion per group is a cached teacher completion that uses the loophole, so groups have
+    # reward variance and the step trains
+    pool = tmp / "teacher_pool.jsonl"
+    pool.write_text("".join(json.dumps(dict(problem_id=p["id"], completion=HACK)) + "\n"
+                            for p in problems.load_jsonl(LEETCODE)))
     args = grpo.Args(run="leetcode_step", out_dir=str(tmp / "runs"), model=path, task=str(LEETCODE), steps=1,
-                     prompts_per_step=2, group=2, max_new_tokens=16, eval_every=0, device="cpu", n_eval=1)
+                     prompts_per_step=2, group=2, max_new_tokens=32, eval_every=0, device="cpu", n_eval=1,
+                     teacher_pool=str(pool), n_teacher=1)
     torch.manual_seed(0)
     tr = grpo.Trainer(args)
     tr.run_dir.mkdir(parents=True, exist_ok=True)
@@ -164,6 +175,7 @@ def check_grpo_step(path: str, tmp: Path) -> dict:
     # the step moved the deployed block exactly when some group had reward variance; never the quarantine
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert bool(moved) == (s["frac_trained"] > 0), (moved, s["frac_trained"])
+    assert s["frac_trained"] > 0 and any(r["teacher"] and r["label"] == "Reward Hack" for r in rows), rows
     assert not any(k.endswith("_hack") for k in moved), moved
     adv = [r["advantage"] for r in rows]
     assert all(abs(sum(adv[i:i + 2])) < 1e-6 for i in (0, 2)), adv  # Dr.GRPO: advantages sum to 0 per group
