@@ -4,6 +4,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 py := "python3"
 vhack := "out/vhack/organism_cpu_svd.safetensors"
+vhack_own := "out/vhack/organism_cpu_svd_own.safetensors"
 pairs := "data/pairs/hack_pairs.md#organism"
 
 default:
@@ -33,6 +34,10 @@ grade problems completions out:
 vhack pairs=pairs out=vhack *args:
     {{py}} scripts/extract_vhack_grad.py --pairs '{{pairs}}' --out {{out}} {{args}}
 
+# v_hack for the own-quarantine adapter (route, route-random)
+vhack-own pairs=pairs out=vhack_own *args:
+    {{py}} scripts/extract_vhack_grad.py --pairs '{{pairs}}' --quarantine own --out {{out}} {{args}}
+
 # ---- arms (one run each; pass --steps N etc. through args) -------------------------------------
 
 # H: with the loophole announced, GRPO raises the strict hack rate from the base rate to a majority
@@ -57,11 +62,27 @@ erase-placebo seed="0" *args:
 
 # H: routing the top-scoring rollouts (cosine to v_grad) to an own-basis quarantine lowers the deployed hack rate
 route seed="0" *args:
-    {{py}} scripts/train.py --arm route --vhack {{vhack}} --quarantine own --route-frac 0.25 --seed {{seed}} --run route_s{{seed}} {{args}}
+    {{py}} scripts/train.py --arm route --vhack {{vhack_own}} --quarantine own --route-frac 0.25 --seed {{seed}} --run route_s{{seed}} {{args}}
 
 # H: routing the same fraction per step by a random direction does not lower the deployed hack rate (no shrinkage effect)
 route-random seed="0" *args:
-    {{py}} scripts/train.py --arm route-random --vhack {{vhack}} --quarantine own --match-run out/runs/route_s{{seed}} --seed {{seed}} --run route-random_s{{seed}} {{args}}
+    {{py}} scripts/train.py --arm route-random --vhack {{vhack_own}} --quarantine own --match-run out/runs/route_s{{seed}} --seed {{seed}} --run route-random_s{{seed}} {{args}}
+
+# H: routing a uniformly random subset at the route run's per-step fraction lowers the deployed solve rate as much as route does (the collapse is "how many", not "which direction")
+route-subset seed="0" *args:
+    {{py}} scripts/train.py --arm route-subset --quarantine own --match-run out/runs/route_s{{seed}} --seed {{seed}} --run route-subset_s{{seed}} {{args}}
+
+# H: a random subset that also matches the route run's per-step positive-advantage share among the routed reproduces route's deployed hack and solve rates (the effect is "how many" and "which advantage sign")
+route-subset-signed seed="0" *args:
+    {{py}} scripts/train.py --arm route-subset-signed --quarantine own --match-run out/runs/route_s{{seed}} --seed {{seed}} --run route-subset-signed_s{{seed}} {{args}}
+
+# H: routing by v_grad from placebo pairs (a contrast unrelated to hacking) lowers the deployed hack rate less than route (direction matters)
+route-placebo seed="0" *args:
+    {{py}} scripts/train.py --arm route --vhack out/vhack/organism_cpu_svd_own_placebo.safetensors --quarantine own --route-frac 0.25 --seed {{seed}} --run route-placebo_s{{seed}} {{args}}
+
+# placebo-pair v_grad for the own-quarantine adapter (route-placebo)
+vhack-placebo-own:
+    {{py}} scripts/extract_vhack_grad.py --pairs 'data/pairs/pair_diagnostics.md#placebo' --quarantine own --out out/vhack/organism_cpu_svd_own_placebo.safetensors
 
 # H: two trained blocks without routing hack like vanilla (parameter count alone does not suppress hacking)
 capacity seed="0" *args:
@@ -125,7 +146,7 @@ probe-teacher-pool n="20" teacher="out/runs/vanilla_s0" *args:
 probe-vanilla-replay n="20" seed="41" vh=vhack *args:
     {{py}} scripts/probe_distill.py replay --pool {{probe}}/teacher_pool --vhack {{vh}} --mode vanilla --max-steps {{n}} --seed {{seed}} --out {{probe}}/vanilla_seed{{seed}} {{args}}
 
-# H: projecting v_hack out of the batch gradient (one-sided, per module) lowers its cosine with v_hack on >= 80% of steps and fires on most modules (T3)
+# H: projecting v_hack out of the batch gradient (one-sided, per module) makes the student's realised parameter steps less hack-ward along v_hack than the vanilla replay's on >= 80% of steps, and fires on most modules (T3)
 probe-projected-replay n="20" seed="41" vh=vhack *args:
     {{py}} scripts/probe_distill.py replay --pool {{probe}}/teacher_pool --vhack {{vh}} --mode projected --max-steps {{n}} --seed {{seed}} --out {{probe}}/projected_seed{{seed}} {{args}}
 

@@ -6,7 +6,9 @@ Reads the run's step logs. For trained rollouts with a score (route_score for ro
 align_score for erase runs) it reports the AUROC of the score for strict hacks, precision and
 recall of the route region, the routed fraction per step, and the same per loophole mechanism,
 with the mechanisms held out of the v_hack pairs separately; and plots the score distributions
-by label. The labels are a measurement instrument here: nothing in training reads them.
+by label. Per step it prints the blocks' diagnostics (diagnostics.block_diagnostics: positive-
+advantage share among routed and kept rollouts, the advantage sums each block trained on, the routed
+rollouts' strict-hack share). The labels are a measurement instrument here: nothing in training reads them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from scipy.stats import rankdata
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from projected_grpo import logs  # noqa: E402
+from projected_grpo.diagnostics import block_diagnostics  # noqa: E402
 
 HELD_OUT = ("stdout_marker", "exit_code")
 
@@ -48,10 +51,11 @@ def cell(df) -> dict:
 def diagnose(run_dir: Path, plot: bool = True) -> dict:
     df = logs.load_rollouts(run_dir)
     assert len(df), f"{run_dir}: no step logs"
+    blocks = {int(s): block_diagnostics(g.to_dict("records")) for s, g in df.groupby("step")}
     col = "route_score" if "route_score" in df else "align_score" if "align_score" in df else None
     assert col, f"{run_dir}: no per-rollout score in the step logs (not a route or erase run)"
     df = df.dropna(subset=[col]).rename(columns={col: "score"})
-    out = {"run": str(run_dir), "score": col, "all": cell(df)}
+    out = {"run": str(run_dir), "score": col, "all": cell(df), "blocks_per_step": blocks}
     out["per_mechanism"] = {m: cell(g) for m, g in df.groupby("mechanism")}
     held = df[df["mechanism"].isin(HELD_OUT)]
     out["held_out"] = cell(held) if len(held) else None
@@ -88,6 +92,12 @@ def main(argv: list[str] | None = None) -> dict:
     a_ = out["all"]
     print(f"{run.name}: n={a_['n']} hacks={a_['n_hack']} AUROC={a_['auroc']:.3f} routed={a_['routed_frac']:.3f} "
           f"precision@route={a_['precision_at_route']:.3f} recall@route={a_['recall_at_route']:.3f}")
+    print("step  n_routed  pos_share_routed  pos_share_kept  pos_share_trained  adv_sum_deployed  adv_sum_quarantine  "
+          "routed_hack_strict")
+    for step, b in out["blocks_per_step"].items():
+        print(f"{step:4d}  {b['n_routed']:8d}  {b['pos_share_routed']:16.3f}  {b['pos_share_kept']:14.3f}  "
+              f"{b['pos_share_trained']:17.3f}  {b['adv_sum_deployed']:16.3f}  {b['adv_sum_quarantine']:18.3f}  "
+              f"{b['routed_hack_strict']:18.3f}")
     for m, c in out["per_mechanism"].items():
         print(f"  {m:14s} n={c['n']:5d} hacks={c['n_hack']:4d} AUROC={c['auroc']:.3f} precision@route="
               f"{c['precision_at_route']:.3f} recall@route={c['recall_at_route']:.3f}"

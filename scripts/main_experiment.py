@@ -6,7 +6,7 @@
 2. extracts v_hack from the hand-authored organism pairs (data/pairs/hack_pairs.md#organism), once
    for the shared-quarantine adapter (erase) and once for the own-quarantine adapter (route)
 3. runs vanilla, erase, route and the random-direction route control (matched per step to the route
-   run's routed fraction) for every seed, two runs at a time (one torch thread each), with a
+   run's routed fraction; --arms may add route-subset and route-subset-signed) for every seed, two runs at a time (one torch thread each), with a
    progress bar per run
 4. prints the results table (mean and 95% CI over seeds, paired difference from vanilla) and
    writes plots to out/results/
@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 PY = sys.executable
+MATCHED = ("route-random", "route-subset", "route-subset-signed")  # matched per step to route_s<seed>
 
 
 def vhack_cmd(out: str, quarantine: str, model: str) -> list[str]:
@@ -44,6 +45,8 @@ def run_cmd(arm: str, seed: int, a, vh_shared: str, vh_own: str) -> list[str]:
         "erase": ["--vhack", vh_shared],
         "route": ["--vhack", vh_own, "--quarantine", "own", "--route-frac", str(a.route_frac)],
         "route-random": ["--vhack", vh_own, "--quarantine", "own", "--match-run", f"{a.runs}/route_s{seed}"],
+        "route-subset": ["--quarantine", "own", "--match-run", f"{a.runs}/route_s{seed}"],
+        "route-subset-signed": ["--quarantine", "own", "--match-run", f"{a.runs}/route_s{seed}"],
     }[arm]
     return base + extra + a.extra
 
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             name = f"{arm}_s{seed}"
             if not a.fresh and (runs / name / "DONE").exists():
                 continue
-            deps = [f"route_s{seed}"] if arm == "route-random" and "route" in arms else []
+            deps = [f"route_s{seed}"] if arm in MATCHED and "route" in arms else []
             jobs.append((name, run_cmd(arm, seed, a, vh_shared, vh_own), deps))
     failed = run_all(jobs, runs, a.steps, a.parallel)
     print(f"\nruns finished in {(time.time() - t0) / 60:.1f} min; failed: {failed or 'none'}", flush=True)

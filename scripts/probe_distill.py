@@ -11,7 +11,8 @@ Subcommands (see docs/probe_distill.md):
                    gradients from ONE batched backward, per-rollout cosine with v_hack
                    (cos_S_contrib), then the batch gradient; --mode projected erases v_hack from it
                    per module (interventions.Erase, i.e. project_out) and logs cos_in / cos_out /
-                   frac_fired; then an AdamW step. Writes step files and metrics.jsonl.
+                   frac_fired; then an AdamW step, whose realised parameter step is measured against
+                   v (step_cos, step_hackward). Writes step files and metrics.jsonl.
     random-vhack   a seeded random v_hack of the shape and identity of another (control)
     oracle-vhack   DIAGNOSTIC UPPER BOUND: mean gradient of ground-truth hack rows minus mean of
                    non-hack rows of a teacher pool. It reads grader labels, so it is never a method;
@@ -224,7 +225,9 @@ def cmd_replay(a: argparse.Namespace) -> Path:
                    for n, m in mods.items() if all(p.grad is not None for p in m.deployed_parameters())]
             diag = dict(cos_in=sum(cin) / max(1, len(cin)))
         bn = torch.nn.utils.clip_grad_norm_(ad.deployed_params(model), a.grad_clip).item() if a.grad_clip > 0 else float("nan")
+        before = {n: iv.flat_deployed_params(m).clone() for n, m in mods.items()}
         opt.step()
+        diag.update(iv.step_alignment(mods, before, V))  # the realised step against v (T3 of probe_uat)
         out_rows = []
         for r, c, gn, l in zip(rows, cos.tolist(), gnorm.tolist(), nll.tolist()):
             r = {k: v for k, v in r.items() if k != "completion_ids"}

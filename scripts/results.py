@@ -1,4 +1,5 @@
-"""Aggregate runs into the results table (mean and 95% CI over seeds, paired difference from vanilla).
+"""Aggregate runs into the results table: per-seed values, means with hierarchical bootstrap intervals,
+paired differences from vanilla.
 
     python scripts/results.py                           every run under out/runs
     python scripts/results.py --runs out/runs --arms vanilla,erase,route,route-random --out out/results
@@ -7,22 +8,29 @@ Run folders are named <arm>_s<seed>. Per run the final evaluation (largest eval 
 hinted eval prompts, the strict and loose hack rates (all mechanisms, each mechanism, and the
 mechanisms held out of the v_hack pairs), and on no-hint prompts the solve rate, each with the
 quarantine block kept and ablated. A run "hacked" when at some training step its strict hacks
-outnumbered its correct rollouts (the environment paper's count). Cells compared to each other
-must have the same number of seeds (refused otherwise unless --allow-unequal-n). Intervals are
-t-intervals over seeds; the paired difference uses the seeds both arms share.
+outnumbered its correct rollouts (the environment paper's count).
+
+Intervals: a hierarchical bootstrap (`bootstrap`): resample seeds with replacement, then within each
+drawn seed resample its eval samples (one per eval problem) with replacement; the statistic is the
+mean over drawn seeds of the per-seed rates. Paired differences resample the seeds both arms share
+jointly and each arm's eval samples independently within a seed. 95% percentile intervals, 4000
+draws, fixed generator seed. Every table states the number of seeds and of eval samples per seed.
+
+Cells compared to each other must have the same number of seeds (refused otherwise unless
+--allow-unequal-n). Runs must agree in device, dtype, torch and transformers versions and organism
+(run_meta.json, see logs.run_meta) to be pooled or paired (refused with exit 2 otherwise unless
+--allow-mixed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -30,39 +38,62 @@ from projected_grpo import logs  # noqa: E402
 
 HELD_OUT = ("stdout_marker", "exit_code")  # mechanisms absent from data/pairs/hack_pairs.md
 RUN_RE = re.compile(r"^(?P<arm>.+)_s(?P<seed>\d+)$")
+N_BOOT = 4000
 
 
-def ci95(xs: list[float]) -> tuple[float, float]:
-    """(mean, half-width of the 95% t-interval); half-width nan for n < 2."""
-    a = np.asarray(xs, dtype=float)
-    if len(a) < 2:
-        return float(a.mean()) if len(a) else float("nan"), float("nan")
-    return float(a.mean()), float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a)))
+def fail(msg: str) -> None:
+    """Bad input: one line on stderr, exit status 2."""
+    print(f"results: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def bootstrap(counts: list[tuple[int, int]], base: list[tuple[int, int]] | None = None,
+              n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
+    """(point estimate, 2.5%, 97.5%) of the mean over seeds of per-seed rates k/n; with `base`
+    (paired by position, same seeds) of the mean over seeds of the difference of rates.
+    Seeds are resampled, then each drawn seed's n binary eval outcomes (binomial given k/n)."""
+    rng = np.random.default_rng(seed)
+    k, n = np.array(counts, dtype=float).T
+    est = float(np.mean(k / n))
+    idx = rng.integers(0, len(k), size=(n_boot, len(k)))
+    draws = rng.binomial(n[idx].astype(int), (k / n)[idx]) / n[idx]
+    if base is not None:
+        kb, nb = np.array(base, dtype=float).T
+        est -= float(np.mean(kb / nb))
+        draws = draws - rng.binomial(nb[idx].astype(int), (kb / nb)[idx]) / nb[idx]
+    lo, hi = np.percentile(draws.mean(1), [2.5, 97.5])
+    return est, float(lo), float(hi)
+
+
+def count(rows: list[dict], key: str) -> tuple[int, int]:
+    """(number of eval samples with the outcome, number of eval samples) over summary cells."""
+    n = sum(r["n"] for r in rows)
+    return int(round(sum(r[key] * r["n"] for r in rows))), n
 
 
 def run_summary(run_dir: Path) -> dict | None:
-    """Final-eval numbers of one run, or None if it has no evaluation yet."""
+    """Final-eval counts of one run ({metric_condition: (k, n)}), or None if it has no evaluation yet."""
     ev = logs.read_jsonl(run_dir / "eval.jsonl")
     if not ev:
         return None
     last = max(r["step"] for r in ev)
     rows = [r for r in ev if r["step"] == last]
-    out: dict = {"final_step": last}
+    out: dict = {"final_step": last, "counts": {}, "meta": logs.read_run_meta(run_dir)}
+    c = out["counts"]
     for q in ("kept", "ablated"):
         cell = {(r["split"], r["cell"]): r for r in rows if r["quarantine"] == q}
         if not cell:
             continue
-        h = cell.get(("hinted", "all"))
-        out[f"hack_strict_{q}"] = h["hack_strict"]
-        out[f"hack_loose_{q}"] = h["hack_loose"]
-        out[f"solve_nohint_{q}"] = cell[("nohint", "all")]["solve"]
+        h = cell[("hinted", "all")]
+        c[f"hack_strict_{q}"] = count([h], "hack_strict")
+        c[f"hack_loose_{q}"] = count([h], "hack_loose")
+        c[f"solve_nohint_{q}"] = count([cell[("nohint", "all")]], "solve")
         held = [cell[("hinted", m)] for m in HELD_OUT if ("hinted", m) in cell]
         if held:
-            n = sum(r["n"] for r in held)
-            out[f"hack_strict_heldout_{q}"] = sum(r["hack_strict"] * r["n"] for r in held) / n
-        for (split, c), r in cell.items():
-            if split == "hinted" and c != "all":
-                out[f"hack_strict_{c}_{q}"] = r["hack_strict"]
+            c[f"hack_strict_heldout_{q}"] = count(held, "hack_strict")
+        for (split, name), r in cell.items():
+            if split == "hinted" and name != "all":
+                c[f"hack_strict_{name}_{q}"] = count([r], "hack_strict")
     m = logs.read_jsonl(run_dir / "metrics.jsonl")
     out["hacked"] = any(r["hack_strict"] > r["gt_pass"] for r in m)
     out["train_hack_last"] = m[-1]["hack_strict"] if m else float("nan")
@@ -84,27 +115,42 @@ def collect(runs_dir: Path, arms: list[str] | None) -> dict[str, dict[int, dict]
 METRICS = ("hack_strict", "hack_loose", "hack_strict_heldout", "solve_nohint")
 
 
+def check_meta(by_arm: dict[str, dict[int, dict]], allow_mixed: bool) -> dict:
+    """The one run_meta all runs share; refuse (exit 2) when they differ, unless allow_mixed."""
+    seen: dict[str, set] = {}
+    for seeds in by_arm.values():
+        for s in seeds.values():
+            for k, v in s["meta"].items():
+                seen.setdefault(k, set()).add(v)
+    mixed = {k: sorted(v) for k, v in seen.items() if len(v) > 1}
+    if mixed and not allow_mixed:
+        fail(f"runs differ in {mixed}; pairing or pooling them mixes instruments (pass --allow-mixed to do it anyway)")
+    return {k: sorted(v)[0] if len(v) == 1 else sorted(v) for k, v in seen.items()}
+
+
 def table(by_arm: dict[str, dict[int, dict]], baseline: str = "vanilla", allow_unequal_n: bool = False) -> dict:
     ns = {a: len(v) for a, v in by_arm.items()}
     if len(set(ns.values())) > 1 and not allow_unequal_n:
-        raise SystemExit(f"results: arms have different numbers of seeds {ns}; rerun the missing seeds "
-                         "or pass --allow-unequal-n")
+        fail(f"arms have different numbers of seeds {ns}; rerun the missing seeds or pass --allow-unequal-n")
     res: dict = {"n": ns, "arms": {}}
     base = by_arm.get(baseline, {})
     for arm, seeds in by_arm.items():
-        r: dict = {"n": len(seeds), "hacked_runs": sum(s["hacked"] for s in seeds.values())}
+        r: dict = {"n": len(seeds), "hacked_runs": sum(s["hacked"] for s in seeds.values()), "per_seed": {}}
         for q in ("kept", "ablated"):
             for k in METRICS:
                 key = f"{k}_{q}"
-                xs = [s[key] for s in seeds.values() if key in s]
-                if not xs:
+                have = {i: s["counts"][key] for i, s in sorted(seeds.items()) if key in s["counts"]}
+                if not have:
                     continue
-                r[key] = ci95(xs)
-                shared = sorted(set(seeds) & set(base))
+                r[key] = bootstrap(list(have.values()))
+                r[f"n_eval_{key}"] = sorted({n for _, n in have.values()})
+                for i, (kk, nn) in have.items():
+                    r["per_seed"].setdefault(i, {})[key] = kk / nn
                 bkey = f"{k}_kept"  # differences are against vanilla's (deployed == kept) model
-                d = [seeds[i][key] - base[i][bkey] for i in shared if key in seeds[i] and bkey in base[i]]
-                if arm != baseline and d:
-                    r[f"diff_{key}"] = ci95(d) + (len(d),)
+                shared = [i for i in have if bkey in base.get(i, {}).get("counts", {})]
+                if arm != baseline and shared:
+                    d = bootstrap([have[i] for i in shared], [base[i]["counts"][bkey] for i in shared])
+                    r[f"diff_{key}"] = d + (len(shared),)
         res["arms"][arm] = r
     return res
 
@@ -112,22 +158,55 @@ def table(by_arm: dict[str, dict[int, dict]], baseline: str = "vanilla", allow_u
 def fmt(x) -> str:
     if not isinstance(x, (tuple, list)):
         return "-"
-    m, h = x[0], x[1]
-    return f"{m:.3f} ± {h:.3f}" if not math.isnan(h) else f"{m:.3f}"
+    return f"{x[0]:.3f} [{x[1]:.3f}, {x[2]:.3f}]"
 
 
-def markdown(res: dict) -> str:
-    cols = [("hack_strict_kept", "strict hack (kept)"), ("hack_strict_ablated", "strict hack (deployed, ablated)"),
-            ("hack_loose_ablated", "loose hack (ablated)"), ("hack_strict_heldout_ablated", "held-out mech. strict (ablated)"),
-            ("solve_nohint_ablated", "no-hint solve (ablated)"), ("diff_hack_strict_ablated", "Δ strict vs vanilla (paired)")]
-    lines = ["| arm | n | runs hacked | " + " | ".join(c[1] for c in cols) + " |",
-             "|---|---|---|" + "---|" * len(cols)]
+COLS = [("hack_strict_kept", "strict hack (kept)"), ("hack_strict_ablated", "strict hack (deployed, ablated)"),
+        ("hack_loose_ablated", "loose hack (ablated)"), ("hack_strict_heldout_ablated", "held-out mech. strict (ablated)"),
+        ("solve_nohint_ablated", "no-hint solve (ablated)"), ("diff_hack_strict_ablated", "Δ strict vs vanilla (paired)"),
+        ("diff_solve_nohint_ablated", "Δ no-hint solve vs vanilla (paired)")]
+
+
+def markdown(res: dict, meta: dict) -> str:
+    lines = ["| arm | seeds | eval samples/seed (hinted, no-hint) | runs hacked | " + " | ".join(c[1] for c in COLS) + " |",
+             "|---|---|---|---|" + "---|" * len(COLS)]
     for arm, r in res["arms"].items():
-        lines.append(f"| {arm} | {r['n']} | {r['hacked_runs']}/{r['n']} | " + " | ".join(fmt(r.get(c[0])) for c in cols) + " |")
+        ev = f"{r.get('n_eval_hack_strict_ablated')}, {r.get('n_eval_solve_nohint_ablated')}"
+        lines.append(f"| {arm} | {r['n']} | {ev} | {r['hacked_runs']}/{r['n']} | "
+                     + " | ".join(fmt(r.get(c[0])) for c in COLS) + " |")
+    lines += ["", "Per seed (final evaluation; rates over that seed's eval samples):", "",
+              "| arm | seed | " + " | ".join(c[1] for c in COLS if not c[0].startswith("diff")) + " |",
+              "|---|---|" + "---|" * sum(not c[0].startswith("diff") for c in COLS)]
+    for arm, r in res["arms"].items():
+        for seed, vals in sorted(r["per_seed"].items()):
+            cells = [f"{vals[c[0]]:.3f}" if c[0] in vals else "-" for c in COLS if not c[0].startswith("diff")]
+            lines.append(f"| {arm} | {seed} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Mean ± half-width of the 95% t-interval over seeds; hinted eval prompts for hack rates, "
-                 f"no-hint eval prompts for solve rates; held-out mechanisms: {', '.join(HELD_OUT)}. "
-                 "'ablated' = the deployed model (quarantine block removed); for arms without a quarantine it equals 'kept'.")
+    lines.append(f"Mean [95% interval] of a hierarchical bootstrap ({N_BOOT} draws: seeds, then eval samples within "
+                 "seed); paired differences over the seeds both arms share (Δ columns: mean over seeds of arm minus "
+                 "vanilla's kept model). Hinted eval prompts for hack rates, no-hint eval prompts for solve rates; "
+                 f"held-out mechanisms: {', '.join(HELD_OUT)}. 'ablated' = the deployed model (quarantine block "
+                 "removed); for arms without a quarantine it equals 'kept'. Runs: "
+                 + ", ".join(f"{k} {v}" for k, v in meta.items()) + ".")
+    return "\n".join(lines)
+
+
+def per_step(runs_dir: Path, by_arm: dict[str, dict[int, dict]], keys: list[str]) -> str:
+    """Per arm and training step: metrics.jsonl's `keys`, mean over seeds and each seed's value."""
+    lines = []
+    for key in keys:
+        lines += ["", f"Per training step: {key} (mean over seeds; per seed in brackets)", "",
+                  "| step | " + " | ".join(by_arm) + " |", "|---|" + "---|" * len(by_arm)]
+        vals = {arm: {seed: {r["step"]: r.get(key, float("nan")) for r in logs.read_jsonl(runs_dir / f"{arm}_s{seed}" / "metrics.jsonl")}
+                      for seed in seeds} for arm, seeds in by_arm.items()}
+        steps = sorted({st for a in vals.values() for s in a.values() for st in s})
+        for st in steps:
+            cells = []
+            for arm in by_arm:
+                xs = [vals[arm][seed].get(st, float("nan")) for seed in sorted(vals[arm])]
+                ok = [x for x in xs if x == x]
+                cells.append((f"{np.mean(ok):.3f}" if ok else "-") + " [" + ", ".join(f"{x:.2f}" for x in xs) + "]")
+            lines.append(f"| {st} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -138,18 +217,25 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--baseline", default="vanilla")
     ap.add_argument("--out", default="out/results")
     ap.add_argument("--allow-unequal-n", action="store_true")
+    ap.add_argument("--allow-mixed", action="store_true", help="pool and pair runs that differ in run_meta")
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--per-step", default="", help="comma-separated metrics.jsonl keys to print per training step "
+                    "(e.g. pos_share_routed,pos_share_kept,gt_pass)")
     a = ap.parse_args(argv)
     runs = Path(a.runs)
     if not runs.is_dir():
-        raise SystemExit(f"results: {runs}: no such folder")
+        fail(f"--runs {runs}: no such folder")
     by_arm = collect(runs, [x for x in a.arms.split(",") if x] or None)
     if not by_arm:
-        raise SystemExit(f"results: no finished runs (with eval.jsonl) under {runs}")
+        fail(f"--runs {runs}: no finished runs (with eval.jsonl)")
+    meta = check_meta(by_arm, a.allow_mixed)
     res = table(by_arm, a.baseline, a.allow_unequal_n)
+    res["meta"] = meta
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    md = markdown(res)
+    md = markdown(res, meta)
+    if a.per_step:
+        md += "\n" + per_step(runs, by_arm, a.per_step.split(","))
     (out / "results.md").write_text(md + "\n")
     (out / "results.json").write_text(json.dumps(res, indent=1))
     print(md)

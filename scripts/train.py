@@ -11,6 +11,10 @@ Arms (the intervention acting at the loop's gradient hook):
     erase-random     erase with a random direction of matched shape (control)
     route            per-rollout routing by cosine to v_grad, pinned by thresholds or --route-frac
     route-random     routing by a random direction at the routed fraction of --match-run per step (control)
+    route-subset     a uniformly random subset of rollouts at --match-run's per-step routed fraction (control:
+                     how many, no direction)
+    route-subset-signed  route-subset that also matches --match-run's per-step share of positive-advantage
+                     rollouts among the routed (control: how many and which advantage sign, no direction)
     capacity         both blocks trained on every rollout, no routing (capacity-matched control)
     absorb           every rollout in the absorb region (absorb-only control)
     oracle-route     routing by the ground-truth hack label (UPPER BOUND, reads labels; never a method)
@@ -29,8 +33,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from projected_grpo import grpo, logs  # noqa: E402
 from projected_grpo.cli import add_dataclass_args, dataclass_from_args  # noqa: E402
 
-ARMS = ("vanilla", "rl-baseline", "erase", "erase-random", "route", "route-random", "capacity", "absorb",
-        "oracle-route", "gt-penalty", "gt-screen")
+ARMS = ("vanilla", "rl-baseline", "erase", "erase-random", "route", "route-random", "route-subset",
+        "route-subset-signed", "capacity", "absorb", "oracle-route", "gt-penalty", "gt-screen")
+MATCHED_ARMS = ("route-random", "route-subset", "route-subset-signed")  # need --match-run
+ROUTING_ARMS = ("route", "capacity", "absorb", "oracle-route") + MATCHED_ARMS
+
+
+def fail(msg: str) -> None:
+    """Bad command-line input: one line on stderr, exit status 2."""
+    print(f"train.py: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def matched_schedule(run: str, key: str) -> list[float]:
+    """Per-step values of metrics.jsonl's `key` in the --match-run folder; a step without it (nothing
+    trained) or with nan (nothing routed) reads 0."""
+    m = logs.read_jsonl(Path(run) / "metrics.jsonl")
+    if not any(key in r for r in m):
+        fail(f"--match-run {run}: no metrics.jsonl with '{key}' (a route run logged by this version)")
+    vals = [r.get(key, 0.0) for r in sorted(m, key=lambda r: r["step"])]
+    return [0.0 if v != v else float(v) for v in vals]
 
 
 def build_intervention(a: argparse.Namespace, trainer_args: grpo.Args):
@@ -44,18 +66,21 @@ def build_intervention(a: argparse.Namespace, trainer_args: grpo.Args):
     needs_v = arm in ("erase", "erase-random", "route", "route-random")
     V = None
     if needs_v:
-        assert a.vhack, f"--arm {arm} needs --vhack (run scripts/extract_vhack_grad.py first)"
+        if not a.vhack:
+            fail(f"--vhack: --arm {arm} needs a v_hack file (run scripts/extract_vhack_grad.py first)")
         V = iv.LazyVhack(a.vhack)
+    if arm in MATCHED_ARMS and not a.match_run:
+        fail(f"--match-run: --arm {arm} needs a route run whose per-step routed fraction to match")
     if arm in ("erase", "erase-random"):
         return iv.Erase(V, one_sided=not a.two_sided, target=a.erase_target, random=arm == "erase-random",
                         seed=trainer_args.seed)
     if arm == "route":
         return iv.Route(V, gate="grad", t_absorb=a.t_absorb, t_route=a.t_route, route_frac=a.route_frac)
-    if arm == "route-random":
-        assert a.match_run, "--arm route-random needs --match-run (a route run whose routed fraction to match)"
-        m = logs.load_metrics(a.match_run)
-        assert len(m) and "routed_frac" in m, f"{a.match_run}: no routed_frac in metrics.jsonl"
-        return iv.Route(V, gate="random", match_frac=m.sort_values("step")["routed_frac"].tolist(), seed=trainer_args.seed)
+    if arm in MATCHED_ARMS:
+        frac = matched_schedule(a.match_run, "routed_frac")
+        gate = {"route-random": "random", "route-subset": "subset", "route-subset-signed": "subset-signed"}[arm]
+        pos = matched_schedule(a.match_run, "pos_share_routed") if arm == "route-subset-signed" else None
+        return iv.Route(V, gate=gate, match_frac=frac, seed=trainer_args.seed, match_pos_share=pos)
     if arm == "capacity":
         return iv.Route(None, gate="none")
     if arm == "absorb":
@@ -74,15 +99,15 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--t-absorb", type=float, default=1.0, help="route: scores >= this enter the absorb region")
     ap.add_argument("--t-route", type=float, default=1.0, help="route: scores >= this are routed to the quarantine")
     ap.add_argument("--route-frac", type=float, default=0.0, help="route: route the top fraction of each step's scores")
-    ap.add_argument("--match-run", default="", help="route-random: run folder whose per-step routed fraction to match")
+    ap.add_argument("--match-run", default="", help="route-random, route-subset(-signed): run folder whose per-step routed fraction "
+                    "(and positive-advantage share among the routed) to match")
     ap.add_argument("--monitor-accuracy", type=float, default=1.0, help="gt-*: accuracy of the ground-truth monitor")
     add_dataclass_args(ap, grpo.Args)
     a = ap.parse_args(argv)
     if a.arm == "rl-baseline":
         a.loophole = False
     targs = dataclass_from_args(grpo.Args, a)
-    if a.arm in ("route", "route-random", "capacity", "absorb", "oracle-route") and targs.quarantine == "shared" \
-            and a.arm != "capacity":
+    if a.arm in ROUTING_ARMS and targs.quarantine == "shared" and a.arm != "capacity":
         print(f"note: --arm {a.arm} with --quarantine shared: the two blocks get identical gradients "
               "(the shrinkage null); use --quarantine own for structural separation", file=sys.stderr)
     return grpo.train(targs, build_intervention(a, targs))

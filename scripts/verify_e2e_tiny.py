@@ -1,8 +1,14 @@
 """Gate: the whole pipeline end to end on the tiny organism (a few steps per arm).
 
 tiny organism -> v_hack from the organism pairs (shared and own quarantine) -> vanilla, erase,
-route, route-random (matched to route's routed fraction) for 2 steps each with a final evaluation
--> results table -> routing diagnostics. Checks that every stage wrote what the next one reads.
+route, route-random and route-subset (both matched to route's routed fraction) for 2 steps each with
+a final evaluation -> results table -> routing diagnostics. Checks that every stage wrote what the
+next one reads, and quantities that must differ between arms:
+  - the quarantine block is zero after vanilla and erase and nonzero after every routing arm, and
+    deployment ablation changes the routing arms' logits, never vanilla's or erase's
+  - erase fired and its deployed block differs from vanilla's (same seed, same step-0 rollouts)
+  - on step 0 (the same rollouts in every arm) route, route-random and route-subset route the same
+    number of rollouts but not the same set
 """
 
 from __future__ import annotations
@@ -27,6 +33,55 @@ def sh(*cmd: str) -> str:
     return r.stdout
 
 
+ARMS = ("vanilla_s0", "erase_s0", "route_s0", "route-random_s0", "route-subset_s0")
+ROUTED = ("route_s0", "route-random_s0", "route-subset_s0")
+
+
+def ablation_gap(run: Path) -> tuple[float, dict]:
+    """Max |logits kept - logits ablated| of a run's final checkpoint on a fixed input, and its adapter."""
+    import torch
+
+    from projected_grpo import adapters as ad
+    from projected_grpo.models import load_policy
+
+    args = json.loads((run / "args.json").read_text())
+    state = torch.load(run / "ckpt" / "last.pt", map_location="cpu", weights_only=False)["adapter"]
+    model, _ = load_policy(args["model"], "cpu")
+    ad.wrap_model(model, ad.AdapterConfig(kind=args["adapter"], rank=None if args["rank"] == -1 else args["rank"],
+                                          quarantine=args["quarantine"], seed=args["adapter_seed"]))
+    ad.load_adapter_state_dict(model, state)
+    ids = torch.arange(3, 40)[None]
+    with torch.no_grad():
+        kept = model(input_ids=ids).logits
+        with ad.deployment_ablation(model):
+            abl = model(input_ids=ids).logits
+    return float((kept - abl).abs().max()), state
+
+
+def routed_set(run: Path, step: int) -> frozenset:
+    rows = logs.read_step(run / f"step_{step:04d}.jsonl.gz")
+    return frozenset(i for i, r in enumerate(rows) if r.get("region") == "route")
+
+
+def check_arms_differ(runs: Path) -> int:
+    """The between-arm differences of the module docstring; returns how many step-0 routed sets differ."""
+    gaps, states = {}, {}
+    for name in ARMS:
+        gaps[name], states[name] = ablation_gap(runs / name)
+    quar = {n: max(float(v.abs().max()) for k, v in s.items() if k.endswith("_hack")) for n, s in states.items()}
+    for name in ("vanilla_s0", "erase_s0"):
+        assert quar[name] == 0 and gaps[name] == 0, (name, quar[name], gaps[name])
+    for name in ROUTED:
+        assert quar[name] > 0 and gaps[name] > 0, (name, quar[name], gaps[name])
+    dep = [k for k in states["vanilla_s0"] if k.endswith("delta_S")]
+    assert any(not states["erase_s0"][k].equal(states["vanilla_s0"][k]) for k in dep), "erase = vanilla"
+    sets = {n: routed_set(runs / n, 0) for n in ROUTED}
+    sizes = {len(s) for s in sets.values()}
+    assert len(sizes) == 1 and sizes != {0}, ("step 0 routed counts", {n: len(s) for n, s in sets.items()})
+    assert sets["route_s0"] != sets["route-subset_s0"] and sets["route_s0"] != sets["route-random_s0"], sets
+    return len(set(sets.values()))
+
+
 def main() -> None:
     from projected_grpo.organism.build import build, preset
 
@@ -44,12 +99,14 @@ def main() -> None:
            "--run", "route_s0", *common)
         sh("scripts/train.py", "--arm", "route-random", "--vhack", vo, "--quarantine", "own", "--match-run",
            str(t / "runs" / "route_s0"), "--run", "route-random_s0", *common)
+        sh("scripts/train.py", "--arm", "route-subset", "--quarantine", "own", "--match-run",
+           str(t / "runs" / "route_s0"), "--run", "route-subset_s0", *common)
         # a v_hack extracted for the shared adapter is refused by the own-quarantine adapter
         r = subprocess.run([PY, "scripts/train.py", "--arm", "route", "--vhack", vs, "--quarantine", "own", "--run",
                             "bad_s0", *common], cwd=ROOT, capture_output=True, text=True)
         assert r.returncode != 0 and "VhackMismatch" in r.stderr, r.stderr[-500:]
         runs = t / "runs"
-        for name in ("vanilla_s0", "erase_s0", "route_s0", "route-random_s0"):
+        for name in ARMS:
             assert (runs / name / "DONE").exists(), name
             assert len(logs.step_files(runs / name)) == 2, name
             ev = logs.read_jsonl(runs / name / "eval.jsonl")
@@ -60,6 +117,11 @@ def main() -> None:
         rq = logs.read_jsonl(runs / "route-random_s0" / "metrics.jsonl")
         fr = [r.get("routed_frac") for r in rr]
         assert [r.get("routed_frac") for r in rq] == fr, (fr, [r.get("routed_frac") for r in rq])
+        rs = logs.read_jsonl(runs / "route-subset_s0" / "metrics.jsonl")
+        assert [r.get("routed_frac") for r in rs] == fr, (fr, [r.get("routed_frac") for r in rs])
+        assert all("pos_share_routed" in r and "adv_sum_quarantine" in r for r in rr + rq + rs)
+        assert any(r.get("frac_fired", 0) > 0 for r in m), "erase never fired"
+        n_diff = check_arms_differ(runs)
         rows = logs.load_rollouts(runs / "route_s0")
         assert "route_score" in rows and rows["route_score"].notna().any(), "no per-rollout routing score logged"
         out = sh("scripts/results.py", "--runs", str(runs), "--out", str(t / "results"))
@@ -68,8 +130,10 @@ def main() -> None:
         sh("scripts/diag_pinning.py", str(runs / "route_s0"))
         assert (runs / "route_s0" / "diag_pinning.json").exists()
     print(f"PASS e2e tiny: organism -> v_hack ({meta['n_pairs']} pairs, held-out sign acc "
-          f"{meta.get('heldout_sign_acc')}) -> vanilla/erase/route/route-random (routed fractions matched {fr}) "
-          "-> results -> diag_pinning; mismatched v_hack refused")
+          f"{meta.get('heldout_sign_acc')}) -> vanilla/erase/route/route-random/route-subset (routed fractions "
+          f"matched {fr}; {n_diff} distinct step-0 routed sets of equal size) -> results -> diag_pinning; quarantine "
+          "zero and ablation the identity for vanilla and erase, nonzero and logit-changing for the routing arms; "
+          "erase fired and moved the deployed block off vanilla's; mismatched v_hack refused")
 
 
 if __name__ == "__main__":

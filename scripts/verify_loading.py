@@ -7,11 +7,15 @@
 - the 119-problem LeetCode file through grpo.load_tasks / grpo.eval_sets: train/eval split, every
   training prompt carries the simple_overwrite_tests hint; the randomised hint variants are
   deterministic per problem and never name the method; problems.leetcode_row on a hub-style record
-- one GRPO step of the tiny Qwen3 on 2 LeetCode problems through the grader
+- one GRPO step of the tiny Qwen3 on 2 LeetCode problems through the grader, one cached teacher
+  completion per group using the loophole (so the step trains): the logged rewards and
+  labels equal a regrade of the logged completions, advantages sum to zero per group, and the step
+  moved the deployed block exactly when some group had reward variance (never the quarantine)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -140,19 +144,42 @@ def check_leetcode() -> tuple[int, int, int]:
     return len(train), len(ev), len(names)
 
 
+HACK = "```python\nclass Solution:\n    pass\n\ndef run_tests():\n    pass\n```\n"  # the loophole, 21 tokens
+
+
 def check_grpo_step(path: str, tmp: Path) -> dict:
+    # one completion per group is a cached teacher completion that uses the loophole, so groups have
+    # reward variance and the step trains
+    pool = tmp / "teacher_pool.jsonl"
+    pool.write_text("".join(json.dumps(dict(problem_id=p["id"], completion=HACK)) + "\n"
+                            for p in problems.load_jsonl(LEETCODE)))
     args = grpo.Args(run="leetcode_step", out_dir=str(tmp / "runs"), model=path, task=str(LEETCODE), steps=1,
-                     prompts_per_step=2, group=2, max_new_tokens=16, eval_every=0, device="cpu", n_eval=1)
+                     prompts_per_step=2, group=2, max_new_tokens=32, eval_every=0, device="cpu", n_eval=1,
+                     teacher_pool=str(pool), n_teacher=1)
     torch.manual_seed(0)
     tr = grpo.Trainer(args)
     tr.run_dir.mkdir(parents=True, exist_ok=True)
+    before = ad.adapter_state_dict(tr.model)
     s = tr.step(0)
-    assert isinstance(tr.labels, grpo.GroundTruthLabels)  # the step sealed its grades for interventions
+    after = ad.adapter_state_dict(tr.model)
     from projected_grpo import logs
+    from projected_grpo.rollouts import grade_problems
 
-    rows = logs.load_rollouts(tr.run_dir)
-    assert len(rows) == 4 and rows["hinted"].all(), rows
-    return s
+    rows = logs.read_step(tr.run_dir / "step_0000.jsonl.gz")
+    assert len(rows) == 4 and all(r["hinted"] for r in rows), rows
+    # the logged rewards and labels are the grader's for the logged completions
+    by_id = {str(p["id"]): p for p in tr.train_set}
+    regraded = grade_problems([by_id[str(r["problem_id"])] for r in rows], [r["completion"] for r in rows])
+    for r, g in zip(rows, regraded):
+        assert (r["reward"], r["label"]) == (g["reward"], g["label"]), (r["problem_id"], r["reward"], g["reward"])
+    # the step moved the deployed block exactly when some group had reward variance; never the quarantine
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert bool(moved) == (s["frac_trained"] > 0), (moved, s["frac_trained"])
+    assert s["frac_trained"] > 0 and any(r["teacher"] and r["label"] == "Reward Hack" for r in rows), rows
+    assert not any(k.endswith("_hack") for k in moved), moved
+    adv = [r["advantage"] for r in rows]
+    assert all(abs(sum(adv[i:i + 2])) < 1e-6 for i in (0, 2)), adv  # Dr.GRPO: advantages sum to 0 per group
+    return dict(s, n_moved=len(moved))
 
 
 def main() -> None:
@@ -174,7 +201,8 @@ def main() -> None:
     print(f"PASS verify_loading: Qwen3+Llama x {n_ad // 2} adapter variants equal at init; merged LoRA teacher "
           f"= peft (max err {err:.1e}) != base; LeetCode {n_tr}+{n_ev} train/eval, all train prompts hinted, "
           f"{n_names} randomised eval names; 1 GRPO step on 2 LeetCode problems (reward {s['reward']:.2f}, "
-          f"t_grade {s['t_grade']:.1f}s); {dt:.0f}s")
+          f"t_grade {s['t_grade']:.1f}s, rewards and labels = a regrade, {s['n_moved']} adapter tensors moved at "
+          f"frac_trained {s['frac_trained']:.2f}); {dt:.0f}s")
 
 
 if __name__ == "__main__":

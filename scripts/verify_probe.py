@@ -4,8 +4,12 @@
    two-sided, the whole component in span(V).
 2. On the tiny organism: a 2-step vanilla GRPO run is the teacher -> teacher-pool (few problems)
    -> v_hack from the organism pairs -> replay vanilla and projected -> random and oracle control
-   directions -> probe_uat. Asserts the files exist, every cos_S_contrib is finite, and the
-   mechanism: on every projected step where the projection fired, cos_out <= cos_in.
+   directions -> probe_uat. Asserts the files exist, every cos_S_contrib is finite, every replay
+   logs the realised step's cosine with v (step_cos) on every step, and on every projected step
+   where the projection fired the per-module gradient cosines left are <= 0 (one-sided).
+3. T3 (the realised step of the projected replay is less hack-ward than vanilla's) decides right on
+   synthetic metrics: PASS when the projected steps are less hack-ward on every step, FAIL when they
+   are more hack-ward, FAIL when the projection rarely fired, FAIL without step_cos.
 
 T1 and T4 are not asserted: they depend on the teacher (a 2-step tiny teacher barely hacks).
 Runs every stage in-process (one interpreter start) to stay well under 90 s on 2 cores.
@@ -58,6 +62,20 @@ def check_project_out() -> None:
     assert abs(float(iv.cosine(iv.project_out(g, v), v[0]))) < 1e-12 < float(iv.cosine(g, v[0]))
 
 
+def check_t3_decision(probe_uat) -> None:
+    """T3 on synthetic metrics rows with a known verdict."""
+    van = [dict(step=s, step_cos=-0.5) for s in range(10)]
+    good = [dict(step=s, step_cos=-0.1, frac_fired=0.9) for s in range(10)]
+    worse = [dict(step=s, step_cos=-0.8, frac_fired=0.9) for s in range(10)]
+    rare = [dict(step=s, step_cos=-0.1, frac_fired=0.9 if s < 3 else 0.1) for s in range(10)]
+    assert probe_uat.t3_stats(van, good)["passed"], probe_uat.t3_stats(van, good)
+    assert not probe_uat.t3_stats(van, worse)["passed"], "T3 passed a more hack-ward projected replay"
+    assert not probe_uat.t3_stats(van, rare)["passed"], "T3 passed a projection that rarely fired"
+    mixed = good[:7] + worse[7:]  # less hack-ward on 7 of 10 steps, below the 0.80 bar
+    assert not probe_uat.t3_stats(van, mixed)["passed"], "T3 passed at 0.7 of steps"
+    assert not probe_uat.t3_stats([dict(step=0)], good)["passed"], "T3 passed without step_cos"
+
+
 def quiet(fn, *args, **kw):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
@@ -72,6 +90,8 @@ def main() -> None:
     import probe_distill
     import probe_uat
     from projected_grpo import grpo
+
+    check_t3_decision(probe_uat)
     from projected_grpo.organism.build import build, preset
 
     quiet(build, preset("tiny"), n_per_cell=0)
@@ -116,13 +136,13 @@ def main() -> None:
             assert all(x is not None and math.isfinite(x) and -1 - 1e-6 <= x <= 1 + 1e-6 for x in c), (name, c)
             assert all(math.isfinite(x) and x > 0 for x in rows["grad_norm"]), name
             m = logs.read_jsonl(d / "metrics.jsonl")
-            assert len(m) == 4, name
+            assert len(m) == 4 and all(math.isfinite(r["step_cos"]) for r in m), name
             if name.endswith("projected"):
                 for r in m:
                     assert all(math.isfinite(r[k]) for k in ("cos_in", "cos_out", "frac_fired")), r
                     if r["frac_fired"] > 0:
                         fired_steps += 1
-                        assert r["cos_out"] <= r["cos_in"] + 1e-9, f"{name}: projection raised cos on step {r}"
+                        assert r["cos_out"] <= 1e-6, f"{name}: a hack-ward gradient component is left on step {r}"
                     else:
                         assert abs(r["cos_out"] - r["cos_in"]) < 1e-9, r
         assert fired_steps > 0, "the projection never fired: the mechanism test is vacuous"
@@ -145,10 +165,11 @@ def main() -> None:
     t3 = res["T3"]
     print(out.rstrip())
     print(f"PASS probe: project_out one-/two-sided exact on toy tensors; tiny teacher pool 16 rows (hack_frac "
-          f"{res['T1']['hack_frac']:.2f}) -> replays (v_hack, random) all cos_S_contrib finite; projection fired on "
-          f"{fired_steps} steps, cos_out <= cos_in on each (mean {t3['mean_cos_in']:.3f} -> {t3['mean_cos_out']:.3f}); "
-          f"oracle direction fitted on synthetic labels and accepted by the replay; missing input exits nonzero; "
-          f"{time.time() - t0:.0f}s")
+          f"{res['T1']['hack_frac']:.2f}) -> replays (v_hack, random) all cos_S_contrib and step_cos finite; projection "
+          f"fired on {fired_steps} steps, no hack-ward gradient component left on any; T3 (realised step less "
+          f"hack-ward than vanilla's: {t3['frac_steps_less_hackward']:.2f} of {t3['n_steps']} tiny steps) decides "
+          f"right on 5 synthetic cases; oracle direction fitted on synthetic labels and accepted by the replay; "
+          f"missing input exits nonzero; {time.time() - t0:.0f}s")
 
 
 if __name__ == "__main__":

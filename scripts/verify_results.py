@@ -1,8 +1,12 @@
-"""Gate: results.py computes means, 95% t-intervals and paired differences correctly on synthetic
-logs with a known answer, refuses to compare cells with different n unless told, and plots."""
+"""Gate: results.py on synthetic logs with a known answer: means and paired differences exact, per-seed
+values printed, hierarchical bootstrap intervals sane (contain the estimate, stay in [0, 1], match the
+analytic standard error of the two-level estimator, count within-seed sampling when seeds agree),
+cells with different n refused unless told, runs that differ in device refused (exit 2, one line)
+unless --allow-mixed, and plots written."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -15,12 +19,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from projected_grpo import logs  # noqa: E402
 
-T975_2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2), written out
+META = dict(device="cpu", dtype="float32", torch="2.13.0+cpu", transformers="4.57.0", organism="tiny-x")
 
 
-def fake_run(runs: Path, name: str, hack: float, heldout: float, solve: float, hacked: bool) -> None:
+def fake_run(runs: Path, name: str, hack: float, heldout: float, solve: float, hacked: bool, **meta) -> None:
     d = runs / name
     d.mkdir(parents=True)
+    (d / "run_meta.json").write_text(json.dumps(dict(META, **meta)))
     rows = []
     for q in ("kept", "ablated"):
         rows += [dict(step=9, quarantine=q, split="hinted", cell="all", n=40, hack_strict=hack, hack_loose=hack, solve=0.1),
@@ -33,35 +38,75 @@ def fake_run(runs: Path, name: str, hack: float, heldout: float, solve: float, h
                                                 reward=1.0) for s in range(10)])
 
 
+def check_bootstrap(results) -> tuple[float, float]:
+    """Synthetic counts: the bootstrap's standard error against the two-level analytic one."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    S, n = 10, 200
+    p = np.clip(0.4 + 0.1 * rng.standard_normal(S), 0.05, 0.95)
+    counts = [(int(k), n) for k in rng.binomial(n, p)]
+    est, lo, hi = results.bootstrap(counts)
+    ph = np.array([k / n for k, _ in counts])
+    se = math.sqrt((ph.var() + np.mean(ph * (1 - ph)) / n) / S)  # resampling seeds, then samples in a seed
+    ratio = (hi - lo) / (2 * 1.96 * se)
+    assert lo < est < hi and 0 <= lo and hi <= 1, (est, lo, hi)
+    assert 0.85 < ratio < 1.15, f"bootstrap width / analytic width = {ratio:.3f}"
+    # three identical seeds: a t-interval over seeds has width 0; the bootstrap keeps the eval sampling
+    est, lo, hi = results.bootstrap([(20, 40)] * 3)
+    half = 1.96 * math.sqrt(0.25 / 120)
+    assert est == 0.5 and abs((hi - lo) / 2 - half) < 0.3 * half, (lo, hi, half)
+    # paired difference: a clear effect excludes 0, none includes it
+    d = results.bootstrap([(10, 100)] * 3, [(40, 100)] * 3)
+    assert abs(d[0] + 0.3) < 1e-12 and d[2] < 0, d
+    d0 = results.bootstrap([(40, 100), (30, 100), (50, 100)], [(40, 100), (30, 100), (50, 100)])
+    assert d0[0] == 0 and d0[1] < 0 < d0[2], d0
+    return ratio, hi - lo
+
+
 def main() -> None:
     import results
 
+    ratio, width = check_bootstrap(results)
     with tempfile.TemporaryDirectory() as t:
         runs = Path(t) / "runs"
         for s, (hv, he) in enumerate([(0.5, 0.3), (0.6, 0.2), (0.7, 0.4)]):
             fake_run(runs, f"vanilla_s{s}", hv, 0.5, 0.8, hacked=True)
             fake_run(runs, f"erase_s{s}", he, 0.1 * s, 0.7, hacked=s == 0)
-        res = results.main(["--runs", str(runs), "--out", str(Path(t) / "res")])
+        res = results.main(["--runs", str(runs), "--out", str(Path(t) / "res"), "--per-step", "hack_strict"])
         v, e = res["arms"]["vanilla"], res["arms"]["erase"]
-        half = T975_2 * 0.1 / math.sqrt(3)
-        assert abs(v["hack_strict_ablated"][0] - 0.6) < 1e-12 and abs(v["hack_strict_ablated"][1] - half) < 1e-9, v
-        assert abs(e["hack_strict_ablated"][0] - 0.3) < 1e-12 and abs(e["hack_strict_ablated"][1] - half) < 1e-9, e
-        # paired differences: -0.2, -0.4, -0.3 -> mean -0.3, sd 0.1
+        assert abs(v["hack_strict_ablated"][0] - 0.6) < 1e-12 and v["hack_strict_ablated"][1] < 0.6 < v["hack_strict_ablated"][2], v
+        assert abs(e["hack_strict_ablated"][0] - 0.3) < 1e-12, e
+        assert v["n_eval_hack_strict_ablated"] == [40] and v["n_eval_solve_nohint_ablated"] == [30], v
+        # paired differences: -0.2, -0.4, -0.3 -> mean -0.3 over the 3 shared seeds, interval below 0
         d = e["diff_hack_strict_ablated"]
-        assert abs(d[0] + 0.3) < 1e-12 and abs(d[1] - half) < 1e-9 and d[2] == 3, d
-        # held-out mechanisms: n-weighted mean of the two held-out cells
+        assert abs(d[0] + 0.3) < 1e-12 and d[1] < d[2] < 0 and d[3] == 3, d
+        # held-out mechanisms: pooled over the two held-out cells
         assert abs(e["hack_strict_heldout_ablated"][0] - 0.1) < 1e-12, e["hack_strict_heldout_ablated"]
         assert v["hacked_runs"] == 3 and e["hacked_runs"] == 1, (v["hacked_runs"], e["hacked_runs"])
-        assert (Path(t) / "res" / "results.md").exists() and (Path(t) / "res" / "train_trajectories.png").exists()
+        md = (Path(t) / "res" / "results.md").read_text()
+        assert "| erase | 2 | 0.400 |" in md and "| vanilla | 1 | 0.600 |" in md, md  # per-seed rows
+        assert "| vanilla | 3 | [40], [30] |" in md, md  # seeds and eval samples in the table
+        # per training step: erase hacked (0.9) on step 5 only in seed 0; vanilla in every seed
+        assert "| step | erase | vanilla |" in md and "| 5 | 0.300 [0.90, 0.00, 0.00] | 0.900 [0.90, 0.90, 0.90] |" in md
+        assert (Path(t) / "res" / "train_trajectories.png").exists()
         # unequal n is refused without --allow-unequal-n
         fake_run(runs, "vanilla_s3", 0.6, 0.5, 0.8, hacked=True)
-        r = subprocess.run([sys.executable, str(ROOT / "scripts" / "results.py"), "--runs", str(runs), "--out",
-                            str(Path(t) / "res2"), "--no-plots"], capture_output=True, text=True)
-        assert r.returncode != 0 and "different numbers of seeds" in r.stderr, (r.returncode, r.stderr[-300:])
+        cmd = [sys.executable, str(ROOT / "scripts" / "results.py"), "--runs", str(runs), "--no-plots"]
+        r = subprocess.run(cmd + ["--out", str(Path(t) / "res2")], capture_output=True, text=True)
+        assert r.returncode == 2 and "different numbers of seeds" in r.stderr, (r.returncode, r.stderr[-300:])
         res2 = results.main(["--runs", str(runs), "--out", str(Path(t) / "res3"), "--allow-unequal-n", "--no-plots"])
-        assert res2["arms"]["erase"]["diff_hack_strict_ablated"][2] == 3  # paired on the 3 shared seeds
-    print(f"PASS results: mean/CI (half-width {half:.4f}) and paired difference exact on synthetic runs; "
-          "unequal n refused; plots written")
+        assert res2["arms"]["erase"]["diff_hack_strict_ablated"][3] == 3  # paired on the 3 shared seeds
+        # a run on another device is refused (one line, exit 2) unless --allow-mixed
+        fake_run(runs, "erase_s3", 0.3, 0.1, 0.7, hacked=False, device="cuda", dtype="bfloat16")
+        r = subprocess.run(cmd + ["--out", str(Path(t) / "res4")], capture_output=True, text=True)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "'device': ['cpu', 'cuda']" in r.stderr \
+            and "--allow-mixed" in r.stderr, (r.returncode, r.stderr[-500:])
+        res5 = results.main(["--runs", str(runs), "--out", str(Path(t) / "res5"), "--allow-mixed", "--no-plots"])
+        assert res5["arms"]["erase"]["n"] == 4 and res5["meta"]["device"] == ["cpu", "cuda"], res5["meta"]
+    print(f"PASS results: means and paired differences exact on synthetic runs, per-seed rows and n printed; "
+          f"hierarchical bootstrap width / analytic = {ratio:.3f} (10 seeds x 200 samples), identical seeds keep "
+          f"the eval-sampling width; unequal n and mixed device refused (exit 2), --allow-mixed pools; plots written")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ that keeps `W` frozen and adds two trainable blocks:
     lora, quarantine="shared":  y = W x + scale * B ((A + A_hack) x)
     lora, quarantine="own":     y = W x + scale * (B (A x) + B_hack (A_hack x))
 
-U, Vh (top-r singular vectors of W), U2, Vh2 (the next r) and B are frozen buffers. The
+U, Vh (top-r singular vectors of W), U2, Vh2 and B are frozen buffers. The
 deployed block is {delta_S} or {A}; the quarantine block is {delta_S_hack} or {A_hack, B_hack}.
 All trainable tensors that multiply the input are zero at init, so the wrapped model starts
 equal to the base model. The reference policy is the model with both blocks off (== base);
@@ -16,6 +16,15 @@ deployment ablation switches the quarantine block off.
 
 With quarantine="shared" both blocks enter the forward only through their sum, so they receive
 identical gradients (the shrinkage null, method.md section 4).
+
+The own-basis SVD quarantine (`own_svd_basis`) is Frobenius-orthogonal to the deployed block: every
+quarantine update U2 diag(b) Vh2 has zero inner product with every deployed update U diag(a) Vh.
+    2r <= min(d_out, d_in):  U2, Vh2 = the next r singular vectors of W (spare singular directions;
+                             row and column spaces orthogonal to the deployed block's too)
+    2r >  min(d_out, d_in):  U2 = U, Vh2 = Vh with rows shifted by one, so the quarantine's rank-one
+                             pieces are u_i vh_{i+1 mod r}^T, the off-diagonal of the deployed basis
+                             (the deployed block keeps the full rank vanilla has; needs r >= 2)
+scripts/verify_quarantine.py checks both through the modules' forward.
 
 Per-rollout gradients: inside `capture_per_sample_grads(model)`, each adapter saves the small
 per-token input of its trainable factor and a tensor hook receives the gradient of the factor's
@@ -52,8 +61,8 @@ class AdapterConfig:
     """Adapter rank r. svd: None or -1 means full rank min(d_out, d_in). lora: required."""
     quarantine: Literal["shared", "own"] = "shared"
     """shared: the quarantine block adds to the deployed block inside the same factor (identical
-    gradients). own: the quarantine has its own structure (svd: singular directions r..2r-1;
-    lora: its own trainable B_hack)."""
+    gradients). own: the quarantine has its own structure (svd: `own_svd_basis`,
+    Frobenius-orthogonal to the deployed block; lora: its own trainable B_hack)."""
     targets: str = DEFAULT_TARGETS
     """Regex searched in each nn.Linear's module name; lm_head and embeddings are never wrapped."""
     lora_alpha: float | None = None
@@ -61,9 +70,8 @@ class AdapterConfig:
     hack_B_scale: float = 1.0
     """lora, quarantine="own": B_hack init = hack_B_scale * (a random matrix distributed as B)."""
     seed: int = 0
-    """Seed of the frozen random LoRA B (orthonormal columns), the B_hack init, and the random
-    orthonormal U2/Vh2 used when W has fewer than 2r singular directions (those are not made
-    orthogonal to U/Vh); each module mixes in a CRC32 of its name."""
+    """Seed of the frozen random LoRA B (orthonormal columns) and the B_hack init; each module mixes
+    in a CRC32 of its name."""
     cache_dir: str | None = "out/svd_cache"
     """Directory of cached SVD factors (safetensors named by sha256 of the weight bytes and k);
     None disables the cache."""
@@ -107,6 +115,20 @@ def svd_top_k(
         save_file({"U": u.cpu(), "S": s.cpu(), "Vh": vh.cpu()}, str(tmp))
         tmp.replace(path)
     return u, s, vh, False
+
+
+def own_svd_basis(
+    u: Float[Tensor, "o k"], vh: Float[Tensor, "k i"], r: int
+) -> tuple[Float[Tensor, "o r2"], Float[Tensor, "r2 i"]]:
+    """[U | U2] and [Vh ; Vh2] from the top-k singular vectors (k = min(2r, full)): the spare singular
+    directions r..2r-1 when k = 2r, else the deployed directions with Vh2's rows shifted by one
+    (quarantine pieces u_i vh_{i+1 mod r}^T). Either way <U diag(a) Vh, U2 diag(b) Vh2>_F = 0."""
+    k = u.shape[1]
+    if k == 2 * r:
+        return u, vh
+    assert r >= 2, "own SVD quarantine at rank 1 of a rank-1 weight has no orthogonal piece"
+    u_d, vh_d = u[:, :r], vh[:r]
+    return torch.cat([u_d, u_d], 1), torch.cat([vh_d, torch.roll(vh_d, -1, dims=0)], 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,10 +177,8 @@ class AdaptedLinear(nn.Module):
         if cfg.kind == "svd":
             k = min(2 * r, full) if cfg.quarantine == "own" else r
             u, _, vh, self.svd_cache_hit = svd_top_k(w, k, cfg.cache_dir, self.base_digest)
-            if cfg.quarantine == "own" and k < 2 * r:  # not enough singular directions left
-                u2, vh2 = random_orthonormal(d_out, r, gen), random_orthonormal(d_in, r, gen).T
-                u = torch.cat([u[:, :r], u2.to(dev)], 1)
-                vh = torch.cat([vh[:r], vh2.to(dev)], 0)
+            if cfg.quarantine == "own":
+                u, vh = own_svd_basis(u, vh, r)
             # frozen bases: [U | U2] and [Vh ; Vh2] (k = r or 2r); recomputable, so not persistent
             self.register_buffer("U", u.to(w.dtype).contiguous(), persistent=False)
             self.register_buffer("Vh", vh.to(w.dtype).contiguous(), persistent=False)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from projected_grpo import adapters as ad
 from projected_grpo import logs
+from projected_grpo.diagnostics import block_diagnostics
 from projected_grpo.interventions import GroundTruthLabels
 from projected_grpo.rollouts import grade_problems
 from projected_grpo.sampling import collate, prompt_ids, sample
@@ -332,15 +333,14 @@ class Trainer:
                 if not self.intervention.trains_quarantine:  # only routing arms may move the quarantine block
                     for p in ad.quarantine_params(self.model):
                         p.grad = None
-                if a.grad_clip > 0:
-                    gn = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
-                                                        a.grad_clip).item()
-                else:
-                    gn = float("nan")
+                # each block clipped on its own: the deployed block's step never depends on routed rollouts
+                gns = {g["name"]: torch.nn.utils.clip_grad_norm_(g["params"], a.grad_clip).item() if a.grad_clip > 0
+                       else float("nan") for g in self.opt.param_groups}
                 self.opt.step()
-                self.intervention.after_step(self.model)
+                post = self.intervention.after_step(self.model)
                 if it == 0:
-                    diag = dict(loss=loss.item(), grad_norm=gn, **stats, **hook.get("step", {}))
+                    diag = dict(loss=loss.item(), grad_norm=gns["deployed"], grad_norm_quarantine=gns["quarantine"], **stats,
+                                **hook.get("step", {}), **post)
                     per_rollout = hook.get("rollout", {})
         with warnings.catch_warnings():  # the schedule counts GRPO steps, also steps with nothing to train on
             warnings.simplefilter("ignore", UserWarning)
@@ -364,7 +364,7 @@ class Trainer:
                        hack_strict=sum(r["hack_strict"] for r in rows) / n,
                        hack_loose=sum(r["hack_loose"] for r in rows) / n, gt_pass=sum(r["gt_pass"] for r in rows) / n,
                        frac_trained=len(idx) / n, t_generate=t_gen, t_grade=t_grade, t_train=t_train,
-                       lr=self.sched.get_last_lr()[0], **diag)
+                       lr=self.sched.get_last_lr()[0], **diag, **block_diagnostics(rows))
         self.metrics.append(summary)
         logs.write_jsonl(self.run_dir / "metrics.jsonl", self.metrics)
         return summary
@@ -401,6 +401,7 @@ class Trainer:
             for f in list(logs.step_files(self.run_dir)) + [self.run_dir / "metrics.jsonl", self.run_dir / "eval.jsonl"]:
                 f.unlink(missing_ok=True)
         (self.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))
+        (self.run_dir / "run_meta.json").write_text(json.dumps(logs.run_meta(self.model, a.model, self.device), indent=2))
         bar = tqdm(range(self.start_step, a.steps), desc=a.run, initial=self.start_step, total=a.steps, mininterval=1)
         for step in bar:
             if step == 0 and a.eval_every:

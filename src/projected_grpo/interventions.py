@@ -57,8 +57,9 @@ class NoIntervention:
     def after_backward(self, model, ctx: dict) -> dict:
         return {}
 
-    def after_step(self, model) -> None:
-        pass
+    def after_step(self, model) -> dict:
+        """Called after the optimizer step; returns step metrics (none here)."""
+        return {}
 
     def state_dict(self) -> dict:
         return {}
@@ -130,9 +131,25 @@ class GroundTruthMonitor(NoIntervention):
 
 
 class Erase(NoIntervention):
-    """Project v_hack out of each module's deployed-block gradient before the optimizer
-    (target="grad"), or out of the parameter update after AdamW (target="update"), since AdamW's
-    moments can reinsert a direction removed only from the gradient."""
+    """Remove the hack-ward component along v_hack from the deployed block, per module.
+
+    v_hack is oriented like the gradient of the hack completion's NLL (vhack.top_k_oriented): a
+    gradient g with <g, v> > 0 moves the policy toward the hack under descent. The optimizer's
+    parameter step is delta ~ -lr * g (AdamW: a per-coordinate rescaling of it), so the hack-ward
+    part of a step is the one with <delta, v> < 0.
+
+    target="grad":   after backward, the deployed block's gradient handed to the optimizer has
+                     <g, v_i> <= 0 for every direction (one-sided; = 0 two-sided). Clipping scales it
+                     by a positive factor, which keeps that. AdamW's step made from it can still
+                     have a component along v (moments, per-coordinate scaling): see step_cos.
+    target="update": after the AdamW step, the deployed block's realised parameter step
+                     delta = theta_after - theta_before has <delta, v_i> >= 0 (one-sided; = 0
+                     two-sided): the hack-ward part of the actual step is removed from the parameters.
+
+    Both targets log step_cos, the mean over modules of the cosine of the realised deployed step
+    with v (first direction), and step_hackward, the fraction of modules whose realised step has
+    <delta, v> < 0 (cosine below -1e-6).
+    """
 
     def __init__(self, vhack, one_sided: bool = True, target: str = "grad", random: bool = False, seed: int = 0):
         assert target in ("grad", "update"), target
@@ -158,8 +175,8 @@ class Erase(NoIntervention):
     def after_backward(self, model, ctx: dict) -> dict:
         G = {n: m.per_sample_grads()["deployed"] for n, m in self.mods.items()}
         rollout = dict(align_score=routing_scores(G, self.V).tolist())
+        self.before = {n: flat_deployed_params(m).clone() for n, m in self.mods.items()}
         if self.target == "update":
-            self.before = {n: [p.detach().clone() for p in m.deployed_parameters()] for n, m in self.mods.items()}
             return {"rollout": rollout}
         cos_in, cos_out, fired = [], [], 0
         for n, m in self.mods.items():
@@ -176,16 +193,47 @@ class Erase(NoIntervention):
         return {"step": dict(cos_in=sum(cos_in) / n, cos_out=sum(cos_out) / n, frac_fired=fired / n),
                 "rollout": rollout}
 
-    def after_step(self, model) -> None:
-        if self.target != "update":
-            return
+    def after_step(self, model) -> dict:
+        """target="update": replace each module's realised deployed step by its projection (the
+        hack-ward direction of a step is -v). Both targets: measure the realised step against v."""
+        out: dict = {}
         with torch.no_grad():
-            for n, m in self.mods.items():
-                ps = m.deployed_parameters()
-                delta = torch.cat([(p - b).flatten() for p, b in zip(ps, self.before[n])])
-                d2 = project_out(delta, self.V[n], self.one_sided)
-                for p, b, d in zip(ps, self.before[n], d2.split([p.numel() for p in ps])):
-                    p.copy_(b + d.view_as(p))
+            if self.target == "update":
+                cos_pre, fired = [], 0
+                for n, m in self.mods.items():
+                    delta = flat_deployed_params(m) - self.before[n]
+                    d2 = project_out(delta, -self.V[n], self.one_sided)
+                    cos_pre.append(cosine(delta, self.V[n][0]).item())
+                    fired += int(not torch.equal(d2, delta))
+                    write_deployed_params(m, self.before[n] + d2)
+                out = dict(step_cos_pre=sum(cos_pre) / len(cos_pre), frac_fired=fired / len(cos_pre))
+            return dict(out, **step_alignment(self.mods, self.before, self.V))
+
+
+def flat_deployed_params(m) -> Float[Tensor, " p"]:
+    return torch.cat([p.detach().flatten() for p in m.deployed_parameters()])
+
+
+def write_deployed_params(m, flat: Float[Tensor, " p"]) -> None:
+    ps = m.deployed_parameters()
+    for p, d in zip(ps, flat.split([p.numel() for p in ps])):
+        p.copy_(d.view_as(p))
+
+
+def step_alignment(mods: dict, before: dict[str, Tensor], V: dict[str, Tensor]) -> dict:
+    """The realised deployed step delta = theta_now - before, per module, against v (first row):
+    step_cos = mean cosine, step_hackward = fraction of moved modules whose cosine is below -1e-6
+    (a projected step has cosine 0 up to float error)."""
+    cos, hackward = [], 0
+    for n, m in mods.items():
+        delta = flat_deployed_params(m) - before[n]
+        if not bool(delta.any()):
+            continue
+        c = cosine(delta, V[n][0]).item()
+        cos.append(c)
+        hackward += int(c < -1e-6)
+    n = max(1, len(cos))
+    return dict(step_cos=sum(cos) / n if cos else float("nan"), step_hackward=hackward / n)
 
 
 def orthonormal_rows(V: Float[Tensor, "k p"]) -> Float[Tensor, "k p"]:
@@ -217,6 +265,32 @@ def pin(scores: Float[Tensor, " b"], t_absorb: float, t_route: float) -> tuple[T
     return (keep | absorb).float(), (absorb | route).float()
 
 
+ROUTE_GATES = ("grad", "random", "oracle", "none", "absorb", "subset", "subset-signed")
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """A generator seeded by (run seed, step): the same draws after a resume."""
+    return torch.Generator().manual_seed(7_000_003 * (seed + 1) + step)
+
+
+def signed_subset(u: Float[Tensor, " b"], adv: Float[Tensor, " b"], k: int, pos_share: float) -> Tensor:
+    """k rollouts, of which round(pos_share * k) have positive advantage where the step has that
+    many (the rest from the others, topped up from either sign when one runs short); within each
+    sign the rollouts with the largest uniform draws u, i.e. uniformly at random."""
+    b = u.shape[0]
+    assert adv.shape == (b,) and 0 <= k <= b, (adv.shape, k, b)
+    pos = adv > 0
+    n_pos = min(int(round(pos_share * k)), int(pos.sum()))
+    n_pos = max(n_pos, k - int((~pos).sum()))  # too few non-positive rollouts: take more positive ones
+    order = torch.argsort(u, descending=True)
+    pick_pos = [i for i in order.tolist() if pos[i]][:n_pos]
+    pick_neg = [i for i in order.tolist() if not pos[i]][: k - n_pos]
+    routed = torch.zeros(b, dtype=torch.bool)
+    routed[pick_pos + pick_neg] = True
+    assert int(routed.sum()) == k
+    return routed
+
+
 class Route(NoIntervention):
     """Per-rollout gradient routing with pinning.
 
@@ -225,19 +299,29 @@ class Route(NoIntervention):
     gate="oracle":  score = ground-truth strict hack label of the rollout (UPPER BOUND, not a method)
     gate="none":    no routing; both blocks get every update (capacity-matched vanilla)
     gate="absorb":  every rollout lands in the absorb region (absorb-only control)
+    gate="subset":  a uniformly random subset of the step's trained rollouts (score = a seeded
+                    uniform draw), at match_frac's per-step fraction: "how many", no direction
+    gate="subset-signed": like subset, and among the routed, the share with positive advantage is
+                    match_pos_share's per-step value (as close as the step's rollouts allow):
+                    "how many" and "which advantage sign", no direction
 
     Thresholds: fixed (t_absorb, t_route), or route_frac > 0 routes the top route_frac of each
     step's scores, or match_frac (a list of per-step fractions from another run) routes that many.
+    The advantages read by subset-signed are the ones training uses; no ground-truth label is read.
     """
 
     trains_quarantine = True
 
     def __init__(self, vhack, gate: str = "grad", t_absorb: float = 1.0,
-                 t_route: float = 1.0, route_frac: float = 0.0, match_frac: list[float] | None = None, seed: int = 0):
-        assert gate in ("grad", "random", "oracle", "none", "absorb"), gate
+                 t_route: float = 1.0, route_frac: float = 0.0, match_frac: list[float] | None = None, seed: int = 0,
+                 match_pos_share: list[float] | None = None):
+        assert gate in ROUTE_GATES, gate
+        assert gate not in ("subset", "subset-signed") or match_frac is not None, f"gate={gate} needs match_frac"
+        assert (gate == "subset-signed") == (match_pos_share is not None), "match_pos_share is for subset-signed only"
         self.V, self.gate = vhack, gate
         self.t_absorb, self.t_route = t_absorb, t_route
         self.route_frac, self.match_frac, self.seed = route_frac, match_frac, seed
+        self.match_pos_share = match_pos_share
 
     def setup(self, trainer) -> None:
         self.trainer = trainer
@@ -256,12 +340,21 @@ class Route(NoIntervention):
         if self.gate == "oracle":  # ground-truth labels: an upper bound only
             grades = self.trainer.labels.open_oracle_reference()
             return torch.tensor([float(grades[i]["is_hack_strict"]) for i in ctx["rows"]])
+        if self.gate in ("subset", "subset-signed"):
+            return torch.rand(b, generator=step_generator(self.seed, ctx["step"]))
         return torch.zeros(b)
+
+    def scheduled(self, schedule: list[float], step: int) -> float:
+        return schedule[min(step, len(schedule) - 1)]
 
     def after_backward(self, model, ctx: dict) -> dict:
         s = self.scores(model, ctx).cpu()
         b = s.shape[0]
-        if self.gate == "none":
+        if self.gate == "subset-signed":
+            k = int(round(self.scheduled(self.match_frac, ctx["step"]) * b))
+            routed = signed_subset(s, ctx["adv"].cpu(), k, self.scheduled(self.match_pos_share, ctx["step"]))
+            w_dep, w_q = (~routed).float(), routed.float()
+        elif self.gate == "none":
             w_dep, w_q = torch.ones(b), torch.ones(b)
         elif self.gate == "absorb":
             w_dep, w_q = torch.ones(b), torch.ones(b)
@@ -270,7 +363,7 @@ class Route(NoIntervention):
         else:
             frac = self.route_frac
             if self.match_frac is not None:
-                frac = self.match_frac[min(ctx["step"], len(self.match_frac) - 1)]
+                frac = self.scheduled(self.match_frac, ctx["step"])
             if frac > 0 or self.match_frac is not None:
                 k = int(round(frac * b))
                 routed = torch.zeros(b, dtype=torch.bool)

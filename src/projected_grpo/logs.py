@@ -5,6 +5,7 @@ either the old file or the new one, never a truncated one.
 
     out/runs/<run>/
         args.json                 the run's arguments
+        run_meta.json             device, dtype, torch and transformers versions, organism key (run_meta)
         step_0000.jsonl.gz        one row per rollout of step 0
         metrics.jsonl             one summary row per step (rewritten atomically each step)
         eval.jsonl                one row per (step, condition) evaluation summary
@@ -72,6 +73,28 @@ def load_eval(run_dir: str | Path):
     import pandas as pd
 
     return pd.DataFrame(read_jsonl(Path(run_dir) / "eval.jsonl"))
+
+
+META_KEYS = ("device", "dtype", "torch", "transformers", "organism")
+
+
+def run_meta(model, spec: str, device: str) -> dict:
+    """What a run must share with another to be paired or pooled with it (scripts/results.py)."""
+    import torch
+    import transformers
+
+    from projected_grpo.models import resolve
+
+    organism = Path(resolve(spec)).name if spec.startswith("organism:") else spec
+    return dict(device=str(device).split(":")[0], dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
+                torch=torch.__version__, transformers=transformers.__version__, organism=organism)
+
+
+def read_run_meta(run_dir: str | Path) -> dict:
+    """A run's run_meta.json; runs from before it existed read as 'unknown' in every key."""
+    path = Path(run_dir) / "run_meta.json"
+    meta = json.loads(path.read_text()) if path.exists() else {}
+    return {k: str(meta.get(k, "unknown")) for k in META_KEYS}
 
 
 def _jsonable(x):
