@@ -32,6 +32,7 @@ from projected_grpo import grpo, logs  # noqa: E402
 from projected_grpo import interventions as iv  # noqa: E402
 
 STEPS, PROMPTS, GROUP = 3, 4, 4
+TOL = 1e-4  # relative to the largest weight; summation order differs, and AdamW divides by sqrt(v)
 
 
 class RandomV(iv.LazyVhack):
@@ -131,7 +132,8 @@ def main() -> int:
         errs, moved = {}, {}
         for arm in ("erase", "route"):
             errs[arm], moved[arm] = compare(runs / f"{arm}_one", runs / f"{arm}_ddp")
-            assert errs[arm] < 1e-5, f"{arm}: 2-process weights differ from 1-process by {errs[arm]:.2e} (relative)"
+            print(f"{arm}: weight rel err {errs[arm]:.2e}", flush=True)
+            assert errs[arm] < TOL, f"{arm}: 2-process weights differ from 1-process by {errs[arm]:.2e} (relative)"
             assert moved[arm] > 0, f"{arm}: adapter did not move"
             ra, rb = step_rows(runs / f"{arm}_one"), step_rows(runs / f"{arm}_ddp")
             assert len(ra) == len(rb) == STEPS * PROMPTS * GROUP, (len(ra), len(rb))
