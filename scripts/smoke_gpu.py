@@ -101,14 +101,14 @@ def check_decoder(model_dir: Path, device: str) -> list[str]:
                 same = outs["graph"].tokens == outs["eager"].tokens
                 print(f"{'PASS' if same else 'FAIL'} decoder[graph==eager,{cond}] tokens identical: {same}", flush=True)
                 if not same:
-                    ok = [m for m in ok if m != "graph"]
+                    ok.append("graph!=eager")  # reported as a failed check; graph mode stays usable
             torch.manual_seed(1)
             greedy_fast = decode(model, prompts, 0.0, 32, eos, pad, cfg=DecodeConfig(mode="eager")).tokens
             greedy_hf = sample(model, tok, prompts, 0.0, 32, generator_seed=1, decoder="hf")
             agree = sum(a == b for a, b in zip(greedy_fast, greedy_hf)) / len(prompts)
             print(f"info decoder[{cond}] greedy rows identical to generate (bf16, not asserted): {agree:.2f}", flush=True)
-    n_cond = 2
-    return [m for m in ("graph", "eager") if ok.count(m) == n_cond]
+    good = [m for m in ("graph", "eager") if ok.count(m) == 2]  # passed kept and ablated
+    return good + (["mismatch"] if "graph!=eager" in ok else [])
 
 
 def teacher_pool(path: Path, n_train: int) -> int:
@@ -180,7 +180,7 @@ def main() -> int:
         if a.device == "cuda":
             print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
         good = check_decoder(model_dir, a.device)
-        (passed if good else failed).append("decoder")
+        (passed if good and "mismatch" not in good else failed).append("decoder")
         decoder = a.decoder or {"graph": "fast", "eager": "fast-eager"}.get((good or ["hf"])[0], "hf")
         if a.device == "cpu" and not a.decoder:
             decoder = "fast-eager"

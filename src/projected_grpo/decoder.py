@@ -344,4 +344,7 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
                 logprobs.append(kept_lp)
     finally:
         model.train(was_training)
+        wave = None  # frees the KV cache and the CUDA graphs' memory pool before training needs it
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
     return Decoded(tokens, logprobs if cfg.logprobs else None, waves, b)
