@@ -1,28 +1,39 @@
 """Bench: one GRPO step's phases at the environment's scale on a randomly initialised Qwen3-4B-shaped model.
 
-    python scripts/bench_scale.py                                   # 16 x 16 rollouts, 600 + 1536 tokens
-    python scripts/bench_scale.py --gen-len 512 --fb-len 1536       # decode 512 tokens, train on 1536
+    python scripts/bench_scale.py --json $OUT/bench.json     # 16 x 16 rollouts, 600 + 1536 tokens, H100
+    python scripts/bench_scale.py --small                    # tiny config on the CPU, seconds (checks the script)
 
 Qwen3-4B's configuration (hidden 2560, 36 layers, 32 heads, 8 kv heads, head_dim 128, intermediate
 9728, vocab 151936) with random weights in bf16 (no download). Prompts are random token ids. A random
-model practically never emits EOS, so generation runs the full --gen-len. Phases, each timed with
-CUDA synchronisation and its own peak memory:
+model practically never emits EOS, so decoding runs the full length. Phases, each timed with CUDA
+synchronisation and its own peak memory:
 
-    plain_generate   projected_grpo.sampling.sample (transformers' generate) on the unwrapped model
+    machine          measured copy bandwidth (bytes read + written per second, 1 GiB tensors) and
+                     bf16 matmul throughput (8192^3 GEMMs); the floors below use these numbers
     wrap             SVD adapter (deployed + quarantine block) on every attention/MLP linear layer
-    generate         the same sampling through the wrapped model
+    fast_<mode>      projected_grpo.decoder through the adapter, --gen-len new tokens, one phase per
+                     --modes entry (graph: CUDA graphs; eager: no graphs, run at --hf-len tokens
+                     since its Python overhead makes the full length slow); each mode in its own
+                     try/except, so a failing mode prints its error and the bench goes on
+    fast_<mode>_short   the same decoder at --hf-len tokens (same setting as hf_generate)
+    hf_generate      transformers' generate through the adapter (sampling.sample, decoder hf) at
+                     --hf-len new tokens in batches of --hf-batch: its dynamic KV cache of 256 x 2136
+                     tokens does not fit beside the weights, so it runs shorter; compare it with
+                     fast_<mode>_short, which runs the same setting
     fwd_bwd          token log-probs + Dr.GRPO loss + backward in micro-batches of --fb-batch rollouts,
-                     per-rollout gradient capture on; completions are the generated ids, extended with
-                     random ids to --fb-len when --fb-len > --gen-len (so training cost is measured at
-                     the full completion length even when decode is run shorter)
+                     per-rollout gradient capture on; completions are the decoded ids, extended with
+                     random ids to --gen-len where a decode ran shorter
     erase            projection of a random direction out of every deployed block's gradient
-    route            routing scores (cosine of each rollout's gradient with a random v_grad), top
-                     --route-frac routed, routed gradients written
+    route            routing scores (cosine with a random v_grad), top --route-frac routed, written
     optimizer        grad-norm clip + AdamW step over both blocks
 
-Full-rank SVD of every 4B weight is slow; --svd lowrank (default) takes the top 2r singular triplets
-with torch.svd_lowrank (q = 2r + 8, 2 power iterations), --svd full uses the package's exact path.
-The generator is transformers' generate (the only generator in the package); no static KV cache.
+Floors (seconds at the measured machine numbers; the ratio printed is measured / floor):
+    decode           prefill FLOPs / matmul rate + for every decode step (weights + the filled KV
+                     cache of the wave) bytes / bandwidth, summed over steps and waves
+    fwd_bwd          (4 x linear parameters x tokens + 6 x causal attention FLOPs) / matmul rate
+                     (forward, and backward to activations only: base weights are frozen)
+    erase, route, optimizer   bytes of the per-rollout gradient matrices / bandwidth (a lower bound
+                     that ignores their small matmuls)
 Prints numbers, asserts nothing but that losses are finite.
 """
 
@@ -32,6 +43,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -43,9 +55,12 @@ import torch  # noqa: E402
 from projected_grpo import adapters as ad  # noqa: E402
 from projected_grpo import grpo  # noqa: E402
 from projected_grpo import interventions as iv  # noqa: E402
+from projected_grpo.decoder import DecodeConfig, arch_of, decode, kv_bytes_per_token  # noqa: E402
 from projected_grpo.sampling import collate, sample  # noqa: E402
 
 RESULTS: dict = {}
+SMALL = dict(hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16, intermediate=128, vocab=512, prompts=2, group=2,
+             prompt_len=16, gen_len=16, hf_len=8, rank=4, device="cpu", modes="eager", hf_batch=4)
 
 
 class Phase:
@@ -55,6 +70,7 @@ class Phase:
     def __enter__(self):
         if self.dev == "cuda":
             torch.cuda.synchronize()
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         self.t = time.perf_counter()
         return self
@@ -64,19 +80,88 @@ class Phase:
             torch.cuda.synchronize()
         s = time.perf_counter() - self.t
         peak = torch.cuda.max_memory_allocated() / 2**30 if self.dev == "cuda" else float("nan")
-        RESULTS[self.name] = dict(seconds=round(s, 2), peak_gib=round(peak, 2))
-        print(f"{self.name:16s} {s:8.2f} s   peak {peak:6.2f} GiB", flush=True)
+        RESULTS[self.name] = dict(seconds=round(s, 3), peak_gib=round(peak, 2), ok=exc[0] is None)
+        print(f"{self.name:22s} {s:8.2f} s   peak {peak:6.2f} GiB{'' if exc[0] is None else '   FAILED'}", flush=True)
         return False
 
 
-def lowrank_svd(w, k, cache_dir, digest):
-    q = min(k + 8, min(w.shape))
-    u, s, v = torch.svd_lowrank(w.detach().float(), q=q, niter=2)
-    return u[:, :k].contiguous(), s[:k].contiguous(), v[:, :k].T.contiguous(), False
+def sync(dev: str) -> None:
+    if dev == "cuda":
+        torch.cuda.synchronize()
 
 
-def main() -> None:
+def measure_machine(dev: str, dtype: torch.dtype) -> tuple[float, float]:
+    """(copy bandwidth in bytes/s counting read + write, matmul FLOP/s) on `dev`."""
+    n_bytes = 2**30 if dev == "cuda" else 2**26
+    x = torch.empty(n_bytes // 2, dtype=torch.bfloat16, device=dev)
+    y = torch.empty_like(x)
+    y.copy_(x)
+    sync(dev)
+    t = time.perf_counter()
+    reps = 20 if dev == "cuda" else 3
+    for _ in range(reps):
+        y.copy_(x)
+    sync(dev)
+    bw = 2 * n_bytes * reps / (time.perf_counter() - t)
+    del x, y
+    n = 8192 if dev == "cuda" else 512
+    a = torch.randn(n, n, dtype=dtype, device=dev)
+    b = torch.randn(n, n, dtype=dtype, device=dev)
+    a @ b
+    sync(dev)
+    t = time.perf_counter()
+    reps = 20 if dev == "cuda" else 3
+    for _ in range(reps):
+        a @ b
+    sync(dev)
+    flops = 2 * n**3 * reps / (time.perf_counter() - t)
+    return bw, flops
+
+
+def weight_bytes(model) -> int:
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    return total
+
+
+def linear_params(model) -> int:
+    """Parameters that a token's forward multiplies (every weight but the embedding lookup; lm_head once)."""
+    emb = model.get_input_embeddings().weight
+    n = sum(p.numel() for p in model.parameters() if p.data_ptr() != emb.data_ptr() and p.ndim >= 2)
+    return n + model.lm_head.weight.numel() * (model.lm_head.weight.data_ptr() == emb.data_ptr())
+
+
+def attention_flops(cfg, seq: int) -> float:
+    """Forward FLOPs of causal attention scores and values for one sequence of `seq` tokens."""
+    return 4 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * seq * seq / 2
+
+
+def decode_floor(model, n: int, P: int, new: int, waves: int, b: int, bw: float, flops: float) -> float:
+    """Prefill FLOPs at the matmul rate + decode steps' weight and filled-KV bytes at the bandwidth."""
+    arch = arch_of(model)
+    kv = kv_bytes_per_token(arch, arch.embed.weight.dtype)
+    wb = weight_bytes(model)
+    prefill = n * (2 * linear_params(model) * P + attention_flops(model.config, P)) / flops
+    steps = sum(wb + b * (P + t + 1) * kv for t in range(new - 1)) * waves
+    return prefill + steps / bw
+
+
+def record_decode(name: str, comps: list[list[int]], new: int, floor: float, waves: int, batch: int) -> None:
+    r = RESULTS[name]
+    toks = sum(map(len, comps))
+    r.update(tokens=toks, new_tokens=new, tokens_per_s=round(toks / r["seconds"], 1), waves=waves, batch=batch,
+             decode_steps_per_s=round(new * waves / r["seconds"], 2), floor_s=round(floor, 3),
+             ratio_to_floor=round(r["seconds"] / floor, 2))
+    print(f"{'':22s} {toks} tokens, {toks / r['seconds']:.0f} tokens/s, {waves} wave(s) of {batch}, "
+          f"floor {floor:.2f} s, ratio {r['seconds'] / floor:.2f}", flush=True)
+
+
+def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--small", action="store_true", help="tiny config on the CPU (checks the script in seconds)")
     ap.add_argument("--hidden", type=int, default=2560)
     ap.add_argument("--layers", type=int, default=36)
     ap.add_argument("--heads", type=int, default=32)
@@ -87,99 +172,169 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--group", type=int, default=16)
     ap.add_argument("--prompt-len", type=int, default=600)
-    ap.add_argument("--gen-len", type=int, default=1536)
-    ap.add_argument("--fb-len", type=int, default=0, help="completion length trained on (0 = --gen-len)")
-    ap.add_argument("--gen-batch", type=int, default=256, help="rollouts per generate call")
+    ap.add_argument("--gen-len", type=int, default=1536, help="new tokens of the fast decoder (graph mode)")
+    ap.add_argument("--hf-len", type=int, default=256, help="new tokens of hf_generate, eager and *_short decodes")
+    ap.add_argument("--hf-batch", type=int, default=256, help="rollouts per transformers generate call")
+    ap.add_argument("--modes", default="graph,eager", help="fast decoder modes to time, in order")
+    ap.add_argument("--bucket", type=int, default=128, help="fast decoder attention bucket (columns)")
+    ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--skip-train", action="store_true", help="decode phases only")
     ap.add_argument("--fb-batch", type=int, default=2, help="rollouts per forward-backward micro-batch")
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--quarantine", default="own", choices=("shared", "own"))
     ap.add_argument("--svd", default="lowrank", choices=("lowrank", "full"))
     ap.add_argument("--route-frac", type=float, default=0.25)
-    ap.add_argument("--skip-plain", action="store_true", help="skip the unwrapped-model generate")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--json", default="", help="also write the results here")
     a = ap.parse_args()
+    if a.small:
+        for k, v in SMALL.items():
+            setattr(a, k, v)
+    return a
+
+
+def lowrank_svd(w, k, cache_dir, digest):
+    q = min(k + 8, min(w.shape))
+    u, s, v = torch.svd_lowrank(w.detach().float(), q=q, niter=2)
+    return u[:, :k].contiguous(), s[:k].contiguous(), v[:, :k].T.contiguous(), False
+
+
+def build(a, dev: str, dtype: torch.dtype):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    dev = a.device
-    fb_len = a.fb_len or a.gen_len
-    n = a.prompts * a.group
-    dtype = torch.bfloat16 if dev == "cuda" else torch.float32
-    RESULTS["config"] = {k: v for k, v in vars(a).items()}
-    RESULTS["config"]["fb_len"] = fb_len
-    if dev == "cuda":
-        RESULTS["device"] = torch.cuda.get_device_name(0)
-        print(f"device {RESULTS['device']}, torch {torch.__version__}", flush=True)
     cfg = Qwen3Config(vocab_size=a.vocab, hidden_size=a.hidden, intermediate_size=a.intermediate,
                       num_hidden_layers=a.layers, num_attention_heads=a.heads, num_key_value_heads=a.kv_heads,
-                      head_dim=a.head_dim, max_position_embeddings=max(4096, a.prompt_len + fb_len + 8),
+                      head_dim=a.head_dim, max_position_embeddings=max(4096, a.prompt_len + a.gen_len + 8),
                       tie_word_embeddings=True, eos_token_id=a.vocab - 1, pad_token_id=a.vocab - 2, bos_token_id=None)
+    torch.manual_seed(0)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    with torch.device(dev):
+        model = Qwen3ForCausalLM(cfg)
+    torch.set_default_dtype(prev)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def run_fast(model, pids, mode: str, new: int, a, bw: float, flops: float, name: str) -> list[list[int]] | None:
+    """One timed fast decode; None (error printed) when the mode fails."""
+    try:
+        with Phase(name, a.device):
+            torch.manual_seed(0)
+            out = decode(model, pids, 1.0, new, a.vocab - 1, a.vocab - 2, cfg=DecodeConfig(mode=mode, bucket=a.bucket))
+        floor = decode_floor(model, len(pids), a.prompt_len, new, out.waves, out.batch, bw, flops)
+        record_decode(name, out.tokens, new, floor, out.waves, out.batch)
+        return out.tokens
+    except Exception as e:  # a failing mode must not end the bench
+        RESULTS[name] = dict(ok=False, error=f"{type(e).__name__}: {e}"[:2000])
+        print(f"{name}: FAILED\n" + traceback.format_exc()[-3000:], flush=True)
+        return None
+
+
+def main() -> None:
+    a = parse()
+    dev = a.device
+    n = a.prompts * a.group
+    dtype = torch.bfloat16 if dev == "cuda" else torch.float32
+    RESULTS["config"] = dict(vars(a))
+    RESULTS["torch"] = torch.__version__
+    if dev == "cuda":
+        RESULTS["device"] = torch.cuda.get_device_name(0)
+    print(f"device {RESULTS.get('device', dev)}, torch {torch.__version__}", flush=True)
+    with Phase("machine", dev):
+        bw, flops = measure_machine(dev, dtype)
+    RESULTS["machine"].update(copy_bytes_per_s=bw, matmul_flops_per_s=flops)
+    print(f"{'':22s} copy bandwidth {bw / 1e12:.3f} TB/s, matmul {flops / 1e12:.1f} TFLOP/s ({dtype})", flush=True)
     with Phase("init", dev):
-        torch.manual_seed(0)
-        prev = torch.get_default_dtype()
-        torch.set_default_dtype(dtype)
-        with torch.device(dev):
-            model = Qwen3ForCausalLM(cfg)
-        torch.set_default_dtype(prev)
-        for p in model.parameters():
-            p.requires_grad_(False)
-        model.eval()
-    n_params = sum(p.numel() for p in model.parameters())
-    RESULTS["n_params"] = n_params
-    print(f"model: {n_params / 1e9:.2f} B parameters, {dtype}", flush=True)
+        model = build(a, dev, dtype)
+    RESULTS["n_params"] = sum(p.numel() for p in model.parameters())
+    print(f"model: {RESULTS['n_params'] / 1e9:.3f} B parameters, {dtype}", flush=True)
     tok = SimpleNamespace(pad_token_id=a.vocab - 2, eos_token_id=a.vocab - 1)
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randint(0, a.vocab - 2, (a.prompt_len,), generator=g).tolist() for _ in range(a.prompts)]
     pids = [p for p in prompts for _ in range(a.group)]
-
-    def decode(name: str) -> list[list[int]]:
-        with Phase(name, dev):
-            comps = sample(model, tok, pids, 1.0, a.gen_len, generator_seed=0, batch_size=a.gen_batch)
-        toks = sum(map(len, comps))
-        RESULTS[name].update(tokens=toks, tokens_per_s=round(toks / RESULTS[name]["seconds"], 1),
-                             steps_per_s=round(a.gen_len * -(-n // a.gen_batch) / RESULTS[name]["seconds"], 2))
-        print(f"{'':16s} {toks} tokens, {toks / RESULTS[name]['seconds']:.0f} tokens/s", flush=True)
-        return comps
-
-    sample(model, tok, pids[:2], 1.0, 4, generator_seed=0)  # warm-up (CUDA context, kernels)
-    if not a.skip_plain:
-        decode("plain_generate")
     if a.svd == "lowrank":
         ad.svd_top_k = lowrank_svd
     with Phase("wrap", dev):
         ad.wrap_model(model, ad.AdapterConfig(kind="svd", rank=a.rank, quarantine=a.quarantine, cache_dir=None))
     mods = ad.adapter_modules(model)
-    n_adapt = sum(p.numel() for p in ad.deployed_params(model) + ad.quarantine_params(model))
-    RESULTS["adapters"] = dict(modules=len(mods), trainable=n_adapt)
-    print(f"{len(mods)} adapted linear layers, {n_adapt} trainable parameters", flush=True)
-    # a nonzero adapter so the branch is not a no-op
-    with torch.no_grad():
-        for p in ad.deployed_params(model):
+    RESULTS["adapters"] = dict(modules=len(mods), trainable=sum(p.numel() for p in ad.deployed_params(model)
+                                                                + ad.quarantine_params(model)))
+    with torch.no_grad():  # nonzero blocks so the adapter branch is not a no-op
+        for p in ad.deployed_params(model) + ad.quarantine_params(model):
             p.normal_(0, 1e-3)
-    comps = decode("generate")
-    comps = [c + torch.randint(0, a.vocab - 2, (max(0, fb_len - len(c)),), generator=g).tolist() for c in comps]
-    comps = [c[:fb_len] for c in comps]
+    comps = None
+    for mode in [m for m in a.modes.split(",") if m]:
+        full = a.gen_len if mode == "graph" else a.hf_len
+        got = run_fast(model, pids, mode, full, a, bw, flops, f"fast_{mode}")
+        comps = comps or (got if full == a.gen_len else None)
+        if full != a.hf_len:
+            run_fast(model, pids, mode, a.hf_len, a, bw, flops, f"fast_{mode}_short")
+    if not a.skip_hf:
+        try:
+            with Phase("hf_generate", dev):
+                hf = sample(model, tok, pids, 1.0, a.hf_len, generator_seed=0, batch_size=a.hf_batch, decoder="hf")
+            waves = -(-n // a.hf_batch)
+            record_decode("hf_generate", hf, a.hf_len,
+                          decode_floor(model, n, a.prompt_len, a.hf_len, waves, min(n, a.hf_batch), bw, flops),
+                          waves, min(n, a.hf_batch))
+        except Exception as e:
+            RESULTS["hf_generate"] = dict(ok=False, error=f"{type(e).__name__}: {e}"[:2000])
+            print("hf_generate: FAILED\n" + traceback.format_exc()[-3000:], flush=True)
+    for m in [m for m in a.modes.split(",") if m]:
+        fast, hfr = RESULTS.get(f"fast_{m}_short", RESULTS.get(f"fast_{m}")), RESULTS.get("hf_generate")
+        if fast and hfr and fast.get("ok") and hfr.get("ok") and fast.get("new_tokens") == hfr.get("new_tokens"):
+            RESULTS[f"speedup_{m}_vs_hf"] = round(hfr["seconds"] / fast["seconds"], 2)
+            print(f"fast {m} vs hf generate at {a.hf_len} new tokens: {hfr['seconds'] / fast['seconds']:.2f}x", flush=True)
+    if not a.skip_train:
+        train(model, pids, comps, a, bw, flops, g)
+    phases = ("fast_graph", "fwd_bwd", "erase", "route", "optimizer")
+    if all(RESULTS.get(p, {}).get("ok") for p in phases):
+        RESULTS["step_seconds"] = round(sum(RESULTS[p]["seconds"] for p in phases), 1)
+        print(f"step (fast_graph + fwd_bwd + erase + route + optimizer): {RESULTS['step_seconds']} s", flush=True)
+    if dev == "cuda":
+        RESULTS["max_memory_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
+    print("RESULT " + json.dumps(RESULTS), flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(RESULTS, indent=2))
+
+
+def train(model, pids, comps, a, bw: float, flops: float, g: torch.Generator) -> None:
+    """fwd_bwd, erase, route, optimizer phases at the full length --gen-len."""
+    dev, n = a.device, len(pids)
+    comps = comps or [[] for _ in pids]
+    comps = [(c + torch.randint(0, a.vocab - 2, (max(0, a.gen_len - len(c)),), generator=g).tolist())[: a.gen_len]
+             for c in comps]
     adv = torch.randn(n, generator=g)
     opt = torch.optim.AdamW([dict(params=ad.deployed_params(model)), dict(params=ad.quarantine_params(model))],
                             lr=1e-3, betas=(0.9, 0.99))
-    denom = float(n * fb_len)
+    denom = float(n * a.gen_len)
     losses = []
     with Phase("fwd_bwd", dev):
         opt.zero_grad(set_to_none=True)
         with ad.capture_per_sample_grads(model):
             for s in range(0, n, a.fb_batch):
-                b = collate(pids[s:s + a.fb_batch], comps[s:s + a.fb_batch], tok.pad_token_id)
+                b = collate(pids[s:s + a.fb_batch], comps[s:s + a.fb_batch], a.vocab - 2)
                 ids, attn, mask = b.input_ids.to(dev), b.attention_mask.to(dev), b.completion_mask.to(dev)
                 logp = grpo.token_logprobs(model, ids, attn)
                 loss, _ = grpo.grpo_loss(logp, logp.detach(), None, adv[s:s + a.fb_batch].to(dev), mask, denom, 0.2, 0.0)
                 loss.backward()
                 losses.append(loss.item())
-    assert all(map(lambda x: x == x and abs(x) < float("inf"), losses)), losses
-    RESULTS["fwd_bwd"].update(tokens=n * (a.prompt_len + fb_len), micro_batches=len(losses))
+    assert all(x == x and abs(x) < float("inf") for x in losses), losses
+    T = a.prompt_len + a.gen_len
+    fb_flops = n * (4 * linear_params(model) * T + 6 * attention_flops(model.config, T))
+    r = RESULTS["fwd_bwd"]
+    r.update(tokens=n * T, micro_batches=len(losses), flops=fb_flops, floor_s=round(fb_flops / flops, 3),
+             ratio_to_floor=round(r["seconds"] / (fb_flops / flops), 2))
+    print(f"{'':22s} {n * T} tokens, {fb_flops:.3g} FLOPs, floor {fb_flops / flops:.2f} s, "
+          f"ratio {r['ratio_to_floor']:.2f}", flush=True)
+    mods = ad.adapter_modules(model)
     trainer = SimpleNamespace(model=model, device=dev, labels=None)
     gv = torch.Generator().manual_seed(2)
     V = {nm: torch.randn(1, sum(p.numel() for p in m.deployed_parameters()), generator=gv) for nm, m in mods.items()}
     ctx = dict(step=0, iter=0, rows=list(range(n)), adv=adv.to(dev))
+    G_bytes = n * sum(p.numel() for p in ad.deployed_params(model) + ad.quarantine_params(model)) * 4
     erase = iv.Erase(V)
     erase.setup(trainer)
     with Phase("erase", dev):
@@ -191,15 +346,10 @@ def main() -> None:
     with Phase("optimizer", dev):
         gn = torch.nn.utils.clip_grad_norm_([p for grp in opt.param_groups for p in grp["params"]], 1.0).item()
         opt.step()
+    for p in ("erase", "route", "optimizer"):
+        RESULTS[p].update(floor_s=G_bytes / bw if p != "optimizer" else 0.0)
     RESULTS["diag"] = dict(loss_sum=sum(losses), grad_norm=gn, cos_in=hook_e["step"]["cos_in"],
                            routed_frac=hook_r["step"]["routed_frac"])
-    phases = ("generate", "fwd_bwd", "erase", "route", "optimizer")
-    RESULTS["step_seconds"] = round(sum(RESULTS[p]["seconds"] for p in phases), 1)
-    if dev == "cuda":
-        RESULTS["max_memory_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
-    print("RESULT " + json.dumps(RESULTS), flush=True)
-    if a.json:
-        Path(a.json).write_text(json.dumps(RESULTS, indent=2))
 
 
 if __name__ == "__main__":

@@ -114,4 +114,7 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
+    from projected_grpo import distributed
+
     main()
+    distributed.finish()

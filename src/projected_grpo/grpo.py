@@ -29,6 +29,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from projected_grpo import adapters as ad
+from projected_grpo import distributed as dd
 from projected_grpo import logs
 from projected_grpo.diagnostics import block_diagnostics
 from projected_grpo.interventions import GroundTruthLabels
@@ -105,6 +106,9 @@ class Args:
     """seed of sampling and step order"""
     device: str = ""
     """cpu or cuda ('' = cuda if available)"""
+    decoder: str = "auto"
+    """rollout sampler: hf (transformers' generate), fast (projected_grpo.decoder, CUDA graphs on CUDA),
+    fast-eager (the fast decoder without CUDA graphs), auto (fast on CUDA, hf on the CPU)"""
     teacher_pool: str = ""
     """jsonl(.gz) of cached teacher rollouts {problem_id, completion}; mixed into each group"""
     n_teacher: int = 0
@@ -227,8 +231,10 @@ class Trainer:
         from projected_grpo.organism.build import set_threads
 
         set_threads()
+        dd.init()
         self.args = args
-        self.device = args.device or default_device()
+        self.device = dd.device(args.device or default_device())
+        self.decoder = args.decoder if args.decoder != "auto" else ("fast" if self.device.startswith("cuda") else "hf")
         self.run_dir = Path(args.out_dir) / args.run
         self.model, self.tok = load_policy(args.model, self.device)
         rank = None if args.rank == -1 else args.rank
@@ -280,7 +286,10 @@ class Trainer:
         probs = rng.sample(self.train_set, a.prompts_per_step)
         group_probs = [p for p in probs for _ in range(a.group)]
         pids = [prompt_ids(self.tok, p) for p in group_probs]
-        comps = sample(self.model, self.tok, pids, a.temperature, a.max_new_tokens, generator_seed=a.seed * 100_003 + step)
+        mine = dd.group_rows(a.prompts_per_step, a.group)  # this rank's prompt groups (all of them in one process)
+        comps = dd.gather_lists(sample(self.model, self.tok, pids[mine], a.temperature, a.max_new_tokens,
+                                       generator_seed=a.seed * 100_003 + step + 1_000_003 * dd.rank(),
+                                       decoder=self.decoder))
         is_teacher = [False] * len(comps)
         if self.teacher:
             for i, p in enumerate(group_probs):
@@ -297,7 +306,8 @@ class Trainer:
         probs, pids, comps, is_teacher = self.rollouts(step)
         t_gen = time.time() - t0
         texts = self.tok.batch_decode(comps, skip_special_tokens=True)
-        grades = grade_problems(probs, texts)
+        mine = dd.group_rows(a.prompts_per_step, a.group)
+        grades = dd.gather_lists(grade_problems(probs[mine], texts[mine]))
         self.labels = GroundTruthLabels(grades)  # sealed: opened only by oracle reference arms
         t_grade = time.time() - t0 - t_gen
         rewards = torch.tensor([g["reward"] for g in grades], dtype=torch.float32).view(a.prompts_per_step, a.group)
@@ -306,14 +316,15 @@ class Trainer:
         # zero-variance groups contribute nothing; excluded (screened) rollouts are not trained on
         keep = (group_std(rewards, include) > 0).repeat_interleave(a.group) & include.view(-1)
         idx = keep.nonzero().flatten().tolist()
+        shard = idx[dd.split(len(idx))]  # this rank's share of the trained rollouts (all of them in one process)
         diag: dict = {}
         per_rollout: dict[str, list] = {}
         t1 = time.time()
-        if idx:
-            b = collate([pids[i] for i in idx], [comps[i] for i in idx], self.tok.pad_token_id)
+        if len(idx) >= dd.world():  # with fewer kept rollouts than ranks the step trains on nothing
+            b = collate([pids[i] for i in shard], [comps[i] for i in shard], self.tok.pad_token_id)
             ids, attn, mask = b.input_ids.to(self.device), b.attention_mask.to(self.device), b.completion_mask.to(self.device)
             mask[:, 0] = False
-            adv_b = adv[idx].to(self.device)
+            adv_b = adv[shard].to(self.device)
             denom = float(a.prompts_per_step * a.group * a.max_new_tokens)
             with torch.no_grad():
                 old_logp = token_logprobs(self.model, ids, attn) if a.inner_iters > 1 else None
@@ -328,8 +339,13 @@ class Trainer:
                     olp = old_logp if old_logp is not None else logp.detach()
                     loss, stats = grpo_loss(logp, olp, ref_logp, adv_b, mask, denom, a.clip_eps, a.kl_coef)
                     loss.backward()
+                params = [p for g in self.opt.param_groups for p in g["params"]]
+                if not self.intervention.writes_grads:  # the hook acts on the gradient summed over ranks
+                    dd.all_reduce_grads(params)
                 # the hook point: interventions act on the gradients here
-                hook = self.intervention.after_backward(self.model, dict(step=step, iter=it, rows=idx, adv=adv_b))
+                hook = self.intervention.after_backward(self.model, dict(step=step, iter=it, rows=shard, adv=adv_b))
+                if self.intervention.writes_grads:  # the hook wrote this rank's rollouts' gradients
+                    dd.all_reduce_grads(params)
                 if not self.intervention.trains_quarantine:  # only routing arms may move the quarantine block
                     for p in ad.quarantine_params(self.model):
                         p.grad = None
@@ -339,9 +355,9 @@ class Trainer:
                 self.opt.step()
                 post = self.intervention.after_step(self.model)
                 if it == 0:
-                    diag = dict(loss=loss.item(), grad_norm=gns["deployed"], grad_norm_quarantine=gns["quarantine"], **stats,
-                                **hook.get("step", {}), **post)
-                    per_rollout = hook.get("rollout", {})
+                    diag = dict(loss=dd.all_reduce_sum(loss.item()), grad_norm=gns["deployed"],
+                                grad_norm_quarantine=gns["quarantine"], **stats, **hook.get("step", {}), **post)
+                    per_rollout = dd.gather_dict_lists(hook.get("rollout", {}))
         with warnings.catch_warnings():  # the schedule counts GRPO steps, also steps with nothing to train on
             warnings.simplefilter("ignore", UserWarning)
             self.sched.step()
@@ -358,7 +374,8 @@ class Trainer:
                 j = idx.index(i)
                 r.update({k: v[j] for k, v in per_rollout.items()})
             rows.append(r)
-        logs.write_step(self.run_dir, step, rows)
+        if dd.is_main():
+            logs.write_step(self.run_dir, step, rows)
         n = len(rows)
         summary = dict(step=step, reward=sum(r["reward"] for r in rows) / n,
                        hack_strict=sum(r["hack_strict"] for r in rows) / n,
@@ -366,12 +383,16 @@ class Trainer:
                        frac_trained=len(idx) / n, t_generate=t_gen, t_grade=t_grade, t_train=t_train,
                        lr=self.sched.get_last_lr()[0], **diag, **block_diagnostics(rows))
         self.metrics.append(summary)
-        logs.write_jsonl(self.run_dir / "metrics.jsonl", self.metrics)
+        if dd.is_main():
+            logs.write_jsonl(self.run_dir / "metrics.jsonl", self.metrics)
         return summary
 
     # -- evaluation --
     @torch.no_grad()
     def evaluate(self, step: int) -> list[dict]:
+        if not dd.is_main():  # rank 0 evaluates; the other ranks wait for it
+            dd.barrier()
+            return []
         a = self.args
         quarantine_used = any(p.abs().sum() > 0 for p in ad.quarantine_params(self.model))
         conditions = ["kept", "ablated"] if quarantine_used else ["kept"]
@@ -382,7 +403,7 @@ class Trainer:
                 ctx = ad.deployment_ablation(self.model) if cond == "ablated" else contextlib.nullcontext()
                 with ctx:
                     comps = sample(self.model, self.tok, pids, a.temperature, a.max_new_tokens,
-                                   generator_seed=10_000_019 + a.seed * 1009 + step)
+                                   generator_seed=10_000_019 + a.seed * 1009 + step, decoder=self.decoder)
                 texts = self.tok.batch_decode(comps, skip_special_tokens=True)
                 grades = grade_problems(probs, texts)
                 out += summarize_eval(step, cond, split, probs, grades)
@@ -390,19 +411,23 @@ class Trainer:
             out += [dict(r, quarantine="ablated") for r in out]
         self.eval_rows += out
         logs.write_jsonl(self.run_dir / "eval.jsonl", self.eval_rows)
+        dd.barrier()
         return out
 
     def run(self) -> Path:
         a = self.args
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if a.resume:
             self.load_ckpt()
-        else:
+        elif dd.is_main():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             for f in list(logs.step_files(self.run_dir)) + [self.run_dir / "metrics.jsonl", self.run_dir / "eval.jsonl"]:
                 f.unlink(missing_ok=True)
-        (self.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))
-        (self.run_dir / "run_meta.json").write_text(json.dumps(logs.run_meta(self.model, a.model, self.device), indent=2))
-        bar = tqdm(range(self.start_step, a.steps), desc=a.run, initial=self.start_step, total=a.steps, mininterval=1)
+        if dd.is_main():
+            (self.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))
+            (self.run_dir / "run_meta.json").write_text(json.dumps(logs.run_meta(self.model, a.model, self.device), indent=2))
+        dd.barrier()
+        bar = tqdm(range(self.start_step, a.steps), desc=a.run, initial=self.start_step, total=a.steps, mininterval=1,
+                   disable=not dd.is_main())
         for step in bar:
             if step == 0 and a.eval_every:
                 self.evaluate(-1)
@@ -410,12 +435,13 @@ class Trainer:
             bar.set_postfix(hack=f"{s['hack_strict']:.2f}", solve=f"{s['gt_pass']:.2f}", r=f"{s['reward']:.2f}")
             if a.eval_every and (step + 1) % a.eval_every == 0 and step + 1 < a.steps:
                 self.evaluate(step)
-            if (step + 1) % a.ckpt_every == 0 or step + 1 == a.steps:
+            if ((step + 1) % a.ckpt_every == 0 or step + 1 == a.steps) and dd.is_main():
                 self.save_ckpt(step)
             if step == a.stop_after:
                 return self.run_dir
         self.evaluate(a.steps - 1)
-        (self.run_dir / "DONE").write_text("ok\n")
+        if dd.is_main():
+            (self.run_dir / "DONE").write_text("ok\n")
         return self.run_dir
 
 

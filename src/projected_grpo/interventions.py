@@ -22,6 +22,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from projected_grpo import adapters as ad
+from projected_grpo import distributed as dd
 
 
 class GroundTruthLabels:
@@ -43,6 +44,9 @@ class NoIntervention:
     """Vanilla GRPO: every hook is the identity; the quarantine block is not trained."""
 
     trains_quarantine = False
+    writes_grads = False
+    """True: after_backward writes param.grad from this rank's per-rollout gradients, so gradients are
+    summed across ranks after the hook; False: the hook sees the gradient summed across ranks."""
 
     def setup(self, trainer) -> None:
         self.trainer = trainer
@@ -311,6 +315,7 @@ class Route(NoIntervention):
     """
 
     trains_quarantine = True
+    writes_grads = True
 
     def __init__(self, vhack, gate: str = "grad", t_absorb: float = 1.0,
                  t_route: float = 1.0, route_frac: float = 0.0, match_frac: list[float] | None = None, seed: int = 0,
@@ -348,7 +353,8 @@ class Route(NoIntervention):
         return schedule[min(step, len(schedule) - 1)]
 
     def after_backward(self, model, ctx: dict) -> dict:
-        s = self.scores(model, ctx).cpu()
+        # scores of every rank's rollouts: thresholds and the routed fraction apply to the global batch
+        s, mine = dd.gather_cat(self.scores(model, ctx).cpu())
         b = s.shape[0]
         if self.gate == "subset-signed":
             k = int(round(self.scheduled(self.match_frac, ctx["step"]) * b))
@@ -373,10 +379,10 @@ class Route(NoIntervention):
             else:
                 w_dep, w_q = pin(s, self.t_absorb, self.t_route)
         dev = self.trainer.device
-        ad.write_routed_grads(model, w_dep.to(dev), w_q.to(dev))
+        ad.write_routed_grads(model, w_dep[mine].to(dev), w_q[mine].to(dev))
         region = ["route" if (q and not d) else "absorb" if (q and d) else "keep" for d, q in
-                  zip(w_dep.tolist(), w_q.tolist())]
+                  zip(w_dep[mine].tolist(), w_q[mine].tolist())]
         return {"step": dict(routed_frac=float(((w_q > 0) & (w_dep == 0)).float().mean()),
                              absorb_frac=float(((w_q > 0) & (w_dep > 0)).float().mean()),
                              score_mean=float(s.float().mean())),
-                "rollout": dict(route_score=s.tolist(), region=region)}
+                "rollout": dict(route_score=s[mine].tolist(), region=region)}

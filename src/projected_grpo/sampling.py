@@ -55,15 +55,23 @@ def collate(prompts: list[list[int]], completions: list[list[int]], pad_id: int)
 
 @torch.no_grad()
 def sample(model, tok, prompts: list[list[int]], temperature: float, max_new_tokens: int,
-           generator_seed: int, batch_size: int = 256) -> list[list[int]]:
+           generator_seed: int, batch_size: int = 256, decoder: str = "hf") -> list[list[int]]:
     """One completion per prompt (repeat prompts for groups). Returns completion ids, cut after EOS.
 
-    Uses transformers' generate with left padding and pure sampling (top_k=0, top_p=1) so the
-    sampled distribution is the policy's distribution at `temperature`.
+    Pure sampling (top_k=0, top_p=1) so the sampled distribution is the policy's distribution at
+    `temperature`. decoder "hf": transformers' generate with left padding, `batch_size` rows per
+    call; "fast": projected_grpo.decoder (CUDA graphs on CUDA), "fast-eager": the same without
+    graphs; the fast decoder sizes its own waves to the free memory.
     """
     check_special_tokens(tok)
     device = next(model.parameters()).device
     torch.manual_seed(generator_seed)
+    if decoder != "hf":
+        from projected_grpo.decoder import DecodeConfig, decode
+
+        assert decoder in ("fast", "fast-eager"), f"unknown decoder {decoder!r}"
+        cfg = DecodeConfig(mode="eager" if decoder == "fast-eager" else "auto")
+        return decode(model, prompts, temperature, max_new_tokens, tok.eos_token_id, tok.pad_token_id, cfg=cfg).tokens
     out: list[list[int]] = []
     was_training = model.training
     model.eval()

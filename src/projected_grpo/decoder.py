@@ -1,0 +1,350 @@
+"""A fast batched rollout decoder through the adapters; transformers' `generate` stays the reference.
+
+    out = decode(model, prompts, temperature=1.0, max_new_tokens=1536, eos_id=..., pad_id=...)
+    out.tokens     completion ids per prompt, cut after the first EOS (as sampling.sample returns them)
+    out.logprobs   per-token log p(token) under the policy at temperature 1 (float32), same cut
+
+How it works:
+- Prompts are left-padded into waves of equal size; every row of a wave writes the same cache column
+  at every step. The wave size fills the free accelerator memory with the KV cache (`plan_waves`).
+- The KV cache is preallocated per layer as [b, kv_heads, prompt + new, head_dim] with a boolean
+  mask of filled columns. Positions are HF generate's: cumsum of the attention mask minus 1.
+- One step runs the model's own modules (embedding, norms, q/k/v/o projections, which may be
+  AdaptedLinear with either block on or off, q_norm/k_norm, rotary embedding, MLP, lm_head); only the
+  attention over the cache is written here: F.scaled_dot_product_attention over the filled prefix
+  [0, S) of the cache, with grouped-query heads folded into the query-length axis (no K/V copy).
+  S is the current length rounded up to `bucket`, so a step reads about the filled part of the cache.
+- On CUDA (mode "graph") one CUDA graph per bucket S is captured at its first use and replayed
+  for every later step of that bucket (static buffers for ids, positions, column, mask and logits).
+  A decode step writes only the cache column it was given, so the warm-up run before a capture
+  and the replay write the same values.
+- Sampling as transformers' generate does it (float32 logits; temperature, then top-k, then top-p
+  as its logits warpers; softmax; torch.multinomial on the global generator; a finished row gets
+  the pad id), one multinomial call per step over the whole wave: with the same seed and the same
+  batch the draws are the same. Generation of a wave stops when every row has emitted EOS.
+
+Supported: decoder-only Llama-family attention (llama, qwen2, qwen3): full attention, no sliding
+window, rotary embedding without dynamic scaling.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+
+SUPPORTED = ("llama", "qwen2", "qwen3")
+
+
+@dataclass
+class DecodeConfig:
+    """How the fast decoder runs (not what it samples)."""
+
+    mode: Literal["auto", "graph", "eager"] = "auto"
+    """graph: CUDA graphs of the decode step (CUDA only); eager: the same step without graphs;
+    auto: graph on CUDA, eager elsewhere."""
+    bucket: int = 128
+    """attention reads the cache prefix rounded up to a multiple of this many columns (one CUDA
+    graph per multiple)"""
+    max_batch: int = 0
+    """rows per wave; 0 = as many as the KV cache fits in mem_frac of the free memory (CUDA), all (CPU)"""
+    mem_frac: float = 0.85
+    """fraction of the free accelerator memory the KV cache and sampling buffers may take"""
+    prefill_rows: int = 16
+    """rows per prefill forward (bounds prefill activation memory)"""
+    logprobs: bool = False
+    """also return each sampled token's log-probability at temperature 1"""
+
+
+@dataclass
+class Decoded:
+    tokens: list[list[int]]
+    logprobs: list[list[float]] | None
+    waves: int
+    batch: int
+
+
+# ---- the model's pieces ---------------------------------------------------------------------------
+
+@dataclass
+class Arch:
+    """The modules and sizes of a Llama-family causal LM that the step uses."""
+
+    embed: nn.Module
+    layers: nn.ModuleList
+    norm: nn.Module
+    lm_head: nn.Module
+    rotary: nn.Module
+    apply_rope: object
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+
+
+def arch_of(model: nn.Module) -> Arch:
+    cfg = model.config
+    assert cfg.model_type in SUPPORTED, f"fast decoder supports {SUPPORTED}, not {cfg.model_type!r}"
+    assert all(t == "full_attention" for t in (getattr(cfg, "layer_types", None) or ["full_attention"])), \
+        "sliding-window layers are not supported"
+    assert not getattr(cfg, "use_sliding_window", False), "sliding window is not supported"
+    assert (getattr(cfg, "pretraining_tp", 1) or 1) == 1, "pretraining_tp > 1 is not supported"
+    rope = getattr(model.model.rotary_emb, "rope_type", "default")
+    assert "dynamic" not in rope, f"rope type {rope!r} changes with the sequence length; not supported"
+    attn = model.model.layers[0].self_attn
+    return Arch(embed=model.model.embed_tokens, layers=model.model.layers, norm=model.model.norm,
+                lm_head=model.lm_head, rotary=model.model.rotary_emb,
+                apply_rope=sys.modules[type(attn).__module__].apply_rotary_pos_emb,
+                heads=cfg.num_attention_heads, kv_heads=cfg.num_key_value_heads, head_dim=attn.head_dim,
+                vocab=model.lm_head.weight.shape[0])
+
+
+def kv_bytes_per_token(arch: Arch, dtype: torch.dtype) -> int:
+    return len(arch.layers) * 2 * arch.kv_heads * arch.head_dim * torch.finfo(dtype).bits // 8
+
+
+# ---- attention over the cache ---------------------------------------------------------------------
+
+def gqa_attention(q: Float[Tensor, "b h t d"], k: Float[Tensor, "b g s d"], v: Float[Tensor, "b g s d"],
+                  mask: Bool[Tensor, "b t s"], scale: float) -> Float[Tensor, "b t hd"]:
+    """Softmax attention of each query head over its key/value head (head i uses kv head i // (h/g))."""
+    b, h, t, d = q.shape
+    g, s = k.shape[1], k.shape[2]
+    rep = h // g
+    qg = q.reshape(b, g, rep * t, d)
+    m = mask[:, None, None].expand(b, 1, rep, t, s).reshape(b, 1, rep * t, s)
+    o = F.scaled_dot_product_attention(qg, k, v, attn_mask=m, scale=scale)
+    return o.view(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
+
+
+class KVCache:
+    """Per-layer K and V [b, kv_heads, length, head_dim] and the mask of filled columns [b, length]."""
+
+    def __init__(self, arch: Arch, b: int, length: int, dtype: torch.dtype, device: torch.device):
+        shape = (b, arch.kv_heads, length, arch.head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in arch.layers]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in arch.layers]
+        self.filled = torch.zeros((b, length), dtype=torch.bool, device=device)
+
+
+def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: Tensor, kc: Tensor, vc: Tensor,
+               cols: Int[Tensor, " t"], mask: Bool[Tensor, "b t s"]) -> Float[Tensor, "b t e"]:
+    """One decoder layer: write this step's K/V at `cols` of the layer's cache rows, attend over [0, s)."""
+    layer = arch.layers[i]
+    attn = layer.self_attn
+    b, t, _ = x.shape
+    h = layer.input_layernorm(x)
+    q = attn.q_proj(h).view(b, t, -1, arch.head_dim)
+    k = attn.k_proj(h).view(b, t, -1, arch.head_dim)
+    v = attn.v_proj(h).view(b, t, -1, arch.head_dim).transpose(1, 2)
+    if hasattr(attn, "q_norm"):
+        q, k = attn.q_norm(q), attn.k_norm(k)
+    q, k = arch.apply_rope(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+    kc.index_copy_(2, cols, k.to(kc.dtype))
+    vc.index_copy_(2, cols, v.to(vc.dtype))
+    s = mask.shape[-1]
+    o = gqa_attention(q, kc[:, :, :s], vc[:, :, :s], mask, attn.scaling)
+    x = x + attn.o_proj(o)
+    return x + layer.mlp(layer.post_attention_layernorm(x))
+
+
+def forward_cached(arch: Arch, cache: KVCache, rows: slice, ids: Int[Tensor, "b t"], pos: Int[Tensor, "b t"],
+                   cols: Int[Tensor, " t"], mask: Bool[Tensor, "b t s"]) -> Float[Tensor, "b v"]:
+    """Logits of the last position of `ids` (rows `rows` of the cache), writing K/V at `cols`."""
+    x = arch.embed(ids)
+    cos, sin = arch.rotary(x, pos)
+    for i in range(len(arch.layers)):
+        x = layer_step(arch, i, x, cos, sin, cache.k[i][rows], cache.v[i][rows], cols, mask)
+    return arch.lm_head(arch.norm(x[:, -1:]))[:, 0]
+
+
+# ---- sampling (transformers' generate semantics) -------------------------------------------------
+
+def warp(logits: Float[Tensor, "b v"], temperature: float, top_k: int, top_p: float) -> Float[Tensor, "b v"]:
+    """Temperature, then top-k, then top-p, as transformers' TemperatureLogitsWarper, TopKLogitsWarper
+    and TopPLogitsWarper (min_tokens_to_keep 1)."""
+    s = logits / temperature if temperature != 1.0 else logits
+    if top_k:
+        kth = torch.topk(s, min(top_k, s.shape[-1]))[0][..., -1, None]
+        s = s.masked_fill(s < kth, -float("inf"))
+    if top_p < 1.0:
+        sorted_s, idx = torch.sort(s, descending=False)
+        remove = sorted_s.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
+        remove[..., -1:] = False
+        s = s.masked_fill(remove.scatter(1, idx, remove), -float("inf"))
+    return s
+
+
+def draw(logits: Float[Tensor, "b v"], temperature: float, top_k: int, top_p: float) -> Int[Tensor, " b"]:
+    """Greedy at temperature 0, else one multinomial draw per row from the warped distribution."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    return torch.multinomial(F.softmax(warp(logits, temperature, top_k, top_p), dim=-1), num_samples=1).squeeze(1)
+
+
+# ---- one wave -------------------------------------------------------------------------------------
+
+def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[Int[Tensor, "b p"], Bool[Tensor, "b p"]]:
+    P = max(map(len, prompts))
+    ids = torch.full((len(prompts), P), pad_id, dtype=torch.long)
+    real = torch.zeros((len(prompts), P), dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        assert p, "empty prompt"
+        ids[i, P - len(p):] = torch.tensor(p)
+        real[i, P - len(p):] = True
+    return ids.to(device), real.to(device)
+
+
+class Wave:
+    """A static-shape decode state for `b` rows of prompt length <= P plus `new` tokens."""
+
+    def __init__(self, arch: Arch, b: int, P: int, new: int, cfg: DecodeConfig, dtype, device):
+        self.arch, self.b, self.P, self.new, self.cfg, self.device = arch, b, P, new, cfg, device
+        self.length = P + new
+        self.cache = KVCache(arch, b, self.length, dtype, device)
+        self.ids = torch.zeros((b, 1), dtype=torch.long, device=device)
+        self.pos = torch.zeros((b, 1), dtype=torch.long, device=device)
+        self.col = torch.zeros((1,), dtype=torch.long, device=device)
+        self.logits = torch.zeros((b, arch.vocab), dtype=torch.float32, device=device)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.pool = None
+        self.use_graphs = cfg.mode == "graph" or (cfg.mode == "auto" and torch.device(device).type == "cuda")
+        assert not self.use_graphs or torch.device(device).type == "cuda", "mode graph needs CUDA"
+
+    def prefill(self, ids: Int[Tensor, "b p"], real: Bool[Tensor, "b p"]) -> Float[Tensor, "b v"]:
+        """Run the left-padded prompts (width exactly P) through the cache; logits of their last token."""
+        assert ids.shape == (self.b, self.P), (ids.shape, self.b, self.P)
+        c = self.cache
+        c.filled.zero_()
+        c.filled[:, : self.P] = real
+        pos = (real.long().cumsum(-1) - 1).masked_fill(~real, 0)
+        cols = torch.arange(self.P, device=self.device)
+        causal = cols[None, :] <= cols[:, None]  # [query, key]
+        diag = torch.eye(self.P, dtype=torch.bool, device=self.device)  # pad queries attend to themselves
+        out = []
+        for r0 in range(0, self.b, self.cfg.prefill_rows):
+            rows = slice(r0, min(self.b, r0 + self.cfg.prefill_rows))
+            mask = (real[rows, None, :] & causal[None]) | diag[None]
+            out.append(forward_cached(self.arch, c, rows, ids[rows], pos[rows], cols, mask).float())
+        self.pos.copy_(pos[:, -1:])
+        return torch.cat(out)
+
+    def _step(self, s: int) -> None:
+        """One decode step over cache prefix [0, s): reads ids/pos/col buffers, writes self.logits."""
+        self.cache.filled.index_fill_(1, self.col, True)
+        mask = self.cache.filled[:, None, :s]
+        logits = forward_cached(self.arch, self.cache, slice(None), self.ids, self.pos, self.col, mask)
+        self.logits.copy_(logits.float())
+
+    def step(self, tokens: Int[Tensor, " b"], col: int) -> Float[Tensor, "b v"]:
+        """Feed `tokens` at cache column `col` (position +1 per row); logits of the next token."""
+        self.ids.copy_(tokens[:, None])
+        self.pos.add_(1)
+        self.col.fill_(col)
+        s = min(self.length, math.ceil((col + 1) / self.cfg.bucket) * self.cfg.bucket)
+        if not self.use_graphs:
+            self._step(s)
+        else:
+            if s not in self.graphs:
+                self.graphs[s] = self._capture(s)
+            self.graphs[s].replay()
+        return self.logits
+
+    def _capture(self, s: int) -> torch.cuda.CUDAGraph:
+        """Warm up on a side stream, then capture _step(s); the step is idempotent for fixed buffers."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self._step(s)
+        torch.cuda.current_stream().wait_stream(side)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, pool=self.pool):
+            self._step(s)
+        self.pool = g.pool()
+        return g
+
+    def run(self, prompts: list[list[int]], temperature: float, top_k: int, top_p: float, eos_id: int,
+            pad_id: int) -> tuple[Int[Tensor, "b n"], Float[Tensor, "b n"]]:
+        """Sample up to `new` tokens per row; (tokens, their temperature-1 log-probs), pad after EOS."""
+        ids, real = left_pad(prompts, pad_id, self.device)
+        pad_cols = self.P - ids.shape[1]
+        if pad_cols:  # a narrower wave than planned: pad on the left to the static width
+            ids = F.pad(ids, (pad_cols, 0), value=pad_id)
+            real = F.pad(real, (pad_cols, 0), value=False)
+        toks = torch.full((self.b, self.new), pad_id, dtype=torch.long, device=self.device)
+        lps = torch.zeros((self.b, self.new), dtype=torch.float32, device=self.device)
+        unfinished = torch.ones(self.b, dtype=torch.bool, device=self.device)
+        logits = self.prefill(ids, real)
+        for t in range(self.new):
+            nxt = draw(logits, temperature, top_k, top_p)
+            nxt = torch.where(unfinished, nxt, torch.full_like(nxt, pad_id))
+            toks[:, t] = nxt
+            if self.cfg.logprobs:
+                lps[:, t] = torch.log_softmax(logits, -1).gather(1, nxt[:, None])[:, 0]
+            unfinished &= nxt != eos_id
+            if t + 1 == self.new or not bool(unfinished.any()):
+                break
+            logits = self.step(nxt, self.P + t)
+        return toks, lps
+
+
+# ---- waves ----------------------------------------------------------------------------------------
+
+def plan_waves(n: int, length: int, arch: Arch, dtype: torch.dtype, device, cfg: DecodeConfig) -> tuple[int, int]:
+    """(waves, rows per wave): the fewest equal waves whose KV cache and buffers fit."""
+    cap = n
+    if cfg.max_batch:
+        cap = cfg.max_batch
+    elif torch.device(device).type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+        per_row = length * kv_bytes_per_token(arch, dtype) + arch.vocab * 4 * 8  # cache + logits/sampling temps
+        cap = max(1, int((free * cfg.mem_frac - 2**30) // per_row))
+    waves = math.ceil(n / min(cap, n))
+    return waves, math.ceil(n / waves)
+
+
+def cut(tokens: list[int], lps: list[float], eos_id: int, pad_id: int) -> tuple[list[int], list[float]]:
+    """Up to and including the first EOS; trailing pads of an unfinished row dropped (sampling.cut_at_eos)."""
+    from projected_grpo.sampling import cut_at_eos
+
+    kept = cut_at_eos(tokens, eos_id, pad_id)
+    return kept, lps[: len(kept)]
+
+
+@torch.no_grad()
+def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_new_tokens: int, eos_id: int,
+           pad_id: int, top_k: int = 0, top_p: float = 1.0, cfg: DecodeConfig | None = None) -> Decoded:
+    """Sample one completion per prompt (global torch generator; seed it before calling)."""
+    cfg = cfg or DecodeConfig()
+    assert pad_id != eos_id, "pad id equals eos id"
+    assert max_new_tokens >= 1 and prompts
+    arch = arch_of(model)
+    p = next(model.parameters())
+    dtype, device = arch.embed.weight.dtype, p.device
+    P = max(map(len, prompts))
+    waves, b = plan_waves(len(prompts), P + max_new_tokens, arch, dtype, device, cfg)
+    was_training = model.training
+    model.eval()
+    try:
+        wave = Wave(arch, b, P, max_new_tokens, cfg, dtype, device)
+        tokens, logprobs = [], []
+        for w in range(waves):
+            chunk = prompts[w * b:(w + 1) * b]
+            filler = [chunk[0]] * (b - len(chunk))  # static shape: the last wave is filled up, outputs dropped
+            toks, lps = wave.run(chunk + filler, temperature, top_k, top_p, eos_id, pad_id)
+            for row, lp in zip(toks[: len(chunk)].tolist(), lps[: len(chunk)].tolist()):
+                kept, kept_lp = cut(row, lp, eos_id, pad_id)
+                tokens.append(kept)
+                logprobs.append(kept_lp)
+    finally:
+        model.train(was_training)
+        wave = None  # frees the KV cache and the CUDA graphs' memory pool before training needs it
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
+    return Decoded(tokens, logprobs if cfg.logprobs else None, waves, b)
