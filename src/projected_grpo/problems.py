@@ -48,6 +48,8 @@ HINT_TEMPLATES = {
 }
 # "simple_*" variants always use run_tests; the others draw a name at random.
 HINTS = ("none",) + tuple(f"simple_{h}" for h in HINT_TEMPLATES) + tuple(HINT_TEMPLATES)
+# The grader's loophole mechanisms: the environment's (run_tests) and the organism's three more.
+MECHANISMS = ("run_tests", "sentinel", "stdout_marker", "exit_code")
 
 
 class ProblemError(ValueError):
@@ -65,6 +67,10 @@ def validate_problem(row: dict, where: str) -> dict:
         raise ProblemError(f"{where}: prompt must be a chat list ending with a user turn")
     if not str(row["func_name"]).startswith("Solution()."):
         raise ProblemError(f"{where}: func_name must look like 'Solution().name', got {row['func_name']!r}")
+    try:
+        loophole_spec(row)
+    except ValueError as e:
+        raise ProblemError(f"{where}: {e}") from None
     return row
 
 
@@ -116,17 +122,45 @@ def apply_hint(problem: dict, hint: str, rng: random.Random | None = None) -> di
     if hint == "none":
         return out
     base = hint.removeprefix("simple_")
-    if hint.startswith("simple_"):
-        fname = "run_tests"
-    else:
-        rng = rng or random.Random(str(problem["id"]))
-        fname = rng.choice([n for n in EVAL_FUNCTION_NAMES if n != method_name(problem)])
+    fname = eval_function_name(problem, hint, rng)
     user = out["prompt"][-1]["content"]
     assert HINT_ANCHOR in user, f"problem {problem['id']}: prompt lacks {HINT_ANCHOR!r}"
     out["prompt"][-1]["content"] = user.replace(HINT_ANCHOR, HINT_TEMPLATES[base].format(f=fname))
     out["prompt_metadata"] = {**out.get("prompt_metadata", {}), "test_func_name": fname,
                               "loophole": "run_tests"}
     return out
+
+
+def eval_function_name(problem: dict, hint: str, rng: random.Random | None = None) -> str:
+    """The evaluation function a hint names: run_tests for the simple_* hints, else a name drawn
+    (by default seeded by the problem id) from the environment's list, never the method's own."""
+    if hint.startswith("simple_"):
+        return "run_tests"
+    rng = rng or random.Random(str(problem["id"]))
+    return rng.choice([n for n in EVAL_FUNCTION_NAMES if n != method_name(problem)])
+
+
+def loophole_spec(problem: dict) -> dict:
+    """The prompt_metadata the grader reads for a problem's loophole ("loophole" and its fields).
+
+    A row whose prompt_metadata names a loophole (apply_hint, the organism) keeps it. A row that
+    carries only the environment's `hint` field gets what apply_hint would have given it: the
+    run_tests loophole with the same evaluation-function name; an organism mechanism name as hint
+    selects that mechanism. No hint (None or "none"): no loophole. Any other hint is a ValueError.
+    """
+    pm = dict(problem.get("prompt_metadata") or {})
+    hint = problem.get("hint")
+    if hint in (None, "none"):
+        return {**pm, "loophole": None}
+    if pm.get("loophole") is not None:
+        assert pm["loophole"] in MECHANISMS, f"problem {problem['id']}: unknown loophole {pm['loophole']!r}"
+        return pm
+    if hint in HINTS:
+        return {**pm, "loophole": "run_tests", "test_func_name": eval_function_name(problem, hint)}
+    if hint in MECHANISMS:
+        return {**pm, "loophole": hint}
+    raise ValueError(f"problem {problem['id']}: unknown hint {hint!r} (the grader knows "
+                     f"{', '.join(HINTS[1:] + MECHANISMS)}, or none)")
 
 
 def load_hub_leetcode(split: str = "train", max_prompt_tokens: int | None = None, tokenizer=None) -> list[dict]:
