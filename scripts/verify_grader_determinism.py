@@ -1,10 +1,11 @@
 """Gate: the grader is deterministic under load.
 
 Grades many copies of valid canonical and template-hack completions of organism problems (all four
-loophole mechanisms) concurrently, with every core kept busy, in both sandbox modes (bwrap and
-PGRPO_NO_BWRAP=1), and asserts that every single result is the expected label with
+loophole mechanisms) concurrently, with every core kept busy, with
+bwrap and with PGRPO_NO_BWRAP=1, and asserts that every single result is the expected label with
 can_compile=True (False for exit_code hacks, which exit at module level by design). A flaky sandbox run (killed child, failed bwrap start, lost records) shows up
-as a wrong label. Prints one PASS line; nonzero exit on failure.
+as a wrong label. Runs in both sandboxes (the server and the per-process reference), each with
+and without bwrap. Prints one PASS line; nonzero exit on failure.
 """
 
 import collections
@@ -17,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gate_common import BusyCores  # noqa: E402
 
+from projected_grpo import sandbox  # noqa: E402
 from projected_grpo.grader import MECHANISMS, grade_batch  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
 
@@ -41,14 +43,16 @@ def batch():
     return probs, comps, want
 
 
-def run_mode(no_bwrap: bool, probs, comps, want):
+def run_mode(sandbox_mode: str, no_bwrap: bool, probs, comps, want):
+    os.environ["PGRPO_SANDBOX"] = sandbox_mode
     os.environ["PGRPO_NO_BWRAP"] = "1" if no_bwrap else "0"
     t0 = time.time()
     res = grade_batch(probs, comps)
     dt = time.time() - t0
     bad = [(p["prompt_metadata"]["mechanism"], w, g.label, g.can_compile, g.error)
            for p, w, g in zip(probs, want, res) if (g.label, g.can_compile) != w]
-    mode = "no-bwrap" if no_bwrap else "bwrap"
+    sandbox.SERVERS.close()  # the next configuration starts its own servers
+    mode = f"{sandbox_mode}/{'no-bwrap' if no_bwrap else 'bwrap'}"
     assert not bad, f"{mode}: {len(bad)}/{len(res)} nondeterministic results, e.g. {bad[:5]}"
     return len(res), dt
 
@@ -57,8 +61,9 @@ def main():
     probs, comps, want = batch()
     stats = {}
     with BusyCores(2):
-        for no_bwrap in (False, True):
-            stats["no-bwrap" if no_bwrap else "bwrap"] = run_mode(no_bwrap, probs, comps, want)
+        for mode in sandbox.SANDBOX_MODES:
+            for no_bwrap in (False, True):
+                stats[f"{mode}/{'no-bwrap' if no_bwrap else 'bwrap'}"] = run_mode(mode, no_bwrap, probs, comps, want)
     total = sum(n for n, _ in stats.values())
     detail = ", ".join(f"{m}: {n} in {dt:.1f}s ({n / dt:.1f}/s)" for m, (n, dt) in stats.items())
     print(f"PASS verify_grader_determinism: {total}/{total} completions labelled as expected "

@@ -19,6 +19,7 @@ unterminated trailing ```python block; else None.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import asdict, dataclass
 
@@ -71,7 +72,8 @@ def extract_code(completion: str) -> str | None:
 
 # ----------------------------------------------------------------------------- ground truth
 
-def split_assert(test: str):
+@functools.lru_cache(maxsize=1 << 16)
+def split_assert(test: str) -> tuple[str | None, str]:
     """`assert LHS == RHS` -> (LHS src, RHS src); other asserts -> (None, test expression src)."""
     node = ast.parse(test.strip()).body
     assert len(node) == 1 and isinstance(node[0], ast.Assert), f"not an assert: {test!r:.100}"
