@@ -13,7 +13,11 @@ next one reads, and quantities that must differ between arms:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import runpy
 import subprocess
 import sys
 import tempfile
@@ -27,10 +31,22 @@ from projected_grpo import logs  # noqa: E402
 PY = sys.executable
 
 
-def sh(*cmd: str) -> str:
-    r = subprocess.run([PY, *cmd], cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-1500:]}\n{r.stderr[-3000:]}"
-    return r.stdout
+def sh(script: str, *args: str) -> str:
+    """Run a stage script in this process (as `python script args` would, without a new interpreter
+    and its imports); returns its stdout."""
+    out = io.StringIO()
+    argv, cwd = sys.argv, os.getcwd()
+    sys.argv = [script, *args]
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(str(ROOT / script), run_name="__main__")
+    except SystemExit as e:
+        assert e.code in (None, 0), f"{script} {' '.join(args)} exited {e.code}:\n{out.getvalue()[-1500:]}"
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+    return out.getvalue()
 
 
 ARMS = ("vanilla_s0", "erase_s0", "route_s0", "route-random_s0", "route-subset_s0")
@@ -103,7 +119,8 @@ def main() -> None:
            str(t / "runs" / "route_s0"), "--run", "route-subset_s0", *common)
         # a v_hack extracted for the shared adapter is refused by the own-quarantine adapter
         r = subprocess.run([PY, "scripts/train.py", "--arm", "route", "--vhack", vs, "--quarantine", "own", "--run",
-                            "bad_s0", *common], cwd=ROOT, capture_output=True, text=True)
+                            "bad_s0", *common], cwd=ROOT, capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
         assert r.returncode != 0 and "VhackMismatch" in r.stderr, r.stderr[-500:]
         runs = t / "runs"
         for name in ARMS:
