@@ -4,10 +4,11 @@ Prints numbers only; asserts nothing about speed.
 
 Command (recorded in docs/bench_step.md):
 
-    PGRPO_THREADS=1 python scripts/bench_step.py --model organism:tiny --steps 3
+    python scripts/bench_step.py --skip-trl                       # the CPU organism, 8 x 8 rollouts
+    PGRPO_THREADS=1 python scripts/bench_step.py --model organism:tiny --prompts 4 --steps 3
 
 Workload, identical for both halves: the organism's training problems (difficulty hard) with their
-loophole hint, 4 prompts per step x 8 completions (group size 8), max completion length 48 tokens,
+loophole hint, --prompts prompts per step (default 8) x 8 completions (group size 8), max completion length 48 tokens,
 temperature 1.0, reward = our sandboxed grader (projected_grpo.rollouts.grade_problems -> reward),
 no KL (beta 0), one optimizer step per batch of rollouts, CPU, one torch thread. One warm-up step,
 then --steps timed steps.
@@ -43,10 +44,11 @@ import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ["PGRPO_THREADS"]))
 
-from projected_grpo import grpo, rollouts  # noqa: E402
+from projected_grpo import grpo, rollouts, sandbox  # noqa: E402
 from projected_grpo.rollouts import grade_problems  # noqa: E402
 
-PROMPTS, GROUP, MAX_LEN, TEMP = 4, 8, 48, 1.0
+GROUP, MAX_LEN, TEMP = 8, 48, 1.0
+PROMPTS = 8  # set from --prompts in main()
 
 
 def mean(xs: list[float]) -> float:
@@ -194,13 +196,16 @@ def bench_trl(model: str, steps: int, out_dir: str, seed: int, lr: float, lora: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="organism:tiny", help="organism:tiny, organism:cpu, or a model folder")
+    ap.add_argument("--model", default="organism:cpu", help="organism:tiny, organism:cpu, or a model folder")
+    ap.add_argument("--prompts", type=int, default=8, help="prompts per step (group size is 8)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--trl-lora", type=int, default=0, help="TRL: peft LoRA rank on all linear layers (0 = full weights)")
     ap.add_argument("--trl-lr", type=float, default=None, help="TRL learning rate (default 1e-5 full, 2e-4 LoRA)")
     ap.add_argument("--skip-trl", action="store_true")
     a = ap.parse_args()
+    global PROMPTS
+    PROMPTS = a.prompts
     trl_lr = a.trl_lr if a.trl_lr is not None else (2e-4 if a.trl_lora else 1e-5)
     n_roll = PROMPTS * GROUP
     print(f"bench_step: model={a.model} steps={a.steps} (+1 warm-up) prompts/step={PROMPTS} group={GROUP} "
@@ -240,6 +245,7 @@ def main() -> None:
         label = "t_opt (AdamW step, inside t_train)" if k == "t_opt" else k
         print(f"| {label} | {ours[k]:.3f} | {ours[k] / ours['wall']:.0%} |")
     print(f"| step wall | {ours['wall']:.3f} | 100% |")
+    print(f"(sandbox: {sandbox.sandbox_mode()}, {sandbox.n_workers()} workers; grading {ours['t_grade'] / ours['wall']:.0%} of the step)")
     print(f"(ours: fraction of rollouts trained (non-zero-variance groups) = {ours['frac_trained']:.2f}; "
           f"t_train is 0 on steps where every group has zero reward variance)")
 
