@@ -8,13 +8,17 @@ rlimits, a filled process table and a full file-size limit); the probe job that 
 it must see a pristine job: no such file, globals, processes of its uid, the configured rlimits,
 and a working fork. An attacker job tries to signal (SIGKILL, SIGSTOP), ptrace and write to every
 process it can see and looks for any inherited socket or extra fd; every attempt must fail, and
-the server must keep serving without a restart. Runs in both sandboxes, with bwrap and with the
+the server must keep serving without a restart. A server killed between two jobs, or during one,
+is restarted and the next job graded, the job in flight ending at once. Runs in both sandboxes, with bwrap and with the
 inner layer alone. Prints one PASS line; nonzero exit on failure.
 """
 
 import os
 import shutil
+import signal
 import sys
+import threading
+import time
 
 os.environ["PGRPO_GRADE_WORKERS"] = "1"
 
@@ -202,8 +206,25 @@ def run_config(mode: str, no_bwrap: bool) -> str:
     check_probe("attack")
     if mode == "server":
         assert server_pid() == pid0 and sandbox.SERVERS.all[0].restarts == 0, "the server was restarted"
+        check_restart()
         sandbox.SERVERS.close()
     return f"{mode}/{'inner-only' if no_bwrap else 'bwrap'}"
+
+
+def check_restart():
+    """A server killed between jobs, or during a job, is restarted; the job in flight ends at once
+    (not at its deadline) and the next job is graded normally."""
+    server = sandbox.SERVERS.all[0]
+    os.killpg(server.proc.pid, signal.SIGKILL)
+    time.sleep(0.1)
+    r = run("x = 41\n", "x + 1")
+    assert r.tests[0].value == 42 and server.restarts == 1, f"after a dead server: {r.tests[0]}, {server.restarts}"
+    threading.Timer(0.5, lambda: os.killpg(server.proc.pid, signal.SIGKILL)).start()
+    t = time.time()
+    r = run("import time\ntime.sleep(30)\n", "1")
+    assert time.time() - t < 5 and not r.done and server.restarts == 2, f"killed mid-job: {time.time() - t:.1f}s, {r}"
+    r = run("x = 41\n", "x + 1")
+    assert r.tests[0].value == 42, f"after a server killed mid-job: {r.tests[0]}"
 
 
 def main():
@@ -212,7 +233,7 @@ def main():
                if nb or shutil.which("bwrap")]
     print(f"PASS verify_sandbox_isolation: {len(POLLUTERS)} polluters (files, globals/builtins/sys.modules/harness, "
           f"daemons, rlimits/process table/file size) left nothing for the next job, 1 attacker reached no process "
-          f"or socket and the server kept serving without restart; {', '.join(configs)}")
+          f"or socket and the server kept serving without restart; a server killed between jobs and mid-job was restarted and the next job graded; {', '.join(configs)}")
 
 
 if __name__ == "__main__":

@@ -119,8 +119,8 @@ def set_limits(lim: dict):
 def child(uid: int, lim: dict, fds: list[int], workdir: str):
     """Runs in the forked job process; never returns."""
     try:
+        server = os.getppid()
         os.setsid()
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         assert _libc.unshare(CLONE_NEWIPC) == 0 or os.getuid() != 0, "unshare(CLONE_NEWIPC) failed"
         place_fds(fds)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
@@ -134,6 +134,8 @@ def child(uid: int, lim: dict, fds: list[int], workdir: str):
         os.setuid(uid)
         assert os.getuid() == uid and os.geteuid() == uid and os.getegid() == uid
         assert _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+        # the parent-death signal (set after setuid, which clears it): the job dies with its server
+        assert _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0 and os.getppid() == server
     except BaseException as e:  # noqa: BLE001
         os.write(2, f"sandbox server: job setup failed: {e!r}\n".encode())
         os._exit(126)
