@@ -879,11 +879,9 @@ def held_uids() -> set[int]:
 # ----------------------------------------------------------------------------- pool
 
 def n_workers() -> int:
-    """Sandbox workers per process: PGRPO_GRADE_WORKERS, else two per core with the sandbox server
-    (a job's round trips leave its core idle part of the time: 2 -> 4 workers graded organism
-    completions about 1.3x faster on the 2-core machine) and one per core with the process sandbox."""
-    per_core = 2 if sandbox_mode() == "server" else 1
-    return max(1, int(os.environ.get("PGRPO_GRADE_WORKERS", 0)) or per_core * (os.cpu_count() or 1))
+    """Sandbox workers per process: PGRPO_GRADE_WORKERS, else one per core (on the idle 2-core
+    machine 2, 3 and 4 server workers graded organism completions at the same rate)."""
+    return max(1, int(os.environ.get("PGRPO_GRADE_WORKERS", 0)) or os.cpu_count() or 1)
 
 
 def run_many(jobs: list[Job], progress: bool = False, limits: Limits = Limits(), desc: str = "sandbox") -> list[RunResult]:
