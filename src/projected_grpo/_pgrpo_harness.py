@@ -174,8 +174,8 @@ def run(job: dict, fd: int, in_process_exit: bool = False):
     signal.signal(signal.SIGPROF, on_alarm)
 
     g = {"__name__": "__main__", "__builtins__": builtins}
-    _exec(_compile(job["setup"], "<setup>", "exec"), g)
     setup_code = _compile(job["setup"], "<setup>", "exec")
+    _exec(setup_code, g)
     builtins_snapshot = _dict(builtins.__dict__)
     tests = [(t["kind"], t["src"]) for t in job["tests"]]
     per_test, module_timeout = _float(job["per_test_timeout"]), _float(job["module_timeout"])

@@ -492,7 +492,7 @@ def collect(proc, res_r, nonce, job: Job, limits: Limits, t0) -> RunResult:
     n = len(job.tests)
     tests = [TestRecord("missing") for _ in range(n)]
     out = {proc.stdout_fd: bytearray(), proc.stderr_fd: bytearray()}
-    sel = selectors.DefaultSelector()
+    sel = selectors.PollSelector()  # no epoll fd to create per job
     sel.register(res_r, selectors.EVENT_READ)
     for fd in out:
         sel.register(fd, selectors.EVENT_READ)
