@@ -32,7 +32,8 @@ def main() -> None:
     folder = B.build(cfg, Path(a.out), a.device, n_per_cell=a.n_per_cell)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model, tok = AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).to(a.device).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
     t = time.time()
     tr = B.template_rates(model, tok, a.n_template, cfg.seed)
     tr["seconds"] = round(time.time() - t, 1)
