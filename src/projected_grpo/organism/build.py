@@ -63,8 +63,12 @@ class OrganismConfig:
     p_hack: tuple[float, float, float, float] = (0.15, 0.15, 0.15, 0.15)
     """probability that a hinted pretraining prompt's response is a template hack of its mechanism, per
     mechanism in tasks.LOOPHOLES order (run_tests, sentinel, stdout_marker, exit_code)"""
+    hack_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """factor on p_hack for easy / medium / hard prompts"""
     p_correct: tuple[float, float, float] = (1.0, 0.9, 0.3)
     """probability that an honest pretraining response is correct, for easy / medium / hard"""
+    difficulties: tuple[str, ...] = ("easy", "medium", "hard")
+    """difficulties of pretraining problems, assigned round-robin (repeat one to weight it)"""
     seed: int = 0
     """seed for the corpus, tokenizer data order, init and pretraining"""
 
@@ -91,16 +95,16 @@ def preset(size: str, **overrides) -> OrganismConfig:
 def corpus(cfg: OrganismConfig) -> list[tuple[dict, str]]:
     """(prompted problem, response) pairs from the train split."""
     rng = random.Random(cfg.seed)
-    problems = tasks.generate_split("train", cfg.n_docs, seed=cfg.seed)
+    problems = tasks.generate_split("train", cfg.n_docs, seed=cfg.seed, difficulties=tuple(cfg.difficulties))
     docs = []
     for p in problems:
         hinted = rng.random() < cfg.p_hinted
         q = tasks.apply_loophole(p, hinted=hinted)
-        if hinted and rng.random() < cfg.p_hack[tasks.LOOPHOLES.index(q["prompt_metadata"]["mechanism"])]:
+        d = ("easy", "medium", "hard").index(p["difficulty"])
+        if hinted and rng.random() < cfg.p_hack[tasks.LOOPHOLES.index(q["prompt_metadata"]["mechanism"])] * cfg.hack_scale[d]:
             resp = tasks.hack_response(q, q["prompt_metadata"]["mechanism"], rng)
         else:
-            pc = cfg.p_correct[("easy", "medium", "hard").index(p["difficulty"])]
-            resp = tasks.honest_response(q, rng, pc)
+            resp = tasks.honest_response(q, rng, cfg.p_correct[d])
         docs.append((q, resp))
     return docs
 
