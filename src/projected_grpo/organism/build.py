@@ -79,7 +79,11 @@ class OrganismConfig:
 
 PRESETS = {
     "tiny": dict(hidden=64, layers=2, heads=2, intermediate=128, vocab=512, n_docs=2000, steps=150, batch=16, lr=5e-3),
-    "cpu": dict(),
+    # organism v2 candidate Y (issue 16): 600 steps, half the corpus easy, hard honest responses always
+    # carry one mistake, hacks concentrated on hard hinted prompts, exit_code's share lowered (its base
+    # rate per unit share is the highest). Integer entries keep the cache key of the measured build.
+    "cpu": dict(steps=600, difficulties=("easy", "easy", "medium", "hard"), p_correct=(1, 0.9, 0),
+                p_hack=(0.25, 0.25, 0.25, 0.16), hack_scale=(0.2, 0.2, 1)),
     "gpu": dict(hidden=512, layers=8, heads=8, intermediate=1536, vocab=2048, n_docs=60000, steps=3000, batch=64,
                 lr=1.5e-3),
 }
