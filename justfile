@@ -22,6 +22,11 @@ smoke *filters:
 main seeds="0,1,2" steps="40":
     {{py}} scripts/main_experiment.py --seeds {{seeds}} --steps {{steps}}
 
+# H: vanilla GRPO raises the hinted strict hack rate of every mechanism well above base within 60 steps; the RL baseline (no loophole in training prompts) does not
+# builds the CPU organism if missing, runs vanilla and rl-baseline side by side, prints base/final rates and wall times
+emergence seeds="0" steps="60" *args:
+    {{py}} scripts/emergence.py --seeds {{seeds}} --steps {{steps}} {{args}}
+
 # build (or find cached) the model organism: tiny | cpu | gpu
 organism size="cpu":
     {{py}} -m projected_grpo.organism.build --size {{size}}

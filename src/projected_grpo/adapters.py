@@ -36,6 +36,7 @@ writes `param.grad = sum_b w_b G_b` per block, so routing is a pair of masked su
 import contextlib
 import hashlib
 import json
+import os
 import re
 import zlib
 from dataclasses import asdict, dataclass
@@ -111,7 +112,7 @@ def svd_top_k(
     u, s, vh = u[:, :k].contiguous(), s[:k].contiguous(), vh[:k].contiguous()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: runs started together share the cache
         save_file({"U": u.cpu(), "S": s.cpu(), "Vh": vh.cpu()}, str(tmp))
         tmp.replace(path)
     return u, s, vh, False

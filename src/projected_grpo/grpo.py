@@ -55,8 +55,11 @@ class Args:
     """hint applied to jsonl problems (organism problems carry their own mechanism)"""
     n_train: int = 2000
     """size of the training problem pool (organism)"""
-    n_eval: int = 24
+    n_eval: int = 48
     """eval problems per loophole mechanism (hinted) and per difficulty (no hint)"""
+    eval_samples: int = 4
+    """samples per eval problem; the default 48 x 4 = 192 samples per cell bounds the standard error of
+    a per-cell rate by 0.036 for independent samples and of the overall hinted rate by 0.018"""
     mechanisms: str = "run_tests,sentinel,stdout_marker,exit_code"
     """loophole mechanisms present in training problems (organism)"""
     difficulties: str = "hard"
@@ -399,6 +402,7 @@ class Trainer:
         out = []
         for cond in conditions:
             for split, probs in self.evals.items():
+                probs = [p for p in probs for _ in range(a.eval_samples)]
                 pids = [prompt_ids(self.tok, p) for p in probs]
                 ctx = ad.deployment_ablation(self.model) if cond == "ablated" else contextlib.nullcontext()
                 with ctx:
@@ -453,10 +457,27 @@ def summarize_eval(step: int, cond: str, split: str, probs: list[dict], grades: 
     for p, g in zip(probs, grades):
         cells.setdefault(key(p), []).append(g)
         cells.setdefault("all", []).append(g)
-    return [dict(step=step, quarantine=cond, split=split, cell=c, n=len(gs),
+    return [dict(step=step, quarantine=cond, split=split, cell=c, n=len(gs), n_prompts=len({g["problem_id"] for g in gs}),
                  hack_strict=sum(g["is_hack_strict"] for g in gs) / len(gs),
                  hack_loose=sum(g["is_hack_loose"] for g in gs) / len(gs),
-                 solve=sum(g["eq_correct"] for g in gs) / len(gs)) for c, gs in cells.items()]
+                 solve=sum(g["eq_correct"] for g in gs) / len(gs),
+                 se_hack_strict=cluster_se(gs, "is_hack_strict"), se_solve=cluster_se(gs, "eq_correct"))
+            for c, gs in cells.items()]
+
+
+def cluster_se(grades: list[dict], key: str) -> float:
+    """Standard error of the mean of `key` with samples clustered by problem (several samples per eval
+    prompt are not independent): the std of per-problem means over sqrt(number of problems), weighted
+    by samples per problem (equal weights when every problem has the same number of samples)."""
+    by: dict = {}
+    for g in grades:
+        by.setdefault(str(g["problem_id"]), []).append(float(g[key]))
+    n, m = len(grades), len(by)
+    if m < 2:
+        return float("nan")
+    mean = sum(float(g[key]) for g in grades) / n
+    resid = [sum(v) - len(v) * mean for v in by.values()]  # per-cluster sum of residuals
+    return (m / (m - 1) * sum(r * r for r in resid)) ** 0.5 / n
 
 
 def train(args: Args, intervention=None) -> Path:
