@@ -18,9 +18,13 @@ setup:
 smoke *filters:
     {{py}} scripts/smoke.py {{filters}}
 
-# the main experiment on the CPU organism: vanilla, erase, route, random-direction route, 3 seeds each
-main seeds="0,1,2" steps="40":
-    {{py}} scripts/main_experiment.py --seeds {{seeds}} --steps {{steps}}
+# the main experiment on the CPU organism: vanilla, erase, route, route-subset, scorda-absorb (arms.MAIN), 3 seeds each
+main seeds="0,1,2" steps="40" *args:
+    {{py}} scripts/main_experiment.py --seeds {{seeds}} --steps {{steps}} {{args}}
+
+# the headline: every arm of issue 13 (arms.HEADLINE) x 5 seeds on one device, one run per core, 50 min budget; writes docs/results/<date>_headline/
+headline seeds="0,1,2,3,4" steps="40" *args:
+    {{py}} scripts/headline.py --seeds {{seeds}} --steps {{steps}} {{args}}
 
 # build (or find cached) the model organism: tiny | cpu | gpu
 organism size="cpu":

@@ -103,11 +103,11 @@ def run_summary(run_dir: Path) -> dict | None:
     return out
 
 
-def collect(runs_dir: Path, arms: list[str] | None) -> dict[str, dict[int, dict]]:
+def collect(runs_dir: Path, arms: list[str] | None, require_done: bool = False) -> dict[str, dict[int, dict]]:
     by_arm: dict[str, dict[int, dict]] = {}
     for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         m = RUN_RE.match(d.name)
-        if not m or (arms and m["arm"] not in arms):
+        if not m or (arms and m["arm"] not in arms) or (require_done and not (d / "DONE").exists()):
             continue
         s = run_summary(d)
         if s is not None:
@@ -280,13 +280,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--allow-unequal-n", action="store_true")
     ap.add_argument("--allow-mixed", action="store_true", help="pool and pair runs that differ in run_meta")
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--require-done", action="store_true", help="only runs that finished (a DONE file)")
     ap.add_argument("--per-step", default="", help="comma-separated metrics.jsonl keys to print per training step "
                     "(e.g. pos_share_routed,pos_share_kept,gt_pass)")
     a = ap.parse_args(argv)
     runs = Path(a.runs)
     if not runs.is_dir():
         fail(f"--runs {runs}: no such folder")
-    by_arm = collect(runs, [x for x in a.arms.split(",") if x] or None)
+    by_arm = collect(runs, [x for x in a.arms.split(",") if x] or None, a.require_done)
     if not by_arm:
         fail(f"--runs {runs}: no finished runs (with eval.jsonl)")
     meta = check_meta(by_arm, a.allow_mixed)
