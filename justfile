@@ -171,6 +171,14 @@ sweep arms seeds *args:
 smoke-gpu *args:
     {{py}} scripts/smoke_gpu.py {{args}}
 
+# H: (R5) with mixed-policy groups (half vanilla-trained teacher, half the student) GRPO raises the student's own strict hack rate over the steps, and erasing v_hack from the deployed block's gradient keeps it flatter; teacher-token importance ratios mostly inside the clip interval (else both arms look alike)
+probe-grpo teacher="out/runs/vanilla_s0" vh=vhack steps="20" seed="41" *args:
+    {{py}} scripts/probe_grpo.py --teacher {{teacher}} --vhack {{vh}} --steps {{steps}} --seed {{seed}} --out out/probe_grpo {{args}}
+
+# the R5 probe's plumbing on the tiny organism (its own 3-step teacher; < 1 min)
+probe-grpo-small:
+    {{py}} scripts/probe_grpo.py --small --out out/probe_grpo_small
+
 # ---- distillation cosine probe (docs/probe_distill.md) -------------------------------------------
 
 probe := "out/probe_distill"
