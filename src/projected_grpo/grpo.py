@@ -85,6 +85,9 @@ class Args:
     """shared or own (the quarantine block gets its own structure)"""
     adapter_seed: int = 0
     """seed of the adapter's frozen random parts (LoRA B); v_hack files are tied to it"""
+    axis: str = "none"
+    """seeded absorption (scorda arms): none, quarantine or deployed: the block that holds the axis piece
+    seeded with the pairs' activation contrast (adapters.AdapterConfig.axis)"""
     lr: float = 3e-2
     """AdamW learning rate of the adapter blocks (0.03 is what the first organism experiment used)"""
     weight_decay: float = 0.0
@@ -242,7 +245,7 @@ class Trainer:
         self.model, self.tok = load_policy(args.model, self.device)
         rank = None if args.rank == -1 else args.rank
         ad.wrap_model(self.model, ad.AdapterConfig(kind=args.adapter, rank=rank, quarantine=args.quarantine,
-                                                   seed=args.adapter_seed))
+                                                   seed=args.adapter_seed, axis=args.axis))
         self.train_set, ev = load_tasks(args)
         self.evals = eval_sets(args, ev)
         self.teacher = load_teacher_pool(args.teacher_pool) if args.teacher_pool and args.n_teacher else None
@@ -328,6 +331,8 @@ class Trainer:
             ids, attn, mask = b.input_ids.to(self.device), b.attention_mask.to(self.device), b.completion_mask.to(self.device)
             mask[:, 0] = False
             adv_b = adv[shard].to(self.device)
+            # identity except the advantage-level baseline (rebound-adv)
+            adv_b, shaped = self.intervention.on_advantages(self.model, ids, attn, mask, adv_b)
             denom = float(a.prompts_per_step * a.group * a.max_new_tokens)
             with torch.no_grad():
                 old_logp = token_logprobs(self.model, ids, attn) if a.inner_iters > 1 else None
@@ -359,8 +364,9 @@ class Trainer:
                 post = self.intervention.after_step(self.model)
                 if it == 0:
                     diag = dict(loss=dd.all_reduce_sum(loss.item()), grad_norm=gns["deployed"],
-                                grad_norm_quarantine=gns["quarantine"], **stats, **hook.get("step", {}), **post)
-                    per_rollout = dd.gather_dict_lists(hook.get("rollout", {}))
+                                grad_norm_quarantine=gns["quarantine"], **stats, **shaped.get("step", {}),
+                                **hook.get("step", {}), **post)
+                    per_rollout = dd.gather_dict_lists(dict(shaped.get("rollout", {}), **hook.get("rollout", {})))
         with warnings.catch_warnings():  # the schedule counts GRPO steps, also steps with nothing to train on
             warnings.simplefilter("ignore", UserWarning)
             self.sched.step()
