@@ -58,7 +58,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from projected_grpo._pgrpo_server import remove_uid_files, uid_pids
+from projected_grpo._pgrpo_server import kill_uid, remove_tree, remove_uid_files, uid_pids
 
 log = logging.getLogger(__name__)
 
@@ -340,13 +340,9 @@ def preexec(lim: dict):
 
 
 def sweep_uid(uid: int | None):
-    """Kill every process of `uid` (kill(-1) from a process running as that uid)."""
-    if uid is None:
-        return
-    kill = shutil.which("kill", path="/usr/bin:/bin")
-    assert kill, "need /bin/kill for the uid sweep"
-    subprocess.run([kill, "-9", "-1"], user=uid, group=uid, extra_groups=[], env={},
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    """Kill every process of `uid` (as root, by pidfd: _pgrpo_server.kill_uid)."""
+    if uid is not None:
+        kill_uid(uid)
 
 
 _subreaper = False
@@ -468,7 +464,7 @@ def run_job_as(job: Job, uid: int | None, limits: Limits = Limits()) -> RunResul
             except subprocess.TimeoutExpired:
                 pass
         clear_uid(uid)
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_tree(workdir)
         if uid is not None and not use_bwrap():
             remove_uid_files(uid)
 
