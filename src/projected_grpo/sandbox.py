@@ -19,8 +19,10 @@ Results come back on a dedicated pipe, not stdout: the parent sends a random non
 on stdin, the harness (_pgrpo_harness.py) tags every record with it, and the parent accepts
 records only in the expected order (setup, module, test 0..n-1, done), each within its own
 deadline; a test without a record counts as a timeout or missing. Expected values are never
-sent to the child, so records forged by the untrusted code cannot claim a correct answer they
-did not compute.
+sent to the child, so a record forged by the untrusted code (it runs in the reporting process and
+can find the nonce by walking frames) cannot make a wrong answer to an `==` test correct. It can
+forge the module record, `truth` tests (none in today's data) and the sentinel check's value: a
+known limitation of reporting from the process that runs the code.
 
 Two ways to run a job (PGRPO_SANDBOX, default `server`):
   server   one long-lived sandbox server per worker slot (_pgrpo_server.py) inside the outer
