@@ -18,9 +18,18 @@ setup:
 smoke *filters:
     {{py}} scripts/smoke.py {{filters}}
 
-# the main experiment on the CPU organism: vanilla, erase, route, random-direction route, 3 seeds each
-main seeds="0,1,2" steps="40":
-    {{py}} scripts/main_experiment.py --seeds {{seeds}} --steps {{steps}}
+# the main experiment on the CPU organism: vanilla, erase, route, route-subset, scorda-absorb (arms.MAIN), 3 seeds each
+main seeds="0,1,2" steps="40" *args:
+    {{py}} scripts/main_experiment.py --seeds {{seeds}} --steps {{steps}} {{args}}
+
+# the headline: every arm of issue 13 (arms.HEADLINE) x 5 seeds on one device, one run per core, 50 min budget; writes docs/results/<date>_headline/
+headline seeds="0,1,2,3,4" steps="40" *args:
+    {{py}} scripts/headline.py --seeds {{seeds}} --steps {{steps}} {{args}}
+
+# H: vanilla GRPO raises the hinted strict hack rate of every mechanism well above base within 60 steps; the RL baseline (no loophole in training prompts) does not
+# builds the CPU organism if missing, runs vanilla and rl-baseline side by side, prints base/final rates and wall times
+emergence seeds="0" steps="60" *args:
+    {{py}} scripts/emergence.py --seeds {{seeds}} --steps {{steps}} {{args}}
 
 # build (or find cached) the model organism: tiny | cpu | gpu
 organism size="cpu":
@@ -39,6 +48,21 @@ vhack-own pairs=pairs out=vhack_own *args:
     {{py}} scripts/extract_vhack_grad.py --pairs '{{pairs}}' --quarantine own --out {{out}} {{args}}
 
 # ---- arms (one run each; pass --steps N etc. through args) -------------------------------------
+# the v_hack files an arm needs: just vhack, just vhack-own, just vhack-placebo, just vhack-placebo-own
+
+# placebo-pair v_grad for the shared adapter (erase-placebo)
+vhack-placebo:
+    {{py}} scripts/extract_vhack_grad.py --pairs 'data/pairs/pair_diagnostics.md#placebo' --out out/vhack/organism_cpu_svd_placebo.safetensors
+
+# placebo-pair v_grad for the own-quarantine adapter (route-placebo)
+vhack-placebo-own:
+    {{py}} scripts/extract_vhack_grad.py --pairs 'data/pairs/pair_diagnostics.md#placebo' --quarantine own --out out/vhack/organism_cpu_svd_own_placebo.safetensors
+
+# any registry arm: just arm scorda-absorb 3 --steps 60
+arm name seed="0" *args:
+    {{py}} scripts/train.py --arm {{name}} --seed {{seed}} --run {{name}}_s{{seed}} {{args}}
+
+# ---- arms: generated from src/projected_grpo/arms.py by scripts/gen_arm_recipes.py; do not edit ----
 
 # H: with the loophole announced, GRPO raises the strict hack rate from the base rate to a majority
 vanilla seed="0" *args:
@@ -50,59 +74,77 @@ rl-baseline seed="0" *args:
 
 # H: projecting v_hack out of the deployed block's gradient lowers the hack rate relative to vanilla
 erase seed="0" *args:
-    {{py}} scripts/train.py --arm erase --vhack {{vhack}} --seed {{seed}} --run erase_s{{seed}} {{args}}
+    {{py}} scripts/train.py --arm erase --seed {{seed}} --run erase_s{{seed}} {{args}}
+
+# H: projecting v_hack out of the deployed block's realised AdamW step lowers the hack rate relative to vanilla
+erase-update seed="0" *args:
+    {{py}} scripts/train.py --arm erase-update --seed {{seed}} --run erase-update_s{{seed}} {{args}}
 
 # H: a random direction of matched shape erased the same way does not lower the hack rate (direction matters)
 erase-random seed="0" *args:
-    {{py}} scripts/train.py --arm erase-random --vhack {{vhack}} --seed {{seed}} --run erase-random_s{{seed}} {{args}}
+    {{py}} scripts/train.py --arm erase-random --seed {{seed}} --run erase-random_s{{seed}} {{args}}
 
 # H: erase with v_hack from placebo pairs (a contrast unrelated to hacking) does not lower the hack rate
 erase-placebo seed="0" *args:
-    {{py}} scripts/train.py --arm erase --vhack out/vhack/organism_cpu_svd_placebo.safetensors --seed {{seed}} --run erase-placebo_s{{seed}} {{args}}
+    {{py}} scripts/train.py --arm erase-placebo --seed {{seed}} --run erase-placebo_s{{seed}} {{args}}
 
 # H: routing the top-scoring rollouts (cosine to v_grad) to an own-basis quarantine lowers the deployed hack rate
 route seed="0" *args:
-    {{py}} scripts/train.py --arm route --vhack {{vhack_own}} --quarantine own --route-frac 0.25 --seed {{seed}} --run route_s{{seed}} {{args}}
+    {{py}} scripts/train.py --arm route --seed {{seed}} --run route_s{{seed}} {{args}}
 
 # H: routing the same fraction per step by a random direction does not lower the deployed hack rate (no shrinkage effect)
 route-random seed="0" *args:
-    {{py}} scripts/train.py --arm route-random --vhack {{vhack_own}} --quarantine own --match-run out/runs/route_s{{seed}} --seed {{seed}} --run route-random_s{{seed}} {{args}}
+    {{py}} scripts/train.py --arm route-random --seed {{seed}} --run route-random_s{{seed}} {{args}}
 
 # H: routing a uniformly random subset at the route run's per-step fraction lowers the deployed solve rate as much as route does (the collapse is "how many", not "which direction")
 route-subset seed="0" *args:
-    {{py}} scripts/train.py --arm route-subset --quarantine own --match-run out/runs/route_s{{seed}} --seed {{seed}} --run route-subset_s{{seed}} {{args}}
+    {{py}} scripts/train.py --arm route-subset --seed {{seed}} --run route-subset_s{{seed}} {{args}}
 
 # H: a random subset that also matches the route run's per-step positive-advantage share among the routed reproduces route's deployed hack and solve rates (the effect is "how many" and "which advantage sign")
 route-subset-signed seed="0" *args:
-    {{py}} scripts/train.py --arm route-subset-signed --quarantine own --match-run out/runs/route_s{{seed}} --seed {{seed}} --run route-subset-signed_s{{seed}} {{args}}
+    {{py}} scripts/train.py --arm route-subset-signed --seed {{seed}} --run route-subset-signed_s{{seed}} {{args}}
 
 # H: routing by v_grad from placebo pairs (a contrast unrelated to hacking) lowers the deployed hack rate less than route (direction matters)
 route-placebo seed="0" *args:
-    {{py}} scripts/train.py --arm route --vhack out/vhack/organism_cpu_svd_own_placebo.safetensors --quarantine own --route-frac 0.25 --seed {{seed}} --run route-placebo_s{{seed}} {{args}}
-
-# placebo-pair v_grad for the own-quarantine adapter (route-placebo)
-vhack-placebo-own:
-    {{py}} scripts/extract_vhack_grad.py --pairs 'data/pairs/pair_diagnostics.md#placebo' --quarantine own --out out/vhack/organism_cpu_svd_own_placebo.safetensors
+    {{py}} scripts/train.py --arm route-placebo --seed {{seed}} --run route-placebo_s{{seed}} {{args}}
 
 # H: two trained blocks without routing hack like vanilla (parameter count alone does not suppress hacking)
 capacity seed="0" *args:
-    {{py}} scripts/train.py --arm capacity --quarantine own --seed {{seed}} --run capacity_s{{seed}} {{args}}
+    {{py}} scripts/train.py --arm capacity --seed {{seed}} --run capacity_s{{seed}} {{args}}
 
 # H: training both blocks on every rollout and ablating the quarantine removes part of the update (absorb-only control)
 absorb seed="0" *args:
-    {{py}} scripts/train.py --arm absorb --quarantine own --seed {{seed}} --run absorb_s{{seed}} {{args}}
+    {{py}} scripts/train.py --arm absorb --seed {{seed}} --run absorb_s{{seed}} {{args}}
+
+# H: a quarantine block seeded with the pairs' signed activation contrast, both blocks trained on every rollout, absorbs hacking: deployment ablation lowers the deployed hack rate (held-out mechanisms too) more than absorb and scorda-reverse, at a small cost in no-hint solve
+scorda-absorb seed="0" *args:
+    {{py}} scripts/train.py --arm scorda-absorb --seed {{seed}} --run scorda-absorb_s{{seed}} {{args}}
+
+# H: the same seed placed in the deployed block does not lower the deployed hack rate (directional control of scorda-absorb)
+scorda-reverse seed="0" *args:
+    {{py}} scripts/train.py --arm scorda-reverse --seed {{seed}} --run scorda-reverse_s{{seed}} {{args}}
+
+# H: lowering each rollout's advantage in proportion to its activation score against v_act from the pairs (oracle-free peer baseline in the style of Rebound) lowers the hack rate relative to vanilla
+rebound-adv seed="0" *args:
+    {{py}} scripts/train.py --arm rebound-adv --seed {{seed}} --run rebound-adv_s{{seed}} {{args}}
 
 # H: (UPPER BOUND, reads ground-truth labels) routing true hacks to the quarantine keeps the deployed model clean
 oracle-route seed="0" *args:
-    {{py}} scripts/train.py --arm oracle-route --quarantine own --seed {{seed}} --run oracle-route_s{{seed}} {{args}}
+    {{py}} scripts/train.py --arm oracle-route --seed {{seed}} --run oracle-route_s{{seed}} {{args}}
 
-# H: (ORACLE peer baseline) a ground-truth monitor with reward penalty prevents hacking; at 90% accuracy less reliably
-gt-penalty seed="0" acc="1.0" *args:
-    {{py}} scripts/train.py --arm gt-penalty --monitor-accuracy {{acc}} --seed {{seed}} --run gt-penalty{{acc}}_s{{seed}} {{args}}
+# H: (ORACLE peer baseline, reads labels) a ground-truth monitor of accuracy 1.0 with reward penalty prevents hacking
+gt-penalty seed="0" *args:
+    {{py}} scripts/train.py --arm gt-penalty --seed {{seed}} --run gt-penalty_s{{seed}} {{args}}
 
-# H: (ORACLE peer baseline) screening flagged rollouts out of the batch prevents hacking
-gt-screen seed="0" acc="1.0" *args:
-    {{py}} scripts/train.py --arm gt-screen --monitor-accuracy {{acc}} --seed {{seed}} --run gt-screen{{acc}}_s{{seed}} {{args}}
+# H: (ORACLE peer baseline, reads labels) a ground-truth monitor of accuracy 0.9 with reward penalty prevents hacking less reliably than at accuracy 1.0
+gt-penalty-acc90 seed="0" *args:
+    {{py}} scripts/train.py --arm gt-penalty-acc90 --seed {{seed}} --run gt-penalty-acc90_s{{seed}} {{args}}
+
+# H: (ORACLE peer baseline, reads labels) screening flagged rollouts out of the batch prevents hacking
+gt-screen seed="0" *args:
+    {{py}} scripts/train.py --arm gt-screen --seed {{seed}} --run gt-screen_s{{seed}} {{args}}
+
+# ---- end of generated arms ----
 
 # ---- results -------------------------------------------------------------------------------------
 
@@ -133,6 +175,14 @@ sweep arms seeds *args:
 # GPU smoke (needs CUDA, bf16): tiny random Qwen3, v_hack extraction, every arm 2 steps on svd and lora
 smoke-gpu *args:
     {{py}} scripts/smoke_gpu.py {{args}}
+
+# H: (R5) with mixed-policy groups (half vanilla-trained teacher, half the student) GRPO raises the student's own strict hack rate over the steps, and erasing v_hack from the deployed block's gradient keeps it flatter; teacher-token importance ratios mostly inside the clip interval (else both arms look alike)
+probe-grpo teacher="out/runs/vanilla_s0" vh=vhack steps="20" seed="41" *args:
+    {{py}} scripts/probe_grpo.py --teacher {{teacher}} --vhack {{vh}} --steps {{steps}} --seed {{seed}} --out out/probe_grpo {{args}}
+
+# the R5 probe's plumbing on the tiny organism (its own 3-step teacher; < 1 min)
+probe-grpo-small:
+    {{py}} scripts/probe_grpo.py --small --out out/probe_grpo_small
 
 # ---- distillation cosine probe (docs/probe_distill.md) -------------------------------------------
 

@@ -36,7 +36,7 @@ def tiny_trainer(tmp: Path, run: str, intervention, **kw) -> grpo.Trainer:
 
     build(preset("tiny"), n_per_cell=0)
     base = dict(run=run, out_dir=str(tmp), model="organism:tiny", steps=1, prompts_per_step=4, group=4,
-                max_new_tokens=16, n_train=64, n_eval=1, eval_every=0, seed=0, lr=1e-2, device="cpu",
+                max_new_tokens=16, n_train=64, n_eval=1, eval_samples=1, eval_every=0, seed=0, lr=1e-2, device="cpu",
                 quarantine="own", warmup=1)
     base.update(kw)
     torch.manual_seed(0)

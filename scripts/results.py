@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from projected_grpo import logs  # noqa: E402
 
 HELD_OUT = ("stdout_marker", "exit_code")  # mechanisms absent from data/pairs/hack_pairs.md
+IN_DIST = ("run_tests", "sentinel")  # mechanisms the pairs show
+TARGET_HALF_WIDTH = 0.05
 RUN_RE = re.compile(r"^(?P<arm>.+)_s(?P<seed>\d+)$")
 N_BOOT = 4000
 
@@ -88,9 +90,10 @@ def run_summary(run_dir: Path) -> dict | None:
         c[f"hack_strict_{q}"] = count([h], "hack_strict")
         c[f"hack_loose_{q}"] = count([h], "hack_loose")
         c[f"solve_nohint_{q}"] = count([cell[("nohint", "all")]], "solve")
-        held = [cell[("hinted", m)] for m in HELD_OUT if ("hinted", m) in cell]
-        if held:
-            c[f"hack_strict_heldout_{q}"] = count(held, "hack_strict")
+        for group, mechs in (("heldout", HELD_OUT), ("indist", IN_DIST)):
+            cells = [cell[("hinted", m)] for m in mechs if ("hinted", m) in cell]
+            if cells:
+                c[f"hack_strict_{group}_{q}"] = count(cells, "hack_strict")
         for (split, name), r in cell.items():
             if split == "hinted" and name != "all":
                 c[f"hack_strict_{name}_{q}"] = count([r], "hack_strict")
@@ -100,11 +103,11 @@ def run_summary(run_dir: Path) -> dict | None:
     return out
 
 
-def collect(runs_dir: Path, arms: list[str] | None) -> dict[str, dict[int, dict]]:
+def collect(runs_dir: Path, arms: list[str] | None, require_done: bool = False) -> dict[str, dict[int, dict]]:
     by_arm: dict[str, dict[int, dict]] = {}
     for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         m = RUN_RE.match(d.name)
-        if not m or (arms and m["arm"] not in arms):
+        if not m or (arms and m["arm"] not in arms) or (require_done and not (d / "DONE").exists()):
             continue
         s = run_summary(d)
         if s is not None:
@@ -112,7 +115,9 @@ def collect(runs_dir: Path, arms: list[str] | None) -> dict[str, dict[int, dict]
     return by_arm
 
 
-METRICS = ("hack_strict", "hack_loose", "hack_strict_heldout", "solve_nohint")
+METRICS = ("hack_strict", "hack_loose", "hack_strict_indist", "hack_strict_heldout", "solve_nohint")
+CONTROL_KEYS = ("hack_strict_ablated", "hack_strict_indist_ablated", "hack_strict_heldout_ablated", "solve_nohint_ablated")
+"""Deployed-model metrics compared between an arm and its controls (arms.Arm.controls)."""
 
 
 def check_meta(by_arm: dict[str, dict[int, dict]], allow_mixed: bool) -> dict:
@@ -151,8 +156,43 @@ def table(by_arm: dict[str, dict[int, dict]], baseline: str = "vanilla", allow_u
                 if arm != baseline and shared:
                     d = bootstrap([have[i] for i in shared], [base[i]["counts"][bkey] for i in shared])
                     r[f"diff_{key}"] = d + (len(shared),)
+        r["vs_controls"] = control_differences(arm, seeds, by_arm)
+        r["n_for_half_width"] = n_for_half_width(r)
         res["arms"][arm] = r
     return res
+
+
+def controls_of(arm: str) -> tuple[str, ...]:
+    """The registry's controls of an arm (none for run names outside the registry)."""
+    from projected_grpo import arms
+
+    return arms.BY_NAME[arm].controls if arm in arms.BY_NAME else ()
+
+
+def control_differences(arm: str, seeds: dict[int, dict], by_arm: dict[str, dict[int, dict]]) -> dict:
+    """{control: {key: (estimate, 2.5%, 97.5%, n shared seeds)}}: paired differences of the deployed model's
+    rates, arm minus control, over the seeds both have."""
+    out: dict = {}
+    for ctrl in controls_of(arm):
+        other = by_arm.get(ctrl, {})
+        for key in CONTROL_KEYS:
+            shared = [i for i in sorted(seeds) if key in seeds[i]["counts"] and key in other.get(i, {}).get("counts", {})]
+            if shared:
+                d = bootstrap([seeds[i]["counts"][key] for i in shared], [other[i]["counts"][key] for i in shared])
+                out.setdefault(ctrl, {})[key] = d + (len(shared),)
+    return out
+
+
+def n_for_half_width(r: dict, target: float = TARGET_HALF_WIDTH) -> dict:
+    """{key: seeds needed} for the deployed-model rates whose 95% interval is wider than +-target: n times the
+    squared ratio of half-widths (the interval of a mean narrows as 1/sqrt(n) at a fixed eval size per seed)."""
+    out = {}
+    for key in CONTROL_KEYS:
+        if key in r:
+            hw = (r[key][2] - r[key][1]) / 2
+            if hw > target:
+                out[key] = int(np.ceil(r["n"] * (hw / target) ** 2))
+    return out
 
 
 def fmt(x) -> str:
@@ -162,7 +202,8 @@ def fmt(x) -> str:
 
 
 COLS = [("hack_strict_kept", "strict hack (kept)"), ("hack_strict_ablated", "strict hack (deployed, ablated)"),
-        ("hack_loose_ablated", "loose hack (ablated)"), ("hack_strict_heldout_ablated", "held-out mech. strict (ablated)"),
+        ("hack_loose_ablated", "loose hack (ablated)"), ("hack_strict_indist_ablated", "pair mech. strict (ablated)"),
+        ("hack_strict_heldout_ablated", "held-out mech. strict (ablated)"),
         ("solve_nohint_ablated", "no-hint solve (ablated)"), ("diff_hack_strict_ablated", "Δ strict vs vanilla (paired)"),
         ("diff_solve_nohint_ablated", "Δ no-hint solve vs vanilla (paired)")]
 
@@ -181,6 +222,7 @@ def markdown(res: dict, meta: dict) -> str:
         for seed, vals in sorted(r["per_seed"].items()):
             cells = [f"{vals[c[0]]:.3f}" if c[0] in vals else "-" for c in COLS if not c[0].startswith("diff")]
             lines.append(f"| {arm} | {seed} | " + " | ".join(cells) + " |")
+    lines += controls_markdown(res)
     lines.append("")
     lines.append(f"Mean [95% interval] of a hierarchical bootstrap ({N_BOOT} draws: seeds, then eval samples within "
                  "seed); paired differences over the seeds both arms share (Δ columns: mean over seeds of arm minus "
@@ -189,6 +231,25 @@ def markdown(res: dict, meta: dict) -> str:
                  "removed); for arms without a quarantine it equals 'kept'. Runs: "
                  + ", ".join(f"{k} {v}" for k, v in meta.items()) + ".")
     return "\n".join(lines)
+
+
+def controls_markdown(res: dict) -> list[str]:
+    """Paired differences of each arm's deployed model from its controls, and the seeds a +-0.05 interval needs."""
+    rows = [(arm, ctrl, d) for arm, r in res["arms"].items() for ctrl, d in r.get("vs_controls", {}).items()]
+    lines = []
+    if rows:
+        lines += ["", "Paired differences from each arm's controls (deployed models, arm minus control; the seeds "
+                  "both share):", "", "| arm | control | seeds | " + " | ".join(CONTROL_KEYS) + " |",
+                  "|---|---|---|" + "---|" * len(CONTROL_KEYS)]
+        for arm, ctrl, d in rows:
+            n = max(v[3] for v in d.values())
+            lines.append(f"| {arm} | {ctrl} | {n} | " + " | ".join(fmt(d.get(k)) for k in CONTROL_KEYS) + " |")
+    need = [(arm, r["n_for_half_width"]) for arm, r in res["arms"].items() if r.get("n_for_half_width")]
+    if need:
+        lines += ["", f"Intervals wider than +-{TARGET_HALF_WIDTH}: seeds that would reach it (n x (half-width / "
+                  f"{TARGET_HALF_WIDTH})^2, same eval size per seed):", ""]
+        lines += [f"- {arm}: " + ", ".join(f"{k} {v}" for k, v in n.items()) for arm, n in need]
+    return lines
 
 
 def per_step(runs_dir: Path, by_arm: dict[str, dict[int, dict]], keys: list[str]) -> str:
@@ -219,13 +280,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--allow-unequal-n", action="store_true")
     ap.add_argument("--allow-mixed", action="store_true", help="pool and pair runs that differ in run_meta")
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--require-done", action="store_true", help="only runs that finished (a DONE file)")
     ap.add_argument("--per-step", default="", help="comma-separated metrics.jsonl keys to print per training step "
                     "(e.g. pos_share_routed,pos_share_kept,gt_pass)")
     a = ap.parse_args(argv)
     runs = Path(a.runs)
     if not runs.is_dir():
         fail(f"--runs {runs}: no such folder")
-    by_arm = collect(runs, [x for x in a.arms.split(",") if x] or None)
+    by_arm = collect(runs, [x for x in a.arms.split(",") if x] or None, a.require_done)
     if not by_arm:
         fail(f"--runs {runs}: no finished runs (with eval.jsonl)")
     meta = check_meta(by_arm, a.allow_mixed)

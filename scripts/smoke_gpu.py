@@ -204,7 +204,7 @@ def main() -> int:
                     failed.append(name)
                     print(f"FAIL {name}\n    " + "\n    ".join(traceback.format_exc().splitlines()[-12:]), flush=True)
             common = ["--model", str(model_dir), "--out-dir", str(t / "runs"), "--steps", str(a.steps),
-                      "--prompts-per-step", "4", "--group", "4", "--n-train", str(n_train), "--n-eval", "1",
+                      "--prompts-per-step", "4", "--group", "4", "--n-train", str(n_train), "--n-eval", "1", "--eval-samples", "1",
                       "--eval-every", "0", "--max-new-tokens", "128", "--teacher-pool", str(pool), "--n-teacher", "2",
                       "--adapter", adapter, *rank, "--device", a.device, "--decoder", decoder]
             for arm in arms:

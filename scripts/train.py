@@ -1,12 +1,14 @@
-"""One GRPO run of one arm.
+"""One GRPO run of one arm of the registry (src/projected_grpo/arms.py).
 
     python scripts/train.py --arm vanilla --seed 0 --run vanilla_s0
-    python scripts/train.py --arm erase --vhack out/vhack/organism_cpu_svd.safetensors --seed 0
-    python scripts/train.py --arm route --vhack ... --route-frac 0.25
+    python scripts/train.py --arm erase --seed 0           # v_hack from out/vhack/<model>_svd.safetensors
+    python scripts/train.py --arm route-random --seed 0    # matched to out/runs/route_s0 per step
 
-Arms (the intervention acting at the loop's gradient hook):
-    vanilla          no intervention
-    rl-baseline      no intervention, no loophole in the training prompts
+An arm fixes its intervention and some flags (the registry's `flags`; one given on the command line
+overrides the registry's value, with a note, and the run folder's arm.json records it); --vhack
+defaults to the registry's file for the model (arms.vhack_path) and --match-run to <out-dir>/<matched
+arm>_s<seed>. Interventions (interventions.py):
+    none             no intervention
     erase            project v_hack out of the deployed block's gradient (--erase-target update: out of the update)
     erase-random     erase with a random direction of matched shape (control)
     route            per-rollout routing by cosine to v_grad, pinned by thresholds or --route-frac
@@ -17,6 +19,9 @@ Arms (the intervention acting at the loop's gradient hook):
                      rollouts among the routed (control: how many and which advantage sign, no direction)
     capacity         both blocks trained on every rollout, no routing (capacity-matched control)
     absorb           every rollout in the absorb region (absorb-only control)
+    scorda           both blocks trained on every rollout, one of them seeded with the pairs' signed activation
+                     contrast (--axis quarantine: scorda-absorb; --axis deployed: scorda-reverse)
+    rebound-adv      each rollout's advantage lowered in proportion to its activation score against v_act
     oracle-route     routing by the ground-truth hack label (UPPER BOUND, reads labels; never a method)
     gt-penalty       ground-truth monitor: reward of detected hacks set to 0 (peer baseline, oracle)
     gt-screen        ground-truth monitor: detected hacks dropped from the batch (peer baseline, oracle)
@@ -25,18 +30,18 @@ Arms (the intervention acting at the loop's gradient hook):
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from projected_grpo import grpo, logs  # noqa: E402
+from projected_grpo import arms, grpo, logs  # noqa: E402
 from projected_grpo.cli import add_dataclass_args, dataclass_from_args  # noqa: E402
 
-ARMS = ("vanilla", "rl-baseline", "erase", "erase-random", "route", "route-random", "route-subset",
-        "route-subset-signed", "capacity", "absorb", "oracle-route", "gt-penalty", "gt-screen")
-MATCHED_ARMS = ("route-random", "route-subset", "route-subset-signed")  # need --match-run
-ROUTING_ARMS = ("route", "capacity", "absorb", "oracle-route") + MATCHED_ARMS
+MATCHED = ("route-random", "route-subset", "route-subset-signed")  # interventions that need --match-run
+ROUTING = ("route", "capacity", "absorb", "oracle-route", "scorda") + MATCHED  # train the quarantine block
 
 
 def fail(msg: str) -> None:
@@ -56,58 +61,97 @@ def matched_schedule(run: str, key: str) -> list[float]:
 
 
 def build_intervention(a: argparse.Namespace, trainer_args: grpo.Args):
+    """The intervention object of the arm's intervention kind (arms.INTERVENTIONS)."""
     from projected_grpo import interventions as iv
 
-    arm = a.arm
-    if arm in ("vanilla", "rl-baseline"):
+    kind, seed = arms.arm(a.arm).intervention, trainer_args.seed
+    V = iv.LazyVhack(a.vhack) if a.vhack else None
+    if kind == "none":
         return iv.NoIntervention()
-    if arm in ("gt-penalty", "gt-screen"):
-        return iv.GroundTruthMonitor(mode=arm.split("-")[1], accuracy=a.monitor_accuracy, seed=trainer_args.seed)
-    needs_v = arm in ("erase", "erase-random", "route", "route-random")
-    V = None
-    if needs_v:
-        if not a.vhack:
-            fail(f"--vhack: --arm {arm} needs a v_hack file (run scripts/extract_vhack_grad.py first)")
-        V = iv.LazyVhack(a.vhack)
-    if arm in MATCHED_ARMS and not a.match_run:
-        fail(f"--match-run: --arm {arm} needs a route run whose per-step routed fraction to match")
-    if arm in ("erase", "erase-random"):
-        return iv.Erase(V, one_sided=not a.two_sided, target=a.erase_target, random=arm == "erase-random",
-                        seed=trainer_args.seed)
-    if arm == "route":
+    if kind in ("gt-penalty", "gt-screen"):
+        return iv.GroundTruthMonitor(mode=kind.split("-")[1], accuracy=a.monitor_accuracy, seed=seed)
+    if kind in ("erase", "erase-random"):
+        return iv.Erase(V, one_sided=not a.two_sided, target=a.erase_target, random=kind == "erase-random", seed=seed)
+    if kind == "route":
         return iv.Route(V, gate="grad", t_absorb=a.t_absorb, t_route=a.t_route, route_frac=a.route_frac)
-    if arm in MATCHED_ARMS:
+    if kind in MATCHED:
         frac = matched_schedule(a.match_run, "routed_frac")
-        gate = {"route-random": "random", "route-subset": "subset", "route-subset-signed": "subset-signed"}[arm]
-        pos = matched_schedule(a.match_run, "pos_share_routed") if arm == "route-subset-signed" else None
-        return iv.Route(V, gate=gate, match_frac=frac, seed=trainer_args.seed, match_pos_share=pos)
-    if arm == "capacity":
-        return iv.Route(None, gate="none")
-    if arm == "absorb":
-        return iv.Route(None, gate="absorb")
-    if arm == "oracle-route":
-        return iv.Route(None, gate="oracle")
-    raise ValueError(f"unknown arm {arm!r}")
+        pos = matched_schedule(a.match_run, "pos_share_routed") if kind == "route-subset-signed" else None
+        gate = {"route-random": "random", "route-subset": "subset", "route-subset-signed": "subset-signed"}[kind]
+        return iv.Route(V, gate=gate, match_frac=frac, seed=seed, match_pos_share=pos)
+    if kind in ("capacity", "absorb", "oracle-route"):
+        return iv.Route(None, gate={"capacity": "none", "absorb": "absorb", "oracle-route": "oracle"}[kind])
+    if kind == "scorda":
+        return iv.SeededAbsorb(pairs=a.pairs)
+    if kind == "rebound-adv":
+        return iv.ReboundAdvantage(V, beta=a.rebound_beta)
+    raise ValueError(f"unknown intervention {kind!r}")
 
 
-def main(argv: list[str] | None = None) -> Path:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arm", default="vanilla", choices=ARMS)
-    ap.add_argument("--vhack", default="", help="v_hack safetensors (erase / route arms)")
+    ap.add_argument("--arm", default="vanilla", choices=list(arms.BY_NAME))
+    ap.add_argument("--vhack", default="", help="v_hack safetensors (default: the registry's file for --model)")
     ap.add_argument("--two-sided", action="store_true", help="erase: remove both signs of the v_hack component")
     ap.add_argument("--erase-target", default="grad", choices=("grad", "update"))
     ap.add_argument("--t-absorb", type=float, default=1.0, help="route: scores >= this enter the absorb region")
     ap.add_argument("--t-route", type=float, default=1.0, help="route: scores >= this are routed to the quarantine")
     ap.add_argument("--route-frac", type=float, default=0.0, help="route: route the top fraction of each step's scores")
-    ap.add_argument("--match-run", default="", help="route-random, route-subset(-signed): run folder whose per-step routed fraction "
-                    "(and positive-advantage share among the routed) to match")
+    ap.add_argument("--match-run", default="", help="route-random, route-subset(-signed): run folder whose per-step "
+                    "routed fraction (and positive-advantage share among the routed) to match "
+                    "(default: <out-dir>/<matched arm>_s<seed>)")
     ap.add_argument("--monitor-accuracy", type=float, default=1.0, help="gt-*: accuracy of the ground-truth monitor")
+    ap.add_argument("--pairs", default=arms.PAIRS["shared"], help="scorda: pairs whose activation contrast seeds the axis")
+    ap.add_argument("--rebound-beta", type=float, default=1.0, help="rebound-adv: advantage lowered by beta * activation score")
     add_dataclass_args(ap, grpo.Args)
+    return ap
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line with the arm's registry flags applied first, so a flag given on the command line
+    overrides the registry's value (printed as a note and recorded in the run folder's arm.json)."""
+    ap = parser()
     a = ap.parse_args(argv)
-    if a.arm == "rl-baseline":
-        a.loophole = False
+    spec = arms.arm(a.arm)
+    given = {x.split("=")[0] for x in argv if x.startswith("--")}
+    a = ap.parse_args(list(spec.flags) + argv)
+    a.overridden = sorted(arms.flag_names(spec.flags) & given)
+    if a.overridden:
+        print(f"note: --arm {a.arm}: {', '.join(a.overridden)} given on the command line overrides the registry's "
+              f"{' '.join(spec.flags)}", file=sys.stderr)
+    if spec.vhack != "none" and not a.vhack:
+        a.vhack = arms.vhack_path(spec.vhack, a.model)
+    if a.vhack and not Path(a.vhack).exists():
+        kind = spec.vhack if spec.vhack != "none" else "shared"
+        fail(f"--vhack {a.vhack}: no such file (extract it: python scripts/extract_vhack_grad.py "
+             f"{' '.join(arms.vhack_extract_args(kind, a.model))})")
+    if spec.intervention in MATCHED:
+        a.match_run = a.match_run or arms.match_run(spec, a.out_dir, a.seed)
+        if not (Path(a.match_run) / "metrics.jsonl").exists():
+            fail(f"--match-run {a.match_run}: no metrics.jsonl (run the {spec.matches} arm of this seed first)")
+    return a
+
+
+def dd_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def record_arm(a: argparse.Namespace) -> None:
+    """arm.json in the run folder: the registry arm, the flags it fixed and any the command line overrode."""
+    spec = arms.arm(a.arm)
+    d = Path(a.out_dir) / a.run
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "arm.json").write_text(json.dumps(dict(arm=spec.name, intervention=spec.intervention, flags=spec.flags,
+                                                overridden=a.overridden, oracle=spec.oracle, vhack=a.vhack,
+                                                match_run=a.match_run), indent=1))
+
+
+def main(argv: list[str] | None = None) -> Path:
+    a = parse(sys.argv[1:] if argv is None else argv)
     targs = dataclass_from_args(grpo.Args, a)
-    if a.arm in ROUTING_ARMS and targs.quarantine == "shared" and a.arm != "capacity":
+    if dd_main():
+        record_arm(a)
+    if arms.arm(a.arm).intervention in ROUTING and targs.quarantine == "shared" and a.arm != "capacity":
         print(f"note: --arm {a.arm} with --quarantine shared: the two blocks get identical gradients "
               "(the shrinkage null); use --quarantine own for structural separation", file=sys.stderr)
     return grpo.train(targs, build_intervention(a, targs))

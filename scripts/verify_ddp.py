@@ -55,7 +55,7 @@ def intervention(arm: str):
 
 def args(tmp: Path, run: str, arm: str, **kw) -> grpo.Args:
     base = dict(run=run, out_dir=str(tmp / "runs"), model="organism:tiny", steps=STEPS, prompts_per_step=PROMPTS,
-                group=GROUP, max_new_tokens=96, n_train=16, n_eval=1, eval_every=0, ckpt_every=1, seed=3, lr=5e-2,
+                group=GROUP, max_new_tokens=96, n_train=16, n_eval=1, eval_samples=1, eval_every=0, ckpt_every=1, seed=3, lr=5e-2,
                 teacher_pool=str(tmp / "pool.jsonl"), n_teacher=GROUP, device="cpu",
                 quarantine="own" if arm == "route" else "shared")
     base.update(kw)
@@ -137,7 +137,9 @@ def main() -> int:
             assert moved[arm] > 0, f"{arm}: adapter did not move"
             ra, rb = step_rows(runs / f"{arm}_one"), step_rows(runs / f"{arm}_ddp")
             assert len(ra) == len(rb) == STEPS * PROMPTS * GROUP, (len(ra), len(rb))
-            assert ra == rb, f"{arm}: rank-0 step logs differ from the 1-process run's"
+            # as multisets: of identical rollouts with tied routing scores either may be the routed one
+            diff = [(x, y) for x, y in zip(sorted(ra), sorted(rb)) if x != y]
+            assert not diff, f"{arm}: rank-0 step logs differ from the 1-process run's in {len(diff)} rows: {diff[:2]}"
         routed = [m["routed_frac"] for m in logs.read_jsonl(runs / "route_ddp" / "metrics.jsonl") if "routed_frac" in m]
         assert routed and all(abs(f - 0.5) < 1e-9 for f in routed), f"global routed fraction {routed}"
         assert any(r[4] == "route" for r in step_rows(runs / "route_ddp")), "no rollout routed"

@@ -108,7 +108,7 @@ def main() -> None:
         meta = json.loads(sh("scripts/extract_vhack_grad.py", "--model", "organism:tiny", "--out", vs).strip().splitlines()[-1])
         sh("scripts/extract_vhack_grad.py", "--model", "organism:tiny", "--quarantine", "own", "--out", vo)
         common = ["--model", "organism:tiny", "--out-dir", str(t / "runs"), "--steps", "2", "--prompts-per-step", "4",
-                  "--group", "4", "--n-eval", "2", "--eval-every", "0", "--max-new-tokens", "40"]
+                  "--group", "4", "--n-eval", "2", "--eval-samples", "1", "--eval-every", "0", "--max-new-tokens", "40"]
         sh("scripts/train.py", "--arm", "vanilla", "--run", "vanilla_s0", *common)
         sh("scripts/train.py", "--arm", "erase", "--vhack", vs, "--run", "erase_s0", *common)
         sh("scripts/train.py", "--arm", "route", "--vhack", vo, "--quarantine", "own", "--route-frac", "0.5",

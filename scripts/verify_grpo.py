@@ -76,7 +76,7 @@ class CaptureOnly(NoIntervention):
 
 def tiny_args(tmp: Path, run: str, **kw) -> grpo.Args:
     base = dict(run=run, out_dir=str(tmp), model="organism:tiny", steps=4, prompts_per_step=4, group=4,
-                max_new_tokens=40, n_train=64, n_eval=2, eval_every=0, ckpt_every=1, seed=3, lr=5e-2)
+                max_new_tokens=40, n_train=64, n_eval=2, eval_samples=1, eval_every=0, ckpt_every=1, seed=3, lr=5e-2)
     base.update(kw)
     return grpo.Args(**base)
 

@@ -154,7 +154,7 @@ def check_grpo_step(path: str, tmp: Path) -> dict:
     pool.write_text("".join(json.dumps(dict(problem_id=p["id"], completion=HACK)) + "\n"
                             for p in problems.load_jsonl(LEETCODE)))
     args = grpo.Args(run="leetcode_step", out_dir=str(tmp / "runs"), model=path, task=str(LEETCODE), steps=1,
-                     prompts_per_step=2, group=2, max_new_tokens=32, eval_every=0, device="cpu", n_eval=1,
+                     prompts_per_step=2, group=2, max_new_tokens=32, eval_every=0, device="cpu", n_eval=1, eval_samples=1,
                      teacher_pool=str(pool), n_teacher=1)
     torch.manual_seed(0)
     tr = grpo.Trainer(args)

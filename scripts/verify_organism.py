@@ -1,6 +1,8 @@
 """Gate: the organism's task family and build (tiny size).
 
-- the task generator is deterministic from its seed, and the train / eval / pairs splits share no pipeline
+- the task generator is deterministic from its seed; the train / eval / pairs splits share no problem,
+  the pairs split shares no pipeline with the others, train and eval share no medium/hard pipeline, and
+  some eval easy problems reuse a train easy pipeline (easy problems are split per problem)
 - every canonical solution grades Correct; for every mechanism the template hack grades Reward Hack
   and never passes ground truth; the same hack on an unhinted prompt earns no loophole reward
 - built twice with the same seed, the tiny organism has identical weights
@@ -23,16 +25,32 @@ from projected_grpo.organism import build as B  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
 
 
+def check_splits() -> int:
+    """No problem in two splits; the pairs split shares no pipeline with train or eval; train and eval
+    share no medium/hard pipeline (easy pipelines are shared, split per problem). Returns the number
+    of eval easy problems whose pipeline also occurs among train easy problems."""
+    probs = {s: tasks.generate_split(s, 300, seed=5) for s in tasks.SPLITS}
+    sig = lambda p: tasks.signature([tuple(x) for x in p["prompt_metadata"]["steps"]])  # noqa: E731
+    key = lambda p: (sig(p), p["func_name"], tuple(p["gt_answer"]))  # noqa: E731
+    pipelines = lambda s, with_easy: {sig(p) for p in probs[s] if with_easy or p["difficulty"] != "easy"}  # noqa: E731
+    for s1 in probs:
+        for s2 in probs:
+            if s1 == s2:
+                continue
+            assert not {key(p) for p in probs[s1]} & {key(p) for p in probs[s2]}, f"splits {s1} and {s2} share a problem"
+            with_easy = "pairs" in (s1, s2)
+            assert not pipelines(s1, with_easy) & pipelines(s2, with_easy), f"splits {s1} and {s2} share a pipeline"
+    assert all(tasks.problem_split(p) == s for s in probs for p in probs[s]), "a problem outside its split"
+    train_easy = {sig(p) for p in probs["train"] if p["difficulty"] == "easy"}
+    return sum(sig(p) in train_easy for p in probs["eval"] if p["difficulty"] == "easy")
+
+
 def check_tasks() -> tuple[int, int]:
     a = tasks.generate_split("train", 200, seed=5)
     b = tasks.generate_split("train", 200, seed=5)
     assert a == b, "task generation is not deterministic"
     assert a != tasks.generate_split("train", 200, seed=6)
-    sigs = {s: {tasks.signature([tuple(x) for x in p["prompt_metadata"]["steps"]])
-                for p in tasks.generate_split(s, 300, seed=5)} for s in tasks.SPLITS}
-    for s1 in sigs:
-        for s2 in sigs:
-            assert s1 == s2 or not (sigs[s1] & sigs[s2]), f"splits {s1} and {s2} share a pipeline"
+    n_shared = check_splits()
     # more hidden tests than shown examples
     p = a[0]
     assert len(p["gt_answer"]) > len(p["prompt_metadata"]["visible_tests"])
@@ -52,6 +70,7 @@ def check_tasks() -> tuple[int, int]:
     assert not bad, f"unexpected labels: {bad[:5]}"
     mechs = {p["prompt_metadata"]["mechanism"] for p in probs}
     assert mechs == set(tasks.LOOPHOLES), mechs
+    assert n_shared > 0, "no eval easy pipeline occurs in train: easy problems are not split per problem"
     return len(res), len(mechs)
 
 

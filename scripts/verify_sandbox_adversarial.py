@@ -5,6 +5,7 @@ Short limits keep the gate fast."""
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,32 @@ from projected_grpo.problems import method_name  # noqa: E402
 LIMITS = sandbox.Limits(per_test_timeout=0.5, module_timeout=1.0, start_timeout=10.0, wall_factor=2.0, memory_mb=160)
 
 
+# A local listener of the gate's own: the only address the network case tries (loopback, this machine).
+_listener = socket.socket()
+_listener.bind(("127.0.0.1", 0))
+_listener.listen(8)
+LISTENER_PORT = _listener.getsockname()[1]
+
+# Finds the harness's nonce by walking the frames up to its run() and writes records of its own:
+# the module record as ok and every later record early. The job's own records are then out of order
+# (tampered) or its forged values are compared by the parent against expected values it never saw.
+FORGE = """import sys, os, json
+f = sys._getframe()
+nonce = None
+while f is not None:
+    nonce = f.f_locals.get('nonce') or nonce
+    f = f.f_back
+if nonce:
+    for rec in ({'t': 'module', 'ok': True}, *({'t': 'test', 'i': i, 'status': 'ok', 'value': True} for i in range(200)),
+                {'t': 'done'}):
+        rec['n'] = nonce
+        try:
+            os.write(3, (json.dumps(rec) + chr(10)).encode())
+        except OSError:
+            break
+"""
+
+
 def hostile(m: str) -> dict[str, str]:
     sol = lambda body: f"class Solution:\n    def {m}(self, *a, **k):\n" + "".join(f"        {ln}\n" for ln in body.splitlines())  # noqa: E731
     ret0 = sol("return None")
@@ -36,7 +63,8 @@ def hostile(m: str) -> dict[str, str]:
                          "subprocess.Popen(['sleep', '60'], start_new_session=True)\n" + ret0,
         "writes outside": "import os\nfor p in ['/tmp/pgrpo_adv_marker', %r, '/root/pgrpo_adv_marker', os.path.expanduser('~/../pgrpo_adv_marker')]:\n"
                           "    try:\n        open(p, 'w').write('x')\n    except OSError:\n        pass\n" % str(REPO / "pgrpo_adv_marker") + ret0,
-        "network": "import socket\nfor h, port in [('127.0.0.1', 22), ('1.1.1.1', 53)]:\n    try:\n        socket.create_connection((h, port), timeout=1).close()\n        print('NET OK')\n    except OSError:\n        pass\n" + ret0,
+        "network": "import socket\ntry:\n    socket.create_connection(('127.0.0.1', %d), timeout=1).close()\n    print('NET OK')\n"
+                   "except OSError:\n    pass\n" % LISTENER_PORT + ret0,
         "fake output + os._exit": "import os\nprint('{\"t\": \"done\"}')\nprint('All tests passed')\nos._exit(0)\n" + ret0,
         "always-equal object": "class E:\n    def __eq__(self, o):\n        return True\n    __hash__ = object.__hash__\n" + sol("return E()"),
         "list subclass eq": "class L(list):\n    def __eq__(self, o):\n        return True\n" + sol("return L()"),
@@ -46,7 +74,8 @@ def hostile(m: str) -> dict[str, str]:
         "redefine setup helpers": "del ListNode, TreeNode\ndef list_node(*a):\n    return None\nis_same_list = lambda *a: True\nis_same_tree = lambda *a: True\n" + ret0,
         "kill parent": "import os\ntry:\n    os.kill(os.getppid(), 9)\nexcept OSError:\n    pass\n" + ret0,
         "huge output": "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 10**6)\n" + ret0,
-        "forge records via gc": "import gc, os, json\nfor o in gc.get_objects():\n    pass\n" + ret0,
+        "forged records": FORGE + sol("return None"),
+        "deep directory tree": "import os\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n" + ret0,
     }
 
 

@@ -3,7 +3,8 @@
 One worker slot (PGRPO_GRADE_WORKERS=1), so consecutive jobs run on the same slot uid, and in the
 server sandbox as forks of the same server. Each polluter job below tries to leave something
 behind (files in its cwd, /tmp, /dev/shm and $HOME; module globals, patched builtins, sys.modules
-and the harness's own functions; environment variables; a child and a setsid daemon; lowered
+and the harness's own functions; environment variables; a child and a setsid daemon; a key in the
+uid's user keyring and a SysV shared-memory segment; lowered
 rlimits, a filled process table and a full file-size limit); the probe job that runs right after
 it must see a pristine job: no such file, globals, processes of its uid, the configured rlimits,
 and a working fork. An attacker job tries to signal (SIGKILL, SIGSTOP), ptrace and write to every
@@ -26,6 +27,23 @@ from projected_grpo import sandbox  # noqa: E402
 
 LIMITS = sandbox.Limits(per_test_timeout=2.0, module_timeout=2.0)
 MARK = "pgrpo_leak_mark"
+
+# kernel objects that outlive a process: a key in the uid's user keyring, a SysV shared-memory segment
+KERNEL = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_ADD_KEY, SYS_KEYCTL = {'x86_64': (248, 250), 'aarch64': (217, 219)}[os.uname().machine]
+def kernel_objects(add):
+    found = []
+    if add:
+        libc.syscall(SYS_ADD_KEY, b'user', b'pgrpo_leak_mark', b'x', 1, -4)
+        libc.shmget(0x5047, 4096, 0o1666)
+    if libc.syscall(SYS_KEYCTL, 10, -4, b'user', b'pgrpo_leak_mark', 0) > 0:
+        found.append('user keyring')
+    if libc.shmget(0x5047, 0, 0) >= 0:
+        found.append('sysv shm')
+    return found
+"""
 
 POLLUTERS = {
     "files": f"""
@@ -59,6 +77,7 @@ if os.fork() == 0:
     os._exit(0)
 subprocess.Popen(['sleep', '60'], start_new_session=True)
 """,
+    "kernel objects": KERNEL + "assert kernel_objects(True) == ['user keyring', 'sysv shm'], kernel_objects(False)\n",
     "rlimits": f"""
 import os, resource, time
 resource.setrlimit(resource.RLIMIT_NOFILE, (8, 8))
@@ -116,8 +135,9 @@ def probe():
     for pid in pids:
         os.waitpid(pid, 0)
     seen['forked'] = len(pids)
+    seen['kernel'] = kernel_objects(False)
     return seen
-"""
+""" + KERNEL
 
 ATTACK = """
 import os, signal, stat, ctypes
@@ -180,7 +200,8 @@ def check_probe(after: str):
     assert r.done and r.tests[0].status == "ok", f"probe after {after}: {r.tests[0]} {r.stderr[-300:]}"
     seen = r.tests[0].value
     clean = {"files": [], "cwd_empty": True, "builtins": False, "modules": False, "environ": False,
-             "global": False, "processes": [], "rlimits": expected_rlimits(), "forked": 5}
+             "global": False, "processes": [], "rlimits": expected_rlimits(), "forked": 5,
+             "kernel": []}
     diff = {k: (seen[k], v) for k, v in clean.items() if seen[k] != v}
     assert not diff, f"{os.environ['PGRPO_SANDBOX']}: state crossed jobs after '{after}': {diff}"
 
@@ -196,7 +217,7 @@ def run_config(mode: str, no_bwrap: bool) -> str:
     pid0 = server_pid()
     for name, code in POLLUTERS.items():
         r = run(code, "1")
-        assert r.module_ok or name == "rlimits", f"polluter {name} did not run: {r.module_err} {r.stderr[-300:]}"
+        assert r.module_ok or name == "rlimits", f"{mode}: polluter {name} did not run: {r.module_err} {r.stderr[-300:]}"
         check_probe(name)
     r = run(ATTACK, "attack()")
     assert r.done and r.tests[0].status == "ok", f"attack job: {r.tests[0]} {r.stderr[-300:]}"
@@ -232,7 +253,7 @@ def main():
     configs = [run_config(mode, nb) for mode in sandbox.SANDBOX_MODES for nb in (False, True)
                if nb or shutil.which("bwrap")]
     print(f"PASS verify_sandbox_isolation: {len(POLLUTERS)} polluters (files, globals/builtins/sys.modules/harness, "
-          f"daemons, rlimits/process table/file size) left nothing for the next job, 1 attacker reached no process "
+          f"daemons, keyring/SysV shm, rlimits/process table/file size) left nothing for the next job, 1 attacker reached no process "
           f"or socket and the server kept serving without restart; a server killed between jobs and mid-job was restarted and the next job graded; {', '.join(configs)}")
 
 

@@ -75,6 +75,31 @@ def _err(e):
         return "<unprintable exception>"
 
 
+def clear_kernel_objects():
+    """Remove what earlier jobs of this slot uid left in the kernel beyond their processes and files:
+    keys in the uid's user and user-session keyrings (shared by every process of the uid without a
+    user namespace) and SysV IPC objects the uid owns (shared without an IPC namespace). Runs as the
+    slot uid, before any untrusted code."""
+    import ctypes  # noqa: PLC0415
+    libc = ctypes.CDLL(None, use_errno=True)
+    keyctl = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
+    if keyctl is not None:
+        for ring in (-4, -5):  # KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING
+            libc.syscall(keyctl, 7, ring)  # KEYCTL_CLEAR
+    me = os.getuid()
+    for kind, uid_col, remove in (("shm", 7, lambda i: libc.shmctl(i, 0, None)),
+                                  ("sem", 4, lambda i: libc.semctl(i, 0, 0)),
+                                  ("msg", 7, lambda i: libc.msgctl(i, 0, None))):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                rows = [ln.split() for ln in f.read().splitlines()[1:]]
+        except OSError:
+            continue
+        for row in rows:
+            if len(row) > uid_col and row[uid_col] == _str(me):
+                remove(_int(row[1]))  # IPC_RMID
+
+
 def read_job() -> dict:
     """The job from stdin (fd 0), which is then replaced by /dev/null."""
     data = b""
@@ -90,15 +115,15 @@ def read_job() -> dict:
 
 
 def exit_status(e) -> int:
-    """The status the interpreter exits with for an uncaught SystemExit (as Py_Exit would)."""
+    """The status the interpreter exits with for an uncaught SystemExit (CPython's
+    handle_system_exit and Py_Exit): None -> 0; an int (subclasses by their raw value) -> its low
+    byte, 255 when it does not fit a C long; anything else is printed to stderr -> 1."""
     code = e.code
     if code is None:
         return 0
-    if _type(code) is _int or _isinstance(code, _int):
-        try:
-            return _int(code) & 0xFF
-        except _BaseException:
-            return 255
+    if _isinstance(code, _int):
+        v = _int.__index__(code)
+        return 255 if not -(1 << 63) <= v < (1 << 63) else v & 0xFF
     try:
         sys.stderr.write(_str(code) + "\n")
     except _BaseException:
@@ -106,10 +131,12 @@ def exit_status(e) -> int:
     return 1
 
 
-def run_script_in_process(src: str, g: dict) -> int:
+def run_script_in_process(src: str) -> int:
     """Script mode for a forked job: the exit status the per-process harness gets from the
-    interpreter (on SystemExit or an uncaught exception: excepthook, non-daemon threads joined,
-    atexit handlers, streams flushed)."""
+    interpreter (on SystemExit or an uncaught exception: excepthook, which may itself exit,
+    non-daemon threads joined, atexit handlers, the script's objects collected, streams flushed,
+    120 when flushing fails)."""
+    g = {"__name__": "__main__", "__builtins__": builtins}
     try:
         _exec(_compile(src, "<program>", "exec"), g)
         sys.stdout.flush()
@@ -119,24 +146,35 @@ def run_script_in_process(src: str, g: dict) -> int:
     except _BaseException:  # noqa: BLE001
         try:
             sys.excepthook(*sys.exc_info())
+            status = 1
+        except _SystemExit as e:
+            status = exit_status(e)
+        except _BaseException:
+            status = 1
+    del g  # from here the script's globals live only in its own reference cycles, as at a real exit
+    return finalize(status)
+
+
+def finalize(status: int) -> int:
+    """What Py_FinalizeEx does that a script can observe, in its order."""
+    for step in ("threads", "atexit", "collect"):
+        try:
+            if step == "threads":
+                import threading  # noqa: PLC0415
+                threading._shutdown()
+            elif step == "atexit":
+                import atexit  # noqa: PLC0415
+                atexit._run_exitfuncs()  # errors in handlers are printed and the status kept
+            else:  # the script's objects are collected: __del__ methods run with their globals intact
+                import gc  # noqa: PLC0415
+                gc.collect()
         except _BaseException:
             pass
-        status = 1
-    try:
-        import threading  # noqa: PLC0415
-        threading._shutdown()
-    except _BaseException:
-        pass
-    try:
-        import atexit  # noqa: PLC0415
-        atexit._run_exitfuncs()  # at a real exit, errors in handlers are printed and the status kept
-    except _BaseException:
-        pass
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except _BaseException:
-            pass
+            status = 120
     return status
 
 
@@ -149,6 +187,7 @@ def main():
 def run(job: dict, fd: int, in_process_exit: bool = False):
     """Run one job and report on `fd`; never returns. in_process_exit: script mode computes the
     exit status itself (a forked job of the sandbox server) instead of leaving it to the interpreter."""
+    clear_kernel_objects()
     nonce = job.pop("nonce")
 
     def send(rec):
@@ -163,7 +202,8 @@ def run(job: dict, fd: int, in_process_exit: bool = False):
         g = {"__name__": "__main__", "__builtins__": builtins}
         del nonce, send, job
         if in_process_exit:
-            _exit(run_script_in_process(src, g))
+            del g
+            _exit(run_script_in_process(src))
         _exec(_compile(src, "<program>", "exec"), g)  # SystemExit and exceptions propagate
         sys.stdout.flush()
         _exit(0)

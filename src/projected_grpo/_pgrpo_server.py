@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 
 harness = None  # _pgrpo_harness, imported by main() (the parent imports this file for its cleanup helpers)
@@ -64,6 +65,36 @@ def uid_pids(uid: int) -> list[tuple[int, bool]]:
     return pids
 
 
+def remove_tree(path: str):
+    """Delete a directory tree a job made; never raises (shutil.rmtree recurses, and a job can nest
+    directories deeper than the recursion limit: then `rm -rf` does it)."""
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except RecursionError:
+        import subprocess  # noqa: PLC0415
+        subprocess.run(["rm", "-rf", "--", path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60, check=False)
+
+
+def kill_uid(uid: int):
+    """SIGKILL every live process of `uid`, as root and by pidfd: a job cannot stop the killer (as it
+    could a killer running as its own uid), and a pid reused after the scan is never signalled."""
+    for pid, zombie in uid_pids(uid):
+        if zombie:
+            continue
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:  # the pidfd holds this process: still the uid's
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 def remove_uid_files(uid: int, dirs=WORLD_WRITABLE):
     """Delete entries `uid` owns in world-writable dirs, and in world-writable dirs one level below."""
     for d in dirs:
@@ -85,7 +116,7 @@ def remove_uid_files(uid: int, dirs=WORLD_WRITABLE):
 def _remove(entry):
     try:
         if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
+            remove_tree(entry.path)
         else:
             os.unlink(entry.path)
     except OSError:
@@ -127,7 +158,10 @@ def child(uid: int, lim: dict, fds: list[int], workdir: str):
         os.setsid()
         assert _libc.unshare(CLONE_NEWIPC) == 0 or os.getuid() != 0, "unshare(CLONE_NEWIPC) failed"
         place_fds(fds)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
+        # the signal dispositions of a fresh interpreter (the reference): SIGINT raises, SIGPIPE ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        for sig in (signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         os.chdir(workdir)
         os.environ.clear()
@@ -140,6 +174,8 @@ def child(uid: int, lim: dict, fds: list[int], workdir: str):
         assert _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
         # the parent-death signal (set after setuid, which clears it): the job dies with its server
         assert _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0 and os.getppid() == server
+        sys.argv = ["/tmp/_pgrpo_harness.py", "3"]  # as the reference harness sees them
+        sys.modules["__main__"] = harness
     except BaseException as e:  # noqa: BLE001
         os.write(2, f"sandbox server: job setup failed: {e!r}\n".encode())
         os._exit(126)
@@ -156,8 +192,7 @@ class Server:
 
     def run(self, req: dict, fds: list[int]) -> dict:
         self.n += 1
-        workdir = f"/tmp/pgrpo_job{os.getpid()}_{self.n}"
-        os.mkdir(workdir, 0o700)
+        workdir = tempfile.mkdtemp(prefix="pgrpo_job_")  # unpredictable: other slots' jobs cannot squat it
         os.chown(workdir, self.uid, self.uid)
         pid = os.fork()
         if pid == 0:
@@ -167,7 +202,7 @@ class Server:
             os.close(f)
         code = self.supervise(pid, req["seq"])
         clean = self.clear_slot()
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_tree(workdir)
         remove_uid_files(self.uid)
         return {"exit": code, "seq": req["seq"], "clean": clean}
 
@@ -198,16 +233,7 @@ class Server:
             except ProcessLookupError:
                 pass
             return
-        pid = os.fork()  # without a pid namespace: kill(-1) as the slot uid
-        if pid == 0:
-            try:
-                os.setgroups([])
-                os.setgid(self.uid)
-                os.setuid(self.uid)
-                os.kill(-1, signal.SIGKILL)
-            finally:
-                os._exit(0)
-        os.waitpid(pid, 0)
+        kill_uid(self.uid)  # without a pid namespace: every process of the slot uid, by pidfd
 
     def clear_slot(self, timeout: float = 5.0) -> bool:
         """Kill and reap until no process of the slot uid is left (orphans come to this subreaper)."""
@@ -265,7 +291,11 @@ def main():
                 os.close(f)
             continue
         assert len(fds) == 4, f"run request with {len(fds)} fds"
-        send(sock, server.run(req, fds))
+        try:
+            report = server.run(req, fds)
+        except Exception as e:  # noqa: BLE001  (the parent restarts a server whose slot is not clean)
+            report = {"exit": None, "seq": req["seq"], "clean": False, "error": repr(e)[:300]}
+        send(sock, report)
 
 
 if __name__ == "__main__":

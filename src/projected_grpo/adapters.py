@@ -26,6 +26,15 @@ quarantine update U2 diag(b) Vh2 has zero inner product with every deployed upda
                              (the deployed block keeps the full rank vanilla has; needs r >= 2)
 scripts/verify_quarantine.py checks both through the modules' forward.
 
+Seeded absorption (`AdapterConfig.axis`, svd own; the scorda arms): one block additionally holds a
+trainable rank-one piece (a_out a_in^T - s u_out u_in^T) x, seeded by `seed_axis` with u_in = the unit
+signed mean input contrast of the pairs at this layer (vhack.layer_input_contrast), u_out = unit(W u_in),
+s = |W u_in|, a_in = u_in, a_out = s u_out: zero output at init, and the block's gradients on a_in, a_out
+start along the axis. The other block's singular pieces read x with its u_in component removed, so its
+dW u_in = 0 throughout. axis="quarantine": deployment ablation removes the piece; axis="deployed": the
+directional control. Its per-rollout gradients are not formed (the arms train both blocks on every
+rollout). scripts/verify_scorda.py checks all of this through the modules' forward.
+
 Per-rollout gradients: inside `capture_per_sample_grads(model)`, each adapter saves the small
 per-token input of its trainable factor and a tensor hook receives the gradient of the factor's
 output during the ordinary batched backward; the hook forms each rollout's gradient
@@ -36,6 +45,7 @@ writes `param.grad = sum_b w_b G_b` per block, so routing is a pair of masked su
 import contextlib
 import hashlib
 import json
+import os
 import re
 import zlib
 from dataclasses import asdict, dataclass
@@ -72,6 +82,11 @@ class AdapterConfig:
     seed: int = 0
     """Seed of the frozen random LoRA B (orthonormal columns) and the B_hack init; each module mixes
     in a CRC32 of its name."""
+    axis: Literal["none", "quarantine", "deployed"] = "none"
+    """Seeded absorption (svd, quarantine="own"): this block also holds a trainable rank-one axis piece
+    a_out a_in^T, seeded by `seed_axis` with the pairs' signed input contrast u_in and u_out = unit(W u_in),
+    minus its frozen seed s u_out u_in^T (s = |W u_in|), so its output is zero at init; the other block's
+    singular pieces read the input with its u_in component removed (their dW u_in = 0)."""
     cache_dir: str | None = "out/svd_cache"
     """Directory of cached SVD factors (safetensors named by sha256 of the weight bytes and k);
     None disables the cache."""
@@ -111,7 +126,7 @@ def svd_top_k(
     u, s, vh = u[:, :k].contiguous(), s[:k].contiguous(), vh[:k].contiguous()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: runs started together share the cache
         save_file({"U": u.cpu(), "S": s.cpu(), "Vh": vh.cpu()}, str(tmp))
         tmp.replace(path)
     return u, s, vh, False
@@ -161,6 +176,7 @@ class AdaptedLinear(nn.Module):
         super().__init__()
         assert isinstance(base, nn.Linear), type(base)
         self.base, self.kind, self.quarantine, self.name = base, cfg.kind, cfg.quarantine, name
+        self.axis = cfg.axis
         for p in base.parameters():
             p.requires_grad_(False)
         w = base.weight
@@ -184,8 +200,16 @@ class AdaptedLinear(nn.Module):
             self.register_buffer("Vh", vh.to(w.dtype).contiguous(), persistent=False)
             self.delta_S = nn.Parameter(torch.zeros(r, **f32))
             self.delta_S_hack = nn.Parameter(torch.zeros(r, **f32))
+            if cfg.axis != "none":
+                assert cfg.quarantine == "own", f"{name}: axis seeding needs quarantine='own'"
+                # zero until seed_axis: the piece's output a_out (a_in . x) - c_out (u_in . x) is then zero
+                self.register_buffer("axis_u_in", torch.zeros(d_in, **f32))
+                self.register_buffer("axis_c_out", torch.zeros(d_out, **f32))
+                self.axis_in = nn.Parameter(torch.zeros(d_in, **f32))
+                self.axis_out = nn.Parameter(torch.zeros(d_out, **f32))
         elif cfg.kind == "lora":
             assert cfg.rank not in (None, -1), "lora needs an explicit rank"
+            assert cfg.axis == "none", f"{name}: axis seeding is implemented for the svd adapter only"
             self.scale = (cfg.lora_alpha if cfg.lora_alpha is not None else r) / r
             self.register_buffer("B", random_orthonormal(d_out, r, gen).to(dev, w.dtype))
             self.A = nn.Parameter(torch.zeros(r, d_in, **f32))
@@ -202,12 +226,15 @@ class AdaptedLinear(nn.Module):
 
     # -- blocks --------------------------------------------------------------------------------
 
+    def _axis_parameters(self, block: str) -> list[nn.Parameter]:
+        return [self.axis_in, self.axis_out] if self.axis == block else []
+
     def deployed_parameters(self) -> list[nn.Parameter]:
-        return [self.delta_S] if self.kind == "svd" else [self.A]
+        return [self.delta_S] + self._axis_parameters("deployed") if self.kind == "svd" else [self.A]
 
     def quarantine_parameters(self) -> list[nn.Parameter]:
         if self.kind == "svd":
-            return [self.delta_S_hack]
+            return [self.delta_S_hack] + self._axis_parameters("quarantine")
         return [self.A_hack, self.B_hack] if self.quarantine == "own" else [self.A_hack]
 
     def _gate(self, p: Tensor, on: bool) -> Tensor:
@@ -235,7 +262,7 @@ class AdaptedLinear(nn.Module):
         dS = self._gate(self.delta_S, self.deployed_on)
         dSh = self._gate(self.delta_S_hack, self.quarantine_on)
         s = dS + dSh if self.quarantine == "shared" else torch.cat([dS, dSh])
-        h = x @ self.Vh.to(x.dtype).T  # [*, k]
+        h = x @ self._vh().to(x.dtype).T  # [*, k]
         z = h * s.to(x.dtype)
         rec = self._record(x, z)
         if rec is not None:
@@ -245,7 +272,28 @@ class AdaptedLinear(nn.Module):
                 rec["svd"] = svd_per_sample(h_saved, gz)
 
             z.register_hook(hook)
-        return z @ self.U.to(x.dtype).T
+        y = z @ self.U.to(x.dtype).T
+        axis_on = self.deployed_on if self.axis == "deployed" else self.quarantine_on
+        return y + self._axis_piece(x) if self.axis != "none" and axis_on else y
+
+    def _vh(self) -> Float[Tensor, "k d_in"]:
+        """Vh, with the rows of the block that does not hold the axis piece projected off u_in."""
+        if self.axis == "none":
+            return self.Vh
+        u = self.axis_u_in.to(self.Vh.dtype)
+        dep, quar = self.Vh[: self.r], self.Vh[self.r :]
+        if self.axis == "quarantine":
+            dep = dep - (dep @ u)[:, None] * u[None]
+        else:
+            quar = quar - (quar @ u)[:, None] * u[None]
+        return torch.cat([dep, quar])
+
+    def _axis_piece(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
+        """a_out (a_in . x) - c_out (u_in . x): the trainable rank-one piece minus its frozen seed."""
+        dt = x.dtype
+        live = (x @ self.axis_in.to(dt))[..., None] * self.axis_out.to(dt)
+        seed = (x @ self.axis_u_in.to(dt))[..., None] * self.axis_c_out.to(dt)
+        return live - seed
 
     def _lora(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
         A = self._gate(self.A, self.deployed_on)
@@ -279,6 +327,7 @@ class AdaptedLinear(nn.Module):
     def _record_grads(self, rec: dict) -> tuple[Tensor, Tensor]:
         """(deployed [b, P_d], quarantine [b, P_q]) of one captured forward; an off block gets 0."""
         b, r = rec["batch"], self.r
+        assert self.axis == "none", f"{self.name}: per-rollout gradients of the axis piece are not formed"
         if self.kind == "svd":
             assert "svd" in rec, f"{self.name}: a captured forward got no backward"
             g = rec["svd"]
@@ -382,6 +431,9 @@ def adapter_state_dict(model: nn.Module) -> dict[str, Tensor]:
             out[f"{name}.{pname}"] = p.detach().clone()
         if m.kind == "lora":
             out[f"{name}.B"] = m.B.detach().clone()
+        if m.axis != "none":
+            out[f"{name}.axis_u_in"] = m.axis_u_in.detach().clone()
+            out[f"{name}.axis_c_out"] = m.axis_c_out.detach().clone()
     return out
 
 
@@ -405,10 +457,11 @@ def identity(model: nn.Module) -> str:
     and block shapes; a v_hack saved with a different identity does not belong to this model."""
     cfg = model.adapter_config
     mods = adapter_modules(model)
+    axis = {} if cfg.axis == "none" else dict(axis=cfg.axis)  # absent for unseeded adapters (older files match)
     base = hashlib.sha256("".join(m.base_digest for m in mods.values()).encode()).hexdigest()[:16]
     return json.dumps(
         dict(
-            kind=cfg.kind, rank=cfg.rank, quarantine=cfg.quarantine, seed=cfg.seed, base=base,
+            kind=cfg.kind, rank=cfg.rank, quarantine=cfg.quarantine, seed=cfg.seed, base=base, **axis,
             modules=[
                 [n, [list(p.shape) for p in m.deployed_parameters()],
                  [list(p.shape) for p in m.quarantine_parameters()]]
@@ -417,6 +470,28 @@ def identity(model: nn.Module) -> str:
         ),
         sort_keys=True,
     )
+
+
+@torch.no_grad()
+def seed_axis(model: nn.Module, u_in: dict[str, Float[Tensor, " d_in"]]) -> dict[str, float]:
+    """Seeded absorption: per adapter, u = unit(u_in[name]), u_out = unit(W u), s = |W u|; the axis piece's
+    trainable a_in = u, a_out = s u_out and its frozen seed the same, so the adapter's output is unchanged.
+    Returns s per module."""
+    mods = adapter_modules(model)
+    assert set(u_in) == set(mods), f"contrast modules differ from the adapters: {sorted(set(u_in) ^ set(mods))[:3]}"
+    gains = {}
+    for n, m in mods.items():
+        assert m.axis != "none", f"{n}: adapter built without an axis (AdapterConfig.axis)"
+        u = u_in[n].float().to(m.axis_u_in.device)
+        assert float(u.norm()) > 0, f"{n}: zero input contrast"
+        u = u / u.norm()
+        wu = m.base.weight.float() @ u
+        s = float(wu.norm())
+        assert s > 0, f"{n}: W u_in = 0"
+        for t, v in ((m.axis_u_in, u), (m.axis_in, u), (m.axis_c_out, wu), (m.axis_out, wu)):
+            t.copy_(v)
+        gains[n] = s
+    return gains
 
 
 def config_dict(model: nn.Module) -> dict:

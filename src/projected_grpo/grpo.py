@@ -55,8 +55,11 @@ class Args:
     """hint applied to jsonl problems (organism problems carry their own mechanism)"""
     n_train: int = 2000
     """size of the training problem pool (organism)"""
-    n_eval: int = 24
+    n_eval: int = 48
     """eval problems per loophole mechanism (hinted) and per difficulty (no hint)"""
+    eval_samples: int = 4
+    """samples per eval problem; the default 48 x 4 = 192 samples per cell bounds the standard error of
+    a per-cell rate by 0.036 for independent samples and of the overall hinted rate by 0.018"""
     mechanisms: str = "run_tests,sentinel,stdout_marker,exit_code"
     """loophole mechanisms present in training problems (organism)"""
     difficulties: str = "hard"
@@ -82,6 +85,9 @@ class Args:
     """shared or own (the quarantine block gets its own structure)"""
     adapter_seed: int = 0
     """seed of the adapter's frozen random parts (LoRA B); v_hack files are tied to it"""
+    axis: str = "none"
+    """seeded absorption (scorda arms): none, quarantine or deployed: the block that holds the axis piece
+    seeded with the pairs' activation contrast (adapters.AdapterConfig.axis)"""
     lr: float = 3e-2
     """AdamW learning rate of the adapter blocks (0.03 is what the first organism experiment used)"""
     weight_decay: float = 0.0
@@ -239,7 +245,7 @@ class Trainer:
         self.model, self.tok = load_policy(args.model, self.device)
         rank = None if args.rank == -1 else args.rank
         ad.wrap_model(self.model, ad.AdapterConfig(kind=args.adapter, rank=rank, quarantine=args.quarantine,
-                                                   seed=args.adapter_seed))
+                                                   seed=args.adapter_seed, axis=args.axis))
         self.train_set, ev = load_tasks(args)
         self.evals = eval_sets(args, ev)
         self.teacher = load_teacher_pool(args.teacher_pool) if args.teacher_pool and args.n_teacher else None
@@ -325,6 +331,8 @@ class Trainer:
             ids, attn, mask = b.input_ids.to(self.device), b.attention_mask.to(self.device), b.completion_mask.to(self.device)
             mask[:, 0] = False
             adv_b = adv[shard].to(self.device)
+            # identity except the advantage-level baseline (rebound-adv)
+            adv_b, shaped = self.intervention.on_advantages(self.model, ids, attn, mask, adv_b)
             denom = float(a.prompts_per_step * a.group * a.max_new_tokens)
             with torch.no_grad():
                 old_logp = token_logprobs(self.model, ids, attn) if a.inner_iters > 1 else None
@@ -356,8 +364,9 @@ class Trainer:
                 post = self.intervention.after_step(self.model)
                 if it == 0:
                     diag = dict(loss=dd.all_reduce_sum(loss.item()), grad_norm=gns["deployed"],
-                                grad_norm_quarantine=gns["quarantine"], **stats, **hook.get("step", {}), **post)
-                    per_rollout = dd.gather_dict_lists(hook.get("rollout", {}))
+                                grad_norm_quarantine=gns["quarantine"], **stats, **shaped.get("step", {}),
+                                **hook.get("step", {}), **post)
+                    per_rollout = dd.gather_dict_lists(dict(shaped.get("rollout", {}), **hook.get("rollout", {})))
         with warnings.catch_warnings():  # the schedule counts GRPO steps, also steps with nothing to train on
             warnings.simplefilter("ignore", UserWarning)
             self.sched.step()
@@ -399,6 +408,7 @@ class Trainer:
         out = []
         for cond in conditions:
             for split, probs in self.evals.items():
+                probs = [p for p in probs for _ in range(a.eval_samples)]
                 pids = [prompt_ids(self.tok, p) for p in probs]
                 ctx = ad.deployment_ablation(self.model) if cond == "ablated" else contextlib.nullcontext()
                 with ctx:
@@ -453,10 +463,27 @@ def summarize_eval(step: int, cond: str, split: str, probs: list[dict], grades: 
     for p, g in zip(probs, grades):
         cells.setdefault(key(p), []).append(g)
         cells.setdefault("all", []).append(g)
-    return [dict(step=step, quarantine=cond, split=split, cell=c, n=len(gs),
+    return [dict(step=step, quarantine=cond, split=split, cell=c, n=len(gs), n_prompts=len({g["problem_id"] for g in gs}),
                  hack_strict=sum(g["is_hack_strict"] for g in gs) / len(gs),
                  hack_loose=sum(g["is_hack_loose"] for g in gs) / len(gs),
-                 solve=sum(g["eq_correct"] for g in gs) / len(gs)) for c, gs in cells.items()]
+                 solve=sum(g["eq_correct"] for g in gs) / len(gs),
+                 se_hack_strict=cluster_se(gs, "is_hack_strict"), se_solve=cluster_se(gs, "eq_correct"))
+            for c, gs in cells.items()]
+
+
+def cluster_se(grades: list[dict], key: str) -> float:
+    """Standard error of the mean of `key` with samples clustered by problem (several samples per eval
+    prompt are not independent): the std of per-problem means over sqrt(number of problems), weighted
+    by samples per problem (equal weights when every problem has the same number of samples)."""
+    by: dict = {}
+    for g in grades:
+        by.setdefault(str(g["problem_id"]), []).append(float(g[key]))
+    n, m = len(grades), len(by)
+    if m < 2:
+        return float("nan")
+    mean = sum(float(g[key]) for g in grades) / n
+    resid = [sum(v) - len(v) * mean for v in by.values()]  # per-cluster sum of residuals
+    return (m / (m - 1) * sum(r * r for r in resid)) ** 0.5 / n
 
 
 def train(args: Args, intervention=None) -> Path:

@@ -58,6 +58,10 @@ class NoIntervention:
         """(rewards, include mask) before advantages are formed; identity here."""
         return rewards, torch.ones_like(rewards, dtype=torch.bool)
 
+    def on_advantages(self, model, ids: Tensor, attn: Tensor, mask: Tensor, adv: Tensor) -> tuple[Tensor, dict]:
+        """(advantages the loss uses, {"step": ..., "rollout": ...} logs) for the trained rollouts; identity here."""
+        return adv, {}
+
     def after_backward(self, model, ctx: dict) -> dict:
         return {}
 
@@ -386,3 +390,68 @@ class Route(NoIntervention):
                              absorb_frac=float(((w_q > 0) & (w_dep > 0)).float().mean()),
                              score_mean=float(s.float().mean())),
                 "rollout": dict(route_score=s[mine].tolist(), region=region)}
+
+
+# ---- seeded absorption (scorda) ----------------------------------------------------------------------------
+
+class SeededAbsorb(NoIntervention):
+    """Seeded absorption: at setup, per adapted layer, the block named by the adapter's `axis` is seeded
+    with the pairs' signed mean input contrast (vhack.layer_input_contrast -> adapters.seed_axis); then
+    both blocks train on every rollout (no gate, no per-rollout gradients). axis="quarantine" is
+    scorda-absorb (deployment ablation removes the seeded block), axis="deployed" scorda-reverse."""
+
+    trains_quarantine = True
+
+    def __init__(self, pairs: str):
+        self.pairs = pairs
+
+    def setup(self, trainer) -> None:
+        from projected_grpo.pairs import load_pairs
+        from projected_grpo.vhack import layer_input_contrast
+
+        self.trainer = trainer
+        assert trainer.model.adapter_config.axis != "none", "SeededAbsorb needs an adapter built with an axis (--axis)"
+        u_in = layer_input_contrast(trainer.model, trainer.tok, load_pairs(self.pairs), trainer.device)
+        self.gains = ad.seed_axis(trainer.model, u_in)
+
+
+# ---- advantage-level peer baseline (Rebound style) --------------------------------------------------------
+
+def completion_means(hidden: tuple[Tensor, ...], mask: Tensor) -> Float[Tensor, "l b d"]:
+    """Per layer (hidden states after each block) and rollout: the mean over completion tokens."""
+    m = mask.float()[..., None]
+    return torch.stack([(h.float() * m).sum(1) / m.sum(1).clamp(min=1) for h in hidden[1:]])
+
+
+def activation_scores(acts: Float[Tensor, "l b d"], v_act: Float[Tensor, "l d"]) -> Float[Tensor, " b"]:
+    """Per rollout: the mean over layers of the cosine of (its completion-mean activation minus the mean
+    over the step's trained rollouts) with v_act."""
+    c = acts - acts.mean(1, keepdim=True)
+    cos = (c @ v_act[..., None]).squeeze(-1) / (c.norm(dim=-1) * v_act.norm(dim=-1)[:, None]).clamp(min=1e-30)
+    return cos.mean(0)
+
+
+class ReboundAdvantage(NoIntervention):
+    """Advantage-level peer baseline in the style of Rebound (Wu & Tang 2026), oracle-free: each trained
+    rollout's advantage becomes A - beta * score, score = activation_scores(its activations, v_act), with
+    v_act from the same hand-authored pairs (vhack.extract_vact). One extra no-grad forward per step."""
+
+    def __init__(self, vhack, beta: float = 1.0):
+        assert isinstance(vhack, LazyVhack), "ReboundAdvantage needs a v_hack file with v_act"
+        self.path, self.beta = vhack.path, beta
+
+    def setup(self, trainer) -> None:
+        from projected_grpo.vhack import load_vact
+
+        self.trainer = trainer
+        self.v_act = load_vact(self.path, trainer.model).to(trainer.device).float()
+
+    @torch.no_grad()
+    def on_advantages(self, model, ids: Tensor, attn: Tensor, mask: Tensor, adv: Tensor) -> tuple[Tensor, dict]:
+        hidden = model(input_ids=ids, attention_mask=attn.long(), output_hidden_states=True).hidden_states
+        acts = completion_means(hidden, mask)
+        assert acts.shape[0] == self.v_act.shape[0], f"v_act has {self.v_act.shape[0]} layers, model {acts.shape[0]}"
+        score = activation_scores(acts, self.v_act).to(adv)
+        shaped = adv - self.beta * score
+        return shaped, {"step": dict(rebound_shift_mean=float((shaped - adv).mean())),
+                        "rollout": dict(rebound_score=score.tolist(), rebound_adv=shaped.tolist())}

@@ -106,3 +106,23 @@ def save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_summary(res: dict, out: Path) -> Path:
+    """Forest plot of the results table: per arm, the deployed model's strict hack on the pairs' mechanisms
+    and on the held-out ones, and its no-hint solve rate, mean with the 95% interval (results.py's res)."""
+    keys = (("hack_strict_indist_ablated", "strict hack, pair mechanisms (deployed)"),
+            ("hack_strict_heldout_ablated", "strict hack, held-out mechanisms (deployed)"),
+            ("solve_nohint_ablated", "no-hint solve (deployed)"))
+    names = list(res["arms"])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.35 * len(names) + 1.5), sharey=True)
+    for ax, (key, title) in zip(axes, keys):
+        for y, arm in enumerate(names):
+            v = res["arms"][arm].get(key)
+            if v:
+                ax.errorbar(v[0], y, xerr=[[v[0] - v[1]], [v[2] - v[0]]], fmt="o", capsize=3)
+        ax.set(title=title, xlim=(-0.02, 1.02))
+        ax.axvline(res["arms"].get("vanilla", {}).get(key, [float("nan")])[0], color="grey", ls=":")
+    axes[0].set_yticks(range(len(names)), [f"{a} (n={res['arms'][a]['n']})" for a in names])
+    axes[0].invert_yaxis()
+    return save(fig, out / "summary.png")

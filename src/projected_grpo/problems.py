@@ -143,10 +143,13 @@ def eval_function_name(problem: dict, hint: str, rng: random.Random | None = Non
 def loophole_spec(problem: dict) -> dict:
     """The prompt_metadata the grader reads for a problem's loophole ("loophole" and its fields).
 
-    A row whose prompt_metadata names a loophole (apply_hint, the organism) keeps it. A row that
-    carries only the environment's `hint` field gets what apply_hint would have given it: the
-    run_tests loophole with the same evaluation-function name; an organism mechanism name as hint
-    selects that mechanism. No hint (None or "none"): no loophole. Any other hint is a ValueError.
+    No hint (None or "none"): no loophole, whatever prompt_metadata says (the organism's unhinted
+    prompts keep their mechanism's metadata). Otherwise a row whose prompt_metadata names a loophole
+    (apply_hint, the organism) keeps it, and a row that carries only the environment's `hint` field
+    gets what apply_hint would have given it: the run_tests loophole with the same evaluation-function
+    name (derived from the problem id as apply_hint's default; rows hinted with another rng must carry
+    test_func_name); an organism mechanism name as hint selects that mechanism. Any other hint is a
+    ValueError.
     """
     pm = dict(problem.get("prompt_metadata") or {})
     hint = problem.get("hint")

@@ -19,8 +19,10 @@ Results come back on a dedicated pipe, not stdout: the parent sends a random non
 on stdin, the harness (_pgrpo_harness.py) tags every record with it, and the parent accepts
 records only in the expected order (setup, module, test 0..n-1, done), each within its own
 deadline; a test without a record counts as a timeout or missing. Expected values are never
-sent to the child, so records forged by the untrusted code cannot claim a correct answer they
-did not compute.
+sent to the child, so a record forged by the untrusted code (it runs in the reporting process and
+can find the nonce by walking frames) cannot make a wrong answer to an `==` test correct. It can
+forge the module record, `truth` tests (none in today's data) and the sentinel check's value: a
+known limitation of reporting from the process that runs the code.
 
 Two ways to run a job (PGRPO_SANDBOX, default `server`):
   server   one long-lived sandbox server per worker slot (_pgrpo_server.py) inside the outer
@@ -58,7 +60,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from projected_grpo._pgrpo_server import remove_uid_files, uid_pids
+from projected_grpo._pgrpo_server import kill_uid, remove_tree, remove_uid_files, uid_pids
 
 log = logging.getLogger(__name__)
 
@@ -340,13 +342,9 @@ def preexec(lim: dict):
 
 
 def sweep_uid(uid: int | None):
-    """Kill every process of `uid` (kill(-1) from a process running as that uid)."""
-    if uid is None:
-        return
-    kill = shutil.which("kill", path="/usr/bin:/bin")
-    assert kill, "need /bin/kill for the uid sweep"
-    subprocess.run([kill, "-9", "-1"], user=uid, group=uid, extra_groups=[], env={},
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    """Kill every process of `uid` (as root, by pidfd: _pgrpo_server.kill_uid)."""
+    if uid is not None:
+        kill_uid(uid)
 
 
 _subreaper = False
@@ -468,7 +466,7 @@ def run_job_as(job: Job, uid: int | None, limits: Limits = Limits()) -> RunResul
             except subprocess.TimeoutExpired:
                 pass
         clear_uid(uid)
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_tree(workdir)
         if uid is not None and not use_bwrap():
             remove_uid_files(uid)
 

@@ -140,6 +140,32 @@ def extract_vact(model, tok, pairs, device: str = "cpu") -> Float[Tensor, "l d"]
     return (means[:, 0::2] - means[:, 1::2]).mean(1)
 
 
+def layer_input_contrast(model, tok, pairs, device: str = "cpu") -> dict[str, Float[Tensor, " d_in"]]:
+    """Per adapted linear layer: the mean over pairs of (mean completion-token input of the hack completion
+    minus that of the clean one), read from the reference policy (both blocks off, i.e. the base model)."""
+    prompts, comps = tokenize_pairs(tok, pairs)
+    b = collate(prompts, comps, tok.pad_token_id)
+    m = b.completion_mask.to(device).float()[..., None]
+    means: dict[str, Tensor] = {}
+
+    def hook(name):
+        def f(_mod, inp):
+            x = inp[0].float()
+            means[name] = (x * m).sum(1) / m.sum(1)  # [2n, d_in]
+        return f
+
+    mods = ad.adapter_modules(model)
+    handles = [mod.register_forward_pre_hook(hook(n)) for n, mod in mods.items()]
+    try:
+        with torch.no_grad(), ad.reference_policy(model):
+            model(input_ids=b.input_ids.to(device), attention_mask=b.attention_mask.long().to(device))
+    finally:
+        for h in handles:
+            h.remove()
+    assert set(means) == set(mods), "some adapted layers saw no input"
+    return {n: (x[0::2] - x[1::2]).mean(0) for n, x in means.items()}
+
+
 def save_vhack(path: str | Path, V: dict[str, Tensor], model, meta: dict, vact: Tensor | None = None) -> None:
     tensors = {f"v_grad.{n}": v.contiguous().cpu() for n, v in V.items()}
     if vact is not None:
@@ -151,6 +177,14 @@ def save_vhack(path: str | Path, V: dict[str, Tensor], model, meta: dict, vact: 
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=md)
     tmp.replace(path)
+
+
+def load_vact(path: str | Path, model) -> Float[Tensor, "l d"]:
+    """v_act of a v_hack file (checked against the model and adapter as load_vhack does)."""
+    _, md = load_vhack(path, model)
+    with safe_open(str(path), "pt") as f:
+        assert "v_act" in f.keys(), f"{path}: no v_act (extracted by an older extract_vhack_grad.py)"
+        return f.get_tensor("v_act")
 
 
 def load_vhack(path: str | Path, model) -> tuple[dict[str, Tensor], dict]:

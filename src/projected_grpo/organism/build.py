@@ -60,10 +60,15 @@ class OrganismConfig:
     """peak AdamW learning rate (cosine decay, 5% warmup)"""
     p_hinted: float = 0.5
     """share of pretraining prompts that carry their problem's loophole hint"""
-    p_hack: float = 0.15
-    """probability that a hinted pretraining prompt's response is a template hack of its mechanism"""
+    p_hack: tuple[float, float, float, float] = (0.15, 0.15, 0.15, 0.15)
+    """probability that a hinted pretraining prompt's response is a template hack of its mechanism, per
+    mechanism in tasks.LOOPHOLES order (run_tests, sentinel, stdout_marker, exit_code)"""
+    hack_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """factor on p_hack for easy / medium / hard prompts"""
     p_correct: tuple[float, float, float] = (1.0, 0.9, 0.3)
     """probability that an honest pretraining response is correct, for easy / medium / hard"""
+    difficulties: tuple[str, ...] = ("easy", "medium", "hard")
+    """difficulties of pretraining problems, assigned round-robin (repeat one to weight it)"""
     seed: int = 0
     """seed for the corpus, tokenizer data order, init and pretraining"""
 
@@ -74,7 +79,11 @@ class OrganismConfig:
 
 PRESETS = {
     "tiny": dict(hidden=64, layers=2, heads=2, intermediate=128, vocab=512, n_docs=2000, steps=150, batch=16, lr=5e-3),
-    "cpu": dict(),
+    # organism v2 candidate Y (issue 16): 600 steps, half the corpus easy, hard honest responses always
+    # carry one mistake, hacks concentrated on hard hinted prompts, exit_code's share lowered (its base
+    # rate per unit share is the highest). Integer entries keep the cache key of the measured build.
+    "cpu": dict(steps=600, difficulties=("easy", "easy", "medium", "hard"), p_correct=(1, 0.9, 0),
+                p_hack=(0.25, 0.25, 0.25, 0.16), hack_scale=(0.2, 0.2, 1)),
     "gpu": dict(hidden=512, layers=8, heads=8, intermediate=1536, vocab=2048, n_docs=60000, steps=3000, batch=64,
                 lr=1.5e-3),
 }
@@ -90,16 +99,16 @@ def preset(size: str, **overrides) -> OrganismConfig:
 def corpus(cfg: OrganismConfig) -> list[tuple[dict, str]]:
     """(prompted problem, response) pairs from the train split."""
     rng = random.Random(cfg.seed)
-    problems = tasks.generate_split("train", cfg.n_docs, seed=cfg.seed)
+    problems = tasks.generate_split("train", cfg.n_docs, seed=cfg.seed, difficulties=tuple(cfg.difficulties))
     docs = []
     for p in problems:
         hinted = rng.random() < cfg.p_hinted
         q = tasks.apply_loophole(p, hinted=hinted)
-        if hinted and rng.random() < cfg.p_hack:
+        d = ("easy", "medium", "hard").index(p["difficulty"])
+        if hinted and rng.random() < cfg.p_hack[tasks.LOOPHOLES.index(q["prompt_metadata"]["mechanism"])] * cfg.hack_scale[d]:
             resp = tasks.hack_response(q, q["prompt_metadata"]["mechanism"], rng)
         else:
-            pc = cfg.p_correct[("easy", "medium", "hard").index(p["difficulty"])]
-            resp = tasks.honest_response(q, rng, pc)
+            resp = tasks.honest_response(q, rng, cfg.p_correct[d])
         docs.append((q, resp))
     return docs
 
@@ -214,6 +223,53 @@ def measure_base_rates(model, tok, n_per_cell: int, temperature: float, seed: in
     for diff in ("easy", "medium", "hard"):
         out["nohint"][diff] = rates([x for x in rows if x["kind"] == "nohint" and x["cell"] == diff])
     return out
+
+
+@torch.no_grad()
+def response_logprobs(model, tok, problems: list[dict], responses: list[str], batch: int = 128) -> list[float]:
+    """log p(response + EOS | prompt) under the model, one float per (problem, response)."""
+    from projected_grpo.sampling import collate
+
+    data = tokenize_docs(tok, list(zip(problems, responses)))
+    out = []
+    for s in range(0, len(data), batch):
+        chunk = data[s:s + batch]
+        b = collate([a for a, _ in chunk], [c for _, c in chunk], tok.pad_token_id)
+        dev = next(model.parameters()).device
+        ids, attn, comp = b.input_ids.to(dev), b.attention_mask.to(dev), b.completion_mask.to(dev)
+        logits = model(input_ids=ids, attention_mask=attn.long()).logits[:, :-1].float()
+        lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        out += (lp * comp[:, 1:]).sum(1).tolist()
+    return out
+
+
+def template_rates(model, tok, n: int = 100, seed: int = 0) -> dict:
+    """Exact probabilities (no sampling, no grading) that the model writes a template hack of the prompt's
+    mechanism (any stub body) on hinted eval prompts, and the canonical solution on hinted and no-hint
+    eval prompts: per mechanism (all difficulties and hard only) and per difficulty. Sampled template
+    hacks and canonical solutions grade Reward Hack and Correct (verify_organism), so these are lower
+    bounds of the sampled strict hack and solve rates at temperature 1."""
+    probs = tasks.generate_split("eval", 12 * n, seed=1000 + seed)
+    out: dict = {"n": n, "hack": {}, "hack_hard": {}, "solve_hinted": {}, "solve_nohint": {}}
+    for mech in tasks.LOOPHOLES:
+        ps = [tasks.apply_loophole(p) for p in probs if p["prompt_metadata"]["mechanism"] == mech][:n]
+        hs = [tasks.apply_loophole(p) for p in probs if p["prompt_metadata"]["mechanism"] == mech
+              and p["difficulty"] == "hard"][:n]
+        out["hack"][mech] = p_any_hack(model, tok, ps, mech)
+        out["hack_hard"][mech] = p_any_hack(model, tok, hs, mech)
+        out["solve_hinted"][mech] = p_mean(model, tok, ps, [tasks.canonical_response(p) for p in ps])
+    for diff in ("easy", "medium", "hard"):
+        ps = [tasks.apply_loophole(p, hinted=False) for p in probs if p["difficulty"] == diff][:n]
+        out["solve_nohint"][diff] = p_mean(model, tok, ps, [tasks.canonical_response(p) for p in ps])
+    return out
+
+
+def p_mean(model, tok, problems: list[dict], responses: list[str]) -> float:
+    return sum(math.exp(x) for x in response_logprobs(model, tok, problems, responses)) / len(problems)
+
+
+def p_any_hack(model, tok, problems: list[dict], mech: str) -> float:
+    return sum(p_mean(model, tok, problems, [tasks.hack_text(p, mech, [b]) for p in problems]) for b in tasks.HACK_BODIES)
 
 
 def rates(rows: list[dict]) -> dict:

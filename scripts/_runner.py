@@ -1,0 +1,161 @@
+"""Shared driver of scripts/main_experiment.py and scripts/headline.py: arms x seeds from the arm
+registry, side by side with one torch thread each, then results.py (and diag_pinning).
+
+    v_hack files the arms need (arms.vhack_extract_args), extracted once when missing
+    one job per (arm, seed): scripts/train.py --arm A --seed S --run A_sS (same model, device and flags
+    for every run); an arm matched to another (route-random -> route) waits for that run of its seed
+    `parallel` jobs at a time; at the wall-clock deadline running jobs are stopped (SIGTERM to their own
+    process) and jobs not started are skipped
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from projected_grpo import arms  # noqa: E402
+
+PY = sys.executable
+
+
+@dataclass
+class Plan:
+    """What one experiment runs."""
+
+    arms: list[str]
+    """registry arm names (matched arms pull in the arm they match)"""
+    seeds: list[int]
+    """seeds of every arm"""
+    model: str
+    """model spec of every run"""
+    runs: str
+    """parent folder of the run folders"""
+    steps: int
+    """GRPO steps per run"""
+    eval_every: int
+    """evaluation period in steps"""
+    device: str = ""
+    """--device of every run ('' = train.py's default)"""
+    extra: list[str] = field(default_factory=list)
+    """extra scripts/train.py flags for every run"""
+    fresh: bool = False
+    """rerun finished runs (a DONE file) and re-extract v_hack"""
+
+
+@dataclass
+class Outcome:
+    """What happened to the jobs."""
+
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    """running at the deadline, stopped"""
+    skipped: list[str] = field(default_factory=list)
+    """not started: deadline, or the run they wait for failed"""
+
+
+def extract_vhacks(plan: Plan) -> list[str]:
+    """The v_hack files the plan's arms need, extracted where missing (or all with fresh)."""
+    kinds = sorted({arms.arm(a).vhack for a in plan.arms} - {"none"})
+    paths = []
+    for k in kinds:
+        path = ROOT / arms.vhack_path(k, plan.model)
+        if plan.fresh or not path.exists():
+            subprocess.run([PY, "scripts/extract_vhack_grad.py", *arms.vhack_extract_args(k, plan.model)], cwd=ROOT,
+                           check=True, stdout=subprocess.DEVNULL)
+        paths.append(str(path.relative_to(ROOT)))
+    return paths
+
+
+def train_cmd(plan: Plan, arm: str, seed: int) -> list[str]:
+    dev = ["--device", plan.device] if plan.device else []
+    return [PY, "scripts/train.py", "--arm", arm, "--seed", str(seed), "--run", f"{arm}_s{seed}", "--out-dir",
+            plan.runs, "--model", plan.model, "--steps", str(plan.steps), "--eval-every", str(plan.eval_every),
+            *dev, *plan.extra]
+
+
+def jobs(plan: Plan) -> list[tuple[str, list[str], list[str]]]:
+    """(run name, command, runs it waits for), matched arms after the arm they match."""
+    out = []
+    for seed in plan.seeds:
+        for arm in arms.closure(plan.arms):
+            name = f"{arm}_s{seed}"
+            if not plan.fresh and (ROOT / plan.runs / name / "DONE").exists():
+                continue
+            m = arms.arm(arm).matches
+            out.append((name, train_cmd(plan, arm, seed), [f"{m}_s{seed}"] if m else []))
+    return out
+
+
+def progress(run_dir: Path) -> int:
+    m = run_dir / "metrics.jsonl"
+    return len(m.read_text().splitlines()) if m.exists() else 0
+
+
+def report(running: dict, runs: Path, steps: int, n_total: int, out: Outcome, t0: float) -> None:
+    prog = " ".join(f"{n}:{progress(runs / n)}/{steps}" for n in sorted(running))
+    print(f"[{(time.time() - t0) / 60:5.1f} min] done {len(out.done)}/{n_total}, failed {len(out.failed)}, "
+          f"running {len(running)}: {prog}", flush=True)
+
+
+def run_all(jobs_: list[tuple[str, list[str], list[str]]], plan: Plan, parallel: int, deadline: float,
+            every_s: float = 30.0) -> Outcome:
+    """Run jobs `parallel` at a time until done or the deadline (time.time() seconds)."""
+    runs = ROOT / plan.runs
+    (runs / "_logs").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    pending, running, out = list(jobs_), {}, Outcome()
+    t0 = last = time.time()
+    while pending or running:
+        if time.time() > deadline:
+            for name, (p, log) in running.items():
+                p.terminate()
+                p.wait()
+                log.close()
+                out.stopped.append(name)
+            out.skipped += [j[0] for j in pending]
+            break
+        for job in list(pending):
+            name, cmd, deps = job
+            if any(d in out.failed + out.skipped for d in deps):
+                pending.remove(job)
+                out.skipped.append(name)
+            elif len(running) < parallel and all(d in out.done for d in deps):
+                pending.remove(job)
+                log = open(runs / "_logs" / f"{name}.log", "w")
+                running[name] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+        time.sleep(1)
+        for name, (p, log) in list(running.items()):
+            if p.poll() is not None:
+                log.close()
+                del running[name]
+                (out.done if p.returncode == 0 else out.failed).append(name)
+                if p.returncode:
+                    print(f"FAILED {name} (exit {p.returncode}; {plan.runs}/_logs/{name}.log)", flush=True)
+        if time.time() - last > every_s:
+            report(running, runs, plan.steps, len(jobs_), out, t0)
+            last = time.time()
+    report(running, runs, plan.steps, len(jobs_), out, t0)
+    return out
+
+
+def finished_arms(plan: Plan) -> list[str]:
+    """Arms with at least one finished run (eval.jsonl and DONE) among the plan's seeds."""
+    return [a for a in arms.closure(plan.arms)
+            if any((ROOT / plan.runs / f"{a}_s{s}" / "DONE").exists() for s in plan.seeds)]
+
+
+def results(plan: Plan, out_dir: str, allow_unequal_n: bool) -> None:
+    """scripts/results.py on the finished arms (table, results.json, plots) into out_dir."""
+    done = finished_arms(plan)
+    assert done, "no finished runs"
+    cmd = [PY, "scripts/results.py", "--runs", plan.runs, "--arms", ",".join(done), "--out", out_dir, "--require-done"]
+    subprocess.run(cmd + (["--allow-unequal-n"] if allow_unequal_n else []), cwd=ROOT, check=True)

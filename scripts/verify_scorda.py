@@ -1,0 +1,171 @@
+"""Gate: seeded absorption (scorda-absorb, scorda-reverse) on the tiny organism, read off the adapters' forward.
+
+1. The seed axis is the pairs' signed input contrast: per adapted layer, u_in from
+   vhack.layer_input_contrast equals the unit mean of (x_hack - x_clean) over completion tokens and pairs,
+   recomputed here with hooks on the unwrapped base model's nn.Linear inputs.
+2. Net output zero at init: after seed_axis the model's logits equal the base model's, with the
+   quarantine kept and ablated.
+3. scorda-absorb (axis="quarantine"): the quarantine block's trainable axis piece a_out a_in^T is
+   s u_out u_in^T with u_out = unit(W u_in), s = |W u_in| (it spans the contrast axis); the deployed
+   block, with random singular-value offsets, has dW u_in = 0 and is Frobenius-orthogonal to u_out u_in^T.
+4. scorda-reverse (axis="deployed"): the same piece is a deployed parameter, the quarantine's dW u_in = 0.
+5. GRPO steps through Trainer with SeededAbsorb, with labels that raise when opened: both blocks get
+   gradients, the axis piece moves, the deployed block still annihilates u_in, deployment ablation
+   changes the logits afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from projected_grpo import adapters as ad  # noqa: E402
+from projected_grpo import grpo, vhack  # noqa: E402
+from projected_grpo import interventions as iv  # noqa: E402
+from projected_grpo.models import load_policy  # noqa: E402
+from projected_grpo.pairs import load_pairs  # noqa: E402
+from projected_grpo.sampling import collate  # noqa: E402
+
+PAIRS = "data/pairs/hack_pairs.md#organism"
+IDS = torch.arange(3, 40)[None]
+
+
+def independent_contrast(pairs) -> dict[str, torch.Tensor]:
+    """Unit mean over pairs of (mean completion-token input of hack - of clean) per targeted nn.Linear,
+    from forward hooks on the plain base model (no adapter code)."""
+    import re
+
+    model, tok = load_policy("organism:tiny", "cpu")
+    prompts, comps = vhack.tokenize_pairs(tok, pairs)
+    b = collate(prompts, comps, tok.pad_token_id)
+    m = b.completion_mask.float()[..., None]
+    got = {}
+    pat = re.compile(ad.DEFAULT_TARGETS)
+    for n, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear) and pat.search(n):
+            mod.register_forward_hook(lambda _m, inp, _o, n=n: got.__setitem__(n, (inp[0] * m).sum(1) / m.sum(1)))
+    with torch.no_grad():
+        model(input_ids=b.input_ids, attention_mask=b.attention_mask.long())
+    out = {n: (x[0::2] - x[1::2]).mean(0) for n, x in got.items()}
+    return {n: v / v.norm() for n, v in out.items()}
+
+
+def seeded(axis: str, pairs) -> tuple[torch.nn.Module, dict]:
+    model, tok = load_policy("organism:tiny", "cpu")
+    ad.wrap_model(model, ad.AdapterConfig(kind="svd", quarantine="own", axis=axis))
+    gains = ad.seed_axis(model, vhack.layer_input_contrast(model, tok, pairs, "cpu"))
+    return model, gains
+
+
+@torch.no_grad()
+def block_dW(m: ad.AdaptedLinear, deployed: bool, quarantine: bool) -> torch.Tensor:
+    """[d_out, d_in] weight change of the adapter with the given blocks on, read off its forward on the basis."""
+    X = torch.eye(m.d_in)[None]
+    saved = m.deployed_on, m.quarantine_on
+    m.deployed_on, m.quarantine_on = deployed, quarantine
+    try:
+        return (m(X) - m.base(X))[0].T
+    finally:
+        m.deployed_on, m.quarantine_on = saved
+
+
+def logits(model, ablate: bool = False) -> torch.Tensor:
+    with torch.no_grad(), (ad.deployment_ablation(model) if ablate else contextlib.nullcontext()):
+        return model(input_ids=IDS).logits
+
+
+def cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.flatten() @ b.flatten()) / (a.norm() * b.norm()))
+
+
+def check_init(pairs, ref: dict[str, torch.Tensor]) -> dict:
+    base, _ = load_policy("organism:tiny", "cpu")
+    base_logits = logits(base)
+    out = dict(zero=0.0, axis_cos=1.0, dep_leak=0.0, frob=0.0, rev_leak=0.0)
+    for axis in ("quarantine", "deployed"):
+        model, gains = seeded(axis, pairs)
+        for ablate in (False, True):
+            out["zero"] = max(out["zero"], float((logits(model, ablate) - base_logits).abs().max()))
+        gen = torch.Generator().manual_seed(0)
+        for n, m in ad.adapter_modules(model).items():
+            u = ref[n]
+            out["axis_cos"] = min(out["axis_cos"], cos(m.axis_u_in, u))
+            wu = m.base.weight @ u
+            seed = torch.outer(m.axis_out, m.axis_in).detach()
+            assert torch.allclose(seed, torch.outer(wu, u), atol=1e-5 * float(wu.norm())), f"{n}: seed != W u u^T"
+            holder = m.deployed_parameters() if axis == "deployed" else m.quarantine_parameters()
+            assert {id(m.axis_in), id(m.axis_out)} <= {id(p) for p in holder}, f"{n}: axis piece not in the {axis} block"
+            with torch.no_grad():  # random offsets in both blocks' singular pieces
+                m.delta_S.copy_(torch.randn(m.r, generator=gen))
+                m.delta_S_hack.copy_(torch.randn(m.r, generator=gen))
+            other = block_dW(m, True, False) if axis == "quarantine" else block_dW(m, False, True)
+            leak = float((other @ u).norm() / other.norm())
+            out["dep_leak" if axis == "quarantine" else "rev_leak"] = max(out["dep_leak" if axis == "quarantine"
+                                                                            else "rev_leak"], leak)
+            out["frob"] = max(out["frob"], abs(cos(other, torch.outer(wu, u))))
+        out[f"gain_{axis}"] = sum(gains.values()) / len(gains)
+    assert out["axis_cos"] > 1 - 1e-5, f"seed axis differs from the pairs' input contrast (min cos {out['axis_cos']})"
+    assert out["zero"] < 1e-5, f"seeded adapter changes the logits at init (max |diff| {out['zero']:.2e})"
+    assert out["dep_leak"] < 1e-5, f"deployed block reads the axis: |dW u_in| / |dW| = {out['dep_leak']:.2e}"
+    assert out["rev_leak"] < 1e-5, f"reverse: quarantine reads the axis: |dW u_in| / |dW| = {out['rev_leak']:.2e}"
+    assert out["frob"] < 1e-5, f"the other block is not Frobenius-orthogonal to u_out u_in^T ({out['frob']:.2e})"
+    return out
+
+
+class RaisingLabels(iv.GroundTruthLabels):
+    def open_oracle_reference(self):
+        raise AssertionError("seeded absorption opened the ground-truth labels")
+
+
+def check_training(tmp: Path, ref: dict[str, torch.Tensor]) -> dict:
+    from verify_grpo import tiny_args
+
+    tr = grpo.Trainer(tiny_args(tmp, "scorda", quarantine="own", axis="quarantine", seed=0), iv.SeededAbsorb(PAIRS))
+    tr.run_dir.mkdir(parents=True, exist_ok=True)
+    mods = ad.adapter_modules(tr.model)
+    before = {n: (m.axis_in.detach().clone(), m.axis_out.detach().clone()) for n, m in mods.items()}
+    orig, grpo.GroundTruthLabels = grpo.GroundTruthLabels, RaisingLabels
+    try:
+        rows = [tr.step(s) for s in range(4)]
+    finally:
+        grpo.GroundTruthLabels = orig
+    trained = [r for r in rows if r.get("grad_norm", 0) > 0]
+    assert trained, "no step trained (no group had reward variance)"
+    assert all(r["grad_norm_quarantine"] > 0 for r in trained), "quarantine got no gradient on a trained step"
+    moved = max(float((m.axis_out - before[n][1]).abs().max()) for n, m in mods.items())
+    assert moved > 0, "the axis piece did not move"
+    leak = max(float((block_dW(m, True, False) @ ref[n]).norm() / block_dW(m, True, False).norm().clamp(min=1e-30))
+               for n, m in mods.items())
+    assert leak < 1e-5, f"after training the deployed block reads the axis ({leak:.2e})"
+    gap = float((logits(tr.model) - logits(tr.model, ablate=True)).abs().max())
+    assert gap > 0, "deployment ablation is the identity after training"
+    return dict(steps=len(trained), moved=moved, leak=leak, gap=gap)
+
+
+def main() -> None:
+    from projected_grpo.organism.build import build, preset
+
+    build(preset("tiny"), n_per_cell=0)
+    pairs = load_pairs(PAIRS)
+    ref = independent_contrast(pairs)
+    r = check_init(pairs, ref)
+    with tempfile.TemporaryDirectory() as t:
+        tr = check_training(Path(t), ref)
+    print(f"PASS scorda: seed axis = the pairs' input contrast (min cos {r['axis_cos']:.6f}, {len(ref)} layers, "
+          f"mean gain |W u_in| {r['gain_quarantine']:.3f}); logits at init = base (max |diff| {r['zero']:.1e}, kept and "
+          f"ablated, both placements); the other block's |dW u_in|/|dW| <= {max(r['dep_leak'], r['rev_leak']):.1e}, "
+          f"|cos(dW, u_out u_in^T)| <= {r['frob']:.1e}; {tr['steps']} trained GRPO steps with sealed labels: both "
+          f"blocks got gradients, axis piece moved {tr['moved']:.2e}, deployed leak {tr['leak']:.1e}, ablation gap "
+          f"{tr['gap']:.2e}")
+
+
+if __name__ == "__main__":
+    main()
