@@ -4,20 +4,28 @@
     python scripts/smoke.py adapters pairs  gates whose name contains any of these words
 
 First the artefacts that several gates share are built once (the tiny organism, without base
-rates), so no two gates build them concurrently. Then the gates run as separate processes, up to
-PGRPO_SMOKE_JOBS (default 3) at a time, longest first (durations of the last run are kept in
+rates), so no two gates build them concurrently. Then this process imports what nearly every gate
+imports (torch, transformers, the package; about 5 CPU-seconds, which 29 separate interpreters
+paid once each) and runs each gate in a forked child of itself, as `python gate.py` would
+(runpy, __main__, its own argv and cwd, exit status from SystemExit), up to PGRPO_SMOKE_JOBS
+(default 3) at a time, longest first (durations of the last run are kept in
 out/smoke/durations.json); the gates that load both cores on purpose (EXCLUSIVE) run alone at the
-end. Each gate's PASS line is shown as it finishes; its full output is kept in
-out/smoke/<gate>.log. Exit status is nonzero when any gate fails.
+end. PGRPO_SMOKE_FORK=0 runs every gate in a fresh interpreter instead. Each gate's PASS line is
+shown as it finishes; its full output is kept in out/smoke/<gate>.log. Exit status is nonzero
+when any gate fails.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import runpy
+import signal
 import subprocess
 import sys
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -41,16 +49,113 @@ def env() -> dict:
     return e
 
 
-def prepare() -> None:
-    """Shared artefacts: the tiny organism (cached under out/organism; base rates not measured)."""
-    r = subprocess.run([sys.executable, "-m", "projected_grpo.organism.build", "--size", "tiny", "--n-per-cell", "0"],
-                       cwd=ROOT, env=env(), capture_output=True, text=True)
-    assert r.returncode == 0, f"building the tiny organism failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}"
+def prepare() -> subprocess.Popen:
+    """Shared artefacts, built in the background: the tiny organism (cached under out/organism; base
+    rates not measured). Gates that load it wait for it (needs_organism); the others start at once."""
+    return subprocess.Popen([sys.executable, "-m", "projected_grpo.organism.build", "--size", "tiny",
+                             "--n-per-cell", "0"], cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def needs_organism(g: Path) -> bool:
+    src = g.read_text()
+    return any(k in src for k in ('organism:tiny', 'preset("tiny")', "_step_probe", "smoke_gpu"))
+
+
+def organism_ready(build: subprocess.Popen) -> bool:
+    if build.poll() is None:
+        return False
+    assert build.returncode == 0, f"building the tiny organism failed:\n{build.stdout.read()[-3000:]}"
+    return True
+
+
+PRELOAD = ("torch", "transformers", "numpy", "scipy.stats", "matplotlib.pyplot", "tqdm",
+           "transformers.models.qwen3.modeling_qwen3", "transformers.models.llama.modeling_llama",
+           "projected_grpo.grpo", "projected_grpo.adapters", "projected_grpo.sandbox", "projected_grpo.grader",
+           "projected_grpo.vhack", "projected_grpo.interventions", "projected_grpo.logs", "projected_grpo.arms",
+           "projected_grpo.decoder", "projected_grpo.distributed", "projected_grpo.organism.build",
+           "projected_grpo.organism.tasks", "projected_grpo.pairs", "projected_grpo.plots")
+GATE_TIMEOUT = 900
+
+
+def preload() -> None:
+    """Import in this process what the gates import, before any thread exists (the children are forks)."""
+    os.environ.update(env())
+    sys.path.insert(0, str(ROOT / "src"))
+    import matplotlib  # noqa: PLC0415
+    matplotlib.use("Agg")
+    import importlib  # noqa: PLC0415
+    for name in PRELOAD:
+        importlib.import_module(name)
+    import torch  # noqa: PLC0415
+    torch.set_num_threads(int(os.environ.get("PGRPO_THREADS", "1")))
+
+
+def start_gate(g: Path) -> int:
+    """Fork a child that runs gate `g` as `python g` would, its output into out/smoke/<gate>.log."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        fd = os.open(LOGDIR / f"{g.stem}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.chdir(ROOT)
+        sys.argv = [str(g)]
+        try:
+            runpy.run_path(str(g), run_name="__main__")
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if not isinstance(e.code, (int, type(None))):
+                print(e.code, file=sys.stderr)
+        except BaseException:  # noqa: BLE001
+            traceback.print_exc()
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def finish_gate(g: Path, status: int, dt: float) -> tuple[Path, bool, float, str, str]:
+    out = (LOGDIR / f"{g.stem}.log").read_text(errors="replace").strip()
+    lines = out.splitlines()
+    last = next((ln for ln in reversed(lines) if ln.startswith("PASS")), lines[-1] if lines else "")
+    return g, os.waitstatus_to_exitcode(status) == 0, dt, last, out
+
+
+def run_forked(todo: list[Path], jobs: int, done, ready=lambda g: True) -> None:
+    """Run gates as forked children, `jobs` at a time, each once ready(gate); done(result) as each ends."""
+    queue, running = list(todo), {}
+    while queue or running:
+        while len(running) < jobs and any(ready(g) for g in queue):
+            g = next(g for g in queue if ready(g))
+            queue.remove(g)
+            running[start_gate(g)] = (g, time.time())
+        if not running:
+            time.sleep(0.05)
+            continue
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            time.sleep(0.05)
+            for p, (_, t) in running.items():
+                if time.time() - t > GATE_TIMEOUT:  # a hung gate fails instead of hanging the smoke
+                    os.kill(p, signal.SIGKILL)
+            continue
+        if pid in running:
+            g, t = running.pop(pid)
+            done(finish_gate(g, status, time.time() - t))
 
 
 def run_gate(g: Path) -> tuple[Path, bool, float, str, str]:
+    """A gate in a fresh interpreter (PGRPO_SMOKE_FORK=0)."""
     t = time.time()
-    r = subprocess.run([sys.executable, str(g)], cwd=ROOT, env=env(), capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(g)], cwd=ROOT, env=env(), capture_output=True, text=True,
+                       timeout=GATE_TIMEOUT)
     out = (r.stdout + r.stderr).strip()
     (LOGDIR / f"{g.stem}.log").write_text(out + "\n")
     lines = out.splitlines()
@@ -77,15 +182,26 @@ def main() -> int:
                     key=lambda g: -durations.get(g.stem, GUESS.get(g.stem, 5)))
     jobs = max(1, int(os.environ.get("PGRPO_SMOKE_JOBS", 3)))
     t_all = time.time()
-    prepare()
-    print(f"smoke: shared artefacts ready in {time.time() - t_all:.0f}s; {len(shared)} gates, {jobs} at a time, "
+    build = prepare()
+    print(f"smoke: {len(shared)} gates, {jobs} at a time (those loading the tiny organism once it is built), "
           f"then {len(alone)} alone", flush=True)
     passed, failed = [], []
-    with ThreadPoolExecutor(jobs) as ex:
-        for f in as_completed([ex.submit(run_gate, g) for g in shared]):
-            report(f.result(), passed, failed, durations)
-    for g in alone:
-        report(run_gate(g), passed, failed, durations)
+    done = lambda res: report(res, passed, failed, durations)  # noqa: E731
+    if os.environ.get("PGRPO_SMOKE_FORK", "1") == "1":
+        t = time.time()
+        preload()
+        print(f"smoke: preloaded torch, transformers and the package in {time.time() - t:.0f}s", flush=True)
+        run_forked(shared, jobs, done, ready=lambda g: not needs_organism(g) or organism_ready(build))
+        for g in alone:
+            run_forked([g], 1, done)
+    else:
+        build.wait()
+        organism_ready(build)
+        with ThreadPoolExecutor(jobs) as ex:
+            for f in as_completed([ex.submit(run_gate, g) for g in shared]):
+                done(f.result())
+        for g in alone:
+            done(run_gate(g))
     dfile.write_text(json.dumps(durations, indent=1, sort_keys=True))
     print(f"smoke: {time.time() - t_all:.0f}s; failed: {', '.join(failed) or 'none'}")
     print(f"{len(passed)} passed, {len(failed)} failed")

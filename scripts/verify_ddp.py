@@ -125,7 +125,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         teacher_pool(tmp / "pool.jsonl", 16)
-        mp.spawn(worker, args=(2, free_port(), str(tmp)), nprocs=2, join=True)
+        # forked workers share this process's imports (spawned ones would import torch again)
+        mp.start_processes(worker, args=(2, free_port(), str(tmp)), nprocs=2, join=True, start_method="fork")
         t_ddp = time.time() - t0
         run_jobs(tmp, "one")
         runs = tmp / "runs"

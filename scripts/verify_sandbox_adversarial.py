@@ -3,12 +3,14 @@ sandbox and no process behind, and the grader survives; in both sandboxes (the s
 per-process reference), each with bwrap and with the inner layer only (PGRPO_NO_BWRAP=1).
 Short limits keep the gate fast."""
 
+import multiprocessing as mp
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -20,7 +22,8 @@ from projected_grpo.problems import method_name  # noqa: E402
 
 # short CPU limits and a 160 MB address space keep the timeout and memory cases quick (a 1 GB bomb
 # re-filled by each of the problem's 70 tests took 35 s on a loaded machine)
-LIMITS = sandbox.Limits(per_test_timeout=0.5, module_timeout=1.0, start_timeout=10.0, wall_factor=2.0, memory_mb=160)
+LIMITS = sandbox.Limits(per_test_timeout=0.5, module_timeout=1.0, start_timeout=10.0, wall_factor=2.0, memory_mb=160,
+                        grace=0.5)
 
 
 # A local listener of the gate's own: the only address the network case tries (loopback, this machine).
@@ -131,19 +134,22 @@ def run_mode(p, mode: str, no_bwrap: bool):
     return len(cases), dt, "NET OK" in net.stdout
 
 
+def run_config(mode: str, no_bwrap: bool) -> str:
+    n, dt, net = run_mode(problems()[0], mode, no_bwrap)
+    return (f"{mode}/{'inner-only' if no_bwrap else 'bwrap'}: {n} hostile cases Incorrect in {dt:.1f}s "
+            f"(network reachable: {net})")
+
+
 def main():
-    p = problems()[0]
-    mode_summaries = []
-    for mode in sandbox.SANDBOX_MODES:
-        for no_bwrap in (False, True):
-            if not no_bwrap and shutil.which("bwrap") is None:
-                print("WARNING: bwrap missing; testing the inner layer only")
-                continue
-            n, dt, net = run_mode(p, mode, no_bwrap)
-            mode_summaries.append(f"{mode}/{'inner-only' if no_bwrap else 'bwrap'}: {n} hostile cases Incorrect in "
-                                  f"{dt:.1f}s (network reachable: {net})")
-            sandbox.SERVERS.close()  # the next configuration starts its own servers
-    print("PASS verify_sandbox_adversarial: " + "; ".join(mode_summaries)
+    configs = [(mode, nb) for mode in sandbox.SANDBOX_MODES for nb in (False, True)
+               if nb or shutil.which("bwrap") is not None]
+    if shutil.which("bwrap") is None:
+        print("WARNING: bwrap missing; testing the inner layer only")
+    # the four configurations side by side, each in a forked process with its own servers and slot uids
+    # (most of each one's time is waiting for deadlines); every check is per process and per uid
+    with ProcessPoolExecutor(len(configs), mp_context=mp.get_context("fork")) as ex:
+        summaries = list(ex.map(run_config, *zip(*configs)))
+    print("PASS verify_sandbox_adversarial: " + "; ".join(summaries)
           + "; no files outside, no processes left, canonical still Correct")
 
 

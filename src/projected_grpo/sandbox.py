@@ -869,6 +869,20 @@ class ServerPool:
 SERVERS = ServerPool()
 
 
+def _fresh_pool_in_child():
+    """A forked child (a worker of torch.multiprocessing, a smoke gate) starts with no servers of its
+    own: the parent's sockets stay the parent's, and the starter thread does not survive a fork."""
+    global SERVERS, _STARTER
+    for server in SERVERS.all:
+        if server.sock is not None:
+            server.sock.close()
+    SERVERS = ServerPool()
+    _STARTER = ThreadPoolExecutor(1, thread_name_prefix="pgrpo-sandbox-starter")
+
+
+os.register_at_fork(after_in_child=_fresh_pool_in_child)
+
+
 def held_uids() -> set[int]:
     """Slot uids this process holds now (its sandbox servers')."""
     return SERVERS.uids()
