@@ -34,8 +34,9 @@ LOGDIR = ROOT / "out" / "smoke"
 # gates that keep both cores busy on purpose (grading under load): nothing else may run beside them
 EXCLUSIVE = ("verify_grader_canonical", "verify_grader_determinism")
 # a first guess of each gate's duration, in seconds, used until a run has recorded real ones
-GUESS = {"verify_e2e_tiny": 90, "verify_ddp": 45, "verify_grpo": 30, "verify_sandbox_adversarial": 25,
-         "verify_organism": 15, "verify_probe": 15, "verify_loading": 15, "verify_decoder": 13}
+GUESS = {"verify_e2e_tiny": 34, "verify_decoder": 33, "verify_organism": 30, "verify_ddp": 20,
+         "verify_sandbox_adversarial": 18, "verify_grpo": 12, "verify_grade_cli": 11, "verify_routing": 10,
+         "verify_probe": 8, "verify_hint_field": 8}
 
 
 def gates(filters: list[str]) -> list[Path]:
