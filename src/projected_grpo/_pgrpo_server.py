@@ -143,6 +143,7 @@ def _dup_high(f: int) -> int:
 
 
 def set_limits(lim: dict):
+    """A job's rlimits (both sandboxes: here in the forked job, in sandbox.preexec before exec)."""
     mb = 1 << 20
     for res, v in ((resource.RLIMIT_AS, lim["memory_mb"] * mb), (resource.RLIMIT_FSIZE, lim["fsize_mb"] * mb),
                    (resource.RLIMIT_NPROC, lim["nproc"]), (resource.RLIMIT_NOFILE, lim["nofile"]),

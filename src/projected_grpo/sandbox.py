@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import queue
-import resource
 import secrets
 import select
 import selectors
@@ -60,7 +59,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from projected_grpo._pgrpo_server import kill_uid, remove_tree, remove_uid_files, uid_pids
+from projected_grpo._pgrpo_server import kill_uid, remove_tree, remove_uid_files, set_limits, uid_pids
 
 log = logging.getLogger(__name__)
 
@@ -330,15 +329,8 @@ def job_payload(job: Job, limits: Limits, nonce: str) -> bytes:
 
 
 def preexec(lim: dict):
-    """rlimits for the per-process child (runs after the uid drop, before exec)."""
-    def fn():
-        mb = 1 << 20
-        for res, v in ((resource.RLIMIT_AS, lim["memory_mb"] * mb), (resource.RLIMIT_FSIZE, lim["fsize_mb"] * mb),
-                       (resource.RLIMIT_NPROC, lim["nproc"]), (resource.RLIMIT_NOFILE, lim["nofile"]),
-                       (resource.RLIMIT_CORE, 0)):
-            resource.setrlimit(res, (v, v))
-        resource.setrlimit(resource.RLIMIT_CPU, (lim["cpu_s"], lim["cpu_s"] + 1))
-    return fn
+    """rlimits for the per-process child (runs after the uid drop, before exec): the server's set_limits."""
+    return lambda: set_limits(lim)
 
 
 def sweep_uid(uid: int | None):
