@@ -1,6 +1,6 @@
 """Data-parallel GRPO on torch.distributed (launched by torchrun; one process = world size 1).
 
-    torchrun --nproc-per-node 4 scripts/train.py --arm route ...
+    torchrun --nproc-per-node 4 -- scripts/train.py --arm route ...
 
 What each rank does in one GRPO step (grpo.Trainer):
 - every rank draws the same problems (same seeded rng); rank r samples the completions of its
