@@ -1,11 +1,13 @@
-"""GPU smoke: every arm for 2 steps on both adapters, bf16 on CUDA (not a verify_* gate: needs a GPU).
+"""GPU smoke: every arm of the registry (arms.py) for 2 steps on both adapters, bf16 on CUDA (not a
+verify_* gate: needs a GPU). Each arm runs with its registry flags, its v_hack kind and its matched run;
+seeded absorption (scorda) is SVD-only and is skipped on LoRA.
 
     python scripts/smoke_gpu.py                  all arms, svd and lora
     python scripts/smoke_gpu.py --arms vanilla,route --adapters svd
 
 A tiny randomly initialised Qwen3-architecture model (no download) is built from a config with the
 organism's tokenizer and saved to a temp folder, which is passed to every stage as --model. Then:
-v_hack extraction (scripts/extract_vhack_grad.py, shared and own quarantine, per adapter) and 2 GRPO
+v_hack extraction (scripts/extract_vhack_grad.py, every kind the arms need, per adapter) and 2 GRPO
 steps of each arm through scripts/train.py. A random model earns no reward, so every group would
 have zero variance and nothing would train; a teacher pool of template completions (the canonical
 solution and a template hack of each training problem, 2 of every group of 4) gives the groups
@@ -38,8 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-ARMS = ("vanilla", "erase", "route", "route-random", "capacity", "absorb", "oracle-route", "gt-penalty",
-        "gt-screen", "rl-baseline")
+from projected_grpo import arms as A  # noqa: E402
+
+ARMS = tuple(A.closure(list(A.BY_NAME)))  # every registry arm; a matched arm after the arm it matches
 
 
 def build_tiny_qwen3(folder: Path, hidden: int = 128, layers: int = 2) -> None:
@@ -166,7 +169,10 @@ def main() -> int:
     build(preset("tiny"), n_per_cell=0)  # the tokenizer comes from the tiny organism
     arms = [x for x in a.arms.split(",") if x]
     unknown = set(arms) - set(ARMS)
-    assert not unknown, f"unknown arms {unknown}"
+    if unknown:
+        print(f"smoke_gpu: --arms: unknown arms {sorted(unknown)} (registry: {', '.join(ARMS)})", file=sys.stderr)
+        return 2
+    arms = A.closure(arms)
     passed, failed = [], []
     t_all = time.time()
     with tempfile.TemporaryDirectory() as t:
@@ -188,15 +194,17 @@ def main() -> int:
         for adapter in [x for x in a.adapters.split(",") if x]:
             rank = ["--rank", "8"] if adapter == "lora" else []
             vh = {}
-            for q in ("shared", "own"):
-                name = f"vhack[{adapter},{q}]"
+            for kind in sorted({A.arm(x).vhack for x in arms} - {"none"}):
+                name = f"vhack[{adapter},{kind}]"
                 try:
-                    out = t / f"v_{adapter}_{q}.safetensors"
+                    out = t / f"v_{adapter}_{kind}.safetensors"
                     t0 = time.time()
-                    meta = extract_vhack_grad.main(["--model", str(model_dir), "--adapter", adapter, *rank,
-                                                    "--quarantine", q, "--device", a.device, "--out", str(out)])
+                    q = "own" if kind.endswith("own") else "shared"
+                    meta = extract_vhack_grad.main(["--pairs", A.PAIRS[kind], "--model", str(model_dir), "--adapter",
+                                                    adapter, *rank, "--quarantine", q, "--device", a.device,
+                                                    "--out", str(out)])
                     assert out.exists(), out
-                    vh[q] = str(out)
+                    vh[kind] = str(out)
                     passed.append(name)
                     print(f"PASS {name:28s} {time.time() - t0:5.1f}s  {meta['n_pairs']} pairs, held-out sign acc "
                           f"{meta.get('heldout_sign_acc')}", flush=True)
@@ -209,14 +217,15 @@ def main() -> int:
                       "--adapter", adapter, *rank, "--device", a.device, "--decoder", decoder]
             for arm in arms:
                 run = f"{arm}_{adapter}"
-                extra = {
-                    "erase": ["--vhack", vh.get("shared", "")],
-                    "route": ["--vhack", vh.get("own", ""), "--quarantine", "own", "--route-frac", "0.5"],
-                    "route-random": ["--vhack", vh.get("own", ""), "--quarantine", "own",
-                                     "--match-run", str(t / "runs" / f"route_{adapter}")],
-                    "capacity": ["--quarantine", "own"], "absorb": ["--quarantine", "own"],
-                    "oracle-route": ["--quarantine", "own"],
-                }.get(arm, [])
+                spec = A.arm(arm)
+                if spec.intervention == "scorda" and adapter != "svd":
+                    print(f"SKIP {run:28s} seeded absorption is built for SVD adapters only", flush=True)
+                    continue
+                extra = ["--vhack", vh.get(spec.vhack, "")] if spec.vhack != "none" else []
+                if spec.matches:
+                    extra += ["--match-run", str(t / "runs" / f"{spec.matches}_{adapter}")]
+                if "--route-frac" in spec.flags:
+                    extra += ["--route-frac", "0.5"]  # half of the 16 rollouts: both regions nonempty
                 t0 = time.time()
                 try:
                     run_dir = train.main(["--arm", arm, "--run", run, *common, *extra])
