@@ -61,13 +61,25 @@ class Outcome:
     """not started: deadline, or the run they wait for failed"""
 
 
+def vhack_current(path: Path, model: str) -> bool:
+    """Whether a v_hack file was extracted from the model `model` resolves to now (the `organism:cpu` file
+    name stays when the cpu preset changes; its metadata records the folder it came from)."""
+    from safetensors import safe_open  # noqa: PLC0415
+
+    from projected_grpo.models import resolve  # noqa: PLC0415
+    with safe_open(str(path), "pt") as f:
+        return (f.metadata() or {}).get("model_source") == resolve(model)
+
+
 def extract_vhacks(plan: Plan) -> list[str]:
     """The v_hack files the plan's arms need, extracted where missing (or all with fresh)."""
     kinds = sorted({arms.arm(a).vhack for a in plan.arms} - {"none"})
     paths = []
     for k in kinds:
         path = ROOT / arms.vhack_path(k, plan.model)
-        if plan.fresh or not path.exists():
+        if path.exists() and not plan.fresh and not vhack_current(path, plan.model):
+            print(f"{path.relative_to(ROOT)}: extracted for another model than {plan.model}; extracting again", flush=True)
+        if plan.fresh or not path.exists() or not vhack_current(path, plan.model):
             subprocess.run([PY, "scripts/extract_vhack_grad.py", *arms.vhack_extract_args(k, plan.model)], cwd=ROOT,
                            check=True, stdout=subprocess.DEVNULL)
         paths.append(str(path.relative_to(ROOT)))
