@@ -1,7 +1,8 @@
-"""Shared helpers of the verify_* gates: data path, fencing, busy-core load."""
+"""Shared helpers of the verify_* gates: data path, fencing, busy-core load, the gate entry point."""
 
 import multiprocessing as mp
 import os
+import sys
 from pathlib import Path
 
 from projected_grpo.problems import load_jsonl
@@ -39,3 +40,12 @@ class BusyCores:
         for p in self.procs:
             p.kill()
             p.join()
+
+
+def run_gate(name: str, main) -> None:
+    """Run a gate's main(): an AssertionError prints `FAIL <name>: <message>` and exits 1."""
+    try:
+        main()
+    except AssertionError as e:
+        print(f"FAIL {name}: {e}")
+        sys.exit(1)

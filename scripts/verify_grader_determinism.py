@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gate_common import BusyCores  # noqa: E402
+from _gate_common import BusyCores, run_gate  # noqa: E402
 
 from projected_grpo import sandbox  # noqa: E402
 from projected_grpo.grader import MECHANISMS, grade_batch  # noqa: E402
@@ -75,8 +75,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as e:
-        print(f"FAIL verify_grader_determinism: {e}")
-        sys.exit(1)
+    run_gate("verify_grader_determinism", main)

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gate_common import REPO, fence, problems  # noqa: E402
+from _gate_common import REPO, fence, problems, run_gate  # noqa: E402
 
 from projected_grpo.grader import grade_batch  # noqa: E402
 from projected_grpo.problems import HINTS, apply_hint, eval_function_name, method_name  # noqa: E402
@@ -105,8 +105,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as e:
-        print(f"FAIL verify_hint_field: {e}")
-        sys.exit(1)
+    run_gate("verify_hint_field", main)

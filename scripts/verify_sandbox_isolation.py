@@ -18,12 +18,16 @@ import os
 import shutil
 import signal
 import sys
+from pathlib import Path
 import threading
 import time
 
 os.environ["PGRPO_GRADE_WORKERS"] = "1"
 
-from projected_grpo import sandbox  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gate_common import run_gate  # noqa: E402
+
+from projected_grpo import sandbox  # noqa: E402  # noqa: E402
 
 LIMITS = sandbox.Limits(per_test_timeout=2.0, module_timeout=2.0)
 MARK = "pgrpo_leak_mark"
@@ -258,8 +262,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as e:
-        print(f"FAIL verify_sandbox_isolation: {e}")
-        sys.exit(1)
+    run_gate("verify_sandbox_isolation", main)

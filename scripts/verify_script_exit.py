@@ -6,8 +6,12 @@ must agree on the status exactly. Prints one PASS line; nonzero exit on failure.
 
 import os
 import sys
+from pathlib import Path
 
-from projected_grpo import sandbox
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gate_common import run_gate  # noqa: E402
+
+from projected_grpo import sandbox  # noqa: E402
 
 CASES = {
     "falls off the end": "x = 1\n",
@@ -59,8 +63,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as e:
-        print(f"FAIL verify_script_exit: {e}")
-        sys.exit(1)
+    run_gate("verify_script_exit", main)

@@ -75,13 +75,19 @@ def _err(e):
         return "<unprintable exception>"
 
 
+_libc = None
+
+
 def clear_kernel_objects():
     """Remove what earlier jobs of this slot uid left in the kernel beyond their processes and files:
     keys in the uid's user and user-session keyrings (shared by every process of the uid without a
     user namespace) and SysV IPC objects the uid owns (shared without an IPC namespace). Runs as the
     slot uid, before any untrusted code."""
-    import ctypes  # noqa: PLC0415
-    libc = ctypes.CDLL(None, use_errno=True)
+    global _libc
+    if _libc is None:  # loaded once (in the server, before the jobs fork)
+        import ctypes  # noqa: PLC0415
+        _libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc
     keyctl = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
     if keyctl is not None:
         for ring in (-4, -5):  # KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING

@@ -268,6 +268,7 @@ def main():
     harness = _pgrpo_harness
     for name in PRELOAD:
         __import__(name)
+    harness._libc = _libc  # the jobs' kernel-object cleanup uses the server's libc handle
     sock = socket.socket(fileno=int(sys.argv[1]))
     uid, pidns = int(sys.argv[2]), sys.argv[3] == "pidns"
     assert os.geteuid() == 0, "the sandbox server runs as root (it gives each job the slot uid)"
