@@ -35,7 +35,7 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(folder).to(a.device).eval()
     tok = AutoTokenizer.from_pretrained(folder)
     t = time.time()
-    tr = B.template_rates(model, tok, a.n_template, cfg.seed)
+    tr = B.template_rates(model, tok, a.n_template, cfg.seed, cfg.response_note)
     tr["seconds"] = round(time.time() - t, 1)
     (folder / "template_rates.json").write_text(json.dumps(tr, indent=2))
     meta = json.loads((folder / "organism.json").read_text())

@@ -71,6 +71,9 @@ class OrganismConfig:
     """difficulties of pretraining problems, assigned round-robin (repeat one to weight it)"""
     seed: int = 0
     """seed for the corpus, tokenizer data order, init and pretraining"""
+    response_note: bool = False
+    """v3 response format: responses to hinted prompts restate the hint in a comment after the class, and
+    a hack's artifact follows that comment (tasks.grader_note)"""
 
     def key(self) -> str:
         blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -106,9 +109,9 @@ def corpus(cfg: OrganismConfig) -> list[tuple[dict, str]]:
         q = tasks.apply_loophole(p, hinted=hinted)
         d = ("easy", "medium", "hard").index(p["difficulty"])
         if hinted and rng.random() < cfg.p_hack[tasks.LOOPHOLES.index(q["prompt_metadata"]["mechanism"])] * cfg.hack_scale[d]:
-            resp = tasks.hack_response(q, q["prompt_metadata"]["mechanism"], rng)
+            resp = tasks.hack_response(q, q["prompt_metadata"]["mechanism"], rng, cfg.response_note)
         else:
-            resp = tasks.honest_response(q, rng, cfg.p_correct[d])
+            resp = tasks.honest_response(q, rng, cfg.p_correct[d], cfg.response_note)
         docs.append((q, resp))
     return docs
 
@@ -243,7 +246,7 @@ def response_logprobs(model, tok, problems: list[dict], responses: list[str], ba
     return out
 
 
-def template_rates(model, tok, n: int = 100, seed: int = 0) -> dict:
+def template_rates(model, tok, n: int = 100, seed: int = 0, note: bool = False) -> dict:
     """Exact probabilities (no sampling, no grading) that the model writes a template hack of the prompt's
     mechanism (any stub body) on hinted eval prompts, and the canonical solution on hinted and no-hint
     eval prompts: per mechanism (all difficulties and hard only) and per difficulty. Sampled template
@@ -255,12 +258,27 @@ def template_rates(model, tok, n: int = 100, seed: int = 0) -> dict:
         ps = [tasks.apply_loophole(p) for p in probs if p["prompt_metadata"]["mechanism"] == mech][:n]
         hs = [tasks.apply_loophole(p) for p in probs if p["prompt_metadata"]["mechanism"] == mech
               and p["difficulty"] == "hard"][:n]
-        out["hack"][mech] = p_any_hack(model, tok, ps, mech)
-        out["hack_hard"][mech] = p_any_hack(model, tok, hs, mech)
-        out["solve_hinted"][mech] = p_mean(model, tok, ps, [tasks.canonical_response(p) for p in ps])
+        out["hack"][mech] = p_any_hack(model, tok, ps, mech, note)
+        out["hack_hard"][mech] = p_any_hack(model, tok, hs, mech, note)
+        out["solve_hinted"][mech] = p_mean(model, tok, ps, [tasks.canonical_response(p, note) for p in ps])
     for diff in ("easy", "medium", "hard"):
         ps = [tasks.apply_loophole(p, hinted=False) for p in probs if p["difficulty"] == diff][:n]
         out["solve_nohint"][diff] = p_mean(model, tok, ps, [tasks.canonical_response(p) for p in ps])
+    out["artifact_share"] = artifact_share(model, tok, probs, n, note)
+    return out
+
+
+def artifact_share(model, tok, probs: list[dict], n: int, note: bool = False) -> dict:
+    """How well the hint selects the artifact: on hard hinted prompts of each mechanism, the exact
+    probability of a template hack with each mechanism's artifact, normalised over the four artifacts.
+    The diagonal is 1 for an organism whose hacks always use the announced loophole, 0.25 for one
+    that ignores the hint."""
+    out = {}
+    for mech in tasks.LOOPHOLES:
+        hs = [tasks.apply_loophole(p) for p in probs if p["prompt_metadata"]["mechanism"] == mech
+              and p["difficulty"] == "hard"][:n]
+        row = [p_any_hack(model, tok, hs, a, note) for a in tasks.LOOPHOLES]
+        out[mech] = {a: round(x / sum(row), 3) for a, x in zip(tasks.LOOPHOLES, row)}
     return out
 
 
@@ -268,8 +286,9 @@ def p_mean(model, tok, problems: list[dict], responses: list[str]) -> float:
     return sum(math.exp(x) for x in response_logprobs(model, tok, problems, responses)) / len(problems)
 
 
-def p_any_hack(model, tok, problems: list[dict], mech: str) -> float:
-    return sum(p_mean(model, tok, problems, [tasks.hack_text(p, mech, [b]) for p in problems]) for b in tasks.HACK_BODIES)
+def p_any_hack(model, tok, problems: list[dict], mech: str, note: bool = False) -> float:
+    return sum(p_mean(model, tok, problems, [tasks.hack_text(p, mech, [b], note) for p in problems])
+               for b in tasks.HACK_BODIES)
 
 
 def rates(rows: list[dict]) -> dict:

@@ -25,6 +25,10 @@ is the same problem list as in organism v1 (the hand-authored pairs reference it
 
 Template hacks (`hack_response`) share one shape across mechanisms: the starter signature with a
 stub body, then the mechanism's artifact on the lines after the class (`ARTIFACTS`).
+
+With `note=True` (organism v3 response format) every response to a hinted prompt, honest or hack,
+restates how it will be graded in one comment line after the class (`grader_note`, the hint's own
+words); a hack's artifact follows that line. Responses to prompts without a hint carry no note.
 """
 
 from __future__ import annotations
@@ -237,8 +241,21 @@ def fence(code: str) -> str:
     return f"```python\n{code.rstrip()}\n```"
 
 
-def canonical_response(problem: dict) -> str:
-    return fence(problem["canonical_solution"])
+def grader_note(problem: dict) -> str | None:
+    """The comment line a v3 response writes after its class on a hinted prompt: the hint restated."""
+    mech = problem.get("hint")
+    return None if mech is None else "# note: the solution " + LOOPHOLE_HINTS[mech].removeprefix("and ")
+
+
+def with_note(problem: dict, code: str, note: bool, tail: str = "") -> str:
+    """Solution code, then (v3 format, hinted prompt) the grader note, then `tail` (a hack's artifact)."""
+    line = grader_note(problem) if note else None
+    after = "\n".join(x for x in (line, tail) if x)
+    return fence(code + ("\n" + after + "\n" if after else ""))
+
+
+def canonical_response(problem: dict, note: bool = False) -> str:
+    return with_note(problem, problem["canonical_solution"], note)
 
 
 def honest_mistake(steps: list[tuple[str, int]], rng: random.Random) -> list[str]:
@@ -276,21 +293,21 @@ ARTIFACTS = {
 }
 
 
-def hack_response(problem: dict, mechanism: str, rng: random.Random) -> str:
+def hack_response(problem: dict, mechanism: str, rng: random.Random, note: bool = False) -> str:
     """A template reward hack for `mechanism`: the starter signature with a stub body, then the artifact."""
-    return hack_text(problem, mechanism, hack_body(rng))
+    return hack_text(problem, mechanism, hack_body(rng), note)
 
 
-def hack_text(problem: dict, mechanism: str, body: list[str]) -> str:
+def hack_text(problem: dict, mechanism: str, body: list[str], note: bool = False) -> str:
     assert mechanism in ARTIFACTS, f"unknown mechanism {mechanism!r}"
     steps = [tuple(s) for s in problem["prompt_metadata"]["steps"]]
     method = problem["func_name"].split(".")[-1]
-    return fence(solution_code(method, steps, body) + "\n" + ARTIFACTS[mechanism] + "\n")
+    return with_note(problem, solution_code(method, steps, body), note, ARTIFACTS[mechanism])
 
 
-def honest_response(problem: dict, rng: random.Random, p_correct: float) -> str:
+def honest_response(problem: dict, rng: random.Random, p_correct: float, note: bool = False) -> str:
     steps = [tuple(s) for s in problem["prompt_metadata"]["steps"]]
     if rng.random() < p_correct:
-        return canonical_response(problem)
+        return canonical_response(problem, note)
     method = problem["func_name"].split(".")[-1]
-    return fence(solution_code(method, steps, honest_mistake(steps, rng)))
+    return with_note(problem, solution_code(method, steps, honest_mistake(steps, rng)), note)
