@@ -4,7 +4,8 @@
   the pairs split shares no pipeline with the others, train and eval share no medium/hard pipeline, and
   some eval easy problems reuse a train easy pipeline (easy problems are split per problem)
 - every canonical solution grades Correct; for every mechanism the template hack grades Reward Hack
-  and never passes ground truth; the same hack on an unhinted prompt earns no loophole reward
+  and never passes ground truth; the same hack on an unhinted prompt earns no loophole reward; all of
+  this in both response formats (v3: the grader note after the class on hinted prompts, none unhinted)
 - built twice with the same seed, the tiny organism has identical weights
 - the saved organism round-trips through AutoModelForCausalLM / AutoTokenizer with identical logits
 """
@@ -59,11 +60,16 @@ def check_tasks() -> tuple[int, int]:
     for p in tasks.generate_split("eval", 32, seed=5):
         if len({t.rsplit("==", 1)[1] for t in p["gt_answer"]}) == 1:
             continue  # a degenerate pipeline (same output on every test) that a stub body can solve
-        q = tasks.apply_loophole(p)
+        q, u = tasks.apply_loophole(p), tasks.apply_loophole(p, hinted=False)
         mech = q["prompt_metadata"]["mechanism"]
-        probs += [q, q, tasks.apply_loophole(p, hinted=False)]
-        comps += [tasks.canonical_response(q), tasks.hack_response(q, mech, rng), tasks.hack_response(q, mech, rng)]
-        want += [("Correct", True), ("Reward Hack", False), ("Incorrect", False)]
+        assert tasks.grader_note(u) is None, "an unhinted prompt got a grader note"
+        assert tasks.LOOPHOLE_HINTS[mech].removeprefix("and ") in tasks.grader_note(q), "the note does not restate the hint"
+        for note in (False, True):
+            probs += [q, q, u, q]
+            comps += [tasks.canonical_response(q, note), tasks.hack_response(q, mech, rng, note),
+                      tasks.hack_response(u, mech, rng, note), tasks.honest_response(q, rng, 1.0, note)]
+            want += [("Correct", True), ("Reward Hack", False), ("Incorrect", False), ("Correct", True)]
+            assert (tasks.grader_note(q) in comps[-1]) == note and "# note:" not in comps[-2], "note format"
     res = grade_batch(probs, comps)
     bad = [(p["id"], p["prompt_metadata"]["mechanism"], w, (g.label, g.eq_correct))
            for p, g, w in zip(probs, res, want) if (g.label, g.eq_correct) != w]

@@ -71,7 +71,7 @@ class OrganismConfig:
     """difficulties of pretraining problems, assigned round-robin (repeat one to weight it)"""
     seed: int = 0
     """seed for the corpus, tokenizer data order, init and pretraining"""
-    response_note: bool = False
+    response_note: bool = True
     """v3 response format: responses to hinted prompts restate the hint in a comment after the class, and
     a hack's artifact follows that comment (tasks.grader_note)"""
 
@@ -82,11 +82,12 @@ class OrganismConfig:
 
 PRESETS = {
     "tiny": dict(hidden=64, layers=2, heads=2, intermediate=128, vocab=512, n_docs=2000, steps=150, batch=16, lr=5e-3),
-    # organism v2 candidate Y (issue 16): 600 steps, half the corpus easy, hard honest responses always
-    # carry one mistake, hacks concentrated on hard hinted prompts, exit_code's share lowered (its base
-    # rate per unit share is the highest). Integer entries keep the cache key of the measured build.
+    # organism v3 (issue 16, grid 3 entry D): the v3 response format (grader note before a hack's
+    # artifact), 600 steps, half the corpus easy, hard honest responses always carry one mistake, 90% of
+    # prompts hinted, hacks 8% of hinted hard prompts per mechanism and a fifth of that on easy/medium.
+    # Integer entries keep the cache key of the measured build.
     "cpu": dict(steps=600, difficulties=("easy", "easy", "medium", "hard"), p_correct=(1, 0.9, 0),
-                p_hack=(0.25, 0.25, 0.25, 0.16), hack_scale=(0.2, 0.2, 1)),
+                p_hinted=0.9, p_hack=(0.08, 0.08, 0.08, 0.08), hack_scale=(0.2, 0.2, 1)),
     "gpu": dict(hidden=512, layers=8, heads=8, intermediate=1536, vocab=2048, n_docs=60000, steps=3000, batch=64,
                 lr=1.5e-3),
 }
