@@ -102,7 +102,8 @@ def jobs(plan: Plan) -> list[tuple[str, list[str], list[str]]]:
             if not plan.fresh and (ROOT / plan.runs / name / "DONE").exists():
                 continue
             m = arms.arm(arm).matches
-            out.append((name, train_cmd(plan, arm, seed), [f"{m}_s{seed}"] if m else []))
+            waits = [f"{m}_s{seed}"] if m and not (ROOT / plan.runs / f"{m}_s{seed}" / "DONE").exists() else []
+            out.append((name, train_cmd(plan, arm, seed), waits))  # a matched run finished earlier is no wait
     return out
 
 

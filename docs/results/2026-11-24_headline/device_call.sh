@@ -5,7 +5,7 @@
 #   bash docs/results/2026-11-24_headline/device_call.sh ARMS TAG [BUDGET_MIN] [PARALLEL]
 set -u
 ARMS=$1; TAG=$2; BUDGET=${3:-8.3}; PAR=${4:-16}
-export PYTHONPATH=src PGRPO_THREADS=1 PGRPO_GRADE_WORKERS=2 PYTHONUNBUFFERED=1 CUDA_VISIBLE_DEVICES=
+export PGRPO_LEETCODE=$PWD/.carry/data/leetcode_test_medhard.jsonl PYTHONPATH=src PGRPO_THREADS=1 PGRPO_GRADE_WORKERS=2 PYTHONUNBUFFERED=1 CUDA_VISIBLE_DEVICES=
 mkdir -p out
 [ -d .carry/runs_headline ] && cp -r .carry/runs_headline out/
 [ -d .carry/vhack ] && cp -r .carry/vhack out/
