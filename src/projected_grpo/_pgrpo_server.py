@@ -7,31 +7,34 @@ once, here, so a job costs a fork instead of an interpreter start.
 
 Protocol on the SOCK_SEQPACKET socket SOCK_FD (one JSON message each):
     server -> parent   {"ready": pid}                                   once, after start
-    parent -> server   {"op": "run", "seq": k, "limits": {...}}  + 4 fds: job stdin (read end),
-                       result pipe, stdout, stderr (write ends)
+    parent -> server   {"op": "run", "seq": k, "limits": {...}}  + 4 fds: the job pipe (read end;
+                       the parent writes the job's JSON on it and closes it), result pipe,
+                       stdout, stderr (write ends)
     parent -> server   {"op": "kill", "seq": k}                  kill job k now (a deadline passed)
     server -> parent   {"exit": code, "seq": k, "clean": bool}   job k's process exited, every
                        process of the slot uid is killed and reaped, its files are removed
 
-A job child: new session (own process group), private IPC namespace, parent-death signal, the
-four fds on 0 (job), 1, 2 and 3 (results) and no other fd (the control socket is closed), a
+The server reads the job (trusted: the parent's) and compiles its trusted setup code before it
+forks, so a job neither parses nor compiles them itself. A job child: new session (own process
+group), private IPC namespace, parent-death signal, /dev/null on 0 (as the harness leaves it once
+it has read its job), the pipes on 1, 2 and 3 (results) and no other fd (the control socket is closed), a
 fresh working directory, rlimits, then setgroups/setgid/setuid to the slot uid (capabilities are
 dropped with root) and no_new_privs; then the harness runs the job exactly as the per-process
 sandbox does, except that script mode's interpreter exit is reproduced in-process. As a different
 uid than this server and the parent, the child can neither signal, ptrace, nor write to them.
 """
 
+import _signal
 import ctypes
+import fcntl
 import gc
 import json
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 
 harness = None  # _pgrpo_harness, imported by main() (the parent imports this file for its cleanup helpers)
@@ -41,6 +44,14 @@ WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 PRELOAD = ("bisect", "collections", "datetime", "functools", "heapq", "itertools", "math", "operator", "random",
            "re", "string", "typing")
 _libc = ctypes.CDLL(None, use_errno=True)
+_unshare, _prctl = _libc.unshare, _libc.prctl  # resolved here once, not in every job
+SIGKILL = int(signal.SIGKILL)
+CHILD_SIGNALS = ((int(signal.SIGINT), signal.default_int_handler), (int(signal.SIGPIPE), _signal.SIG_IGN),
+                 (int(signal.SIGTERM), _signal.SIG_DFL), (int(signal.SIGCHLD), _signal.SIG_DFL))
+JOB_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}  # a job's environment, with HOME its directory
+# trusted source compiled once by the server before it serves: a job's first compile() then finds the
+# compiler's memory already allocated in the server instead of taking page faults for it
+WARM_UP = "from typing import *\nclass C:\n    def f(self, x: List[int]) -> int:\n        return sum(y for y in x if y)\n"
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 CLONE_NEWIPC = 0x08000000
 
@@ -68,6 +79,7 @@ def uid_pids(uid: int) -> list[tuple[int, bool]]:
 def remove_tree(path: str):
     """Delete a directory tree a job made; never raises (shutil.rmtree recurses, and a job can nest
     directories deeper than the recursion limit: then `rm -rf` does it)."""
+    import shutil  # noqa: PLC0415  (here, not at the top: the server's image to fork stays smaller)
     try:
         shutil.rmtree(path, ignore_errors=True)
     except RecursionError:
@@ -125,6 +137,19 @@ def _remove(entry):
 
 # ----------------------------------------------------------------------------- the job child
 
+def make_workdir(uid: int) -> str:
+    """A fresh job directory under /tmp owned by `uid`, with an unpredictable name (other slots' jobs
+    cannot squat it without bubblewrap, where /tmp is shared)."""
+    while True:
+        path = f"/tmp/pgrpo_job_{os.urandom(8).hex()}"
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chown(path, uid, uid)
+        return path
+
+
 def send(sock, msg: dict):
     sock.send(json.dumps(msg).encode())
 
@@ -138,7 +163,6 @@ def place_fds(fds: list[int]):
 
 
 def _dup_high(f: int) -> int:
-    import fcntl  # noqa: PLC0415
     return fcntl.fcntl(f, fcntl.F_DUPFD, 10)
 
 
@@ -152,36 +176,73 @@ def set_limits(lim: dict):
     resource.setrlimit(resource.RLIMIT_CPU, (lim["cpu_s"], lim["cpu_s"] + 1))
 
 
-def child(uid: int, lim: dict, fds: list[int], workdir: str):
-    """Runs in the forked job process; never returns."""
+def child(uid: int, lim: dict, fds: list[int], workdir: str, job: dict, setup):
+    """Runs in the forked job process; never returns. `fds`: result pipe, stdout, stderr (write
+    ends); `job`: the job the server read from the parent, `setup` its setup code compiled by the
+    server (or None). Uses what the server prepared before the fork (the job read and its trusted
+    setup compiled, libc functions resolved, signal numbers as ints): every object of the server a
+    job touches costs the job a copy-on-write page fault."""
     try:
         server = os.getppid()
         os.setsid()
-        assert _libc.unshare(CLONE_NEWIPC) == 0 or os.getuid() != 0, "unshare(CLONE_NEWIPC) failed"
-        place_fds(fds)
+        assert _unshare(CLONE_NEWIPC) == 0, "unshare(CLONE_NEWIPC) failed"  # the server is root
+        place_fds([os.open(os.devnull, os.O_RDONLY)] + fds)  # stdin: a /dev/null of its own, as the harness's
         # the signal dispositions of a fresh interpreter (the reference): SIGINT raises, SIGPIPE ignored
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        for sig in (signal.SIGTERM, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
+        for sig, handler in CHILD_SIGNALS:
+            _signal.signal(sig, handler)
         os.chdir(workdir)
-        os.environ.clear()
-        os.environ.update({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir})
+        os.environ["HOME"] = workdir  # main() set the server's environment to JOB_ENV once
         set_limits(lim)
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
         assert os.getuid() == uid and os.geteuid() == uid and os.getegid() == uid
-        assert _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+        assert _prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
         # the parent-death signal (set after setuid, which clears it): the job dies with its server
-        assert _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0 and os.getppid() == server
+        assert _prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0 and os.getppid() == server
         sys.argv = ["/tmp/_pgrpo_harness.py", "3"]  # as the reference harness sees them
         sys.modules["__main__"] = harness
     except BaseException as e:  # noqa: BLE001
         os.write(2, f"sandbox server: job setup failed: {e!r}\n".encode())
         os._exit(126)
-    harness.run(harness.read_job(), 3, in_process_exit=True)
+    harness.run(job, 3, in_process_exit=True, own_ipc_ns=True, setup_code=setup)
     os._exit(0)
+
+
+def read_job(fd: int) -> dict:
+    """The job the parent writes on the job pipe `fd` (until it closes it); closes `fd`."""
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return json.loads(b"".join(chunks))
+
+
+_setup_cache: dict = {}
+
+
+def compiled_setup(job: dict):
+    """The job's setup code compiled (trusted, from the problem; cached by its text), or None where
+    the job compiles it itself: script mode (setup, code and post are one program) or a setup that
+    does not compile (the harness then fails on it as the per-process sandbox does)."""
+    if job.get("script"):
+        return None
+    src = job["setup"]
+    code = _setup_cache.get(src)
+    if code is None:
+        try:
+            code = compile(src, "<setup>", "exec")
+        except Exception:  # noqa: BLE001
+            return None
+        if len(_setup_cache) >= 64:
+            _setup_cache.clear()
+        _setup_cache[src] = code
+    return code
 
 
 # ----------------------------------------------------------------------------- one job
@@ -193,17 +254,28 @@ class Server:
 
     def run(self, req: dict, fds: list[int]) -> dict:
         self.n += 1
-        workdir = tempfile.mkdtemp(prefix="pgrpo_job_")  # unpredictable: other slots' jobs cannot squat it
-        os.chown(workdir, self.uid, self.uid)
+        job_fd, fds = fds[0], fds[1:]
+        try:
+            job = read_job(job_fd)
+        except BaseException:
+            for f in fds:
+                os.close(f)
+            raise
+        setup = compiled_setup(job)
+        workdir = make_workdir(self.uid)
         pid = os.fork()
         if pid == 0:
             self.sock.close()
-            child(self.uid, req["limits"], fds, workdir)
+            child(self.uid, req["limits"], fds, workdir, job, setup)
+        del job, setup
         for f in fds:
             os.close(f)
         code = self.supervise(pid, req["seq"])
         clean = self.clear_slot()
-        remove_tree(workdir)
+        try:
+            os.rmdir(workdir)  # the usual case: the job left its directory empty
+        except OSError:
+            remove_tree(workdir)
         remove_uid_files(self.uid)
         return {"exit": code, "seq": req["seq"], "clean": clean}
 
@@ -241,14 +313,25 @@ class Server:
         end, delay = time.monotonic() + timeout, 0.0005
         while True:
             self.reap()
-            alive = uid_pids(self.uid)
-            if not alive:
+            if not self.others_alive():
                 return True
             if time.monotonic() > end:
                 return False
             self.kill_all()
             time.sleep(delay)
             delay = min(2 * delay, 0.02)
+
+    def others_alive(self) -> bool:
+        """Whether a process of the slot is left (zombies included). In a private pid namespace:
+        kill(-1, 0) finds every process of the namespace but its init (bubblewrap's) and this
+        server, so it answers without scanning /proc; without one: the /proc scan of the slot uid."""
+        if self.pidns:
+            try:
+                os.kill(-1, 0)
+            except ProcessLookupError:
+                return False
+            return True
+        return bool(uid_pids(self.uid))
 
     @staticmethod
     def reap():
@@ -269,11 +352,15 @@ def main():
     for name in PRELOAD:
         __import__(name)
     harness._libc = _libc  # the jobs' kernel-object cleanup uses the server's libc handle
+    _libc.syscall  # noqa: B018  (resolved here once, not in every job)
     sock = socket.socket(fileno=int(sys.argv[1]))
     uid, pidns = int(sys.argv[2]), sys.argv[3] == "pidns"
     assert os.geteuid() == 0, "the sandbox server runs as root (it gives each job the slot uid)"
     assert _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    os.environ.clear()
+    os.environ.update(JOB_ENV)
+    compile(WARM_UP, "<warm-up>", "exec")
     server = Server(sock, uid, pidns)
     gc.collect()
     gc.freeze()  # objects of the server stay out of the jobs' collections: fewer copy-on-write page faults
