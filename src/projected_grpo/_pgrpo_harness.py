@@ -193,12 +193,16 @@ def main():
     run(read_job(), fd)
 
 
-def run(job: dict, fd: int, in_process_exit: bool = False, own_ipc_ns: bool = False, setup_code=None):
+def run(job: dict, fd: int, in_process_exit: bool = False, own_ipc_ns: bool = False, setup_code=None,
+        setup_globals=None):
     """Run one job and report on `fd`; never returns. in_process_exit: script mode computes the
     exit status itself (a forked job of the sandbox server) instead of leaving it to the interpreter.
     own_ipc_ns: the job runs in a new IPC namespace of its own (a sandbox server's job), so no SysV
     object of an earlier job is visible to it and only the keyrings need clearing. setup_code: the
-    job's (trusted) setup already compiled by the sandbox server, else compiled here."""
+    job's (trusted) setup already compiled by the sandbox server, else compiled here. setup_globals:
+    the module globals that executing setup_code produces, made by the sandbox server where the
+    setup is declarative (_pgrpo_server.declarative_setup) and used here as the job's own globals
+    (the job is a fork: its copy is its own); else setup_code is executed here."""
     clear_kernel_objects(sysv=not own_ipc_ns)
     nonce = job.pop("nonce")
 
@@ -225,10 +229,13 @@ def run(job: dict, fd: int, in_process_exit: bool = False, own_ipc_ns: bool = Fa
 
     signal.signal(signal.SIGPROF, on_alarm)
 
-    g = {"__name__": "__main__", "__builtins__": builtins}
     if setup_code is None:
         setup_code = _compile(job["setup"], "<setup>", "exec")
-    _exec(setup_code, g)
+    if setup_globals is not None:
+        g = setup_globals
+    else:
+        g = {"__name__": "__main__", "__builtins__": builtins}
+        _exec(setup_code, g)
     tests = [(t["kind"], t["src"]) for t in job["tests"]]
     # the builtins as setup left them, for `truth` tests (taken only when there are some: copying them
     # writes to every builtin object, which costs a forked job of the sandbox server page faults)

@@ -25,6 +25,8 @@ uid than this server and the parent, the child can neither signal, ptrace, nor w
 """
 
 import _signal
+import ast
+import builtins
 import ctypes
 import fcntl
 import gc
@@ -176,12 +178,12 @@ def set_limits(lim: dict):
     resource.setrlimit(resource.RLIMIT_CPU, (lim["cpu_s"], lim["cpu_s"] + 1))
 
 
-def child(uid: int, lim: dict, fds: list[int], workdir: str, job: dict, setup):
+def child(uid: int, lim: dict, fds: list[int], workdir: str, job: dict, setup: tuple):
     """Runs in the forked job process; never returns. `fds`: result pipe, stdout, stderr (write
-    ends); `job`: the job the server read from the parent, `setup` its setup code compiled by the
-    server (or None). Uses what the server prepared before the fork (the job read and its trusted
-    setup compiled, libc functions resolved, signal numbers as ints): every object of the server a
-    job touches costs the job a copy-on-write page fault."""
+    ends); `job`: the job the server read from the parent, `setup` its prepared setup (see
+    prepared_setup). Uses what the server prepared before the fork (the job read, its trusted setup
+    compiled and, where declarative, executed; libc functions resolved, signal numbers as ints):
+    every object of the server a job touches costs the job a copy-on-write page fault."""
     try:
         server = os.getppid()
         os.setsid()
@@ -205,7 +207,7 @@ def child(uid: int, lim: dict, fds: list[int], workdir: str, job: dict, setup):
     except BaseException as e:  # noqa: BLE001
         os.write(2, f"sandbox server: job setup failed: {e!r}\n".encode())
         os._exit(126)
-    harness.run(job, 3, in_process_exit=True, own_ipc_ns=True, setup_code=setup)
+    harness.run(job, 3, in_process_exit=True, own_ipc_ns=True, setup_code=setup[0], setup_globals=setup[1])
     os._exit(0)
 
 
@@ -226,23 +228,90 @@ def read_job(fd: int) -> dict:
 _setup_cache: dict = {}
 
 
-def compiled_setup(job: dict):
-    """The job's setup code compiled (trusted, from the problem; cached by its text), or None where
-    the job compiles it itself: script mode (setup, code and post are one program) or a setup that
-    does not compile (the harness then fails on it as the per-process sandbox does)."""
+def prepared_setup(job: dict) -> tuple:
+    """(code, globals) for the job's setup code (trusted, from the problem; cached by its text): code
+    compiled here, or None where the job compiles it itself (script mode, whose setup, code and post
+    are one program, or a setup that does not compile: the harness then fails on it as the per-process
+    sandbox does); globals: the module globals executing it produces, made here where the setup is
+    declarative (declarative_setup), else None (the job executes it)."""
     if job.get("script"):
-        return None
+        return None, None
     src = job["setup"]
-    code = _setup_cache.get(src)
-    if code is None:
+    hit = _setup_cache.get(src)
+    if hit is None:
         try:
-            code = compile(src, "<setup>", "exec")
+            tree = compile(src, "<setup>", "exec", ast.PyCF_ONLY_AST)
+            code = compile(tree, "<setup>", "exec")
         except Exception:  # noqa: BLE001
-            return None
+            return None, None
+        g = None
+        if declarative_setup(tree):
+            g = {"__name__": "__main__", "__builtins__": builtins}
+            exec(code, g)  # noqa: S102  (trusted and declarative: imports of loaded modules, defs, constants)
+            gc.freeze()  # its objects stay out of the jobs' collections, as the server's own
         if len(_setup_cache) >= 64:
             _setup_cache.clear()
-        _setup_cache[src] = code
-    return code
+        hit = _setup_cache[src] = (code, g)
+    return hit
+
+
+_PURE_CALLS = ("float", "int", "str")
+_PURE_NODES = (ast.Constant, ast.Name, ast.Attribute, ast.Subscript, ast.Tuple, ast.List, ast.BinOp, ast.BitOr,
+               ast.Load)  # BinOp only with BitOr (`int | None`): no other operator node is allowed
+
+
+def _pure(expr) -> bool:
+    """An expression evaluated at definition time that only looks names up (annotations, defaults,
+    bases, assigned values) or converts a constant (float('inf'))."""
+    if expr is None:
+        return True
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Call):
+            if not (isinstance(node.func, ast.Name) and node.func.id in _PURE_CALLS and not node.keywords
+                    and all(isinstance(a, ast.Constant) for a in node.args)):
+                return False
+        elif not isinstance(node, _PURE_NODES):
+            return False
+    return True
+
+
+def _pure_def(node) -> bool:
+    a = node.args
+    args = a.posonlyargs + a.args + a.kwonlyargs + [x for x in (a.vararg, a.kwarg) if x is not None]
+    return (not node.decorator_list and _pure(node.returns) and all(_pure(x.annotation) for x in args)
+            and all(_pure(d) for d in a.defaults + [d for d in a.kw_defaults if d is not None]))
+
+
+def _pure_assign(node) -> bool:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return all(isinstance(t, ast.Name) for t in targets) and _pure(node.value) and \
+        _pure(getattr(node, "annotation", None))
+
+
+def declarative_setup(tree: ast.Module) -> bool:
+    """Whether executing this setup in the server gives every job exactly the globals it would make
+    itself, and nothing else: only imports of modules this server has already loaded (no module code
+    runs), function and class definitions without decorators whose definition-time expressions only
+    look names up, and assignments of such expressions to plain names. Then nothing of the setup
+    depends on the job's process, uid, time or randomness, or changes the interpreter's state."""
+    def ok(node, in_class=False) -> bool:
+        if isinstance(node, ast.Import):
+            return not in_class and all(a.name in sys.modules for a in node.names)
+        if isinstance(node, ast.ImportFrom):  # every name already an attribute: no submodule is imported
+            mod = sys.modules.get(node.module) if node.level == 0 and not in_class else None
+            names = [n for a in node.names for n in (getattr(mod, "__all__", None) or [] if a.name == "*" else [a.name])]
+            return mod is not None and all(hasattr(mod, n) for n in names)
+        if isinstance(node, ast.FunctionDef):
+            return _pure_def(node)
+        if isinstance(node, ast.ClassDef):
+            return (not node.decorator_list and not node.keywords and all(_pure(b) for b in node.bases)
+                    and all(ok(n, True) for n in node.body))
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            return _pure_assign(node)
+        if isinstance(node, ast.Pass):
+            return True
+        return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)  # a docstring
+    return all(ok(n) for n in tree.body)
 
 
 # ----------------------------------------------------------------------------- one job
@@ -261,7 +330,7 @@ class Server:
             for f in fds:
                 os.close(f)
             raise
-        setup = compiled_setup(job)
+        setup = prepared_setup(job)
         workdir = make_workdir(self.uid)
         pid = os.fork()
         if pid == 0:
