@@ -14,7 +14,9 @@ each forked job the resulting globals instead of executing the setup in the job.
   3. a job that mutates the setup's classes, functions and globals leaves nothing for the next job
      of the same setup on the same server;
   4. a setup that is not declarative runs in the job itself: its globals record the job's uid and
-     pid, not the server's (root).
+     pid, not the server's (root);
+  5. a declarative setup that raises fails in the job exactly as in the reference (status 1, its
+     traceback's last line on stderr), and the server is not restarted.
 
 One worker slot; server and process sandbox with bubblewrap where present. Prints one PASS line;
 nonzero exit on failure.
@@ -150,6 +152,13 @@ def main():
             assert value(src, MUTATE, "mutate()") is True
             left = value(src, PRISTINE, "pristine()")
             assert left == [], f"{mode}: setup {name!r}: a job's mutations reached the next job: {left}"
+        # a declarative setup that raises fails in the job as in the reference, and the server keeps serving
+        r = run("X = float('not a number')\n", "", "1")
+        assert not r.setup_ok and not r.done and r.exit_code == 1 and \
+            r.stderr.strip().splitlines()[-1] == "ValueError: could not convert string to float: 'not a number'", \
+            f"{mode}: failing setup: {r}"
+        if mode == "server":
+            assert sandbox.SERVERS.all[0].restarts == 0, "a failing setup restarted the server"
         # 4. a setup that is not declarative runs in the job
         ids = value("import os\nSETUP_IDS = [os.getuid(), os.getpid()]\n", "import os",
                     "SETUP_IDS == [os.getuid(), os.getpid()] and os.getuid() != 0")

@@ -207,8 +207,25 @@ def child(uid: int, lim: dict, fds: list[int], workdir: str, job: dict, setup: t
     except BaseException as e:  # noqa: BLE001
         os.write(2, f"sandbox server: job setup failed: {e!r}\n".encode())
         os._exit(126)
-    harness.run(job, 3, in_process_exit=True, own_ipc_ns=True, setup_code=setup[0], setup_globals=setup[1])
-    os._exit(0)
+    # harness.run never returns; what escapes it (an error of the trusted setup, a result fd the job closed)
+    # ends the job as it ends the reference's interpreter: traceback and status 1 (never the server's loop)
+    try:
+        harness.run(job, 3, in_process_exit=True, own_ipc_ns=True, setup_code=setup[0], setup_globals=setup[1])
+        status = 0
+    except SystemExit as e:
+        status = harness.exit_status(e)
+    except BaseException:  # noqa: BLE001
+        status = 1
+        try:
+            sys.excepthook(*sys.exc_info())
+        except BaseException:  # noqa: BLE001
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+    os._exit(status)
 
 
 def read_job(fd: int) -> dict:
@@ -245,10 +262,13 @@ def prepared_setup(job: dict) -> tuple:
         except Exception:  # noqa: BLE001
             return None, None
         g = None
-        if declarative_setup(tree):
-            g = {"__name__": "__main__", "__builtins__": builtins}
-            exec(code, g)  # noqa: S102  (trusted and declarative: imports of loaded modules, defs, constants)
-            gc.freeze()  # its objects stay out of the jobs' collections, as the server's own
+        try:
+            if declarative_setup(tree):
+                g = {"__name__": "__main__", "__builtins__": builtins}
+                exec(code, g)  # noqa: S102  (trusted and declarative: imports of loaded modules, defs, constants)
+                gc.freeze()  # its objects stay out of the jobs' collections, as the server's own
+        except Exception:  # noqa: BLE001  (e.g. float('x'): the job executes it and fails as the reference does)
+            g = None
         if len(_setup_cache) >= 64:
             _setup_cache.clear()
         hit = _setup_cache[src] = (code, g)
@@ -326,12 +346,12 @@ class Server:
         job_fd, fds = fds[0], fds[1:]
         try:
             job = read_job(job_fd)
-        except BaseException:
+            setup = prepared_setup(job)
+            workdir = make_workdir(self.uid)
+        except BaseException:  # no job process: the parent sees its pipes close at once
             for f in fds:
                 os.close(f)
             raise
-        setup = prepared_setup(job)
-        workdir = make_workdir(self.uid)
         pid = os.fork()
         if pid == 0:
             self.sock.close()
