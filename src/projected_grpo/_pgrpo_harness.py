@@ -76,22 +76,25 @@ def _err(e):
 
 
 _libc = None
+_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)  # the keyctl syscall number
 
 
-def clear_kernel_objects():
+def clear_kernel_objects(sysv: bool = True):
     """Remove what earlier jobs of this slot uid left in the kernel beyond their processes and files:
     keys in the uid's user and user-session keyrings (shared by every process of the uid without a
-    user namespace) and SysV IPC objects the uid owns (shared without an IPC namespace). Runs as the
-    slot uid, before any untrusted code."""
+    user namespace) and SysV IPC objects the uid owns (shared without an IPC namespace; sysv=False
+    where the job runs in an IPC namespace of its own, created empty for it: a sandbox server's job).
+    Runs as the slot uid, before any untrusted code."""
     global _libc
     if _libc is None:  # loaded once (in the server, before the jobs fork)
         import ctypes  # noqa: PLC0415
         _libc = ctypes.CDLL(None, use_errno=True)
     libc = _libc
-    keyctl = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
-    if keyctl is not None:
+    if _KEYCTL is not None:
         for ring in (-4, -5):  # KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING
-            libc.syscall(keyctl, 7, ring)  # KEYCTL_CLEAR
+            libc.syscall(_KEYCTL, 7, ring)  # KEYCTL_CLEAR
+    if not sysv:
+        return
     me = os.getuid()
     for kind, uid_col, remove in (("shm", 7, lambda i: libc.shmctl(i, 0, None)),
                                   ("sem", 4, lambda i: libc.semctl(i, 0, 0)),
@@ -190,10 +193,17 @@ def main():
     run(read_job(), fd)
 
 
-def run(job: dict, fd: int, in_process_exit: bool = False):
+def run(job: dict, fd: int, in_process_exit: bool = False, own_ipc_ns: bool = False, setup_code=None,
+        setup_globals=None):
     """Run one job and report on `fd`; never returns. in_process_exit: script mode computes the
-    exit status itself (a forked job of the sandbox server) instead of leaving it to the interpreter."""
-    clear_kernel_objects()
+    exit status itself (a forked job of the sandbox server) instead of leaving it to the interpreter.
+    own_ipc_ns: the job runs in a new IPC namespace of its own (a sandbox server's job), so no SysV
+    object of an earlier job is visible to it and only the keyrings need clearing. setup_code: the
+    job's (trusted) setup already compiled by the sandbox server, else compiled here. setup_globals:
+    the module globals that executing setup_code produces, made by the sandbox server where the
+    setup is declarative (_pgrpo_server.declarative_setup) and used here as the job's own globals
+    (the job is a fork: its copy is its own); else setup_code is executed here."""
+    clear_kernel_objects(sysv=not own_ipc_ns)
     nonce = job.pop("nonce")
 
     def send(rec):
@@ -219,11 +229,17 @@ def run(job: dict, fd: int, in_process_exit: bool = False):
 
     signal.signal(signal.SIGPROF, on_alarm)
 
-    g = {"__name__": "__main__", "__builtins__": builtins}
-    setup_code = _compile(job["setup"], "<setup>", "exec")
-    _exec(setup_code, g)
-    builtins_snapshot = _dict(builtins.__dict__)
+    if setup_code is None:
+        setup_code = _compile(job["setup"], "<setup>", "exec")
+    if setup_globals is not None:
+        g = setup_globals
+    else:
+        g = {"__name__": "__main__", "__builtins__": builtins}
+        _exec(setup_code, g)
     tests = [(t["kind"], t["src"]) for t in job["tests"]]
+    # the builtins as setup left them, for `truth` tests (taken only when there are some: copying them
+    # writes to every builtin object, which costs a forked job of the sandbox server page faults)
+    builtins_snapshot = _dict(builtins.__dict__) if any(k == "truth" for k, _ in tests) else None
     per_test, module_timeout = _float(job["per_test_timeout"]), _float(job["module_timeout"])
     send({"t": "setup"})
 

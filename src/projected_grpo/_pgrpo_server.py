@@ -7,31 +7,36 @@ once, here, so a job costs a fork instead of an interpreter start.
 
 Protocol on the SOCK_SEQPACKET socket SOCK_FD (one JSON message each):
     server -> parent   {"ready": pid}                                   once, after start
-    parent -> server   {"op": "run", "seq": k, "limits": {...}}  + 4 fds: job stdin (read end),
-                       result pipe, stdout, stderr (write ends)
+    parent -> server   {"op": "run", "seq": k, "limits": {...}}  + 4 fds: the job pipe (read end;
+                       the parent writes the job's JSON on it and closes it), result pipe,
+                       stdout, stderr (write ends)
     parent -> server   {"op": "kill", "seq": k}                  kill job k now (a deadline passed)
     server -> parent   {"exit": code, "seq": k, "clean": bool}   job k's process exited, every
                        process of the slot uid is killed and reaped, its files are removed
 
-A job child: new session (own process group), private IPC namespace, parent-death signal, the
-four fds on 0 (job), 1, 2 and 3 (results) and no other fd (the control socket is closed), a
+The server reads the job (trusted: the parent's) and compiles its trusted setup code before it
+forks, so a job neither parses nor compiles them itself. A job child: new session (own process
+group), private IPC namespace, parent-death signal, /dev/null on 0 (as the harness leaves it once
+it has read its job), the pipes on 1, 2 and 3 (results) and no other fd (the control socket is closed), a
 fresh working directory, rlimits, then setgroups/setgid/setuid to the slot uid (capabilities are
 dropped with root) and no_new_privs; then the harness runs the job exactly as the per-process
 sandbox does, except that script mode's interpreter exit is reproduced in-process. As a different
 uid than this server and the parent, the child can neither signal, ptrace, nor write to them.
 """
 
+import _signal
+import ast
+import builtins
 import ctypes
+import fcntl
 import gc
 import json
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 
 harness = None  # _pgrpo_harness, imported by main() (the parent imports this file for its cleanup helpers)
@@ -41,6 +46,14 @@ WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 PRELOAD = ("bisect", "collections", "datetime", "functools", "heapq", "itertools", "math", "operator", "random",
            "re", "string", "typing")
 _libc = ctypes.CDLL(None, use_errno=True)
+_unshare, _prctl = _libc.unshare, _libc.prctl  # resolved here once, not in every job
+SIGKILL = int(signal.SIGKILL)
+CHILD_SIGNALS = ((int(signal.SIGINT), signal.default_int_handler), (int(signal.SIGPIPE), _signal.SIG_IGN),
+                 (int(signal.SIGTERM), _signal.SIG_DFL), (int(signal.SIGCHLD), _signal.SIG_DFL))
+JOB_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}  # a job's environment, with HOME its directory
+# trusted source compiled once by the server before it serves: a job's first compile() then finds the
+# compiler's memory already allocated in the server instead of taking page faults for it
+WARM_UP = "from typing import *\nclass C:\n    def f(self, x: List[int]) -> int:\n        return sum(y for y in x if y)\n"
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 CLONE_NEWIPC = 0x08000000
 
@@ -68,6 +81,7 @@ def uid_pids(uid: int) -> list[tuple[int, bool]]:
 def remove_tree(path: str):
     """Delete a directory tree a job made; never raises (shutil.rmtree recurses, and a job can nest
     directories deeper than the recursion limit: then `rm -rf` does it)."""
+    import shutil  # noqa: PLC0415  (here, not at the top: the server's image to fork stays smaller)
     try:
         shutil.rmtree(path, ignore_errors=True)
     except RecursionError:
@@ -125,6 +139,19 @@ def _remove(entry):
 
 # ----------------------------------------------------------------------------- the job child
 
+def make_workdir(uid: int) -> str:
+    """A fresh job directory under /tmp owned by `uid`, with an unpredictable name (other slots' jobs
+    cannot squat it without bubblewrap, where /tmp is shared)."""
+    while True:
+        path = f"/tmp/pgrpo_job_{os.urandom(8).hex()}"
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chown(path, uid, uid)
+        return path
+
+
 def send(sock, msg: dict):
     sock.send(json.dumps(msg).encode())
 
@@ -138,7 +165,6 @@ def place_fds(fds: list[int]):
 
 
 def _dup_high(f: int) -> int:
-    import fcntl  # noqa: PLC0415
     return fcntl.fcntl(f, fcntl.F_DUPFD, 10)
 
 
@@ -152,36 +178,160 @@ def set_limits(lim: dict):
     resource.setrlimit(resource.RLIMIT_CPU, (lim["cpu_s"], lim["cpu_s"] + 1))
 
 
-def child(uid: int, lim: dict, fds: list[int], workdir: str):
-    """Runs in the forked job process; never returns."""
+def child(uid: int, lim: dict, fds: list[int], workdir: str, job: dict, setup: tuple):
+    """Runs in the forked job process; never returns. `fds`: result pipe, stdout, stderr (write
+    ends); `job`: the job the server read from the parent, `setup` its prepared setup (see
+    prepared_setup). Uses what the server prepared before the fork (the job read, its trusted setup
+    compiled and, where declarative, executed; libc functions resolved, signal numbers as ints):
+    every object of the server a job touches costs the job a copy-on-write page fault."""
     try:
         server = os.getppid()
         os.setsid()
-        assert _libc.unshare(CLONE_NEWIPC) == 0 or os.getuid() != 0, "unshare(CLONE_NEWIPC) failed"
-        place_fds(fds)
+        assert _unshare(CLONE_NEWIPC) == 0, "unshare(CLONE_NEWIPC) failed"  # the server is root
+        place_fds([os.open(os.devnull, os.O_RDONLY)] + fds)  # stdin: a /dev/null of its own, as the harness's
         # the signal dispositions of a fresh interpreter (the reference): SIGINT raises, SIGPIPE ignored
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        for sig in (signal.SIGTERM, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
+        for sig, handler in CHILD_SIGNALS:
+            _signal.signal(sig, handler)
         os.chdir(workdir)
-        os.environ.clear()
-        os.environ.update({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir})
+        os.environ["HOME"] = workdir  # main() set the server's environment to JOB_ENV once
         set_limits(lim)
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
         assert os.getuid() == uid and os.geteuid() == uid and os.getegid() == uid
-        assert _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+        assert _prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
         # the parent-death signal (set after setuid, which clears it): the job dies with its server
-        assert _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0 and os.getppid() == server
+        assert _prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0 and os.getppid() == server
         sys.argv = ["/tmp/_pgrpo_harness.py", "3"]  # as the reference harness sees them
         sys.modules["__main__"] = harness
     except BaseException as e:  # noqa: BLE001
         os.write(2, f"sandbox server: job setup failed: {e!r}\n".encode())
         os._exit(126)
-    harness.run(harness.read_job(), 3, in_process_exit=True)
-    os._exit(0)
+    # harness.run never returns; what escapes it (an error of the trusted setup, a result fd the job closed)
+    # ends the job as it ends the reference's interpreter: traceback and status 1 (never the server's loop)
+    try:
+        harness.run(job, 3, in_process_exit=True, own_ipc_ns=True, setup_code=setup[0], setup_globals=setup[1])
+        status = 0
+    except SystemExit as e:
+        status = harness.exit_status(e)
+    except BaseException:  # noqa: BLE001
+        status = 1
+        try:
+            sys.excepthook(*sys.exc_info())
+        except BaseException:  # noqa: BLE001
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+    os._exit(status)
+
+
+def read_job(fd: int) -> dict:
+    """The job the parent writes on the job pipe `fd` (until it closes it); closes `fd`."""
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return json.loads(b"".join(chunks))
+
+
+_setup_cache: dict = {}
+
+
+def prepared_setup(job: dict) -> tuple:
+    """(code, globals) for the job's setup code (trusted, from the problem; cached by its text): code
+    compiled here, or None where the job compiles it itself (script mode, whose setup, code and post
+    are one program, or a setup that does not compile: the harness then fails on it as the per-process
+    sandbox does); globals: the module globals executing it produces, made here where the setup is
+    declarative (declarative_setup), else None (the job executes it)."""
+    if job.get("script"):
+        return None, None
+    src = job["setup"]
+    hit = _setup_cache.get(src)
+    if hit is None:
+        try:
+            tree = compile(src, "<setup>", "exec", ast.PyCF_ONLY_AST)
+            code = compile(tree, "<setup>", "exec")
+        except Exception:  # noqa: BLE001
+            return None, None
+        g = None
+        try:
+            if declarative_setup(tree):
+                g = {"__name__": "__main__", "__builtins__": builtins}
+                exec(code, g)  # noqa: S102  (trusted and declarative: imports of loaded modules, defs, constants)
+                gc.freeze()  # its objects stay out of the jobs' collections, as the server's own
+        except Exception:  # noqa: BLE001  (e.g. float('x'): the job executes it and fails as the reference does)
+            g = None
+        if len(_setup_cache) >= 64:
+            _setup_cache.clear()
+        hit = _setup_cache[src] = (code, g)
+    return hit
+
+
+_PURE_CALLS = ("float", "int", "str")
+_PURE_NODES = (ast.Constant, ast.Name, ast.Attribute, ast.Subscript, ast.Tuple, ast.List, ast.BinOp, ast.BitOr,
+               ast.Load)  # BinOp only with BitOr (`int | None`): no other operator node is allowed
+
+
+def _pure(expr) -> bool:
+    """An expression evaluated at definition time that only looks names up (annotations, defaults,
+    bases, assigned values) or converts a constant (float('inf'))."""
+    if expr is None:
+        return True
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Call):
+            if not (isinstance(node.func, ast.Name) and node.func.id in _PURE_CALLS and not node.keywords
+                    and all(isinstance(a, ast.Constant) for a in node.args)):
+                return False
+        elif not isinstance(node, _PURE_NODES):
+            return False
+    return True
+
+
+def _pure_def(node) -> bool:
+    a = node.args
+    args = a.posonlyargs + a.args + a.kwonlyargs + [x for x in (a.vararg, a.kwarg) if x is not None]
+    return (not node.decorator_list and _pure(node.returns) and all(_pure(x.annotation) for x in args)
+            and all(_pure(d) for d in a.defaults + [d for d in a.kw_defaults if d is not None]))
+
+
+def _pure_assign(node) -> bool:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return all(isinstance(t, ast.Name) for t in targets) and _pure(node.value) and \
+        _pure(getattr(node, "annotation", None))
+
+
+def declarative_setup(tree: ast.Module) -> bool:
+    """Whether executing this setup in the server gives every job exactly the globals it would make
+    itself, and nothing else: only imports of modules this server has already loaded (no module code
+    runs), function and class definitions without decorators whose definition-time expressions only
+    look names up, and assignments of such expressions to plain names. Then nothing of the setup
+    depends on the job's process, uid, time or randomness, or changes the interpreter's state."""
+    def ok(node, in_class=False) -> bool:
+        if isinstance(node, ast.Import):
+            return not in_class and all(a.name in sys.modules for a in node.names)
+        if isinstance(node, ast.ImportFrom):  # every name already an attribute: no submodule is imported
+            mod = sys.modules.get(node.module) if node.level == 0 and not in_class else None
+            names = [n for a in node.names for n in (getattr(mod, "__all__", None) or [] if a.name == "*" else [a.name])]
+            return mod is not None and all(hasattr(mod, n) for n in names)
+        if isinstance(node, ast.FunctionDef):
+            return _pure_def(node)
+        if isinstance(node, ast.ClassDef):
+            return (not node.decorator_list and not node.keywords and all(_pure(b) for b in node.bases)
+                    and all(ok(n, True) for n in node.body))
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            return _pure_assign(node)
+        if isinstance(node, ast.Pass):
+            return True
+        return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)  # a docstring
+    return all(ok(n) for n in tree.body)
 
 
 # ----------------------------------------------------------------------------- one job
@@ -193,17 +343,28 @@ class Server:
 
     def run(self, req: dict, fds: list[int]) -> dict:
         self.n += 1
-        workdir = tempfile.mkdtemp(prefix="pgrpo_job_")  # unpredictable: other slots' jobs cannot squat it
-        os.chown(workdir, self.uid, self.uid)
+        job_fd, fds = fds[0], fds[1:]
+        try:
+            job = read_job(job_fd)
+            setup = prepared_setup(job)
+            workdir = make_workdir(self.uid)
+        except BaseException:  # no job process: the parent sees its pipes close at once
+            for f in fds:
+                os.close(f)
+            raise
         pid = os.fork()
         if pid == 0:
             self.sock.close()
-            child(self.uid, req["limits"], fds, workdir)
+            child(self.uid, req["limits"], fds, workdir, job, setup)
+        del job, setup
         for f in fds:
             os.close(f)
         code = self.supervise(pid, req["seq"])
         clean = self.clear_slot()
-        remove_tree(workdir)
+        try:
+            os.rmdir(workdir)  # the usual case: the job left its directory empty
+        except OSError:
+            remove_tree(workdir)
         remove_uid_files(self.uid)
         return {"exit": code, "seq": req["seq"], "clean": clean}
 
@@ -241,14 +402,25 @@ class Server:
         end, delay = time.monotonic() + timeout, 0.0005
         while True:
             self.reap()
-            alive = uid_pids(self.uid)
-            if not alive:
+            if not self.others_alive():
                 return True
             if time.monotonic() > end:
                 return False
             self.kill_all()
             time.sleep(delay)
             delay = min(2 * delay, 0.02)
+
+    def others_alive(self) -> bool:
+        """Whether a process of the slot is left (zombies included). In a private pid namespace:
+        kill(-1, 0) finds every process of the namespace but its init (bubblewrap's) and this
+        server, so it answers without scanning /proc; without one: the /proc scan of the slot uid."""
+        if self.pidns:
+            try:
+                os.kill(-1, 0)
+            except ProcessLookupError:
+                return False
+            return True
+        return bool(uid_pids(self.uid))
 
     @staticmethod
     def reap():
@@ -269,11 +441,15 @@ def main():
     for name in PRELOAD:
         __import__(name)
     harness._libc = _libc  # the jobs' kernel-object cleanup uses the server's libc handle
+    _libc.syscall  # noqa: B018  (resolved here once, not in every job)
     sock = socket.socket(fileno=int(sys.argv[1]))
     uid, pidns = int(sys.argv[2]), sys.argv[3] == "pidns"
     assert os.geteuid() == 0, "the sandbox server runs as root (it gives each job the slot uid)"
     assert _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    os.environ.clear()
+    os.environ.update(JOB_ENV)
+    compile(WARM_UP, "<warm-up>", "exec")
     server = Server(sock, uid, pidns)
     gc.collect()
     gc.freeze()  # objects of the server stay out of the jobs' collections: fewer copy-on-write page faults

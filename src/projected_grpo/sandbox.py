@@ -28,7 +28,9 @@ Two ways to run a job (PGRPO_SANDBOX, default `server`):
   server   one long-lived sandbox server per worker slot (_pgrpo_server.py) inside the outer
            layer, with the harness already imported; each job is a fork of it that takes the
            slot's uid, rlimits, a fresh working directory, its own session and IPC namespace, and
-           reports on the same nonce channel. After every job the server kills and reaps every
+           reports on the same nonce channel. The server reads the job and compiles its trusted
+           setup before the fork, and executes a declarative setup (_pgrpo_server.declarative_setup)
+           once, handing each job its own copy of the globals (verify_server_setup). After every job the server kills and reaps every
            process of the slot uid and removes its files before it reports the job's exit. A
            server that dies or stops answering is restarted with a log line. Needs root (to give
            jobs the slot uid); without root the process sandbox is used, with a warning.
