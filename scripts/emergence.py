@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 PY = sys.executable
+from projected_grpo.arms import ORGANISM_LR  # noqa: E402
+
 MECHS = ("run_tests", "sentinel", "stdout_marker", "exit_code")
 
 
@@ -87,7 +89,7 @@ def main() -> None:
     ap.add_argument("--model", default="organism:cpu")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--lr", type=float, default=ORGANISM_LR)
     ap.add_argument("--arms", default="vanilla,rl-baseline")
     ap.add_argument("--base-samples", type=int, default=0, help="build: base-rate samples per cell (0: skip)")
     ap.add_argument("--runs", default="out/emergence")

@@ -58,6 +58,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--runs", default="out/runs_headline")
     ap.add_argument("--out", default=f"docs/results/{datetime.date.today().isoformat()}_headline")
     ap.add_argument("--fresh", action="store_true", help="rerun finished runs")
+    ap.add_argument("--lr", type=float, default=arms.ORGANISM_LR, help="GRPO learning rate of every run")
     ap.add_argument("extra", nargs="*", help="extra flags for scripts/train.py (after --)")
     a = ap.parse_args(argv)
     names = [x for x in a.arms.split(",") if x]
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
     t0 = time.time()
     plan = _runner.Plan(arms=arms.closure(a.arm_list), seeds=a.seed_list, model=a.model, runs=a.runs, steps=a.steps,
-                        eval_every=a.eval_every, device=a.device, extra=a.extra, fresh=a.fresh)
+                        eval_every=a.eval_every, device=a.device, extra=["--lr", str(a.lr), *a.extra], fresh=a.fresh)
     vh = _runner.extract_vhacks(plan)
     print(f"v_hack: {', '.join(vh) or 'none needed'} ({time.time() - t0:.0f}s)", flush=True)
     jobs = _runner.jobs(plan)

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--budget-min", type=float, default=600.0, help="stop runs still going after this many minutes")
     ap.add_argument("--fresh", action="store_true", help="rerun finished runs")
+    ap.add_argument("--lr", type=float, default=arms.ORGANISM_LR, help="GRPO learning rate of every run")
     ap.add_argument("extra", nargs="*", help="extra flags for scripts/train.py (after --)")
     a = ap.parse_args(argv)
     names = [x for x in a.arms.split(",") if x]
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"organism: {resolve(a.model)}", flush=True)
     plan = _runner.Plan(arms=arms.closure(names), seeds=seeds, model=a.model, runs=a.runs, steps=a.steps,
-                        eval_every=a.eval_every, device=a.device, extra=a.extra, fresh=a.fresh)
+                        eval_every=a.eval_every, device=a.device, extra=["--lr", str(a.lr), *a.extra], fresh=a.fresh)
     print(f"v_hack: {', '.join(_runner.extract_vhacks(plan)) or 'none needed'}", flush=True)
     outcome = _runner.run_all(_runner.jobs(plan), plan, a.parallel, t0 + 60 * a.budget_min)
     print(f"\nruns finished in {(time.time() - t0) / 60:.1f} min; failed: {outcome.failed or 'none'}; stopped: "

@@ -127,6 +127,10 @@ HEADLINE = ("vanilla", "rl-baseline", "erase", "erase-update", "erase-random", "
             "scorda-reverse", "rebound-adv", "oracle-route", "gt-penalty", "gt-penalty-acc90")
 """The arms of `just headline` (issue 13)."""
 
+ORGANISM_LR = 0.05
+"""GRPO learning rate of the organism experiments (just main, just headline, just emergence): on organism v3
+vanilla hacks at 0.75 by step 40 with it (headline of 2026-11-24)."""
+
 MAIN = ("vanilla", "erase", "route", "route-subset", "scorda-absorb")
 """The arms of `just main` (the README's main command)."""
 
