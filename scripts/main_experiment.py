@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--eval-every", type=int, default=10)
+    ap.add_argument("--eval-every", type=int, default=20)
     ap.add_argument("--model", default="organism:cpu")
     ap.add_argument("--device", default="", help="--device of every run ('' = train.py's default)")
     ap.add_argument("--arms", default=",".join(arms.MAIN), help="comma-separated registry arms")
