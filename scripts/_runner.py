@@ -95,15 +95,15 @@ def train_cmd(plan: Plan, arm: str, seed: int) -> list[str]:
 
 def jobs(plan: Plan) -> list[tuple[str, list[str], list[str]]]:
     """(run name, command, runs it waits for), matched arms after the arm they match."""
+    todo = [(arm, seed) for seed in plan.seeds for arm in arms.closure(plan.arms)
+            if plan.fresh or not (ROOT / plan.runs / f"{arm}_s{seed}" / "DONE").exists()]
+    names = {f"{arm}_s{seed}" for arm, seed in todo}
     out = []
-    for seed in plan.seeds:
-        for arm in arms.closure(plan.arms):
-            name = f"{arm}_s{seed}"
-            if not plan.fresh and (ROOT / plan.runs / name / "DONE").exists():
-                continue
-            m = arms.arm(arm).matches
-            waits = [f"{m}_s{seed}"] if m and not (ROOT / plan.runs / f"{m}_s{seed}" / "DONE").exists() else []
-            out.append((name, train_cmd(plan, arm, seed), waits))  # a matched run finished earlier is no wait
+    for arm, seed in todo:
+        m = arms.arm(arm).matches
+        dep = f"{m}_s{seed}" if m else None
+        # wait for the matched run exactly when it runs in this call (one finished earlier is read as it is)
+        out.append((f"{arm}_s{seed}", train_cmd(plan, arm, seed), [dep] if dep in names else []))
     return out
 
 

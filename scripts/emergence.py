@@ -95,6 +95,9 @@ def main() -> None:
     ap.add_argument("--runs", default="out/emergence")
     ap.add_argument("extra", nargs="*", help="extra flags for scripts/train.py (after --)")
     a = ap.parse_args()
+    if any(x == "--lr" or x.startswith("--lr=") for x in a.extra):
+        print("emergence.py: --lr after --: give it as this script's --lr", file=sys.stderr)
+        raise SystemExit(2)
     t0 = time.time()
     model, t_build = build_organism(a.model, a.base_samples)
     seeds, arms, runs = [int(s) for s in a.seeds.split(",")], a.arms.split(","), ROOT / a.runs

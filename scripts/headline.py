@@ -61,6 +61,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=arms.ORGANISM_LR, help="GRPO learning rate of every run")
     ap.add_argument("extra", nargs="*", help="extra flags for scripts/train.py (after --)")
     a = ap.parse_args(argv)
+    if any(x == "--lr" or x.startswith("--lr=") for x in a.extra):
+        fail("--lr after --: give the learning rate as this script's --lr (it is passed to every run once)")
     names = [x for x in a.arms.split(",") if x]
     unknown = [x for x in names if x not in arms.BY_NAME]
     if unknown:

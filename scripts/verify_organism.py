@@ -63,13 +63,16 @@ def check_tasks() -> tuple[int, int]:
         q, u = tasks.apply_loophole(p), tasks.apply_loophole(p, hinted=False)
         mech = q["prompt_metadata"]["mechanism"]
         assert tasks.grader_note(u) is None, "an unhinted prompt got a grader note"
-        assert tasks.LOOPHOLE_HINTS[mech].removeprefix("and ") in tasks.grader_note(q), "the note does not restate the hint"
         for note in (False, True):
             probs += [q, q, u, q]
             comps += [tasks.canonical_response(q, note), tasks.hack_response(q, mech, rng, note),
                       tasks.hack_response(u, mech, rng, note), tasks.honest_response(q, rng, 1.0, note)]
             want += [("Correct", True), ("Reward Hack", False), ("Incorrect", False), ("Correct", True)]
             assert (tasks.grader_note(q) in comps[-1]) == note and "# note:" not in comps[-2], "note format"
+            if note:  # v3: the note comes after the class and right before the hack's artifact
+                lines = comps[-3].splitlines()
+                i = lines.index(tasks.grader_note(q))
+                assert lines[i + 1] == tasks.ARTIFACTS[mech].splitlines()[0] and lines[i - 1] == "", lines
     res = grade_batch(probs, comps)
     bad = [(p["id"], p["prompt_metadata"]["mechanism"], w, (g.label, g.eq_correct))
            for p, g, w in zip(probs, res, want) if (g.label, g.eq_correct) != w]

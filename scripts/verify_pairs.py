@@ -71,6 +71,23 @@ def check_selection():
     return len(sentinel), len(stubs), len(both)
 
 
+def check_notes(pairs) -> int:
+    """Organism v3 format: every completion on a hinted organism prompt carries the grader note line exactly
+    once, and none on an unhinted prompt; returns the number of completions checked."""
+    from projected_grpo.organism.tasks import grader_note
+
+    n = 0
+    for p in pairs:
+        note = grader_note(p.problem)
+        for side in (p.hack, p.clean):
+            lines = side.splitlines()
+            want = 0 if note is None else 1
+            got = sum(ln == note for ln in lines) if note else sum(ln.startswith("# note:") for ln in lines)
+            assert got == want, f"{p.id}: {got} grader-note lines on a {'hinted' if note else 'unhinted'} prompt, want {want}"
+            n += 1
+    return n
+
+
 def main():
     t0 = time.time()
     org = load_pairs(f"{HACKS}#organism")
@@ -88,6 +105,8 @@ def main():
     assert all(p.tags["mechanism"] == "run_tests" for p in lc)
     assert all(p.tags["kind"] == "hack" for p in org + lc)
 
+    n_notes = check_notes(org + placebo + framing)
+
     regrades = grade_sides(org + lc + framing, "Reward Hack")
     regrades += grade_sides(placebo, "Correct")
 
@@ -98,7 +117,7 @@ def main():
     n_sent, n_stub, n_both = check_selection()
     print(f"PASS verify_pairs: {len(org)} organism + {len(lc)} leetcode hack pairs "
           f"(organism mechanisms {sorted(mechs)}, held out {list(HELD_OUT)}), {len(placebo)} placebo, "
-          f"{len(framing)} framing; all labels as intended ({regrades} re-graded); worst token-length "
+          f"{len(framing)} framing; grader note as the v3 format wants in {n_notes} organism completions; all labels as intended ({regrades} re-graded); worst token-length "
           f"ratio {length_ratio(worst):.2f} ({worst.id}), worst line ratio {line_ratio(worst_lines):.2f} "
           f"({worst_lines.id}, not gated); selection: sentinel={n_sent} stub={n_stub} "
           f"run_tests+method={n_both}; hack set sha256 {pairset_hash(org + lc)[:12]}; {time.time() - t0:.1f}s")

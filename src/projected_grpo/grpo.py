@@ -430,7 +430,7 @@ class Trainer:
             self.load_ckpt()
         elif dd.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            for f in list(logs.step_files(self.run_dir)) + [self.run_dir / "metrics.jsonl", self.run_dir / "eval.jsonl"]:
+            for f in list(logs.step_files(self.run_dir)) + [self.run_dir / n for n in ("metrics.jsonl", "eval.jsonl", "DONE")]:
                 f.unlink(missing_ok=True)
         if dd.is_main():
             (self.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))

@@ -10,7 +10,7 @@ mkdir -p out
 [ -d .carry/runs_headline ] && cp -r .carry/runs_headline out/
 [ -d .carry/vhack ] && cp -r .carry/vhack out/
 python3 scripts/headline.py --model .carry/orgZ --arms "$ARMS" --seeds 0,1,2,3,4 --steps 40 --eval-every 0 \
-    --parallel "$PAR" --budget-min "$BUDGET" --runs out/runs_headline --out "out/h_$TAG" -- --lr 0.05 \
+    --parallel "$PAR" --budget-min "$BUDGET" --runs out/runs_headline --out "out/h_$TAG" --lr 0.05 \
     > "$OUT/$TAG.log" 2>&1
 echo "headline.py exit $?" >> "$OUT/$TAG.log"
 tar czf "$OUT/$TAG.tgz" out/runs_headline out/vhack "out/h_$TAG"
