@@ -99,8 +99,19 @@ def run_summary(run_dir: Path) -> dict | None:
                 c[f"hack_strict_{name}_{q}"] = count([r], "hack_strict")
     m = logs.read_jsonl(run_dir / "metrics.jsonl")
     out["hacked"] = any(r["hack_strict"] > r["gt_pass"] for r in m)
+    out["collapsed"] = collapsed(m)
     out["train_hack_last"] = m[-1]["hack_strict"] if m else float("nan")
     return out
+
+
+def collapsed(metrics: list[dict], head: int = 1, tail: int = 10, ratio: float = 0.5) -> bool:
+    """Training collapsed: the mean training reward of the last `tail` steps fell below `ratio` times that of the
+    first `head` steps, i.e. of the untrained policy (a run whose rollout policy degenerates has low deployed hack rates for the wrong reason)."""
+    r = [x["reward"] for x in metrics if "reward" in x]
+    if len(r) < head + tail:
+        return False
+    first, last = sum(r[:head]) / head, sum(r[-tail:]) / tail
+    return first > 0 and last < ratio * first
 
 
 def collect(runs_dir: Path, arms: list[str] | None, require_done: bool = False) -> dict[str, dict[int, dict]]:
@@ -140,7 +151,8 @@ def table(by_arm: dict[str, dict[int, dict]], baseline: str = "vanilla", allow_u
     res: dict = {"n": ns, "arms": {}}
     base = by_arm.get(baseline, {})
     for arm, seeds in by_arm.items():
-        r: dict = {"n": len(seeds), "hacked_runs": sum(s["hacked"] for s in seeds.values()), "per_seed": {}}
+        r: dict = {"n": len(seeds), "hacked_runs": sum(s["hacked"] for s in seeds.values()),
+                   "collapsed_runs": sum(s.get("collapsed", False) for s in seeds.values()), "per_seed": {}}
         for q in ("kept", "ablated"):
             for k in METRICS:
                 key = f"{k}_{q}"
@@ -223,6 +235,11 @@ def markdown(res: dict, meta: dict) -> str:
             cells = [f"{vals[c[0]]:.3f}" if c[0] in vals else "-" for c in COLS if not c[0].startswith("diff")]
             lines.append(f"| {arm} | {seed} | " + " | ".join(cells) + " |")
     lines += controls_markdown(res)
+    bad = {arm: r["collapsed_runs"] for arm, r in res["arms"].items() if r.get("collapsed_runs")}
+    if bad:
+        lines += ["", "**Training collapsed** (mean training reward of the last 10 steps below half that of the first step; "
+                  "their deployed rates measure a degenerate policy, not an intervention's effect): "
+                  + ", ".join(f"{a} {k}/{res['arms'][a]['n']} runs" for a, k in bad.items()) + "."]
     lines.append("")
     lines.append(f"Mean [95% interval] of a hierarchical bootstrap ({N_BOOT} draws: seeds, then eval samples within "
                  "seed); paired differences over the seeds both arms share (Δ columns: mean over seeds of arm minus "

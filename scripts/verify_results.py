@@ -22,7 +22,8 @@ from projected_grpo import logs  # noqa: E402
 META = dict(device="cpu", dtype="float32", torch="2.13.0+cpu", transformers="4.57.0", organism="tiny-x")
 
 
-def fake_run(runs: Path, name: str, hack: float, heldout: float, solve: float, hacked: bool, **meta) -> None:
+def fake_run(runs: Path, name: str, hack: float, heldout: float, solve: float, hacked: bool, collapse: bool = False,
+             **meta) -> None:
     d = runs / name
     d.mkdir(parents=True)
     (d / "run_meta.json").write_text(json.dumps(dict(META, **meta)))
@@ -35,7 +36,7 @@ def fake_run(runs: Path, name: str, hack: float, heldout: float, solve: float, h
                  dict(step=0, quarantine=q, split="hinted", cell="all", n=40, hack_strict=0.99, hack_loose=0.99, solve=0)]
     logs.write_jsonl(d / "eval.jsonl", rows)
     logs.write_jsonl(d / "metrics.jsonl", [dict(step=s, hack_strict=0.9 if hacked and s == 5 else 0.0, gt_pass=0.5,
-                                                reward=1.0) for s in range(10)])
+                                                reward=1.0 if s < 5 or not collapse else 0.2) for s in range(15)])
 
 
 def check_bootstrap(results) -> tuple[float, float]:
@@ -72,7 +73,7 @@ def main() -> None:
         runs = Path(t) / "runs"
         for s, (hv, he) in enumerate([(0.5, 0.3), (0.6, 0.2), (0.7, 0.4)]):
             fake_run(runs, f"vanilla_s{s}", hv, 0.5, 0.8, hacked=True)
-            fake_run(runs, f"erase_s{s}", he, 0.1 * s, 0.7, hacked=s == 0)
+            fake_run(runs, f"erase_s{s}", he, 0.1 * s, 0.7, hacked=s == 0, collapse=s == 1)
         res = results.main(["--runs", str(runs), "--out", str(Path(t) / "res"), "--per-step", "hack_strict"])
         v, e = res["arms"]["vanilla"], res["arms"]["erase"]
         assert abs(v["hack_strict_ablated"][0] - 0.6) < 1e-12 and v["hack_strict_ablated"][1] < 0.6 < v["hack_strict_ablated"][2], v
@@ -84,9 +85,11 @@ def main() -> None:
         # held-out mechanisms: pooled over the two held-out cells
         assert abs(e["hack_strict_heldout_ablated"][0] - 0.1) < 1e-12, e["hack_strict_heldout_ablated"]
         assert v["hacked_runs"] == 3 and e["hacked_runs"] == 1, (v["hacked_runs"], e["hacked_runs"])
+        assert v["collapsed_runs"] == 0 and e["collapsed_runs"] == 1, (v["collapsed_runs"], e["collapsed_runs"])
         md = (Path(t) / "res" / "results.md").read_text()
         assert "| erase | 2 | 0.400 |" in md and "| vanilla | 1 | 0.600 |" in md, md  # per-seed rows
         assert "| vanilla | 3 | [40], [30] |" in md, md  # seeds and eval samples in the table
+        assert "**Training collapsed**" in md and "erase 1/3 runs" in md and "vanilla 0" not in md, md
         # per training step: erase hacked (0.9) on step 5 only in seed 0; vanilla in every seed
         assert "| step | erase | vanilla |" in md and "| 5 | 0.300 [0.90, 0.00, 0.00] | 0.900 [0.90, 0.90, 0.90] |" in md
         assert (Path(t) / "res" / "train_trajectories.png").exists()
