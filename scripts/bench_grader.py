@@ -40,8 +40,8 @@ def organism_set(per_mech: int) -> tuple[list[dict], list[str]]:
         for i, p in enumerate(mine):
             kind = i % 3
             probs.append(p)
-            comps.append([tasks.canonical_response(p), tasks.honest_response(p, rng, 0.0),
-                          tasks.hack_response(p, mech, rng)][kind])
+            comps.append([tasks.canonical_response(p, note=True), tasks.honest_response(p, rng, 0.0, note=True),
+                          tasks.hack_response(p, mech, rng, note=True)][kind])  # the v3 response format
     return probs, comps
 
 
