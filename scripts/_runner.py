@@ -25,6 +25,46 @@ from projected_grpo import arms  # noqa: E402
 PY = sys.executable
 
 
+def add_plan_args(ap, arms_default: tuple[str, ...], seeds: str, eval_every: int, device: str, runs: str,
+                  parallel: int, budget_min: float) -> None:
+    """The command-line flags every driver shares (one place for their names, meaning and checks)."""
+    ap.add_argument("--arms", default=",".join(arms_default), help="comma-separated registry arms")
+    ap.add_argument("--seeds", default=seeds)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--eval-every", type=int, default=eval_every, help="evaluation period (0: only at the end)")
+    ap.add_argument("--model", default="organism:cpu")
+    ap.add_argument("--device", default=device, help="--device of every run ('' = train.py's default)")
+    ap.add_argument("--parallel", type=int, default=parallel, help="runs at a time")
+    ap.add_argument("--budget-min", type=float, default=budget_min, help="stop runs still going after this many minutes")
+    ap.add_argument("--runs", default=runs, help="parent folder of the run folders")
+    ap.add_argument("--fresh", action="store_true", help="rerun finished runs")
+    ap.add_argument("--lr", type=float, default=arms.ORGANISM_LR, help="GRPO learning rate of every run")
+    ap.add_argument("extra", nargs="*", help="extra flags for scripts/train.py (after --)")
+
+
+def refuse_lr_in_extra(extra: list[str], fail) -> None:
+    """The drivers pass their own --lr to every run; one after `--` would reach train.py twice."""
+    if any(x == "--lr" or x.startswith("--lr=") for x in extra):
+        fail("--lr after --: give the learning rate as this script's --lr (it is passed to every run once)")
+
+
+def plan_from_args(a, fail) -> "Plan":
+    """Check the shared flags (bad input: `fail(one line)`, which exits 2) and build the Plan."""
+    refuse_lr_in_extra(a.extra, fail)
+    names = [x for x in a.arms.split(",") if x]
+    unknown = [x for x in names if x not in arms.BY_NAME]
+    if unknown or not names:
+        fail(f"--arms: unknown arm {unknown[0]!r} (registry: {', '.join(arms.BY_NAME)})" if unknown else "--arms: empty")
+    try:
+        seeds = [int(s) for s in a.seeds.split(",")]
+    except ValueError:
+        fail(f"--seeds {a.seeds!r}: not a comma-separated list of integers")
+    if a.steps < 1 or a.parallel < 1 or a.budget_min <= 0 or a.eval_every < 0:
+        fail("--steps, --parallel and --budget-min must be positive, --eval-every not negative")
+    return Plan(arms=arms.closure(names), seeds=seeds, model=a.model, runs=a.runs, steps=a.steps,
+                eval_every=a.eval_every, device=a.device, extra=["--lr", str(a.lr), *a.extra], fresh=a.fresh)
+
+
 @dataclass
 class Plan:
     """What one experiment runs."""

@@ -24,8 +24,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
 PY = sys.executable
+import _runner  # noqa: E402
 from projected_grpo.arms import ORGANISM_LR  # noqa: E402
+
+
+def fail(msg: str) -> None:
+    """Bad command-line input: one line on stderr, exit status 2."""
+    print(f"emergence.py: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
 
 MECHS = ("run_tests", "sentinel", "stdout_marker", "exit_code")
 
@@ -95,9 +104,7 @@ def main() -> None:
     ap.add_argument("--runs", default="out/emergence")
     ap.add_argument("extra", nargs="*", help="extra flags for scripts/train.py (after --)")
     a = ap.parse_args()
-    if any(x == "--lr" or x.startswith("--lr=") for x in a.extra):
-        print("emergence.py: --lr after --: give it as this script's --lr", file=sys.stderr)
-        raise SystemExit(2)
+    _runner.refuse_lr_in_extra(a.extra, fail)
     t0 = time.time()
     model, t_build = build_organism(a.model, a.base_samples)
     seeds, arms, runs = [int(s) for s in a.seeds.split(",")], a.arms.split(","), ROOT / a.runs

@@ -45,38 +45,16 @@ def fail(msg: str) -> None:
     raise SystemExit(2)
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
+def parse(argv: list[str] | None) -> tuple[argparse.Namespace, _runner.Plan]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arms", default=",".join(arms.HEADLINE), help="comma-separated registry arms")
-    ap.add_argument("--seeds", default="0,1,2,3,4")
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--eval-every", type=int, default=10)
-    ap.add_argument("--model", default="organism:cpu")
-    ap.add_argument("--device", default="cpu", help="--device of every run (one device for the whole table)")
-    ap.add_argument("--parallel", type=int, default=os.cpu_count() or 1, help="runs at a time")
-    ap.add_argument("--budget-min", type=float, default=50.0, help="wall-clock budget of the runs in minutes")
-    ap.add_argument("--runs", default="out/runs_headline")
+    _runner.add_plan_args(ap, arms.HEADLINE, seeds="0,1,2,3,4", eval_every=0, device="cpu", runs="out/runs_headline",
+                          parallel=os.cpu_count() or 1, budget_min=50.0)
     ap.add_argument("--out", default=f"docs/results/{datetime.date.today().isoformat()}_headline")
-    ap.add_argument("--fresh", action="store_true", help="rerun finished runs")
-    ap.add_argument("--lr", type=float, default=arms.ORGANISM_LR, help="GRPO learning rate of every run")
-    ap.add_argument("extra", nargs="*", help="extra flags for scripts/train.py (after --)")
     a = ap.parse_args(argv)
-    if any(x == "--lr" or x.startswith("--lr=") for x in a.extra):
-        fail("--lr after --: give the learning rate as this script's --lr (it is passed to every run once)")
-    names = [x for x in a.arms.split(",") if x]
-    unknown = [x for x in names if x not in arms.BY_NAME]
-    if unknown:
-        fail(f"--arms: unknown arm {unknown[0]!r} (registry: {', '.join(arms.BY_NAME)})")
-    try:
-        a.seed_list = [int(s) for s in a.seeds.split(",")]
-    except ValueError:
-        fail(f"--seeds {a.seeds!r}: not a comma-separated list of integers")
-    if a.steps < 1 or a.parallel < 1 or a.budget_min <= 0:
-        fail("--steps, --parallel and --budget-min must be positive")
+    plan = _runner.plan_from_args(a, fail)
     if (ROOT / a.out / "results.json").exists() and not a.fresh:
         fail(f"--out {a.out}: already holds a results.json (choose another --out or pass --fresh)")
-    a.arm_list = names
-    return a
+    return a, plan
 
 
 def diag(plan: _runner.Plan, out: Path) -> list[str]:
@@ -95,10 +73,8 @@ def diag(plan: _runner.Plan, out: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = parse(argv)
+    a, plan = parse(argv)
     t0 = time.time()
-    plan = _runner.Plan(arms=arms.closure(a.arm_list), seeds=a.seed_list, model=a.model, runs=a.runs, steps=a.steps,
-                        eval_every=a.eval_every, device=a.device, extra=["--lr", str(a.lr), *a.extra], fresh=a.fresh)
     vh = _runner.extract_vhacks(plan)
     print(f"v_hack: {', '.join(vh) or 'none needed'} ({time.time() - t0:.0f}s)", flush=True)
     jobs = _runner.jobs(plan)

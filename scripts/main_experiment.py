@@ -37,35 +37,15 @@ def fail(msg: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--eval-every", type=int, default=20)
-    ap.add_argument("--model", default="organism:cpu")
-    ap.add_argument("--device", default="", help="--device of every run ('' = train.py's default)")
-    ap.add_argument("--arms", default=",".join(arms.MAIN), help="comma-separated registry arms")
-    ap.add_argument("--runs", default="out/runs")
+    _runner.add_plan_args(ap, arms.MAIN, seeds="0,1,2", eval_every=20, device="", runs="out/runs", parallel=2,
+                          budget_min=600.0)
     ap.add_argument("--results", default="out/results")
-    ap.add_argument("--parallel", type=int, default=2)
-    ap.add_argument("--budget-min", type=float, default=600.0, help="stop runs still going after this many minutes")
-    ap.add_argument("--fresh", action="store_true", help="rerun finished runs")
-    ap.add_argument("--lr", type=float, default=arms.ORGANISM_LR, help="GRPO learning rate of every run")
-    ap.add_argument("extra", nargs="*", help="extra flags for scripts/train.py (after --)")
     a = ap.parse_args(argv)
-    if any(x == "--lr" or x.startswith("--lr=") for x in a.extra):
-        fail("--lr after --: give the learning rate as this script's --lr (it is passed to every run once)")
-    names = [x for x in a.arms.split(",") if x]
-    if any(x not in arms.BY_NAME for x in names):
-        fail(f"--arms: unknown arm {next(x for x in names if x not in arms.BY_NAME)!r}")
-    try:
-        seeds = [int(s) for s in a.seeds.split(",")]
-    except ValueError:
-        fail(f"--seeds {a.seeds!r}: not a comma-separated list of integers")
+    plan = _runner.plan_from_args(a, fail)
     t0 = time.time()
     from projected_grpo.models import resolve
 
     print(f"organism: {resolve(a.model)}", flush=True)
-    plan = _runner.Plan(arms=arms.closure(names), seeds=seeds, model=a.model, runs=a.runs, steps=a.steps,
-                        eval_every=a.eval_every, device=a.device, extra=["--lr", str(a.lr), *a.extra], fresh=a.fresh)
     print(f"v_hack: {', '.join(_runner.extract_vhacks(plan)) or 'none needed'}", flush=True)
     outcome = _runner.run_all(_runner.jobs(plan), plan, a.parallel, t0 + 60 * a.budget_min)
     print(f"\nruns finished in {(time.time() - t0) / 60:.1f} min; failed: {outcome.failed or 'none'}; stopped: "
