@@ -77,15 +77,18 @@ def cell(ev: list[dict], step: int, split: str, c: str) -> dict:
     return rows[0]
 
 
-def table(runs: Path, arms: list[str], seeds: list[int], steps: int) -> str:
-    lines = ["| arm | cell | base | final (mean over seeds) | final per seed | SE of one run (final) |",
-             "|---|---|---|---|---|---|"]
+def table(runs: Path, arms: list[str], seeds: list[int], steps: int, base_rates: dict | None = None) -> str:
+    """Base and final rates per cell. Base: the runs' step -1 evaluation, or with `base_rates` (an organism's
+    base_rates.json, sampled over all difficulties) that file's rates for runs evaluated only at the end."""
+    lines = ["| arm | cell | base" + (" (base_rates.json)" if base_rates else "") + " | final (mean over seeds) | "
+             "final per seed | SE of one run (final) |", "|---|---|---|---|---|---|"]
     for arm in arms:
         evs = [[json.loads(x) for x in (runs / f"{arm}_s{s}" / "eval.jsonl").read_text().splitlines()] for s in seeds]
         for split, cells, key, se in (("hinted", MECHS + ("all",), "hack_strict", "se_hack_strict"),
                                       ("nohint", ("easy", "medium", "hard"), "solve", "se_solve")):
             for c in cells:
-                base = [cell(ev, -1, split, c)[key] for ev in evs]
+                base = ([base_rates[split][c]["strict" if split == "hinted" else "solve"]] if base_rates
+                        else [cell(ev, -1, split, c)[key] for ev in evs])
                 fin = [cell(ev, steps - 1, split, c) for ev in evs]
                 name = f"hinted strict hack, {c}" if split == "hinted" else f"no-hint solve, {c}"
                 lines.append(f"| {arm} | {name} | {sum(base) / len(base):.3f} | {sum(f[key] for f in fin) / len(fin):.3f} | "
@@ -102,9 +105,15 @@ def main() -> None:
     ap.add_argument("--arms", default="vanilla,rl-baseline")
     ap.add_argument("--base-samples", type=int, default=0, help="build: base-rate samples per cell (0: skip)")
     ap.add_argument("--runs", default="out/emergence")
+    ap.add_argument("--table-only", action="store_true", help="only print the table of finished runs under --runs")
+    ap.add_argument("--base-rates", default="", help="with --table-only: base from this base_rates.json")
     ap.add_argument("extra", nargs="*", help="extra flags for scripts/train.py (after --)")
     a = ap.parse_args()
     _runner.refuse_lr_in_extra(a.extra, fail)
+    if a.table_only:
+        br = json.loads(Path(a.base_rates).read_text()) if a.base_rates else None
+        print(table(ROOT / a.runs, a.arms.split(","), [int(s) for s in a.seeds.split(",")], a.steps, br))
+        return
     t0 = time.time()
     model, t_build = build_organism(a.model, a.base_samples)
     seeds, arms, runs = [int(s) for s in a.seeds.split(",")], a.arms.split(","), ROOT / a.runs

@@ -67,6 +67,18 @@ def bootstrap(counts: list[tuple[int, int]], base: list[tuple[int, int]] | None 
     return est, float(lo), float(hi)
 
 
+def paired_t(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> tuple[float, float, float] | None:
+    """(mean, 2.5%, 97.5%) t-interval (n-1 degrees of freedom) of the per-seed rate differences a - b, paired
+    by position; None under 2 seeds. Unlike the bootstrap it widens with the seed-to-seed spread at small n."""
+    from scipy import stats
+
+    d = np.array([ka / na - kb / nb for (ka, na), (kb, nb) in zip(a, b)])
+    if len(d) < 2:
+        return None
+    h = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+    return float(d.mean()), float(d.mean() - h), float(d.mean() + h)
+
+
 def count(rows: list[dict], key: str) -> tuple[int, int]:
     """(number of eval samples with the outcome, number of eval samples) over summary cells."""
     n = sum(r["n"] for r in rows)
@@ -166,8 +178,9 @@ def table(by_arm: dict[str, dict[int, dict]], baseline: str = "vanilla", allow_u
                 bkey = f"{k}_kept"  # differences are against vanilla's (deployed == kept) model
                 shared = [i for i in have if bkey in base.get(i, {}).get("counts", {})]
                 if arm != baseline and shared:
-                    d = bootstrap([have[i] for i in shared], [base[i]["counts"][bkey] for i in shared])
-                    r[f"diff_{key}"] = d + (len(shared),)
+                    pair = [have[i] for i in shared], [base[i]["counts"][bkey] for i in shared]
+                    r[f"diff_{key}"] = bootstrap(*pair) + (len(shared),)
+                    r[f"tdiff_{key}"] = paired_t(*pair)
         r["vs_controls"] = control_differences(arm, seeds, by_arm)
         r["n_for_half_width"] = n_for_half_width(r)
         res["arms"][arm] = r
@@ -190,8 +203,9 @@ def control_differences(arm: str, seeds: dict[int, dict], by_arm: dict[str, dict
         for key in CONTROL_KEYS:
             shared = [i for i in sorted(seeds) if key in seeds[i]["counts"] and key in other.get(i, {}).get("counts", {})]
             if shared:
-                d = bootstrap([seeds[i]["counts"][key] for i in shared], [other[i]["counts"][key] for i in shared])
-                out.setdefault(ctrl, {})[key] = d + (len(shared),)
+                pair = [seeds[i]["counts"][key] for i in shared], [other[i]["counts"][key] for i in shared]
+                out.setdefault(ctrl, {})[key] = bootstrap(*pair) + (len(shared),)
+                out[ctrl][f"t_{key}"] = paired_t(*pair)
     return out
 
 
@@ -259,8 +273,16 @@ def controls_markdown(res: dict) -> list[str]:
                   "both share):", "", "| arm | control | seeds | " + " | ".join(CONTROL_KEYS) + " |",
                   "|---|---|---|" + "---|" * len(CONTROL_KEYS)]
         for arm, ctrl, d in rows:
-            n = max(v[3] for v in d.values())
+            n = max(d[k][3] for k in CONTROL_KEYS if k in d)
             lines.append(f"| {arm} | {ctrl} | {n} | " + " | ".join(fmt(d.get(k)) for k in CONTROL_KEYS) + " |")
+    trows = [(arm, "vanilla", {k: r.get(f"tdiff_{k}") for k in CONTROL_KEYS}) for arm, r in res["arms"].items()
+             if any(r.get(f"tdiff_{k}") for k in CONTROL_KEYS)]
+    trows += [(arm, ctrl, {k: d.get(f"t_{k}") for k in CONTROL_KEYS}) for arm, ctrl, d in rows]
+    if trows:
+        lines += ["", "The same paired differences as 95% t-intervals of the per-seed differences (n - 1 degrees of "
+                  "freedom; the percentile bootstrap above understates the seed-to-seed spread at small n):", "",
+                  "| arm | minus | " + " | ".join(CONTROL_KEYS) + " |", "|---|---|" + "---|" * len(CONTROL_KEYS)]
+        lines += [f"| {arm} | {ctrl} | " + " | ".join(fmt(t.get(k)) for k in CONTROL_KEYS) + " |" for arm, ctrl, t in trows]
     need = [(arm, r["n_for_half_width"]) for arm, r in res["arms"].items() if r.get("n_for_half_width")]
     if need:
         lines += ["", f"Intervals wider than +-{TARGET_HALF_WIDTH}: seeds that would reach it (n x (half-width / "

@@ -26,10 +26,16 @@ def main() -> None:
     ap.add_argument("--n-per-cell", type=int, default=0, help="sampled base rates per cell (0: exact rates only)")
     ap.add_argument("--n-template", type=int, default=100, help="eval prompts per cell for the exact rates")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--folder", default="", help="screen this built organism folder instead of building (--set ignored)")
     a = ap.parse_args()
     over = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(a.set).items()}
-    cfg = B.preset(a.size, **over)
-    folder = B.build(cfg, Path(a.out), a.device, n_per_cell=a.n_per_cell)
+    if a.folder:
+        folder = Path(a.folder)
+        saved = {"response_note": False, **json.loads((folder / "organism.json").read_text())["config"]}  # pre-v3 builds
+        cfg = B.OrganismConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    else:
+        cfg = B.preset(a.size, **over)
+        folder = B.build(cfg, Path(a.out), a.device, n_per_cell=a.n_per_cell)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(folder).to(a.device).eval()

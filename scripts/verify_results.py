@@ -82,6 +82,9 @@ def main() -> None:
         # paired differences: -0.2, -0.4, -0.3 -> mean -0.3 over the 3 shared seeds, interval below 0
         d = e["diff_hack_strict_ablated"]
         assert abs(d[0] + 0.3) < 1e-12 and d[1] < d[2] < 0 and d[3] == 3, d
+        # the same as a t-interval: sd 0.1 over 3 seeds, t(0.975, 2) = 4.303 -> half-width 0.2484
+        ti = e["tdiff_hack_strict_ablated"]
+        assert abs(ti[0] + 0.3) < 1e-12 and abs((ti[2] - ti[1]) / 2 - 4.302653 * 0.1 / 3 ** 0.5) < 1e-5, ti
         # held-out mechanisms: pooled over the two held-out cells
         assert abs(e["hack_strict_heldout_ablated"][0] - 0.1) < 1e-12, e["hack_strict_heldout_ablated"]
         assert v["hacked_runs"] == 3 and e["hacked_runs"] == 1, (v["hacked_runs"], e["hacked_runs"])
@@ -89,6 +92,7 @@ def main() -> None:
         md = (Path(t) / "res" / "results.md").read_text()
         assert "| erase | 2 | 0.400 |" in md and "| vanilla | 1 | 0.600 |" in md, md  # per-seed rows
         assert "| vanilla | 3 | [40], [30] |" in md, md  # seeds and eval samples in the table
+        assert "as 95% t-intervals" in md and "| erase | vanilla | -0.300 [-0.548, -0.052]" in md, md
         assert "**Training collapsed**" in md and "erase 1/3 runs" in md and "vanilla 0" not in md, md
         # per training step: erase hacked (0.9) on step 5 only in seed 0; vanilla in every seed
         assert "| step | erase | vanilla |" in md and "| 5 | 0.300 [0.90, 0.00, 0.00] | 0.900 [0.90, 0.90, 0.90] |" in md
@@ -107,6 +111,18 @@ def main() -> None:
             and "--allow-mixed" in r.stderr, (r.returncode, r.stderr[-500:])
         res5 = results.main(["--runs", str(runs), "--out", str(Path(t) / "res5"), "--allow-mixed", "--no-plots"])
         assert res5["arms"]["erase"]["n"] == 4 and res5["meta"]["device"] == ["cpu", "cuda"], res5["meta"]
+    with tempfile.TemporaryDirectory() as t:  # differences from an arm's registry controls (erase vs erase-random)
+        runs = Path(t) / "runs"
+        for s, (he, hr) in enumerate([(0.3, 0.5), (0.2, 0.5), (0.4, 0.5)]):
+            fake_run(runs, f"vanilla_s{s}", 0.6, 0.5, 0.8, hacked=True)
+            fake_run(runs, f"erase_s{s}", he, 0.1, 0.7, hacked=False)
+            fake_run(runs, f"erase-random_s{s}", hr, 0.1, 0.7, hacked=False)
+        res = results.main(["--runs", str(runs), "--out", str(Path(t) / "res"), "--no-plots"])
+        c = res["arms"]["erase"]["vs_controls"]["erase-random"]
+        assert abs(c["hack_strict_ablated"][0] + 0.2) < 1e-12 and c["hack_strict_ablated"][3] == 3, c
+        assert abs(c["t_hack_strict_ablated"][0] + 0.2) < 1e-12 and abs(c["t_hack_strict_ablated"][2] + 0.2 - 0.2484) < 1e-3, c
+        md = (Path(t) / "res" / "results.md").read_text()
+        assert "| erase | erase-random | 3 | -0.200 [" in md and "| erase | erase-random | -0.200 [-0.448, 0.048]" in md, md
     print(f"PASS results: means and paired differences exact on synthetic runs, per-seed rows and n printed; "
           f"hierarchical bootstrap width / analytic = {ratio:.3f} (10 seeds x 200 samples), identical seeds keep "
           f"the eval-sampling width; unequal n and mixed device refused (exit 2), --allow-mixed pools; plots written")
