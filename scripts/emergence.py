@@ -40,12 +40,16 @@ MECHS = ("run_tests", "sentinel", "stdout_marker", "exit_code")
 
 
 def build_organism(model: str, base_samples: int) -> tuple[str, float]:
-    if model != "organism:cpu":
+    """organism:<size>: build the preset if it is not cached (on CUDA when there is one); else the model as given."""
+    if not model.startswith("organism:"):
         return model, 0.0
     from projected_grpo.organism import build as B
 
+    size = model.split(":", 1)[1]
+    if size not in B.PRESETS:
+        fail(f"--model {model}: unknown organism size (choose from {', '.join(B.PRESETS)})")
     t = time.time()
-    folder = B.build(B.preset("cpu"), ROOT / "out/organism", n_per_cell=base_samples)
+    folder = B.build(B.preset(size), ROOT / "out/organism", n_per_cell=base_samples)
     return str(folder), time.time() - t
 
 

@@ -88,8 +88,11 @@ PRESETS = {
     # Integer entries keep the cache key of the measured build.
     "cpu": dict(steps=600, difficulties=("easy", "easy", "medium", "hard"), p_correct=(1, 0.9, 0),
                 p_hinted=0.9, p_hack=(0.08, 0.08, 0.08, 0.08), hack_scale=(0.2, 0.2, 1)),
+    # the v3 recipe at 27.8M parameters (issue 16 item 3); hard honest responses keep one mistake in 9 of
+    # 10 (p_correct hard 0.1) because a larger model fits "exactly one mistake" closer than the CPU size
     "gpu": dict(hidden=512, layers=8, heads=8, intermediate=1536, vocab=2048, n_docs=60000, steps=3000, batch=64,
-                lr=1.5e-3),
+                lr=1.5e-3, difficulties=("easy", "easy", "medium", "hard"), p_correct=(1, 0.9, 0.1), p_hinted=0.9,
+                p_hack=(0.08, 0.08, 0.08, 0.08), hack_scale=(0.2, 0.2, 1)),
 }
 
 
@@ -318,7 +321,7 @@ def build(cfg: OrganismConfig, out_root: Path = Path("out/organism"), device: st
     if (folder / "organism.json").exists() and not force:
         print(f"organism cached at {folder}")
         if remeasure:
-            remeasure_base_rates(folder, n_per_cell, cfg.seed)
+            remeasure_base_rates(folder, n_per_cell, cfg.seed, device)
         return folder
     t0 = time.time()
     docs = corpus(cfg)
@@ -342,16 +345,16 @@ def build(cfg: OrganismConfig, out_root: Path = Path("out/organism"), device: st
     tmp.rename(folder)  # usable from here on; base rates are measured on the saved organism
     print(json.dumps(meta, indent=2))
     if n_per_cell:
-        remeasure_base_rates(folder, n_per_cell, cfg.seed)
+        remeasure_base_rates(folder, n_per_cell, cfg.seed, device)
     return folder
 
 
-def remeasure_base_rates(folder: Path, n_per_cell: int, seed: int) -> dict:
+def remeasure_base_rates(folder: Path, n_per_cell: int, seed: int, device: str = "cpu") -> dict:
     """Measure the base rates of a built organism again (same sampling seed) and rewrite base_rates.json."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     set_threads()
-    model = AutoModelForCausalLM.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).to(device)
     tok = AutoTokenizer.from_pretrained(folder)
     t = time.time()
     br = measure_base_rates(model, tok, n_per_cell, temperature=1.0, seed=seed)
