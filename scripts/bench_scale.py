@@ -13,8 +13,10 @@ synchronisation and its own peak memory:
     wrap             SVD adapter (deployed + quarantine block) on every attention/MLP linear layer
     fast_<mode>      projected_grpo.decoder through the adapter, --gen-len new tokens, one phase per
                      --modes entry (graph: CUDA graphs; eager: no graphs, run at --hf-len tokens
-                     since its Python overhead makes the full length slow); each mode in its own
-                     try/except, so a failing mode prints its error and the bench goes on
+                     since its Python overhead makes the full length slow; a "+matmul" suffix
+                     decodes with the matmul attention kernel, "+unmerged" without folding the
+                     adapter into the weights); --short-modes run only at --hf-len; each mode in its
+                     own try/except, so a failing mode prints its error and the bench goes on
     fast_<mode>_short   the same decoder at --hf-len tokens (same setting as hf_generate)
     hf_generate      transformers' generate through the adapter (sampling.sample, decoder hf) at
                      --hf-len new tokens in batches of --hf-batch: its dynamic KV cache of 256 x 2136
@@ -23,6 +25,8 @@ synchronisation and its own peak memory:
     fwd_bwd          token log-probs + Dr.GRPO loss + backward in micro-batches of --fb-batch rollouts,
                      per-rollout gradient capture on; completions are the decoded ids, extended with
                      random ids to --gen-len where a decode ran shorter
+    fwd_bwd_mb<k>    (--fb-sweep) the same over the first --sweep-rollouts rollouts in micro-batches
+                     of k, with its own floor ratio (a failing size, e.g. out of memory, is reported)
     erase            projection of a random direction out of every deployed block's gradient
     route            routing scores (cosine with a random v_grad), top --route-frac routed, written
     optimizer        grad-norm clip + AdamW step over both blocks
@@ -175,7 +179,11 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--gen-len", type=int, default=1536, help="new tokens of the fast decoder (graph mode)")
     ap.add_argument("--hf-len", type=int, default=256, help="new tokens of hf_generate, eager and *_short decodes")
     ap.add_argument("--hf-batch", type=int, default=256, help="rollouts per transformers generate call")
-    ap.add_argument("--modes", default="graph,eager", help="fast decoder modes to time, in order")
+    ap.add_argument("--modes", default="graph,eager", help="fast decoder modes to time, in order (graph, eager, "
+                    "with optional +matmul / +unmerged suffixes)")
+    ap.add_argument("--short-modes", default="", help="fast decoder modes timed only at --hf-len tokens")
+    ap.add_argument("--fb-sweep", default="", help="micro-batch sizes for fwd_bwd_mb<k> phases, e.g. 2,4,8")
+    ap.add_argument("--sweep-rollouts", type=int, default=32, help="rollouts per fwd_bwd_mb<k> phase")
     ap.add_argument("--bucket", type=int, default=128, help="fast decoder attention bucket (columns)")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--skip-train", action="store_true", help="decode phases only")
@@ -222,7 +230,11 @@ def run_fast(model, pids, mode: str, new: int, a, bw: float, flops: float, name:
     try:
         with Phase(name, a.device):
             torch.manual_seed(0)
-            out = decode(model, pids, 1.0, new, a.vocab - 1, a.vocab - 2, cfg=DecodeConfig(mode=mode, bucket=a.bucket))
+            base, *flags = mode.split("+")
+            assert set(flags) <= {"matmul", "unmerged"}, f"unknown decoder flags in mode {mode!r}"
+            cfg = DecodeConfig(mode=base, bucket=a.bucket, merge="unmerged" not in flags,
+                               attention="matmul" if "matmul" in flags else "sdpa")
+            out = decode(model, pids, 1.0, new, a.vocab - 1, a.vocab - 2, cfg=cfg)
         floor = decode_floor(model, len(pids), a.prompt_len, new, out.waves, out.batch, bw, flops)
         record_decode(name, out.tokens, new, floor, out.waves, out.batch)
         return out.tokens
@@ -266,11 +278,13 @@ def main() -> None:
             p.normal_(0, 1e-3)
     comps = None
     for mode in [m for m in a.modes.split(",") if m]:
-        full = a.gen_len if mode == "graph" else a.hf_len
+        full = a.gen_len if mode.startswith("graph") else a.hf_len
         got = run_fast(model, pids, mode, full, a, bw, flops, f"fast_{mode}")
         comps = comps or (got if full == a.gen_len else None)
         if full != a.hf_len:
             run_fast(model, pids, mode, a.hf_len, a, bw, flops, f"fast_{mode}_short")
+    for mode in [m for m in a.short_modes.split(",") if m]:
+        run_fast(model, pids, mode, a.hf_len, a, bw, flops, f"fast_{mode}_short")
     if not a.skip_hf:
         try:
             with Phase("hf_generate", dev):
@@ -282,7 +296,7 @@ def main() -> None:
         except Exception as e:
             RESULTS["hf_generate"] = dict(ok=False, error=f"{type(e).__name__}: {e}"[:2000])
             print("hf_generate: FAILED\n" + traceback.format_exc()[-3000:], flush=True)
-    for m in [m for m in a.modes.split(",") if m]:
+    for m in [m for m in (a.modes + "," + a.short_modes).split(",") if m]:
         fast, hfr = RESULTS.get(f"fast_{m}_short", RESULTS.get(f"fast_{m}")), RESULTS.get("hf_generate")
         if fast and hfr and fast.get("ok") and hfr.get("ok") and fast.get("new_tokens") == hfr.get("new_tokens"):
             RESULTS[f"speedup_{m}_vs_hf"] = round(hfr["seconds"] / fast["seconds"], 2)
@@ -293,11 +307,40 @@ def main() -> None:
     if all(RESULTS.get(p, {}).get("ok") for p in phases):
         RESULTS["step_seconds"] = round(sum(RESULTS[p]["seconds"] for p in phases), 1)
         print(f"step (fast_graph + fwd_bwd + erase + route + optimizer): {RESULTS['step_seconds']} s", flush=True)
+    graphs = [k for k in RESULTS if k.startswith("fast_graph") and not k.endswith("_short") and RESULTS[k].get("ok")]
+    if graphs and RESULTS.get("fwd_bwd", {}).get("ok"):
+        best = min(graphs, key=lambda k: RESULTS[k]["seconds"])
+        rest = sum(RESULTS[p]["seconds"] for p in phases[1:] if RESULTS.get(p, {}).get("ok"))
+        RESULTS["step_seconds_best_decode"] = dict(decode=best, seconds=round(RESULTS[best]["seconds"] + rest, 1))
+        print(f"step with the fastest full decode ({best}): {RESULTS['step_seconds_best_decode']['seconds']} s", flush=True)
     if dev == "cuda":
         RESULTS["max_memory_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
     print("RESULT " + json.dumps(RESULTS), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(RESULTS, indent=2))
+
+
+def fwd_bwd(model, pids, comps, adv, mb: int, denom: float, dev: str, pad: int) -> list[float]:
+    """Token log-probs, Dr.GRPO loss and backward in micro-batches of `mb` rollouts; the losses."""
+    losses = []
+    for s in range(0, len(pids), mb):
+        b = collate(pids[s:s + mb], comps[s:s + mb], pad)
+        ids, attn, mask = b.input_ids.to(dev), b.attention_mask.to(dev), b.completion_mask.to(dev)
+        logp = grpo.token_logprobs(model, ids, attn)
+        loss, _ = grpo.grpo_loss(logp, logp.detach(), None, adv[s:s + mb].to(dev), mask, denom, 0.2, 0.0)
+        loss.backward()
+        losses.append(loss.item())
+    return losses
+
+
+def record_fwd_bwd(name: str, model, n: int, micro_batches: int, a, flops: float) -> None:
+    T = a.prompt_len + a.gen_len
+    fb_flops = n * (4 * linear_params(model) * T + 6 * attention_flops(model.config, T))
+    r = RESULTS[name]
+    r.update(tokens=n * T, micro_batches=micro_batches, flops=fb_flops, floor_s=round(fb_flops / flops, 3),
+             ratio_to_floor=round(r["seconds"] / (fb_flops / flops), 2))
+    print(f"{'':22s} {n * T} tokens, {fb_flops:.3g} FLOPs, floor {fb_flops / flops:.2f} s, "
+          f"ratio {r['ratio_to_floor']:.2f}", flush=True)
 
 
 def train(model, pids, comps, a, bw: float, flops: float, g: torch.Generator) -> None:
@@ -310,25 +353,25 @@ def train(model, pids, comps, a, bw: float, flops: float, g: torch.Generator) ->
     opt = torch.optim.AdamW([dict(params=ad.deployed_params(model)), dict(params=ad.quarantine_params(model))],
                             lr=1e-3, betas=(0.9, 0.99))
     denom = float(n * a.gen_len)
-    losses = []
+    # the sweep first: the fwd_bwd phase below leaves the step's gradients for erase/route/optimizer
+    for k in [int(x) for x in a.fb_sweep.split(",") if x]:
+        m = min(n, a.sweep_rollouts)
+        try:
+            with Phase(f"fwd_bwd_mb{k}", dev):
+                opt.zero_grad(set_to_none=True)
+                with ad.capture_per_sample_grads(model):
+                    steps = fwd_bwd(model, pids[:m], comps[:m], adv[:m], k, denom, dev, a.vocab - 2)
+            record_fwd_bwd(f"fwd_bwd_mb{k}", model, m, steps, a, flops)
+        except Exception as e:  # out of memory at a large micro-batch must not end the bench
+            RESULTS[f"fwd_bwd_mb{k}"] = dict(ok=False, error=f"{type(e).__name__}: {e}"[:500])
+            print(f"fwd_bwd_mb{k}: FAILED {type(e).__name__}", flush=True)
+            torch.cuda.empty_cache() if dev == "cuda" else None
     with Phase("fwd_bwd", dev):
         opt.zero_grad(set_to_none=True)
         with ad.capture_per_sample_grads(model):
-            for s in range(0, n, a.fb_batch):
-                b = collate(pids[s:s + a.fb_batch], comps[s:s + a.fb_batch], a.vocab - 2)
-                ids, attn, mask = b.input_ids.to(dev), b.attention_mask.to(dev), b.completion_mask.to(dev)
-                logp = grpo.token_logprobs(model, ids, attn)
-                loss, _ = grpo.grpo_loss(logp, logp.detach(), None, adv[s:s + a.fb_batch].to(dev), mask, denom, 0.2, 0.0)
-                loss.backward()
-                losses.append(loss.item())
+            losses = fwd_bwd(model, pids, comps, adv, a.fb_batch, denom, dev, a.vocab - 2)
     assert all(x == x and abs(x) < float("inf") for x in losses), losses
-    T = a.prompt_len + a.gen_len
-    fb_flops = n * (4 * linear_params(model) * T + 6 * attention_flops(model.config, T))
-    r = RESULTS["fwd_bwd"]
-    r.update(tokens=n * T, micro_batches=len(losses), flops=fb_flops, floor_s=round(fb_flops / flops, 3),
-             ratio_to_floor=round(r["seconds"] / (fb_flops / flops), 2))
-    print(f"{'':22s} {n * T} tokens, {fb_flops:.3g} FLOPs, floor {fb_flops / flops:.2f} s, "
-          f"ratio {r['ratio_to_floor']:.2f}", flush=True)
+    record_fwd_bwd("fwd_bwd", model, n, len(losses), a, flops)
     mods = ad.adapter_modules(model)
     trainer = SimpleNamespace(model=model, device=dev, labels=None)
     gv = torch.Generator().manual_seed(2)

@@ -14,6 +14,8 @@ ablated (deployment ablation):
 4. EOS stops rows individually (some rows end with EOS before the cap, some run to the cap)
 5. several waves (max_batch 3 for 9 prompts) give the same tokens as generate in chunks of 3
 6. deployment ablation changes the decoded tokens (the adapter conditions are not vacuous)
+7. checks 1-3 hold with the adapters merged into the weights (the default) and unmerged with the
+   matmul attention kernel; switching blocks inside adapters.merged_weights is refused
 """
 
 from __future__ import annotations
@@ -80,10 +82,13 @@ def hf(model, ps: list[list[int]], temperature: float, top_k: int, top_p: float,
     return out
 
 
+VARIANT = dict(merge=True, attention="sdpa")  # decoder settings under test (main() switches them)
+
+
 def fast(model, ps, temperature, top_k, top_p, seed, max_batch=0):
     torch.manual_seed(seed)
     return decode(model, ps, temperature, NEW, EOS, PAD, top_k=top_k, top_p=top_p,
-                  cfg=DecodeConfig(mode="eager", max_batch=max_batch, logprobs=True, bucket=8))
+                  cfg=DecodeConfig(mode="eager", max_batch=max_batch, logprobs=True, bucket=8, **VARIANT))
 
 
 def logprob_err(model, ps, out) -> float:
@@ -129,11 +134,22 @@ def check_waves(model, name: str) -> int:
     return 3
 
 
+def refuses_stale_merge(model) -> int:
+    """1 if switching a block inside adapters.merged_weights fails loudly at the next forward."""
+    ids = torch.tensor([prompts(1, 3)[0]])
+    with ad.merged_weights(model), ad.deployment_ablation(model):
+        try:
+            model(input_ids=ids)
+        except AssertionError as e:
+            return int("stale" in str(e))
+    return 0
+
+
 def main() -> int:
     t0 = time.time()
     torch.set_num_threads(1)
     stats = dict(lp_err=0.0, tokens=0, eos_rows=0, full_rows=0, conditions=0)
-    ablation_changed = 0
+    ablation_changed = stale_refused = 0
     for kind in ("qwen3", "llama"):
         model = build(kind)
         check_condition(model, f"{kind}/bare", stats)
@@ -153,13 +169,22 @@ def main() -> int:
                 ablated = check_condition(model, f"{kind}/{adapter}/ablated", stats)
                 check_waves(model, f"{kind}/{adapter}/ablated")
             ablation_changed += int(kept != ablated)
+            VARIANT.update(merge=False, attention="matmul")
+            try:
+                assert check_condition(model, f"{kind}/{adapter}/kept/unmerged+matmul", stats) == kept
+                with ad.deployment_ablation(model):
+                    check_condition(model, f"{kind}/{adapter}/ablated/unmerged+matmul", stats)
+            finally:
+                VARIANT.update(merge=True, attention="sdpa")
+            stale_refused += refuses_stale_merge(model)
             print(f"{kind}/{adapter}: ablation changed greedy tokens: {kept != ablated}", flush=True)
     assert stats["eos_rows"] > 0 and stats["full_rows"] > 0, f"EOS check vacuous: {stats}"
     assert ablation_changed == 4, f"deployment ablation changed greedy tokens in {ablation_changed}/4 adapters"
+    assert stale_refused == 4, f"a block switch inside merged_weights was refused in {stale_refused}/4 adapters"
     dt = time.time() - t0
     print(f"PASS decoder: {stats['conditions']} conditions (qwen3, llama x bare/svd/lora x kept/ablated) greedy and "
           f"sampled tokens identical to generate ({stats['tokens']} sampled tokens, {stats['eos_rows']} rows stopped "
-          f"at EOS, {stats['full_rows']} ran to the cap); waves of 3 identical; max log-prob err "
+          f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default) and unmerged with matmul attention; waves of 3 identical; max log-prob err "
           f"{stats['lp_err']:.1e}; ablation changed tokens in {ablation_changed}/4; {dt:.1f}s")
     return 0
 

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -223,6 +224,8 @@ class AdaptedLinear(nn.Module):
         self.quarantine_on = True
         self.capture = False
         self.records: list[dict] = []
+        self.merged: Tensor | None = None  # W + the active blocks' update, set by merged_weights
+        self.merged_blocks: tuple[bool, bool] | None = None
 
     # -- blocks --------------------------------------------------------------------------------
 
@@ -243,11 +246,22 @@ class AdaptedLinear(nn.Module):
     # -- forward -------------------------------------------------------------------------------
 
     def forward(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
+        if self.merged is not None:
+            assert self.merged_blocks == (self.deployed_on, self.quarantine_on), \
+                f"{self.name}: blocks switched inside merged_weights; the merged weight is stale"
+            return F.linear(x, self.merged, self.base.bias)
         y = self.base(x)
         if not (self.deployed_on or self.quarantine_on):
             return y  # reference policy: exactly the base Linear
         branch = self._svd(x) if self.kind == "svd" else self._lora(x)
         return y + branch
+
+    @torch.no_grad()
+    def dense_update(self) -> Float[Tensor, "d_out d_in"]:
+        """The active blocks' contribution as one matrix (float32): the branch applied to the identity,
+        so it is exactly what forward adds, whatever the adapter kind, quarantine structure or axis."""
+        eye = torch.eye(self.d_in, device=self.base.weight.device, dtype=torch.float32)
+        return (self._svd(eye) if self.kind == "svd" else self._lora(eye)).T
 
     def _record(self, x: Tensor, out: Tensor) -> dict | None:
         """A capture record for this forward, or None when not capturing or nothing trains."""
@@ -411,6 +425,23 @@ def _blocks(model: nn.Module, deployed: bool | None, quarantine: bool | None) ->
     finally:
         for m, (d, q) in zip(mods, saved):
             m.deployed_on, m.quarantine_on = d, q
+
+
+@contextlib.contextmanager
+def merged_weights(model: nn.Module) -> Iterator[None]:
+    """Inside: every adapted layer with an active block runs as one Linear whose weight is W plus that
+    update (for decoding: one matmul per layer instead of three). Costs one more copy of the adapted
+    weights; no gradients flow; switching blocks inside is an error (the merged weight would be stale)."""
+    mods = [m for m in adapter_modules(model).values() if m.deployed_on or m.quarantine_on]
+    try:
+        for m in mods:
+            w = m.base.weight
+            m.merged = (w.float() + m.dense_update()).to(w.dtype)
+            m.merged_blocks = (m.deployed_on, m.quarantine_on)
+        yield
+    finally:
+        for m in mods:
+            m.merged, m.merged_blocks = None, None
 
 
 def reference_policy(model: nn.Module) -> contextlib.AbstractContextManager:

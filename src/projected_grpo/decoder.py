@@ -10,8 +10,10 @@ How it works:
 - The KV cache is preallocated per layer as [b, kv_heads, prompt + new, head_dim] with a boolean
   mask of filled columns. Positions are HF generate's: cumsum of the attention mask minus 1.
 - One step runs the model's own modules (embedding, norms, q/k/v/o projections, which may be
-  AdaptedLinear with either block on or off, q_norm/k_norm, rotary embedding, MLP, lm_head); only the
-  attention over the cache is written here: F.scaled_dot_product_attention over the filled prefix
+  AdaptedLinear with either block on or off, q_norm/k_norm, rotary embedding, MLP, lm_head). With
+  `merge` (default) each adapted layer's active blocks are folded into its weight for the whole
+  decode (adapters.merged_weights), so a projection is one matmul. Only the attention over the cache
+  is written here (`attention`: sdpa, or two batched matmuls in decode steps): F.scaled_dot_product_attention over the filled prefix
   [0, S) of the cache, with grouped-query heads folded into the query-length axis (no K/V copy).
   S is the current length rounded up to `bucket`, so a step reads about the filled part of the cache.
 - On CUDA (mode "graph") one CUDA graph per bucket S is captured at its first use and replayed
@@ -29,6 +31,7 @@ window, rotary embedding without dynamic scaling.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from dataclasses import dataclass
@@ -38,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
+
+from projected_grpo import adapters as ad
 
 SUPPORTED = ("llama", "qwen2", "qwen3")
 
@@ -60,6 +65,14 @@ class DecodeConfig:
     """rows per prefill forward (bounds prefill activation memory)"""
     logprobs: bool = False
     """also return each sampled token's log-probability at temperature 1"""
+    merge: bool = True
+    """decode with each adapted layer's active blocks folded into its weight (adapters.merged_weights):
+    one matmul per layer instead of three, for one more copy of the adapted weights"""
+    attention: Literal["sdpa", "matmul"] = "sdpa"
+    """decode-step attention over the cache: sdpa (F.scaled_dot_product_attention with the mask) or
+    matmul (two batched matmuls per kv head, masked softmax between them); prefill always uses sdpa"""
+    stop_check: int = 16
+    """look for 'every row finished' every this many steps (each look waits for the device)"""
 
 
 @dataclass
@@ -112,14 +125,18 @@ def kv_bytes_per_token(arch: Arch, dtype: torch.dtype) -> int:
 # ---- attention over the cache ---------------------------------------------------------------------
 
 def gqa_attention(q: Float[Tensor, "b h t d"], k: Float[Tensor, "b g s d"], v: Float[Tensor, "b g s d"],
-                  mask: Bool[Tensor, "b t s"], scale: float) -> Float[Tensor, "b t hd"]:
+                  mask: Bool[Tensor, "b t s"], scale: float, kernel: str = "sdpa") -> Float[Tensor, "b t hd"]:
     """Softmax attention of each query head over its key/value head (head i uses kv head i // (h/g))."""
     b, h, t, d = q.shape
     g, s = k.shape[1], k.shape[2]
     rep = h // g
     qg = q.reshape(b, g, rep * t, d)
     m = mask[:, None, None].expand(b, 1, rep, t, s).reshape(b, 1, rep * t, s)
-    o = F.scaled_dot_product_attention(qg, k, v, attn_mask=m, scale=scale)
+    if kernel == "sdpa":
+        o = F.scaled_dot_product_attention(qg, k, v, attn_mask=m, scale=scale)
+    else:  # reads K and V once each; the scores of rep * t queries per kv head are small in decoding
+        scores = torch.matmul(qg, k.transpose(-1, -2)).float() * scale
+        o = torch.matmul(scores.masked_fill(~m, -float("inf")).softmax(-1).to(v.dtype), v)
     return o.view(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
 
 
@@ -134,7 +151,7 @@ class KVCache:
 
 
 def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: Tensor, kc: Tensor, vc: Tensor,
-               cols: Int[Tensor, " t"], mask: Bool[Tensor, "b t s"]) -> Float[Tensor, "b t e"]:
+               cols: Int[Tensor, " t"], mask: Bool[Tensor, "b t s"], kernel: str = "sdpa") -> Float[Tensor, "b t e"]:
     """One decoder layer: write this step's K/V at `cols` of the layer's cache rows, attend over [0, s)."""
     layer = arch.layers[i]
     attn = layer.self_attn
@@ -149,18 +166,18 @@ def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: 
     kc.index_copy_(2, cols, k.to(kc.dtype))
     vc.index_copy_(2, cols, v.to(vc.dtype))
     s = mask.shape[-1]
-    o = gqa_attention(q, kc[:, :, :s], vc[:, :, :s], mask, attn.scaling)
+    o = gqa_attention(q, kc[:, :, :s], vc[:, :, :s], mask, attn.scaling, kernel)
     x = x + attn.o_proj(o)
     return x + layer.mlp(layer.post_attention_layernorm(x))
 
 
 def forward_cached(arch: Arch, cache: KVCache, rows: slice, ids: Int[Tensor, "b t"], pos: Int[Tensor, "b t"],
-                   cols: Int[Tensor, " t"], mask: Bool[Tensor, "b t s"]) -> Float[Tensor, "b v"]:
+                   cols: Int[Tensor, " t"], mask: Bool[Tensor, "b t s"], kernel: str = "sdpa") -> Float[Tensor, "b v"]:
     """Logits of the last position of `ids` (rows `rows` of the cache), writing K/V at `cols`."""
     x = arch.embed(ids)
     cos, sin = arch.rotary(x, pos)
     for i in range(len(arch.layers)):
-        x = layer_step(arch, i, x, cos, sin, cache.k[i][rows], cache.v[i][rows], cols, mask)
+        x = layer_step(arch, i, x, cos, sin, cache.k[i][rows], cache.v[i][rows], cols, mask, kernel)
     return arch.lm_head(arch.norm(x[:, -1:]))[:, 0]
 
 
@@ -239,7 +256,7 @@ class Wave:
         """One decode step over cache prefix [0, s): reads ids/pos/col buffers, writes self.logits."""
         self.cache.filled.index_fill_(1, self.col, True)
         mask = self.cache.filled[:, None, :s]
-        logits = forward_cached(self.arch, self.cache, slice(None), self.ids, self.pos, self.col, mask)
+        logits = forward_cached(self.arch, self.cache, slice(None), self.ids, self.pos, self.col, mask, self.cfg.attention)
         self.logits.copy_(logits.float())
 
     def step(self, tokens: Int[Tensor, " b"], col: int) -> Float[Tensor, "b v"]:
@@ -288,7 +305,7 @@ class Wave:
             if self.cfg.logprobs:
                 lps[:, t] = torch.log_softmax(logits, -1).gather(1, nxt[:, None])[:, 0]
             unfinished &= nxt != eos_id
-            if t + 1 == self.new or not bool(unfinished.any()):
+            if t + 1 == self.new or ((t + 1) % self.cfg.stop_check == 0 and not bool(unfinished.any())):
                 break
             logits = self.step(nxt, self.P + t)
         return toks, lps
@@ -324,24 +341,28 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
     cfg = cfg or DecodeConfig()
     assert pad_id != eos_id, "pad id equals eos id"
     assert max_new_tokens >= 1 and prompts
+    assert cfg.attention in ("sdpa", "matmul"), f"unknown attention kernel {cfg.attention!r}"
     arch = arch_of(model)
     p = next(model.parameters())
     dtype, device = arch.embed.weight.dtype, p.device
     P = max(map(len, prompts))
-    waves, b = plan_waves(len(prompts), P + max_new_tokens, arch, dtype, device, cfg)
     was_training = model.training
     model.eval()
+    wave = None
     try:
-        wave = Wave(arch, b, P, max_new_tokens, cfg, dtype, device)
-        tokens, logprobs = [], []
-        for w in range(waves):
-            chunk = prompts[w * b:(w + 1) * b]
-            filler = [chunk[0]] * (b - len(chunk))  # static shape: the last wave is filled up, outputs dropped
-            toks, lps = wave.run(chunk + filler, temperature, top_k, top_p, eos_id, pad_id)
-            for row, lp in zip(toks[: len(chunk)].tolist(), lps[: len(chunk)].tolist()):
-                kept, kept_lp = cut(row, lp, eos_id, pad_id)
-                tokens.append(kept)
-                logprobs.append(kept_lp)
+        # merged before planning: the merged weights take memory the cache cannot
+        with ad.merged_weights(model) if cfg.merge else contextlib.nullcontext():
+            waves, b = plan_waves(len(prompts), P + max_new_tokens, arch, dtype, device, cfg)
+            wave = Wave(arch, b, P, max_new_tokens, cfg, dtype, device)
+            tokens, logprobs = [], []
+            for w in range(waves):
+                chunk = prompts[w * b:(w + 1) * b]
+                filler = [chunk[0]] * (b - len(chunk))  # static shape: the last wave is filled up, outputs dropped
+                toks, lps = wave.run(chunk + filler, temperature, top_k, top_p, eos_id, pad_id)
+                for row, lp in zip(toks[: len(chunk)].tolist(), lps[: len(chunk)].tolist()):
+                    kept, kept_lp = cut(row, lp, eos_id, pad_id)
+                    tokens.append(kept)
+                    logprobs.append(kept_lp)
     finally:
         model.train(was_training)
         wave = None  # frees the KV cache and the CUDA graphs' memory pool before training needs it
