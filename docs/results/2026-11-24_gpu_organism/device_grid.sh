@@ -13,9 +13,12 @@ pipeline() {  # NAME SETJSON
         -- --device cuda > "out/grid/$1.emergence.log" 2>&1
     echo "$1 done ($folder)"
 }
-pipeline s800 '{"steps": 800}' &
-pipeline s1500 '{"steps": 1500}' &
-pipeline w256 '{"hidden": 256, "layers": 6, "heads": 4, "intermediate": 768}' &
-timeout 560 bash -c wait
+export -f pipeline
+pkill -f 'screen_organism|emergence.py|train.py' ; sleep 1  # nothing left from an earlier call
+rm -rf out/grid/* out/organism/gpu-*
+timeout 550 bash -c 'pipeline s800 "{\"steps\": 800}"' &
+timeout 550 bash -c 'pipeline s1500 "{\"steps\": 1500}"' &
+timeout 550 bash -c 'pipeline w256 "{\"hidden\": 256, \"layers\": 6, \"heads\": 4, \"intermediate\": 768}"' &
+wait
 tar czf "$OUT/grid.tgz" --exclude='*.safetensors' --exclude='ckpt' --exclude='step_*.jsonl.gz' out/grid out/organism/gpu-*
 for n in s800 s1500 w256; do echo "== $n"; grep -A9 "^| cell" out/grid/$n.screen.log | head -10; tail -14 out/grid/$n.emergence.log | grep "hinted strict\|no-hint\|wall"; done
