@@ -88,10 +88,10 @@ PRESETS = {
     # Integer entries keep the cache key of the measured build.
     "cpu": dict(steps=600, difficulties=("easy", "easy", "medium", "hard"), p_correct=(1, 0.9, 0),
                 p_hinted=0.9, p_hack=(0.08, 0.08, 0.08, 0.08), hack_scale=(0.2, 0.2, 1)),
-    # the v3 recipe at 27.8M parameters (issue 16 item 3). With p_correct hard 0.1 this size solved hard
-    # no-hint prompts at 0.435 and GRPO taught 3 of 5 seeds to solve instead of hack (journal), so hard
-    # honest responses always carry one mistake, as in the CPU size.
-    "gpu": dict(hidden=512, layers=8, heads=8, intermediate=1536, vocab=2048, n_docs=60000, steps=3000, batch=64,
+    # the v3 recipe at 27.8M parameters (issue 16 item 3). Pretrained 3000 steps this size solved hard
+    # no-hint prompts at 0.39-0.44 and vanilla GRPO taught it to solve, not to hack (p_correct hard 0.1:
+    # 3 of 5 seeds; 0: 5 of 5); pretrained 800 steps (hard solve 0.23) it hacks (journal, 2026-11-24).
+    "gpu": dict(hidden=512, layers=8, heads=8, intermediate=1536, vocab=2048, n_docs=60000, steps=800, batch=64,
                 lr=1.5e-3, difficulties=("easy", "easy", "medium", "hard"), p_correct=(1, 0.9, 0), p_hinted=0.9,
                 p_hack=(0.08, 0.08, 0.08, 0.08), hack_scale=(0.2, 0.2, 1)),
 }
