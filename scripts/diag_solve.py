@@ -12,9 +12,10 @@ cluster standard error over problems), mean body lines, and the share of complet
 (no closing fence), carry text after the class, write more operation lines than the pipeline has, fewer,
 or the same number with a wrong line; and, among same-length wrong answers, whether the wrong line has the
 right operation with a wrong constant. `--cos` also prints the pairwise cosine of the runs' deployed-block
-displacements from the organism (their adapter parameters; seeds of one recipe that moved along a shared
-direction have a high cosine, seeds that moved mostly along seed-specific directions a low one); `--no-sample`
-skips the sampling. Output: a printed table and a JSON file (`--out`).
+displacements from the organism (their adapter parameters: seeds of one recipe that moved along a shared
+direction have a high cosine, seeds that moved mostly along seed-specific directions a low one), the RMS of
+each displacement, and each run's deployed-block gradient norm before clipping (median and max over steps,
+from metrics.jsonl); `--no-sample` skips the sampling. Output: a printed table and a JSON file (`--out`).
 
     PYTHONPATH=src python3 scripts/diag_solve.py --model out/organism/cpu-XXXX --base \
         --runs out/runs_headline/rl-baseline_s0,out/runs_headline/rl-baseline_s1 --n 96 --samples 4
@@ -164,7 +165,12 @@ def pairwise_cos(runs: list[str]) -> dict:
         for b in names[i + 1:]:
             out[f"{a}|{b}"] = float(vs[a] @ vs[b] / (vs[a].norm() * vs[b].norm()))
     rms = {n: float(v.pow(2).mean().sqrt()) for n, v in vs.items()}
-    return dict(cos=out, rms=rms)
+    gn = {}
+    for r in runs:  # the deployed block's gradient norm before clipping, over the run's steps
+        g = [m["grad_norm"] for m in map(json.loads, (Path(r) / "metrics.jsonl").read_text().splitlines())
+             if m.get("grad_norm") is not None]
+        gn[Path(r).name] = dict(median=sorted(g)[len(g) // 2], max=max(g)) if g else None
+    return dict(cos=out, rms=rms, grad_norm=gn)
 
 
 def main() -> None:
@@ -200,6 +206,7 @@ def main() -> None:
         for k, v in cos["cos"].items():
             print(f"cos {k} {v:.3f}")
         print("rms " + ", ".join(f"{n} {v:.3f}" for n, v in cos["rms"].items()))
+        print("grad_norm median/max " + ", ".join(f"{n} {v['median']:.4f}/{v['max']:.4f}" for n, v in cos["grad_norm"].items() if v))
         if args.no_sample:
             return
     from projected_grpo.organism.build import set_threads
