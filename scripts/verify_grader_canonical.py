@@ -1,5 +1,7 @@
 """Gate: every canonical solution of the LeetCode test file grades 'Correct' with zero timeouts
-while busy-loop processes keep both cores loaded."""
+while busy-loop processes keep both cores loaded; and two problems that share an id but not their
+tests are each graded against their own tests (the expected-value cache is keyed by content), in
+one batch and in two batches of one process."""
 
 import sys
 import time
@@ -10,7 +12,21 @@ from _gate_common import BusyCores, fence, problems  # noqa: E402
 from projected_grpo.grader import grade_batch  # noqa: E402
 
 
+def shared_id_check() -> int:
+    """Canonical solutions of two different organism problems given the same id grade Correct."""
+    from projected_grpo.organism import tasks
+
+    a, b = tasks.generate_split("eval", 40, seed=5)[:2]
+    b = dict(b, id=a["id"])
+    assert a["gt_answer"] != b["gt_answer"], "the two problems must differ in their tests"
+    sols = [fence(a["canonical_solution"]), fence(b["canonical_solution"])]
+    labels = [r.label for r in grade_batch([a], sols[:1]) + grade_batch([b], sols[1:]) + grade_batch([a, b], sols)]
+    assert labels == ["Correct"] * 4, f"problems sharing an id graded {labels} (expected values shared by id?)"
+    return len(labels)
+
+
 def main():
+    n_shared = shared_id_check()
     ps = problems()
     t0 = time.time()
     with BusyCores():
@@ -20,7 +36,8 @@ def main():
            if r.label != "Correct" or r.n_timeouts or r.reward != 3.5]
     assert not bad, f"canonical solutions not graded Correct: {bad}"
     print(f"PASS verify_grader_canonical: {len(results)}/{len(ps)} canonical solutions Correct, "
-          f"0 timeouts, reward 3.5 each, {dt:.1f}s with {BusyCores().n} busy cores")
+          f"0 timeouts, reward 3.5 each, {dt:.1f}s with {BusyCores().n} busy cores; {n_shared} gradings of two problems "
+          f"sharing an id each Correct against their own tests")
 
 
 if __name__ == "__main__":

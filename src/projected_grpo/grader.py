@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
+import json
 import re
 from dataclasses import asdict, dataclass
 
@@ -87,11 +89,19 @@ _NO_VALUE = object()
 _expected_cache: dict[str, list] = {}
 
 
-def expected_values(problems: list[dict], progress: bool, limits: Limits) -> dict[str, list]:
-    """Per problem id: the RHS value of each `==` gt assert (None for other asserts)."""
+def expected_key(p: dict) -> str:
+    """Cache key of a problem's expected values: its id and a digest of its setup code and tests, so two
+    problems that share an id (organism splits number their problems from 0 in every generation call)
+    never share expected values."""
+    blob = json.dumps([p["setup_code"], p["gt_answer"]])
+    return f"{p['id']}:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def expected_values(problems: list[dict], progress: bool, limits: Limits) -> list[list]:
+    """Per problem (in order): the RHS value of each `==` gt assert (None for other asserts)."""
     need, out = [], {}
     for p in problems:
-        key = str(p["id"])
+        key = expected_key(p)
         if key in _expected_cache or key in out:
             continue
         vals = []
@@ -111,13 +121,13 @@ def expected_values(problems: list[dict], progress: bool, limits: Limits) -> dic
         jobs = [Job(p["setup_code"], "", [("value", split_assert(t)[1]) for t in p["gt_answer"]]) for p in need]
         for p, r in zip(need, run_many(jobs, progress=progress, limits=limits, desc="expected values")):
             assert r.done, f"problem {p['id']}: could not evaluate expected values: {r.stderr[-300:]}"
-            vals = out[str(p["id"])]
+            vals = out[expected_key(p)]
             for i, v in enumerate(vals):
                 if v is _NO_VALUE:
                     assert r.tests[i].status == "ok", f"problem {p['id']} test {i}: {r.tests[i].err}"
                     vals[i] = r.tests[i].value
     _expected_cache.update(out)
-    return {str(p["id"]): _expected_cache[str(p["id"])] for p in problems}
+    return [_expected_cache[expected_key(p)] for p in problems]
 
 
 def gt_job(problem: dict, code: str) -> Job:
@@ -319,8 +329,8 @@ def grade_batch(problems: list[dict], completions: list[str], reward: RewardConf
     runs: list[dict[str, RunResult]] = [{} for _ in problems]
     for (i, name), r in zip(index, run_many(jobs, progress=progress, limits=limits, desc="grading")):
         runs[i][name] = r
-    return [assemble(p, code, tree, expected[str(p["id"])], r, reward)
-            for p, code, tree, r in zip(problems, codes, trees, runs)]
+    return [assemble(p, code, tree, exp, r, reward)
+            for p, code, tree, exp, r in zip(problems, codes, trees, expected, runs)]
 
 
 def assemble(problem, code, tree, expected, runs, reward: RewardConfig) -> GradeResult:
