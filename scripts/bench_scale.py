@@ -26,7 +26,10 @@ synchronisation and its own peak memory:
                      per-rollout gradient capture on; completions are the decoded ids, extended with
                      random ids to --gen-len where a decode ran shorter
     fwd_bwd_mb<k>    (--fb-sweep) the same over the first --sweep-rollouts rollouts in micro-batches
-                     of k, with its own floor ratio (a failing size, e.g. out of memory, is reported)
+                     of k, with its own floor ratio (a failing size, e.g. out of memory, is reported);
+                     an entry "<k>c" runs with the model's RMSNorm, MLP activation and rotary embedding
+                     replaced by torch.compile'd versions of the same functions (compile time included,
+                     so a second "<k>c" entry shows the compiled steady state)
     erase            projection of a random direction out of every deployed block's gradient
     route            routing scores (cosine with a random v_grad), top --route-frac routed, written
     optimizer        grad-norm clip + AdamW step over both blocks
@@ -388,6 +391,32 @@ def profile(model, a, dev: str) -> None:
         Path(a.json).write_text(json.dumps(RESULTS, indent=2))
 
 
+def compile_elementwise(model):
+    """Replace the model's RMSNorm forward, MLP activation product and rotary embedding by torch.compile'd
+    versions of the same arithmetic (Llama-family HF modules); returns a function that restores them."""
+    layer = model.model.layers[0]
+    norm_cls, mlp_cls = type(layer.input_layernorm), type(layer.mlp)
+    mod = sys.modules[type(layer.self_attn).__module__]
+    saved = (norm_cls.forward, mlp_cls.forward, mod.apply_rotary_pos_emb)
+
+    @torch.compile(dynamic=True)
+    def rms(x, w, eps: float):
+        xf = x.float()
+        return w * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+    @torch.compile(dynamic=True)
+    def silu_mul(g, u):
+        return torch.nn.functional.silu(g) * u
+
+    norm_cls.forward = lambda self, x: rms(x, self.weight, self.variance_epsilon)
+    mlp_cls.forward = lambda self, x: self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x)))
+    mod.apply_rotary_pos_emb = torch.compile(saved[2], dynamic=True)
+
+    def restore():
+        norm_cls.forward, mlp_cls.forward, mod.apply_rotary_pos_emb = saved
+    return restore
+
+
 def fwd_bwd(model, pids, comps, adv, mb: int, denom: float, dev: str, pad: int) -> list[float]:
     """Token log-probs, Dr.GRPO loss and backward in micro-batches of `mb` rollouts; the losses."""
     losses = []
@@ -422,18 +451,24 @@ def train(model, pids, comps, a, bw: float, flops: float, g: torch.Generator) ->
                             lr=1e-3, betas=(0.9, 0.99))
     denom = float(n * a.gen_len)
     # the sweep first: the fwd_bwd phase below leaves the step's gradients for erase/route/optimizer
-    for k in [int(x) for x in a.fb_sweep.split(",") if x]:
-        m = min(n, a.sweep_rollouts)
+    for j, entry in enumerate([x for x in a.fb_sweep.split(",") if x]):
+        k, compiled = int(entry.rstrip("c")), entry.endswith("c")
+        m, name = min(n, a.sweep_rollouts), f"fwd_bwd_mb{entry}" + (f"_{j}" if compiled else "")
+        restore = compile_elementwise(model) if compiled else (lambda: None)
         try:
-            with Phase(f"fwd_bwd_mb{k}", dev):
+            with Phase(name, dev):
                 opt.zero_grad(set_to_none=True)
                 with ad.capture_per_sample_grads(model):
-                    steps = fwd_bwd(model, pids[:m], comps[:m], adv[:m], k, denom, dev, a.vocab - 2)
-            record_fwd_bwd(f"fwd_bwd_mb{k}", model, m, steps, a, flops)
+                    losses = fwd_bwd(model, pids[:m], comps[:m], adv[:m], k, denom, dev, a.vocab - 2)
+            record_fwd_bwd(name, model, m, len(losses), a, flops)
+            RESULTS[name]["loss_sum"] = sum(losses)  # the same rollouts: equal up to rounding across entries
+            print(f"{'':22s} loss sum {sum(losses):.6g}", flush=True)
         except Exception as e:  # out of memory at a large micro-batch must not end the bench
-            RESULTS[f"fwd_bwd_mb{k}"] = dict(ok=False, error=f"{type(e).__name__}: {e}"[:500])
-            print(f"fwd_bwd_mb{k}: FAILED {type(e).__name__}", flush=True)
+            RESULTS[name] = dict(ok=False, error=f"{type(e).__name__}: {e}"[:500])
+            print(f"{name}: FAILED {type(e).__name__}: {str(e)[:300]}", flush=True)
             torch.cuda.empty_cache() if dev == "cuda" else None
+        finally:
+            restore()
     with Phase("fwd_bwd", dev):
         opt.zero_grad(set_to_none=True)
         with ad.capture_per_sample_grads(model):
