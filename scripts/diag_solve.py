@@ -153,7 +153,11 @@ def deployed_vector(run: str):
     import torch
 
     st = torch.load(Path(run) / "ckpt" / "last.pt", map_location="cpu", weights_only=False)["adapter"]
-    keys = sorted(k for k in st if not k.endswith("_hack") and "hack" not in k.rsplit(".", 1)[-1])
+    # the deployed block's trained parameters only (svd delta_S, lora A): no quarantine block, no frozen
+    # LoRA B or axis seeds, which would inflate the cosines of runs that share them
+    keys = sorted(k for k in st if k.rsplit(".", 1)[-1] in ("delta_S", "A"))
+    if not keys:
+        fail(f"{run}: no deployed-block parameters (delta_S or A) in its checkpoint")
     return torch.cat([st[k].flatten().float() for k in keys])
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import t_interval  # noqa: E402
 
 
 def fail(msg: str) -> None:
@@ -49,29 +49,36 @@ def main() -> None:
         seeds = [int(s) for s in a.seeds.split(",")]
     except ValueError:
         fail(f"--seeds {a.seeds!r}: not a comma-separated list of integers")
-    if len(seeds) < 2 or len(seeds) - 1 not in T975:
-        fail("--seeds: give 2 to 10 seeds")
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        fail(f"--seeds {a.seeds!r}: give at least 2 distinct seeds")
+    if a.steps < 1:
+        fail(f"--steps {a.steps}: the runs' step count must be at least 1")
     runs, b_runs = Path(a.runs), Path(a.b_runs or a.runs)
-    for s in seeds:
-        for folder, arm in ((runs, a.a),) + (((b_runs, a.b),) if a.b != "base" else ()):
-            if not (folder / f"{arm}_s{s}" / "eval.jsonl").is_file():
-                fail(f"{folder / f'{arm}_s{s}'}: no eval.jsonl")
-    fin = a.steps - 1
-    print(f"A = {a.a}, B = {a.b}; seeds {seeds}; final step {fin}")
-    print("| cell | A per seed | B per seed | A - B per seed | mean [95% t-interval] |\n|---|---|---|---|---|")
     cells = [("nohint", c) for c in ("easy", "medium", "hard")] + \
             [("hinted", c) for c in ("run_tests", "sentinel", "stdout_marker", "exit_code", "all")]
+    fin = a.steps - 1
+    for s in seeds:
+        for folder, arm in ((runs, a.a),) + (((b_runs, a.b),) if a.b != "base" else ()):
+            run = folder / f"{arm}_s{s}"
+            if not (run / "eval.jsonl").is_file():
+                fail(f"{run}: no eval.jsonl")
+            if (run / "args.json").is_file() and json.loads((run / "args.json").read_text())["steps"] != a.steps:
+                fail(f"--steps {a.steps}: {run}/args.json says the run has {json.loads((run / 'args.json').read_text())['steps']} steps")
+            for split, c in cells:  # every row present before anything is printed
+                value(run, fin, split, c)
+                if a.b == "base":
+                    value(run, -1, split, c)
+    print(f"A = {a.a}, B = {a.b}; seeds {seeds}; final step {fin}")
+    print("| cell | A per seed | B per seed | A - B per seed | mean [95% t-interval] |\n|---|---|---|---|---|")
     for split, c in cells:
         va = [value(runs / f"{a.a}_s{s}", fin, split, c) for s in seeds]
         vb = [value(runs / f"{a.a}_s{s}", -1, split, c) if a.b == "base" else value(b_runs / f"{a.b}_s{s}", fin, split, c)
               for s in seeds]
         d = [x - y for x, y in zip(va, vb)]
-        m = sum(d) / len(d)
-        sd = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1))
-        h = T975[len(d) - 1] * sd / math.sqrt(len(d))
+        m, lo, hi = t_interval(d)
         name = f"no-hint solve, {c}" if split == "nohint" else f"hinted strict hack, {c}"
         f = lambda xs: ", ".join(f"{x:.3f}" for x in xs)  # noqa: E731
-        print(f"| {name} | {f(va)} | {f(vb)} | {', '.join(f'{x:+.3f}' for x in d)} | {m:+.3f} [{m - h:+.3f}, {m + h:+.3f}] |")
+        print(f"| {name} | {f(va)} | {f(vb)} | {', '.join(f'{x:+.3f}' for x in d)} | {m:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
 
 
 if __name__ == "__main__":

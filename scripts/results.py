@@ -67,16 +67,21 @@ def bootstrap(counts: list[tuple[int, int]], base: list[tuple[int, int]] | None 
     return est, float(lo), float(hi)
 
 
-def paired_t(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> tuple[float, float, float] | None:
-    """(mean, 2.5%, 97.5%) t-interval (n-1 degrees of freedom) of the per-seed rate differences a - b, paired
-    by position; None under 2 seeds. Unlike the bootstrap it widens with the seed-to-seed spread at small n."""
+def t_interval(d: list[float]) -> tuple[float, float, float] | None:
+    """(mean, 2.5%, 97.5%) t-interval (n-1 degrees of freedom) of per-seed values; None under 2 seeds."""
     from scipy import stats
 
-    d = np.array([ka / na - kb / nb for (ka, na), (kb, nb) in zip(a, b)])
+    d = np.asarray(d, dtype=float)
     if len(d) < 2:
         return None
     h = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
     return float(d.mean()), float(d.mean() - h), float(d.mean() + h)
+
+
+def paired_t(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> tuple[float, float, float] | None:
+    """t_interval of the per-seed rate differences a - b, paired by position. Unlike the bootstrap it widens
+    with the seed-to-seed spread at small n."""
+    return t_interval([ka / na - kb / nb for (ka, na), (kb, nb) in zip(a, b)])
 
 
 def count(rows: list[dict], key: str) -> tuple[int, int]:

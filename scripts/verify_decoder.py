@@ -14,8 +14,11 @@ ablated (deployment ablation):
 4. EOS stops rows individually (some rows end with EOS before the cap, some run to the cap)
 5. several waves (max_batch 3 for 9 prompts) give the same tokens as generate in chunks of 3
 6. deployment ablation changes the decoded tokens (the adapter conditions are not vacuous)
-7. checks 1-3 hold with the adapters merged into the weights (the default) and unmerged with the
-   matmul attention kernel; switching blocks inside adapters.merged_weights is refused
+7. checks 1-3 hold with the adapters merged into the weights (the default), unmerged with the matmul
+   attention kernel, and merged with the matmul kernel; the merged decode really runs the merged
+   weights (and the unmerged one does not); switching blocks inside adapters.merged_weights is refused
+8. waves whose rows all stop early (waves of 1 row) still give generate's tokens in chunks of 1: the
+   decoder draws nothing after a wave's last row has ended, as generate does
 """
 
 from __future__ import annotations
@@ -140,20 +143,48 @@ def refuses_stale_merge(model) -> int:
     with ad.merged_weights(model), ad.deployment_ablation(model):
         try:
             model(input_ids=ids)
-        except AssertionError as e:
+        except RuntimeError as e:
             return int("stale" in str(e))
     return 0
+
+
+def merge_is_used(model) -> int:
+    """1 if decoding with merge=True runs every adapted layer on its merged weight and merge=False on none."""
+    seen: dict[bool, list[bool]] = {True: [], False: []}
+    mods = list(ad.adapter_modules(model).values())
+    for merge in (True, False):
+        hooks = [m.register_forward_hook(lambda mod, i, o, merge=merge: seen[merge].append(mod.merged is not None))
+                 for m in mods]
+        try:
+            decode(model, prompts(2, 4), 1.0, 3, EOS, PAD, cfg=DecodeConfig(mode="eager", merge=merge))
+        finally:
+            for h in hooks:
+                h.remove()
+    return int(seen[True] and all(seen[True]) and seen[False] and not any(seen[False]))
+
+
+def check_early_waves(model, name: str) -> int:
+    """Waves of one row against generate in chunks of one; returns how many waves ended before the cap."""
+    ps = prompts(9, 13)
+    early = 0
+    for seed in (8, 9, 10):
+        ref = hf(model, ps, 1.0, 0, 1.0, seed, chunk=1)
+        out = fast(model, ps, 1.0, 0, 1.0, seed, max_batch=1)
+        assert out.tokens == ref, f"{name}: waves of 1 (seed {seed}) differ from generate in chunks of 1"
+        early += sum(len(t) < NEW for t in out.tokens)
+    return early
 
 
 def main() -> int:
     t0 = time.time()
     torch.set_num_threads(1)
     stats = dict(lp_err=0.0, tokens=0, eos_rows=0, full_rows=0, conditions=0)
-    ablation_changed = stale_refused = 0
+    ablation_changed = stale_refused = merge_used = early_waves = 0
     for kind in ("qwen3", "llama"):
         model = build(kind)
         check_condition(model, f"{kind}/bare", stats)
         check_waves(model, f"{kind}/bare")
+        early_waves += check_early_waves(model, f"{kind}/bare")
         for adapter, rank in (("svd", 4), ("lora", 4)):
             model = build(kind)
             ad.wrap_model(model, ad.AdapterConfig(kind=adapter, rank=rank, quarantine="own", cache_dir=None))
@@ -174,17 +205,23 @@ def main() -> int:
                 assert check_condition(model, f"{kind}/{adapter}/kept/unmerged+matmul", stats) == kept
                 with ad.deployment_ablation(model):
                     check_condition(model, f"{kind}/{adapter}/ablated/unmerged+matmul", stats)
+                VARIANT.update(merge=True, attention="matmul")
+                assert check_condition(model, f"{kind}/{adapter}/kept/merged+matmul", stats) == kept
             finally:
                 VARIANT.update(merge=True, attention="sdpa")
             stale_refused += refuses_stale_merge(model)
+            merge_used += merge_is_used(model)
             print(f"{kind}/{adapter}: ablation changed greedy tokens: {kept != ablated}", flush=True)
     assert stats["eos_rows"] > 0 and stats["full_rows"] > 0, f"EOS check vacuous: {stats}"
     assert ablation_changed == 4, f"deployment ablation changed greedy tokens in {ablation_changed}/4 adapters"
     assert stale_refused == 4, f"a block switch inside merged_weights was refused in {stale_refused}/4 adapters"
+    assert merge_used == 4, f"merge=True ran merged weights (and merge=False did not) in {merge_used}/4 adapters"
+    assert early_waves > 0, "no wave stopped early: check 8 is vacuous"
     dt = time.time() - t0
     print(f"PASS decoder: {stats['conditions']} conditions (qwen3, llama x bare/svd/lora x kept/ablated) greedy and "
           f"sampled tokens identical to generate ({stats['tokens']} sampled tokens, {stats['eos_rows']} rows stopped "
-          f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default) and unmerged with matmul attention; waves of 3 identical; max log-prob err "
+          f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default), unmerged+matmul and merged+matmul, merged weights used only when asked; waves of 3 "
+          f"and {early_waves} early-ending waves of 1 identical; max log-prob err "
           f"{stats['lp_err']:.1e}; ablation changed tokens in {ablation_changed}/4; {dt:.1f}s")
     return 0
 

@@ -247,8 +247,8 @@ class AdaptedLinear(nn.Module):
 
     def forward(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
         if self.merged is not None:
-            assert self.merged_blocks == (self.deployed_on, self.quarantine_on), \
-                f"{self.name}: blocks switched inside merged_weights; the merged weight is stale"
+            if self.merged_blocks != (self.deployed_on, self.quarantine_on):
+                raise RuntimeError(f"{self.name}: blocks switched inside merged_weights; the merged weight is stale")
             return F.linear(x, self.merged, self.base.bias)
         y = self.base(x)
         if not (self.deployed_on or self.quarantine_on):

@@ -71,8 +71,6 @@ class DecodeConfig:
     attention: Literal["sdpa", "matmul"] = "sdpa"
     """decode-step attention over the cache: sdpa (F.scaled_dot_product_attention with the mask) or
     matmul (two batched matmuls per kv head, masked softmax between them); prefill always uses sdpa"""
-    stop_check: int = 16
-    """look for 'every row finished' every this many steps (each look waits for the device)"""
 
 
 @dataclass
@@ -305,7 +303,7 @@ class Wave:
             if self.cfg.logprobs:
                 lps[:, t] = torch.log_softmax(logits, -1).gather(1, nxt[:, None])[:, 0]
             unfinished &= nxt != eos_id
-            if t + 1 == self.new or ((t + 1) % self.cfg.stop_check == 0 and not bool(unfinished.any())):
+            if t + 1 == self.new or not bool(unfinished.any()):  # as generate: no draws after the last row ends
                 break
             logits = self.step(nxt, self.P + t)
         return toks, lps
