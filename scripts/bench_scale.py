@@ -413,12 +413,17 @@ def compile_elementwise(model):
     def silu_mul(g, u):
         return torch.nn.functional.silu(g) * u
 
-    norm_cls.forward = lambda self, x: rms(x, self.weight, self.variance_epsilon)
-    mlp_cls.forward = lambda self, x: self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x)))
-    mod.apply_rotary_pos_emb = torch.compile(saved[2], dynamic=True)
-
     def restore():
         norm_cls.forward, mlp_cls.forward, mod.apply_rotary_pos_emb = saved
+
+    assert model.config.hidden_act == "silu", f"compile_elementwise fuses SiLU, not {model.config.hidden_act}"
+    try:
+        norm_cls.forward = lambda self, x: rms(x, self.weight, self.variance_epsilon)
+        mlp_cls.forward = lambda self, x: self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x)))
+        mod.apply_rotary_pos_emb = torch.compile(saved[2], dynamic=True)
+    except Exception:
+        restore()
+        raise
     return restore
 
 
@@ -459,8 +464,10 @@ def train(model, pids, comps, a, bw: float, flops: float, g: torch.Generator) ->
     for j, entry in enumerate([x for x in a.fb_sweep.split(",") if x]):
         k, compiled = int(entry.rstrip("c")), entry.endswith("c")
         m, name = min(n, a.sweep_rollouts), f"fwd_bwd_mb{entry}" + (f"_{j}" if compiled else "")
-        restore = compile_elementwise(model) if compiled else (lambda: None)
+        restore = lambda: None  # noqa: E731
         try:
+            if compiled:
+                restore = compile_elementwise(model)
             with Phase(name, dev):
                 opt.zero_grad(set_to_none=True)
                 with ad.capture_per_sample_grads(model):

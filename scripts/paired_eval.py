@@ -62,7 +62,9 @@ def main() -> None:
             run = folder / f"{arm}_s{s}"
             if not (run / "eval.jsonl").is_file():
                 fail(f"{run}: no eval.jsonl")
-            if (run / "args.json").is_file() and json.loads((run / "args.json").read_text())["steps"] != a.steps:
+            if not (run / "args.json").is_file():
+                fail(f"{run}: no args.json (needed to check --steps {a.steps} against the run)")
+            if json.loads((run / "args.json").read_text())["steps"] != a.steps:
                 fail(f"--steps {a.steps}: {run}/args.json says the run has {json.loads((run / 'args.json').read_text())['steps']} steps")
             for split, c in cells:  # every row present before anything is printed
                 value(run, fin, split, c)
