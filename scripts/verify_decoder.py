@@ -3,7 +3,7 @@
 Tiny random Qwen3 (GQA, q_norm/k_norm, tied embeddings) and Llama (GQA, untied) built from configs,
 vocab 64 so that EOS (id 1) is drawn often enough to stop rows at different steps. Prompts of mixed
 length (left padding inside both decoders). For each architecture, on the bare model and through
-SVD and LoRA adapters (quarantine own, both blocks nonzero) with the quarantine block kept and
+SVD and LoRA adapters (quarantine own, and SVD with a shared quarantine; both blocks nonzero) with the quarantine block kept and
 ablated (deployment ablation):
 
 1. greedy decoding gives the same tokens as generate
@@ -85,6 +85,7 @@ def hf(model, ps: list[list[int]], temperature: float, top_k: int, top_p: float,
     return out
 
 
+ADAPTERS = (("svd", 4, "own"), ("lora", 4, "own"), ("svd", 4, "shared"))  # kind, rank, quarantine structure
 VARIANT = dict(merge=True, attention="sdpa")  # decoder settings under test (main() switches them)
 
 
@@ -195,9 +196,9 @@ def main() -> int:
         n_early = check_early_waves(model, f"{kind}/bare")
         assert n_early > 0, f"{kind}: no wave before the last ended early: check 8 is vacuous"
         early_waves += n_early
-        for adapter, rank in (("svd", 4), ("lora", 4)):
+        for adapter, rank, quarantine in ADAPTERS:
             model = build(kind)
-            ad.wrap_model(model, ad.AdapterConfig(kind=adapter, rank=rank, quarantine="own", cache_dir=None))
+            ad.wrap_model(model, ad.AdapterConfig(kind=adapter, rank=rank, quarantine=quarantine, cache_dir=None))
             g = torch.Generator().manual_seed(3)
             with torch.no_grad():
                 scale = 1.0 if adapter == "svd" else 0.3
@@ -223,16 +224,17 @@ def main() -> int:
             merge_used += merge_is_used(model)
             print(f"{kind}/{adapter}: ablation changed greedy tokens: {kept != ablated}", flush=True)
     assert stats["eos_rows"] > 0 and stats["full_rows"] > 0, f"EOS check vacuous: {stats}"
-    assert ablation_changed == 4, f"deployment ablation changed greedy tokens in {ablation_changed}/4 adapters"
-    assert stale_refused == 4, f"a block switch inside merged_weights was refused in {stale_refused}/4 adapters"
-    assert merge_used == 4, f"merge=True ran merged weights (and merge=False did not) in {merge_used}/4 adapters"
+    n = 2 * len(ADAPTERS)
+    assert ablation_changed == n, f"deployment ablation changed greedy tokens in {ablation_changed}/{n} adapters"
+    assert stale_refused == n, f"a block switch inside merged_weights was refused in {stale_refused}/{n} adapters"
+    assert merge_used == n, f"merge=True ran merged weights (and merge=False did not) in {merge_used}/{n} adapters"
     assert early_waves > 0, "no wave stopped early: check 8 is vacuous"
     dt = time.time() - t0
-    print(f"PASS decoder: {stats['conditions']} conditions (qwen3, llama x bare/svd/lora x kept/ablated) greedy and "
+    print(f"PASS decoder: {stats['conditions']} conditions (qwen3, llama x bare/svd-own/lora-own/svd-shared x kept/ablated) greedy and "
           f"sampled tokens identical to generate ({stats['tokens']} sampled tokens, {stats['eos_rows']} rows stopped "
           f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default), unmerged+matmul and merged+matmul, merged weights used only when asked; waves of 3 "
           f"and {early_waves} early-ending waves of 1 identical; max log-prob err "
-          f"{stats['lp_err']:.1e}; ablation changed tokens in {ablation_changed}/4; {dt:.1f}s")
+          f"{stats['lp_err']:.1e}; ablation changed tokens in {ablation_changed}/{n}; {dt:.1f}s")
     return 0
 
 
