@@ -19,10 +19,14 @@ ablated (deployment ablation):
    weights (and the unmerged one does not); switching blocks inside adapters.merged_weights is refused
 8. waves whose rows all stop early (waves of 1 row) still give generate's tokens in chunks of 1: the
    decoder draws nothing after a wave's last row has ended, as generate does
+9. adapters.merged_weights gives the same logits as the unmerged forward for every adapter structure
+   (svd and lora, own and shared quarantine, svd with the axis piece in either block), with blocks kept,
+   ablated and off, within 1e-4 in float32
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -184,6 +188,30 @@ def check_early_waves(model, name: str) -> int:
     return early
 
 
+def merged_logit_err() -> tuple[float, int]:
+    """Largest |logit(merged) - logit(unmerged)| over adapter structures and block states (float32)."""
+    ps = torch.tensor(prompts(3, 21)[0])[None]
+    worst, cases = 0.0, 0
+    for adapter, quarantine, axis in (("svd", "own", "none"), ("svd", "shared", "none"), ("lora", "own", "none"),
+                                      ("lora", "shared", "none"), ("svd", "own", "quarantine"), ("svd", "own", "deployed")):
+        model = build("qwen3")
+        ad.wrap_model(model, ad.AdapterConfig(kind=adapter, rank=4, quarantine=quarantine, axis=axis, cache_dir=None))
+        g = torch.Generator().manual_seed(4)
+        with torch.no_grad():
+            if axis != "none":
+                ad.seed_axis(model, {n: torch.randn(m.d_in, generator=g) for n, m in ad.adapter_modules(model).items()})
+            for p in ad.deployed_params(model) + ad.quarantine_params(model):
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+            for state in (contextlib.nullcontext, lambda: ad.deployment_ablation(model), lambda: ad.reference_policy(model)):
+                with state():
+                    ref = model(input_ids=ps).logits
+                    with ad.merged_weights(model):
+                        got = model(input_ids=ps).logits
+                worst, cases = max(worst, (got - ref).abs().max().item()), cases + 1
+    assert worst < 1e-4, f"merged weights differ from the unmerged forward by {worst} in logits"
+    return worst, cases
+
+
 def main() -> int:
     t0 = time.time()
     torch.set_num_threads(1)
@@ -224,6 +252,7 @@ def main() -> int:
             merge_used += merge_is_used(model)
             print(f"{kind}/{adapter}: ablation changed greedy tokens: {kept != ablated}", flush=True)
     assert stats["eos_rows"] > 0 and stats["full_rows"] > 0, f"EOS check vacuous: {stats}"
+    merge_err, merge_cases = merged_logit_err()
     n = 2 * len(ADAPTERS)
     assert ablation_changed == n, f"deployment ablation changed greedy tokens in {ablation_changed}/{n} adapters"
     assert stale_refused == n, f"a block switch inside merged_weights was refused in {stale_refused}/{n} adapters"
@@ -234,7 +263,8 @@ def main() -> int:
           f"sampled tokens identical to generate ({stats['tokens']} sampled tokens, {stats['eos_rows']} rows stopped "
           f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default), unmerged+matmul and merged+matmul, merged weights used only when asked; waves of 3 "
           f"and {early_waves} early-ending waves of 1 identical; max log-prob err "
-          f"{stats['lp_err']:.1e}; ablation changed tokens in {ablation_changed}/{n}; {dt:.1f}s")
+          f"{stats['lp_err']:.1e}; ablation changed tokens in {ablation_changed}/{n}; merged = unmerged logits within "
+          f"{merge_err:.1e} over {merge_cases} adapter structures x block states; {dt:.1f}s")
     return 0
 
 
