@@ -102,6 +102,10 @@ class Args:
     """k3 KL penalty to the reference policy (both blocks off)"""
     grad_clip: float = 1.0
     """max global grad norm over adapter params (0 = off)"""
+    micro_batch: int = 0
+    """rollouts per forward-backward pass (0 = all of a step's trained rollouts in one pass); the loss is a sum over
+    tokens divided by a fixed denominator, so micro-batches accumulate the same gradient (a 4B model needs them:
+    256 rollouts of 2136 tokens do not fit one pass); rebound-adv's advantage forward stays one pass"""
     eval_every: int = 10
     """evaluate every N steps (0 = only at the end)"""
     ckpt_every: int = 5
@@ -184,6 +188,13 @@ def token_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"]) ->
     logits = model(input_ids=ids, attention_mask=attn.long()).logits.float()
     lp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
     return torch.cat([torch.zeros_like(lp[:, :1]), lp], dim=1)
+
+
+def micro_batches(n: int, size: int) -> list[slice]:
+    """Row slices of at most `size` rows covering [0, n) in order (one slice when size is 0)."""
+    assert size >= 0, f"micro_batch {size} < 0"
+    size = size or max(n, 1)
+    return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 
 def group_advantages(rewards: Float[Tensor, "n g"], include: Bool[Tensor, "n g"] | None = None) -> Float[Tensor, "n g"]:
@@ -334,19 +345,17 @@ class Trainer:
             # identity except the advantage-level baseline (rebound-adv)
             adv_b, shaped = self.intervention.on_advantages(self.model, ids, attn, mask, adv_b)
             denom = float(a.prompts_per_step * a.group * a.max_new_tokens)
+            parts = micro_batches(len(shard), a.micro_batch)
             with torch.no_grad():
-                old_logp = token_logprobs(self.model, ids, attn) if a.inner_iters > 1 else None
+                old_logp = self.logprobs(parts, ids, attn) if a.inner_iters > 1 else None
                 ref_logp = None
                 if a.kl_coef > 0:
                     with ad.reference_policy(self.model):
-                        ref_logp = token_logprobs(self.model, ids, attn)
+                        ref_logp = self.logprobs(parts, ids, attn)
             for it in range(a.inner_iters):
                 self.opt.zero_grad(set_to_none=True)
-                with self.intervention.capture(self.model):
-                    logp = token_logprobs(self.model, ids, attn)
-                    olp = old_logp if old_logp is not None else logp.detach()
-                    loss, stats = grpo_loss(logp, olp, ref_logp, adv_b, mask, denom, a.clip_eps, a.kl_coef)
-                    loss.backward()
+                with self.intervention.capture(self.model):  # records per micro-batch, in row order
+                    loss, stats = self.loss_backward(parts, ids, attn, mask, adv_b, old_logp, ref_logp, denom)
                 params = [p for g in self.opt.param_groups for p in g["params"]]
                 if not self.intervention.writes_grads:  # the hook acts on the gradient summed over ranks
                     dd.all_reduce_grads(params)
@@ -395,6 +404,30 @@ class Trainer:
         if dd.is_main():
             logs.write_jsonl(self.run_dir / "metrics.jsonl", self.metrics)
         return summary
+
+    def logprobs(self, parts: list[slice], ids: Tensor, attn: Tensor) -> Tensor:
+        return torch.cat([token_logprobs(self.model, ids[p], attn[p]) for p in parts])
+
+    def loss_backward(self, parts: list[slice], ids: Tensor, attn: Tensor, mask: Tensor, adv: Tensor,
+                      old_logp: Tensor | None, ref_logp: Tensor | None, denom: float) -> tuple[Tensor, dict]:
+        """The clipped loss and its backward, one micro-batch of rows at a time; the loss summed over them and
+        the stats weighted by each micro-batch's completion tokens."""
+        a = self.args
+        total, acc, n_tok = torch.zeros((), device=ids.device), {}, 0.0
+        for p in parts:
+            logp = token_logprobs(self.model, ids[p], attn[p])
+            olp = old_logp[p] if old_logp is not None else logp.detach()
+            loss, stats = grpo_loss(logp, olp, None if ref_logp is None else ref_logp[p], adv[p], mask[p], denom,
+                                    a.clip_eps, a.kl_coef)
+            loss.backward()
+            total = total + loss.detach()
+            w = float(mask[p].sum())
+            for k, v in stats.items():
+                acc[k] = acc.get(k, 0.0) + v * w
+            n_tok += w
+        if len(parts) == 1:  # the one-pass step's stats exactly
+            return total, stats
+        return total, {k: v / max(n_tok, 1.0) for k, v in acc.items()}
 
     # -- evaluation --
     @torch.no_grad()
