@@ -152,6 +152,8 @@ def main() -> int:
     ap.add_argument("--adapters", default="svd,lora")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--micro-batch", type=int, default=3,
+                    help="rollouts per forward-backward pass of every arm's training (0: one pass)")
     ap.add_argument("--keep", default="", help="copy the run folders here (default: a temp folder, deleted)")
     ap.add_argument("--decoder", default="", help="rollout decoder of the arms (default: first that passes the check)")
     a = ap.parse_args()
@@ -214,7 +216,8 @@ def main() -> int:
             common = ["--model", str(model_dir), "--out-dir", str(t / "runs"), "--steps", str(a.steps),
                       "--prompts-per-step", "4", "--group", "4", "--n-train", str(n_train), "--n-eval", "1", "--eval-samples", "1",
                       "--eval-every", "0", "--max-new-tokens", "128", "--teacher-pool", str(pool), "--n-teacher", "2",
-                      "--adapter", adapter, *rank, "--device", a.device, "--decoder", decoder]
+                      "--adapter", adapter, *rank, "--device", a.device, "--decoder", decoder,
+                      "--micro-batch", str(a.micro_batch)]
             for arm in arms:
                 run = f"{arm}_{adapter}"
                 spec = A.arm(arm)
