@@ -428,14 +428,14 @@ def compile_elementwise(model):
 
 
 def fwd_bwd(model, pids, comps, adv, mb: int, denom: float, dev: str, pad: int) -> list[float]:
-    """Token log-probs, Dr.GRPO loss and backward in micro-batches of `mb` rollouts; the losses."""
+    """The trainer's forward-backward (grpo.loss_backward) in micro-batches of `mb` rollouts, each collated to its
+    own longest row; the per-micro-batch losses."""
     losses = []
     for s in range(0, len(pids), mb):
         b = collate(pids[s:s + mb], comps[s:s + mb], pad)
         ids, attn, mask = b.input_ids.to(dev), b.attention_mask.to(dev), b.completion_mask.to(dev)
-        logp = grpo.token_logprobs(model, ids, attn)
-        loss, _ = grpo.grpo_loss(logp, logp.detach(), None, adv[s:s + mb].to(dev), mask, denom, 0.2, 0.0)
-        loss.backward()
+        loss, _ = grpo.loss_backward(model, [slice(0, ids.shape[0])], ids, attn, mask, adv[s:s + mb].to(dev), None,
+                                     None, denom, 0.2, 0.0)
         losses.append(loss.item())
     return losses
 

@@ -98,8 +98,7 @@ def problem_sets(args, n: int) -> dict[tuple[str, str], list[dict]]:
     out = {}
     for d in DIFFS:
         tr = train_hard if d == "hard" else tasks.generate_split("train", n, args.data_seed, (d,))
-        # ids are prefixed: generate_split numbers each call's problems from 0, and the grader caches
-        # expected values by problem id
+        # ids are prefixed: generate_split numbers each call's problems from 0, so ids stay unique across calls
         out[(d, "train")] = [dict(tasks.apply_loophole(p, hinted=False), id=f"diag-{d}-{p['id']}") for p in tr[:n]]
         evd = [p for p in ev_big if p["difficulty"] == d][:n]
         assert len(evd) == n, f"only {len(evd)} eval problems of {d}"
@@ -108,20 +107,12 @@ def problem_sets(args, n: int) -> dict[tuple[str, str], list[dict]]:
 
 
 def load_model(model_spec: str, run: str | None):
-    import torch
-
-    from projected_grpo import adapters as ad
+    from projected_grpo.grpo import load_run_policy
     from projected_grpo.models import load_policy
 
-    model, tok = load_policy(model_spec, "cpu")
     if run is None:
-        return model, tok
-    ra = json.loads((Path(run) / "args.json").read_text())
-    rank = None if ra["rank"] == -1 else ra["rank"]
-    ad.wrap_model(model, ad.AdapterConfig(kind=ra["adapter"], rank=rank, quarantine=ra["quarantine"],
-                                          seed=ra["adapter_seed"], axis=ra["axis"]))
-    state = torch.load(Path(run) / "ckpt" / "last.pt", map_location="cpu", weights_only=False)
-    ad.load_adapter_state_dict(model, state["adapter"])
+        return load_policy(model_spec, "cpu")
+    model, tok, _, _ = load_run_policy(run, "cpu", model=model_spec)
     return model, tok
 
 

@@ -40,6 +40,7 @@ from projected_grpo import adapters as ad  # noqa: E402
 from projected_grpo import interventions as iv  # noqa: E402
 from projected_grpo import logs  # noqa: E402
 from projected_grpo import vhack as vh  # noqa: E402
+from projected_grpo.grpo import load_run_policy  # noqa: E402
 from projected_grpo.models import load_policy  # noqa: E402
 from projected_grpo.organism.build import set_threads  # noqa: E402
 from projected_grpo.rollouts import grade_problems  # noqa: E402
@@ -59,16 +60,8 @@ def load_teacher(spec: str, device: str):
     ckpt/last.pt (sampled under deployment ablation by the caller). Otherwise a model spec."""
     p = Path(spec)
     if (p / "args.json").exists():
-        a = json.loads((p / "args.json").read_text())
-        ckpt = p / "ckpt" / "last.pt"
-        if not ckpt.exists():
-            raise FileNotFoundError(f"{ckpt}: the teacher run has no checkpoint")
-        model, tok = load_policy(a["model"], device)
-        ad.wrap_model(model, ad.AdapterConfig(kind=a["adapter"], rank=None if a["rank"] == -1 else a["rank"],
-                                              quarantine=a["quarantine"], seed=a.get("adapter_seed", 0)))
-        state = torch.load(ckpt, map_location=next(model.parameters()).device, weights_only=False)
-        ad.load_adapter_state_dict(model, state["adapter"])
-        meta = dict(teacher=str(p), teacher_kind="run", model=a["model"], teacher_step=state["step"],
+        model, tok, a, step = load_run_policy(p, device)
+        meta = dict(teacher=str(p), teacher_kind="run", model=a["model"], teacher_step=step,
                     adapter=a["adapter"], rank=a["rank"], quarantine=a["quarantine"],
                     data_seed=a.get("data_seed", 0), mechanisms=a.get("mechanisms"),
                     difficulties=a.get("difficulties"), max_new_tokens=a.get("max_new_tokens", 48),

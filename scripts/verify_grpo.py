@@ -13,10 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import json
-import os
 import signal
 import subprocess
 import sys

@@ -190,6 +190,53 @@ def token_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"]) ->
     return torch.cat([torch.zeros_like(lp[:, :1]), lp], dim=1)
 
 
+def adapter_config(run_args: dict) -> ad.AdapterConfig:
+    """The adapter a run wraps its policy with, from its Args as a dict (or its args.json)."""
+    rank = run_args["rank"]
+    return ad.AdapterConfig(kind=run_args["adapter"], rank=None if rank == -1 else rank,
+                            quarantine=run_args["quarantine"], seed=run_args.get("adapter_seed", 0),
+                            axis=run_args.get("axis", "none"))
+
+
+def load_run_policy(run_dir: Path | str, device: str | None, model: str | None = None):
+    """(model, tok, the run's args.json, checkpoint step): a run's policy (its base model, or `model` where the
+    run's path is not valid here) wrapped with its adapter and loaded from RUN/ckpt/last.pt."""
+    from projected_grpo.models import load_policy
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "ckpt" / "last.pt"
+    if not (run_dir / "args.json").is_file() or not ckpt.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run folder with args.json and ckpt/last.pt")
+    run_args = json.loads((run_dir / "args.json").read_text())
+    policy, tok = load_policy(model or run_args["model"], device)
+    ad.wrap_model(policy, adapter_config(run_args))
+    state = torch.load(ckpt, map_location=next(policy.parameters()).device, weights_only=False)
+    ad.load_adapter_state_dict(policy, state["adapter"])
+    return policy, tok, run_args, state["step"]
+
+
+def loss_backward(model, parts: list[slice], ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"],
+                  mask: Bool[Tensor, "b t"], adv: Float[Tensor, " b"], old_logp: Tensor | None, ref_logp: Tensor | None,
+                  denom: float, clip_eps: float, kl_coef: float) -> tuple[Tensor, dict]:
+    """The clipped loss and its backward, one micro-batch of rows (`parts`) at a time; the loss summed over them
+    and the stats weighted by each micro-batch's completion tokens."""
+    total, acc, n_tok = torch.zeros((), device=ids.device), {}, 0.0
+    for p in parts:
+        logp = token_logprobs(model, ids[p], attn[p])
+        olp = old_logp[p] if old_logp is not None else logp.detach()
+        loss, stats = grpo_loss(logp, olp, None if ref_logp is None else ref_logp[p], adv[p], mask[p], denom,
+                                clip_eps, kl_coef)
+        loss.backward()
+        total = total + loss.detach()
+        w = float(mask[p].sum())
+        for k, v in stats.items():
+            acc[k] = acc.get(k, 0.0) + v * w
+        n_tok += w
+    if len(parts) == 1:  # the one-pass step's stats exactly
+        return total, stats
+    return total, {k: v / max(n_tok, 1.0) for k, v in acc.items()}
+
+
 def micro_batches(n: int, size: int) -> list[slice]:
     """Row slices of at most `size` rows covering [0, n) in order (one slice when size is 0)."""
     assert size >= 0, f"micro_batch {size} < 0"
@@ -254,9 +301,7 @@ class Trainer:
         self.decoder = args.decoder if args.decoder != "auto" else ("fast" if self.device.startswith("cuda") else "hf")
         self.run_dir = Path(args.out_dir) / args.run
         self.model, self.tok = load_policy(args.model, self.device)
-        rank = None if args.rank == -1 else args.rank
-        ad.wrap_model(self.model, ad.AdapterConfig(kind=args.adapter, rank=rank, quarantine=args.quarantine,
-                                                   seed=args.adapter_seed, axis=args.axis))
+        ad.wrap_model(self.model, adapter_config(dataclasses.asdict(args)))
         self.train_set, ev = load_tasks(args)
         self.evals = eval_sets(args, ev)
         self.teacher = load_teacher_pool(args.teacher_pool) if args.teacher_pool and args.n_teacher else None
@@ -355,7 +400,8 @@ class Trainer:
             for it in range(a.inner_iters):
                 self.opt.zero_grad(set_to_none=True)
                 with self.intervention.capture(self.model):  # records per micro-batch, in row order
-                    loss, stats = self.loss_backward(parts, ids, attn, mask, adv_b, old_logp, ref_logp, denom)
+                    loss, stats = loss_backward(self.model, parts, ids, attn, mask, adv_b, old_logp, ref_logp, denom,
+                                                a.clip_eps, a.kl_coef)
                 params = [p for g in self.opt.param_groups for p in g["params"]]
                 if not self.intervention.writes_grads:  # the hook acts on the gradient summed over ranks
                     dd.all_reduce_grads(params)
@@ -407,27 +453,6 @@ class Trainer:
 
     def logprobs(self, parts: list[slice], ids: Tensor, attn: Tensor) -> Tensor:
         return torch.cat([token_logprobs(self.model, ids[p], attn[p]) for p in parts])
-
-    def loss_backward(self, parts: list[slice], ids: Tensor, attn: Tensor, mask: Tensor, adv: Tensor,
-                      old_logp: Tensor | None, ref_logp: Tensor | None, denom: float) -> tuple[Tensor, dict]:
-        """The clipped loss and its backward, one micro-batch of rows at a time; the loss summed over them and
-        the stats weighted by each micro-batch's completion tokens."""
-        a = self.args
-        total, acc, n_tok = torch.zeros((), device=ids.device), {}, 0.0
-        for p in parts:
-            logp = token_logprobs(self.model, ids[p], attn[p])
-            olp = old_logp[p] if old_logp is not None else logp.detach()
-            loss, stats = grpo_loss(logp, olp, None if ref_logp is None else ref_logp[p], adv[p], mask[p], denom,
-                                    a.clip_eps, a.kl_coef)
-            loss.backward()
-            total = total + loss.detach()
-            w = float(mask[p].sum())
-            for k, v in stats.items():
-                acc[k] = acc.get(k, 0.0) + v * w
-            n_tok += w
-        if len(parts) == 1:  # the one-pass step's stats exactly
-            return total, stats
-        return total, {k: v / max(n_tok, 1.0) for k, v in acc.items()}
 
     # -- evaluation --
     @torch.no_grad()
