@@ -204,6 +204,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--profile", action="store_true", help="only profile decode steps and one fwd_bwd micro-batch")
     ap.add_argument("--profile-prompt", type=int, default=1400, help="--profile: context length of the decode steps")
     ap.add_argument("--profile-rows", type=int, default=128, help="--profile: rows of the profiled decode wave")
+    ap.add_argument("--profile-diff", default="", help="print the per-decode-step rows of a --profile JSON and exit")
     a = ap.parse_args()
     if a.small:
         for k, v in SMALL.items():
@@ -259,6 +260,8 @@ def run_fast(model, pids, mode: str, new: int, a, bw: float, flops: float, name:
 
 def main() -> None:
     a = parse()
+    if a.profile_diff:
+        return print_profile_diff(json.loads(Path(a.profile_diff).read_text()))
     dev = a.device
     n = a.prompts * a.group
     dtype = torch.bfloat16 if dev == "cuda" else torch.float32
@@ -339,12 +342,42 @@ def top_kernels(prof, n: int = 20) -> list[dict]:
     """The n kernels with the most device time: name, total ms, calls, share of the profiled device time."""
     # device kernels only: operator rows (aten::*) repeat their kernels' time, and "Command Buffer Full"
     # is a launch-queue marker, not work
-    ev = [e for e in prof.key_averages() if getattr(e, "self_device_time_total", 0) > 0
-          and not e.key.startswith("aten::") and e.key != "Command Buffer Full"]
+    ev = [e for e in prof.key_averages() if getattr(e, "self_device_time_total", 0) > 0 and is_kernel(dict(name=e.key))]
     tot = sum(getattr(e, "self_device_time_total", 0) for e in ev) or 1
     ev.sort(key=lambda e: -getattr(e, "self_device_time_total", 0))
     return [dict(name=e.key[:90], ms=round(e.self_device_time_total / 1e3, 2), calls=e.count,
                  share=round(e.self_device_time_total / tot, 3)) for e in ev[:n]]
+
+
+PROFILE_DECODE_STEPS = 8
+
+
+def is_kernel(row: dict) -> bool:
+    return not row["name"].startswith("aten::") and row["name"] != "Command Buffer Full"
+
+
+def print_profile_diff(res: dict) -> None:
+    """Per decode step: each row's device ms of prefill_plus_decode minus prefill_only, over the profiled steps
+    (operator rows, aten::*, repeat their kernels' time); and each forward-backward profile's kernel ms."""
+    from collections import Counter
+
+    before, after = res["profile_prefill_only"], res["profile_prefill_plus_decode"]
+    # names are cut to 90 characters, so two kernels can share one: such names are ambiguous and left out
+    twice = {n for n, c in (Counter(r["name"] for r in before) + Counter(r["name"] for r in after)).items()
+             if c > 2 or any(sum(r["name"] == n for r in rows) > 1 for rows in (before, after))}
+    a = {r["name"]: r for r in before}
+    print(f"per decode step (ms), {PROFILE_DECODE_STEPS} steps, prefill_plus_decode - prefill_only"
+          f" ({len(twice)} ambiguous names left out):")
+    for r in after:
+        if r["name"] in twice:
+            continue
+        d = (r["ms"] - a.get(r["name"], {"ms": 0.0})["ms"]) / PROFILE_DECODE_STEPS
+        if d > 0.2 and r["name"] != "Command Buffer Full":
+            print(f"  {d:7.2f}  {r['name']}")
+    for k in ("profile_fwd_bwd_capture", "profile_fwd_bwd_no_capture"):
+        ks = [r for r in res[k] if is_kernel(r)]
+        print(f"{k}: {len(ks)} kernel rows among the listed top rows, {sum(r['ms'] for r in ks):.1f} ms "
+              f"(a lower bound of the micro-batch's kernel time)")
 
 
 def print_table(prof, name: str) -> None:
@@ -362,7 +395,7 @@ def profile(model, a, dev: str) -> None:
 
     g = torch.Generator().manual_seed(3)
     rows = [torch.randint(0, a.vocab - 2, (a.profile_prompt,), generator=g).tolist() for _ in range(a.profile_rows)]
-    new = 8
+    new = PROFILE_DECODE_STEPS
     decode(model, rows[:2], 1.0, 2, a.vocab - 1, a.vocab - 2, cfg=DecodeConfig(mode="eager"))  # warm-up
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev == "cuda" else [])
     # the wave's prefill is profiled too; it is reported apart by its kernels' shapes only in the trace,
@@ -386,6 +419,7 @@ def profile(model, a, dev: str) -> None:
         RESULTS[f"profile_{name}"] = top_kernels(prof)
         print_table(prof, name)
         model.zero_grad(set_to_none=True)
+    print_profile_diff(RESULTS)
     for k, v in RESULTS.items():
         if k.startswith("profile_"):
             print(f"\n{k} (device ms, calls, share):")
