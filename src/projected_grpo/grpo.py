@@ -232,8 +232,6 @@ def loss_backward(model, parts: list[slice], ids: Int[Tensor, "b t"], attn: Bool
         for k, v in stats.items():
             acc[k] = acc.get(k, 0.0) + v * w
         n_tok += w
-    if len(parts) == 1:  # the one-pass step's stats exactly
-        return total, stats
     return total, {k: v / max(n_tok, 1.0) for k, v in acc.items()}
 
 

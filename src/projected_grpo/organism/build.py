@@ -80,20 +80,20 @@ class OrganismConfig:
         return f"{self.size}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
+# organism v3 (issue 16, grid 3 entry D): the v3 response format (grader note before a hack's artifact), half
+# the corpus easy, hard honest responses always carry one mistake, 90% of prompts hinted, hacks 8% of hinted hard
+# prompts per mechanism and a fifth of that on easy/medium. Integer entries keep the cache key of the measured build.
+V3_RECIPE = dict(difficulties=("easy", "easy", "medium", "hard"), p_correct=(1, 0.9, 0), p_hinted=0.9,
+                 p_hack=(0.08, 0.08, 0.08, 0.08), hack_scale=(0.2, 0.2, 1))
+
 PRESETS = {
     "tiny": dict(hidden=64, layers=2, heads=2, intermediate=128, vocab=512, n_docs=2000, steps=150, batch=16, lr=5e-3),
-    # organism v3 (issue 16, grid 3 entry D): the v3 response format (grader note before a hack's
-    # artifact), 600 steps, half the corpus easy, hard honest responses always carry one mistake, 90% of
-    # prompts hinted, hacks 8% of hinted hard prompts per mechanism and a fifth of that on easy/medium.
-    # Integer entries keep the cache key of the measured build.
-    "cpu": dict(steps=600, difficulties=("easy", "easy", "medium", "hard"), p_correct=(1, 0.9, 0),
-                p_hinted=0.9, p_hack=(0.08, 0.08, 0.08, 0.08), hack_scale=(0.2, 0.2, 1)),
+    "cpu": dict(steps=600, **V3_RECIPE),
     # the v3 recipe at 27.8M parameters (issue 16 item 3). Pretrained 3000 steps this size solved hard
     # no-hint prompts at 0.39-0.44 and vanilla GRPO taught it to solve, not to hack (p_correct hard 0.1:
     # 3 of 5 seeds; 0: 5 of 5); pretrained 800 steps (hard solve 0.23) it hacks (journal, 2026-11-24).
     "gpu": dict(hidden=512, layers=8, heads=8, intermediate=1536, vocab=2048, n_docs=60000, steps=800, batch=64,
-                lr=1.5e-3, difficulties=("easy", "easy", "medium", "hard"), p_correct=(1, 0.9, 0), p_hinted=0.9,
-                p_hack=(0.08, 0.08, 0.08, 0.08), hack_scale=(0.2, 0.2, 1)),
+                lr=1.5e-3, **V3_RECIPE),
 }
 
 
