@@ -4,7 +4,8 @@
 2. The gradient hook with no intervention is the identity, bit for bit (also with per-rollout
    capture switched on, which only reads gradients).
 3. Resume: a run stopped after step 1 and resumed gives the same rollouts, rewards and adapter
-   weights as an uninterrupted run (tiny organism, CPU, same seed).
+   weights as an uninterrupted run (tiny organism, CPU, same seed); grpo.load_run_policy loads the
+   finished run's adapter exactly.
 4. A step log written while the writer is killed (SIGKILL) is always either absent or complete.
 5. Micro-batched forward-backward (Args.micro_batch) gives the one-pass step: the same adapter weights
    (float tolerance), the same per-step routing decisions, with no intervention and with routing by
@@ -160,6 +161,9 @@ def check_resume(tmp: Path) -> int:
     sb = torch.load(tmp / "resumed" / "ckpt" / "last.pt", weights_only=False)["adapter"]
     for k in sa:
         assert torch.equal(sa[k], sb[k]), f"resumed adapter differs at {k}"
+    loaded, _, _, step = grpo.load_run_policy(full, "cpu")  # what diag_solve and probe_distill load
+    got = ad.adapter_state_dict(loaded)
+    assert step == 3 and all(torch.equal(got[k].cpu(), sa[k].cpu()) for k in sa), "load_run_policy lost the trained adapter"
     ma = [m["reward"] for m in logs.read_jsonl(full / "metrics.jsonl")]
     mb = [m["reward"] for m in logs.read_jsonl(tmp / "resumed" / "metrics.jsonl")]
     assert ma == mb, (ma, mb)
