@@ -92,6 +92,9 @@ class Args:
     """AdamW learning rate of the adapter blocks (0.03 is what the first organism experiment used)"""
     weight_decay: float = 0.0
     """weight decay of the deployed block (the quarantine block never decays)"""
+    adam_eps: float = 1e-8
+    """AdamW's epsilon; near the gradient's per-coordinate size it makes a coordinate's step scale with its
+    gradient instead of moving every coordinate by about lr per step"""
     warmup: int = 3
     """linear warmup steps"""
     clip_eps: float = 0.2
@@ -307,7 +310,7 @@ class Trainer:
         self.opt = torch.optim.AdamW([
             dict(params=dep, weight_decay=args.weight_decay, name="deployed"),
             dict(params=quar, weight_decay=0.0, name="quarantine"),
-        ], lr=args.lr, betas=(0.9, 0.99))
+        ], lr=args.lr, betas=(0.9, 0.99), eps=args.adam_eps)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup)))
         self.intervention = intervention or NoIntervention()
         self.intervention.setup(self)
