@@ -38,19 +38,36 @@ def add_plan_args(ap, arms_default: tuple[str, ...], seeds: str, eval_every: int
     ap.add_argument("--budget-min", type=float, default=budget_min, help="stop runs still going after this many minutes")
     ap.add_argument("--runs", default=runs, help="parent folder of the run folders")
     ap.add_argument("--fresh", action="store_true", help="rerun finished runs")
-    ap.add_argument("--lr", type=float, default=arms.ORGANISM_LR, help="GRPO learning rate of every run")
+    add_recipe_args(ap)
     ap.add_argument("extra", nargs="*", help="extra flags for scripts/train.py (after --)")
 
 
-def refuse_lr_in_extra(extra: list[str], fail) -> None:
-    """The drivers pass their own --lr to every run; one after `--` would reach train.py twice."""
-    if any(x == "--lr" or x.startswith("--lr=") for x in extra):
-        fail("--lr after --: give the learning rate as this script's --lr (it is passed to every run once)")
+RECIPE_FLAGS = ("--lr", "--weight-decay")
+"""The organism recipe's flags every driver passes to every run itself."""
+
+
+def add_recipe_args(ap) -> None:
+    """The organism recipe (arms.ORGANISM_LR, arms.ORGANISM_WEIGHT_DECAY) as a driver's own flags."""
+    ap.add_argument("--lr", type=float, default=arms.ORGANISM_LR, help="GRPO learning rate of every run")
+    ap.add_argument("--weight-decay", type=float, default=arms.ORGANISM_WEIGHT_DECAY,
+                    help="AdamW weight decay of every run's deployed block")
+
+
+def recipe_flags(a) -> list[str]:
+    """The recipe flags a driver hands to train.py."""
+    return ["--lr", str(a.lr), "--weight-decay", str(a.weight_decay)]
+
+
+def refuse_recipe_in_extra(extra: list[str], fail) -> None:
+    """The drivers pass their own --lr and --weight-decay to every run; one after `--` would reach train.py twice."""
+    for flag in RECIPE_FLAGS:
+        if any(x == flag or x.startswith(flag + "=") for x in extra):
+            fail(f"{flag} after --: give it as this script's {flag} (it is passed to every run once)")
 
 
 def plan_from_args(a, fail) -> "Plan":
     """Check the shared flags (bad input: `fail(one line)`, which exits 2) and build the Plan."""
-    refuse_lr_in_extra(a.extra, fail)
+    refuse_recipe_in_extra(a.extra, fail)
     names = [x for x in a.arms.split(",") if x]
     unknown = [x for x in names if x not in arms.BY_NAME]
     if unknown or not names:
@@ -62,7 +79,7 @@ def plan_from_args(a, fail) -> "Plan":
     if a.steps < 1 or a.parallel < 1 or a.budget_min <= 0 or a.eval_every < 0:
         fail("--steps, --parallel and --budget-min must be positive, --eval-every not negative")
     return Plan(arms=arms.closure(names), seeds=seeds, model=a.model, runs=a.runs, steps=a.steps,
-                eval_every=a.eval_every, device=a.device, extra=["--lr", str(a.lr), *a.extra], fresh=a.fresh)
+                eval_every=a.eval_every, device=a.device, extra=[*recipe_flags(a), *a.extra], fresh=a.fresh)
 
 
 @dataclass

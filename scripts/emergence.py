@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 PY = sys.executable
 import _runner  # noqa: E402
-from projected_grpo.arms import ORGANISM_LR  # noqa: E402
 
 
 def fail(msg: str) -> None:
@@ -55,7 +54,7 @@ def build_organism(model: str, base_samples: int) -> tuple[str, float]:
 
 def run_cmd(arm: str, seed: int, a, model: str) -> list[str]:
     return [PY, "scripts/train.py", "--arm", arm, "--seed", str(seed), "--run", f"{arm}_s{seed}", "--out-dir", a.runs,
-            "--model", model, "--steps", str(a.steps), "--eval-every", str(a.steps), "--lr", str(a.lr)] + a.extra
+            "--model", model, "--steps", str(a.steps), "--eval-every", str(a.steps), *_runner.recipe_flags(a)] + a.extra
 
 
 def run_all(jobs: dict[str, list[str]], runs: Path) -> dict[str, float]:
@@ -105,7 +104,7 @@ def main() -> None:
     ap.add_argument("--model", default="organism:cpu")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--lr", type=float, default=ORGANISM_LR)
+    _runner.add_recipe_args(ap)
     ap.add_argument("--arms", default="vanilla,rl-baseline")
     ap.add_argument("--base-samples", type=int, default=0, help="build: base-rate samples per cell (0: skip)")
     ap.add_argument("--runs", default="out/emergence")
@@ -113,7 +112,7 @@ def main() -> None:
     ap.add_argument("--base-rates", default="", help="with --table-only: base from this base_rates.json")
     ap.add_argument("extra", nargs="*", help="extra flags for scripts/train.py (after --)")
     a = ap.parse_args()
-    _runner.refuse_lr_in_extra(a.extra, fail)
+    _runner.refuse_recipe_in_extra(a.extra, fail)
     if a.table_only:
         br = json.loads(Path(a.base_rates).read_text()) if a.base_rates else None
         print(table(ROOT / a.runs, a.arms.split(","), [int(s) for s in a.seeds.split(",")], a.steps, br))
@@ -122,7 +121,7 @@ def main() -> None:
     model, t_build = build_organism(a.model, a.base_samples)
     seeds, arms, runs = [int(s) for s in a.seeds.split(",")], a.arms.split(","), ROOT / a.runs
     wall = run_all({f"{arm}_s{s}": run_cmd(arm, s, a, model) for arm in arms for s in seeds}, runs)
-    print(f"\norganism {model}; {a.steps} steps, lr {a.lr}, seeds {seeds}\n")
+    print(f"\norganism {model}; {a.steps} steps, lr {a.lr}, weight decay {a.weight_decay}, seeds {seeds}\n")
     print(table(runs, arms, seeds, a.steps))
     times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in wall.items())
     print(f"\nwall time: build {t_build / 60:.1f} min; runs side by side: {times}; total {(time.time() - t0) / 60:.1f} min")

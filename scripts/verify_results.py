@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,13 +21,15 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from projected_grpo import logs  # noqa: E402
 
 META = dict(device="cpu", dtype="float32", torch="2.13.0+cpu", transformers="4.57.0", organism="tiny-x")
+ARGS = dict(lr=0.05, weight_decay=1.0, steps=10, prompts_per_step=8, group=8, max_new_tokens=48, temperature=1.0)
 
 
 def fake_run(runs: Path, name: str, hack: float, heldout: float, solve: float, hacked: bool, collapse: bool = False,
              **meta) -> None:
     d = runs / name
     d.mkdir(parents=True)
-    (d / "run_meta.json").write_text(json.dumps(dict(META, **meta)))
+    (d / "run_meta.json").write_text(json.dumps(dict(META, **{k: v for k, v in meta.items() if k in META})))
+    (d / "args.json").write_text(json.dumps(dict(ARGS, **{k: v for k, v in meta.items() if k not in META})))
     rows = []
     for q in ("kept", "ablated"):
         rows += [dict(step=9, quarantine=q, split="hinted", cell="all", n=40, hack_strict=hack, hack_loose=hack, solve=0.1),
@@ -111,6 +114,11 @@ def main() -> None:
             and "--allow-mixed" in r.stderr, (r.returncode, r.stderr[-500:])
         res5 = results.main(["--runs", str(runs), "--out", str(Path(t) / "res5"), "--allow-mixed", "--no-plots"])
         assert res5["arms"]["erase"]["n"] == 4 and res5["meta"]["device"] == ["cpu", "cuda"], res5["meta"]
+        # a run of another recipe (weight decay) is refused the same way
+        shutil.rmtree(runs / "erase_s3")
+        fake_run(runs, "erase_s3", 0.3, 0.1, 0.7, hacked=False, weight_decay=0.0)
+        r = subprocess.run(cmd + ["--out", str(Path(t) / "res6"), "--allow-unequal-n"], capture_output=True, text=True)
+        assert r.returncode == 2 and "'weight_decay': [0.0, 1.0]" in r.stderr, (r.returncode, r.stderr[-500:])
     with tempfile.TemporaryDirectory() as t:  # differences from an arm's registry controls (erase vs erase-random)
         runs = Path(t) / "runs"
         for s, (he, hr) in enumerate([(0.3, 0.5), (0.2, 0.5), (0.4, 0.5)]):
@@ -125,7 +133,7 @@ def main() -> None:
         assert "| erase | erase-random | 3 | -0.200 [" in md and "| erase | erase-random | -0.200 [-0.448, 0.048]" in md, md
     print(f"PASS results: means and paired differences exact on synthetic runs, per-seed rows and n printed; "
           f"hierarchical bootstrap width / analytic = {ratio:.3f} (10 seeds x 200 samples), identical seeds keep "
-          f"the eval-sampling width; unequal n and mixed device refused (exit 2), --allow-mixed pools; plots written")
+          f"the eval-sampling width; unequal n, mixed device and mixed recipe refused (exit 2), --allow-mixed pools; plots written")
 
 
 if __name__ == "__main__":

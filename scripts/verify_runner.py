@@ -45,7 +45,7 @@ def refused(argv: list[str]) -> str:
     except SystemExit as e:
         assert e.code == 2 and len(msgs) == 1, (e.code, msgs)
         return msgs[0]
-    assert plan.extra.count("--lr") == 1, plan.extra
+    assert plan.extra.count("--lr") == 1 and plan.extra.count("--weight-decay") == 1, plan.extra
     return ""
 
 
@@ -53,6 +53,7 @@ def check_flags() -> None:
     assert refused(["--arms", "vanilla,route", "--seeds", "0,1", "--", "--group", "4"]) == ""
     assert "--lr after --" in refused(["--", "--lr", "0.1"])
     assert "--lr after --" in refused(["--", "--lr=0.1"])
+    assert "--weight-decay after --" in refused(["--", "--weight-decay", "0"])
     assert "unknown arm 'nope'" in refused(["--arms", "vanilla,nope"])
     assert "--seeds" in refused(["--seeds", "0,x"])
 

@@ -129,7 +129,12 @@ HEADLINE = ("vanilla", "rl-baseline", "erase", "erase-update", "erase-random", "
 
 ORGANISM_LR = 0.05
 """GRPO learning rate of the organism experiments (just main, just headline, just emergence): on organism v3
-vanilla hacks at 0.75 by step 40 with it (headline of 2026-11-24)."""
+vanilla hacks at 0.75 by step 40 with it (headline of 2026-11-24, weight decay 0)."""
+
+ORGANISM_WEIGHT_DECAY = 1.0
+"""AdamW weight decay of the deployed block in the organism experiments (the drivers pass it to every run; the
+trainer's own default is 0). Chosen 2026-11-24 (session 4) so that the RL baseline's no-hint solve stays near the
+organism's while vanilla still hacks on every mechanism (RESEARCH_JOURNAL.md)."""
 
 MAIN = ("vanilla", "erase", "route", "route-subset", "scorda-absorb")
 """The arms of `just main` (the README's main command)."""
