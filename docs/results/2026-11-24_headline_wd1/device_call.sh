@@ -2,7 +2,8 @@
 # One device call of the weight-decay-1 headline (H100 machine, 16 cores; every run on its CPU in fp32, one torch
 # thread, 2 grade workers). The organism cpu-7623d17e23 arrives as .carry/orgZ, the v_hack files of the first
 # headline as .carry/vhack (extracted before training; independent of the recipe), and the runs of earlier calls
-# as .carry/runs_hwd1 (headline.py skips finished runs). Everything comes back in one tarball.
+# as .carry/runs_hwd1 (headline.py skips finished runs). Everything comes back in one tarball, made even when
+# headline.py is cut off by the time limit (its finished runs are kept).
 #   bash docs/results/2026-11-24_headline_wd1/device_call.sh ARMS TAG [BUDGET_MIN] [PARALLEL]
 set -u
 ARMS=$1; TAG=$2; BUDGET=${3:-8.6}; PAR=${4:-25}
@@ -10,7 +11,7 @@ export PGRPO_LEETCODE=$PWD/.carry/data/leetcode_test_medhard.jsonl PYTHONPATH=sr
 mkdir -p out/runs_hwd1
 [ -d .carry/runs_hwd1 ] && cp -r .carry/runs_hwd1/. out/runs_hwd1/
 [ -d .carry/vhack ] && cp -r .carry/vhack out/
-python3 scripts/headline.py --model .carry/orgZ --arms "$ARMS" --seeds 0,1,2,3,4 --steps 40 --eval-every 0 \
+timeout "${LIMIT:-545}" python3 scripts/headline.py --model .carry/orgZ --arms "$ARMS" --seeds 0,1,2,3,4 --steps 40 --eval-every 0 \
     --parallel "$PAR" --budget-min "$BUDGET" --runs out/runs_hwd1 --out "out/h_$TAG" --lr 0.05 --weight-decay 1.0 \
     > "$OUT/$TAG.log" 2>&1
 echo "headline.py exit $?" >> "$OUT/$TAG.log"
