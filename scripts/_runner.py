@@ -42,7 +42,7 @@ def add_plan_args(ap, arms_default: tuple[str, ...], seeds: str, eval_every: int
     ap.add_argument("extra", nargs="*", help="extra flags for scripts/train.py (after --)")
 
 
-RECIPE_FLAGS = ("--lr", "--weight-decay")
+RECIPE_FLAGS = ("--lr", "--weight-decay", "--weight-decay-quarantine")
 """The organism recipe's flags every driver passes to every run itself."""
 
 
@@ -51,15 +51,18 @@ def add_recipe_args(ap) -> None:
     ap.add_argument("--lr", type=float, default=arms.ORGANISM_LR, help="GRPO learning rate of every run")
     ap.add_argument("--weight-decay", type=float, default=arms.ORGANISM_WEIGHT_DECAY,
                     help="AdamW weight decay of every run's deployed block")
+    ap.add_argument("--weight-decay-quarantine", type=float, default=arms.ORGANISM_WEIGHT_DECAY,
+                    help="AdamW weight decay of every run's quarantine block")
 
 
 def recipe_flags(a) -> list[str]:
     """The recipe flags a driver hands to train.py."""
-    return ["--lr", str(a.lr), "--weight-decay", str(a.weight_decay)]
+    return ["--lr", str(a.lr), "--weight-decay", str(a.weight_decay),
+            "--weight-decay-quarantine", str(a.weight_decay_quarantine)]
 
 
 def refuse_recipe_in_extra(extra: list[str], fail) -> None:
-    """The drivers pass their own --lr and --weight-decay to every run; one after `--` would reach train.py twice."""
+    """The drivers pass their own recipe flags to every run; one after `--` would reach train.py twice."""
     for flag in RECIPE_FLAGS:
         if any(x == flag or x.startswith(flag + "=") for x in extra):
             fail(f"{flag} after --: give it as this script's {flag} (it is passed to every run once)")

@@ -121,7 +121,7 @@ def main() -> None:
     model, t_build = build_organism(a.model, a.base_samples)
     seeds, arms, runs = [int(s) for s in a.seeds.split(",")], a.arms.split(","), ROOT / a.runs
     wall = run_all({f"{arm}_s{s}": run_cmd(arm, s, a, model) for arm in arms for s in seeds}, runs)
-    print(f"\norganism {model}; {a.steps} steps, lr {a.lr}, weight decay {a.weight_decay}, seeds {seeds}\n")
+    print(f"\norganism {model}; {a.steps} steps, lr {a.lr}, weight decay {a.weight_decay} (quarantine {a.weight_decay_quarantine}), seeds {seeds}\n")
     print(table(runs, arms, seeds, a.steps))
     times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in wall.items())
     print(f"\nwall time: build {t_build / 60:.1f} min; runs side by side: {times}; total {(time.time() - t0) / 60:.1f} min")

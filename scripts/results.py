@@ -91,7 +91,7 @@ def count(rows: list[dict], key: str) -> tuple[int, int]:
     return int(round(sum(r[key] * r["n"] for r in rows))), n
 
 
-RECIPE = {"lr": None, "weight_decay": None, "adam_eps": 1e-8, "steps": None, "prompts_per_step": None, "group": None,
+RECIPE = {"lr": None, "weight_decay": None, "weight_decay_quarantine": 0.0, "adam_eps": 1e-8, "steps": None, "prompts_per_step": None, "group": None,
           "max_new_tokens": None, "temperature": None}
 """args.json fields every arm of one table shares (check_meta refuses a mix): {field: value of runs logged before
 the field existed, or None when every run has it}."""

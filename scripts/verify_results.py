@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from projected_grpo import logs  # noqa: E402
 
 META = dict(device="cpu", dtype="float32", torch="2.13.0+cpu", transformers="4.57.0", organism="tiny-x")
-ARGS = dict(lr=0.05, weight_decay=1.0, steps=10, prompts_per_step=8, group=8, max_new_tokens=48, temperature=1.0)
+ARGS = dict(lr=0.05, weight_decay=1.0, weight_decay_quarantine=1.0, steps=10, prompts_per_step=8, group=8, max_new_tokens=48, temperature=1.0)
 
 
 def fake_run(runs: Path, name: str, hack: float, heldout: float, solve: float, hacked: bool, collapse: bool = False,

@@ -67,6 +67,10 @@ def check_blocks(name: str, tr, snap, rec, region: list[str]) -> dict:
     want = sp.adamw_step(rec["dep_before"], rec["grad_dep"], rec["lr"], tr.args.weight_decay)
     e_step = sp.close(rec["dep_after"] - rec["dep_before"], want - rec["dep_before"])
     assert e_step < 1e-6, f"{name}: deployed step is not the AdamW step on the kept rollouts' gradient (rel err {e_step:.2e})"
+    if any(r != "keep" for r in region):  # the quarantine's step: AdamW on its own gradient with its own decay
+        want_q = sp.adamw_step(rec["quar_before"], rec["grad_quar"], rec["lr"], tr.args.weight_decay_quarantine)
+        e_qstep = sp.close(rec["quar_after"] - rec["quar_before"], want_q - rec["quar_before"])
+        assert e_qstep < 1e-6, f"{name}: quarantine step is not the AdamW step with its own decay (rel err {e_qstep:.2e})"
     adv = rec["adv"]
     m = rec["metrics"]
     routed = [r == "route" for r in region]
@@ -86,7 +90,13 @@ def logged(rec, key: str) -> list:
 def main() -> None:
     t0 = time.time()
     with tempfile.TemporaryDirectory() as t:
-        tr = sp.tiny_trainer(Path(t), "routing", iv.NoIntervention(), grad_clip=CLIP)
+        # each block with its own weight decay (different values, so a swapped or dropped decay shows)
+        tr = sp.tiny_trainer(Path(t), "routing", iv.NoIntervention(), grad_clip=CLIP, weight_decay=0.3,
+                             weight_decay_quarantine=0.7)
+        with torch.no_grad():  # both blocks away from 0, so that their decay moves them
+            gen = torch.Generator().manual_seed(3)
+            for q in ad.deployed_params(tr.model) + ad.quarantine_params(tr.model):
+                q.add_(0.05 * torch.randn(q.shape, generator=gen))
         snap = sp.Snapshot(tr)
         V = random_v(tr.model, 1)
         errs = {}
@@ -147,7 +157,7 @@ def main() -> None:
     print(f"PASS routing: through Trainer.step + grpo_loss on the tiny organism (b={b}, {len(errs)} cases: top 0.25, "
           f"thresholds 6/5/5, random matched 0.5, subset 0.25, subset-signed 0.5 at shares 1 and 0 ({n_pos} positive)): "
           f"regions exact; logged scores = per-rollout cosines (max err {e_s:.1e}); each block's optimizer gradient "
-          f"and the deployed AdamW step = its own rollouts' alone (max rel err {worst:.1e}, clip binding); "
+          f"and each block's AdamW step (own weight decay, 0.3 vs 0.7) = its own rollouts' alone (max rel err {worst:.1e}, clip binding); "
           f"{time.time() - t0:.0f}s")
 
 

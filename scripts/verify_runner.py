@@ -45,7 +45,7 @@ def refused(argv: list[str]) -> str:
     except SystemExit as e:
         assert e.code == 2 and len(msgs) == 1, (e.code, msgs)
         return msgs[0]
-    assert plan.extra.count("--lr") == 1 and plan.extra.count("--weight-decay") == 1, plan.extra
+    assert all(plan.extra.count(f) == 1 for f in _runner.RECIPE_FLAGS), plan.extra
     return ""
 
 
@@ -54,6 +54,7 @@ def check_flags() -> None:
     assert "--lr after --" in refused(["--", "--lr", "0.1"])
     assert "--lr after --" in refused(["--", "--lr=0.1"])
     assert "--weight-decay after --" in refused(["--", "--weight-decay", "0"])
+    assert "--weight-decay-quarantine after --" in refused(["--", "--weight-decay-quarantine=0"])
     assert "unknown arm 'nope'" in refused(["--arms", "vanilla,nope"])
     assert "--seeds" in refused(["--seeds", "0,x"])
 

@@ -132,9 +132,10 @@ ORGANISM_LR = 0.05
 vanilla hacks at 0.75 by step 40 with it (headline of 2026-11-24, weight decay 0)."""
 
 ORGANISM_WEIGHT_DECAY = 1.0
-"""AdamW weight decay of the deployed block in the organism experiments (the drivers pass it to every run; the
-trainer's own default is 0). Chosen 2026-11-24 (session 4) so that the RL baseline's no-hint solve stays near the
-organism's while vanilla still hacks on every mechanism (RESEARCH_JOURNAL.md)."""
+"""AdamW weight decay of both adapter blocks in the organism experiments (the drivers pass it to every run; the
+trainer's own defaults are 0). Chosen 2026-11-24 (session 4) so that the RL baseline's no-hint solve stays near the
+organism's while vanilla still hacks on every mechanism; the same for the quarantine block so that a deployment
+ablation removes no more than the quarantine's share (RESEARCH_JOURNAL.md)."""
 
 MAIN = ("vanilla", "erase", "route", "route-subset", "scorda-absorb")
 """The arms of `just main` (the README's main command)."""

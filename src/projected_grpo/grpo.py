@@ -91,7 +91,10 @@ class Args:
     lr: float = 3e-2
     """AdamW learning rate of the adapter blocks (0.03 is what the first organism experiment used)"""
     weight_decay: float = 0.0
-    """weight decay of the deployed block (the quarantine block never decays)"""
+    """AdamW weight decay of the deployed block"""
+    weight_decay_quarantine: float = 0.0
+    """AdamW weight decay of the quarantine block (equal to weight_decay keeps the two blocks symmetric: with it
+    lower, ablating a quarantine trained beside the deployed block removes more than its share of the update)"""
     adam_eps: float = 1e-8
     """AdamW's epsilon; near the gradient's per-coordinate size it makes a coordinate's step scale with its
     gradient instead of moving every coordinate by about lr per step"""
@@ -309,7 +312,7 @@ class Trainer:
         dep, quar = ad.deployed_params(self.model), ad.quarantine_params(self.model)
         self.opt = torch.optim.AdamW([
             dict(params=dep, weight_decay=args.weight_decay, name="deployed"),
-            dict(params=quar, weight_decay=0.0, name="quarantine"),
+            dict(params=quar, weight_decay=args.weight_decay_quarantine, name="quarantine"),
         ], lr=args.lr, betas=(0.9, 0.99), eps=args.adam_eps)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup)))
         self.intervention = intervention or NoIntervention()
