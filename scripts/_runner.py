@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from projected_grpo import arms  # noqa: E402
+from projected_grpo import arms, logs  # noqa: E402
 
 PY = sys.executable
 
@@ -81,8 +81,25 @@ def plan_from_args(a, fail) -> "Plan":
         fail(f"--seeds {a.seeds!r}: not a comma-separated list of integers")
     if a.steps < 1 or a.parallel < 1 or a.budget_min <= 0 or a.eval_every < 0:
         fail("--steps, --parallel and --budget-min must be positive, --eval-every not negative")
-    return Plan(arms=arms.closure(names), seeds=seeds, model=a.model, runs=a.runs, steps=a.steps,
+    plan = Plan(arms=arms.closure(names), seeds=seeds, model=a.model, runs=a.runs, steps=a.steps,
                 eval_every=a.eval_every, device=a.device, extra=[*recipe_flags(a), *a.extra], fresh=a.fresh)
+    if not plan.fresh:
+        refuse_other_recipe(plan, dict(lr=a.lr, weight_decay=a.weight_decay,
+                                       weight_decay_quarantine=a.weight_decay_quarantine, steps=a.steps), fail)
+    return plan
+
+
+def refuse_other_recipe(plan: "Plan", want: dict, fail) -> None:
+    """A finished run is skipped, so one trained with another recipe would enter this call's table unseen: refuse."""
+    for arm in plan.arms:
+        for seed in plan.seeds:
+            run = ROOT / plan.runs / f"{arm}_s{seed}"
+            if (run / "DONE").exists():
+                diff = logs.recipe_differences(run, want)
+                if diff:
+                    k, (have, asked) = next(iter(diff.items()))
+                    fail(f"--runs {plan.runs}: {run.name} finished with {k} {have}, this call asks {asked} "
+                         f"(choose another --runs, or --fresh to rerun it)")
 
 
 @dataclass

@@ -144,10 +144,11 @@ def clipped(g: Float[Tensor, " p"], max_norm: float) -> Float[Tensor, " p"]:
     return g * min(1.0, max_norm / (n + 1e-6)) if max_norm > 0 else g
 
 
-def adamw_step(before: Float[Tensor, " p"], grad: Float[Tensor, " p"], lr: float, wd: float) -> Float[Tensor, " p"]:
+def adamw_step(before: Float[Tensor, " p"], grad: Float[Tensor, " p"], lr: float, wd: float,
+               eps: float = 1e-8) -> Float[Tensor, " p"]:
     """Parameters after one AdamW step from a fresh state (betas as in grpo.Trainer)."""
     p = torch.nn.Parameter(before.clone())
-    opt = torch.optim.AdamW([p], lr=lr, betas=(0.9, 0.99), weight_decay=wd)
+    opt = torch.optim.AdamW([p], lr=lr, betas=(0.9, 0.99), weight_decay=wd, eps=eps)
     p.grad = grad.clone()
     opt.step()
     return p.detach()

@@ -17,9 +17,9 @@ jointly and each arm's eval samples independently within a seed. 95% percentile 
 draws, fixed generator seed. Every table states the number of seeds and of eval samples per seed.
 
 Cells compared to each other must have the same number of seeds (refused otherwise unless
---allow-unequal-n). Runs must agree in device, dtype, torch and transformers versions, organism and recipe (RECIPE: lr, weight decay,
-steps, batch)
-(run_meta.json, see logs.run_meta) to be pooled or paired (refused with exit 2 otherwise unless
+--allow-unequal-n). Runs must agree in device, dtype, torch and transformers versions, organism and recipe (logs.RECIPE: lr,
+weight decay of either block, steps, batch, data, adapter, ...)
+(run_meta.json and args.json, see logs.run_meta and logs.read_recipe) to be pooled or paired (refused with exit 2 otherwise unless
 --allow-mixed).
 """
 
@@ -91,19 +91,12 @@ def count(rows: list[dict], key: str) -> tuple[int, int]:
     return int(round(sum(r[key] * r["n"] for r in rows))), n
 
 
-RECIPE = {"lr": None, "weight_decay": None, "weight_decay_quarantine": 0.0, "adam_eps": 1e-8, "steps": None, "prompts_per_step": None, "group": None,
-          "max_new_tokens": None, "temperature": None}
-"""args.json fields every arm of one table shares (check_meta refuses a mix): {field: value of runs logged before
-the field existed, or None when every run has it}."""
-
-
 def recipe(run_dir: Path) -> dict:
-    """The run's training recipe (RECIPE's fields of its args.json)."""
-    args = json.loads((run_dir / "args.json").read_text())
-    missing = [k for k, v in RECIPE.items() if v is None and k not in args]
-    if missing:
-        fail(f"{run_dir / 'args.json'}: no {missing[0]!r}")
-    return {k: args.get(k, v) for k, v in RECIPE.items()}
+    """The run's training recipe (logs.RECIPE); a missing field is bad input."""
+    try:
+        return logs.read_recipe(run_dir)
+    except ValueError as e:
+        fail(str(e))
 
 
 def run_summary(run_dir: Path) -> dict | None:

@@ -167,6 +167,15 @@ def check_resume(tmp: Path) -> int:
     ma = [m["reward"] for m in logs.read_jsonl(full / "metrics.jsonl")]
     mb = [m["reward"] for m in logs.read_jsonl(tmp / "resumed" / "metrics.jsonl")]
     assert ma == mb, (ma, mb)
+    # resuming with another optimizer recipe is refused (the checkpoint's would silently win over the args)
+    grpo.train(tiny_args(tmp, "recipe", stop_after=0))
+    for kw in (dict(weight_decay=0.5), dict(weight_decay_quarantine=0.5), dict(adam_eps=1e-4), dict(lr=0.5)):
+        try:
+            grpo.train(tiny_args(tmp, "recipe", resume=True, **kw))
+        except AssertionError as e:
+            assert "--resume" in str(e), e
+        else:
+            raise AssertionError(f"resume with {kw} not refused")
     return len(a)
 
 

@@ -21,7 +21,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from projected_grpo import logs  # noqa: E402
 
 META = dict(device="cpu", dtype="float32", torch="2.13.0+cpu", transformers="4.57.0", organism="tiny-x")
-ARGS = dict(lr=0.05, weight_decay=1.0, weight_decay_quarantine=1.0, steps=10, prompts_per_step=8, group=8, max_new_tokens=48, temperature=1.0)
+ARGS = dict(lr=0.05, weight_decay=1.0, weight_decay_quarantine=1.0, steps=10, prompts_per_step=8, group=8,
+            max_new_tokens=48, temperature=1.0, difficulties="hard", mechanisms="m", data_seed=0, n_train=1, n_eval=1,
+            eval_samples=1, warmup=3, grad_clip=1.0, kl_coef=0.0, clip_eps=0.2, inner_iters=1, adapter="svd", rank=-1,
+            adapter_seed=0)
 
 
 def fake_run(runs: Path, name: str, hack: float, heldout: float, solve: float, hacked: bool, collapse: bool = False,
@@ -119,6 +122,14 @@ def main() -> None:
         fake_run(runs, "erase_s3", 0.3, 0.1, 0.7, hacked=False, weight_decay=0.0)
         r = subprocess.run(cmd + ["--out", str(Path(t) / "res6"), "--allow-unequal-n"], capture_output=True, text=True)
         assert r.returncode == 2 and "'weight_decay': [0.0, 1.0]" in r.stderr, (r.returncode, r.stderr[-500:])
+        # a run logged before weight_decay_quarantine existed reads as 0, not as the others' 1
+        shutil.rmtree(runs / "erase_s3")
+        fake_run(runs, "erase_s3", 0.3, 0.1, 0.7, hacked=False)
+        a3 = json.loads((runs / "erase_s3" / "args.json").read_text())
+        del a3["weight_decay_quarantine"]
+        (runs / "erase_s3" / "args.json").write_text(json.dumps(a3))
+        r = subprocess.run(cmd + ["--out", str(Path(t) / "res7"), "--allow-unequal-n"], capture_output=True, text=True)
+        assert r.returncode == 2 and "'weight_decay_quarantine': [0.0, 1.0]" in r.stderr, (r.returncode, r.stderr[-500:])
     with tempfile.TemporaryDirectory() as t:  # differences from an arm's registry controls (erase vs erase-random)
         runs = Path(t) / "runs"
         for s, (he, hr) in enumerate([(0.3, 0.5), (0.2, 0.5), (0.4, 0.5)]):

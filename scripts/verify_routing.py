@@ -64,11 +64,12 @@ def check_blocks(name: str, tr, snap, rec, region: list[str]) -> dict:
     assert e_q < TOL, f"{name}: quarantine gradient differs from the routed rollouts' gradient alone (rel err {e_q:.2e})"
     # the step is AdamW's on that gradient, nothing else (AdamW's first step divides by |g| + eps, so
     # it is compared on the recorded gradient, which matched the independent one above)
-    want = sp.adamw_step(rec["dep_before"], rec["grad_dep"], rec["lr"], tr.args.weight_decay)
+    want = sp.adamw_step(rec["dep_before"], rec["grad_dep"], rec["lr"], tr.args.weight_decay, tr.args.adam_eps)
     e_step = sp.close(rec["dep_after"] - rec["dep_before"], want - rec["dep_before"])
     assert e_step < 1e-6, f"{name}: deployed step is not the AdamW step on the kept rollouts' gradient (rel err {e_step:.2e})"
     if any(r != "keep" for r in region):  # the quarantine's step: AdamW on its own gradient with its own decay
-        want_q = sp.adamw_step(rec["quar_before"], rec["grad_quar"], rec["lr"], tr.args.weight_decay_quarantine)
+        want_q = sp.adamw_step(rec["quar_before"], rec["grad_quar"], rec["lr"], tr.args.weight_decay_quarantine,
+                               tr.args.adam_eps)
         e_qstep = sp.close(rec["quar_after"] - rec["quar_before"], want_q - rec["quar_before"])
         assert e_qstep < 1e-6, f"{name}: quarantine step is not the AdamW step with its own decay (rel err {e_qstep:.2e})"
     adv = rec["adv"]
@@ -90,9 +91,10 @@ def logged(rec, key: str) -> list:
 def main() -> None:
     t0 = time.time()
     with tempfile.TemporaryDirectory() as t:
-        # each block with its own weight decay (different values, so a swapped or dropped decay shows)
+        # each block with its own weight decay (different values, so a swapped or dropped decay shows) and an
+        # Adam epsilon near the clipped gradient's coordinates (so a dropped epsilon shows)
         tr = sp.tiny_trainer(Path(t), "routing", iv.NoIntervention(), grad_clip=CLIP, weight_decay=0.3,
-                             weight_decay_quarantine=0.7)
+                             weight_decay_quarantine=0.7, adam_eps=1e-5)
         with torch.no_grad():  # both blocks away from 0, so that their decay moves them
             gen = torch.Generator().manual_seed(3)
             for q in ad.deployed_params(tr.model) + ad.quarantine_params(tr.model):
@@ -157,7 +159,7 @@ def main() -> None:
     print(f"PASS routing: through Trainer.step + grpo_loss on the tiny organism (b={b}, {len(errs)} cases: top 0.25, "
           f"thresholds 6/5/5, random matched 0.5, subset 0.25, subset-signed 0.5 at shares 1 and 0 ({n_pos} positive)): "
           f"regions exact; logged scores = per-rollout cosines (max err {e_s:.1e}); each block's optimizer gradient "
-          f"and each block's AdamW step (own weight decay, 0.3 vs 0.7) = its own rollouts' alone (max rel err {worst:.1e}, clip binding); "
+          f"and each block's AdamW step (own weight decay, 0.3 vs 0.7; eps 1e-5) = its own rollouts' alone (max rel err {worst:.1e}, clip binding); "
           f"{time.time() - t0:.0f}s")
 
 

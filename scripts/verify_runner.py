@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -29,8 +30,8 @@ def schedule(runs: Path, fresh: bool) -> dict[str, list[str]]:
     return {name: waits for name, _, waits in _runner.jobs(plan)}
 
 
-def refused(argv: list[str]) -> str:
-    """The one-line message plan_from_args gives for argv, or '' when it accepts it."""
+def planned(argv: list[str]):
+    """plan_from_args on argv: (the Plan or None, the one-line refusal or '')."""
     ap = argparse.ArgumentParser()
     _runner.add_plan_args(ap, ("vanilla",), seeds="0", eval_every=0, device="cpu", runs="out/x", parallel=1,
                           budget_min=1.0)
@@ -44,9 +45,72 @@ def refused(argv: list[str]) -> str:
         plan = _runner.plan_from_args(ap.parse_args(argv), fail)
     except SystemExit as e:
         assert e.code == 2 and len(msgs) == 1, (e.code, msgs)
-        return msgs[0]
+        return None, msgs[0]
     assert all(plan.extra.count(f) == 1 for f in _runner.RECIPE_FLAGS), plan.extra
-    return ""
+    return plan, ""
+
+
+def refused(argv: list[str]) -> str:
+    return planned(argv)[1]
+
+
+def train_values(cmd: list[str]) -> dict:
+    """The recipe values train.py would read from a command line (its own parser)."""
+    import train
+    a = train.parse(["--arm", "vanilla", "--run", "x", *cmd])
+    return dict(lr=a.lr, weight_decay=a.weight_decay, weight_decay_quarantine=a.weight_decay_quarantine)
+
+
+def check_recipe_values() -> None:
+    """The organism recipe reaches train.py with its values: the defaults, and given values unchanged, from the
+    shared plan (headline, main) and from emergence.py."""
+    import emergence
+    from projected_grpo import arms
+    default = dict(lr=arms.ORGANISM_LR, weight_decay=arms.ORGANISM_WEIGHT_DECAY,
+                   weight_decay_quarantine=arms.ORGANISM_WEIGHT_DECAY)
+    given = dict(lr=0.02, weight_decay=0.3, weight_decay_quarantine=0.7)
+    flags = ["--lr", "0.02", "--weight-decay", "0.3", "--weight-decay-quarantine", "0.7"]
+    assert train_values(planned([])[0].extra) == default, planned([])[0].extra
+    assert train_values(planned(flags)[0].extra) == given, planned(flags)[0].extra
+    for argv, want in (([], default), (flags, given)):
+        ap = argparse.ArgumentParser()
+        _runner.add_recipe_args(ap)
+        a = ap.parse_args(argv)
+        a.runs, a.steps, a.extra = "out/x", 2, []
+        cmd = emergence.run_cmd("vanilla", 0, a, "organism:tiny")
+        assert train_values(cmd[cmd.index("--arm") + 4:]) == want, cmd
+
+
+def check_other_recipe_refused(runs: Path) -> None:
+    """A finished run of another recipe in --runs is refused (it would be skipped and enter the table unseen)."""
+    d = runs / "vanilla_s0"
+    d.mkdir(parents=True)
+    (d / "DONE").touch()
+    base = dict(lr=0.05, weight_decay=1.0, steps=40, prompts_per_step=8, group=8, max_new_tokens=48, temperature=1.0,
+                difficulties="hard", mechanisms="m", data_seed=0, n_train=1, n_eval=1, eval_samples=1, warmup=3,
+                grad_clip=1.0, kl_coef=0.0, clip_eps=0.2, inner_iters=1, adapter="svd", rank=-1, adapter_seed=0)
+    argv = ["--runs", str(runs), "--steps", "40"]
+    (d / "args.json").write_text(json.dumps(base))  # no weight_decay_quarantine: logged before it existed (0)
+    msg = refused(argv)
+    assert "vanilla_s0 finished with weight_decay_quarantine 0.0, this call asks 1.0" in msg, msg
+    assert refused(argv + ["--weight-decay-quarantine", "0"]) == ""
+    assert refused(argv + ["--weight-decay-quarantine", "0", "--fresh"]) == ""
+    assert "finished with lr 0.05" in refused(argv + ["--weight-decay-quarantine", "0", "--lr", "0.03"])
+    # train.py refuses a matched control whose --match-run was trained with another recipe
+    import contextlib
+    import io
+    import train
+    (d / "metrics.jsonl").write_text("")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            train.parse(["--arm", "route-subset", "--run", "x", "--match-run", str(d), "--lr", "0.05",
+                         "--weight-decay", "1.0", "--steps", "40"])
+        except SystemExit as e:
+            assert e.code == 2, e.code
+        else:
+            raise AssertionError("a --match-run of another recipe was accepted")
+    assert "--match-run" in err.getvalue() and "trained with" in err.getvalue(), err.getvalue()
 
 
 def check_flags() -> None:
@@ -61,6 +125,9 @@ def check_flags() -> None:
 
 def main() -> None:
     check_flags()
+    check_recipe_values()
+    with tempfile.TemporaryDirectory() as d:
+        check_other_recipe_refused(Path(d))
     with tempfile.TemporaryDirectory() as d:
         runs = Path(d)
         s = schedule(runs, fresh=False)
@@ -77,7 +144,8 @@ def main() -> None:
         (runs / "route-random_s0" / "DONE").touch()
         assert "route-random_s0" not in schedule(runs, fresh=False)
     print("PASS verify_runner: matched arms wait for a matched run scheduled in the same call (also under --fresh), "
-          "not for one finished earlier; finished runs skipped unless --fresh; bad driver flags refused with one line")
+          "not for one finished earlier; finished runs skipped unless --fresh; bad driver flags refused with one line; the recipe's values reach train.py "
+          "from the plan and from emergence.py; a finished run of another recipe refused")
 
 
 if __name__ == "__main__":

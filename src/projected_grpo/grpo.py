@@ -338,6 +338,11 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=False)
         ad.load_adapter_state_dict(self.model, state["adapter"])
         self.opt.load_state_dict(state["opt"])
+        for g in self.opt.param_groups:  # the checkpoint's hyper-parameters would silently replace these args'
+            want = dict(weight_decay=self.args.weight_decay if g["name"] == "deployed" else
+                        self.args.weight_decay_quarantine, eps=self.args.adam_eps, initial_lr=self.args.lr)
+            got = {k: g[k] for k in want}
+            assert got == want, f"--resume: {path} was trained with {got} in the {g['name']} block, args ask {want}"
         self.sched.load_state_dict(state["sched"])
         self.intervention.load_state_dict(state["intervention"])
         torch.set_rng_state(state["torch_rng"])

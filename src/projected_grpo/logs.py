@@ -90,6 +90,31 @@ def run_meta(model, spec: str, device: str) -> dict:
                 torch=torch.__version__, transformers=transformers.__version__, organism=organism)
 
 
+RECIPE = {"lr": None, "weight_decay": None, "weight_decay_quarantine": 0.0, "adam_eps": 1e-8, "steps": None,
+          "prompts_per_step": None, "group": None, "max_new_tokens": None, "temperature": None, "difficulties": None,
+          "mechanisms": None, "data_seed": None, "n_train": None, "n_eval": None, "eval_samples": None, "warmup": None,
+          "grad_clip": None, "kl_coef": None, "clip_eps": None, "inner_iters": None, "adapter": None, "rank": None,
+          "adapter_seed": None}
+"""A run's training recipe: the args.json fields no registry arm sets, which every run compared in one table shares
+({field: its value for runs logged before the field existed, or None when every run has it})."""
+
+
+def read_recipe(run_dir: str | Path) -> dict:
+    """RECIPE's fields of a run's args.json; ValueError naming the file when a field without a default is missing."""
+    path = Path(run_dir) / "args.json"
+    args = json.loads(path.read_text())
+    missing = [k for k, v in RECIPE.items() if v is None and k not in args]
+    if missing:
+        raise ValueError(f"{path}: no {missing[0]!r}")
+    return {k: args.get(k, v) for k, v in RECIPE.items()}
+
+
+def recipe_differences(run_dir: str | Path, want: dict) -> dict:
+    """{field: (the run's value, wanted value)} for the fields of `want` where the run's recipe differs."""
+    have = read_recipe(run_dir)
+    return {k: (have[k], v) for k, v in want.items() if have[k] != v}
+
+
 def read_run_meta(run_dir: str | Path) -> dict:
     """A run's run_meta.json; runs from before it existed read as 'unknown' in every key."""
     path = Path(run_dir) / "run_meta.json"
