@@ -129,6 +129,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         a.match_run = a.match_run or arms.match_run(spec, a.out_dir, a.seed)
         if not (Path(a.match_run) / "metrics.jsonl").exists():
             fail(f"--match-run {a.match_run}: no metrics.jsonl (run the {spec.matches} arm of this seed first)")
+        if not (Path(a.match_run) / "args.json").exists():
+            fail(f"--match-run {a.match_run}: no args.json (not a run folder)")
         diff = logs.recipe_differences(a.match_run, {k: getattr(a, k) for k in logs.RECIPE})
         if diff:
             k, (have, asked) = next(iter(diff.items()))

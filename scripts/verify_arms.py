@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -81,6 +82,7 @@ def check_build(tmp: Path) -> int:
     runs = tmp / "runs"
     (runs / "route_s0").mkdir(parents=True)
     logs.write_jsonl(runs / "route_s0" / "metrics.jsonl", [dict(step=0, routed_frac=0.25, pos_share_routed=0.5)])
+    (runs / "route_s0" / "args.json").write_text(json.dumps(dataclasses.asdict(grpo.Args())))  # the default recipe
     vfile = tmp / "v.safetensors"
     vfile.write_bytes(b"")  # exists; built interventions load v_hack only at setup
     built = {}
