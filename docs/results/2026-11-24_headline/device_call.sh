@@ -3,6 +3,8 @@
 # 2 grade workers). Runs and v_hack files of earlier calls arrive in .carry/ and are skipped by
 # headline.py; everything comes back in one tarball ($OUT holds at most 8 files).
 #   bash docs/results/2026-11-24_headline/device_call.sh ARMS TAG [BUDGET_MIN] [PARALLEL]
+# Ran before the organism recipe had weight decay (session 4 made 1 the drivers' default); to reproduce it
+# today pass --weight-decay 0 --weight-decay-quarantine 0 to headline.py as well.
 set -u
 ARMS=$1; TAG=$2; BUDGET=${3:-8.3}; PAR=${4:-16}
 export PGRPO_LEETCODE=$PWD/.carry/data/leetcode_test_medhard.jsonl PYTHONPATH=src PGRPO_THREADS=1 PGRPO_GRADE_WORKERS=2 PYTHONUNBUFFERED=1 CUDA_VISIBLE_DEVICES=
