@@ -228,10 +228,11 @@ def loss_backward(model, parts: list[slice], ids: Int[Tensor, "b t"], attn: Bool
     and the stats weighted by each micro-batch's completion tokens."""
     total, acc, n_tok = torch.zeros((), device=ids.device), {}, 0.0
     for p in parts:
-        logp = token_logprobs(model, ids[p], attn[p])
-        olp = old_logp[p] if old_logp is not None else logp.detach()
-        loss, stats = grpo_loss(logp, olp, None if ref_logp is None else ref_logp[p], adv[p], mask[p], denom,
-                                clip_eps, kl_coef)
+        cols = slice(0, trimmed_length(attn[p]))  # the micro-batch's own longest row, not the shard's
+        logp = token_logprobs(model, ids[p, cols], attn[p, cols])
+        olp = old_logp[p, cols] if old_logp is not None else logp.detach()
+        loss, stats = grpo_loss(logp, olp, None if ref_logp is None else ref_logp[p, cols], adv[p], mask[p, cols],
+                                denom, clip_eps, kl_coef)
         loss.backward()
         total = total + loss.detach()
         w = float(mask[p].sum())
@@ -239,6 +240,13 @@ def loss_backward(model, parts: list[slice], ids: Int[Tensor, "b t"], attn: Bool
             acc[k] = acc.get(k, 0.0) + v * w
         n_tok += w
     return total, {k: v / max(n_tok, 1.0) for k, v in acc.items()}
+
+
+def trimmed_length(attn: Bool[Tensor, "b t"]) -> int:
+    """Columns up to the last one any row attends to: the padding after it changes no loss term (causal
+    attention; masked out of the loss), so a micro-batch's forward-backward can stop there."""
+    used = attn.any(dim=0).nonzero()
+    return int(used[-1]) + 1 if len(used) else 1
 
 
 def micro_batches(n: int, size: int) -> list[slice]:
