@@ -84,18 +84,29 @@ def plan_from_args(a, fail) -> "Plan":
     plan = Plan(arms=arms.closure(names), seeds=seeds, model=a.model, runs=a.runs, steps=a.steps,
                 eval_every=a.eval_every, device=a.device, extra=[*recipe_flags(a), *a.extra], fresh=a.fresh)
     if not plan.fresh:
-        refuse_other_recipe(plan, dict(lr=a.lr, weight_decay=a.weight_decay,
-                                       weight_decay_quarantine=a.weight_decay_quarantine, steps=a.steps), fail)
+        refuse_other_recipe(plan, fail)
     return plan
 
 
-def refuse_other_recipe(plan: "Plan", want: dict, fail) -> None:
+def planned_recipe(plan: "Plan", arm: str, seed: int) -> dict:
+    """The recipe train.py would record for this run: its command line (flags after -- included) as train.py
+    parses it."""
+    import train
+
+    return train.recipe(train.parse_flags(train_cmd(plan, arm, seed)[2:]))
+
+
+def refuse_other_recipe(plan: "Plan", fail) -> None:
     """A finished run is skipped, so one trained with another recipe would enter this call's table unseen: refuse."""
     for arm in plan.arms:
         for seed in plan.seeds:
             run = ROOT / plan.runs / f"{arm}_s{seed}"
             if (run / "DONE").exists():
-                diff = logs.recipe_differences(run, want)
+                try:
+                    diff = logs.recipe_differences(run, planned_recipe(plan, arm, seed))
+                except (OSError, ValueError) as e:
+                    fail(f"--runs {plan.runs}: {run.name} finished but its recipe cannot be read ({e}); "
+                         f"--fresh reruns it")
                 if diff:
                     k, (have, asked) = next(iter(diff.items()))
                     fail(f"--runs {plan.runs}: {run.name} finished with {k} {have}, this call asks {asked} "

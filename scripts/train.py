@@ -107,15 +107,28 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
+def parse_flags(argv: list[str]) -> argparse.Namespace:
     """The command line with the arm's registry flags applied first, so a flag given on the command line
-    overrides the registry's value (printed as a note and recorded in the run folder's arm.json)."""
+    overrides the registry's value (listed in `overridden`; no file is checked)."""
     ap = parser()
     a = ap.parse_args(argv)
     spec = arms.arm(a.arm)
     given = {x.split("=")[0] for x in argv if x.startswith("--")}
     a = ap.parse_args(list(spec.flags) + argv)
     a.overridden = sorted(arms.flag_names(spec.flags) & given)
+    return a
+
+
+def recipe(a: argparse.Namespace) -> dict:
+    """The run's recipe (logs.RECIPE's fields) as args.json will record it."""
+    return json.loads(json.dumps({k: getattr(a, k) for k in logs.RECIPE}))
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """parse_flags, a note for each registry flag the command line overrides (also recorded in the run folder's
+    arm.json), and the files the run reads checked: v_hack, and a matched control's run of the same recipe."""
+    a = parse_flags(argv)
+    spec = arms.arm(a.arm)
     if a.overridden:
         print(f"note: --arm {a.arm}: {', '.join(a.overridden)} given on the command line overrides the registry's "
               f"{' '.join(spec.flags)}", file=sys.stderr)
@@ -131,7 +144,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
             fail(f"--match-run {a.match_run}: no metrics.jsonl (run the {spec.matches} arm of this seed first)")
         if not (Path(a.match_run) / "args.json").exists():
             fail(f"--match-run {a.match_run}: no args.json (not a run folder)")
-        diff = logs.recipe_differences(a.match_run, {k: getattr(a, k) for k in logs.RECIPE})
+        diff = logs.recipe_differences(a.match_run, recipe(a))
         if diff:
             k, (have, asked) = next(iter(diff.items()))
             fail(f"--match-run {a.match_run}: trained with {k} {have}, this run has {asked} (a matched control "

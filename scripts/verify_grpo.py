@@ -117,14 +117,24 @@ def check_micro_batches(tmp: Path) -> tuple[int, float]:
     mask = attn.clone()
     mask[:, :3] = False
     adv = torch.randn(4, generator=g)
-    grads = []
-    for parts in ([slice(0, 4)], [slice(0, 2), slice(2, 4)]):
-        probe.opt.zero_grad(set_to_none=True)
-        grpo.loss_backward(probe.model, parts, ids, attn, mask, adv, None, None, 100.0, 0.2, 0.0)
-        grads.append([q.grad.clone() for q in ad.deployed_params(probe.model)])
+    whole, split = [slice(0, 4)], [slice(0, 2), slice(2, 4)]
+    with torch.no_grad():  # old and reference log-probs, computed per micro-batch as the trainer does
+        lp = [probe.logprobs(parts, ids, attn) for parts in (whole, split)]
+    assert lp[0].shape == lp[1].shape == ids.shape, (lp[0].shape, lp[1].shape)
+    err_lp = float((lp[0] - lp[1])[attn].abs().max())
+    assert err_lp < 1e-5, f"trimmed micro-batch log-probs differ by {err_lp}"
+    old = lp[1] + 0.1 * torch.randn(lp[1].shape, generator=g)  # the policy one inner iteration back
+    ref = lp[1] - 0.2 * torch.rand(lp[1].shape, generator=g)
     assert grpo.trimmed_length(attn[2:4]) == 6 < 14
-    err = max((a - b).abs().max().item() for a, b in zip(*grads))
-    assert err < 1e-6 and any(a.abs().sum() > 0 for a in grads[0]), f"trimmed micro-batch gradient differs by {err}"
+    for old_logp, ref_logp, kl in ((None, None, 0.0), (old, ref, 0.1)):
+        grads = []
+        for parts in (whole, split):
+            probe.opt.zero_grad(set_to_none=True)
+            grpo.loss_backward(probe.model, parts, ids, attn, mask, adv, old_logp, ref_logp, 100.0, 0.2, kl)
+            grads.append([q.grad.clone() for q in ad.deployed_params(probe.model)])
+        err = max((a - b).abs().max().item() for a, b in zip(*grads))
+        assert err < 1e-6 and any(a.abs().sum() > 0 for a in grads[0]), \
+            f"trimmed micro-batch gradient (kl {kl}) differs by {err}"
 
     worst, moved = 0.0, 0
     for name in ("none", "route"):
@@ -193,7 +203,7 @@ def check_resume(tmp: Path) -> int:
         try:
             grpo.train(tiny_args(tmp, "recipe", resume=True, **kw))
         except AssertionError as e:
-            assert "--resume" in str(e), e
+            assert "was trained with" in str(e), e
         else:
             raise AssertionError(f"resume with {kw} not refused")
     return len(a)

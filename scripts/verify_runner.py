@@ -82,35 +82,61 @@ def check_recipe_values() -> None:
 
 
 def check_other_recipe_refused(runs: Path) -> None:
-    """A finished run of another recipe in --runs is refused (it would be skipped and enter the table unseen)."""
+    """A finished run of another recipe in --runs is refused, naming the field that differs, whether the driver's
+    own flags or flags after -- set it (it would be skipped and enter the table unseen); the same recipe is
+    accepted; a finished run without a readable recipe is refused in one line. train.py refuses a --match-run of
+    another recipe and accepts one of the same."""
+    import dataclasses
+
+    from projected_grpo import arms, grpo, logs
     d = runs / "vanilla_s0"
     d.mkdir(parents=True)
     (d / "DONE").touch()
-    base = dict(lr=0.05, weight_decay=1.0, steps=40, prompts_per_step=8, group=8, max_new_tokens=48, temperature=1.0,
-                difficulties="hard", mechanisms="m", data_seed=0, n_train=1, n_eval=1, eval_samples=1, warmup=3,
-                grad_clip=1.0, kl_coef=0.0, clip_eps=0.2, inner_iters=1, adapter="svd", rank=-1, adapter_seed=0)
+    same = {k: v for k, v in dataclasses.asdict(grpo.Args(
+        lr=arms.ORGANISM_LR, weight_decay=arms.ORGANISM_WEIGHT_DECAY,
+        weight_decay_quarantine=arms.ORGANISM_WEIGHT_DECAY, steps=40)).items() if k in logs.RECIPE}
+
+    def finished_with(**changed) -> dict:
+        rec = {k: v for k, v in {**same, **changed}.items() if v is not None}
+        (d / "args.json").write_text(json.dumps(rec))
+        return rec
+
     argv = ["--runs", str(runs), "--steps", "40"]
-    (d / "args.json").write_text(json.dumps(base))  # no weight_decay_quarantine: logged before it existed (0)
-    msg = refused(argv)
-    assert "vanilla_s0 finished with weight_decay_quarantine 0.0, this call asks 1.0" in msg, msg
-    assert refused(argv + ["--weight-decay-quarantine", "0"]) == ""
-    assert refused(argv + ["--weight-decay-quarantine", "0", "--fresh"]) == ""
-    assert "finished with lr 0.05" in refused(argv + ["--weight-decay-quarantine", "0", "--lr", "0.03"])
-    # train.py refuses a matched control whose --match-run was trained with another recipe
+    finished_with()
+    assert refused(argv) == "", refused(argv)
+    for field, have, flags in (("lr", 0.03, []), ("weight_decay", 0.5, []), ("steps", 30, []),
+                               ("adam_eps", 1e-8, ["--", "--adam-eps", "1e-05"]), ("group", 8, ["--", "--group", "4"]),
+                               ("weight_decay_quarantine", None, [])):  # None: logged before the field existed
+        finished_with(**{field: have})
+        msg = refused(argv + flags)
+        assert f"vanilla_s0 finished with {field} " in msg, (field, msg)
+        assert refused(argv + ["--fresh"] + flags) == ""
+    finished_with(lr=None)
+    assert "cannot be read" in refused(argv) and "'lr'" in refused(argv), refused(argv)
+    (d / "args.json").unlink()
+    assert "cannot be read" in refused(argv), refused(argv)
+    # train.py and a matched control's --match-run
     import contextlib
     import io
     import train
     (d / "metrics.jsonl").write_text("")
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            train.parse(["--arm", "route-subset", "--run", "x", "--match-run", str(d), "--lr", "0.05",
-                         "--weight-decay", "1.0", "--steps", "40"])
-        except SystemExit as e:
-            assert e.code == 2, e.code
-        else:
-            raise AssertionError("a --match-run of another recipe was accepted")
-    assert "--match-run" in err.getvalue() and "trained with" in err.getvalue(), err.getvalue()
+    (runs / "v.safetensors").touch()
+    cmd = ["--arm", "route-subset", "--run", "x", "--match-run", str(d), "--vhack", str(runs / "v.safetensors"),
+           "--lr", str(arms.ORGANISM_LR), "--weight-decay", str(arms.ORGANISM_WEIGHT_DECAY),
+           "--weight-decay-quarantine", str(arms.ORGANISM_WEIGHT_DECAY), "--steps", "40"]
+    finished_with()
+    assert train.parse(cmd).match_run == str(d)
+    for field, have in (("lr", 0.03), ("weight_decay_quarantine", 0.0), ("max_new_tokens", 32)):
+        finished_with(**{field: have})
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                train.parse(cmd)
+            except SystemExit as e:
+                assert e.code == 2, e.code
+            else:
+                raise AssertionError(f"a --match-run trained with another {field} was accepted")
+        assert f"trained with {field} {have}" in err.getvalue(), err.getvalue()
 
 
 def check_flags() -> None:

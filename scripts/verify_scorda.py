@@ -12,6 +12,8 @@
 5. GRPO steps through Trainer with SeededAbsorb, with labels that raise when opened: both blocks get
    gradients, the axis piece moves, the deployed block still annihilates u_in, deployment ablation
    changes the logits afterwards.
+6. Weight decay pulls each seeded tensor (the axis piece, an own-basis LoRA B_hack) toward its seed, so that it
+   shrinks the block's update, not the seed (adapters.decay_anchors, grpo.Trainer.decay_to_seed).
 """
 
 from __future__ import annotations
@@ -150,6 +152,56 @@ def check_training(tmp: Path, ref: dict[str, torch.Tensor]) -> dict:
     return dict(steps=len(trained), moved=moved, leak=leak, gap=gap)
 
 
+def check_anchors(pairs) -> None:
+    """Every trainable adapter tensor that does not start at 0 has a decay anchor equal to its start (svd with the
+    seeded axis; LoRA with an own-basis B_hack), and no tensor that starts at 0 has one."""
+    for cfg, seed in ((dict(kind="svd", axis="quarantine"), True), (dict(kind="lora", rank=4), False)):
+        model, tok = load_policy("organism:tiny", "cpu")
+        ad.wrap_model(model, ad.AdapterConfig(quarantine="own", **cfg))
+        if seed:
+            ad.seed_axis(model, vhack.layer_input_contrast(model, tok, pairs, "cpu"))
+        anchors = {id(p): a for p, a in ad.decay_anchors(model)}
+        params = ad.deployed_params(model) + ad.quarantine_params(model)
+        nonzero = {id(p) for p in params if float(p.abs().max()) > 0}
+        assert nonzero and set(anchors) == nonzero, f"{cfg}: anchors {len(anchors)}, tensors not at 0 {len(nonzero)}"
+        assert all(torch.equal(p, anchors[id(p)]) for p in params if id(p) in anchors), f"{cfg}: anchor != start"
+
+
+def check_decay(tmp: Path) -> float:
+    """Weight decay pulls the seeded axis piece toward its seed (the quarantine's update toward 0), not toward 0:
+    two trainers from one start, one with Trainer.decay_to_seed switched off, differ after their first trained step
+    by exactly lr * weight_decay_quarantine * seed in a_in and a_out and nowhere else."""
+    from verify_grpo import tiny_args
+
+    trs = [grpo.Trainer(tiny_args(tmp, f"decay{i}", quarantine="own", axis="quarantine", seed=0, weight_decay=0.3,
+                                  weight_decay_quarantine=0.7), iv.SeededAbsorb(PAIRS)) for i in (0, 1)]
+    trs[1].decay_to_seed = lambda: None  # plain AdamW: decay toward 0
+    for tr in trs:
+        tr.run_dir.mkdir(parents=True, exist_ok=True)
+    orig, grpo.GroundTruthLabels = grpo.GroundTruthLabels, RaisingLabels
+    try:
+        for s in range(4):
+            lr = trs[0].opt.param_groups[1]["lr"]
+            rows = [tr.step(s) for tr in trs]
+            if rows[0].get("grad_norm_quarantine", 0) > 0:
+                break
+        else:
+            raise AssertionError("no step trained the quarantine block")
+    finally:
+        grpo.GroundTruthLabels = orig
+    a, b = (ad.adapter_modules(tr.model) for tr in trs)
+    worst = 0.0
+    for n in a:
+        for p, seed in (("axis_in", "axis_u_in"), ("axis_out", "axis_c_out")):
+            want = lr * 0.7 * getattr(a[n], seed)
+            got = getattr(a[n], p) - getattr(b[n], p)
+            worst = max(worst, float((got - want).abs().max() / want.abs().max()))
+        for p in ("delta_S", "delta_S_hack"):
+            assert torch.equal(getattr(a[n], p), getattr(b[n], p)), f"{n}.{p}: decay_to_seed moved an unseeded tensor"
+    assert worst < 1e-4, f"seeded axis not decayed toward its seed (rel err {worst:.2e})"
+    return worst
+
+
 def main() -> None:
     from projected_grpo.organism.build import build, preset
 
@@ -159,12 +211,16 @@ def main() -> None:
     r = check_init(pairs, ref)
     with tempfile.TemporaryDirectory() as t:
         tr = check_training(Path(t), ref)
+    check_anchors(pairs)
+    with tempfile.TemporaryDirectory() as t:
+        decay = check_decay(Path(t))
     print(f"PASS scorda: seed axis = the pairs' input contrast (min cos {r['axis_cos']:.6f}, {len(ref)} layers, "
           f"mean gain |W u_in| {r['gain_quarantine']:.3f}); logits at init = base (max |diff| {r['zero']:.1e}, kept and "
           f"ablated, both placements); the other block's |dW u_in|/|dW| <= {max(r['dep_leak'], r['rev_leak']):.1e}, "
           f"|cos(dW, u_out u_in^T)| <= {r['frob']:.1e}; {tr['steps']} trained GRPO steps with sealed labels: both "
           f"blocks got gradients, axis piece moved {tr['moved']:.2e}, deployed leak {tr['leak']:.1e}, ablation gap "
-          f"{tr['gap']:.2e}")
+          f"{tr['gap']:.2e}; decay anchors = every tensor not starting at 0 (svd axis, LoRA own B_hack); weight decay "
+          f"pulls the seeded axis toward its seed (rel err {decay:.1e})")
 
 
 if __name__ == "__main__":

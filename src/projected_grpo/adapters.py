@@ -218,6 +218,7 @@ class AdaptedLinear(nn.Module):
             if cfg.quarantine == "own":
                 b_hack = cfg.hack_B_scale * random_orthonormal(d_out, r, gen)
                 self.B_hack = nn.Parameter(b_hack.to(**f32))
+                self.register_buffer("B_hack_seed", b_hack.to(**f32), persistent=False)
         else:
             raise ValueError(f"unknown adapter kind {cfg.kind!r}")
         self.deployed_on = True
@@ -402,6 +403,19 @@ def wrap_model(model: nn.Module, cfg: AdapterConfig) -> dict[str, AdaptedLinear]
 
 def adapter_modules(model: nn.Module) -> dict[str, AdaptedLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, AdaptedLinear)}
+
+
+def decay_anchors(model: nn.Module) -> list[tuple[nn.Parameter, Tensor]]:
+    """(parameter, its seed) for every trainable adapter tensor that does not start at 0: the axis piece's a_in and
+    a_out (seeds u_in and W u_in, read live, so a later seed_axis counts) and the own-basis LoRA B_hack. Weight decay
+    pulls these toward their seed (no update), not toward 0 (grpo.Trainer.decay_to_seed)."""
+    out = []
+    for m in adapter_modules(model).values():
+        if m.kind == "svd" and m.axis != "none":
+            out += [(m.axis_in, m.axis_u_in), (m.axis_out, m.axis_c_out)]
+        if m.kind == "lora" and m.quarantine == "own":
+            out.append((m.B_hack, m.B_hack_seed))
+    return out
 
 
 def deployed_params(model: nn.Module) -> list[nn.Parameter]:

@@ -323,11 +323,22 @@ class Trainer:
             dict(params=quar, weight_decay=args.weight_decay_quarantine, name="quarantine"),
         ], lr=args.lr, betas=(0.9, 0.99), eps=args.adam_eps)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup)))
+        self.seeds = {id(p): seed for p, seed in ad.decay_anchors(self.model)}
         self.intervention = intervention or NoIntervention()
         self.intervention.setup(self)
         self.start_step = 0
         self.metrics: list[dict] = []
         self.eval_rows: list[dict] = []
+
+    @torch.no_grad()
+    def decay_to_seed(self) -> None:
+        """AdamW's decoupled decay took p to p (1 - lr wd) before its step; for a seeded parameter add lr wd seed, so
+        that the decay pulls it toward its seed (the block's update toward 0) instead: p - lr wd (p - seed)."""
+        for g in self.opt.param_groups:
+            for p in g["params"]:
+                seed = self.seeds.get(id(p))
+                if seed is not None and p.grad is not None and g["weight_decay"] != 0:
+                    p.add_(seed, alpha=g["lr"] * g["weight_decay"])
 
     # -- checkpoints --
     def save_ckpt(self, step: int) -> None:
@@ -433,6 +444,7 @@ class Trainer:
                 gns = {g["name"]: torch.nn.utils.clip_grad_norm_(g["params"], a.grad_clip).item() if a.grad_clip > 0
                        else float("nan") for g in self.opt.param_groups}
                 self.opt.step()
+                self.decay_to_seed()
                 post = self.intervention.after_step(self.model)
                 if it == 0:
                     diag = dict(loss=dd.all_reduce_sum(loss.item()), grad_norm=gns["deployed"],
@@ -468,8 +480,14 @@ class Trainer:
             logs.write_jsonl(self.run_dir / "metrics.jsonl", self.metrics)
         return summary
 
-    def logprobs(self, parts: list[slice], ids: Tensor, attn: Tensor) -> Tensor:
-        return torch.cat([token_logprobs(self.model, ids[p], attn[p]) for p in parts])
+    def logprobs(self, parts: list[slice], ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"]) -> Float[Tensor, "b t"]:
+        """token_logprobs of every row, each micro-batch at its own trimmed width as loss_backward runs it (the same
+        shapes, so the same kernels: the first inner iteration's ratio is 1); columns past that width are 0."""
+        out = torch.zeros(ids.shape, device=ids.device)
+        for p in parts:
+            cols = slice(0, trimmed_length(attn[p]))
+            out[p, cols] = token_logprobs(self.model, ids[p, cols], attn[p, cols])
+        return out
 
     # -- evaluation --
     @torch.no_grad()
