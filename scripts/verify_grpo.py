@@ -123,6 +123,9 @@ def check_micro_batches(tmp: Path) -> tuple[int, float]:
     assert lp[0].shape == lp[1].shape == ids.shape, (lp[0].shape, lp[1].shape)
     err_lp = float((lp[0] - lp[1])[attn].abs().max())
     assert err_lp < 1e-5, f"trimmed micro-batch log-probs differ by {err_lp}"
+    with torch.no_grad():  # computed at the trimmed width loss_backward uses (same shapes), zeros past it
+        own = grpo.token_logprobs(probe.model, ids[2:4, :6], attn[2:4, :6])
+    assert torch.equal(lp[1][2:4, :6], own) and not lp[1][2:4, 6:].any(), "log-probs not at the trimmed width"
     old = lp[1] + 0.1 * torch.randn(lp[1].shape, generator=g)  # the policy one inner iteration back
     ref = lp[1] - 0.2 * torch.rand(lp[1].shape, generator=g)
     assert grpo.trimmed_length(attn[2:4]) == 6 < 14

@@ -165,15 +165,47 @@ def check_anchors(pairs) -> None:
         nonzero = {id(p) for p in params if float(p.abs().max()) > 0}
         assert nonzero and set(anchors) == nonzero, f"{cfg}: anchors {len(anchors)}, tensors not at 0 {len(nonzero)}"
         assert all(torch.equal(p, anchors[id(p)]) for p in params if id(p) in anchors), f"{cfg}: anchor != start"
+        assert all(p.data_ptr() != a.data_ptr() for p, a in ad.decay_anchors(model)), f"{cfg}: anchor shares memory"
+
+
+def check_lora_decay(tmp: Path) -> float:
+    """An own-basis LoRA B_hack moved off its seed by d and stepped with a zero gradient (Adam's update is 0) ends at
+    seed + d (1 - lr wd): the decay shrinks the displacement, and the seed does not move with the parameter."""
+    from verify_grpo import tiny_args
+
+    tr = grpo.Trainer(tiny_args(tmp, "lora_decay", adapter="lora", rank=4, quarantine="own", weight_decay=0.3,
+                                weight_decay_quarantine=0.7))
+    gen = torch.Generator().manual_seed(1)
+    mods = ad.adapter_modules(tr.model)
+    with torch.no_grad():
+        d = {n: 0.1 * torch.randn(m.B_hack.shape, generator=gen) for n, m in mods.items()}
+        for n, m in mods.items():
+            m.B_hack.add_(d[n])
+    for p in ad.deployed_params(tr.model) + ad.quarantine_params(tr.model):
+        p.grad = torch.zeros_like(p)
+    lr = tr.opt.param_groups[1]["lr"]
+    tr.opt.step()
+    tr.decay_to_seed()
+    worst = 0.0
+    for n, m in mods.items():
+        want = m.B_hack_seed + d[n] * (1 - lr * 0.7)
+        worst = max(worst, float((m.B_hack - want).abs().max() / d[n].abs().max()))
+    assert worst < 1e-5, f"own-basis B_hack not decayed toward its seed (rel err {worst:.2e})"
+    return worst
 
 
 def check_decay(tmp: Path) -> float:
-    """Weight decay pulls the seeded axis piece toward its seed (the quarantine's update toward 0), not toward 0:
-    two trainers from one start, one with Trainer.decay_to_seed switched off, differ after their first trained step
-    by exactly lr * weight_decay_quarantine * seed in a_in and a_out and nowhere else."""
+    """Weight decay pulls the seeded axis piece toward its seed (its block's update toward 0), not toward 0, in
+    either block: two trainers from one start, one with Trainer.decay_to_seed switched off, differ after their first
+    trained step by exactly lr * (the axis block's weight decay) * seed in a_in and a_out and nowhere else."""
+    return max(decay_one(tmp, axis) for axis in ("quarantine", "deployed"))
+
+
+def decay_one(tmp: Path, axis: str) -> float:
     from verify_grpo import tiny_args
 
-    trs = [grpo.Trainer(tiny_args(tmp, f"decay{i}", quarantine="own", axis="quarantine", seed=0, weight_decay=0.3,
+    wd = dict(quarantine=0.7, deployed=0.3)[axis]  # the axis's own block's decay (different, so a swap shows)
+    trs = [grpo.Trainer(tiny_args(tmp, f"decay_{axis}{i}", quarantine="own", axis=axis, seed=0, weight_decay=0.3,
                                   weight_decay_quarantine=0.7), iv.SeededAbsorb(PAIRS)) for i in (0, 1)]
     trs[1].decay_to_seed = lambda: None  # plain AdamW: decay toward 0
     for tr in trs:
@@ -183,22 +215,22 @@ def check_decay(tmp: Path) -> float:
         for s in range(4):
             lr = trs[0].opt.param_groups[1]["lr"]
             rows = [tr.step(s) for tr in trs]
-            if rows[0].get("grad_norm_quarantine", 0) > 0:
+            if rows[0].get("grad_norm" if axis == "deployed" else "grad_norm_quarantine", 0) > 0:
                 break
         else:
-            raise AssertionError("no step trained the quarantine block")
+            raise AssertionError(f"no step trained the {axis} block")
     finally:
         grpo.GroundTruthLabels = orig
     a, b = (ad.adapter_modules(tr.model) for tr in trs)
     worst = 0.0
     for n in a:
         for p, seed in (("axis_in", "axis_u_in"), ("axis_out", "axis_c_out")):
-            want = lr * 0.7 * getattr(a[n], seed)
+            want = lr * wd * getattr(a[n], seed)
             got = getattr(a[n], p) - getattr(b[n], p)
             worst = max(worst, float((got - want).abs().max() / want.abs().max()))
         for p in ("delta_S", "delta_S_hack"):
             assert torch.equal(getattr(a[n], p), getattr(b[n], p)), f"{n}.{p}: decay_to_seed moved an unseeded tensor"
-    assert worst < 1e-4, f"seeded axis not decayed toward its seed (rel err {worst:.2e})"
+    assert worst < 1e-4, f"{axis}: seeded axis not decayed toward its seed (rel err {worst:.2e})"
     return worst
 
 
@@ -213,14 +245,14 @@ def main() -> None:
         tr = check_training(Path(t), ref)
     check_anchors(pairs)
     with tempfile.TemporaryDirectory() as t:
-        decay = check_decay(Path(t))
+        decay = max(check_decay(Path(t)), check_lora_decay(Path(t)))
     print(f"PASS scorda: seed axis = the pairs' input contrast (min cos {r['axis_cos']:.6f}, {len(ref)} layers, "
           f"mean gain |W u_in| {r['gain_quarantine']:.3f}); logits at init = base (max |diff| {r['zero']:.1e}, kept and "
           f"ablated, both placements); the other block's |dW u_in|/|dW| <= {max(r['dep_leak'], r['rev_leak']):.1e}, "
           f"|cos(dW, u_out u_in^T)| <= {r['frob']:.1e}; {tr['steps']} trained GRPO steps with sealed labels: both "
           f"blocks got gradients, axis piece moved {tr['moved']:.2e}, deployed leak {tr['leak']:.1e}, ablation gap "
           f"{tr['gap']:.2e}; decay anchors = every tensor not starting at 0 (svd axis, LoRA own B_hack); weight decay "
-          f"pulls the seeded axis toward its seed (rel err {decay:.1e})")
+          f"pulls the seeded axis (either block) and an own B_hack toward their seeds (rel err {decay:.1e})")
 
 
 if __name__ == "__main__":

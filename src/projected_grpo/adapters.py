@@ -218,7 +218,7 @@ class AdaptedLinear(nn.Module):
             if cfg.quarantine == "own":
                 b_hack = cfg.hack_B_scale * random_orthonormal(d_out, r, gen)
                 self.B_hack = nn.Parameter(b_hack.to(**f32))
-                self.register_buffer("B_hack_seed", b_hack.to(**f32), persistent=False)
+                self.register_buffer("B_hack_seed", b_hack.to(**f32).clone(), persistent=False)  # own memory
         else:
             raise ValueError(f"unknown adapter kind {cfg.kind!r}")
         self.deployed_on = True

@@ -323,7 +323,6 @@ class Trainer:
             dict(params=quar, weight_decay=args.weight_decay_quarantine, name="quarantine"),
         ], lr=args.lr, betas=(0.9, 0.99), eps=args.adam_eps)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup)))
-        self.seeds = {id(p): seed for p, seed in ad.decay_anchors(self.model)}
         self.intervention = intervention or NoIntervention()
         self.intervention.setup(self)
         self.start_step = 0
@@ -334,9 +333,10 @@ class Trainer:
     def decay_to_seed(self) -> None:
         """AdamW's decoupled decay took p to p (1 - lr wd) before its step; for a seeded parameter add lr wd seed, so
         that the decay pulls it toward its seed (the block's update toward 0) instead: p - lr wd (p - seed)."""
+        seeds = {id(p): seed for p, seed in ad.decay_anchors(self.model)}  # read now: buffers a .to() replaces
         for g in self.opt.param_groups:
             for p in g["params"]:
-                seed = self.seeds.get(id(p))
+                seed = seeds.get(id(p))
                 if seed is not None and p.grad is not None and g["weight_decay"] != 0:
                     p.add_(seed, alpha=g["lr"] * g["weight_decay"])
 
