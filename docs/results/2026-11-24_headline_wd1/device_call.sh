@@ -6,7 +6,7 @@
 # headline.py is cut off by the time limit (its finished runs are kept).
 # QDECAY is the quarantine block's weight decay: 0 for the 18-arm table (the deployed block alone decayed; runs in
 # out/runs_hwd1), 1 for the symmetric-decay table (both blocks decay; runs in out/runs_hsym).
-#   [QDECAY=1] bash docs/results/2026-11-24_headline_wd1/device_call.sh ARMS TAG [BUDGET_MIN] [PARALLEL]
+#   [QDECAY=1] [SEEDS=0,1,2,3,4] bash docs/results/2026-11-24_headline_wd1/device_call.sh ARMS TAG [BUDGET_MIN] [PARALLEL]
 set -u
 ARMS=$1; TAG=$2; BUDGET=${3:-8.6}; PAR=${4:-25}; QDECAY=${QDECAY:-0}
 R=out/runs_hwd1; [ "$QDECAY" = 0 ] || R=out/runs_hsym
@@ -14,7 +14,7 @@ export PGRPO_LEETCODE=$PWD/.carry/data/leetcode_test_medhard.jsonl PYTHONPATH=sr
 mkdir -p $R
 [ -d .carry/${R#out/} ] && cp -r .carry/${R#out/}/. $R/   # earlier calls' runs (finished ones are skipped)
 [ -d .carry/vhack ] && cp -r .carry/vhack out/
-timeout "${LIMIT:-545}" python3 scripts/headline.py --model .carry/orgZ --arms "$ARMS" --seeds 0,1,2,3,4 --steps 40 --eval-every 0 \
+timeout "${LIMIT:-545}" python3 scripts/headline.py --model .carry/orgZ --arms "$ARMS" --seeds "${SEEDS:-0,1,2,3,4}" --steps 40 --eval-every 0 \
     --parallel "$PAR" --budget-min "$BUDGET" --runs $R --out "out/h_$TAG" --lr 0.05 --weight-decay 1.0 --weight-decay-quarantine "$QDECAY" \
     > "$OUT/$TAG.log" 2>&1
 echo "headline.py exit $?" >> "$OUT/$TAG.log"
