@@ -14,6 +14,8 @@
    changes the logits afterwards.
 6. Weight decay pulls each seeded tensor (the axis piece, an own-basis LoRA B_hack) toward its seed, so that it
    shrinks the block's update, not the seed (adapters.decay_anchors, grpo.Trainer.decay_to_seed).
+7. --axis-lr-scale k scales the axis piece's step by k and leaves every other tensor's step and the clipping as they
+   are.
 """
 
 from __future__ import annotations
@@ -234,6 +236,47 @@ def decay_one(tmp: Path, axis: str) -> float:
     return worst
 
 
+def check_axis_lr(tmp: Path) -> float:
+    """--axis-lr-scale k: the seeded axis piece's first step is k times the unscaled one, and every other tensor's
+    step is unchanged; at k = 1 the step equals the one-group-per-block optimizer's bit for bit, with clipping
+    binding (so clipping is per block, not per group). Three trainers from one start, no decay."""
+    from verify_grpo import tiny_args
+
+    trs = [grpo.Trainer(tiny_args(tmp, f"axis_lr{i}", quarantine="own", axis="quarantine", seed=0, weight_decay=0.0,
+                                  axis_lr_scale=k, grad_clip=1e-3), iv.SeededAbsorb(PAIRS))
+           for i, k in enumerate((1.0, 0.1, 1.0))]
+    two = trs[2]  # the optimizer as it was before the axis had a group: one group per block (clipping binds)
+    two.opt = torch.optim.AdamW([dict(params=ad.deployed_params(two.model), weight_decay=0.0, name="deployed"),
+                                 dict(params=ad.quarantine_params(two.model), weight_decay=0.0, name="quarantine")],
+                                lr=two.args.lr, betas=(0.9, 0.99), eps=two.args.adam_eps)
+    two.sched = torch.optim.lr_scheduler.LambdaLR(two.opt, lambda s: min(1.0, (s + 1) / max(1, two.args.warmup)))
+    for tr in trs:
+        tr.run_dir.mkdir(parents=True, exist_ok=True)
+    seed = [[p.detach().clone() for p in ad.axis_params(tr.model)] for tr in trs]
+    orig, grpo.GroundTruthLabels = grpo.GroundTruthLabels, RaisingLabels
+    try:
+        for s in range(4):
+            rows = [tr.step(s) for tr in trs]
+            if rows[0].get("grad_norm_quarantine", 0) > 0:
+                break
+        else:
+            raise AssertionError("no step trained the quarantine block")
+    finally:
+        grpo.GroundTruthLabels = orig
+    moves = [[p.detach() - p0 for p, p0 in zip(ad.axis_params(tr.model), s0)] for tr, s0 in zip(trs[:2], seed)]
+    worst = max(float((b - 0.1 * a).abs().max() / a.abs().max()) for a, b in zip(*moves))
+    assert max(float(a.abs().max()) for a in moves[0]) > 0, "the axis piece did not move"
+    assert worst < 1e-4, f"axis step at scale 0.1 is not 0.1 x the unscaled step (rel err {worst:.2e})"
+    rest = [[p for p in ad.deployed_params(tr.model) + ad.quarantine_params(tr.model)
+             if all(p is not q for q in ad.axis_params(tr.model))] for tr in trs[:2]]
+    assert all(torch.equal(a, b) for a, b in zip(*rest)), "the axis lr scale moved a tensor outside the axis"
+    assert rows[0]["grad_norm_quarantine"] > 1e-3, "clipping does not bind"
+    same = all(torch.equal(a, b) for a, b in zip(ad.adapter_state_dict(trs[0].model).values(),
+                                                 ad.adapter_state_dict(two.model).values()))
+    assert same, "at scale 1 the axis group changes the step (clipping per group instead of per block?)"
+    return worst
+
+
 def main() -> None:
     from projected_grpo.organism.build import build, preset
 
@@ -246,13 +289,15 @@ def main() -> None:
     check_anchors(pairs)
     with tempfile.TemporaryDirectory() as t:
         decay = max(check_decay(Path(t)), check_lora_decay(Path(t)))
+        axis_lr = check_axis_lr(Path(t))
     print(f"PASS scorda: seed axis = the pairs' input contrast (min cos {r['axis_cos']:.6f}, {len(ref)} layers, "
           f"mean gain |W u_in| {r['gain_quarantine']:.3f}); logits at init = base (max |diff| {r['zero']:.1e}, kept and "
           f"ablated, both placements); the other block's |dW u_in|/|dW| <= {max(r['dep_leak'], r['rev_leak']):.1e}, "
           f"|cos(dW, u_out u_in^T)| <= {r['frob']:.1e}; {tr['steps']} trained GRPO steps with sealed labels: both "
           f"blocks got gradients, axis piece moved {tr['moved']:.2e}, deployed leak {tr['leak']:.1e}, ablation gap "
           f"{tr['gap']:.2e}; decay anchors = every tensor not starting at 0 (svd axis, LoRA own B_hack); weight decay "
-          f"pulls the seeded axis (either block) and an own B_hack toward their seeds (rel err {decay:.1e})")
+          f"pulls the seeded axis (either block) and an own B_hack toward their seeds (rel err {decay:.1e}); --axis-lr-scale "
+          f"0.1 scales the axis step alone (rel err {axis_lr:.1e})")
 
 
 if __name__ == "__main__":

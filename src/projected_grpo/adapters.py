@@ -418,6 +418,12 @@ def decay_anchors(model: nn.Module) -> list[tuple[nn.Parameter, Tensor]]:
     return out
 
 
+def axis_params(model: nn.Module) -> list[nn.Parameter]:
+    """The seeded axis pieces' trainable a_in and a_out (svd adapters built with an axis), in module order."""
+    return [p for m in adapter_modules(model).values() if m.kind == "svd" and m.axis != "none"
+            for p in (m.axis_in, m.axis_out)]
+
+
 def deployed_params(model: nn.Module) -> list[nn.Parameter]:
     return [p for m in adapter_modules(model).values() for p in m.deployed_parameters()]
 

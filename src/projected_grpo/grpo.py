@@ -95,6 +95,9 @@ class Args:
     weight_decay_quarantine: float = 0.0
     """AdamW weight decay of the quarantine block (equal to weight_decay keeps the two blocks symmetric: with it
     lower, ablating a quarantine trained beside the deployed block removes more than its share of the update)"""
+    axis_lr_scale: float = 1.0
+    """learning rate of the seeded axis piece (scorda arms) as a multiple of lr (its own AdamW group, same block
+    decay; clipping stays per block)"""
     adam_eps: float = 1e-8
     """AdamW's epsilon; near the gradient's per-coordinate size it makes a coordinate's step scale with its
     gradient instead of moving every coordinate by about lr per step"""
@@ -297,6 +300,20 @@ def grpo_loss(logp: Float[Tensor, "b t"], old_logp: Float[Tensor, "b t"], ref_lo
 
 # ---- the run --------------------------------------------------------------------------------------
 
+def param_groups(model, a: Args) -> list[dict]:
+    """AdamW's groups: each block with its own weight decay; a seeded axis piece, where the adapter has one, in a
+    group of its own at lr * axis_lr_scale (with its block's decay)."""
+    axis = {id(p) for p in ad.axis_params(model)}
+    groups = []
+    for block, params, wd in (("deployed", ad.deployed_params(model), a.weight_decay),
+                              ("quarantine", ad.quarantine_params(model), a.weight_decay_quarantine)):
+        groups.append(dict(params=[p for p in params if id(p) not in axis], weight_decay=wd, name=block))
+        if any(id(p) in axis for p in params):
+            groups.append(dict(params=[p for p in params if id(p) in axis], weight_decay=wd, name=f"{block} axis",
+                               lr=a.lr * a.axis_lr_scale))
+    return groups
+
+
 class Trainer:
     """Holds the policy, optimizer and data of one run; `run()` trains and evaluates."""
 
@@ -317,11 +334,7 @@ class Trainer:
         self.train_set, ev = load_tasks(args)
         self.evals = eval_sets(args, ev)
         self.teacher = load_teacher_pool(args.teacher_pool) if args.teacher_pool and args.n_teacher else None
-        dep, quar = ad.deployed_params(self.model), ad.quarantine_params(self.model)
-        self.opt = torch.optim.AdamW([
-            dict(params=dep, weight_decay=args.weight_decay, name="deployed"),
-            dict(params=quar, weight_decay=args.weight_decay_quarantine, name="quarantine"),
-        ], lr=args.lr, betas=(0.9, 0.99), eps=args.adam_eps)
+        self.opt = torch.optim.AdamW(param_groups(self.model, args), lr=args.lr, betas=(0.9, 0.99), eps=args.adam_eps)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup)))
         self.intervention = intervention or NoIntervention()
         self.intervention.setup(self)
@@ -357,9 +370,10 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=False)
         ad.load_adapter_state_dict(self.model, state["adapter"])
         self.opt.load_state_dict(state["opt"])
+        built = {g["name"]: g for g in param_groups(self.model, self.args)}
         for g in self.opt.param_groups:  # the checkpoint's hyper-parameters would silently replace these args'
-            want = dict(weight_decay=self.args.weight_decay if g["name"] == "deployed" else
-                        self.args.weight_decay_quarantine, eps=self.args.adam_eps, initial_lr=self.args.lr)
+            want = dict(weight_decay=built[g["name"]]["weight_decay"], eps=self.args.adam_eps,
+                        initial_lr=built[g["name"]].get("lr", self.args.lr))
             got = {k: g[k] for k in want}
             assert got == want, f"--resume: {path} was trained with {got} in the {g['name']} block, args ask {want}"
         self.sched.load_state_dict(state["sched"])
@@ -441,8 +455,9 @@ class Trainer:
                     for p in ad.quarantine_params(self.model):
                         p.grad = None
                 # each block clipped on its own: the deployed block's step never depends on routed rollouts
-                gns = {g["name"]: torch.nn.utils.clip_grad_norm_(g["params"], a.grad_clip).item() if a.grad_clip > 0
-                       else float("nan") for g in self.opt.param_groups}
+                gns = {block: torch.nn.utils.clip_grad_norm_(ps, a.grad_clip).item() if a.grad_clip > 0
+                       else float("nan") for block, ps in (("deployed", ad.deployed_params(self.model)),
+                                                           ("quarantine", ad.quarantine_params(self.model)))}
                 self.opt.step()
                 self.decay_to_seed()
                 post = self.intervention.after_step(self.model)

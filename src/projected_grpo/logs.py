@@ -90,7 +90,7 @@ def run_meta(model, spec: str, device: str) -> dict:
                 torch=torch.__version__, transformers=transformers.__version__, organism=organism)
 
 
-RECIPE = {"lr": None, "weight_decay": None, "weight_decay_quarantine": 0.0, "adam_eps": 1e-8, "steps": None,
+RECIPE = {"lr": None, "weight_decay": None, "weight_decay_quarantine": 0.0, "adam_eps": 1e-8, "axis_lr_scale": 1.0, "steps": None,
           "prompts_per_step": None, "group": None, "max_new_tokens": None, "temperature": None, "difficulties": None,
           "mechanisms": None, "data_seed": None, "n_train": None, "n_eval": None, "eval_samples": None, "warmup": None,
           "grad_clip": None, "kl_coef": None, "clip_eps": None, "inner_iters": None, "adapter": None, "rank": None,
