@@ -200,22 +200,22 @@ def check_decay(tmp: Path) -> float:
     """Weight decay pulls the seeded axis piece toward its seed (its block's update toward 0), not toward 0, in
     either block: two trainers from one start, one with Trainer.decay_to_seed switched off, differ after their first
     trained step by exactly lr * (the axis block's weight decay) * seed in a_in and a_out and nowhere else."""
-    return max(decay_one(tmp, axis) for axis in ("quarantine", "deployed"))
+    return max(decay_one(tmp, axis, k) for axis, k in (("quarantine", 1.0), ("deployed", 1.0), ("quarantine", 0.1)))
 
 
-def decay_one(tmp: Path, axis: str) -> float:
+def decay_one(tmp: Path, axis: str, k: float) -> float:
     from verify_grpo import tiny_args
 
     wd = dict(quarantine=0.7, deployed=0.3)[axis]  # the axis's own block's decay (different, so a swap shows)
-    trs = [grpo.Trainer(tiny_args(tmp, f"decay_{axis}{i}", quarantine="own", axis=axis, seed=0, weight_decay=0.3,
-                                  weight_decay_quarantine=0.7), iv.SeededAbsorb(PAIRS)) for i in (0, 1)]
+    trs = [grpo.Trainer(tiny_args(tmp, f"decay_{axis}{k}_{i}", quarantine="own", axis=axis, seed=0, weight_decay=0.3,
+                                  weight_decay_quarantine=0.7, axis_lr_scale=k), iv.SeededAbsorb(PAIRS)) for i in (0, 1)]
     trs[1].decay_to_seed = lambda: None  # plain AdamW: decay toward 0
     for tr in trs:
         tr.run_dir.mkdir(parents=True, exist_ok=True)
     orig, grpo.GroundTruthLabels = grpo.GroundTruthLabels, RaisingLabels
     try:
         for s in range(4):
-            lr = trs[0].opt.param_groups[1]["lr"]
+            lr = next(g["lr"] for g in trs[0].opt.param_groups if g["name"] == f"{axis} axis")  # k x the block's
             rows = [tr.step(s) for tr in trs]
             if rows[0].get("grad_norm" if axis == "deployed" else "grad_norm_quarantine", 0) > 0:
                 break
@@ -237,12 +237,17 @@ def decay_one(tmp: Path, axis: str) -> float:
 
 
 def check_axis_lr(tmp: Path) -> float:
+    """axis_lr_one with the axis in either block (scorda-absorb's quarantine group, scorda-reverse's deployed one)."""
+    return max(axis_lr_one(tmp, axis) for axis in ("quarantine", "deployed"))
+
+
+def axis_lr_one(tmp: Path, axis: str) -> float:
     """--axis-lr-scale k: the seeded axis piece's first step is k times the unscaled one, and every other tensor's
     step is unchanged; at k = 1 the step equals the one-group-per-block optimizer's bit for bit, with clipping
     binding (so clipping is per block, not per group). Three trainers from one start, no decay."""
     from verify_grpo import tiny_args
 
-    trs = [grpo.Trainer(tiny_args(tmp, f"axis_lr{i}", quarantine="own", axis="quarantine", seed=0, weight_decay=0.0,
+    trs = [grpo.Trainer(tiny_args(tmp, f"axis_lr_{axis}{i}", quarantine="own", axis=axis, seed=0, weight_decay=0.0,
                                   axis_lr_scale=k, grad_clip=1e-3), iv.SeededAbsorb(PAIRS))
            for i, k in enumerate((1.0, 0.1, 1.0))]
     two = trs[2]  # the optimizer as it was before the axis had a group: one group per block (clipping binds)
@@ -250,6 +255,7 @@ def check_axis_lr(tmp: Path) -> float:
                                  dict(params=ad.quarantine_params(two.model), weight_decay=0.0, name="quarantine")],
                                 lr=two.args.lr, betas=(0.9, 0.99), eps=two.args.adam_eps)
     two.sched = torch.optim.lr_scheduler.LambdaLR(two.opt, lambda s: min(1.0, (s + 1) / max(1, two.args.warmup)))
+    key = "grad_norm" if axis == "deployed" else "grad_norm_quarantine"  # the axis block's logged norm
     for tr in trs:
         tr.run_dir.mkdir(parents=True, exist_ok=True)
     seed = [[p.detach().clone() for p in ad.axis_params(tr.model)] for tr in trs]
@@ -257,20 +263,20 @@ def check_axis_lr(tmp: Path) -> float:
     try:
         for s in range(4):
             rows = [tr.step(s) for tr in trs]
-            if rows[0].get("grad_norm_quarantine", 0) > 0:
+            if rows[0].get(key, 0) > 0:
                 break
         else:
-            raise AssertionError("no step trained the quarantine block")
+            raise AssertionError(f"no step trained the {axis} block")
     finally:
         grpo.GroundTruthLabels = orig
     moves = [[p.detach() - p0 for p, p0 in zip(ad.axis_params(tr.model), s0)] for tr, s0 in zip(trs[:2], seed)]
     worst = max(float((b - 0.1 * a).abs().max() / a.abs().max()) for a, b in zip(*moves))
     assert max(float(a.abs().max()) for a in moves[0]) > 0, "the axis piece did not move"
-    assert worst < 1e-4, f"axis step at scale 0.1 is not 0.1 x the unscaled step (rel err {worst:.2e})"
+    assert worst < 1e-4, f"{axis}: axis step at scale 0.1 is not 0.1 x the unscaled step (rel err {worst:.2e})"
     rest = [[p for p in ad.deployed_params(tr.model) + ad.quarantine_params(tr.model)
              if all(p is not q for q in ad.axis_params(tr.model))] for tr in trs[:2]]
     assert all(torch.equal(a, b) for a, b in zip(*rest)), "the axis lr scale moved a tensor outside the axis"
-    assert rows[0]["grad_norm_quarantine"] > 1e-3, "clipping does not bind"
+    assert rows[0][key] > 1e-3, "clipping does not bind"
     same = all(torch.equal(a, b) for a, b in zip(ad.adapter_state_dict(trs[0].model).values(),
                                                  ad.adapter_state_dict(two.model).values()))
     assert same, "at scale 1 the axis group changes the step (clipping per group instead of per block?)"

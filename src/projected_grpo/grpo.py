@@ -96,8 +96,9 @@ class Args:
     """AdamW weight decay of the quarantine block (equal to weight_decay keeps the two blocks symmetric: with it
     lower, ablating a quarantine trained beside the deployed block removes more than its share of the update)"""
     axis_lr_scale: float = 1.0
-    """learning rate of the seeded axis piece (scorda arms) as a multiple of lr (its own AdamW group, same block
-    decay; clipping stays per block)"""
+    """learning rate of the seeded axis piece (scorda arms) as a multiple of lr (its own AdamW group with its block's
+    weight decay, which AdamW applies as lr x decay, so the pull toward the seed scales by the same factor; clipping
+    stays per block)"""
     adam_eps: float = 1e-8
     """AdamW's epsilon; near the gradient's per-coordinate size it makes a coordinate's step scale with its
     gradient instead of moving every coordinate by about lr per step"""
