@@ -405,23 +405,26 @@ def adapter_modules(model: nn.Module) -> dict[str, AdaptedLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, AdaptedLinear)}
 
 
+def _axis_seeds(m: "AdaptedLinear") -> list[tuple[nn.Parameter, Tensor]]:
+    """(a_in, u_in) and (a_out, W u_in) of a module's seeded axis piece (none without an axis)."""
+    return [(m.axis_in, m.axis_u_in), (m.axis_out, m.axis_c_out)] if m.kind == "svd" and m.axis != "none" else []
+
+
 def decay_anchors(model: nn.Module) -> list[tuple[nn.Parameter, Tensor]]:
     """(parameter, its seed) for every trainable adapter tensor that does not start at 0: the axis piece's a_in and
     a_out (seeds u_in and W u_in, read live, so a later seed_axis counts) and the own-basis LoRA B_hack. Weight decay
     pulls these toward their seed (no update), not toward 0 (grpo.Trainer.decay_to_seed)."""
     out = []
     for m in adapter_modules(model).values():
-        if m.kind == "svd" and m.axis != "none":
-            out += [(m.axis_in, m.axis_u_in), (m.axis_out, m.axis_c_out)]
+        out += _axis_seeds(m)
         if m.kind == "lora" and m.quarantine == "own":
             out.append((m.B_hack, m.B_hack_seed))
     return out
 
 
 def axis_params(model: nn.Module) -> list[nn.Parameter]:
-    """The seeded axis pieces' trainable a_in and a_out (svd adapters built with an axis), in module order."""
-    return [p for m in adapter_modules(model).values() if m.kind == "svd" and m.axis != "none"
-            for p in (m.axis_in, m.axis_out)]
+    """The seeded axis pieces' trainable a_in and a_out, in module order."""
+    return [p for m in adapter_modules(model).values() for p, _ in _axis_seeds(m)]
 
 
 def deployed_params(model: nn.Module) -> list[nn.Parameter]:
