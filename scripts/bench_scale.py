@@ -15,7 +15,8 @@ synchronisation and its own peak memory:
                      --modes entry (graph: CUDA graphs; eager: no graphs, run at --hf-len tokens
                      since its Python overhead makes the full length slow; a "+matmul" suffix
                      decodes with the matmul attention kernel, "+unmerged" without folding the
-                     adapter into the weights); --short-modes run only at --hf-len; each mode in its
+                     adapter into the weights, "+noshare" with a KV copy of the prompt per row instead
+                     of one per group of rollouts, "+mem<f>" with DecodeConfig.mem_frac f); --short-modes run only at --hf-len; each mode in its
                      own try/except, so a failing mode prints its error and the bench goes on
     fast_<mode>_short   the same decoder at --hf-len tokens (same setting as hf_generate)
     hf_generate      transformers' generate through the adapter (sampling.sample, decoder hf) at
@@ -36,7 +37,9 @@ synchronisation and its own peak memory:
 
 Floors (seconds at the measured machine numbers; the ratio printed is measured / floor):
     decode           prefill FLOPs / matmul rate + for every decode step (weights + the filled KV
-                     cache of the wave) bytes / bandwidth, summed over steps and waves
+                     cache of the wave) bytes / bandwidth, summed over steps and waves; with shared
+                     prompts the filled cache holds each group's prompt once and one prefill runs per
+                     group, and the floor of the same waves with a prompt copy per row is printed too
     fwd_bwd          (4 x linear parameters x tokens + 6 x causal attention FLOPs) / matmul rate
                      (forward, and backward to activations only: base weights are frozen)
     erase, route, optimizer   bytes of the per-rollout gradient matrices / bandwidth (a lower bound
@@ -150,24 +153,30 @@ def attention_flops(cfg, seq: int) -> float:
     return 4 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * seq * seq / 2
 
 
-def decode_floor(model, n: int, P: int, new: int, waves: int, b: int, bw: float, flops: float) -> float:
-    """Prefill FLOPs at the matmul rate + decode steps' weight and filled-KV bytes at the bandwidth."""
+def decode_floor(model, n: int, P: int, new: int, waves: int, b: int, bw: float, flops: float, group: int = 1) -> float:
+    """Prefill FLOPs at the matmul rate + decode steps' weight and filled-KV bytes at the bandwidth. With
+    shared prompts (group G > 1) a wave's b rows are b / G groups: one prefill and one prompt KV per group."""
     arch = arch_of(model)
     kv = kv_bytes_per_token(arch, arch.embed.weight.dtype)
     wb = weight_bytes(model)
-    prefill = n * (2 * linear_params(model) * P + attention_flops(model.config, P)) / flops
-    steps = sum(wb + b * (P + t + 1) * kv for t in range(new - 1)) * waves
+    prefill = n // group * (2 * linear_params(model) * P + attention_flops(model.config, P)) / flops
+    steps = sum(wb + b // group * (P + group * (t + 1)) * kv for t in range(new - 1)) * waves
     return prefill + steps / bw
 
 
-def record_decode(name: str, comps: list[list[int]], new: int, floor: float, waves: int, batch: int) -> None:
+def record_decode(name: str, comps: list[list[int]], new: int, floor: float, waves: int, batch: int,
+                  floor_unshared: float | None = None, group: int = 1) -> None:
     r = RESULTS[name]
     toks = sum(map(len, comps))
     r.update(tokens=toks, new_tokens=new, tokens_per_s=round(toks / r["seconds"], 1), waves=waves, batch=batch,
-             decode_steps_per_s=round(new * waves / r["seconds"], 2), floor_s=round(floor, 3),
+             group=group, decode_steps_per_s=round(new * waves / r["seconds"], 2), floor_s=round(floor, 3),
              ratio_to_floor=round(r["seconds"] / floor, 2))
-    print(f"{'':22s} {toks} tokens, {toks / r['seconds']:.0f} tokens/s, {waves} wave(s) of {batch}, "
-          f"floor {floor:.2f} s, ratio {r['seconds'] / floor:.2f}", flush=True)
+    extra = ""
+    if floor_unshared is not None:  # the same waves if every row read its own copy of the prompt's KV
+        r.update(floor_unshared_s=round(floor_unshared, 3), ratio_to_floor_unshared=round(r["seconds"] / floor_unshared, 2))
+        extra = f"; unshared floor {floor_unshared:.2f} s, ratio {r['seconds'] / floor_unshared:.2f}"
+    print(f"{'':22s} {toks} tokens, {toks / r['seconds']:.0f} tokens/s, {waves} wave(s) of {batch} "
+          f"(groups of {group}), floor {floor:.2f} s, ratio {r['seconds'] / floor:.2f}{extra}", flush=True)
 
 
 def parse() -> argparse.Namespace:
@@ -191,7 +200,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--short-modes", default="", help="fast decoder modes timed only at --hf-len tokens")
     ap.add_argument("--fb-sweep", default="", help="micro-batch sizes for fwd_bwd_mb<k> phases, e.g. 2,4,8")
     ap.add_argument("--sweep-rollouts", type=int, default=32, help="rollouts per fwd_bwd_mb<k> phase")
-    ap.add_argument("--bucket", type=int, default=128, help="fast decoder attention bucket (columns)")
+    ap.add_argument("--bucket", type=int, default=128, help="fast decoder attention bucket (new tokens per row)")
+    ap.add_argument("--mem-frac", type=float, default=DecodeConfig.mem_frac,
+                    help="fraction of the free GPU memory the fast decoder's KV cache may take (DecodeConfig.mem_frac)")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--skip-train", action="store_true", help="decode phases only")
     ap.add_argument("--fb-batch", type=int, default=2, help="rollouts per forward-backward micro-batch")
@@ -245,12 +256,17 @@ def run_fast(model, pids, mode: str, new: int, a, bw: float, flops: float, name:
         with Phase(name, a.device):
             torch.manual_seed(0)
             base, *flags = mode.split("+")
-            assert set(flags) <= {"matmul", "unmerged"}, f"unknown decoder flags in mode {mode!r}"
+            mem = [float(f[3:]) for f in flags if f.startswith("mem")]
+            flags = [f for f in flags if not f.startswith("mem")]
+            assert set(flags) <= {"matmul", "unmerged", "noshare"} and len(mem) <= 1, f"unknown decoder flags in mode {mode!r}"
             cfg = DecodeConfig(mode=base, bucket=a.bucket, merge="unmerged" not in flags,
-                               attention="matmul" if "matmul" in flags else "sdpa")
+                               attention="matmul" if "matmul" in flags else "sdpa",
+                               share_prompts="noshare" not in flags, mem_frac=mem[0] if mem else a.mem_frac)
             out = decode(model, pids, 1.0, new, a.vocab - 1, a.vocab - 2, cfg=cfg)
-        floor = decode_floor(model, len(pids), a.prompt_len, new, out.waves, out.batch, bw, flops)
-        record_decode(name, out.tokens, new, floor, out.waves, out.batch)
+        floor = decode_floor(model, len(pids), a.prompt_len, new, out.waves, out.batch, bw, flops, out.group)
+        unshared = decode_floor(model, len(pids), a.prompt_len, new, out.waves, out.batch, bw, flops) \
+            if out.group > 1 else None
+        record_decode(name, out.tokens, new, floor, out.waves, out.batch, unshared, out.group)
         return out.tokens
     except Exception as e:  # a failing mode must not end the bench
         RESULTS[name] = dict(ok=False, error=f"{type(e).__name__}: {e}"[:2000])

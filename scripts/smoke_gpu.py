@@ -15,7 +15,8 @@ reward variance so that the backward, the interventions and the optimizer run. E
 finish (DONE), log a loss in every step, and every logged loss and gradient norm must be finite.
 
 Before the arms, the fast decoder (projected_grpo.decoder) is checked in bf16 on the same model through
-an SVD adapter (both blocks nonzero, kept and ablated): CUDA-graph mode gives the same tokens as eager
+an SVD adapter (both blocks nonzero, kept and ablated; 24 distinct prompts, and 8 prompts x 3 rows that
+the decoder runs as shared-prompt groups): CUDA-graph mode gives the same tokens as eager
 mode (the same kernels replayed), and its per-token log-probs agree with the training path's
 (grpo.token_logprobs) within 0.1 (bf16); greedy agreement with transformers' generate is printed.
 The arms then run with the first decoder that passed (fast, fast-eager, else hf; `--decoder` forces one).
@@ -78,17 +79,19 @@ def check_decoder(model_dir: Path, device: str) -> list[str]:
         for p in ad.deployed_params(model) + ad.quarantine_params(model):
             p.normal_(0, 0.5)
     g = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(0, len(tok) - 2, (int(n),), generator=g).tolist() for n in torch.randint(8, 40, (24,), generator=g)]
+    distinct = [torch.randint(0, len(tok) - 2, (int(n),), generator=g).tolist() for n in torch.randint(8, 40, (24,), generator=g)]
+    shared = [p for p in distinct[:8] for _ in range(3)]  # GRPO-style groups: the decoder shares each prompt's KV
     eos, pad = tok.eos_token_id, tok.pad_token_id
     ok = []
-    for cond in ("kept", "ablated"):
-        ctx = ad.deployment_ablation(model) if cond == "ablated" else contextlib.nullcontext()
+    for cond, prompts in (("kept", distinct), ("ablated", distinct), ("kept,shared", shared), ("ablated,shared", shared)):
+        ctx = ad.deployment_ablation(model) if cond.startswith("ablated") else contextlib.nullcontext()
         with ctx:
             outs = {}
             for mode in ("graph", "eager") if device == "cuda" else ("eager",):
                 try:
                     torch.manual_seed(1)
                     outs[mode] = decode(model, prompts, 1.0, 64, eos, pad, cfg=DecodeConfig(mode=mode, logprobs=True, bucket=16))
+                    assert outs[mode].group == (3 if prompts is shared else 1), f"group {outs[mode].group}"
                     b = collate(prompts, outs[mode].tokens, pad)
                     with torch.no_grad():
                         lp = token_logprobs(model, b.input_ids.to(device), b.attention_mask.to(device)).float().cpu()
@@ -110,7 +113,7 @@ def check_decoder(model_dir: Path, device: str) -> list[str]:
             greedy_hf = sample(model, tok, prompts, 0.0, 32, generator_seed=1, decoder="hf")
             agree = sum(a == b for a, b in zip(greedy_fast, greedy_hf)) / len(prompts)
             print(f"info decoder[{cond}] greedy rows identical to generate (bf16, not asserted): {agree:.2f}", flush=True)
-    good = [m for m in ("graph", "eager") if ok.count(m) == 2]  # passed kept and ablated
+    good = [m for m in ("graph", "eager") if ok.count(m) == 4]  # passed kept and ablated, distinct and shared prompts
     return good + (["mismatch"] if "graph!=eager" in ok else [])
 
 

@@ -22,6 +22,10 @@ ablated (deployment ablation):
 9. adapters.merged_weights gives the same logits as the unmerged forward for every adapter structure
    (svd and lora, own and shared quarantine, svd with the axis piece in either block), with blocks kept,
    ablated and off, within 1e-4 in float32
+10. shared prompts (GRPO groups: each of 4 prompts repeated 3 times): the decoder runs them as groups of 3
+   (one prefill and one prompt KV per group, the rows' tokens interleaved) and gives generate's tokens,
+   greedy and sampled, in one wave and in waves of 2 groups (generate in chunks of 6), with log-probs
+   within 1e-3 of the training path, for both attention kernels; unequal runs fall back to a group of 1
 """
 
 from __future__ import annotations
@@ -142,6 +146,27 @@ def check_waves(model, name: str) -> int:
     return 3
 
 
+def check_shared(model, name: str, stats: dict) -> int:
+    """Check 10 on one model condition; returns the number of shared-prompt decodes compared."""
+    ps = [p for p in prompts(4, 14) for _ in range(3)]
+    n = 0
+    for temp, k, p in ((0.0, 0, 1.0), (1.0, 0, 1.0), (0.7, 8, 0.9)):
+        for max_batch, chunk in ((0, 1000), (6, 6)):
+            ref = hf(model, ps, temp, k, p, 9, chunk=chunk)
+            out = fast(model, ps, temp, k, p, 9, max_batch=max_batch)
+            assert out.group == 3, f"{name}: groups of equal prompts not shared (group {out.group})"
+            assert (out.waves, out.batch) == ((1, 12) if not max_batch else (2, 6)), (out.waves, out.batch)
+            assert out.tokens == ref, f"{name}: shared prompts (T={temp}, waves of {max_batch or 12}) differ from generate"
+            err = logprob_err(model, ps, out)
+            assert err < 1e-3, f"{name}: shared prompts: log-prob error {err}"
+            stats["lp_err"] = max(stats["lp_err"], err)
+            n += 1
+    uneven = ps[:-1]  # runs of 3, 3, 3, 2: no common group size
+    out = fast(model, uneven, 1.0, 0, 1.0, 9)
+    assert out.group == 1 and out.tokens == hf(model, uneven, 1.0, 0, 1.0, 9), f"{name}: unequal runs"
+    return n
+
+
 def refuses_stale_merge(model) -> int:
     """1 if switching a block inside adapters.merged_weights fails loudly at the next forward."""
     ids = torch.tensor([prompts(1, 3)[0]])
@@ -216,7 +241,7 @@ def main() -> int:
     t0 = time.time()
     torch.set_num_threads(1)
     stats = dict(lp_err=0.0, tokens=0, eos_rows=0, full_rows=0, conditions=0)
-    ablation_changed = stale_refused = merge_used = early_waves = 0
+    ablation_changed = stale_refused = merge_used = early_waves = shared = 0
     for kind in ("qwen3", "llama"):
         model = build(kind)
         check_condition(model, f"{kind}/bare", stats)
@@ -235,15 +260,18 @@ def main() -> int:
                 for p in ad.quarantine_params(model):
                     p.add_(2 * scale * torch.randn(p.shape, generator=g))
             kept = check_condition(model, f"{kind}/{adapter}/kept", stats)
+            shared += check_shared(model, f"{kind}/{adapter}/kept", stats)
             with ad.deployment_ablation(model):
                 ablated = check_condition(model, f"{kind}/{adapter}/ablated", stats)
                 check_waves(model, f"{kind}/{adapter}/ablated")
+                shared += check_shared(model, f"{kind}/{adapter}/ablated", stats)
             ablation_changed += int(kept != ablated)
             VARIANT.update(merge=False, attention="matmul")
             try:
                 assert check_condition(model, f"{kind}/{adapter}/kept/unmerged+matmul", stats) == kept
                 with ad.deployment_ablation(model):
                     check_condition(model, f"{kind}/{adapter}/ablated/unmerged+matmul", stats)
+                shared += check_shared(model, f"{kind}/{adapter}/kept/unmerged+matmul", stats)
                 VARIANT.update(merge=True, attention="matmul")
                 assert check_condition(model, f"{kind}/{adapter}/kept/merged+matmul", stats) == kept
             finally:
@@ -258,11 +286,13 @@ def main() -> int:
     assert stale_refused == n, f"a block switch inside merged_weights was refused in {stale_refused}/{n} adapters"
     assert merge_used == n, f"merge=True ran merged weights (and merge=False did not) in {merge_used}/{n} adapters"
     assert early_waves > 0, "no wave stopped early: check 8 is vacuous"
+    assert shared == 2 * 3 * len(ADAPTERS) * 6, f"shared-prompt decodes compared: {shared}"
     dt = time.time() - t0
     print(f"PASS decoder: {stats['conditions']} conditions (qwen3, llama x bare/svd-own/lora-own/svd-shared x kept/ablated) greedy and "
           f"sampled tokens identical to generate ({stats['tokens']} sampled tokens, {stats['eos_rows']} rows stopped "
           f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default), unmerged+matmul and merged+matmul, merged weights used only when asked; waves of 3 "
-          f"and {early_waves} early-ending waves of 1 identical; max log-prob err "
+          f"and {early_waves} early-ending waves of 1 identical; {shared} shared-prompt decodes (groups of 3) "
+          f"identical; max log-prob err "
           f"{stats['lp_err']:.1e}; ablation changed tokens in {ablation_changed}/{n}; merged = unmerged logits within "
           f"{merge_err:.1e} over {merge_cases} adapter structures x block states; {dt:.1f}s")
     return 0

@@ -5,17 +5,24 @@
     out.logprobs   per-token log p(token) under the policy at temperature 1 (float32), same cut
 
 How it works:
-- Prompts are left-padded into waves of equal size; every row of a wave writes the same cache column
-  at every step. The wave size fills the free accelerator memory with the KV cache (`plan_waves`).
-- The KV cache is preallocated per layer as [b, kv_heads, prompt + new, head_dim] with a boolean
+- Shared prompts (`share_prompts`, default on): when the prompts come as runs of G equal prompts (a GRPO
+  group repeats each prompt G times), each run is one *group*: its prompt is prefilled once and its KV
+  is stored once, and the G rows' new tokens are interleaved after it (row r's token t at column
+  P + t G + r). A decode step attends each row over its group's prompt and its own columns (a mask),
+  so the prompt's KV is read once per group instead of once per row. Without equal runs G = 1: every
+  row is its own group, the plain layout.
+- Groups are left-padded into waves of equal size. The wave size fills the free accelerator memory
+  with the KV cache (`plan_waves`).
+- The KV cache is preallocated per layer as [groups, kv_heads, P + G new, head_dim] with a boolean
   mask of filled columns. Positions are HF generate's: cumsum of the attention mask minus 1.
 - One step runs the model's own modules (embedding, norms, q/k/v/o projections, which may be
   AdaptedLinear with either block on or off, q_norm/k_norm, rotary embedding, MLP, lm_head). With
   `merge` (default) each adapted layer's active blocks are folded into its weight for the whole
   decode (adapters.merged_weights), so a projection is one matmul. Only the attention over the cache
   is written here (`attention`: sdpa, or two batched matmuls in decode steps): F.scaled_dot_product_attention over the filled prefix
-  [0, S) of the cache, with grouped-query heads folded into the query-length axis (no K/V copy).
-  S is the current length rounded up to `bucket`, so a step reads about the filled part of the cache.
+  [0, S) of the cache, with grouped-query heads and a group's rows folded into the query-length axis
+  (no K/V copy); the mask becomes one additive bias per forward, shared by the layers. S is P plus the
+  step rounded up to `bucket` tokens per row, so a step reads about the filled part of the cache.
 - On CUDA (mode "graph") one CUDA graph per bucket S is captured at its first use and replayed
   for every later step of that bucket (static buffers for ids, positions, column, mask and logits).
   A decode step writes only the cache column it was given, so the warm-up run before a capture
@@ -71,6 +78,9 @@ class DecodeConfig:
     attention: Literal["sdpa", "matmul"] = "sdpa"
     """decode-step attention over the cache: sdpa (F.scaled_dot_product_attention with the mask) or
     matmul (two batched matmuls per kv head, masked softmax between them); prefill always uses sdpa"""
+    share_prompts: bool = True
+    """rows whose prompts come as runs of G equal prompts (the same G for every prompt) share one prefill
+    and one copy of the prompt's KV cache; otherwise (or False) every row has its own"""
 
 
 @dataclass
@@ -79,6 +89,9 @@ class Decoded:
     logprobs: list[list[float]] | None
     waves: int
     batch: int
+    """rows per wave"""
+    group: int = 1
+    """rows per shared prompt (1: no sharing)"""
 
 
 # ---- the model's pieces ---------------------------------------------------------------------------
@@ -122,24 +135,33 @@ def kv_bytes_per_token(arch: Arch, dtype: torch.dtype) -> int:
 
 # ---- attention over the cache ---------------------------------------------------------------------
 
-def gqa_attention(q: Float[Tensor, "b h t d"], k: Float[Tensor, "b g s d"], v: Float[Tensor, "b g s d"],
-                  mask: Bool[Tensor, "b t s"], scale: float, kernel: str = "sdpa") -> Float[Tensor, "b t hd"]:
-    """Softmax attention of each query head over its key/value head (head i uses kv head i // (h/g))."""
+def attention_bias(mask: Bool[Tensor, "b t s"], groups: int, rep: int, dtype: torch.dtype) -> Float[Tensor, "n 1 q s"]:
+    """The additive mask (0 where attended, -inf elsewhere) with a group's rows and each kv head's query
+    heads folded into the query axis, in the order gqa_attention folds q: q = (row in group, head, t)."""
+    b, t, s = mask.shape
+    G = b // groups
+    m = mask.view(groups, G, 1, t, s).expand(groups, G, rep, t, s).reshape(groups, 1, G * rep * t, s)
+    return torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill_(~m, -float("inf"))
+
+
+def gqa_attention(q: Float[Tensor, "b h t d"], k: Float[Tensor, "n g s d"], v: Float[Tensor, "n g s d"],
+                  bias: Float[Tensor, "n 1 q s"], scale: float, kernel: str = "sdpa") -> Float[Tensor, "b t hd"]:
+    """Softmax attention of each query head over its key/value head (head i uses kv head i // (h/g)); the
+    b rows come in n groups of G = b / n rows that read the same cache row (G = 1: a cache row per row)."""
     b, h, t, d = q.shape
-    g, s = k.shape[1], k.shape[2]
-    rep = h // g
-    qg = q.reshape(b, g, rep * t, d)
-    m = mask[:, None, None].expand(b, 1, rep, t, s).reshape(b, 1, rep * t, s)
+    n, g, s = k.shape[0], k.shape[1], k.shape[2]
+    G, rep = b // n, h // g
+    qg = q.reshape(n, G, g, rep, t, d).transpose(1, 2).reshape(n, g, G * rep * t, d)
     if kernel == "sdpa":
-        o = F.scaled_dot_product_attention(qg, k, v, attn_mask=m, scale=scale)
-    else:  # reads K and V once each; the scores of rep * t queries per kv head are small in decoding
-        scores = torch.matmul(qg, k.transpose(-1, -2)).float() * scale
-        o = torch.matmul(scores.masked_fill(~m, -float("inf")).softmax(-1).to(v.dtype), v)
-    return o.view(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
+        o = F.scaled_dot_product_attention(qg, k, v, attn_mask=bias, scale=scale)
+    else:  # reads K and V once each; the scores of G * rep * t queries per kv head are small in decoding
+        scores = torch.matmul(qg, k.transpose(-1, -2)).float() * scale + bias
+        o = torch.matmul(scores.softmax(-1).to(v.dtype), v)
+    return o.reshape(n, g, G, rep, t, d).transpose(1, 2).reshape(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
 
 
 class KVCache:
-    """Per-layer K and V [b, kv_heads, length, head_dim] and the mask of filled columns [b, length]."""
+    """Per-layer K and V [groups, kv_heads, length, head_dim] and the mask of filled columns [groups, length]."""
 
     def __init__(self, arch: Arch, b: int, length: int, dtype: torch.dtype, device: torch.device):
         shape = (b, arch.kv_heads, length, arch.head_dim)
@@ -148,9 +170,21 @@ class KVCache:
         self.filled = torch.zeros((b, length), dtype=torch.bool, device=device)
 
 
+def write_kv(kc: Tensor, vc: Tensor, k: Float[Tensor, "b g t d"], v: Float[Tensor, "b g t d"], cols: Int[Tensor, " c"],
+             row_group: Int[Tensor, " b"] | None) -> None:
+    """Prefill (row_group None): the rows' K/V at columns `cols` (one per position). Decode step (t = 1): row i's
+    K/V at column cols[i] of its group's cache row row_group[i]."""
+    if row_group is None:
+        kc.index_copy_(2, cols, k.to(kc.dtype))
+        vc.index_copy_(2, cols, v.to(vc.dtype))
+    else:
+        kc[row_group, :, cols] = k[:, :, 0].to(kc.dtype)
+        vc[row_group, :, cols] = v[:, :, 0].to(vc.dtype)
+
+
 def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: Tensor, kc: Tensor, vc: Tensor,
-               cols: Int[Tensor, " t"], mask: Bool[Tensor, "b t s"], kernel: str = "sdpa") -> Float[Tensor, "b t e"]:
-    """One decoder layer: write this step's K/V at `cols` of the layer's cache rows, attend over [0, s)."""
+               cols: Int[Tensor, " c"], row_group: Tensor | None, bias: Tensor, kernel: str = "sdpa") -> Float[Tensor, "b t e"]:
+    """One decoder layer: write this step's K/V into the layer's cache (write_kv), attend over [0, s)."""
     layer = arch.layers[i]
     attn = layer.self_attn
     b, t, _ = x.shape
@@ -161,21 +195,23 @@ def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: 
     if hasattr(attn, "q_norm"):
         q, k = attn.q_norm(q), attn.k_norm(k)
     q, k = arch.apply_rope(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
-    kc.index_copy_(2, cols, k.to(kc.dtype))
-    vc.index_copy_(2, cols, v.to(vc.dtype))
-    s = mask.shape[-1]
-    o = gqa_attention(q, kc[:, :, :s], vc[:, :, :s], mask, attn.scaling, kernel)
+    write_kv(kc, vc, k, v, cols, row_group)
+    s = bias.shape[-1]
+    o = gqa_attention(q, kc[:, :, :s], vc[:, :, :s], bias, attn.scaling, kernel)
     x = x + attn.o_proj(o)
     return x + layer.mlp(layer.post_attention_layernorm(x))
 
 
 def forward_cached(arch: Arch, cache: KVCache, rows: slice, ids: Int[Tensor, "b t"], pos: Int[Tensor, "b t"],
-                   cols: Int[Tensor, " t"], mask: Bool[Tensor, "b t s"], kernel: str = "sdpa") -> Float[Tensor, "b v"]:
-    """Logits of the last position of `ids` (rows `rows` of the cache), writing K/V at `cols`."""
+                   cols: Int[Tensor, " c"], mask: Bool[Tensor, "b t s"], kernel: str = "sdpa",
+                   row_group: Tensor | None = None) -> Float[Tensor, "b v"]:
+    """Logits of the last position of `ids`, over cache rows `rows`, writing K/V as write_kv does."""
     x = arch.embed(ids)
     cos, sin = arch.rotary(x, pos)
+    kv = cache.k[0][rows]
+    bias = attention_bias(mask, kv.shape[0], arch.heads // arch.kv_heads, x.dtype)  # once, for every layer
     for i in range(len(arch.layers)):
-        x = layer_step(arch, i, x, cos, sin, cache.k[i][rows], cache.v[i][rows], cols, mask, kernel)
+        x = layer_step(arch, i, x, cos, sin, cache.k[i][rows], cache.v[i][rows], cols, row_group, bias, kernel)
     return arch.lm_head(arch.norm(x[:, -1:]))[:, 0]
 
 
@@ -217,24 +253,31 @@ def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[Int[Tensor,
 
 
 class Wave:
-    """A static-shape decode state for `b` rows of prompt length <= P plus `new` tokens."""
+    """A static-shape decode state for `n` groups of G rows, prompt width P, `new` tokens per row."""
 
-    def __init__(self, arch: Arch, b: int, P: int, new: int, cfg: DecodeConfig, dtype, device):
-        self.arch, self.b, self.P, self.new, self.cfg, self.device = arch, b, P, new, cfg, device
-        self.length = P + new
-        self.cache = KVCache(arch, b, self.length, dtype, device)
+    def __init__(self, arch: Arch, n: int, G: int, P: int, new: int, cfg: DecodeConfig, dtype, device):
+        self.arch, self.n, self.G, self.P, self.new, self.cfg, self.device = arch, n, G, P, new, cfg, device
+        self.b = b = n * G
+        self.length = P + G * new
+        self.cache = KVCache(arch, n, self.length, dtype, device)
+        rows = torch.arange(b, device=device)
+        self.row_group, slot = rows // G, rows % G
+        self.slot_col = P + slot  # row r's token t goes to column P + t G + r
+        c = torch.arange(self.length, device=device)
+        self.own = (c[None] < P) | ((c[None] - P) % G == slot[:, None])  # [b, length]: the columns a row may read
         self.ids = torch.zeros((b, 1), dtype=torch.long, device=device)
         self.pos = torch.zeros((b, 1), dtype=torch.long, device=device)
-        self.col = torch.zeros((1,), dtype=torch.long, device=device)
+        self.col = torch.zeros((b,), dtype=torch.long, device=device)
         self.logits = torch.zeros((b, arch.vocab), dtype=torch.float32, device=device)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pool = None
         self.use_graphs = cfg.mode == "graph" or (cfg.mode == "auto" and torch.device(device).type == "cuda")
         assert not self.use_graphs or torch.device(device).type == "cuda", "mode graph needs CUDA"
 
-    def prefill(self, ids: Int[Tensor, "b p"], real: Bool[Tensor, "b p"]) -> Float[Tensor, "b v"]:
-        """Run the left-padded prompts (width exactly P) through the cache; logits of their last token."""
-        assert ids.shape == (self.b, self.P), (ids.shape, self.b, self.P)
+    def prefill(self, ids: Int[Tensor, "n p"], real: Bool[Tensor, "n p"]) -> Float[Tensor, "b v"]:
+        """Run the groups' left-padded prompts (width exactly P) through the cache; each row gets the logits
+        of its group's last prompt token."""
+        assert ids.shape == (self.n, self.P), (ids.shape, self.n, self.P)
         c = self.cache
         c.filled.zero_()
         c.filled[:, : self.P] = real
@@ -243,26 +286,27 @@ class Wave:
         causal = cols[None, :] <= cols[:, None]  # [query, key]
         diag = torch.eye(self.P, dtype=torch.bool, device=self.device)  # pad queries attend to themselves
         out = []
-        for r0 in range(0, self.b, self.cfg.prefill_rows):
-            rows = slice(r0, min(self.b, r0 + self.cfg.prefill_rows))
+        for r0 in range(0, self.n, self.cfg.prefill_rows):
+            rows = slice(r0, min(self.n, r0 + self.cfg.prefill_rows))
             mask = (real[rows, None, :] & causal[None]) | diag[None]
             out.append(forward_cached(self.arch, c, rows, ids[rows], pos[rows], cols, mask).float())
-        self.pos.copy_(pos[:, -1:])
-        return torch.cat(out)
+        self.pos.copy_(pos[:, -1:].repeat_interleave(self.G, 0))
+        return torch.cat(out).repeat_interleave(self.G, 0)
 
     def _step(self, s: int) -> None:
         """One decode step over cache prefix [0, s): reads ids/pos/col buffers, writes self.logits."""
-        self.cache.filled.index_fill_(1, self.col, True)
-        mask = self.cache.filled[:, None, :s]
-        logits = forward_cached(self.arch, self.cache, slice(None), self.ids, self.pos, self.col, mask, self.cfg.attention)
+        self.cache.filled[self.row_group, self.col] = True
+        mask = (self.cache.filled[self.row_group, :s] & self.own[:, :s])[:, None]
+        logits = forward_cached(self.arch, self.cache, slice(None), self.ids, self.pos, self.col, mask,
+                                self.cfg.attention, self.row_group)
         self.logits.copy_(logits.float())
 
-    def step(self, tokens: Int[Tensor, " b"], col: int) -> Float[Tensor, "b v"]:
-        """Feed `tokens` at cache column `col` (position +1 per row); logits of the next token."""
+    def step(self, tokens: Int[Tensor, " b"], t: int) -> Float[Tensor, "b v"]:
+        """Feed each row's token number t (position +1 per row); logits of the next token."""
         self.ids.copy_(tokens[:, None])
         self.pos.add_(1)
-        self.col.fill_(col)
-        s = min(self.length, math.ceil((col + 1) / self.cfg.bucket) * self.cfg.bucket)
+        self.col.copy_(self.slot_col + t * self.G)
+        s = min(self.length, self.P + math.ceil((t + 1) / self.cfg.bucket) * self.cfg.bucket * self.G)
         if not self.use_graphs:
             self._step(s)
         else:
@@ -286,7 +330,9 @@ class Wave:
 
     def run(self, prompts: list[list[int]], temperature: float, top_k: int, top_p: float, eos_id: int,
             pad_id: int) -> tuple[Int[Tensor, "b n"], Float[Tensor, "b n"]]:
-        """Sample up to `new` tokens per row; (tokens, their temperature-1 log-probs), pad after EOS."""
+        """Sample up to `new` tokens per row from the groups' prompts (one per group); (tokens, their
+        temperature-1 log-probs), pad after EOS, G consecutive rows per group."""
+        assert len(prompts) == self.n, (len(prompts), self.n)
         ids, real = left_pad(prompts, pad_id, self.device)
         pad_cols = self.P - ids.shape[1]
         if pad_cols:  # a narrower wave than planned: pad on the left to the static width
@@ -305,23 +351,38 @@ class Wave:
             unfinished &= nxt != eos_id
             if t + 1 == self.new or not bool(unfinished.any()):  # as generate: no draws after the last row ends
                 break
-            logits = self.step(nxt, self.P + t)
+            logits = self.step(nxt, t)
         return toks, lps
 
 
 # ---- waves ----------------------------------------------------------------------------------------
 
-def plan_waves(n: int, length: int, arch: Arch, dtype: torch.dtype, device, cfg: DecodeConfig) -> tuple[int, int]:
-    """(waves, rows per wave): the fewest equal waves whose KV cache and buffers fit."""
+def plan_waves(n: int, G: int, P: int, new: int, arch: Arch, dtype: torch.dtype, device,
+               cfg: DecodeConfig) -> tuple[int, int]:
+    """(waves, groups per wave): the fewest equal waves of n groups of G rows whose KV cache and buffers fit."""
     cap = n
     if cfg.max_batch:
-        cap = cfg.max_batch
+        cap = max(1, cfg.max_batch // G)
     elif torch.device(device).type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
-        per_row = length * kv_bytes_per_token(arch, dtype) + arch.vocab * 4 * 8  # cache + logits/sampling temps
-        cap = max(1, int((free * cfg.mem_frac - 2**30) // per_row))
+        per_group = (P + G * new) * kv_bytes_per_token(arch, dtype) + G * arch.vocab * 4 * 8  # cache + logits temps
+        cap = max(1, int((free * cfg.mem_frac - 2**30) // per_group))
     waves = math.ceil(n / min(cap, n))
     return waves, math.ceil(n / waves)
+
+
+def prompt_group(prompts: list[list[int]], share: bool) -> int:
+    """G when the prompts are runs of G equal prompts with the same G throughout (a GRPO batch), else 1."""
+    if not share:
+        return 1
+    runs, i = [], 0
+    while i < len(prompts):
+        j = i
+        while j < len(prompts) and prompts[j] == prompts[i]:
+            j += 1
+        runs.append(j - i)
+        i = j
+    return runs[0] if len(set(runs)) == 1 else 1
 
 
 def cut(tokens: list[int], lps: list[float], eos_id: int, pad_id: int) -> tuple[list[int], list[float]]:
@@ -343,21 +404,24 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
     arch = arch_of(model)
     p = next(model.parameters())
     dtype, device = arch.embed.weight.dtype, p.device
-    P = max(map(len, prompts))
+    G = prompt_group(prompts, cfg.share_prompts)
+    unique = prompts[::G]
+    P = math.ceil(max(map(len, prompts)) / 8) * 8  # aligned widths for the attention kernels' masks
     was_training = model.training
     model.eval()
     wave = None
     try:
         # merged before planning: the merged weights take memory the cache cannot
         with ad.merged_weights(model) if cfg.merge else contextlib.nullcontext():
-            waves, b = plan_waves(len(prompts), P + max_new_tokens, arch, dtype, device, cfg)
-            wave = Wave(arch, b, P, max_new_tokens, cfg, dtype, device)
+            waves, n = plan_waves(len(unique), G, P, max_new_tokens, arch, dtype, device, cfg)
+            wave = Wave(arch, n, G, P, max_new_tokens, cfg, dtype, device)
             tokens, logprobs = [], []
             for w in range(waves):
-                chunk = prompts[w * b:(w + 1) * b]
-                filler = [chunk[0]] * (b - len(chunk))  # static shape: the last wave is filled up, outputs dropped
+                chunk = unique[w * n:(w + 1) * n]
+                filler = [chunk[0]] * (n - len(chunk))  # static shape: the last wave is filled up, outputs dropped
                 toks, lps = wave.run(chunk + filler, temperature, top_k, top_p, eos_id, pad_id)
-                for row, lp in zip(toks[: len(chunk)].tolist(), lps[: len(chunk)].tolist()):
+                kept_rows = len(chunk) * G
+                for row, lp in zip(toks[:kept_rows].tolist(), lps[:kept_rows].tolist()):
                     kept, kept_lp = cut(row, lp, eos_id, pad_id)
                     tokens.append(kept)
                     logprobs.append(kept_lp)
@@ -366,4 +430,4 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
         wave = None  # frees the KV cache and the CUDA graphs' memory pool before training needs it
         if torch.device(device).type == "cuda":
             torch.cuda.empty_cache()
-    return Decoded(tokens, logprobs if cfg.logprobs else None, waves, b)
+    return Decoded(tokens, logprobs if cfg.logprobs else None, waves, n * G, G)
