@@ -268,6 +268,7 @@ class Wave:
         self.ids = torch.zeros((b, 1), dtype=torch.long, device=device)
         self.pos = torch.zeros((b, 1), dtype=torch.long, device=device)
         self.col = torch.zeros((b,), dtype=torch.long, device=device)
+        self.true = torch.ones((b,), dtype=torch.bool, device=device)  # a device tensor: no host copy inside a capture
         self.logits = torch.zeros((b, arch.vocab), dtype=torch.float32, device=device)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pool = None
@@ -295,7 +296,7 @@ class Wave:
 
     def _step(self, s: int) -> None:
         """One decode step over cache prefix [0, s): reads ids/pos/col buffers, writes self.logits."""
-        self.cache.filled[self.row_group, self.col] = True
+        self.cache.filled.index_put_((self.row_group, self.col), self.true)
         mask = (self.cache.filled[self.row_group, :s] & self.own[:, :s])[:, None]
         logits = forward_cached(self.arch, self.cache, slice(None), self.ids, self.pos, self.col, mask,
                                 self.cfg.attention, self.row_group)
