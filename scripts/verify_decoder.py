@@ -23,7 +23,7 @@ ablated (deployment ablation):
    (svd and lora, own and shared quarantine, svd with the axis piece in either block), with blocks kept,
    ablated and off, within 1e-4 in float32
 10. shared prompts (GRPO groups: each of 4 prompts repeated 3 times): the decoder runs them as groups of 3
-   (one prefill and one prompt KV per group, the rows' tokens interleaved) and gives generate's tokens,
+   (one prefill and one prompt KV per group, each row its own new tokens, cascade attention) and gives generate's tokens,
    greedy and sampled, in one wave and in waves of 2 groups (generate in chunks of 6), with log-probs
    within 1e-3 of the training path, for both attention kernels; unequal runs fall back to a group of 1
 """

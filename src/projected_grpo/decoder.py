@@ -6,23 +6,25 @@
 
 How it works:
 - Shared prompts (`share_prompts`, default on): when the prompts come as runs of G equal prompts (a GRPO
-  group repeats each prompt G times), each run is one *group*: its prompt is prefilled once and its KV
-  is stored once, and the G rows' new tokens are interleaved after it (row r's token t at column
-  P + t G + r). A decode step attends each row over its group's prompt and its own columns (a mask),
-  so the prompt's KV is read once per group instead of once per row. Without equal runs G = 1: every
-  row is its own group, the plain layout.
+  group repeats each prompt G times), each run is one *group*: its prompt is prefilled once and its K/V
+  is stored once per group, and each row keeps its own K/V of its new tokens. A decode step attends in
+  two parts (cascade_attention): the G rows' queries over the group's prompt, read once per group, and
+  each row over its own new tokens; the two softmax parts are merged exactly through their
+  log-sum-exps. Without equal runs G = 1: every row has one cache row for prompt and new tokens.
 - Groups are left-padded into waves of equal size. The wave size fills the free accelerator memory
   with the KV cache (`plan_waves`).
-- The KV cache is preallocated per layer as [groups, kv_heads, P + G new, head_dim] with a boolean
+- The caches are preallocated per layer as [groups or rows, kv_heads, length, head_dim] with a boolean
   mask of filled columns. Positions are HF generate's: cumsum of the attention mask minus 1.
 - One step runs the model's own modules (embedding, norms, q/k/v/o projections, which may be
   AdaptedLinear with either block on or off, q_norm/k_norm, rotary embedding, MLP, lm_head). With
   `merge` (default) each adapted layer's active blocks are folded into its weight for the whole
   decode (adapters.merged_weights), so a projection is one matmul. Only the attention over the cache
-  is written here (`attention`: sdpa, or two batched matmuls in decode steps): F.scaled_dot_product_attention over the filled prefix
-  [0, S) of the cache, with grouped-query heads and a group's rows folded into the query-length axis
-  (no K/V copy); the mask becomes one additive bias per forward, shared by the layers. S is P plus the
-  step rounded up to `bucket` tokens per row, so a step reads about the filled part of the cache.
+  is written here (`attention`: sdpa, or batched matmuls in decode steps): without shared prompts
+  F.scaled_dot_product_attention over the filled prefix [0, S) of the cache, with grouped-query heads
+  folded into the query-length axis (no K/V copy); with shared prompts the fused memory-efficient SDPA
+  kernel, which also returns the log-sum-exp, for each part. The mask becomes an additive bias once per
+  forward, shared by the layers. S is the current length rounded up to `bucket`, so a step reads about
+  the filled part of the cache.
 - On CUDA (mode "graph") one CUDA graph per bucket S is captured at its first use and replayed
   for every later step of that bucket (static buffers for ids, positions, column, mask and logits).
   A decode step writes only the cache column it was given, so the warm-up run before a capture
@@ -135,56 +137,100 @@ def kv_bytes_per_token(arch: Arch, dtype: torch.dtype) -> int:
 
 # ---- attention over the cache ---------------------------------------------------------------------
 
-def attention_bias(mask: Bool[Tensor, "b t s"], groups: int, rep: int, dtype: torch.dtype) -> Float[Tensor, "n 1 q s"]:
-    """The additive mask (0 where attended, -inf elsewhere) with a group's rows and each kv head's query
-    heads folded into the query axis, in the order gqa_attention folds q: q = (row in group, head, t)."""
+def attention_bias(mask: Bool[Tensor, "b t s"], rep: int, dtype: torch.dtype) -> Float[Tensor, "b 1 q s"]:
+    """The additive mask (0 where attended, -inf elsewhere) with each kv head's query heads folded into the
+    query axis as gqa_attention folds q: q = (head, t). Built once per forward and shared by the layers."""
     b, t, s = mask.shape
-    G = b // groups
-    m = mask.view(groups, G, 1, t, s).expand(groups, G, rep, t, s).reshape(groups, 1, G * rep * t, s)
+    m = mask[:, None, None].expand(b, 1, rep, t, s).reshape(b, 1, rep * t, s)
     return torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill_(~m, -float("inf"))
 
 
-def gqa_attention(q: Float[Tensor, "b h t d"], k: Float[Tensor, "n g s d"], v: Float[Tensor, "n g s d"],
-                  bias: Float[Tensor, "n 1 q s"], scale: float, kernel: str = "sdpa") -> Float[Tensor, "b t hd"]:
-    """Softmax attention of each query head over its key/value head (head i uses kv head i // (h/g)); the
-    b rows come in n groups of G = b / n rows that read the same cache row (G = 1: a cache row per row)."""
+def gqa_attention(q: Float[Tensor, "b h t d"], k: Float[Tensor, "b g s d"], v: Float[Tensor, "b g s d"],
+                  bias: Float[Tensor, "b 1 q s"], scale: float, kernel: str = "sdpa") -> Float[Tensor, "b t hd"]:
+    """Softmax attention of each query head over its key/value head (head i uses kv head i // (h/g))."""
     b, h, t, d = q.shape
-    n, g, s = k.shape[0], k.shape[1], k.shape[2]
-    G, rep = b // n, h // g
-    qg = q.reshape(n, G, g, rep, t, d).transpose(1, 2).reshape(n, g, G * rep * t, d)
+    g = k.shape[1]
+    qg = q.reshape(b, g, h // g * t, d)
     if kernel == "sdpa":
         o = F.scaled_dot_product_attention(qg, k, v, attn_mask=bias, scale=scale)
-    else:  # reads K and V once each; the scores of G * rep * t queries per kv head are small in decoding
+    else:  # reads K and V once each; the scores of rep * t queries per kv head are small in decoding
         scores = torch.matmul(qg, k.transpose(-1, -2)).float() * scale + bias
         o = torch.matmul(scores.softmax(-1).to(v.dtype), v)
-    return o.reshape(n, g, G, rep, t, d).transpose(1, 2).reshape(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
+    return o.reshape(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
+
+
+def partial_attention(q: Float[Tensor, "b g q d"], k: Float[Tensor, "b g s d"], v: Float[Tensor, "b g s d"],
+                      bias: Float[Tensor, "#b 1 #q s"], scale: float, kernel: str) -> tuple[Tensor, Float[Tensor, "b g q"]]:
+    """Softmax attention over one part of the keys and its log-sum-exp (float32) per query, so that parts
+    can be merged exactly (merge_parts)."""
+    if kernel == "matmul":
+        scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale + bias
+        lse = torch.logsumexp(scores, -1)
+        return torch.matmul((scores - lse[..., None]).exp().to(v.dtype), v), lse
+    bias = bias.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+    if q.is_cuda:  # the memory-efficient kernel is the fused SDPA kernel that returns its log-sum-exp
+        o, lse = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, bias, True, scale=scale)[:2]
+        return o, lse[..., : q.shape[2]]
+    o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=bias, scale=scale)
+    return o, lse
+
+
+def merge_parts(o1: Tensor, lse1: Tensor, o2: Tensor, lse2: Tensor) -> Tensor:
+    """Softmax attention over the union of two key sets from each set's output and log-sum-exp."""
+    lse = torch.logaddexp(lse1, lse2)
+    return (o1.float() * (lse1 - lse).exp()[..., None] + o2.float() * (lse2 - lse).exp()[..., None]).to(o1.dtype)
+
+
+def cascade_attention(q: Float[Tensor, "b h 1 d"], pk: Float[Tensor, "n g p d"], pv: Float[Tensor, "n g p d"],
+                      pbias: Float[Tensor, "n 1 1 p"], ok: Float[Tensor, "b g s d"], ov: Float[Tensor, "b g s d"],
+                      obias: Float[Tensor, "1 1 1 s"], scale: float, kernel: str) -> Float[Tensor, "b 1 hd"]:
+    """A decode step's attention when the b rows come in n groups of G rows with one shared prompt: the
+    queries of a group's G rows read its prompt's K/V once (one part), each row reads its own new tokens'
+    K/V (the other part), and the two softmax parts are merged by their log-sum-exps."""
+    b, h, t, d = q.shape
+    n, g = pk.shape[0], pk.shape[1]
+    G, rq = b // n, h // g * t
+    qp = q.reshape(n, G, g, rq, d).transpose(1, 2).reshape(n, g, G * rq, d)
+    o1, l1 = partial_attention(qp, pk, pv, pbias, scale, kernel)
+    o1 = o1.reshape(n, g, G, rq, d).transpose(1, 2).reshape(b, g, rq, d)
+    l1 = l1.reshape(n, g, G, rq).transpose(1, 2).reshape(b, g, rq)
+    o2, l2 = partial_attention(q.reshape(b, g, rq, d), ok, ov, obias, scale, kernel)
+    return merge_parts(o1, l1, o2, l2).reshape(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
 
 
 class KVCache:
-    """Per-layer K and V [groups, kv_heads, length, head_dim] and the mask of filled columns [groups, length]."""
+    """Per-layer K and V of the prompts (and, where rows have their own, of everything): [rows or groups,
+    kv_heads, length, head_dim], with the mask of filled columns; with shared prompts also each row's own K/V
+    of its new tokens [rows, kv_heads, new, head_dim]."""
 
-    def __init__(self, arch: Arch, b: int, length: int, dtype: torch.dtype, device: torch.device):
-        shape = (b, arch.kv_heads, length, arch.head_dim)
+    def __init__(self, arch: Arch, n: int, length: int, dtype: torch.dtype, device: torch.device, own: tuple[int, int] = (0, 0)):
+        shape = (n, arch.kv_heads, length, arch.head_dim)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in arch.layers]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in arch.layers]
-        self.filled = torch.zeros((b, length), dtype=torch.bool, device=device)
+        self.filled = torch.zeros((n, length), dtype=torch.bool, device=device)
+        b, new = own
+        oshape = (b, arch.kv_heads, new, arch.head_dim)
+        self.ok = [torch.zeros(oshape, dtype=dtype, device=device) for _ in arch.layers] if b else []
+        self.ov = [torch.zeros(oshape, dtype=dtype, device=device) for _ in arch.layers] if b else []
 
 
-def write_kv(kc: Tensor, vc: Tensor, k: Float[Tensor, "b g t d"], v: Float[Tensor, "b g t d"], cols: Int[Tensor, " c"],
-             row_group: Int[Tensor, " b"] | None) -> None:
-    """Prefill (row_group None): the rows' K/V at columns `cols` (one per position). Decode step (t = 1): row i's
-    K/V at column cols[i] of its group's cache row row_group[i]."""
-    if row_group is None:
-        kc.index_copy_(2, cols, k.to(kc.dtype))
-        vc.index_copy_(2, cols, v.to(vc.dtype))
-    else:
-        kc[row_group, :, cols] = k[:, :, 0].to(kc.dtype)
-        vc[row_group, :, cols] = v[:, :, 0].to(vc.dtype)
+@dataclass
+class Attend:
+    """Where a forward writes its K/V and what it attends over. Prefix form (own_bias None): K/V at columns
+    `cols` of cache rows `rows` and attention over the cache's first bias.shape[-1] columns. Shared form: each
+    row's K/V at column cols[0] of its own cache, attention over its group's prompt (bias) and its own first
+    own_bias.shape[-1] columns (cascade_attention)."""
+
+    rows: slice
+    cols: Tensor
+    bias: Tensor
+    own_bias: Tensor | None = None
+    kernel: str = "sdpa"
 
 
-def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: Tensor, kc: Tensor, vc: Tensor,
-               cols: Int[Tensor, " c"], row_group: Tensor | None, bias: Tensor, kernel: str = "sdpa") -> Float[Tensor, "b t e"]:
-    """One decoder layer: write this step's K/V into the layer's cache (write_kv), attend over [0, s)."""
+def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: Tensor, cache: KVCache,
+               at: Attend) -> Float[Tensor, "b t e"]:
+    """One decoder layer: write this step's K/V into the layer's cache and attend (see Attend)."""
     layer = arch.layers[i]
     attn = layer.self_attn
     b, t, _ = x.shape
@@ -195,23 +241,29 @@ def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: 
     if hasattr(attn, "q_norm"):
         q, k = attn.q_norm(q), attn.k_norm(k)
     q, k = arch.apply_rope(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
-    write_kv(kc, vc, k, v, cols, row_group)
-    s = bias.shape[-1]
-    o = gqa_attention(q, kc[:, :, :s], vc[:, :, :s], bias, attn.scaling, kernel)
+    kc, vc = cache.k[i][at.rows], cache.v[i][at.rows]
+    if at.own_bias is None:
+        kc.index_copy_(2, at.cols, k.to(kc.dtype))
+        vc.index_copy_(2, at.cols, v.to(vc.dtype))
+        s = at.bias.shape[-1]
+        o = gqa_attention(q, kc[:, :, :s], vc[:, :, :s], at.bias, attn.scaling, at.kernel)
+    else:
+        ok, ov = cache.ok[i], cache.ov[i]
+        ok.index_copy_(2, at.cols, k.to(ok.dtype))
+        ov.index_copy_(2, at.cols, v.to(ov.dtype))
+        s = at.own_bias.shape[-1]
+        o = cascade_attention(q, kc, vc, at.bias, ok[:, :, :s], ov[:, :, :s], at.own_bias, attn.scaling, at.kernel)
     x = x + attn.o_proj(o)
     return x + layer.mlp(layer.post_attention_layernorm(x))
 
 
-def forward_cached(arch: Arch, cache: KVCache, rows: slice, ids: Int[Tensor, "b t"], pos: Int[Tensor, "b t"],
-                   cols: Int[Tensor, " c"], mask: Bool[Tensor, "b t s"], kernel: str = "sdpa",
-                   row_group: Tensor | None = None) -> Float[Tensor, "b v"]:
-    """Logits of the last position of `ids`, over cache rows `rows`, writing K/V as write_kv does."""
+def forward_cached(arch: Arch, cache: KVCache, ids: Int[Tensor, "b t"], pos: Int[Tensor, "b t"],
+                   at: Attend) -> Float[Tensor, "b v"]:
+    """Logits of the last position of `ids`, writing K/V and attending as `at` says."""
     x = arch.embed(ids)
     cos, sin = arch.rotary(x, pos)
-    kv = cache.k[0][rows]
-    bias = attention_bias(mask, kv.shape[0], arch.heads // arch.kv_heads, x.dtype)  # once, for every layer
     for i in range(len(arch.layers)):
-        x = layer_step(arch, i, x, cos, sin, cache.k[i][rows], cache.v[i][rows], cols, row_group, bias, kernel)
+        x = layer_step(arch, i, x, cos, sin, cache, at)
     return arch.lm_head(arch.norm(x[:, -1:]))[:, 0]
 
 
@@ -253,22 +305,21 @@ def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[Int[Tensor,
 
 
 class Wave:
-    """A static-shape decode state for `n` groups of G rows, prompt width P, `new` tokens per row."""
+    """A static-shape decode state for `n` groups of G rows (G = 1: every row its own prompt), prompt width P,
+    `new` tokens per row."""
 
     def __init__(self, arch: Arch, n: int, G: int, P: int, new: int, cfg: DecodeConfig, dtype, device):
         self.arch, self.n, self.G, self.P, self.new, self.cfg, self.device = arch, n, G, P, new, cfg, device
         self.b = b = n * G
-        self.length = P + G * new
-        self.cache = KVCache(arch, n, self.length, dtype, device)
-        rows = torch.arange(b, device=device)
-        self.row_group, slot = rows // G, rows % G
-        self.slot_col = P + slot  # row r's token t goes to column P + t G + r
-        c = torch.arange(self.length, device=device)
-        self.own = (c[None] < P) | ((c[None] - P) % G == slot[:, None])  # [b, length]: the columns a row may read
+        self.shared = G > 1
+        # G = 1: one cache row per row holding prompt and new tokens; G > 1: the prompt once per group, own new tokens per row
+        self.length = P if self.shared else P + new
+        self.cache = KVCache(arch, n, self.length, dtype, device, own=(b, new) if self.shared else (0, 0))
         self.ids = torch.zeros((b, 1), dtype=torch.long, device=device)
         self.pos = torch.zeros((b, 1), dtype=torch.long, device=device)
-        self.col = torch.zeros((b,), dtype=torch.long, device=device)
-        self.true = torch.ones((b,), dtype=torch.bool, device=device)  # a device tensor: no host copy inside a capture
+        self.col = torch.zeros((1,), dtype=torch.long, device=device)
+        self.own_cols = torch.arange(new, device=device)
+        self.prompt_bias = None
         self.logits = torch.zeros((b, arch.vocab), dtype=torch.float32, device=device)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pool = None
@@ -286,28 +337,39 @@ class Wave:
         cols = torch.arange(self.P, device=self.device)
         causal = cols[None, :] <= cols[:, None]  # [query, key]
         diag = torch.eye(self.P, dtype=torch.bool, device=self.device)  # pad queries attend to themselves
+        rep = self.arch.heads // self.arch.kv_heads
+        dtype = self.cache.k[0].dtype
         out = []
         for r0 in range(0, self.n, self.cfg.prefill_rows):
             rows = slice(r0, min(self.n, r0 + self.cfg.prefill_rows))
             mask = (real[rows, None, :] & causal[None]) | diag[None]
-            out.append(forward_cached(self.arch, c, rows, ids[rows], pos[rows], cols, mask).float())
+            at = Attend(rows, cols, attention_bias(mask, rep, dtype))
+            out.append(forward_cached(self.arch, c, ids[rows], pos[rows], at).float())
+        self.prompt_bias = attention_bias(real[:, None, :], 1, dtype)  # [n, 1, 1, P]: a group's prompt columns
         self.pos.copy_(pos[:, -1:].repeat_interleave(self.G, 0))
         return torch.cat(out).repeat_interleave(self.G, 0)
 
     def _step(self, s: int) -> None:
-        """One decode step over cache prefix [0, s): reads ids/pos/col buffers, writes self.logits."""
-        self.cache.filled.index_put_((self.row_group, self.col), self.true)
-        mask = (self.cache.filled[self.row_group, :s] & self.own[:, :s])[:, None]
-        logits = forward_cached(self.arch, self.cache, slice(None), self.ids, self.pos, self.col, mask,
-                                self.cfg.attention, self.row_group)
+        """One decode step over the first s columns (of the cache, or with shared prompts of each row's own
+        new tokens): reads the ids/pos/col buffers, writes self.logits."""
+        rep, dtype = self.arch.heads // self.arch.kv_heads, self.cache.k[0].dtype
+        if self.shared:
+            own = (self.own_cols[:s] <= self.col)[None, None, :]  # every row has fed tokens 0..col
+            at = Attend(slice(None), self.col, self.prompt_bias, attention_bias(own, 1, dtype), self.cfg.attention)
+        else:
+            self.cache.filled.index_fill_(1, self.col, True)
+            at = Attend(slice(None), self.col, attention_bias(self.cache.filled[:, None, :s], rep, dtype),
+                        kernel=self.cfg.attention)
+        logits = forward_cached(self.arch, self.cache, self.ids, self.pos, at)
         self.logits.copy_(logits.float())
 
     def step(self, tokens: Int[Tensor, " b"], t: int) -> Float[Tensor, "b v"]:
         """Feed each row's token number t (position +1 per row); logits of the next token."""
         self.ids.copy_(tokens[:, None])
         self.pos.add_(1)
-        self.col.copy_(self.slot_col + t * self.G)
-        s = min(self.length, self.P + math.ceil((t + 1) / self.cfg.bucket) * self.cfg.bucket * self.G)
+        col = t if self.shared else self.P + t
+        self.col.fill_(col)
+        s = min(self.length if not self.shared else self.new, math.ceil((col + 1) / self.cfg.bucket) * self.cfg.bucket)
         if not self.use_graphs:
             self._step(s)
         else:
@@ -366,7 +428,7 @@ def plan_waves(n: int, G: int, P: int, new: int, arch: Arch, dtype: torch.dtype,
         cap = max(1, cfg.max_batch // G)
     elif torch.device(device).type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
-        per_group = (P + G * new) * kv_bytes_per_token(arch, dtype) + G * arch.vocab * 4 * 8  # cache + logits temps
+        per_group = (P + G * new) * kv_bytes_per_token(arch, dtype) + G * arch.vocab * 4 * 8  # caches + logits temps
         cap = max(1, int((free * cfg.mem_frac - 2**30) // per_group))
     waves = math.ceil(n / min(cap, n))
     return waves, math.ceil(n / waves)
