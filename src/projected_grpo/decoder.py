@@ -68,8 +68,10 @@ class DecodeConfig:
     graph per multiple)"""
     max_batch: int = 0
     """rows per wave; 0 = as many as the KV cache fits in mem_frac of the free memory (CUDA), all (CPU)"""
-    mem_frac: float = 0.85
-    """fraction of the free accelerator memory the KV cache and sampling buffers may take"""
+    mem_frac: float = 0.95
+    """fraction of the free accelerator memory (after emptying the allocator's cache) the KV cache and sampling
+    buffers may take; 0.95 fits a 4B-shaped step's 256 rows x (600 + 1536) tokens with shared prompts in one
+    wave on an H100 (peak 72.3 of 79.2 GiB, docs/gpu_results.md), 0.85 needed two"""
     prefill_rows: int = 16
     """rows per prefill forward (bounds prefill activation memory)"""
     logprobs: bool = False
@@ -427,6 +429,7 @@ def plan_waves(n: int, G: int, P: int, new: int, arch: Arch, dtype: torch.dtype,
     if cfg.max_batch:
         cap = max(1, cfg.max_batch // G)
     elif torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()  # blocks the allocator keeps from training count as free here
         free = torch.cuda.mem_get_info(device)[0]
         per_group = (P + G * new) * kv_bytes_per_token(arch, dtype) + G * arch.vocab * 4 * 8  # caches + logits temps
         cap = max(1, int((free * cfg.mem_frac - 2**30) // per_group))
