@@ -321,7 +321,8 @@ class Wave:
         self.pos = torch.zeros((b, 1), dtype=torch.long, device=device)
         self.col = torch.zeros((1,), dtype=torch.long, device=device)
         self.own_cols = torch.arange(new, device=device)
-        self.prompt_bias = None
+        # a group's prompt columns; a persistent buffer, refilled per wave, since captured graphs read it
+        self.prompt_bias = torch.zeros((n, 1, 1, P), dtype=dtype, device=device)
         self.logits = torch.zeros((b, arch.vocab), dtype=torch.float32, device=device)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pool = None
@@ -347,7 +348,7 @@ class Wave:
             mask = (real[rows, None, :] & causal[None]) | diag[None]
             at = Attend(rows, cols, attention_bias(mask, rep, dtype))
             out.append(forward_cached(self.arch, c, ids[rows], pos[rows], at).float())
-        self.prompt_bias = attention_bias(real[:, None, :], 1, dtype)  # [n, 1, 1, P]: a group's prompt columns
+        self.prompt_bias.copy_(attention_bias(real[:, None, :], 1, dtype))
         self.pos.copy_(pos[:, -1:].repeat_interleave(self.G, 0))
         return torch.cat(out).repeat_interleave(self.G, 0)
 
