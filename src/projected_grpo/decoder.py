@@ -5,8 +5,8 @@
     out.logprobs   per-token log p(token) under the policy at temperature 1 (float32), same cut
 
 How it works:
-- Shared prompts (`share_prompts`, default on): when the prompts come as runs of G equal prompts (a GRPO
-  group repeats each prompt G times), each run is one *group*: its prompt is prefilled once and its K/V
+- Shared prompts (`share_prompts`, default on): when the prompts come as runs of equal prompts (a GRPO
+  group repeats each prompt G times; G is the gcd of the runs' lengths), each G rows are one *group*: its prompt is prefilled once and its K/V
   is stored once per group, and each row keeps its own K/V of its new tokens. A decode step attends in
   two parts (cascade_attention): the G rows' queries over the group's prompt, read once per group, and
   each row over its own new tokens; the two softmax parts are merged exactly through their
@@ -21,8 +21,8 @@ How it works:
   decode (adapters.merged_weights), so a projection is one matmul. Only the attention over the cache
   is written here (`attention`: sdpa, or batched matmuls in decode steps): without shared prompts
   F.scaled_dot_product_attention over the filled prefix [0, S) of the cache, with grouped-query heads
-  folded into the query-length axis (no K/V copy); with shared prompts the fused memory-efficient SDPA
-  kernel, which also returns the log-sum-exp, for each part. The mask becomes an additive bias once per
+  folded into the query-length axis (no K/V copy); with shared prompts, for each part, an SDPA kernel that
+  also returns the log-sum-exp (on CUDA the fused memory-efficient one, on the CPU its flash kernel). The mask becomes an additive bias once per
   forward, shared by the layers. S is the current length rounded up to `bucket`, so a step reads about
   the filled part of the cache.
 - On CUDA (mode "graph") one CUDA graph per bucket S is captured at its first use and replayed
@@ -64,14 +64,16 @@ class DecodeConfig:
     """graph: CUDA graphs of the decode step (CUDA only); eager: the same step without graphs;
     auto: graph on CUDA, eager elsewhere."""
     bucket: int = 128
-    """attention reads the cache prefix rounded up to a multiple of this many columns (one CUDA
-    graph per multiple)"""
+    """attention reads the cache prefix (with shared prompts: each row's own new tokens) rounded up to a
+    multiple of this many columns (one CUDA graph per multiple); a shared prompt is read whole"""
     max_batch: int = 0
-    """rows per wave; 0 = as many as the KV cache fits in mem_frac of the free memory (CUDA), all (CPU)"""
+    """rows per wave, in whole groups with shared prompts (at least one group); 0 = as many as the KV cache
+    fits in mem_frac of the free memory (CUDA), all (CPU)"""
     mem_frac: float = 0.95
     """fraction of the free accelerator memory (after emptying the allocator's cache) the KV cache and sampling
     buffers may take; 0.95 fits a 4B-shaped step's 256 rows x (600 + 1536) tokens with shared prompts in one
-    wave on an H100 (peak 72.3 of 79.2 GiB, docs/gpu_results.md), 0.85 needed two"""
+    wave on an H100 (peak 72.3 of 79.2 GiB; docs/results/2026-11-24_issue15_cascade), 0.85 needed two; measured
+    on that one shape only"""
     prefill_rows: int = 16
     """rows per prefill forward (bounds prefill activation memory)"""
     logprobs: bool = False
@@ -439,7 +441,8 @@ def plan_waves(n: int, G: int, P: int, new: int, arch: Arch, dtype: torch.dtype,
 
 
 def prompt_group(prompts: list[list[int]], share: bool) -> int:
-    """G when the prompts are runs of G equal prompts with the same G throughout (a GRPO batch), else 1."""
+    """G: the largest group size such that every G consecutive prompts from the start are equal (the gcd of
+    the lengths of the runs of equal prompts; a GRPO batch gives its group size), or 1 without sharing."""
     if not share:
         return 1
     runs, i = [], 0
@@ -449,7 +452,7 @@ def prompt_group(prompts: list[list[int]], share: bool) -> int:
             j += 1
         runs.append(j - i)
         i = j
-    return runs[0] if len(set(runs)) == 1 else 1
+    return math.gcd(*runs)
 
 
 def cut(tokens: list[int], lps: list[float], eos_id: int, pad_id: int) -> tuple[list[int], list[float]]:
