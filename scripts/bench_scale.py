@@ -74,6 +74,7 @@ from projected_grpo.decoder import DecodeConfig, arch_of, decode, kv_bytes_per_t
 from projected_grpo.sampling import collate, sample  # noqa: E402
 
 RESULTS: dict = {}
+SIZES: dict = {}  # model_sizes of the unwrapped model, set in main
 SMALL = dict(hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16, intermediate=128, vocab=512, prompts=2, group=2,
              prompt_len=16, gen_len=16, hf_len=8, rank=4, device="cpu", modes="eager", hf_batch=4)
 
@@ -134,19 +135,23 @@ def measure_machine(dev: str, dtype: torch.dtype) -> tuple[float, float]:
 
 
 def weight_bytes(model) -> int:
-    seen, total = set(), 0
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.data_ptr() not in seen:
-            seen.add(t.data_ptr())
-            total += t.numel() * t.element_size()
-    return total
+    """Bytes of the parameters (a tied tensor once). Called on the model before it is wrapped: the merged
+    decode reads these and not the adapters' frozen bases (buffers, not counted)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def model_sizes(model) -> dict:
+    """What the decode floors need of the (unwrapped) model."""
+    arch = arch_of(model)
+    return dict(weight_bytes=weight_bytes(model), kv_per_token=kv_bytes_per_token(arch, arch.embed.weight.dtype),
+                linear_params=linear_params(model))
 
 
 def linear_params(model) -> int:
     """Parameters that a token's forward multiplies (every weight but the embedding lookup; lm_head once)."""
     emb = model.get_input_embeddings().weight
-    n = sum(p.numel() for p in model.parameters() if p.data_ptr() != emb.data_ptr() and p.ndim >= 2)
-    return n + model.lm_head.weight.numel() * (model.lm_head.weight.data_ptr() == emb.data_ptr())
+    n = sum(p.numel() for p in model.parameters() if p is not emb and p.ndim >= 2)
+    return n + model.lm_head.weight.numel() * (model.lm_head.weight is emb)
 
 
 def attention_flops(cfg, seq: int) -> float:
@@ -154,15 +159,25 @@ def attention_flops(cfg, seq: int) -> float:
     return 4 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * seq * seq / 2
 
 
-def decode_floor(model, n: int, P: int, new: int, waves: int, b: int, bw: float, flops: float, group: int = 1) -> float:
+def decode_floor(sizes: dict, cfg, n: int, P: int, new: int, waves: int, b: int, bw: float, flops: float,
+                 group: int = 1, prefills: int | None = None) -> float:
     """Prefill FLOPs at the matmul rate + decode steps' weight and filled-KV bytes at the bandwidth. With
-    shared prompts (group G > 1) a wave's b rows are b / G groups: one prefill and one prompt KV per group."""
-    arch = arch_of(model)
-    kv = kv_bytes_per_token(arch, arch.embed.weight.dtype)
-    wb = weight_bytes(model)
-    prefill = n // group * (2 * linear_params(model) * P + attention_flops(model.config, P)) / flops
+    shared prompts (group G > 1) a wave's b rows are b / G groups: one prompt KV per group; `prefills` prompts
+    are prefilled (default n / G)."""
+    kv, wb = sizes["kv_per_token"], sizes["weight_bytes"]
+    prefills = n // group if prefills is None else prefills
+    prefill = prefills * (2 * sizes["linear_params"] * P + attention_flops(cfg, P)) / flops
     steps = sum(wb + b // group * (P + group * (t + 1)) * kv for t in range(new - 1)) * waves
     return prefill + steps / bw
+
+
+def decode_floors(sizes: dict, cfg, n: int, P: int, new: int, waves: int, b: int, group: int, bw: float,
+                  flops: float) -> tuple[float, float | None]:
+    """(floor of what this decode must do, and for shared prompts the issue's floor: every row reading its own
+    whole KV cache at every step, same waves, with this decode's prefills)."""
+    own = decode_floor(sizes, cfg, n, P, new, waves, b, bw, flops, group)
+    issue = decode_floor(sizes, cfg, n, P, new, waves, b, bw, flops, 1, prefills=n // group) if group > 1 else None
+    return own, issue
 
 
 def record_decode(name: str, comps: list[list[int]], new: int, floor: float, waves: int, batch: int,
@@ -173,9 +188,9 @@ def record_decode(name: str, comps: list[list[int]], new: int, floor: float, wav
              group=group, decode_steps_per_s=round(new * waves / r["seconds"], 2), floor_s=round(floor, 3),
              ratio_to_floor=round(r["seconds"] / floor, 2))
     extra = ""
-    if floor_unshared is not None:  # the same waves if every row read its own copy of the prompt's KV
+    if floor_unshared is not None:  # the issue's floor: every row reads its own whole cache (decode_floors)
         r.update(floor_unshared_s=round(floor_unshared, 3), ratio_to_floor_unshared=round(r["seconds"] / floor_unshared, 2))
-        extra = f"; unshared floor {floor_unshared:.2f} s, ratio {r['seconds'] / floor_unshared:.2f}"
+        extra = f"; unshared (issue's) floor {floor_unshared:.2f} s, ratio {r['seconds'] / floor_unshared:.2f}"
     print(f"{'':22s} {toks} tokens, {toks / r['seconds']:.0f} tokens/s, {waves} wave(s) of {batch} "
           f"(groups of {group}), floor {floor:.2f} s, ratio {r['seconds'] / floor:.2f}{extra}", flush=True)
 
@@ -216,6 +231,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--profile", action="store_true", help="only profile decode steps and one fwd_bwd micro-batch")
     ap.add_argument("--profile-prompt", type=int, default=1400, help="--profile: context length of the decode steps")
     ap.add_argument("--profile-rows", type=int, default=128, help="--profile: rows of the profiled decode wave")
+    ap.add_argument("--refloor", default="", help="recompute a bench JSON's decode floors with this script's "
+                    "floor (its config and machine numbers; model sizes from a meta-device build) and exit")
     ap.add_argument("--profile-diff", default="", help="print the per-decode-step rows of a --profile JSON and exit")
     a = ap.parse_args()
     if a.small:
@@ -266,10 +283,9 @@ def run_fast(model, pids, mode: str, new: int, a, bw: float, flops: float, name:
                                attention="matmul" if "matmul" in flags else "sdpa",
                                share_prompts="noshare" not in flags, mem_frac=mem[0] if mem else a.mem_frac)
             out = decode(model, pids, 1.0, new, a.vocab - 1, a.vocab - 2, cfg=cfg)
-        floor = decode_floor(model, len(pids), a.prompt_len, new, out.waves, out.batch, bw, flops, out.group)
-        unshared = decode_floor(model, len(pids), a.prompt_len, new, out.waves, out.batch, bw, flops) \
-            if out.group > 1 else None
-        record_decode(name, out.tokens, new, floor, out.waves, out.batch, unshared, out.group)
+        floor, issue = decode_floors(SIZES, model.config, len(pids), a.prompt_len, new, out.waves, out.batch, out.group,
+                                     bw, flops)
+        record_decode(name, out.tokens, new, floor, out.waves, out.batch, issue, out.group)
         return out.tokens
     except Exception as e:  # a failing mode must not end the bench
         RESULTS[name] = dict(ok=False, error=f"{type(e).__name__}: {e}"[:2000])
@@ -277,10 +293,32 @@ def run_fast(model, pids, mode: str, new: int, a, bw: float, flops: float, name:
         return None
 
 
+def refloor(path: Path) -> None:
+    """Print each decode phase of a bench JSON against the floors as decode_floors computes them now."""
+    res = json.loads(path.read_text())
+    a = SimpleNamespace(**res["config"])
+    model = build(a, "meta", torch.bfloat16)
+    sizes = model_sizes(model)
+    bw, flops = res["machine"]["copy_bytes_per_s"], res["machine"]["matmul_flops_per_s"]
+    n = a.prompts * a.group
+    print(f"{path}: sizes {sizes}, copy {bw / 1e12:.3f} TB/s, matmul {flops / 1e12:.1f} TFLOP/s")
+    print("phase | seconds | waves x rows | group | floor s | ratio | issue's floor s | ratio")
+    for name, r in res.items():
+        if isinstance(r, dict) and r.get("ok") and "new_tokens" in r:
+            g = r.get("group", 1)
+            own, issue = decode_floors(sizes, model.config, n, a.prompt_len, r["new_tokens"], r["waves"], r["batch"], g,
+                                       bw, flops)
+            issue = issue or own
+            print(f"{name} | {r['seconds']:.2f} | {r['waves']} x {r['batch']} | {g} | {own:.2f} | {r['seconds'] / own:.2f} | "
+                  f"{issue:.2f} | {r['seconds'] / issue:.2f}")
+
+
 def main() -> None:
     a = parse()
     if a.profile_diff:
         return print_profile_diff(json.loads(Path(a.profile_diff).read_text()))
+    if a.refloor:
+        return refloor(Path(a.refloor))
     dev = a.device
     n = a.prompts * a.group
     dtype = torch.bfloat16 if dev == "cuda" else torch.float32
@@ -296,6 +334,8 @@ def main() -> None:
     with Phase("init", dev):
         model = build(a, dev, dtype)
     RESULTS["n_params"] = sum(p.numel() for p in model.parameters())
+    SIZES.update(model_sizes(model))
+    RESULTS["sizes"] = dict(SIZES)
     print(f"model: {RESULTS['n_params'] / 1e9:.3f} B parameters, {dtype}", flush=True)
     tok = SimpleNamespace(pad_token_id=a.vocab - 2, eos_token_id=a.vocab - 1)
     g = torch.Generator().manual_seed(1)
@@ -328,7 +368,7 @@ def main() -> None:
                 hf = sample(model, tok, pids, 1.0, a.hf_len, generator_seed=0, batch_size=a.hf_batch, decoder="hf")
             waves = -(-n // a.hf_batch)
             record_decode("hf_generate", hf, a.hf_len,
-                          decode_floor(model, n, a.prompt_len, a.hf_len, waves, min(n, a.hf_batch), bw, flops),
+                          decode_floor(SIZES, model.config, n, a.prompt_len, a.hf_len, waves, min(n, a.hf_batch), bw, flops),
                           waves, min(n, a.hf_batch))
         except Exception as e:
             RESULTS["hf_generate"] = dict(ok=False, error=f"{type(e).__name__}: {e}"[:2000])
