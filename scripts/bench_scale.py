@@ -277,10 +277,10 @@ def run_fast(model, pids, mode: str, new: int, a, bw: float, flops: float, name:
             mem = [float(f[3:]) for f in flags if f.startswith("mem")]
             bucket = [int(f[1:]) for f in flags if f[:1] == "b" and f[1:].isdigit()]
             flags = [f for f in flags if not f.startswith("mem") and not (f[:1] == "b" and f[1:].isdigit())]
-            assert set(flags) <= {"matmul", "unmerged", "noshare"} and len(mem) <= 1 and len(bucket) <= 1, \
+            assert set(flags) <= {"matmul", "cudnn", "unmerged", "noshare"} and len(mem) <= 1 and len(bucket) <= 1, \
                 f"unknown decoder flags in mode {mode!r}"
             cfg = DecodeConfig(mode=base, bucket=bucket[0] if bucket else a.bucket, merge="unmerged" not in flags,
-                               attention="matmul" if "matmul" in flags else "sdpa",
+                               attention="matmul" if "matmul" in flags else "cudnn" if "cudnn" in flags else "sdpa",
                                share_prompts="noshare" not in flags, mem_frac=mem[0] if mem else a.mem_frac)
             out = decode(model, pids, 1.0, new, a.vocab - 1, a.vocab - 2, cfg=cfg)
         floor, issue = decode_floors(SIZES, model.config, len(pids), a.prompt_len, new, out.waves, out.batch, out.group,

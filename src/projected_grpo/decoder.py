@@ -81,9 +81,10 @@ class DecodeConfig:
     merge: bool = True
     """decode with each adapted layer's active blocks folded into its weight (adapters.merged_weights):
     one matmul per layer instead of three, for one more copy of the adapted weights"""
-    attention: Literal["sdpa", "matmul"] = "sdpa"
+    attention: Literal["sdpa", "matmul", "cudnn"] = "sdpa"
     """decode-step attention over the cache: sdpa (F.scaled_dot_product_attention with the mask) or
-    matmul (two batched matmuls per kv head, masked softmax between them); prefill always uses sdpa"""
+    matmul (two batched matmuls per kv head, masked softmax between them); prefill always uses sdpa.
+    cudnn (CUDA, shared prompts only; a trial): cuDNN's fused kernel with its log-sum-exp for the two parts"""
     share_prompts: bool = True
     """rows whose prompts come as runs of G equal prompts (the same G for every prompt) share one prefill
     and one copy of the prompt's KV cache; otherwise (or False) every row has its own"""
@@ -155,7 +156,7 @@ def gqa_attention(q: Float[Tensor, "b h t d"], k: Float[Tensor, "b g s d"], v: F
     b, h, t, d = q.shape
     g = k.shape[1]
     qg = q.reshape(b, g, h // g * t, d)
-    if kernel == "sdpa":
+    if kernel != "matmul":
         o = F.scaled_dot_product_attention(qg, k, v, attn_mask=bias, scale=scale)
     else:  # reads K and V once each; the scores of rep * t queries per kv head are small in decoding
         scores = torch.matmul(qg, k.transpose(-1, -2)).float() * scale + bias
@@ -172,6 +173,9 @@ def partial_attention(q: Float[Tensor, "b g q d"], k: Float[Tensor, "b g s d"], 
         lse = torch.logsumexp(scores, -1)
         return torch.matmul((scores - lse[..., None]).exp().to(v.dtype), v), lse
     bias = bias.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+    if kernel == "cudnn":  # cuDNN's fused attention with its log-sum-exp (CUDA only; trial kernel, off by default)
+        o, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, bias, True, scale=scale)[:2]
+        return o, lse.reshape(q.shape[0], q.shape[1], -1)[..., : q.shape[2]].float()
     if q.is_cuda:  # the memory-efficient kernel is the fused SDPA kernel that returns its log-sum-exp
         o, lse = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, bias, True, scale=scale)[:2]
         return o, lse[..., : q.shape[2]]
@@ -470,7 +474,7 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
     cfg = cfg or DecodeConfig()
     assert pad_id != eos_id, "pad id equals eos id"
     assert max_new_tokens >= 1 and prompts
-    assert cfg.attention in ("sdpa", "matmul"), f"unknown attention kernel {cfg.attention!r}"
+    assert cfg.attention in ("sdpa", "matmul", "cudnn"), f"unknown attention kernel {cfg.attention!r}"
     arch = arch_of(model)
     p = next(model.parameters())
     dtype, device = arch.embed.weight.dtype, p.device
