@@ -16,7 +16,8 @@ synchronisation and its own peak memory:
                      since its Python overhead makes the full length slow; a "+matmul" suffix
                      decodes with the matmul attention kernel, "+unmerged" without folding the
                      adapter into the weights, "+noshare" with a KV copy of the prompt per row instead
-                     of one per group of rollouts, "+mem<f>" with DecodeConfig.mem_frac f, "+b<k>" with attention buckets of k tokens);
+                     of one per group of rollouts, "+mem<f>" with DecodeConfig.mem_frac f, "+b<k>" with attention buckets of k tokens,
+                     "+efficient" with the memory-efficient kernel for shared prompts' two parts);
                      --short-modes run only at --hf-len; each mode in its
                      own try/except, so a failing mode prints its error and the bench goes on
     fast_<mode>_short   the same decoder at --hf-len tokens (same setting as hf_generate)
@@ -277,10 +278,10 @@ def run_fast(model, pids, mode: str, new: int, a, bw: float, flops: float, name:
             mem = [float(f[3:]) for f in flags if f.startswith("mem")]
             bucket = [int(f[1:]) for f in flags if f[:1] == "b" and f[1:].isdigit()]
             flags = [f for f in flags if not f.startswith("mem") and not (f[:1] == "b" and f[1:].isdigit())]
-            assert set(flags) <= {"matmul", "cudnn", "unmerged", "noshare"} and len(mem) <= 1 and len(bucket) <= 1, \
+            assert set(flags) <= {"matmul", "efficient", "unmerged", "noshare"} and len(mem) <= 1 and len(bucket) <= 1, \
                 f"unknown decoder flags in mode {mode!r}"
             cfg = DecodeConfig(mode=base, bucket=bucket[0] if bucket else a.bucket, merge="unmerged" not in flags,
-                               attention="matmul" if "matmul" in flags else "cudnn" if "cudnn" in flags else "sdpa",
+                               attention="matmul" if "matmul" in flags else "efficient" if "efficient" in flags else "sdpa",
                                share_prompts="noshare" not in flags, mem_frac=mem[0] if mem else a.mem_frac)
             out = decode(model, pids, 1.0, new, a.vocab - 1, a.vocab - 2, cfg=cfg)
         floor, issue = decode_floors(SIZES, model.config, len(pids), a.prompt_len, new, out.waves, out.batch, out.group,
