@@ -16,7 +16,8 @@ finish (DONE), log a loss in every step, and every logged loss and gradient norm
 
 Before the arms, the fast decoder (projected_grpo.decoder) is checked in bf16 on the same model through
 an SVD adapter (both blocks nonzero, kept and ablated; 24 distinct prompts, and 8 prompts x 3 rows that
-the decoder runs as shared-prompt groups): CUDA-graph mode gives the same tokens as eager
+the decoder runs as shared-prompt groups, also in waves of 2 groups and on the memory-efficient kernel):
+CUDA-graph mode gives the same tokens as eager
 mode (the same kernels replayed), and its per-token log-probs agree with the training path's
 (grpo.token_logprobs) within 0.1 (bf16); greedy agreement with transformers' generate is printed.
 The arms then run with the first decoder that passed (fast, fast-eager, else hf; `--decoder` forces one).
@@ -83,10 +84,13 @@ def check_decoder(model_dir: Path, device: str) -> list[str]:
     shared = [p for p in distinct[:8] for _ in range(3)]  # GRPO-style groups: the decoder shares each prompt's KV
     eos, pad = tok.eos_token_id, tok.pad_token_id
     ok = []
-    # waves of 2 groups: graphs captured in the first wave replay in later waves of other prompt lengths
-    conds = (("kept", distinct, 0), ("ablated", distinct, 0), ("kept,shared", shared, 0), ("ablated,shared", shared, 0),
-             ("kept,shared,waves", shared, 6))
-    for cond, prompts, max_batch in conds:
+    # waves of 2 groups: graphs captured in the first wave replay in later waves of other prompt lengths;
+    # "efficient": the shared parts on the memory-efficient kernel instead of the default (cuDNN on CUDA)
+    conds = (("kept", distinct, 0, "sdpa"), ("ablated", distinct, 0, "sdpa"), ("kept,shared", shared, 0, "sdpa"),
+             ("ablated,shared", shared, 0, "sdpa"), ("kept,shared,waves", shared, 6, "sdpa"),
+             ("kept,shared,efficient", shared, 0, "efficient"))
+    graph_tokens = {}
+    for cond, prompts, max_batch, attention in conds:
         ctx = ad.deployment_ablation(model) if cond.startswith("ablated") else contextlib.nullcontext()
         with ctx:
             outs = {}
@@ -94,7 +98,8 @@ def check_decoder(model_dir: Path, device: str) -> list[str]:
                 try:
                     torch.manual_seed(1)
                     outs[mode] = decode(model, prompts, 1.0, 64, eos, pad,
-                                        cfg=DecodeConfig(mode=mode, logprobs=True, bucket=16, max_batch=max_batch))
+                                        cfg=DecodeConfig(mode=mode, logprobs=True, bucket=16, max_batch=max_batch,
+                                                         attention=attention))
                     assert outs[mode].waves == (4 if max_batch else 1), f"waves {outs[mode].waves}"
                     assert outs[mode].group == (3 if prompts is shared else 1), f"group {outs[mode].group}"
                     b = collate(prompts, outs[mode].tokens, pad)
@@ -108,6 +113,8 @@ def check_decoder(model_dir: Path, device: str) -> list[str]:
                 except Exception:
                     print(f"FAIL decoder[{mode},{cond}]\n    " + "\n    ".join(traceback.format_exc().splitlines()[-12:]),
                           flush=True)
+            if "graph" in outs:
+                graph_tokens[cond] = outs["graph"].tokens
             if "graph" in outs and "eager" in outs:
                 same = outs["graph"].tokens == outs["eager"].tokens
                 print(f"{'PASS' if same else 'FAIL'} decoder[graph==eager,{cond}] tokens identical: {same}", flush=True)
@@ -118,6 +125,10 @@ def check_decoder(model_dir: Path, device: str) -> list[str]:
             greedy_hf = sample(model, tok, prompts, 0.0, 32, generator_seed=1, decoder="hf")
             agree = sum(a == b for a, b in zip(greedy_fast, greedy_hf)) / len(prompts)
             print(f"info decoder[{cond}] greedy rows identical to generate (bf16, not asserted): {agree:.2f}", flush=True)
+    if "kept,shared" in graph_tokens and "kept,shared,efficient" in graph_tokens:
+        same = sum(a == b for a, b in zip(graph_tokens["kept,shared"], graph_tokens["kept,shared,efficient"]))
+        print(f"info decoder[shared] graph rows identical, default kernel vs efficient (not asserted): {same}/{len(shared)}",
+              flush=True)
     good = [m for m in ("graph", "eager") if ok.count(m) == len(conds)]  # passed every condition
     return good + (["mismatch"] if "graph!=eager" in ok else [])
 
