@@ -17,7 +17,9 @@ synchronisation and its own peak memory:
                      decodes with the matmul attention kernel, "+unmerged" without folding the
                      adapter into the weights, "+noshare" with a KV copy of the prompt per row instead
                      of one per group of rollouts, "+mem<f>" with DecodeConfig.mem_frac f, "+b<k>" with attention buckets of k tokens,
-                     "+efficient" with the memory-efficient kernel for shared prompts' two parts);
+                     "+efficient" with the memory-efficient kernel for shared prompts' two parts,
+                     "+compile" with DecodeConfig.compile, after a warm-up decode of two groups that compiles
+                     (timed apart as fast_<mode>_compile_warmup));
                      --short-modes run only at --hf-len; each mode in its
                      own try/except, so a failing mode prints its error and the bench goes on
     fast_<mode>_short   the same decoder at --hf-len tokens (same setting as hf_generate)
@@ -31,8 +33,9 @@ synchronisation and its own peak memory:
     fwd_bwd_mb<k>    (--fb-sweep) the same over the first --sweep-rollouts rollouts in micro-batches
                      of k, with its own floor ratio (a failing size, e.g. out of memory, is reported);
                      an entry "<k>c" runs with the model's RMSNorm, MLP activation and rotary embedding
-                     replaced by torch.compile'd versions of the same functions (compile time included,
-                     so a second "<k>c" entry shows the compiled steady state)
+                     replaced by torch.compile'd versions of the same functions, "<k>k" with every decoder
+                     layer compiled (models.compile_layers; --compile does it for fwd_bwd); compile time is
+                     included, so a second such entry shows the compiled steady state
     erase            projection of a random direction out of every deployed block's gradient
     route            routing scores (cosine with a random v_grad), top --route-frac routed, written
     optimizer        grad-norm clip + AdamW step over both blocks
@@ -71,6 +74,7 @@ import torch  # noqa: E402
 from projected_grpo import adapters as ad  # noqa: E402
 from projected_grpo import grpo  # noqa: E402
 from projected_grpo import interventions as iv  # noqa: E402
+from projected_grpo.models import compile_layers  # noqa: E402
 from projected_grpo.decoder import DecodeConfig, arch_of, decode, kv_bytes_per_token  # noqa: E402
 from projected_grpo.sampling import collate, sample  # noqa: E402
 
@@ -222,6 +226,8 @@ def parse() -> argparse.Namespace:
                     help="fraction of the free GPU memory the fast decoder's KV cache may take (DecodeConfig.mem_frac)")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--skip-train", action="store_true", help="decode phases only")
+    ap.add_argument("--compile", action="store_true", help="fwd_bwd with compiled decoder layers "
+                    "(models.compile_layers; compile time included)")
     ap.add_argument("--fb-batch", type=int, default=2, help="rollouts per forward-backward micro-batch")
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--quarantine", default="own", choices=("shared", "own"))
@@ -272,17 +278,21 @@ def build(a, dev: str, dtype: torch.dtype):
 def run_fast(model, pids, mode: str, new: int, a, bw: float, flops: float, name: str) -> list[list[int]] | None:
     """One timed fast decode; None (error printed) when the mode fails."""
     try:
+        base, *flags = mode.split("+")
+        mem = [float(f[3:]) for f in flags if f.startswith("mem")]
+        bucket = [int(f[1:]) for f in flags if f[:1] == "b" and f[1:].isdigit()]
+        flags = [f for f in flags if not f.startswith("mem") and not (f[:1] == "b" and f[1:].isdigit())]
+        assert set(flags) <= {"matmul", "efficient", "unmerged", "noshare", "compile"} and len(mem) <= 1 \
+            and len(bucket) <= 1, f"unknown decoder flags in mode {mode!r}"
+        cfg = DecodeConfig(mode=base, bucket=bucket[0] if bucket else a.bucket, merge="unmerged" not in flags,
+                           attention="matmul" if "matmul" in flags else "efficient" if "efficient" in flags else "sdpa",
+                           share_prompts="noshare" not in flags, mem_frac=mem[0] if mem else a.mem_frac,
+                           compile="compile" in flags)
+        if cfg.compile:  # compilation once per process, timed apart: two groups, two new tokens
+            with Phase(f"{name}_compile_warmup", a.device):
+                decode(model, pids[: 2 * a.group], 1.0, 2, a.vocab - 1, a.vocab - 2, cfg=cfg)
         with Phase(name, a.device):
             torch.manual_seed(0)
-            base, *flags = mode.split("+")
-            mem = [float(f[3:]) for f in flags if f.startswith("mem")]
-            bucket = [int(f[1:]) for f in flags if f[:1] == "b" and f[1:].isdigit()]
-            flags = [f for f in flags if not f.startswith("mem") and not (f[:1] == "b" and f[1:].isdigit())]
-            assert set(flags) <= {"matmul", "efficient", "unmerged", "noshare"} and len(mem) <= 1 and len(bucket) <= 1, \
-                f"unknown decoder flags in mode {mode!r}"
-            cfg = DecodeConfig(mode=base, bucket=bucket[0] if bucket else a.bucket, merge="unmerged" not in flags,
-                               attention="matmul" if "matmul" in flags else "efficient" if "efficient" in flags else "sdpa",
-                               share_prompts="noshare" not in flags, mem_frac=mem[0] if mem else a.mem_frac)
             out = decode(model, pids, 1.0, new, a.vocab - 1, a.vocab - 2, cfg=cfg)
         floor, issue = decode_floors(SIZES, model.config, len(pids), a.prompt_len, new, out.waves, out.batch, out.group,
                                      bw, flops)
@@ -468,7 +478,12 @@ def profile(model, a, dev: str) -> None:
         print_table(prof, name)
     comps = [torch.randint(0, a.vocab - 2, (a.gen_len,), generator=g).tolist() for _ in range(a.fb_batch)]
     pids = [r[: a.prompt_len] for r in rows[: a.fb_batch]]
-    fwd_bwd(model, pids, comps, torch.ones(a.fb_batch), a.fb_batch, float(a.fb_batch * a.gen_len), dev, a.vocab - 2)
+    compile_layers(model) if a.compile else None
+    for capture in (True, False):  # warm-up (and compilation) of both forwards
+        with ad.capture_per_sample_grads(model) if capture else contextlib.nullcontext():
+            fwd_bwd(model, pids, comps, torch.ones(a.fb_batch), a.fb_batch, float(a.fb_batch * a.gen_len), dev,
+                    a.vocab - 2)
+        model.zero_grad(set_to_none=True)
     for name, capture in (("fwd_bwd_capture", True), ("fwd_bwd_no_capture", False)):
         with torch_profile(activities=acts) as prof:
             ctx = ad.capture_per_sample_grads(model) if capture else contextlib.nullcontext()
@@ -556,12 +571,13 @@ def train(model, pids, comps, a, bw: float, flops: float, g: torch.Generator) ->
     denom = float(n * a.gen_len)
     # the sweep first: the fwd_bwd phase below leaves the step's gradients for erase/route/optimizer
     for j, entry in enumerate([x for x in a.fb_sweep.split(",") if x]):
-        k, compiled = int(entry.rstrip("c")), entry.endswith("c")
-        m, name = min(n, a.sweep_rollouts), f"fwd_bwd_mb{entry}" + (f"_{j}" if compiled else "")
+        k, how = int(entry.rstrip("ck")), entry.lstrip("0123456789")
+        assert how in ("", "c", "k"), f"--fb-sweep entry {entry!r}: a size with an optional c or k"
+        m, name = min(n, a.sweep_rollouts), f"fwd_bwd_mb{entry}" + (f"_{j}" if how else "")
         restore = lambda: None  # noqa: E731
         try:
-            if compiled:
-                restore = compile_elementwise(model)
+            if how:
+                restore = compile_elementwise(model) if how == "c" else compile_layers(model)
             with Phase(name, dev):
                 opt.zero_grad(set_to_none=True)
                 with ad.capture_per_sample_grads(model):
@@ -575,12 +591,15 @@ def train(model, pids, comps, a, bw: float, flops: float, g: torch.Generator) ->
             torch.cuda.empty_cache() if dev == "cuda" else None
         finally:
             restore()
+    restore = compile_layers(model) if a.compile else lambda: None
     with Phase("fwd_bwd", dev):
         opt.zero_grad(set_to_none=True)
         with ad.capture_per_sample_grads(model):
             losses = fwd_bwd(model, pids, comps, adv, a.fb_batch, denom, dev, a.vocab - 2)
+    restore()
     assert all(x == x and abs(x) < float("inf") for x in losses), losses
     record_fwd_bwd("fwd_bwd", model, n, len(losses), a, flops)
+    RESULTS["fwd_bwd"]["compiled"] = a.compile
     mods = ad.adapter_modules(model)
     trainer = SimpleNamespace(model=model, device=dev, labels=None)
     gv = torch.Generator().manual_seed(2)

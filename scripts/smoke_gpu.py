@@ -16,11 +16,17 @@ finish (DONE), log a loss in every step, and every logged loss and gradient norm
 
 Before the arms, the fast decoder (projected_grpo.decoder) is checked in bf16 on the same model through
 an SVD adapter (both blocks nonzero, kept and ablated; 24 distinct prompts, and 8 prompts x 3 rows that
-the decoder runs as shared-prompt groups, also in waves of 2 groups and on the memory-efficient kernel):
+the decoder runs as shared-prompt groups, also in waves of 2 groups, on the memory-efficient kernel and with
+DecodeConfig.compile):
 CUDA-graph mode gives the same tokens as eager
 mode (the same kernels replayed), and its per-token log-probs agree with the training path's
 (grpo.token_logprobs) within 0.1 (bf16); greedy agreement with transformers' generate is printed.
 The arms then run with the first decoder that passed (fast, fast-eager, else hf; `--decoder` forces one).
+
+Then compiled decoder layers (models.compile_layers) are checked against eager ones in bf16 with
+per-rollout capture (loss and every rollout's gradient within 5e-2, two sequence lengths). The arms run
+with train.py's default --compile auto (compiled on CUDA), and the route arm a second time with
+--compile off (on with --device cpu).
 
 Prints PASS/FAIL per arm and adapter and ends with 'N passed, N failed'. Refuses to run without
 CUDA (exit 2); `--device cpu` runs the same checks in fp32 on the CPU (for checking this script).
@@ -88,7 +94,7 @@ def check_decoder(model_dir: Path, device: str) -> list[str]:
     # "efficient": the shared parts on the memory-efficient kernel instead of the default (cuDNN on CUDA)
     conds = (("kept", distinct, 0, "sdpa"), ("ablated", distinct, 0, "sdpa"), ("kept,shared", shared, 0, "sdpa"),
              ("ablated,shared", shared, 0, "sdpa"), ("kept,shared,waves", shared, 6, "sdpa"),
-             ("kept,shared,efficient", shared, 0, "efficient"))
+             ("kept,shared,efficient", shared, 0, "efficient"), ("kept,shared,compiled", shared, 0, "sdpa"))
     graph_tokens = {}
     for cond, prompts, max_batch, attention in conds:
         ctx = ad.deployment_ablation(model) if cond.startswith("ablated") else contextlib.nullcontext()
@@ -99,7 +105,7 @@ def check_decoder(model_dir: Path, device: str) -> list[str]:
                     torch.manual_seed(1)
                     outs[mode] = decode(model, prompts, 1.0, 64, eos, pad,
                                         cfg=DecodeConfig(mode=mode, logprobs=True, bucket=16, max_batch=max_batch,
-                                                         attention=attention))
+                                                         attention=attention, compile=cond.endswith("compiled")))
                     assert outs[mode].waves == (4 if max_batch else 1), f"waves {outs[mode].waves}"
                     assert outs[mode].group == (3 if prompts is shared else 1), f"group {outs[mode].group}"
                     b = collate(prompts, outs[mode].tokens, pad)
@@ -125,12 +131,55 @@ def check_decoder(model_dir: Path, device: str) -> list[str]:
             greedy_hf = sample(model, tok, prompts, 0.0, 32, generator_seed=1, decoder="hf")
             agree = sum(a == b for a, b in zip(greedy_fast, greedy_hf)) / len(prompts)
             print(f"info decoder[{cond}] greedy rows identical to generate (bf16, not asserted): {agree:.2f}", flush=True)
-    if "kept,shared" in graph_tokens and "kept,shared,efficient" in graph_tokens:
-        same = sum(a == b for a, b in zip(graph_tokens["kept,shared"], graph_tokens["kept,shared,efficient"]))
-        print(f"info decoder[shared] graph rows identical, default kernel vs efficient (not asserted): {same}/{len(shared)}",
-              flush=True)
+    for other in ("kept,shared,efficient", "kept,shared,compiled"):
+        if "kept,shared" in graph_tokens and other in graph_tokens:
+            same = sum(a == b for a, b in zip(graph_tokens["kept,shared"], graph_tokens[other]))
+            print(f"info decoder[shared] graph rows identical, kept,shared vs {other} (not asserted): {same}/{len(shared)}",
+                  flush=True)
     good = [m for m in ("graph", "eager") if ok.count(m) == len(conds)]  # passed every condition
     return good + (["mismatch"] if "graph!=eager" in ok else [])
+
+
+def check_compile(model_dir: Path, device: str) -> str:
+    """Compiled decoder layers (models.compile_layers) against eager ones, bf16, SVD adapter (own quarantine)
+    with per-rollout capture: the loss and every rollout's gradient agree, over two sequence lengths."""
+    import torch
+
+    from projected_grpo import adapters as ad
+    from projected_grpo.grpo import grpo_loss, token_logprobs
+    from projected_grpo.models import compile_layers, load_policy
+
+    model, tok = load_policy(str(model_dir), device)
+    ad.wrap_model(model, ad.AdapterConfig(kind="svd", rank=8, quarantine="own", cache_dir=None))
+    with torch.no_grad():
+        for p in ad.deployed_params(model) + ad.quarantine_params(model):
+            p.normal_(0, 0.5)
+    g = torch.Generator().manual_seed(5)
+    batches = []
+    for T in (48, 40):
+        ids = torch.randint(0, len(tok) - 2, (6, T), generator=g).to(device)
+        attn = torch.arange(T, device=device)[None] < torch.tensor([T, T - 5, T - 9, T, T - 2, T - 17], device=device)[:, None]
+        mask = attn.clone()
+        mask[:, :8] = False  # the prompt
+        batches.append((ids, attn, mask, torch.randn(6, generator=g).to(device)))
+    out = {}
+    for compiled in (False, True):
+        restore = compile_layers(model) if compiled else (lambda: None)
+        for j, (ids, attn, mask, adv) in enumerate(batches):
+            with ad.capture_per_sample_grads(model):
+                logp = token_logprobs(model, ids, attn)
+                loss, _ = grpo_loss(logp, logp.detach(), None, adv, mask, float(mask.sum()), 0.2, 0.0)
+                loss.backward()
+            out[compiled, j] = loss.item(), ad.per_sample_grad_matrix(model)
+            model.zero_grad(set_to_none=True)
+        restore()
+    worst, dloss = 0.0, 0.0
+    for j in range(len(batches)):
+        (le, ge), (lc, gc) = out[False, j], out[True, j]
+        dloss = max(dloss, abs(le - lc) / max(abs(le), 1e-6))
+        worst = max(worst, max(((gc[k] - ge[k]).norm() / ge[k].norm()).item() for k in ge))
+    assert worst < 5e-2 and dloss < 5e-2, f"compiled vs eager: per-rollout grads rel {worst:.3g}, loss rel {dloss:.3g}"
+    return f"per-rollout grads rel err {worst:.2g}, loss rel err {dloss:.2g} (bf16, < 5e-2)"
 
 
 def teacher_pool(path: Path, n_train: int) -> int:
@@ -209,6 +258,14 @@ def main() -> int:
         good = check_decoder(model_dir, a.device)
         want = "graph" if a.device == "cuda" else "eager"  # on CUDA the default decoder (graph mode) must pass
         (passed if want in good and "mismatch" not in good else failed).append("decoder")
+        try:
+            t0 = time.time()
+            msg = check_compile(model_dir, a.device)
+            passed.append("compile")
+            print(f"PASS compile                       {time.time() - t0:5.1f}s  {msg}", flush=True)
+        except Exception:
+            failed.append("compile")
+            print("FAIL compile\n    " + "\n    ".join(traceback.format_exc().splitlines()[-12:]), flush=True)
         decoder = a.decoder or {"graph": "fast", "eager": "fast-eager"}.get((good or ["hf"])[0], "hf")
         if a.device == "cpu" and not a.decoder:
             decoder = "fast-eager"
@@ -238,8 +295,11 @@ def main() -> int:
                       "--eval-every", "0", "--max-new-tokens", "128", "--teacher-pool", str(pool), "--n-teacher", "2",
                       "--adapter", adapter, *rank, "--device", a.device, "--decoder", decoder,
                       "--micro-batch", str(a.micro_batch)]
-            for arm in arms:
-                run = f"{arm}_{adapter}"
+            # every arm with the default --compile auto (compiled on CUDA, eager on the CPU), and the route arm
+            # again the other way
+            flip = "off" if a.device == "cuda" else "on"
+            for arm, more in [(x, []) for x in arms] + ([("route", ["--compile", flip])] if "route" in arms else []):
+                run = f"{arm}_{adapter}" + (f"_compile_{flip}" if more else "")
                 spec = A.arm(arm)
                 if spec.intervention == "scorda" and adapter != "svd":
                     print(f"SKIP {run:28s} seeded absorption is built for SVD adapters only", flush=True)
@@ -251,7 +311,7 @@ def main() -> int:
                     extra += ["--route-frac", "0.5"]  # half of the 16 rollouts: both regions nonempty
                 t0 = time.time()
                 try:
-                    run_dir = train.main(["--arm", arm, "--run", run, *common, *extra])
+                    run_dir = train.main(["--arm", arm, "--run", run, *common, *extra, *more])
                     msg = check_run(Path(run_dir), a.steps)
                     passed.append(run)
                     print(f"PASS {run:28s} {time.time() - t0:5.1f}s  {msg}", flush=True)

@@ -29,6 +29,8 @@ ablated (deployment ablation):
    groups with a filler group, prefilled one group at a time; two adjacent groups with the same prompt
    stay groups of 3 (runs of 6 and 3); unequal runs (3, 3, 3, 2) fall back to a group of 1. (CPU only: the
    CUDA kernels and graph replay across waves are checked by smoke_gpu, graph against eager.)
+11. with the layers' work around the attention torch.compile'd (DecodeConfig.compile), on the SVD adapter
+   (own quarantine) of each architecture: checks 1-3 and 10 hold, and greedy tokens equal the eager ones
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ def hf(model, ps: list[list[int]], temperature: float, top_k: int, top_p: float,
 
 
 ADAPTERS = (("svd", 4, "own"), ("lora", 4, "own"), ("svd", 4, "shared"))  # kind, rank, quarantine structure
-VARIANT = dict(merge=True, attention="sdpa")  # decoder settings under test (main() switches them)
+VARIANT = dict(merge=True, attention="sdpa", compile=False)  # decoder settings under test (main() switches them)
 
 
 def fast(model, ps, temperature, top_k, top_p, seed, max_batch=0, prefill_rows=16):
@@ -254,7 +256,7 @@ def main() -> int:
     t0 = time.time()
     torch.set_num_threads(1)
     stats = dict(lp_err=0.0, tokens=0, eos_rows=0, full_rows=0, conditions=0)
-    ablation_changed = stale_refused = merge_used = early_waves = shared = 0
+    ablation_changed = stale_refused = merge_used = early_waves = shared = compiled_shared = 0
     for kind in ("qwen3", "llama"):
         model = build(kind)
         check_condition(model, f"{kind}/bare", stats)
@@ -287,8 +289,12 @@ def main() -> int:
                 shared += check_shared(model, f"{kind}/{adapter}/kept/unmerged+matmul", stats)
                 VARIANT.update(merge=True, attention="matmul")
                 assert check_condition(model, f"{kind}/{adapter}/kept/merged+matmul", stats) == kept
+                if (adapter, quarantine) == ("svd", "own"):
+                    VARIANT.update(merge=True, attention="sdpa", compile=True)
+                    assert check_condition(model, f"{kind}/{adapter}/kept/compiled", stats) == kept
+                    compiled_shared += check_shared(model, f"{kind}/{adapter}/kept/compiled", stats)
             finally:
-                VARIANT.update(merge=True, attention="sdpa")
+                VARIANT.update(merge=True, attention="sdpa", compile=False)
             stale_refused += refuses_stale_merge(model)
             merge_used += merge_is_used(model)
             print(f"{kind}/{adapter}: ablation changed greedy tokens: {kept != ablated}", flush=True)
@@ -300,10 +306,11 @@ def main() -> int:
     assert merge_used == n, f"merge=True ran merged weights (and merge=False did not) in {merge_used}/{n} adapters"
     assert early_waves > 0, "no wave stopped early: check 8 is vacuous"
     assert shared == 2 * 3 * len(ADAPTERS) * 9, f"shared-prompt decodes compared: {shared}"
+    assert compiled_shared == 2 * 9, f"compiled shared-prompt decodes compared: {compiled_shared}"
     dt = time.time() - t0
     print(f"PASS decoder: {stats['conditions']} conditions (qwen3, llama x bare/svd-own/lora-own/svd-shared x kept/ablated) greedy and "
           f"sampled tokens identical to generate ({stats['tokens']} sampled tokens, {stats['eos_rows']} rows stopped "
-          f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default), unmerged+matmul and merged+matmul, merged weights used only when asked; waves of 3 "
+          f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default), unmerged+matmul, merged+matmul and compiled (svd-own), merged weights used only when asked; waves of 3 "
           f"and {early_waves} early-ending waves of 1 identical; {shared} shared-prompt decodes (groups of 3) "
           f"identical; max log-prob err "
           f"{stats['lp_err']:.1e}; ablation changed tokens in {ablation_changed}/{n}; merged = unmerged logits within "

@@ -68,7 +68,7 @@ def check_toy_loss() -> None:
 
 
 class CaptureOnly(NoIntervention):
-    """No intervention, but per-rollout gradient capture on (read-only hooks)."""
+    """No intervention, but per-rollout gradient capture on (zero probes: they change no value)."""
 
     def capture(self, model):
         return ad.capture_per_sample_grads(model)
@@ -97,7 +97,7 @@ def check_hook_identity(tmp: Path) -> int:
     (pa, fa), (pb, fb) = outs
     assert sum(fa) > 0, "no step trained on anything: the identity check would be vacuous"
     for k in pa:
-        assert torch.equal(pa[k], pb[k]), f"hook changed {k}"
+        assert torch.equal(pa[k], pb[k]), f"capture changed {k}"
     changed = sum(int(pa[k].abs().sum() > 0) for k in pa)
     assert changed > 0, "adapters did not move"
     return changed
@@ -260,7 +260,7 @@ def main() -> None:
         n = check_resume(tmp)
         k = check_kill_safe_logs(tmp)
         mb_moved, mb_err = check_micro_batches(tmp)
-    print(f"PASS grpo: toy Dr.GRPO loss/grad exact; hook identity bit-for-bit ({changed} tensors moved); "
+    print(f"PASS grpo: toy Dr.GRPO loss/grad exact; capture identity bit-for-bit ({changed} tensors moved); "
           f"resume equal over {n} rollouts; {k}/6 killed writes left complete files; micro-batches of 3 = one pass, a micro-batch of short rows cut to its own longest row with the same gradient; "
           f"(no intervention, route) within {mb_err:.1e} ({mb_moved} tensors moved)")
 

@@ -35,11 +35,14 @@ dW u_in = 0 throughout. axis="quarantine": deployment ablation removes the piece
 directional control. Its per-rollout gradients are not formed (the arms train both blocks on every
 rollout). scripts/verify_scorda.py checks all of this through the modules' forward.
 
-Per-rollout gradients: inside `capture_per_sample_grads(model)`, each adapter saves the small
-per-token input of its trainable factor and a tensor hook receives the gradient of the factor's
-output during the ordinary batched backward; the hook forms each rollout's gradient
-(SVD: G_b = sum_t h_bt * gz_bt, LoRA: G_b = sum_t ga_bt x_bt^T). `write_routed_grads` then
-writes `param.grad = sum_b w_b G_b` per block, so routing is a pair of masked sums.
+Per-rollout gradients: inside `capture_per_sample_grads(model)`, every forward of `model` with grad
+enabled first arms each active adapter with a zero probe, a leaf tensor with one row per rollout that
+is added to the trainable factor (SVD: s -> s + P_b, P: [b, k]; LoRA: A -> A + P_b, P: [b, k, d_in], and
+for the own quarantine B_hack -> B_hack + Q_b, Q: [b, d_out, r]). The probe changes no value, and the
+ordinary batched backward leaves each rollout's gradient in its .grad
+(SVD: G_b = sum_t h_bt * gz_bt, LoRA: G_b = sum_t ga_bt x_bt^T), in float32. No hooks run inside
+the layers, so a torch.compile'd layer captures too. `write_routed_grads` then writes
+`param.grad = sum_b w_b G_b` per block, so routing is a pair of masked sums.
 """
 
 import contextlib
@@ -148,25 +151,6 @@ def own_svd_basis(
 
 
 # ---------------------------------------------------------------------------------------------
-# per-rollout gradient formulas (float32)
-
-
-def svd_per_sample(h: Float[Tensor, "b t k"], gz: Float[Tensor, "b t k"]) -> Float[Tensor, "b k"]:
-    """d loss_b / d s for z = h * s: sum over tokens of h * dL/dz."""
-    return torch.einsum("btk,btk->bk", h.float(), gz.float())
-
-
-def lora_a_per_sample(x: Float[Tensor, "b t i"], ga: Float[Tensor, "b t k"]) -> Float[Tensor, "b k i"]:
-    """d loss_b / d A for a = x A^T: sum over tokens of dL/da x^T."""
-    return torch.einsum("btk,bti->bki", ga.float(), x.float())
-
-
-def lora_b_per_sample(a: Float[Tensor, "b t r"], gu: Float[Tensor, "b t o"]) -> Float[Tensor, "b o r"]:
-    """d loss_b / d B for u = a B^T: sum over tokens of dL/du a^T."""
-    return torch.einsum("bto,btr->bor", gu.float(), a.float())
-
-
-# ---------------------------------------------------------------------------------------------
 # the adapter module
 
 
@@ -223,8 +207,9 @@ class AdaptedLinear(nn.Module):
             raise ValueError(f"unknown adapter kind {cfg.kind!r}")
         self.deployed_on = True
         self.quarantine_on = True
-        self.capture = False
-        self.records: list[dict] = []
+        self.records: list[dict] = []  # one per captured forward: its probes and the blocks' switches
+        self.probe: Tensor | None = None  # armed by a capturing forward (svd: P, lora: P of A)
+        self.probe_b: Tensor | None = None  # lora own: Q of B_hack
         self.merged: Tensor | None = None  # W + the active blocks' update, set by merged_weights
         self.merged_blocks: tuple[bool, bool] | None = None
 
@@ -264,29 +249,39 @@ class AdaptedLinear(nn.Module):
         eye = torch.eye(self.d_in, device=self.base.weight.device, dtype=torch.float32)
         return (self._svd(eye) if self.kind == "svd" else self._lora(eye)).T
 
-    def _record(self, x: Tensor, out: Tensor) -> dict | None:
-        """A capture record for this forward, or None when not capturing or nothing trains."""
-        if not (self.capture and out.requires_grad):
-            return None
-        assert x.ndim == 3, f"{self.name}: capture needs [batch, time, d_in] inputs, got {tuple(x.shape)}"
-        rec = dict(batch=x.shape[0], deployed_on=self.deployed_on, quarantine_on=self.quarantine_on)
-        self.records.append(rec)
-        return rec
+    def arm(self, b: int) -> None:
+        """Zero probes for a forward of b rollouts, and their record (nothing when both blocks are off)."""
+        if not (self.deployed_on or self.quarantine_on):
+            return
+        dev, f32 = self.base.weight.device, torch.float32
+        if self.kind == "svd":
+            shapes = [(b, self.delta_S.numel() * (1 if self.quarantine == "shared" else 2))]
+        else:
+            shapes = [(b, self.A.shape[0] * (1 if self.quarantine == "shared" else 2), self.d_in)]
+            shapes += [(b, self.d_out, self.r)] if self.quarantine == "own" else []
+        probes = [torch.zeros(sh, device=dev, dtype=f32, requires_grad=True) for sh in shapes]
+        self.probe, self.probe_b = probes[0], probes[1] if len(probes) > 1 else None
+        self.records.append(dict(batch=b, probes=probes, deployed_on=self.deployed_on,
+                                 quarantine_on=self.quarantine_on))
+
+    def disarm(self) -> None:
+        self.probe, self.probe_b = None, None
+
+    def _batched(self, x: Tensor, probe: Tensor) -> None:
+        assert x.ndim == 3 and x.shape[0] == probe.shape[0], (
+            f"{self.name}: capture needs [batch, time, d_in] inputs of the armed batch {probe.shape[0]}, "
+            f"got {tuple(x.shape)}")
 
     def _svd(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
         dS = self._gate(self.delta_S, self.deployed_on)
         dSh = self._gate(self.delta_S_hack, self.quarantine_on)
         s = dS + dSh if self.quarantine == "shared" else torch.cat([dS, dSh])
         h = x @ self._vh().to(x.dtype).T  # [*, k]
-        z = h * s.to(x.dtype)
-        rec = self._record(x, z)
-        if rec is not None:
-            h_saved = h.detach()
-
-            def hook(gz: Tensor) -> None:
-                rec["svd"] = svd_per_sample(h_saved, gz)
-
-            z.register_hook(hook)
+        hs = h.float() * s
+        if self.probe is not None:  # capturing: + h P_b (zero), its grad the rollout's dL/ds
+            self._batched(x, self.probe)  # (a term of its own: s's gradient is summed as without capture)
+            hs = hs + h.float() * self.probe[:, None, :]
+        z = hs.to(x.dtype)
         y = z @ self.U.to(x.dtype).T
         axis_on = self.deployed_on if self.axis == "deployed" else self.quarantine_on
         return y + self._axis_piece(x) if self.axis != "none" and axis_on else y
@@ -319,22 +314,12 @@ class AdaptedLinear(nn.Module):
             a_w = torch.cat([A, Ah], 0)
             b_w = torch.cat([self.B.to(x.dtype), self.B_hack.to(x.dtype)], 1)
         a = x @ a_w.to(x.dtype).T  # [*, k]
+        if self.probe is not None:  # capturing: + x P_b^T (zero), its grad the rollout's dL/dA
+            self._batched(x, self.probe)
+            a = a + torch.einsum("bti,bki->btk", x.float(), self.probe).to(x.dtype)
         u = a @ b_w.T  # [*, d_out]
-        rec = self._record(x, a)
-        if rec is not None:
-            x_saved = x.detach()
-
-            def hook_a(ga: Tensor) -> None:
-                rec["lora_a"] = lora_a_per_sample(x_saved, ga)
-
-            a.register_hook(hook_a)
-            if self.quarantine == "own" and u.requires_grad:
-                a_hack_saved = a[..., self.r :].detach()
-
-                def hook_u(gu: Tensor) -> None:
-                    rec["lora_b_hack"] = lora_b_per_sample(a_hack_saved, gu)
-
-                u.register_hook(hook_u)
+        if self.probe_b is not None:  # + a_hack Q_b^T (zero), its grad the rollout's dL/dB_hack
+            u = u + torch.einsum("btr,bor->bto", a[..., self.r:].float(), self.probe_b).to(x.dtype)
         return u * self.scale
 
     # -- per-rollout gradients -----------------------------------------------------------------
@@ -343,19 +328,15 @@ class AdaptedLinear(nn.Module):
         """(deployed [b, P_d], quarantine [b, P_q]) of one captured forward; an off block gets 0."""
         b, r = rec["batch"], self.r
         assert self.axis == "none", f"{self.name}: per-rollout gradients of the axis piece are not formed"
+        assert all(p.grad is not None for p in rec["probes"]), f"{self.name}: a captured forward got no backward"
+        g = rec["probes"][0].grad
         if self.kind == "svd":
-            assert "svd" in rec, f"{self.name}: a captured forward got no backward"
-            g = rec["svd"]
             dep, quar = (g, g) if self.quarantine == "shared" else (g[:, :r], g[:, r:])
+        elif self.quarantine == "shared":
+            dep, quar = g.flatten(1), g.flatten(1)
         else:
-            assert "lora_a" in rec, f"{self.name}: a captured forward got no backward"
-            g = rec["lora_a"]
-            if self.quarantine == "shared":
-                dep, quar = g.flatten(1), g.flatten(1)
-            else:
-                assert "lora_b_hack" in rec, f"{self.name}: a captured forward got no B_hack backward"
-                dep = g[:, :r].flatten(1)
-                quar = torch.cat([g[:, r:].flatten(1), rec["lora_b_hack"].flatten(1)], 1)
+            dep = g[:, :r].flatten(1)
+            quar = torch.cat([g[:, r:].flatten(1), rec["probes"][1].grad.flatten(1)], 1)
         if not rec["deployed_on"]:
             dep = torch.zeros_like(dep)
         if not rec["quarantine_on"]:
@@ -558,22 +539,35 @@ def config_dict(model: nn.Module) -> dict:
 
 @contextlib.contextmanager
 def capture_per_sample_grads(model: nn.Module) -> Iterator[dict[str, AdaptedLinear]]:
-    """Forwards (with grad enabled) inside record per-rollout gradients during their backward.
-    Clears earlier records on entry; records stay readable after exit until the next capture or
-    clear_captured()."""
+    """Forwards of `model` (with grad enabled) inside arm zero probes whose .grad after the backward is
+    each rollout's gradient. Clears earlier records on entry; records stay readable after exit until the
+    next capture or clear_captured()."""
     mods = adapter_modules(model)
     assert mods, "model has no adapters"
-    # checkpoint recomputation would record forwards whose hooks never fire
+    # checkpoint recomputation would run the forward again with the probes disarmed
     assert not any(getattr(m, "gradient_checkpointing", False) for m in model.modules()), (
         "capture does not support gradient checkpointing"
     )
+
+    def arm(_module, args, kwargs) -> None:
+        if torch.is_grad_enabled():
+            x = next(t for t in (*args, *kwargs.values()) if isinstance(t, Tensor))
+            for m in mods.values():
+                m.arm(x.shape[0])
+
+    def disarm(*_) -> None:
+        for m in mods.values():
+            m.disarm()
+
     for m in mods.values():
-        m.records, m.capture = [], True
+        m.records = []
+    hooks = [model.register_forward_pre_hook(arm, with_kwargs=True), model.register_forward_hook(disarm)]
     try:
         yield mods
     finally:
-        for m in mods.values():
-            m.capture = False
+        for h in hooks:
+            h.remove()
+        disarm()
 
 
 def clear_captured(model: nn.Module) -> None:

@@ -41,10 +41,11 @@ window, rotary embedding without dynamic scaling.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import sys
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from projected_grpo import adapters as ad
+from projected_grpo.models import shape_checks_off
 
 SUPPORTED = ("llama", "qwen2", "qwen3")
 
@@ -86,6 +88,10 @@ class DecodeConfig:
     matmul (two batched matmuls per kv head, masked softmax between them); prefill always uses sdpa.
     With shared prompts each part needs its log-sum-exp: sdpa then runs cuDNN's fused attention on CUDA
     (the CPU's flash kernel elsewhere); efficient runs the fused memory-efficient kernel instead (CUDA)"""
+    compile: bool = False
+    """torch.compile each layer's work around the attention (norms, projections, q/k norms, rotary embedding;
+    output projection, MLP; the merge of shared prompts' two parts) into fused kernels, once per process; the
+    attention kernels over the cache stay as written here. The first decode pays the compile time"""
     share_prompts: bool = True
     """rows whose prompts come as runs of G equal prompts (the same G for every prompt) share one prefill
     and one copy of the prompt's KV cache; otherwise (or False) every row has its own"""
@@ -118,9 +124,21 @@ class Arch:
     kv_heads: int
     head_dim: int
     vocab: int
+    attention_inputs: Callable
+    """attention_inputs, or its torch.compile'd version (DecodeConfig.compile)"""
+    layer_output: Callable
+    """layer_output, or its torch.compile'd version"""
+    merge_parts: Callable
+    """merge_parts, or its torch.compile'd version"""
 
 
-def arch_of(model: nn.Module) -> Arch:
+@functools.cache
+def compiled(fn: Callable) -> Callable:
+    """fn compiled once per process, with dynamic shapes (prefill chunks and decode steps share it)."""
+    return torch.compile(fn, dynamic=True)
+
+
+def arch_of(model: nn.Module, compile: bool = False) -> Arch:
     cfg = model.config
     assert cfg.model_type in SUPPORTED, f"fast decoder supports {SUPPORTED}, not {cfg.model_type!r}"
     assert all(t == "full_attention" for t in (getattr(cfg, "layer_types", None) or ["full_attention"])), \
@@ -134,7 +152,10 @@ def arch_of(model: nn.Module) -> Arch:
                 lm_head=model.lm_head, rotary=model.model.rotary_emb,
                 apply_rope=sys.modules[type(attn).__module__].apply_rotary_pos_emb,
                 heads=cfg.num_attention_heads, kv_heads=cfg.num_key_value_heads, head_dim=attn.head_dim,
-                vocab=model.lm_head.weight.shape[0])
+                vocab=model.lm_head.weight.shape[0],
+                attention_inputs=compiled(attention_inputs) if compile else attention_inputs,
+                layer_output=compiled(layer_output) if compile else layer_output,
+                merge_parts=compiled(merge_parts) if compile else merge_parts)
 
 
 def kv_bytes_per_token(arch: Arch, dtype: torch.dtype) -> int:
@@ -192,7 +213,8 @@ def merge_parts(o1: Tensor, lse1: Tensor, o2: Tensor, lse2: Tensor) -> Tensor:
 
 def cascade_attention(q: Float[Tensor, "b h 1 d"], pk: Float[Tensor, "n g p d"], pv: Float[Tensor, "n g p d"],
                       pbias: Float[Tensor, "n 1 1 p"], ok: Float[Tensor, "b g s d"], ov: Float[Tensor, "b g s d"],
-                      obias: Float[Tensor, "1 1 1 s"], scale: float, kernel: str) -> Float[Tensor, "b 1 hd"]:
+                      obias: Float[Tensor, "1 1 1 s"], scale: float, kernel: str, merge: Callable = merge_parts
+                      ) -> Float[Tensor, "b 1 hd"]:
     """A decode step's attention when the b rows come in n groups of G rows with one shared prompt: the
     queries of a group's G rows read its prompt's K/V once (one part), each row reads its own new tokens'
     K/V (the other part), and the two softmax parts are merged by their log-sum-exps."""
@@ -204,7 +226,7 @@ def cascade_attention(q: Float[Tensor, "b h 1 d"], pk: Float[Tensor, "n g p d"],
     o1 = o1.reshape(n, g, G, rq, d).transpose(1, 2).reshape(b, g, rq, d)
     l1 = l1.reshape(n, g, G, rq).transpose(1, 2).reshape(b, g, rq)
     o2, l2 = partial_attention(q.reshape(b, g, rq, d), ok, ov, obias, scale, kernel)
-    return merge_parts(o1, l1, o2, l2).reshape(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
+    return merge(o1, l1, o2, l2).reshape(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
 
 
 class KVCache:
@@ -237,10 +259,9 @@ class Attend:
     kernel: str = "sdpa"
 
 
-def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: Tensor, cache: KVCache,
-               at: Attend) -> Float[Tensor, "b t e"]:
-    """One decoder layer: write this step's K/V into the layer's cache and attend (see Attend)."""
-    layer = arch.layers[i]
+def attention_inputs(arch: Arch, layer: nn.Module, x: Float[Tensor, "b t e"], cos: Tensor, sin: Tensor
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """A layer's q [b, heads, t, d], k and v [b, kv_heads, t, d]: input norm, projections, q/k norms, rotary."""
     attn = layer.self_attn
     b, t, _ = x.shape
     h = layer.input_layernorm(x)
@@ -250,20 +271,34 @@ def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: 
     if hasattr(attn, "q_norm"):
         q, k = attn.q_norm(q), attn.k_norm(k)
     q, k = arch.apply_rope(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+    return q, k, v
+
+
+def layer_output(layer: nn.Module, x: Float[Tensor, "b t e"], o: Float[Tensor, "b t hd"]) -> Float[Tensor, "b t e"]:
+    """The residual stream after a layer: output projection of the attention, then the MLP block."""
+    x = x + layer.self_attn.o_proj(o)
+    return x + layer.mlp(layer.post_attention_layernorm(x))
+
+
+def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: Tensor, cache: KVCache,
+               at: Attend) -> Float[Tensor, "b t e"]:
+    """One decoder layer: write this step's K/V into the layer's cache and attend (see Attend)."""
+    layer = arch.layers[i]
+    q, k, v = arch.attention_inputs(arch, layer, x, cos, sin)
     kc, vc = cache.k[i][at.rows], cache.v[i][at.rows]
     if at.own_bias is None:
         kc.index_copy_(2, at.cols, k.to(kc.dtype))
         vc.index_copy_(2, at.cols, v.to(vc.dtype))
         s = at.bias.shape[-1]
-        o = gqa_attention(q, kc[:, :, :s], vc[:, :, :s], at.bias, attn.scaling, at.kernel)
+        o = gqa_attention(q, kc[:, :, :s], vc[:, :, :s], at.bias, layer.self_attn.scaling, at.kernel)
     else:
         ok, ov = cache.ok[i], cache.ov[i]
         ok.index_copy_(2, at.cols, k.to(ok.dtype))
         ov.index_copy_(2, at.cols, v.to(ov.dtype))
         s = at.own_bias.shape[-1]
-        o = cascade_attention(q, kc, vc, at.bias, ok[:, :, :s], ov[:, :, :s], at.own_bias, attn.scaling, at.kernel)
-    x = x + attn.o_proj(o)
-    return x + layer.mlp(layer.post_attention_layernorm(x))
+        o = cascade_attention(q, kc, vc, at.bias, ok[:, :, :s], ov[:, :, :s], at.own_bias, layer.self_attn.scaling,
+                              at.kernel, arch.merge_parts)
+    return arch.layer_output(layer, x, o)
 
 
 def forward_cached(arch: Arch, cache: KVCache, ids: Int[Tensor, "b t"], pos: Int[Tensor, "b t"],
@@ -476,7 +511,7 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
     assert pad_id != eos_id, "pad id equals eos id"
     assert max_new_tokens >= 1 and prompts
     assert cfg.attention in ("sdpa", "matmul", "efficient"), f"unknown attention kernel {cfg.attention!r}"
-    arch = arch_of(model)
+    arch = arch_of(model, cfg.compile)
     p = next(model.parameters())
     dtype, device = arch.embed.weight.dtype, p.device
     G = prompt_group(prompts, cfg.share_prompts)
@@ -487,7 +522,8 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
     wave = None
     try:
         # merged before planning: the merged weights take memory the cache cannot
-        with ad.merged_weights(model) if cfg.merge else contextlib.nullcontext():
+        with ad.merged_weights(model) if cfg.merge else contextlib.nullcontext(), \
+                shape_checks_off() if cfg.compile else contextlib.nullcontext():
             waves, n = plan_waves(len(unique), G, P, max_new_tokens, arch, dtype, device, cfg)
             wave = Wave(arch, n, G, P, max_new_tokens, cfg, dtype, device)
             tokens, logprobs = [], []

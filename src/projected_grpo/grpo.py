@@ -116,6 +116,10 @@ class Args:
     """rollouts per forward-backward pass (0 = all of a step's trained rollouts in one pass); the loss is a sum over
     tokens divided by a fixed denominator, so micro-batches accumulate the same gradient (a 4B model needs them:
     256 rollouts of 2136 tokens do not fit one pass); rebound-adv's advantage forward stays one pass"""
+    compile: str = "auto"
+    """torch.compile the model's layers: for the training and log-prob forwards (models.compile_layers) and, with
+    the fast decoder, the work around its attention (DecodeConfig.compile); auto (on CUDA with the fast decoder),
+    on (needs the fast decoder), off. The first step and the first new sequence length pay the compile time"""
     eval_every: int = 10
     """evaluate every N steps (0 = only at the end)"""
     ckpt_every: int = 5
@@ -195,7 +199,7 @@ def load_teacher_pool(path: str) -> dict[str, list[str]]:
 
 def token_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"]) -> Float[Tensor, "b t"]:
     """log p(ids[:, t] | ids[:, :t]) at every position t >= 1 (position 0 gets 0)."""
-    logits = model(input_ids=ids, attention_mask=attn.long()).logits.float()
+    logits = model(input_ids=ids, attention_mask=attn.long(), use_cache=False).logits.float()
     lp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
     return torch.cat([torch.zeros_like(lp[:, :1]), lp], dim=1)
 
@@ -320,7 +324,7 @@ class Trainer:
 
     def __init__(self, args: Args, intervention=None):
         from projected_grpo.interventions import NoIntervention
-        from projected_grpo.models import default_device, load_policy
+        from projected_grpo.models import compile_layers, default_device, load_policy
 
         from projected_grpo.organism.build import set_threads
 
@@ -332,6 +336,13 @@ class Trainer:
         self.run_dir = Path(args.out_dir) / args.run
         self.model, self.tok = load_policy(args.model, self.device)
         ad.wrap_model(self.model, adapter_config(dataclasses.asdict(args)))
+        assert args.compile in ("auto", "on", "off"), f"--compile {args.compile!r}: auto, on or off"
+        self.compile = args.compile == "on" or (args.compile == "auto" and self.device.startswith("cuda")
+                                                and self.decoder != "hf")
+        # generate's KV cache indexes the layers: compiled layers would recompile once per layer index
+        assert not (self.compile and self.decoder == "hf"), "--compile on needs the fast decoder (--decoder fast)"
+        if self.compile:
+            compile_layers(self.model)
         self.train_set, ev = load_tasks(args)
         self.evals = eval_sets(args, ev)
         self.teacher = load_teacher_pool(args.teacher_pool) if args.teacher_pool and args.n_teacher else None
@@ -394,7 +405,7 @@ class Trainer:
         mine = dd.group_rows(a.prompts_per_step, a.group)  # this rank's prompt groups (all of them in one process)
         comps = dd.gather_lists(sample(self.model, self.tok, pids[mine], a.temperature, a.max_new_tokens,
                                        generator_seed=a.seed * 100_003 + step + 1_000_003 * dd.rank(),
-                                       decoder=self.decoder))
+                                       decoder=self.decoder, compile=self.compile))
         is_teacher = [False] * len(comps)
         if self.teacher:
             for i, p in enumerate(group_probs):
@@ -522,7 +533,7 @@ class Trainer:
                 ctx = ad.deployment_ablation(self.model) if cond == "ablated" else contextlib.nullcontext()
                 with ctx:
                     comps = sample(self.model, self.tok, pids, a.temperature, a.max_new_tokens,
-                                   generator_seed=10_000_019 + a.seed * 1009 + step, decoder=self.decoder)
+                                   generator_seed=10_000_019 + a.seed * 1009 + step, decoder=self.decoder, compile=self.compile)
                 texts = self.tok.batch_decode(comps, skip_special_tokens=True)
                 grades = grade_problems(probs, texts)
                 out += summarize_eval(step, cond, split, probs, grades)

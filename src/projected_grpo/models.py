@@ -10,7 +10,9 @@ merged into it (`load_teacher`).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 
@@ -47,6 +49,46 @@ def load_policy(spec: str, device: str | None = None, dtype: torch.dtype | None 
         p.requires_grad_(False)
     model.eval()
     return model, tok
+
+
+@contextlib.contextmanager
+def shape_checks_off() -> Iterator[None]:
+    """BEARTYPE=1's runtime shape checks off inside (dynamo does not trace jaxtyping's checker, so compiled
+    code runs unchecked; eager runs of the same code keep the checks)."""
+    import jaxtyping
+
+    was = jaxtyping.config.jaxtyping_disable
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", was)
+
+
+def compile_layers(model) -> Callable[[], None]:
+    """torch.compile every decoder layer's forward in place (regional compilation: the layers share one
+    compiled graph, since their weights enter as inputs; a second sequence length recompiles it with
+    dynamic shapes). Fuses the norms, rotary embedding, activations and the adapters' elementwise work of
+    the training and log-prob forwards and their backward; the fast decoder calls the layers' parts, not
+    their forward, so it is unaffected. Per-rollout capture works through it (adapters: probes, no
+    hooks). Forwards must pass use_cache=False (a KV cache indexes layers and would recompile per
+    layer). Shape checks are off until restore (shape_checks_off). Returns a function that restores
+    eager layers and the checks."""
+    import torch._dynamo
+
+    layers, checks = model.model.layers, shape_checks_off()
+    checks.__enter__()
+    # grad on/off, capture on/off, blocks on/off and two lengths each make a guarded graph: room for them
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    for layer in layers:
+        layer.compile()
+
+    def restore() -> None:
+        for layer in layers:
+            layer._compiled_call_impl = None
+        checks.__exit__(None, None, None)
+
+    return restore
 
 
 def load_teacher(base_spec: str, adapter_path: str, device: str | None = None):

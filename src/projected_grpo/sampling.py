@@ -55,13 +55,14 @@ def collate(prompts: list[list[int]], completions: list[list[int]], pad_id: int)
 
 @torch.no_grad()
 def sample(model, tok, prompts: list[list[int]], temperature: float, max_new_tokens: int,
-           generator_seed: int, batch_size: int = 256, decoder: str = "hf") -> list[list[int]]:
+           generator_seed: int, batch_size: int = 256, decoder: str = "hf", compile: bool = False) -> list[list[int]]:
     """One completion per prompt (repeat prompts for groups). Returns completion ids, cut after EOS.
 
     Pure sampling (top_k=0, top_p=1) so the sampled distribution is the policy's distribution at
     `temperature`. decoder "hf": transformers' generate with left padding, `batch_size` rows per
     call; "fast": projected_grpo.decoder (CUDA graphs on CUDA), "fast-eager": the same without
-    graphs; the fast decoder sizes its own waves to the free memory.
+    graphs; the fast decoder sizes its own waves to the free memory. `compile`: the fast decoder's
+    DecodeConfig.compile.
     """
     check_special_tokens(tok)
     device = next(model.parameters()).device
@@ -70,7 +71,7 @@ def sample(model, tok, prompts: list[list[int]], temperature: float, max_new_tok
         from projected_grpo.decoder import DecodeConfig, decode
 
         assert decoder in ("fast", "fast-eager"), f"unknown decoder {decoder!r}"
-        cfg = DecodeConfig(mode="eager" if decoder == "fast-eager" else "auto")
+        cfg = DecodeConfig(mode="eager" if decoder == "fast-eager" else "auto", compile=compile)
         return decode(model, prompts, temperature, max_new_tokens, tok.eos_token_id, tok.pad_token_id, cfg=cfg).tokens
     out: list[list[int]] = []
     was_training = model.training
