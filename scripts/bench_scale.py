@@ -28,7 +28,7 @@ synchronisation and its own peak memory:
                      tokens does not fit beside the weights, so it runs shorter; compare it with
                      fast_<mode>_short, which runs the same setting
     fwd_bwd          token log-probs + Dr.GRPO loss + backward in micro-batches of --fb-batch rollouts,
-                     per-rollout gradient capture on; completions are the decoded ids, extended with
+                     per-rollout gradient capture on, decoder layers compiled (--compile, the default); completions are the decoded ids, extended with
                      random ids to --gen-len where a decode ran shorter
     fwd_bwd_mb<k>    (--fb-sweep) the same over the first --sweep-rollouts rollouts in micro-batches
                      of k, with its own floor ratio (a failing size, e.g. out of memory, is reported);
@@ -216,19 +216,21 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--gen-len", type=int, default=1536, help="new tokens of the fast decoder (graph mode)")
     ap.add_argument("--hf-len", type=int, default=256, help="new tokens of hf_generate, eager and *_short decodes")
     ap.add_argument("--hf-batch", type=int, default=256, help="rollouts per transformers generate call")
-    ap.add_argument("--modes", default="graph,eager", help="fast decoder modes to time, in order (graph, eager, "
+    ap.add_argument("--modes", default="graph+compile,graph,eager", help="fast decoder modes to time, in order (graph, eager, "
                     "with optional +matmul / +unmerged suffixes)")
     ap.add_argument("--short-modes", default="", help="fast decoder modes timed only at --hf-len tokens")
-    ap.add_argument("--fb-sweep", default="", help="micro-batch sizes for fwd_bwd_mb<k> phases, e.g. 2,4,8")
-    ap.add_argument("--sweep-rollouts", type=int, default=32, help="rollouts per fwd_bwd_mb<k> phase")
+    ap.add_argument("--fb-sweep", default="4k", help="micro-batch sizes for fwd_bwd_mb<k> phases, e.g. 2,4,8 "
+                    "(the default, one compiled entry over --sweep-rollouts, compiles before the timed fwd_bwd)")
+    ap.add_argument("--sweep-rollouts", type=int, default=8, help="rollouts per fwd_bwd_mb<k> phase")
     ap.add_argument("--bucket", type=int, default=128, help="fast decoder attention bucket (new tokens per row)")
     ap.add_argument("--mem-frac", type=float, default=DecodeConfig.mem_frac,
                     help="fraction of the free GPU memory the fast decoder's KV cache may take (DecodeConfig.mem_frac)")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--skip-train", action="store_true", help="decode phases only")
-    ap.add_argument("--compile", action="store_true", help="fwd_bwd with compiled decoder layers "
-                    "(models.compile_layers; compile time included)")
-    ap.add_argument("--fb-batch", type=int, default=2, help="rollouts per forward-backward micro-batch")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                    help="fwd_bwd with compiled decoder layers (models.compile_layers), after the --fb-sweep entries; "
+                    "its compile time is included unless a compiled sweep entry ran first")
+    ap.add_argument("--fb-batch", type=int, default=4, help="rollouts per forward-backward micro-batch")
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--quarantine", default="own", choices=("shared", "own"))
     ap.add_argument("--svd", default="lowrank", choices=("lowrank", "full"))
@@ -395,7 +397,8 @@ def main() -> None:
     if all(RESULTS.get(p, {}).get("ok") for p in phases):
         RESULTS["step_seconds"] = round(sum(RESULTS[p]["seconds"] for p in phases), 1)
         print(f"step (fast_graph + fwd_bwd + erase + route + optimizer): {RESULTS['step_seconds']} s", flush=True)
-    graphs = [k for k in RESULTS if k.startswith("fast_graph") and not k.endswith("_short") and RESULTS[k].get("ok")]
+    graphs = [k for k in RESULTS if k.startswith("fast_graph") and "tokens" in RESULTS[k]  # a full decode, timed
+              and RESULTS[k]["new_tokens"] == a.gen_len]
     if graphs and all(RESULTS.get(p, {}).get("ok") for p in phases[1:]):
         best = min(graphs, key=lambda k: RESULTS[k]["seconds"])
         rest = sum(RESULTS[p]["seconds"] for p in phases[1:])

@@ -25,8 +25,8 @@ The arms then run with the first decoder that passed (fast, fast-eager, else hf;
 
 Then compiled decoder layers (models.compile_layers) are checked against eager ones in bf16 with
 per-rollout capture (loss and every rollout's gradient within 5e-2, two sequence lengths). The arms run
-with train.py's default --compile auto (compiled on CUDA), and the route arm a second time with
---compile off (on with --device cpu).
+with --compile off (`--compile` here; train.py's default, auto, compiles on CUDA, and every adapter
+structure compiles anew, minutes per arm), and the route arm a second time with --compile on.
 
 Prints PASS/FAIL per arm and adapter and ends with 'N passed, N failed'. Refuses to run without
 CUDA (exit 2); `--device cpu` runs the same checks in fp32 on the CPU (for checking this script).
@@ -223,6 +223,8 @@ def main() -> int:
     ap.add_argument("--micro-batch", type=int, default=3,
                     help="rollouts per forward-backward pass of every arm's training (0: one pass)")
     ap.add_argument("--keep", default="", help="copy the run folders here (default: a temp folder, deleted)")
+    ap.add_argument("--compile", default="off", choices=("off", "on", "auto"),
+                    help="train.py --compile of every arm (the route arm also runs once with on)")
     ap.add_argument("--decoder", default="", help="rollout decoder of the arms (default: first that passes the check)")
     a = ap.parse_args()
     import torch
@@ -294,12 +296,11 @@ def main() -> int:
                       "--prompts-per-step", "4", "--group", "4", "--n-train", str(n_train), "--n-eval", "1", "--eval-samples", "1",
                       "--eval-every", "0", "--max-new-tokens", "128", "--teacher-pool", str(pool), "--n-teacher", "2",
                       "--adapter", adapter, *rank, "--device", a.device, "--decoder", decoder,
-                      "--micro-batch", str(a.micro_batch)]
-            # every arm with the default --compile auto (compiled on CUDA, eager on the CPU), and the route arm
-            # again the other way
-            flip = "off" if a.device == "cuda" else "on"
-            for arm, more in [(x, []) for x in arms] + ([("route", ["--compile", flip])] if "route" in arms else []):
-                run = f"{arm}_{adapter}" + (f"_compile_{flip}" if more else "")
+                      "--micro-batch", str(a.micro_batch), "--compile", a.compile]
+            # every arm with --compile off (each adapter structure compiles anew: minutes per arm), and the route
+            # arm again with its layers and decoder compiled
+            for arm, more in [(x, []) for x in arms] + ([("route", ["--compile", "on"])] if "route" in arms else []):
+                run = f"{arm}_{adapter}" + ("_compiled" if more else "")
                 spec = A.arm(arm)
                 if spec.intervention == "scorda" and adapter != "svd":
                     print(f"SKIP {run:28s} seeded absorption is built for SVD adapters only", flush=True)
@@ -311,7 +312,7 @@ def main() -> int:
                     extra += ["--route-frac", "0.5"]  # half of the 16 rollouts: both regions nonempty
                 t0 = time.time()
                 try:
-                    run_dir = train.main(["--arm", arm, "--run", run, *common, *extra, *more])
+                    run_dir = train.main(["--arm", arm, "--run", run, *common, *extra, *more])  # the last --compile wins
                     msg = check_run(Path(run_dir), a.steps)
                     passed.append(run)
                     print(f"PASS {run:28s} {time.time() - t0:5.1f}s  {msg}", flush=True)
