@@ -49,3 +49,11 @@ def run_gate(name: str, main) -> None:
     except AssertionError as e:
         print(f"FAIL {name}: {e}")
         sys.exit(1)
+
+
+def compiled_graphs() -> int:
+    """Graphs dynamo has compiled in this process so far: a compile gate asserts it grew, so that a silent
+    fall back to eager cannot pass as compiled."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])

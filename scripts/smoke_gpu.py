@@ -26,7 +26,8 @@ The arms then run with the first decoder that passed (fast, fast-eager, else hf;
 Then compiled decoder layers (models.compile_layers) are checked against eager ones in bf16 with
 per-rollout capture (loss and every rollout's gradient within 5e-2, two sequence lengths). The arms run
 with --compile off (`--compile` here; train.py's default, auto, compiles on CUDA, and every adapter
-structure compiles anew, minutes per arm), and the route arm a second time with --compile on.
+structure compiles anew, minutes per arm), and the route arm a second time with --compile on (the
+decoder compiled; the trainer does not compile its training layers).
 
 Prints PASS/FAIL per arm and adapter and ends with 'N passed, N failed'. Refuses to run without
 CUDA (exit 2); `--device cpu` runs the same checks in fp32 on the CPU (for checking this script).
@@ -147,6 +148,7 @@ def check_compile(model_dir: Path, device: str) -> str:
 
     from projected_grpo import adapters as ad
     from projected_grpo.grpo import grpo_loss, token_logprobs
+    from _gate_common import compiled_graphs
     from projected_grpo.models import compile_layers, load_policy
 
     model, tok = load_policy(str(model_dir), device)
@@ -162,7 +164,7 @@ def check_compile(model_dir: Path, device: str) -> str:
         mask = attn.clone()
         mask[:, :8] = False  # the prompt
         batches.append((ids, attn, mask, torch.randn(6, generator=g).to(device)))
-    out = {}
+    out, graphs = {}, compiled_graphs()
     for compiled in (False, True):
         restore = compile_layers(model) if compiled else (lambda: None)
         for j, (ids, attn, mask, adv) in enumerate(batches):
@@ -173,6 +175,7 @@ def check_compile(model_dir: Path, device: str) -> str:
             out[compiled, j] = loss.item(), ad.per_sample_grad_matrix(model)
             model.zero_grad(set_to_none=True)
         restore()
+    assert compiled_graphs() > graphs, "compile_layers compiled no graph (eager fallback?)"
     worst, dloss = 0.0, 0.0
     for j in range(len(batches)):
         (le, ge), (lc, gc) = out[False, j], out[True, j]
@@ -298,7 +301,7 @@ def main() -> int:
                       "--adapter", adapter, *rank, "--device", a.device, "--decoder", decoder,
                       "--micro-batch", str(a.micro_batch), "--compile", a.compile]
             # every arm with --compile off (each adapter structure compiles anew: minutes per arm), and the route
-            # arm again with its layers and decoder compiled
+            # arm again with its decoder compiled
             for arm, more in [(x, []) for x in arms] + ([("route", ["--compile", "on"])] if "route" in arms else []):
                 run = f"{arm}_{adapter}" + ("_compiled" if more else "")
                 spec = A.arm(arm)

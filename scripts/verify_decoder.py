@@ -30,7 +30,8 @@ ablated (deployment ablation):
    stay groups of 3 (runs of 6 and 3); unequal runs (3, 3, 3, 2) fall back to a group of 1. (CPU only: the
    CUDA kernels and graph replay across waves are checked by smoke_gpu, graph against eager.)
 11. with the layers' work around the attention torch.compile'd (DecodeConfig.compile), on the SVD adapter
-   (own quarantine) of each architecture: checks 1-3 and 10 hold, and greedy tokens equal the eager ones
+   (own quarantine) of each architecture: checks 1-3 and 10 hold, greedy tokens equal the eager ones, and
+   dynamo really compiled (its graph count grew)
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from projected_grpo import adapters as ad  # noqa: E402
 from projected_grpo.decoder import DecodeConfig, decode  # noqa: E402
 from projected_grpo.grpo import token_logprobs  # noqa: E402
 from projected_grpo.sampling import collate, cut_at_eos  # noqa: E402
+
+from _gate_common import compiled_graphs  # noqa: E402
 
 VOCAB, EOS, PAD, NEW = 64, 1, 0, 24
 TOK = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
@@ -291,8 +294,10 @@ def main() -> int:
                 assert check_condition(model, f"{kind}/{adapter}/kept/merged+matmul", stats) == kept
                 if (adapter, quarantine) == ("svd", "own"):
                     VARIANT.update(merge=True, attention="sdpa", compile=True)
+                    graphs = compiled_graphs()
                     assert check_condition(model, f"{kind}/{adapter}/kept/compiled", stats) == kept
                     compiled_shared += check_shared(model, f"{kind}/{adapter}/kept/compiled", stats)
+                    assert compiled_graphs() > graphs, f"{kind}: DecodeConfig.compile compiled no graph"
             finally:
                 VARIANT.update(merge=True, attention="sdpa", compile=False)
             stale_refused += refuses_stale_merge(model)

@@ -2,7 +2,7 @@
 
 1. Dr.GRPO advantages and the clipped token-level loss and its gradient on a hand-computed toy batch.
 2. The gradient hook with no intervention is the identity, bit for bit (also with per-rollout
-   capture switched on, which only reads gradients).
+   capture switched on: zero probes, which change no value).
 3. Resume: a run stopped after step 1 and resumed gives the same rollouts, rewards and adapter
    weights as an uninterrupted run (tiny organism, CPU, same seed); grpo.load_run_policy loads the
    finished run's adapter exactly.

@@ -20,6 +20,8 @@ from projected_grpo.adapters import (
 )
 from projected_grpo.models import compile_layers
 
+from _gate_common import compiled_graphs
+
 VARIANTS = [("svd", 8, "shared"), ("svd", 8, "own"), ("svd", None, "shared"), ("lora", 8, "shared"),
             ("lora", 8, "own")]
 B, T, V = 6, 14, 100
@@ -146,7 +148,9 @@ def check_bf16(cache) -> float:
 
 def check_compiled(cache) -> float:
     """Decoder layers compiled (models.compile_layers): the probes capture the same per-rollout gradients as
-    the eager layers, over two batches of different lengths (the second recompiles with dynamic shapes)."""
+    the eager layers, over two batches of different lengths (the second recompiles with dynamic shapes), and a
+    no-grad forward with the model's defaults gives the same logits without building a KV cache; dynamo
+    really compiled (its graph count grew)."""
     worst = 0.0
     for kind, rank, quarantine in (("svd", 8, "own"), ("lora", 8, "own")):
         model = tiny_model(torch.float32)
@@ -155,7 +159,7 @@ def check_compiled(cache) -> float:
         randomize(quarantine_params(model), 2)
         batches = [make_batch(torch.Generator().manual_seed(s)) for s in (3, 4)]
         batches[1] = tuple(t[:, :-3] if t.ndim == 2 else t for t in batches[1])  # a shorter sequence length
-        G = {}
+        G, graphs = {}, compiled_graphs()
         for compiled in (False, True):
             restore = compile_layers(model) if compiled else (lambda: None)
             for j, (ids, attn, mask, adv) in enumerate(batches):
@@ -163,9 +167,14 @@ def check_compiled(cache) -> float:
                     drgrpo_loss(model, ids, attn, mask, adv, float(mask.numel())).backward()
                 G[compiled, j] = per_sample_grad_matrix(model)
                 model.zero_grad(set_to_none=True)
+                with torch.no_grad():  # a forward with the model's defaults (no use_cache=False): no KV cache
+                    out = model(input_ids=ids, attention_mask=attn)
+                assert out.past_key_values is None or not compiled, "compiled layers with a KV cache"
+                G[compiled, j]["logits"] = out.logits[:, :, :8].flatten(1)
             restore()
+        assert compiled_graphs() > graphs, f"{kind}: compile_layers compiled no graph (eager fallback?)"
         for j in range(len(batches)):
-            for k in ("deployed", "quarantine"):
+            for k in ("deployed", "quarantine", "logits"):
                 ref = G[False, j][k]
                 worst = max(worst, ((G[True, j][k] - ref).norm() / ref.norm()).item())
     assert worst < 1e-5, f"compiled layers: per-rollout grads vs eager rel err {worst:.2e}"

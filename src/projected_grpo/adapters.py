@@ -259,7 +259,9 @@ class AdaptedLinear(nn.Module):
         else:
             shapes = [(b, self.A.shape[0] * (1 if self.quarantine == "shared" else 2), self.d_in)]
             shapes += [(b, self.d_out, self.r)] if self.quarantine == "own" else []
-        probes = [torch.zeros(sh, device=dev, dtype=f32, requires_grad=True) for sh in shapes]
+        assert self.probe is None, f"{self.name}: armed twice (a capturing forward inside another)"
+        # a zero scalar expanded: no memory for the zeros; the .grad backward leaves is dense
+        probes = [torch.zeros((), device=dev, dtype=f32).expand(sh).requires_grad_() for sh in shapes]
         self.probe, self.probe_b = probes[0], probes[1] if len(probes) > 1 else None
         self.records.append(dict(batch=b, probes=probes, deployed_on=self.deployed_on,
                                  quarantine_on=self.quarantine_on))
@@ -277,11 +279,10 @@ class AdaptedLinear(nn.Module):
         dSh = self._gate(self.delta_S_hack, self.quarantine_on)
         s = dS + dSh if self.quarantine == "shared" else torch.cat([dS, dSh])
         h = x @ self._vh().to(x.dtype).T  # [*, k]
-        hs = h.float() * s
-        if self.probe is not None:  # capturing: + h P_b (zero), its grad the rollout's dL/ds
+        z = h * s.to(x.dtype)
+        if self.probe is not None:  # capturing: + h P_b (zero), its grad the rollout's dL/ds, formed in float32
             self._batched(x, self.probe)  # (a term of its own: s's gradient is summed as without capture)
-            hs = hs + h.float() * self.probe[:, None, :]
-        z = hs.to(x.dtype)
+            z = z + (h.float() * self.probe[:, None, :]).to(x.dtype)
         y = z @ self.U.to(x.dtype).T
         axis_on = self.deployed_on if self.axis == "deployed" else self.quarantine_on
         return y + self._axis_piece(x) if self.axis != "none" and axis_on else y
@@ -551,7 +552,8 @@ def capture_per_sample_grads(model: nn.Module) -> Iterator[dict[str, AdaptedLine
 
     def arm(_module, args, kwargs) -> None:
         if torch.is_grad_enabled():
-            x = next(t for t in (*args, *kwargs.values()) if isinstance(t, Tensor))
+            x = kwargs.get("input_ids", kwargs.get("inputs_embeds", args[0] if args else None))
+            assert isinstance(x, Tensor), "capture: the model's forward needs input_ids or inputs_embeds [batch, ...]"
             for m in mods.values():
                 m.arm(x.shape[0])
 
@@ -561,7 +563,8 @@ def capture_per_sample_grads(model: nn.Module) -> Iterator[dict[str, AdaptedLine
 
     for m in mods.values():
         m.records = []
-    hooks = [model.register_forward_pre_hook(arm, with_kwargs=True), model.register_forward_hook(disarm)]
+    hooks = [model.register_forward_pre_hook(arm, with_kwargs=True),
+             model.register_forward_hook(disarm, always_call=True)]  # also after a forward that raised
     try:
         yield mods
     finally:

@@ -90,8 +90,9 @@ class DecodeConfig:
     (the CPU's flash kernel elsewhere); efficient runs the fused memory-efficient kernel instead (CUDA)"""
     compile: bool = False
     """torch.compile each layer's work around the attention (norms, projections, q/k norms, rotary embedding;
-    output projection, MLP; the merge of shared prompts' two parts) into fused kernels, once per process; the
-    attention kernels over the cache stay as written here. The first decode pays the compile time"""
+    output projection, MLP; the merge of shared prompts' two parts) into fused kernels; the attention kernels
+    over the cache stay as written here. The first decode of each variant (blocks, adapter structure) in a
+    process pays the compile time"""
     share_prompts: bool = True
     """rows whose prompts come as runs of G equal prompts (the same G for every prompt) share one prefill
     and one copy of the prompt's KV cache; otherwise (or False) every row has its own"""
@@ -134,7 +135,12 @@ class Arch:
 
 @functools.cache
 def compiled(fn: Callable) -> Callable:
-    """fn compiled once per process, with dynamic shapes (prefill chunks and decode steps share it)."""
+    """fn compiled with dynamic shapes (prefill chunks and decode steps share a graph); each guarded variant
+    (blocks on or off, adapter structure, merged or not) compiles once per process."""
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
     return torch.compile(fn, dynamic=True)
 
 

@@ -171,7 +171,7 @@ class Erase(NoIntervention):
         self.mods = ad.adapter_modules(trainer.model)
 
     def capture(self, model) -> contextlib.AbstractContextManager:
-        return ad.capture_per_sample_grads(model)  # read-only: for the per-rollout alignment score
+        return ad.capture_per_sample_grads(model)  # zero probes (no value changes): for the per-rollout alignment score
 
     def _flat_deployed(self, m) -> Tensor:
         return torch.cat([p.grad.flatten() for p in m.deployed_parameters()])

@@ -51,18 +51,24 @@ def load_policy(spec: str, device: str | None = None, dtype: torch.dtype | None 
     return model, tok
 
 
-@contextlib.contextmanager
-def shape_checks_off() -> Iterator[None]:
-    """BEARTYPE=1's runtime shape checks off inside (dynamo does not trace jaxtyping's checker, so compiled
-    code runs unchecked; eager runs of the same code keep the checks)."""
+def set_shape_checks(on: bool) -> bool:
+    """Switch BEARTYPE=1's runtime shape checks (jaxtyping's) on or off; returns whether they were on.
+    Compiled code runs with them off: dynamo does not trace jaxtyping's checker (eager runs keep them)."""
     import jaxtyping
 
-    was = jaxtyping.config.jaxtyping_disable
-    jaxtyping.config.update("jaxtyping_disable", True)
+    was = not jaxtyping.config.jaxtyping_disable
+    jaxtyping.config.update("jaxtyping_disable", not on)
+    return was
+
+
+@contextlib.contextmanager
+def shape_checks_off() -> Iterator[None]:
+    """Shape checks off inside (set_shape_checks)."""
+    was = set_shape_checks(False)
     try:
         yield
     finally:
-        jaxtyping.config.update("jaxtyping_disable", was)
+        set_shape_checks(was)
 
 
 def compile_layers(model) -> Callable[[], None]:
@@ -71,22 +77,36 @@ def compile_layers(model) -> Callable[[], None]:
     dynamic shapes). Fuses the norms, rotary embedding, activations and the adapters' elementwise work of
     the training and log-prob forwards and their backward; the fast decoder calls the layers' parts, not
     their forward, so it is unaffected. Per-rollout capture works through it (adapters: probes, no
-    hooks). Forwards must pass use_cache=False (a KV cache indexes layers and would recompile per
-    layer). Shape checks are off until restore (shape_checks_off). Returns a function that restores
-    eager layers and the checks."""
+    hooks). The model's forwards default to use_cache=False until restore (a pre-hook; the config is
+    untouched): a KV cache indexes the layers, so each layer would compile its own graph. A graph is guarded: grad on or off, capture on or off,
+    blocks on or off and each adapter structure compile their own; past the raised recompile limit
+    dynamo raises instead of running eager in silence. Module hooks registered after a layer compiled
+    do not fire inside it. Shape checks are off until restore (set_shape_checks). Returns a function
+    that restores eager layers, the cache default and the checks.
+
+    Known defect (session 7): in one GRPO step of the tiny organism, gradients accumulated in .grad over
+    micro-batches through compiled layers differed from eager (norm 0.0329 vs 0.0178; one pass agreed;
+    docs/results/2026-11-24_issue15_compile/repro_compiled_microbatch_grads.py); per-rollout gradients from
+    the probes agreed. The trainer does not use this; bench_scale times it."""
     import torch._dynamo
 
-    layers, checks = model.model.layers, shape_checks_off()
-    checks.__enter__()
-    # grad on/off, capture on/off, blocks on/off and two lengths each make a guarded graph: room for them
+    layers, checks_were_on = model.model.layers, set_shape_checks(False)
+
+    def no_cache(_module, args, kwargs):  # the config stays as it is: it is part of the model's identity
+        kwargs.setdefault("use_cache", False)
+        return args, kwargs
+
+    handle = model.register_forward_pre_hook(no_cache, with_kwargs=True)
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
     for layer in layers:
         layer.compile()
 
     def restore() -> None:
         for layer in layers:
             layer._compiled_call_impl = None
-        checks.__exit__(None, None, None)
+        handle.remove()
+        set_shape_checks(checks_were_on)
 
     return restore
 
