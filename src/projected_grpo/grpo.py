@@ -117,10 +117,9 @@ class Args:
     tokens divided by a fixed denominator, so micro-batches accumulate the same gradient (a 4B model needs them:
     256 rollouts of 2136 tokens do not fit one pass); rebound-adv's advantage forward stays one pass"""
     compile: str = "auto"
-    """torch.compile the fast decoder's work around its attention (DecodeConfig.compile): auto (on CUDA with the
-    fast decoder), on (needs the fast decoder), off. The first decode of each adapter structure pays the compile
-    time. The training forward is not compiled here: with models.compile_layers, gradients accumulated over
-    micro-batches differed from eager in a CPU test (RESEARCH_JOURNAL.md, session 7)"""
+    """torch.compile the model's layers: for the training and log-prob forwards (models.compile_layers) and, with
+    the fast decoder, the work around its attention (DecodeConfig.compile); auto (on CUDA with the fast decoder),
+    on (needs the fast decoder), off. The first step of each adapter structure pays the compile time"""
     eval_every: int = 10
     """evaluate every N steps (0 = only at the end)"""
     ckpt_every: int = 5
@@ -325,7 +324,7 @@ class Trainer:
 
     def __init__(self, args: Args, intervention=None):
         from projected_grpo.interventions import NoIntervention
-        from projected_grpo.models import default_device, load_policy
+        from projected_grpo.models import compile_layers, default_device, load_policy
 
         from projected_grpo.organism.build import set_threads
 
@@ -340,7 +339,10 @@ class Trainer:
         assert args.compile in ("auto", "on", "off"), f"--compile {args.compile!r}: auto, on or off"
         self.compile = args.compile == "on" or (args.compile == "auto" and self.device.startswith("cuda")
                                                 and self.decoder != "hf")
+        # generate's KV cache indexes the layers: compiled layers would recompile once per layer index
         assert not (self.compile and self.decoder == "hf"), "--compile on needs the fast decoder (--decoder fast)"
+        if self.compile:
+            compile_layers(self.model)
         self.train_set, ev = load_tasks(args)
         self.evals = eval_sets(args, ev)
         self.teacher = load_teacher_pool(args.teacher_pool) if args.teacher_pool and args.n_teacher else None

@@ -82,12 +82,7 @@ def compile_layers(model) -> Callable[[], None]:
     blocks on or off and each adapter structure compile their own; past the raised recompile limit
     dynamo raises instead of running eager in silence. Module hooks registered after a layer compiled
     do not fire inside it. Shape checks are off until restore (set_shape_checks). Returns a function
-    that restores eager layers, the cache default and the checks.
-
-    Known defect (session 7): in one GRPO step of the tiny organism, gradients accumulated in .grad over
-    micro-batches through compiled layers differed from eager (norm 0.0329 vs 0.0178; one pass agreed;
-    docs/results/2026-11-24_issue15_compile/repro_compiled_microbatch_grads.py); per-rollout gradients from
-    the probes agreed. The trainer does not use this; bench_scale times it."""
+    that restores eager layers, the cache default and the checks."""
     import torch._dynamo
 
     layers, checks_were_on = model.model.layers, set_shape_checks(False)
@@ -97,6 +92,15 @@ def compile_layers(model) -> Callable[[], None]:
         return args, kwargs
 
     handle = model.register_forward_pre_hook(no_cache, with_kwargs=True)
+
+    def own_grad(p: torch.nn.Parameter) -> None:
+        # a compiled backward may return one buffer as the gradient of two inputs (the shared quarantine's
+        # delta_S and delta_S_hack get equal gradients); autograd then stores that one buffer as both .grads and
+        # the next micro-batch adds into it twice. A copy per accumulation keeps each .grad its own (adapter
+        # parameters are small)
+        p.grad = p.grad.clone()
+
+    grad_hooks = [p.register_post_accumulate_grad_hook(own_grad) for p in model.parameters() if p.requires_grad]
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     torch._dynamo.config.fail_on_recompile_limit_hit = True
     for layer in layers:
@@ -106,6 +110,8 @@ def compile_layers(model) -> Callable[[], None]:
         for layer in layers:
             layer._compiled_call_impl = None
         handle.remove()
+        for h in grad_hooks:
+            h.remove()
         set_shape_checks(checks_were_on)
 
     return restore

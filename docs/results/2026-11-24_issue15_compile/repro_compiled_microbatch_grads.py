@@ -1,7 +1,9 @@
 """Repro (CPU, ~1 min): one GRPO step of the tiny organism with the decoder layers compiled
 (models.compile_layers) and micro-batches of 3; the deployed block's gradient norm after the
 micro-batched backward, then eager, then compiled again, then compiled in one pass.
-Seen 2026-11-24 (session 7): compiled micro-batched 0.03289, eager 0.01776, compiled one pass 0.01776.
+Seen 2026-11-24 (session 7) before the fix: compiled micro-batched 0.03289, eager 0.01776, compiled one
+pass 0.01776 (the shared quarantine's two blocks got one gradient buffer from the compiled backward, and later
+micro-batches added into it twice). With models.compile_layers' own_grad hook all three agree.
 
     python3 docs/results/2026-11-24_issue15_compile/repro_compiled_microbatch_grads.py
 """
