@@ -29,7 +29,7 @@ synchronisation and its own peak memory:
                      fast_<mode>_short, which runs the same setting
     fwd_bwd          token log-probs + Dr.GRPO loss + backward in micro-batches of --fb-batch rollouts,
                      per-rollout gradient capture on; --compile: decoder layers compiled (models.compile_layers,
-                     timed here only: the trainer does not use it, see its known defect); completions are the decoded ids, extended with
+                     as the trainer does on CUDA); completions are the decoded ids, extended with
                      random ids to --gen-len where a decode ran shorter
     fwd_bwd_mb<k>    (--fb-sweep) the same over the first --sweep-rollouts rollouts in micro-batches
                      of k, with its own floor ratio (a failing size, e.g. out of memory, is reported);
@@ -220,18 +220,17 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--modes", default="graph+compile,graph,eager", help="fast decoder modes to time, in order (graph, eager, "
                     "with optional +matmul / +unmerged suffixes)")
     ap.add_argument("--short-modes", default="", help="fast decoder modes timed only at --hf-len tokens")
-    ap.add_argument("--fb-sweep", default="", help="micro-batch sizes for fwd_bwd_mb<k> phases, e.g. 2,4,8 "
-                    "(with --compile, an entry 4k over a few --sweep-rollouts compiles before the timed fwd_bwd)")
+    ap.add_argument("--fb-sweep", default="4k", help="micro-batch sizes for fwd_bwd_mb<k> phases, e.g. 2,4,8 "
+                    "(the default, one compiled entry over --sweep-rollouts, compiles before the timed fwd_bwd)")
     ap.add_argument("--sweep-rollouts", type=int, default=8, help="rollouts per fwd_bwd_mb<k> phase")
     ap.add_argument("--bucket", type=int, default=128, help="fast decoder attention bucket (new tokens per row)")
     ap.add_argument("--mem-frac", type=float, default=DecodeConfig.mem_frac,
                     help="fraction of the free GPU memory the fast decoder's KV cache may take (DecodeConfig.mem_frac)")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--skip-train", action="store_true", help="decode phases only")
-    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
-                    help="fwd_bwd with compiled decoder layers (models.compile_layers, which the trainer does not use: "
-                    "see its known defect), after the --fb-sweep entries; its compile time is included unless a "
-                    "compiled sweep entry ran first")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                    help="fwd_bwd with compiled decoder layers (models.compile_layers, as the trainer on CUDA), after the "
+                    "--fb-sweep entries; its compile time is included unless a compiled sweep entry ran first")
     ap.add_argument("--fb-batch", type=int, default=4, help="rollouts per forward-backward micro-batch")
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--quarantine", default="own", choices=("shared", "own"))

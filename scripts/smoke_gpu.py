@@ -26,8 +26,8 @@ The arms then run with the first decoder that passed (fast, fast-eager, else hf;
 Then compiled decoder layers (models.compile_layers) are checked against eager ones in bf16 with
 per-rollout capture (loss and every rollout's gradient within 5e-2, two sequence lengths). The arms run
 with --compile off (`--compile` here; train.py's default, auto, compiles on CUDA, and every adapter
-structure compiles anew, minutes per arm), and the route arm a second time with --compile on (the
-decoder compiled; the trainer does not compile its training layers).
+structure compiles anew, minutes per arm), and the route arm a second time with --compile on (training
+layers and decoder compiled).
 
 Prints PASS/FAIL per arm and adapter and ends with 'N passed, N failed'. Refuses to run without
 CUDA (exit 2); `--device cpu` runs the same checks in fp32 on the CPU (for checking this script).
@@ -301,7 +301,7 @@ def main() -> int:
                       "--adapter", adapter, *rank, "--device", a.device, "--decoder", decoder,
                       "--micro-batch", str(a.micro_batch), "--compile", a.compile]
             # every arm with --compile off (each adapter structure compiles anew: minutes per arm), and the route
-            # arm again with its decoder compiled
+            # arm again with its layers and decoder compiled
             for arm, more in [(x, []) for x in arms] + ([("route", ["--compile", "on"])] if "route" in arms else []):
                 run = f"{arm}_{adapter}" + ("_compiled" if more else "")
                 spec = A.arm(arm)
