@@ -71,6 +71,21 @@ def build_tiny_qwen3(folder: Path, hidden: int = 128, layers: int = 2) -> None:
     tok.save_pretrained(folder)
 
 
+def wrapped_policy(model_dir: Path, device: str):
+    """(model, tok): the tiny model through an SVD adapter (own quarantine) with both blocks random and nonzero."""
+    import torch
+
+    from projected_grpo import adapters as ad
+    from projected_grpo.models import load_policy
+
+    model, tok = load_policy(str(model_dir), device)
+    ad.wrap_model(model, ad.AdapterConfig(kind="svd", rank=8, quarantine="own", cache_dir=None))
+    with torch.no_grad():
+        for p in ad.deployed_params(model) + ad.quarantine_params(model):
+            p.normal_(0, 0.5)
+    return model, tok
+
+
 def check_decoder(model_dir: Path, device: str) -> list[str]:
     """Decoder modes that pass the bf16 check (see module docstring), in preference order."""
     import torch
@@ -78,14 +93,9 @@ def check_decoder(model_dir: Path, device: str) -> list[str]:
     from projected_grpo import adapters as ad
     from projected_grpo.decoder import DecodeConfig, decode
     from projected_grpo.grpo import token_logprobs
-    from projected_grpo.models import load_policy
     from projected_grpo.sampling import collate, sample
 
-    model, tok = load_policy(str(model_dir), device)
-    ad.wrap_model(model, ad.AdapterConfig(kind="svd", rank=8, quarantine="own", cache_dir=None))
-    with torch.no_grad():
-        for p in ad.deployed_params(model) + ad.quarantine_params(model):
-            p.normal_(0, 0.5)
+    model, tok = wrapped_policy(model_dir, device)
     g = torch.Generator().manual_seed(0)
     distinct = [torch.randint(0, len(tok) - 2, (int(n),), generator=g).tolist() for n in torch.randint(8, 40, (24,), generator=g)]
     shared = [p for p in distinct[:8] for _ in range(3)]  # GRPO-style groups: the decoder shares each prompt's KV
@@ -149,13 +159,9 @@ def check_compile(model_dir: Path, device: str) -> str:
     from projected_grpo import adapters as ad
     from projected_grpo.grpo import grpo_loss, token_logprobs
     from _gate_common import compiled_graphs
-    from projected_grpo.models import compile_layers, load_policy
+    from projected_grpo.models import compile_layers
 
-    model, tok = load_policy(str(model_dir), device)
-    ad.wrap_model(model, ad.AdapterConfig(kind="svd", rank=8, quarantine="own", cache_dir=None))
-    with torch.no_grad():
-        for p in ad.deployed_params(model) + ad.quarantine_params(model):
-            p.normal_(0, 0.5)
+    model, tok = wrapped_policy(model_dir, device)
     g = torch.Generator().manual_seed(5)
     batches = []
     for T in (48, 40):

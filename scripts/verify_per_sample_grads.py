@@ -35,6 +35,15 @@ def tiny_model(dtype: torch.dtype) -> Qwen3ForCausalLM:
     return Qwen3ForCausalLM(cfg).to(dtype)
 
 
+def wrapped_tiny(dtype: torch.dtype, kind: str, rank: int | None, quarantine: str, cache) -> Qwen3ForCausalLM:
+    """The tiny model wrapped with an adapter whose blocks are random (nonzero) and differ from each other."""
+    model = tiny_model(dtype)
+    wrap_model(model, AdapterConfig(kind=kind, rank=rank, quarantine=quarantine, cache_dir=cache))
+    randomize(deployed_params(model), 1)
+    randomize(quarantine_params(model), 2)
+    return model
+
+
 def make_batch(gen: torch.Generator):
     """Right-padded rollouts: prompt of 4 tokens, completions of random length; loss mask on the
     completion tokens only."""
@@ -68,10 +77,7 @@ def randomize(params, seed):
 
 def check_variant(kind, rank, quarantine, cache):
     tag = f"{kind}/r={rank}/{quarantine}"
-    model = tiny_model(torch.float32)
-    wrap_model(model, AdapterConfig(kind=kind, rank=rank, quarantine=quarantine, cache_dir=cache))
-    randomize(deployed_params(model), 1)
-    randomize(quarantine_params(model), 2)
+    model = wrapped_tiny(torch.float32, kind, rank, quarantine, cache)
     dep, quar = deployed_params(model), quarantine_params(model)
     ids, attn, mask, adv = make_batch(torch.Generator().manual_seed(3))
     D = float(mask.numel())
@@ -131,10 +137,7 @@ def check_bf16(cache) -> float:
     """bf16 model: capture runs and the per-rollout sum matches autograd's bf16 .grad loosely."""
     worst = 0.0
     for kind, rank, quarantine in (("svd", 8, "own"), ("lora", 8, "own")):
-        model = tiny_model(torch.bfloat16)
-        wrap_model(model, AdapterConfig(kind=kind, rank=rank, quarantine=quarantine, cache_dir=cache))
-        randomize(deployed_params(model), 1)
-        randomize(quarantine_params(model), 2)
+        model = wrapped_tiny(torch.bfloat16, kind, rank, quarantine, cache)
         ids, attn, mask, adv = make_batch(torch.Generator().manual_seed(3))
         with capture_per_sample_grads(model):
             drgrpo_loss(model, ids, attn, mask, adv, float(mask.numel())).backward()
@@ -154,10 +157,7 @@ def check_compiled(cache) -> float:
     really compiled (its graph count grew)."""
     worst = 0.0
     for kind, rank, quarantine in (("svd", 8, "own"), ("lora", 8, "own")):
-        model = tiny_model(torch.float32)
-        wrap_model(model, AdapterConfig(kind=kind, rank=rank, quarantine=quarantine, cache_dir=cache))
-        randomize(deployed_params(model), 1)
-        randomize(quarantine_params(model), 2)
+        model = wrapped_tiny(torch.float32, kind, rank, quarantine, cache)
         batches = [make_batch(torch.Generator().manual_seed(s)) for s in (3, 4)]
         batches[1] = tuple(t[:, :-3] if t.ndim == 2 else t for t in batches[1])  # a shorter sequence length
         G, graphs = {}, compiled_graphs()
@@ -187,10 +187,7 @@ def check_compiled_accumulation(cache) -> float:
     """Plain .grad accumulated over micro-batches of different lengths (no capture), SVD with the shared
     quarantine (equal gradients for both blocks), compiled against eager: a compiled backward returned one buffer
     for both blocks' gradients, which the next micro-batch then added into twice (seen: norm 0.0329 vs 0.0178)."""
-    model = tiny_model(torch.float32)
-    wrap_model(model, AdapterConfig(kind="svd", rank=None, quarantine="shared", cache_dir=cache))
-    randomize(deployed_params(model), 1)
-    randomize(quarantine_params(model), 2)
+    model = wrapped_tiny(torch.float32, "svd", None, "shared", cache)
     ids, attn, mask, adv = make_batch(torch.Generator().manual_seed(5))
     grads = {}
     for compiled in (False, True):

@@ -53,7 +53,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from projected_grpo import adapters as ad
-from projected_grpo.models import shape_checks_off
+from projected_grpo.models import loud_recompile_limit, shape_checks_off
 
 SUPPORTED = ("llama", "qwen2", "qwen3")
 
@@ -137,10 +137,7 @@ class Arch:
 def compiled(fn: Callable) -> Callable:
     """fn compiled with dynamic shapes (prefill chunks and decode steps share a graph); each guarded variant
     (blocks on or off, adapter structure, merged or not) compiles once per process."""
-    import torch._dynamo
-
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    loud_recompile_limit()
     return torch.compile(fn, dynamic=True)
 
 

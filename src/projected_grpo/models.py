@@ -71,6 +71,15 @@ def shape_checks_off() -> Iterator[None]:
         set_shape_checks(was)
 
 
+def loud_recompile_limit() -> None:
+    """Room for the guarded variants a run compiles (grad, capture, blocks, adapter structure), and an error
+    past it instead of dynamo's silent fall back to eager."""
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+
+
 def compile_layers(model) -> Callable[[], None]:
     """torch.compile every decoder layer's forward in place (regional compilation: the layers share one
     compiled graph, since their weights enter as inputs; a second sequence length recompiles it with
@@ -83,8 +92,6 @@ def compile_layers(model) -> Callable[[], None]:
     dynamo raises instead of running eager in silence. Module hooks registered after a layer compiled
     do not fire inside it. Shape checks are off until restore (set_shape_checks). Returns a function
     that restores eager layers, the cache default and the checks."""
-    import torch._dynamo
-
     layers, checks_were_on = model.model.layers, set_shape_checks(False)
 
     def no_cache(_module, args, kwargs):  # the config stays as it is: it is part of the model's identity
@@ -101,8 +108,7 @@ def compile_layers(model) -> Callable[[], None]:
         p.grad = p.grad.clone()
 
     grad_hooks = [p.register_post_accumulate_grad_hook(own_grad) for p in model.parameters() if p.requires_grad]
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    loud_recompile_limit()
     for layer in layers:
         layer.compile()
 
