@@ -74,10 +74,10 @@ def record_step(tr: grpo.Trainer):
     rec: dict = {}
     tl, gl, step = grpo.token_logprobs, grpo.grpo_loss, tr.opt.step
 
-    def token_logprobs(model, ids, attn):
+    def token_logprobs(model, ids, attn, start=1):
         if torch.is_grad_enabled():
             rec["ids"], rec["attn"] = ids.clone(), attn.clone()
-        return tl(model, ids, attn)
+        return tl(model, ids, attn, start)
 
     def grpo_loss(logp, old_logp, ref_logp, adv, mask, denom, clip_eps, kl_coef):
         rec.update(adv=adv.detach().clone(), mask=mask.clone(), denom=denom)

@@ -119,13 +119,22 @@ def check_micro_batches(tmp: Path) -> tuple[int, float]:
     adv = torch.randn(4, generator=g)
     whole, split = [slice(0, 4)], [slice(0, 2), slice(2, 4)]
     with torch.no_grad():  # old and reference log-probs, computed per micro-batch as the trainer does
-        lp = [probe.logprobs(parts, ids, attn) for parts in (whole, split)]
+        lp = [probe.logprobs(parts, ids, attn, mask) for parts in (whole, split)]
     assert lp[0].shape == lp[1].shape == ids.shape, (lp[0].shape, lp[1].shape)
-    err_lp = float((lp[0] - lp[1])[attn].abs().max())
+    err_lp = float((lp[0] - lp[1])[mask].abs().max())
     assert err_lp < 1e-5, f"trimmed micro-batch log-probs differ by {err_lp}"
-    with torch.no_grad():  # computed at the trimmed width loss_backward uses (same shapes), zeros past it
-        own = grpo.token_logprobs(probe.model, ids[2:4, :6], attn[2:4, :6])
+    assert grpo.completion_start(mask[2:4, :6]) == 3 and grpo.completion_start(mask[:, :2]) == 1
+    with torch.no_grad():  # computed at the trimmed width and completion start loss_backward uses, zeros outside
+        own = grpo.token_logprobs(probe.model, ids[2:4, :6], attn[2:4, :6], 3)
+        every = grpo.token_logprobs(probe.model, ids[2:4, :6], attn[2:4, :6])  # every position from 1
+        logits = probe.model(input_ids=ids[2:4, :6], attention_mask=attn[2:4, :6].long()).logits  # by hand
+        by_hand = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[2:4, 1:6, None])[..., 0]
+    err_hand = float((every[:, 1:] - by_hand).abs().max())
+    assert err_hand < 1e-6, f"token_logprobs differs from log_softmax(logits)[next token] by {err_hand}"
     assert torch.equal(lp[1][2:4, :6], own) and not lp[1][2:4, 6:].any(), "log-probs not at the trimmed width"
+    # the lm_head on the completion positions only: the same log-probs there (bit-identical on the CPU), 0 before
+    assert torch.equal(own[:, 3:], every[:, 3:]) and not own[:, :3].any() and every[:, 1:3].all(), \
+        "log-probs from the completion start differ from those over every position"
     old = lp[1] + 0.1 * torch.randn(lp[1].shape, generator=g)  # the policy one inner iteration back
     ref = lp[1] - 0.2 * torch.rand(lp[1].shape, generator=g)
     assert grpo.trimmed_length(attn[2:4]) == 6 < 14

@@ -12,13 +12,15 @@ import tempfile
 import time
 
 import torch
+import torch.nn.functional as F
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from projected_grpo.adapters import (
     AdapterConfig, capture_per_sample_grads, deployed_params, per_sample_grad_matrix, quarantine_params,
     wrap_model, write_routed_grads,
 )
-from projected_grpo.models import compile_layers
+from projected_grpo.grpo import completion_start, token_logprobs
+from projected_grpo.models import compile_layers, log_softmax_at, selected_logprobs
 
 from _gate_common import compiled_graphs
 
@@ -62,6 +64,14 @@ def drgrpo_loss(model, ids, attn, mask, adv, D: float):
     logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1]
     logp = torch.log_softmax(logits.double(), -1).gather(-1, ids[:, 1:, None])[..., 0]
     return -(mask * adv[:, None] * logp).sum() / D
+
+
+def trainer_loss(model, ids, attn, mask, adv, D: float):
+    """drgrpo_loss through the trainer's log-probs: grpo.token_logprobs from the completion start (the lm_head on
+    completion positions only; under compiled layers the compiled log-softmax, models.selected_logprobs)."""
+    full = F.pad(mask, (1, 0)).bool()  # mask over token positions 0..T-1
+    logp = token_logprobs(model, ids, attn.bool(), completion_start(full))
+    return -(full * adv[:, None] * logp).sum() / D
 
 
 def flat_grads(params):
@@ -154,7 +164,8 @@ def check_compiled(cache) -> float:
     """Decoder layers compiled (models.compile_layers): the probes capture the same per-rollout gradients as
     the eager layers, over two batches of different lengths (the second recompiles with dynamic shapes), and a
     no-grad forward with the model's defaults gives the same logits without building a KV cache; dynamo
-    really compiled (its graph count grew)."""
+    really compiled (its graph count grew). The same through the trainer's log-probs (compiled log-softmax, lm_head
+    on completions only)."""
     worst = 0.0
     for kind, rank, quarantine in (("svd", 8, "own"), ("lora", 8, "own")):
         model = wrapped_tiny(torch.float32, kind, rank, quarantine, cache)
@@ -168,6 +179,11 @@ def check_compiled(cache) -> float:
                     drgrpo_loss(model, ids, attn, mask, adv, float(mask.numel())).backward()
                 G[compiled, j] = per_sample_grad_matrix(model)
                 model.zero_grad(set_to_none=True)
+                assert (selected_logprobs(model) is log_softmax_at) != compiled, "log-softmax not compiled with layers"
+                with capture_per_sample_grads(model):
+                    trainer_loss(model, ids, attn, mask, adv, float(mask.numel())).backward()
+                G[compiled, j].update({f"trainer_{k}": v for k, v in per_sample_grad_matrix(model).items()})
+                model.zero_grad(set_to_none=True)
                 with torch.no_grad():  # a forward with the model's defaults (no use_cache=False): no KV cache
                     out = model(input_ids=ids, attention_mask=attn)
                 assert out.past_key_values is None or not compiled, "compiled layers with a KV cache"
@@ -175,7 +191,7 @@ def check_compiled(cache) -> float:
             restore()
         assert compiled_graphs() > graphs, f"{kind}: compile_layers compiled no graph (eager fallback?)"
         for j in range(len(batches)):
-            for k in ("deployed", "quarantine", "logits"):
+            for k in ("deployed", "quarantine", "logits", "trainer_deployed", "trainer_quarantine"):
                 ref = G[False, j][k]
                 worst = max(worst, ((G[True, j][k] - ref).norm() / ref.norm()).item())
     worst = max(worst, check_compiled_accumulation(cache))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm import tqdm
@@ -197,11 +198,24 @@ def load_teacher_pool(path: str) -> dict[str, list[str]]:
 
 # ---- loss -----------------------------------------------------------------------------------------
 
-def token_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"]) -> Float[Tensor, "b t"]:
-    """log p(ids[:, t] | ids[:, :t]) at every position t >= 1 (position 0 gets 0)."""
-    logits = model(input_ids=ids, attention_mask=attn.long(), use_cache=False).logits.float()
-    lp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-    return torch.cat([torch.zeros_like(lp[:, :1]), lp], dim=1)
+def token_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], start: int = 1) -> Float[Tensor, "b t"]:
+    """log p(ids[:, t] | ids[:, :t]) at every position t >= start (earlier positions get 0). The lm_head runs only
+    on positions start-1 .. t-2 (transformers' logits_to_keep; the kept logits are bit-identical on the CPU), so a
+    caller that needs only completions passes their first column (completion_start). With compiled layers the
+    log-softmax and its gather are compiled as well (models.selected_logprobs)."""
+    from projected_grpo.models import selected_logprobs
+
+    assert 1 <= start <= ids.shape[1], f"start {start} outside [1, {ids.shape[1]}]"
+    logits = model(input_ids=ids, attention_mask=attn.long(), use_cache=False,
+                   logits_to_keep=ids.shape[1] - start + 1).logits
+    return F.pad(selected_logprobs(model)(logits[:, :-1], ids[:, start:]), (start, 0))
+
+
+def completion_start(mask: Bool[Tensor, "b t"]) -> int:
+    """The first column any row's completion mask covers (1 when none does): positions before it are in no row's
+    loss, so their log-probs need not be computed."""
+    used = mask.any(dim=0).nonzero()
+    return max(1, int(used[0])) if len(used) else 1
 
 
 def adapter_config(run_args: dict) -> ad.AdapterConfig:
@@ -237,7 +251,7 @@ def loss_backward(model, parts: list[slice], ids: Int[Tensor, "b t"], attn: Bool
     total, acc, n_tok = torch.zeros((), device=ids.device), {}, 0.0
     for p in parts:
         cols = slice(0, trimmed_length(attn[p]))  # the micro-batch's own longest row, not the shard's
-        logp = token_logprobs(model, ids[p, cols], attn[p, cols])
+        logp = token_logprobs(model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]))
         olp = old_logp[p, cols] if old_logp is not None else logp.detach()
         loss, stats = grpo_loss(logp, olp, None if ref_logp is None else ref_logp[p, cols], adv[p], mask[p, cols],
                                 denom, clip_eps, kl_coef)
@@ -446,11 +460,11 @@ class Trainer:
             denom = float(a.prompts_per_step * a.group * a.max_new_tokens)
             parts = micro_batches(len(shard), a.micro_batch)
             with torch.no_grad():
-                old_logp = self.logprobs(parts, ids, attn) if a.inner_iters > 1 else None
+                old_logp = self.logprobs(parts, ids, attn, mask) if a.inner_iters > 1 else None
                 ref_logp = None
                 if a.kl_coef > 0:
                     with ad.reference_policy(self.model):
-                        ref_logp = self.logprobs(parts, ids, attn)
+                        ref_logp = self.logprobs(parts, ids, attn, mask)
             for it in range(a.inner_iters):
                 self.opt.zero_grad(set_to_none=True)
                 with self.intervention.capture(self.model):  # records per micro-batch, in row order
@@ -507,13 +521,15 @@ class Trainer:
             logs.write_jsonl(self.run_dir / "metrics.jsonl", self.metrics)
         return summary
 
-    def logprobs(self, parts: list[slice], ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"]) -> Float[Tensor, "b t"]:
-        """token_logprobs of every row, each micro-batch at its own trimmed width as loss_backward runs it (the same
-        shapes, so the same kernels: the first inner iteration's ratio is 1); columns past that width are 0."""
+    def logprobs(self, parts: list[slice], ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"],
+                 mask: Bool[Tensor, "b t"]) -> Float[Tensor, "b t"]:
+        """token_logprobs of every row, each micro-batch at its own trimmed width and completion start as
+        loss_backward runs it (the same shapes, so the same kernels: the first inner iteration's ratio is 1);
+        columns outside are 0."""
         out = torch.zeros(ids.shape, device=ids.device)
         for p in parts:
             cols = slice(0, trimmed_length(attn[p]))
-            out[p, cols] = token_logprobs(self.model, ids[p, cols], attn[p, cols])
+            out[p, cols] = token_logprobs(self.model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]))
         return out
 
     # -- evaluation --

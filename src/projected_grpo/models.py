@@ -11,10 +11,13 @@ merged into it (`load_teacher`).
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+from jaxtyping import Float, Int
+from torch import Tensor
 
 
 def default_device() -> str:
@@ -121,6 +124,28 @@ def compile_layers(model) -> Callable[[], None]:
         set_shape_checks(checks_were_on)
 
     return restore
+
+
+def log_softmax_at(logits: Float[Tensor, "b t v"], targets: Int[Tensor, "b t"]) -> Float[Tensor, "b t"]:
+    """log_softmax(logits)[targets] in float32."""
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+
+
+@functools.cache
+def _compiled_log_softmax_at() -> Callable:
+    loud_recompile_limit()
+    return torch.compile(log_softmax_at, dynamic=True)
+
+
+def layers_compiled(model) -> bool:
+    """Whether compile_layers has compiled the model's layers (and not restored them)."""
+    return model.model.layers[0]._compiled_call_impl is not None
+
+
+def selected_logprobs(model) -> Callable:
+    """log_softmax_at for this model's training forwards: compiled where its layers are (one fused pass over the
+    logits instead of a float32 copy, the log-softmax and its gradient in full), eager otherwise."""
+    return _compiled_log_softmax_at() if layers_compiled(model) else log_softmax_at
 
 
 def load_teacher(base_spec: str, adapter_path: str, device: str | None = None):
