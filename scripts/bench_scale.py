@@ -15,7 +15,8 @@ synchronisation and its own peak memory:
                      --modes entry (graph: CUDA graphs; eager: no graphs, run at --hf-len tokens
                      since its Python overhead makes the full length slow; a "+matmul" suffix
                      decodes with the matmul attention kernel, "+unmerged" without folding the
-                     adapter into the weights, "+noshare" with a KV copy of the prompt per row instead
+                     adapter into the weights, "+unfused" merged but with q/k/v and gate/up as separate
+                     matmuls (DecodeConfig.fuse off), "+noshare" with a KV copy of the prompt per row instead
                      of one per group of rollouts, "+mem<f>" with DecodeConfig.mem_frac f, "+b<k>" with attention buckets of k tokens,
                      "+efficient" with the memory-efficient kernel for shared prompts' two parts,
                      "+compile" with DecodeConfig.compile, after a warm-up decode of two groups that compiles
@@ -285,12 +286,12 @@ def run_fast(model, pids, mode: str, new: int, a, bw: float, flops: float, name:
         mem = [float(f[3:]) for f in flags if f.startswith("mem")]
         bucket = [int(f[1:]) for f in flags if f[:1] == "b" and f[1:].isdigit()]
         flags = [f for f in flags if not f.startswith("mem") and not (f[:1] == "b" and f[1:].isdigit())]
-        assert set(flags) <= {"matmul", "efficient", "unmerged", "noshare", "compile"} and len(mem) <= 1 \
+        assert set(flags) <= {"matmul", "efficient", "unmerged", "unfused", "noshare", "compile"} and len(mem) <= 1 \
             and len(bucket) <= 1, f"unknown decoder flags in mode {mode!r}"
         cfg = DecodeConfig(mode=base, bucket=bucket[0] if bucket else a.bucket, merge="unmerged" not in flags,
                            attention="matmul" if "matmul" in flags else "efficient" if "efficient" in flags else "sdpa",
                            share_prompts="noshare" not in flags, mem_frac=mem[0] if mem else a.mem_frac,
-                           compile="compile" in flags)
+                           compile="compile" in flags, fuse="unfused" not in flags)
         if cfg.compile:  # compilation once per process, timed apart: two groups, two new tokens
             with Phase(f"{name}_compile_warmup", a.device):
                 decode(model, pids[: 2 * a.group], 1.0, 2, a.vocab - 1, a.vocab - 2, cfg=cfg)

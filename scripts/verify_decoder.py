@@ -16,7 +16,8 @@ ablated (deployment ablation):
 6. deployment ablation changes the decoded tokens (the adapter conditions are not vacuous)
 7. checks 1-3 hold with the adapters merged into the weights (the default), unmerged with the matmul
    attention kernel, and merged with the matmul kernel; the merged decode really runs the merged
-   weights (and the unmerged one does not); switching blocks inside adapters.merged_weights is refused
+   weights (and the unmerged one does not), each layer's q/k/v and gate/up as one fused matmul each (the
+   modules they replace not called); switching blocks inside adapters.merged_weights is refused
 8. waves whose rows all stop early (waves of 1 row) still give generate's tokens in chunks of 1: the
    decoder draws nothing after a wave's last row has ended, as generate does
 9. adapters.merged_weights gives the same logits as the unmerged forward for every adapter structure
@@ -37,6 +38,7 @@ ablated (deployment ablation):
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import time
 from pathlib import Path
@@ -197,17 +199,28 @@ def refuses_stale_merge(model) -> int:
 
 
 def merge_is_used(model) -> int:
-    """1 if decoding with merge=True runs every adapted layer on its merged weight and merge=False on none."""
+    """1 if decoding with merge=True runs every adapted layer on its merged weight, with each layer's q/k/v and
+    gate/up fused into one matmul each (the modules those replace not called), and merge=False none of that."""
     seen: dict[bool, list[bool]] = {True: [], False: []}
-    mods = list(ad.adapter_modules(model).values())
+    called: dict[bool, set[str]] = {True: set(), False: set()}
+    fused: dict[bool, int] = {}
+    mods = ad.adapter_modules(model)
+
+    def hook(mod, _i, _o, merge):
+        seen[merge].append(mod.merged is not None)
+        called[merge].add(mod.name.rsplit(".", 1)[-1])
+
     for merge in (True, False):
-        hooks = [m.register_forward_hook(lambda mod, i, o, merge=merge: seen[merge].append(mod.merged is not None))
-                 for m in mods]
+        hooks = [m.register_forward_hook(functools.partial(hook, merge=merge)) for m in mods.values()]
         try:
-            decode(model, prompts(2, 4), 1.0, 3, EOS, PAD, cfg=DecodeConfig(mode="eager", merge=merge))
+            fused[merge] = decode(model, prompts(2, 4), 1.0, 3, EOS, PAD,
+                                  cfg=DecodeConfig(mode="eager", merge=merge)).fused
         finally:
             for h in hooks:
                 h.remove()
+    groups = 2 * len(model.model.layers)
+    assert fused == {True: groups, False: 0}, f"fused projection groups {fused}, expected {groups} merged, 0 unmerged"
+    assert called[True] == {"o_proj", "down_proj"} and len(called[False]) == 7, called
     return int(seen[True] and all(seen[True]) and seen[False] and not any(seen[False]))
 
 
@@ -315,7 +328,7 @@ def main() -> int:
     dt = time.time() - t0
     print(f"PASS decoder: {stats['conditions']} conditions (qwen3, llama x bare/svd-own/lora-own/svd-shared x kept/ablated) greedy and "
           f"sampled tokens identical to generate ({stats['tokens']} sampled tokens, {stats['eos_rows']} rows stopped "
-          f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default), unmerged+matmul, merged+matmul and compiled (svd-own), merged weights used only when asked; waves of 3 "
+          f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default), unmerged+matmul, merged+matmul and compiled (svd-own), merged weights used only when asked, q/k/v and gate/up fused when merged; waves of 3 "
           f"and {early_waves} early-ending waves of 1 identical; {shared} shared-prompt decodes (groups of 3) "
           f"identical; max log-prob err "
           f"{stats['lp_err']:.1e}; ablation changed tokens in {ablation_changed}/{n}; merged = unmerged logits within "

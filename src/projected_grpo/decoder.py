@@ -18,7 +18,8 @@ How it works:
 - One step runs the model's own modules (embedding, norms, q/k/v/o projections, which may be
   AdaptedLinear with either block on or off, q_norm/k_norm, rotary embedding, MLP, lm_head). With
   `merge` (default) each adapted layer's active blocks are folded into its weight for the whole
-  decode (adapters.merged_weights), so a projection is one matmul. Only the attention over the cache
+  decode (adapters.merged_weights), so a projection is one matmul; a layer's q/k/v projections, and its
+  MLP's gate/up projections, then run as one matmul each (fused_projections). Only the attention over the cache
   is written here (`attention`: sdpa, or batched matmuls in decode steps): without shared prompts
   F.scaled_dot_product_attention over the filled prefix [0, S) of the cache, with grouped-query heads
   folded into the query-length axis (no K/V copy); with shared prompts, for each part, an SDPA kernel that
@@ -41,11 +42,12 @@ window, rotary embedding without dynamic scaling.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import sys
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -82,12 +84,15 @@ class DecodeConfig:
     """also return each sampled token's log-probability at temperature 1"""
     merge: bool = True
     """decode with each adapted layer's active blocks folded into its weight (adapters.merged_weights):
-    one matmul per layer instead of three, for one more copy of the adapted weights"""
+    one matmul per layer instead of three, for one more copy of the adapted weights; fully adapted layers' q/k/v
+    and gate/up then run as one matmul each"""
     attention: Literal["sdpa", "matmul", "efficient"] = "sdpa"
     """decode-step attention over the cache: sdpa (F.scaled_dot_product_attention with the mask) or
     matmul (two batched matmuls per kv head, masked softmax between them); prefill always uses sdpa.
     With shared prompts each part needs its log-sum-exp: sdpa then runs cuDNN's fused attention on CUDA
     (the CPU's flash kernel elsewhere); efficient runs the fused memory-efficient kernel instead (CUDA)"""
+    fuse: bool = True
+    """with merge: run each fully adapted layer's q/k/v, and its gate/up, as one matmul each (fused_projections)"""
     compile: bool = False
     """torch.compile each layer's work around the attention (norms, projections, q/k norms, rotary embedding;
     output projection, MLP; the merge of shared prompts' two parts) into fused kernels; the attention kernels
@@ -107,6 +112,8 @@ class Decoded:
     """rows per wave"""
     group: int = 1
     """rows per shared prompt (1: no sharing)"""
+    fused: int = 0
+    """projection groups run as one matmul (q/k/v, gate/up: two per fully adapted layer when merged)"""
 
 
 # ---- the model's pieces ---------------------------------------------------------------------------
@@ -131,6 +138,21 @@ class Arch:
     """layer_output, or its torch.compile'd version"""
     merge_parts: Callable
     """merge_parts, or its torch.compile'd version"""
+    fused: list[tuple[Fused | None, Fused | None]] = dataclasses.field(default_factory=list)
+    """per layer, its (q/k/v, gate/up) projections fused into one matmul each (fused_projections), or None"""
+
+
+@dataclass
+class Fused:
+    """Several projections that read the same input as one Linear: weight [sum of outputs, d_in], their biases
+    concatenated (or None), and each projection's output width."""
+
+    weight: Tensor
+    bias: Tensor | None
+    sizes: tuple[int, ...]
+
+    def __call__(self, h: Tensor) -> tuple[Tensor, ...]:
+        return F.linear(h, self.weight, self.bias).split(self.sizes, dim=-1)
 
 
 @functools.cache
@@ -262,32 +284,41 @@ class Attend:
     kernel: str = "sdpa"
 
 
-def attention_inputs(arch: Arch, layer: nn.Module, x: Float[Tensor, "b t e"], cos: Tensor, sin: Tensor
-                     ) -> tuple[Tensor, Tensor, Tensor]:
-    """A layer's q [b, heads, t, d], k and v [b, kv_heads, t, d]: input norm, projections, q/k norms, rotary."""
+def attention_inputs(arch: Arch, layer: nn.Module, x: Float[Tensor, "b t e"], cos: Tensor, sin: Tensor,
+                     qkv: Fused | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """A layer's q [b, heads, t, d], k and v [b, kv_heads, t, d]: input norm, projections (one matmul where
+    `qkv` fuses them), q/k norms, rotary."""
     attn = layer.self_attn
     b, t, _ = x.shape
     h = layer.input_layernorm(x)
-    q = attn.q_proj(h).view(b, t, -1, arch.head_dim)
-    k = attn.k_proj(h).view(b, t, -1, arch.head_dim)
-    v = attn.v_proj(h).view(b, t, -1, arch.head_dim).transpose(1, 2)
+    q, k, v = qkv(h) if qkv is not None else (attn.q_proj(h), attn.k_proj(h), attn.v_proj(h))
+    q = q.reshape(b, t, -1, arch.head_dim)
+    k = k.reshape(b, t, -1, arch.head_dim)
+    v = v.reshape(b, t, -1, arch.head_dim).transpose(1, 2)
     if hasattr(attn, "q_norm"):
         q, k = attn.q_norm(q), attn.k_norm(k)
     q, k = arch.apply_rope(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
     return q, k, v
 
 
-def layer_output(layer: nn.Module, x: Float[Tensor, "b t e"], o: Float[Tensor, "b t hd"]) -> Float[Tensor, "b t e"]:
-    """The residual stream after a layer: output projection of the attention, then the MLP block."""
+def layer_output(layer: nn.Module, x: Float[Tensor, "b t e"], o: Float[Tensor, "b t hd"],
+                 gate_up: Fused | None = None) -> Float[Tensor, "b t e"]:
+    """The residual stream after a layer: output projection of the attention, then the MLP block (its gate and up
+    projections one matmul where `gate_up` fuses them)."""
     x = x + layer.self_attn.o_proj(o)
-    return x + layer.mlp(layer.post_attention_layernorm(x))
+    h = layer.post_attention_layernorm(x)
+    if gate_up is None:
+        return x + layer.mlp(h)
+    gate, up = gate_up(h)
+    return x + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
 
 
 def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: Tensor, cache: KVCache,
                at: Attend) -> Float[Tensor, "b t e"]:
     """One decoder layer: write this step's K/V into the layer's cache and attend (see Attend)."""
     layer = arch.layers[i]
-    q, k, v = arch.attention_inputs(arch, layer, x, cos, sin)
+    qkv, gate_up = arch.fused[i] if arch.fused else (None, None)
+    q, k, v = arch.attention_inputs(arch, layer, x, cos, sin, qkv)
     kc, vc = cache.k[i][at.rows], cache.v[i][at.rows]
     if at.own_bias is None:
         kc.index_copy_(2, at.cols, k.to(kc.dtype))
@@ -301,7 +332,37 @@ def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: 
         s = at.own_bias.shape[-1]
         o = cascade_attention(q, kc, vc, at.bias, ok[:, :, :s], ov[:, :, :s], at.own_bias, layer.self_attn.scaling,
                               at.kernel, arch.merge_parts)
-    return arch.layer_output(layer, x, o)
+    return arch.layer_output(layer, x, o, gate_up)
+
+
+# ---- fused projections ----------------------------------------------------------------------------
+
+def fuse(mods: list[nn.Module]) -> Fused | None:
+    """Adapted projections of one input with merged weights (adapters.merged_weights) as one Fused whose weight
+    holds them in one buffer; each module's merged weight becomes a view of it, so no memory is added (the
+    separate copies are freed). None unless every module is adapted and merged."""
+    if not all(isinstance(m, ad.AdaptedLinear) and m.merged is not None for m in mods):
+        return None
+    biases = [m.base.bias for m in mods]
+    assert all(b is None for b in biases) or all(b is not None for b in biases), "some projections have a bias"
+    weight = torch.cat([m.merged for m in mods])
+    sizes = tuple(m.merged.shape[0] for m in mods)
+    for m, view in zip(mods, weight.split(sizes)):
+        m.merged = view
+    return Fused(weight, None if biases[0] is None else torch.cat(biases), sizes)
+
+
+@contextlib.contextmanager
+def fused_projections(arch: Arch) -> Iterator[int]:
+    """Inside adapters.merged_weights: every layer's q/k/v projections and its MLP's gate/up projections run as
+    one matmul each in the decode (a larger matmul reads its weight closer to the memory bandwidth). Yields the
+    number of fused groups (two per layer whose seven projections are all adapted and merged)."""
+    arch.fused = [(fuse([ly.self_attn.q_proj, ly.self_attn.k_proj, ly.self_attn.v_proj]),
+                   fuse([ly.mlp.gate_proj, ly.mlp.up_proj])) for ly in arch.layers]
+    try:
+        yield sum(f is not None for pair in arch.fused for f in pair)
+    finally:
+        arch.fused = []
 
 
 def forward_cached(arch: Arch, cache: KVCache, ids: Int[Tensor, "b t"], pos: Int[Tensor, "b t"],
@@ -526,6 +587,7 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
     try:
         # merged before planning: the merged weights take memory the cache cannot
         with ad.merged_weights(model) if cfg.merge else contextlib.nullcontext(), \
+                fused_projections(arch) if cfg.fuse else contextlib.nullcontext(0) as n_fused, \
                 shape_checks_off() if cfg.compile else contextlib.nullcontext():
             waves, n = plan_waves(len(unique), G, P, max_new_tokens, arch, dtype, device, cfg)
             wave = Wave(arch, n, G, P, max_new_tokens, cfg, dtype, device)
@@ -544,4 +606,4 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
         wave = None  # frees the KV cache and the CUDA graphs' memory pool before training needs it
         if torch.device(device).type == "cuda":
             torch.cuda.empty_cache()
-    return Decoded(tokens, logprobs if cfg.logprobs else None, waves, n * G, G)
+    return Decoded(tokens, logprobs if cfg.logprobs else None, waves, n * G, G, n_fused)
