@@ -118,6 +118,7 @@ def main() -> None:
                 assert m["step_hackward"] == 0 and m["step_cos_pre"] < m["step_cos"], (name, m)
         n_mod = len(V)
     assert abs(fired["grad one-sided"] - 0.5) < 1e-9 and abs(fired["update one-sided"] - 0.5) < 1e-9, fired
+    assert fired["grad two-sided"] == 1.0 and fired["update two-sided"] == 1.0, fired
     print(f"PASS erase: through Trainer.step on the tiny organism ({n_mod} modules, v hack-ward in half of them): "
           f"grad target removes <g,v> > 0 from the gradient AdamW receives (fired on {fired['grad one-sided']:.2f} of "
           f"modules one-sided, all two-sided), update target removes <delta,v> < 0 from the realised parameter step "

@@ -186,19 +186,18 @@ class Erase(NoIntervention):
         self.before = {n: flat_deployed_params(m).clone() for n, m in self.mods.items()}
         if self.target == "update":
             return {"rollout": rollout}
-        cos_in, cos_out, fired = [], [], 0
+        per_module = []  # (cos_in, cos_out, fired) per module, read back to the host once
         for n, m in self.mods.items():
             if any(p.grad is None for p in m.deployed_parameters()):
                 continue
             g = self._flat_deployed(m)
             v = self.V[n]
-            cos_in.append(cosine(g, v[0]).item())
             g2 = project_out(g, v, self.one_sided)
-            fired += int(not torch.equal(g2, g))
-            cos_out.append(cosine(g2, v[0]).item())
+            per_module.append(torch.stack([cosine(g, v[0]), cosine(g2, v[0]), (g2 != g).any().float()]))
             self._write_deployed(m, g2)
+        cos_in, cos_out, fired = zip(*torch.stack(per_module).tolist()) if per_module else ((), (), ())
         n = max(1, len(cos_in))
-        return {"step": dict(cos_in=sum(cos_in) / n, cos_out=sum(cos_out) / n, frac_fired=fired / n),
+        return {"step": dict(cos_in=sum(cos_in) / n, cos_out=sum(cos_out) / n, frac_fired=sum(fired) / n),
                 "rollout": rollout}
 
     def after_step(self, model) -> dict:
@@ -232,14 +231,12 @@ def step_alignment(mods: dict, before: dict[str, Tensor], V: dict[str, Tensor]) 
     """The realised deployed step delta = theta_now - before, per module, against v (first row):
     step_cos = mean cosine, step_hackward = fraction of moved modules whose cosine is below -1e-6
     (a projected step has cosine 0 up to float error)."""
-    cos, hackward = [], 0
+    rows = []  # (moved, cosine) per module, read back to the host once
     for n, m in mods.items():
         delta = flat_deployed_params(m) - before[n]
-        if not bool(delta.any()):
-            continue
-        c = cosine(delta, V[n][0]).item()
-        cos.append(c)
-        hackward += int(c < -1e-6)
+        rows.append(torch.stack([delta.any().float(), cosine(delta, V[n][0])]))
+    cos = [c for moved, c in torch.stack(rows).tolist() if moved] if rows else []
+    hackward = sum(c < -1e-6 for c in cos)
     n = max(1, len(cos))
     return dict(step_cos=sum(cos) / n if cos else float("nan"), step_hackward=hackward / n)
 
@@ -259,7 +256,7 @@ def routing_scores(G: dict[str, Float[Tensor, "b p"]], V: dict[str, Float[Tensor
     direction per module), both concatenated over modules."""
     num = sum((G[n] @ V[n][0]) for n in G)
     gn = torch.sqrt(sum((G[n] ** 2).sum(1) for n in G))
-    vn = math.sqrt(sum(float(V[n][0] @ V[n][0]) for n in G))
+    vn = math.sqrt(sum(torch.stack([V[n][0] @ V[n][0] for n in G]).tolist()))  # one read-back, summed as floats
     return num / (gn * vn).clamp(min=1e-30)
 
 
@@ -341,11 +338,10 @@ class Route(NoIntervention):
     def capture(self, model) -> contextlib.AbstractContextManager:
         return ad.capture_per_sample_grads(model)
 
-    def scores(self, model, ctx: dict) -> Tensor:
+    def scores(self, model, ctx: dict, grads: dict[str, dict[str, Tensor]]) -> Tensor:
         b = len(ctx["rows"])
         if self.gate in ("grad", "random"):
-            G = {n: m.per_sample_grads()["deployed"] for n, m in ad.adapter_modules(model).items()}
-            return routing_scores(G, self.V)
+            return routing_scores({n: g["deployed"] for n, g in grads.items()}, self.V)
         if self.gate == "oracle":  # ground-truth labels: an upper bound only
             grades = self.trainer.labels.open_oracle_reference()
             return torch.tensor([float(grades[i]["is_hack_strict"]) for i in ctx["rows"]])
@@ -358,7 +354,8 @@ class Route(NoIntervention):
 
     def after_backward(self, model, ctx: dict) -> dict:
         # scores of every rank's rollouts: thresholds and the routed fraction apply to the global batch
-        s, mine = dd.gather_cat(self.scores(model, ctx).cpu())
+        grads = ad.per_sample_grads(model)  # formed once, for the scores and the write
+        s, mine = dd.gather_cat(self.scores(model, ctx, grads).cpu())
         b = s.shape[0]
         if self.gate == "subset-signed":
             k = int(round(self.scheduled(self.match_frac, ctx["step"]) * b))
@@ -383,7 +380,7 @@ class Route(NoIntervention):
             else:
                 w_dep, w_q = pin(s, self.t_absorb, self.t_route)
         dev = self.trainer.device
-        ad.write_routed_grads(model, w_dep[mine].to(dev), w_q[mine].to(dev))
+        ad.write_routed_grads(model, w_dep[mine].to(dev), w_q[mine].to(dev), grads)
         region = ["route" if (q and not d) else "absorb" if (q and d) else "keep" for d, q in
                   zip(w_dep[mine].tolist(), w_q[mine].tolist())]
         return {"step": dict(routed_frac=float(((w_q > 0) & (w_dep == 0)).float().mean()),
