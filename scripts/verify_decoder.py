@@ -17,7 +17,8 @@ ablated (deployment ablation):
 7. checks 1-3 hold with the adapters merged into the weights (the default), unmerged with the matmul
    attention kernel, and merged with the matmul kernel; the merged decode really runs the merged
    weights (and the unmerged one does not), each layer's q/k/v and gate/up as one fused matmul each (the
-   modules they replace not called); switching blocks inside adapters.merged_weights is refused
+   modules they replace not called; checks 1-3 also on a tiny Qwen2 whose q/k/v carry random biases);
+   switching blocks inside adapters.merged_weights is refused
 8. waves whose rows all stop early (waves of 1 row) still give generate's tokens in chunks of 1: the
    decoder draws nothing after a wave's last row has ended, as generate does
 9. adapters.merged_weights gives the same logits as the unmerged forward for every adapter structure
@@ -74,6 +75,30 @@ def build(kind: str):
         p.requires_grad_(False)
     with torch.no_grad():  # larger logits: sharper distributions, greedy margins well above float noise
         model.lm_head.weight.mul_(8.0)
+    return model.eval()
+
+
+def biased_qwen2():
+    """A tiny Qwen2 (q/k/v projections with biases), its biases random, wrapped with the SVD adapter (own
+    quarantine), both blocks moved off zero: the fused q/k/v matmul must carry the concatenated biases."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(2)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                         eos_token_id=EOS, pad_token_id=PAD, bos_token_id=None))
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(8.0)
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.copy_(0.5 * torch.randn(proj.bias.shape, generator=g))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    ad.wrap_model(model, ad.AdapterConfig(kind="svd", rank=4, quarantine="own", cache_dir=None))
+    with torch.no_grad():
+        for p in ad.deployed_params(model) + ad.quarantine_params(model):
+            p.add_(torch.randn(p.shape, generator=g))
     return model.eval()
 
 
@@ -316,6 +341,10 @@ def main() -> int:
             stale_refused += refuses_stale_merge(model)
             merge_used += merge_is_used(model)
             print(f"{kind}/{adapter}: ablation changed greedy tokens: {kept != ablated}", flush=True)
+    qwen2 = biased_qwen2()  # fused q/k/v with biases
+    check_condition(qwen2, "qwen2/svd/kept/biases", stats)
+    fused_qwen2 = decode(qwen2, prompts(2, 4), 1.0, 3, EOS, PAD, cfg=DecodeConfig(mode="eager")).fused
+    assert fused_qwen2 == 2 * len(qwen2.model.layers), f"qwen2: {fused_qwen2} fused groups"
     assert stats["eos_rows"] > 0 and stats["full_rows"] > 0, f"EOS check vacuous: {stats}"
     merge_err, merge_cases = merged_logit_err()
     n = 2 * len(ADAPTERS)
@@ -328,7 +357,7 @@ def main() -> int:
     dt = time.time() - t0
     print(f"PASS decoder: {stats['conditions']} conditions (qwen3, llama x bare/svd-own/lora-own/svd-shared x kept/ablated) greedy and "
           f"sampled tokens identical to generate ({stats['tokens']} sampled tokens, {stats['eos_rows']} rows stopped "
-          f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default), unmerged+matmul, merged+matmul and compiled (svd-own), merged weights used only when asked, q/k/v and gate/up fused when merged; waves of 3 "
+          f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default), unmerged+matmul, merged+matmul and compiled (svd-own), merged weights used only when asked, q/k/v and gate/up fused when merged (qwen2: with biases); waves of 3 "
           f"and {early_waves} early-ending waves of 1 identical; {shared} shared-prompt decodes (groups of 3) "
           f"identical; max log-prob err "
           f"{stats['lp_err']:.1e}; ablation changed tokens in {ablation_changed}/{n}; merged = unmerged logits within "

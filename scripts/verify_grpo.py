@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import subprocess
 import sys
@@ -258,6 +259,24 @@ def check_kill_safe_logs(tmp: Path) -> int:
     return ok
 
 
+def check_inner_iters(tmp: Path) -> float:
+    """A Trainer step with two inner iterations and the KL term, in micro-batches: the old and reference log-probs
+    are computed at the shapes loss_backward uses (trimmed width, completion start), so the first iteration's
+    ratio is exactly 1; returns the logged KL."""
+    # completion_start is the earliest column any row's completion covers
+    m = torch.zeros(3, 8, dtype=torch.bool)
+    m[0, 5:], m[1, 3:6] = True, True
+    assert grpo.completion_start(m) == 3 and grpo.completion_start(m[2:]) == 1, "completion_start is not the earliest"
+    torch.manual_seed(0)
+    tr = grpo.Trainer(tiny_args(tmp, "inner2", inner_iters=2, kl_coef=0.1, micro_batch=3), NoIntervention())
+    tr.run_dir.mkdir(parents=True, exist_ok=True)
+    out = tr.step(0)
+    assert out["frac_trained"] > 0, "the step trained on nothing: the check would be vacuous"
+    assert out["ratio_mean"] == 1.0, f"first inner iteration's ratio {out['ratio_mean']} != 1"
+    assert math.isfinite(out["kl"]) and out["kl"] >= 0, out["kl"]
+    return out["kl"]
+
+
 def main() -> None:
     check_toy_loss()
     from projected_grpo.organism.build import build, preset
@@ -269,9 +288,11 @@ def main() -> None:
         n = check_resume(tmp)
         k = check_kill_safe_logs(tmp)
         mb_moved, mb_err = check_micro_batches(tmp)
+        kl = check_inner_iters(tmp)
     print(f"PASS grpo: toy Dr.GRPO loss/grad exact; capture identity bit-for-bit ({changed} tensors moved); "
           f"resume equal over {n} rollouts; {k}/6 killed writes left complete files; micro-batches of 3 = one pass, a micro-batch of short rows cut to its own longest row with the same gradient; "
-          f"(no intervention, route) within {mb_err:.1e} ({mb_moved} tensors moved)")
+          f"(no intervention, route) within {mb_err:.1e} ({mb_moved} tensors moved); 2 inner iterations with KL: "
+          f"first ratio exactly 1, kl {kl:.2e}")
 
 
 if __name__ == "__main__":

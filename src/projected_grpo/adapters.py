@@ -604,18 +604,15 @@ def _write_block(params: list[nn.Parameter], G: Float[Tensor, "b p"], w: Float[T
 
 
 def write_routed_grads(
-    model: nn.Module, w_deployed: Float[Tensor, " b"], w_quarantine: Float[Tensor, " b"],
-    grads: dict[str, dict[str, Tensor]] | None = None,
+    model: nn.Module, w_deployed: Float[Tensor, " b"], w_quarantine: Float[Tensor, " b"]
 ) -> None:
     """param.grad = sum_b w_b G_b for the deployed block (weights w_deployed) and the quarantine
     block (w_quarantine) of every adapter. A block whose weights are all zero gets grad None.
-    Overwrites whatever backward left in .grad. `grads`: per_sample_grads(model), where the caller has
-    formed them already."""
+    Overwrites whatever backward left in .grad. The per-rollout gradients are formed one module at a time."""
     assert w_deployed.shape == w_quarantine.shape and w_deployed.ndim == 1
-    grads = grads if grads is not None else per_sample_grads(model)
     any_dep, any_quar = bool((w_deployed != 0).any()), bool((w_quarantine != 0).any())
-    for n, m in adapter_modules(model).items():
-        g = grads[n]
+    for m in adapter_modules(model).values():
+        g = m.per_sample_grads()
         assert g["deployed"].shape[0] == w_deployed.shape[0], (g["deployed"].shape, w_deployed.shape)
         _write_block(m.deployed_parameters(), g["deployed"], w_deployed, any_dep)
         _write_block(m.quarantine_parameters(), g["quarantine"], w_quarantine, any_quar)

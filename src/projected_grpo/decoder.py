@@ -340,11 +340,12 @@ def layer_step(arch: Arch, i: int, x: Float[Tensor, "b t e"], cos: Tensor, sin: 
 def fuse(mods: list[nn.Module]) -> Fused | None:
     """Adapted projections of one input with merged weights (adapters.merged_weights) as one Fused whose weight
     holds them in one buffer; each module's merged weight becomes a view of it, so no memory is added (the
-    separate copies are freed). None unless every module is adapted and merged."""
-    if not all(isinstance(m, ad.AdaptedLinear) and m.merged is not None for m in mods):
+    separate copies are freed). None unless every module is adapted and merged, and either all or none of them
+    have a bias."""
+    biases = [m.base.bias if isinstance(m, ad.AdaptedLinear) else None for m in mods]
+    if not all(isinstance(m, ad.AdaptedLinear) and m.merged is not None for m in mods) or \
+            len({b is None for b in biases}) > 1:
         return None
-    biases = [m.base.bias for m in mods]
-    assert all(b is None for b in biases) or all(b is not None for b in biases), "some projections have a bias"
     weight = torch.cat([m.merged for m in mods])
     sizes = tuple(m.merged.shape[0] for m in mods)
     for m, view in zip(mods, weight.split(sizes)):

@@ -338,10 +338,11 @@ class Route(NoIntervention):
     def capture(self, model) -> contextlib.AbstractContextManager:
         return ad.capture_per_sample_grads(model)
 
-    def scores(self, model, ctx: dict, grads: dict[str, dict[str, Tensor]]) -> Tensor:
+    def scores(self, model, ctx: dict) -> Tensor:
         b = len(ctx["rows"])
         if self.gate in ("grad", "random"):
-            return routing_scores({n: g["deployed"] for n, g in grads.items()}, self.V)
+            G = {n: m.per_sample_grads()["deployed"] for n, m in ad.adapter_modules(model).items()}
+            return routing_scores(G, self.V)
         if self.gate == "oracle":  # ground-truth labels: an upper bound only
             grades = self.trainer.labels.open_oracle_reference()
             return torch.tensor([float(grades[i]["is_hack_strict"]) for i in ctx["rows"]])
@@ -354,8 +355,7 @@ class Route(NoIntervention):
 
     def after_backward(self, model, ctx: dict) -> dict:
         # scores of every rank's rollouts: thresholds and the routed fraction apply to the global batch
-        grads = ad.per_sample_grads(model)  # formed once, for the scores and the write
-        s, mine = dd.gather_cat(self.scores(model, ctx, grads).cpu())
+        s, mine = dd.gather_cat(self.scores(model, ctx).cpu())
         b = s.shape[0]
         if self.gate == "subset-signed":
             k = int(round(self.scheduled(self.match_frac, ctx["step"]) * b))
@@ -380,7 +380,8 @@ class Route(NoIntervention):
             else:
                 w_dep, w_q = pin(s, self.t_absorb, self.t_route)
         dev = self.trainer.device
-        ad.write_routed_grads(model, w_dep[mine].to(dev), w_q[mine].to(dev), grads)
+        # per module: every module's per-rollout gradients at once would take several times the memory (LoRA at 4B)
+        ad.write_routed_grads(model, w_dep[mine].to(dev), w_q[mine].to(dev))
         region = ["route" if (q and not d) else "absorb" if (q and d) else "keep" for d, q in
                   zip(w_dep[mine].tolist(), w_q[mine].tolist())]
         return {"step": dict(routed_frac=float(((w_q > 0) & (w_dep == 0)).float().mean()),
