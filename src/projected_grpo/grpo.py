@@ -404,7 +404,7 @@ class Trainer:
             assert got == want, f"--resume: {path} was trained with {got} in the {g['name']} block, args ask {want}"
         self.sched.load_state_dict(state["sched"])
         self.intervention.load_state_dict(state["intervention"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the run's device
         self.start_step = state["step"] + 1
         self.metrics = [m for m in logs.read_jsonl(self.run_dir / "metrics.jsonl") if m["step"] <= state["step"]]
         self.eval_rows = [e for e in logs.read_jsonl(self.run_dir / "eval.jsonl") if e["step"] <= state["step"]]
