@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import math
 import sys
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from projected_grpo import adapters as ad
-from projected_grpo.models import loud_recompile_limit, shape_checks_off
+from projected_grpo.models import compiled, shape_checks_off
 
 SUPPORTED = ("llama", "qwen2", "qwen3")
 
@@ -153,14 +152,6 @@ class Fused:
 
     def __call__(self, h: Tensor) -> tuple[Tensor, ...]:
         return F.linear(h, self.weight, self.bias).split(self.sizes, dim=-1)
-
-
-@functools.cache
-def compiled(fn: Callable) -> Callable:
-    """fn compiled with dynamic shapes (prefill chunks and decode steps share a graph); each guarded variant
-    (blocks on or off, adapter structure, merged or not) compiles once per process."""
-    loud_recompile_limit()
-    return torch.compile(fn, dynamic=True)
 
 
 def arch_of(model: nn.Module, compile: bool = False) -> Arch:

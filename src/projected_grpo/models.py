@@ -132,9 +132,12 @@ def log_softmax_at(logits: Float[Tensor, "b t v"], targets: Int[Tensor, "b t"]) 
 
 
 @functools.cache
-def _compiled_log_softmax_at() -> Callable:
+def compiled(fn: Callable) -> Callable:
+    """fn compiled with dynamic shapes (prefill chunks and decode steps, micro-batches of any width share a
+    graph), once per process; each guarded variant (blocks on or off, adapter structure, merged or not) compiles
+    once, under loud_recompile_limit."""
     loud_recompile_limit()
-    return torch.compile(log_softmax_at, dynamic=True)
+    return torch.compile(fn, dynamic=True)
 
 
 def layers_compiled(model) -> bool:
@@ -145,7 +148,7 @@ def layers_compiled(model) -> bool:
 def selected_logprobs(model) -> Callable:
     """log_softmax_at for this model's training forwards: compiled where its layers are (one fused pass over the
     logits instead of a float32 copy, the log-softmax and its gradient in full), eager otherwise."""
-    return _compiled_log_softmax_at() if layers_compiled(model) else log_softmax_at
+    return compiled(log_softmax_at) if layers_compiled(model) else log_softmax_at
 
 
 def load_teacher(base_spec: str, adapter_path: str, device: str | None = None):
