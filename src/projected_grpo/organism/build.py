@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -313,11 +314,35 @@ def base_rate_table(br: dict) -> str:
 
 # ---- build ------------------------------------------------------------------------------------------
 
+def weights_sha256(folder: Path) -> str:
+    """sha256 of a saved model's weights: every tensor of model.safetensors in name order, its name, dtype, shape
+    and raw bytes. This is the organism's identity (the configuration key names a recipe, not a model: one recipe
+    built on two kinds of machine gave two different models)."""
+    from safetensors import safe_open
+
+    h = hashlib.sha256()
+    with safe_open(str(Path(folder) / "model.safetensors"), framework="pt") as f:
+        for name in sorted(f.keys()):
+            t = f.get_tensor(name).contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def deterministic(device: str) -> None:
+    """Bitwise-repeatable pretraining on one machine kind: one torch thread on the CPU; on CUDA deterministic
+    kernels (the embedding backward's atomic adds otherwise reorder) and a fixed cuBLAS workspace."""
+    set_threads()
+    if device.startswith("cuda"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+
+
 def build(cfg: OrganismConfig, out_root: Path = Path("out/organism"), device: str | None = None,
           n_per_cell: int = 400, force: bool = False, remeasure: bool = False) -> Path:
     """Build (or find cached) organism for `cfg`; returns its folder."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    set_threads()
+    deterministic(device)
     folder = out_root / cfg.key()
     if (folder / "organism.json").exists() and not force:
         print(f"organism cached at {folder}")
@@ -337,8 +362,9 @@ def build(cfg: OrganismConfig, out_root: Path = Path("out/organism"), device: st
     tmp = folder.with_name(folder.name + ".tmp")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    meta = dict(config=dataclasses.asdict(cfg), key=cfg.key(), n_params=n_params, build_seconds=round(t_train, 1),
-                final_loss=sum(losses[-20:]) / len(losses[-20:]), device=device, torch=torch.__version__)
+    meta = dict(config=dataclasses.asdict(cfg), key=cfg.key(), weights_sha256=weights_sha256(tmp), n_params=n_params,
+                build_seconds=round(t_train, 1), final_loss=sum(losses[-20:]) / len(losses[-20:]), device=device,
+                cpu=cpu_model(), torch=torch.__version__, threads=torch.get_num_threads())
     (tmp / "organism.json").write_text(json.dumps(meta, indent=2))
     if folder.exists():
         import shutil
@@ -368,9 +394,20 @@ def remeasure_base_rates(folder: Path, n_per_cell: int, seed: int, device: str =
 def set_threads() -> None:
     """One torch thread unless PGRPO_THREADS says otherwise: on a 2-core machine a second thread
     competing with the sandbox workers (or another run) slows matmuls several-fold."""
-    import os
-
     torch.set_num_threads(int(os.environ.get("PGRPO_THREADS", "1")))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (floating point differs between CPU kinds enough to build different organisms)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def organism_path(size: str = "cpu", out_root: Path = Path("out/organism")) -> Path:
