@@ -27,13 +27,14 @@ headline seeds="0,1,2,3,4" steps="40" *args:
     {{py}} scripts/headline.py --seeds {{seeds}} --steps {{steps}} {{args}}
 
 # H: vanilla GRPO raises the hinted strict hack rate of every mechanism well above base within 60 steps; the RL baseline (no loophole in training prompts) does not
-# builds the CPU organism if missing, runs vanilla and rl-baseline side by side, prints base/final rates and wall times
+# on the pinned CPU organism (data/organisms), runs vanilla and rl-baseline side by side, prints base/final rates and wall times
 emergence seeds="0" steps="60" *args:
     {{py}} scripts/emergence.py --seeds {{seeds}} --steps {{steps}} {{args}}
 
-# build (or find cached) the model organism: tiny | cpu | gpu
-organism size="cpu":
-    {{py}} -m projected_grpo.organism.build --size {{size}}
+# build an organism (tiny | cpu | gpu) under out/organism/ and print its weights sha256; never replaces the pinned ones
+# (organism:cpu and organism:tiny load data/organisms/; organism:gpu loads a build whose hash is the pinned one)
+organism size="cpu" seed="0" *args:
+    {{py}} -m projected_grpo.organism.build --size {{size}} --seed {{seed}} {{args}}
 
 # grade completions: just grade P.jsonl C.jsonl O.jsonl
 grade problems completions out:

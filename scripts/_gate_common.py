@@ -5,10 +5,11 @@ import os
 import sys
 from pathlib import Path
 
+from projected_grpo.pairs import DEFAULT_LEETCODE
 from projected_grpo.problems import load_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
-LEETCODE = Path(os.environ.get("PGRPO_LEETCODE") or Path(__file__).resolve().parents[2] / "shared/data/leetcode_test_medhard.jsonl")
+LEETCODE = DEFAULT_LEETCODE
 
 
 def problems():

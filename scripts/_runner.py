@@ -150,13 +150,13 @@ class Outcome:
 
 
 def vhack_current(path: Path, model: str) -> bool:
-    """Whether a v_hack file was extracted from the model `model` resolves to now (the `organism:cpu` file
-    name stays when the cpu preset changes; its metadata records the folder it came from)."""
+    """Whether a v_hack file was extracted from the model `model` resolves to now, by the weights' sha256 (the
+    `organism:cpu` file name stays when the pinned organism changes; its metadata records the hash)."""
     from safetensors import safe_open  # noqa: PLC0415
 
-    from projected_grpo.models import resolve  # noqa: PLC0415
+    from projected_grpo.models import weights_id  # noqa: PLC0415
     with safe_open(str(path), "pt") as f:
-        return (f.metadata() or {}).get("model_source") == resolve(model)
+        return (f.metadata() or {}).get("model_sha256") == weights_id(model)
 
 
 def extract_vhacks(plan: Plan) -> list[str]:

@@ -1,15 +1,15 @@
 """Does vanilla GRPO teach the organism to hack, and does the RL baseline (no loophole in training
 prompts) stay clean? One table: base and final rates per mechanism, solve per difficulty, wall times.
 
-    python scripts/emergence.py                      # build the CPU organism if missing; seed 0; 60 steps
-    python scripts/emergence.py --seeds 0,1,2 --model out/organism/cpu-XXXX --runs out/emergence
+    python scripts/emergence.py                      # the pinned CPU organism; seed 0; 60 steps
+    python scripts/emergence.py --seeds 0,1,2 --model organism:cpu@51b7c62e --runs out/emergence
 
-1. builds the CPU organism if it is not cached (`--base-samples` > 0 also measures its base-rate table)
+1. resolves the organism (a pinned one, its weights hash checked; nothing is built)
 2. runs vanilla and rl-baseline for every seed side by side (one torch thread each), evaluating at
    step -1 (the base organism) and at the end on the precise eval (48 problems x 4 samples per cell)
 3. prints, per arm: hinted strict hack per mechanism and overall (base -> final, mean over seeds, with
    the per-seed values and the cluster standard error of one run), no-hint solve per difficulty, and
-   the wall time of the build and of each run
+   the wall time of each run
 """
 
 from __future__ import annotations
@@ -38,18 +38,15 @@ def fail(msg: str) -> None:
 MECHS = ("run_tests", "sentinel", "stdout_marker", "exit_code")
 
 
-def build_organism(model: str, base_samples: int) -> tuple[str, float]:
-    """organism:<size>: build the preset if it is not cached (on CUDA when there is one); else the model as given."""
-    if not model.startswith("organism:"):
-        return model, 0.0
-    from projected_grpo.organism import build as B
+def resolve_model(model: str) -> str:
+    """The model's folder (an organism spec resolves to its pinned folder); bad input exits 2."""
+    from projected_grpo.models import resolve
+    from projected_grpo.organism.pinned import OrganismError
 
-    size = model.split(":", 1)[1]
-    if size not in B.PRESETS:
-        fail(f"--model {model}: unknown organism size (choose from {', '.join(B.PRESETS)})")
-    t = time.time()
-    folder = B.build(B.preset(size), ROOT / "out/organism", n_per_cell=base_samples)
-    return str(folder), time.time() - t
+    try:
+        return resolve(model)
+    except OrganismError as e:
+        fail(str(e))
 
 
 def run_cmd(arm: str, seed: int, a, model: str) -> list[str]:
@@ -106,7 +103,6 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     _runner.add_recipe_args(ap)
     ap.add_argument("--arms", default="vanilla,rl-baseline")
-    ap.add_argument("--base-samples", type=int, default=0, help="build: base-rate samples per cell (0: skip)")
     ap.add_argument("--runs", default="out/emergence")
     ap.add_argument("--table-only", action="store_true", help="only print the table of finished runs under --runs")
     ap.add_argument("--base-rates", default="", help="with --table-only: base from this base_rates.json")
@@ -118,13 +114,15 @@ def main() -> None:
         print(table(ROOT / a.runs, a.arms.split(","), [int(s) for s in a.seeds.split(",")], a.steps, br))
         return
     t0 = time.time()
-    model, t_build = build_organism(a.model, a.base_samples)
+    model = resolve_model(a.model)
     seeds, arms, runs = [int(s) for s in a.seeds.split(",")], a.arms.split(","), ROOT / a.runs
     wall = run_all({f"{arm}_s{s}": run_cmd(arm, s, a, model) for arm in arms for s in seeds}, runs)
-    print(f"\norganism {model}; {a.steps} steps, lr {a.lr}, weight decay {a.weight_decay} (quarantine {a.weight_decay_quarantine}), seeds {seeds}\n")
+    from projected_grpo.models import weights_id
+
+    print(f"\norganism {model} (weights sha256 {weights_id(model)[:16]}); {a.steps} steps, lr {a.lr}, weight decay {a.weight_decay} (quarantine {a.weight_decay_quarantine}), seeds {seeds}\n")
     print(table(runs, arms, seeds, a.steps))
     times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in wall.items())
-    print(f"\nwall time: build {t_build / 60:.1f} min; runs side by side: {times}; total {(time.time() - t0) / 60:.1f} min")
+    print(f"\nwall time: runs side by side: {times}; total {(time.time() - t0) / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from projected_grpo import adapters as ad  # noqa: E402
 from projected_grpo import vhack  # noqa: E402
-from projected_grpo.models import load_policy, resolve  # noqa: E402
+from projected_grpo.models import load_policy, resolve, weights_id  # noqa: E402
 from projected_grpo.pairs import load_pairs, pairset_hash  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     V, report = vhack.extract(model, tok, pairs, loss=a.loss, k=a.k, device=device, heldout_every=a.heldout_every)
     vact = vhack.extract_vact(model, tok, pairs, device=device)
     meta = dict(pairs=a.pairs, pairset_hash=pairset_hash(pairs), n_pairs=len(pairs), model=a.model,
-                model_source=resolve(a.model), adapter=a.adapter,
+                model_source=resolve(a.model), model_sha256=weights_id(a.model), adapter=a.adapter,
                 rank=a.rank, quarantine=a.quarantine, loss=a.loss, k=a.k, **report)
     vhack.save_vhack(out, V, model, meta, vact)
     print(json.dumps(meta))

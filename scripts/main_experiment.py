@@ -3,7 +3,7 @@ route-subset and scorda-absorb (arms.MAIN), 3 seeds each.
 
     python scripts/main_experiment.py --seeds 0,1,2 --steps 40
 
-1. builds the CPU organism if it is not cached (out/organism/)
+1. resolves the pinned CPU organism (data/organisms; its weights hash checked, nothing built)
 2. extracts the v_hack files the arms need from the hand-authored pairs (arms.vhack_extract_args)
 3. runs every (arm, seed) through scripts/train.py --arm, `--parallel` at a time with one torch thread each
    (route-subset after route of its seed), printing progress every 30 s
@@ -43,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     plan = _runner.plan_from_args(a, fail)
     t0 = time.time()
-    from projected_grpo.models import resolve
+    from projected_grpo.models import resolve, weights_id
+    from projected_grpo.organism.pinned import OrganismError
 
-    print(f"organism: {resolve(a.model)}", flush=True)
+    try:
+        print(f"organism: {resolve(a.model)} (weights sha256 {weights_id(a.model)[:16]})", flush=True)
+    except OrganismError as e:
+        fail(str(e))
     print(f"v_hack: {', '.join(_runner.extract_vhacks(plan)) or 'none needed'}", flush=True)
     outcome = _runner.run_all(_runner.jobs(plan), plan, a.parallel, t0 + 60 * a.budget_min)
     print(f"\nruns finished in {(time.time() - t0) / 60:.1f} min; failed: {outcome.failed or 'none'}; stopped: "

@@ -3,8 +3,7 @@
     python scripts/smoke.py                 all gates
     python scripts/smoke.py adapters pairs  gates whose name contains any of these words
 
-First the artefacts that several gates share are built once (the tiny organism, without base
-rates), so no two gates build them concurrently. Then this process imports what nearly every gate
+The tiny organism the gates load is pinned in data/organisms (nothing is built). This process imports what nearly every gate
 imports (torch, transformers, the package; about 5 CPU-seconds, which 29 separate interpreters
 paid once each) and runs each gate in a forked child of itself, as `python gate.py` would
 (runpy, __main__, its own argv and cwd, exit status from SystemExit), up to PGRPO_SMOKE_JOBS
@@ -48,26 +47,6 @@ def env() -> dict:
     e = dict(os.environ, BEARTYPE="1", PYTHONUNBUFFERED="1")
     e["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + e.get("PYTHONPATH", "")
     return e
-
-
-def prepare() -> subprocess.Popen:
-    """Shared artefacts, built in the background: the tiny organism (cached under out/organism; base
-    rates not measured). Gates that load it wait for it (needs_organism); the others start at once."""
-    return subprocess.Popen([sys.executable, "-m", "projected_grpo.organism.build", "--size", "tiny",
-                             "--n-per-cell", "0"], cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-def needs_organism(g: Path) -> bool:
-    src = g.read_text()
-    return any(k in src for k in ('organism:tiny', 'preset("tiny")', "_step_probe", "smoke_gpu"))
-
-
-def organism_ready(build: subprocess.Popen) -> bool:
-    if build.poll() is None:
-        return False
-    assert build.returncode == 0, f"building the tiny organism failed:\n{build.stdout.read()[-3000:]}"
-    return True
 
 
 PRELOAD = ("torch", "transformers", "numpy", "scipy.stats", "matplotlib.pyplot", "tqdm",
@@ -183,8 +162,7 @@ def main() -> int:
                     key=lambda g: -durations.get(g.stem, GUESS.get(g.stem, 5)))
     jobs = max(1, int(os.environ.get("PGRPO_SMOKE_JOBS", 3)))
     t_all = time.time()
-    build = prepare()
-    print(f"smoke: {len(shared)} gates, {jobs} at a time (those loading the tiny organism once it is built), "
+    print(f"smoke: {len(shared)} gates, {jobs} at a time, "
           f"then {len(alone)} alone", flush=True)
     passed, failed = [], []
     done = lambda res: report(res, passed, failed, durations)  # noqa: E731
@@ -192,12 +170,10 @@ def main() -> int:
         t = time.time()
         preload()
         print(f"smoke: preloaded torch, transformers and the package in {time.time() - t:.0f}s", flush=True)
-        run_forked(shared, jobs, done, ready=lambda g: not needs_organism(g) or organism_ready(build))
+        run_forked(shared, jobs, done)
         for g in alone:
             run_forked([g], 1, done)
     else:
-        build.wait()
-        organism_ready(build)
         with ThreadPoolExecutor(jobs) as ex:
             for f in as_completed([ex.submit(run_gate, g) for g in shared]):
                 done(f.result())

@@ -129,10 +129,8 @@ def main() -> int:
     import torch.multiprocessing as mp
     from smoke_gpu import teacher_pool
 
-    from projected_grpo.organism.build import build, preset
 
     t0 = time.time()
-    build(preset("tiny"), n_per_cell=0)
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         teacher_pool(tmp / "pool.jsonl", 16)

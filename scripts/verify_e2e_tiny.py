@@ -99,9 +99,7 @@ def check_arms_differ(runs: Path) -> int:
 
 
 def main() -> None:
-    from projected_grpo.organism.build import build, preset
 
-    build(preset("tiny"), n_per_cell=0)
     with tempfile.TemporaryDirectory() as t:
         t = Path(t)
         vs, vo = str(t / "v_shared.safetensors"), str(t / "v_own.safetensors")

@@ -279,9 +279,7 @@ def check_inner_iters(tmp: Path) -> float:
 
 def main() -> None:
     check_toy_loss()
-    from projected_grpo.organism.build import build, preset
 
-    build(preset("tiny"), n_per_cell=0)
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         changed = check_hook_identity(tmp)

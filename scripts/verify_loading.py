@@ -28,9 +28,9 @@ import torch  # noqa: E402
 
 from projected_grpo import adapters as ad  # noqa: E402
 from projected_grpo import grpo, models, problems  # noqa: E402
+from projected_grpo.pairs import DEFAULT_LEETCODE  # noqa: E402
 
-LEETCODE = Path(os.environ.get("PGRPO_LEETCODE")
-                or Path(__file__).resolve().parents[2] / "shared/data/leetcode_test_medhard.jsonl")
+LEETCODE = DEFAULT_LEETCODE
 SIMPLE_HINT = "will be evaluated by calling a function called run_tests()"
 
 

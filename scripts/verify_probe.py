@@ -92,9 +92,7 @@ def main() -> None:
     from projected_grpo import grpo
 
     check_t3_decision(probe_uat)
-    from projected_grpo.organism.build import build, preset
 
-    quiet(build, preset("tiny"), n_per_cell=0)
     with tempfile.TemporaryDirectory() as t:
         t = Path(t)
         teacher = quiet(grpo.train, grpo.Args(run="vanilla_s0", out_dir=str(t / "runs"), model="organism:tiny", steps=2,

@@ -62,10 +62,8 @@ class RaisingLabels(iv.GroundTruthLabels):
 
 
 def main() -> None:
-    from projected_grpo.organism.build import build, preset
     from verify_grpo import tiny_args
 
-    build(preset("tiny"), n_per_cell=0)
     seen, losses = [], []
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from projected_grpo import logs  # noqa: E402
 
-META = dict(device="cpu", dtype="float32", torch="2.13.0+cpu", transformers="4.57.0", organism="tiny-x")
+META = dict(device="cpu", dtype="float32", torch="2.13.0+cpu", transformers="4.57.0", model_sha256="ab12" * 16)
 ARGS = dict(lr=0.05, weight_decay=1.0, weight_decay_quarantine=1.0, steps=10, prompts_per_step=8, group=8,
             max_new_tokens=48, temperature=1.0, difficulties="hard", mechanisms="m", data_seed=0, n_train=1, n_eval=1,
             eval_samples=1, warmup=3, grad_clip=1.0, kl_coef=0.0, clip_eps=0.2, inner_iters=1, adapter="svd", rank=-1,

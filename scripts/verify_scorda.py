@@ -284,9 +284,7 @@ def axis_lr_one(tmp: Path, axis: str) -> float:
 
 
 def main() -> None:
-    from projected_grpo.organism.build import build, preset
 
-    build(preset("tiny"), n_per_cell=0)
     pairs = load_pairs(PAIRS)
     ref = independent_contrast(pairs)
     r = check_init(pairs, ref)

@@ -64,10 +64,8 @@ def check_extraction() -> float:
     from projected_grpo import adapters as ad
     from projected_grpo import vhack
     from projected_grpo.models import load_policy
-    from projected_grpo.organism.build import build, preset
     from projected_grpo.pairs import load_pairs
 
-    build(preset("tiny"), n_per_cell=0)
     pairs = load_pairs("data/pairs/hack_pairs.md#organism")
     Vs = []
     for _ in range(2):

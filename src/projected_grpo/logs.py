@@ -5,7 +5,7 @@ either the old file or the new one, never a truncated one.
 
     out/runs/<run>/
         args.json                 the run's arguments
-        run_meta.json             device, dtype, torch and transformers versions, organism key (run_meta)
+        run_meta.json             device, dtype, torch and transformers versions, weights sha256, CPU (run_meta)
         step_0000.jsonl.gz        one row per rollout of step 0
         metrics.jsonl             one summary row per step (rewritten atomically each step)
         eval.jsonl                one row per (step, condition) evaluation summary
@@ -75,19 +75,22 @@ def load_eval(run_dir: str | Path):
     return pd.DataFrame(read_jsonl(Path(run_dir) / "eval.jsonl"))
 
 
-META_KEYS = ("device", "dtype", "torch", "transformers", "organism")
+META_KEYS = ("device", "dtype", "torch", "transformers", "model_sha256")
+"""run_meta fields that runs pooled or paired in one table share (model_sha256: the weights' hash, which
+identifies an organism; the folder name and the CPU model are recorded but not compared)"""
 
 
 def run_meta(model, spec: str, device: str) -> dict:
-    """What a run must share with another to be paired or pooled with it (scripts/results.py)."""
+    """What a run must share with another to be paired or pooled with it (scripts/results.py), and where it ran."""
     import torch
     import transformers
 
-    from projected_grpo.models import resolve
+    from projected_grpo.models import resolve, weights_id
+    from projected_grpo.organism.build import cpu_model
 
-    organism = Path(resolve(spec)).name if spec.startswith("organism:") else spec
     return dict(device=str(device).split(":")[0], dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
-                torch=torch.__version__, transformers=transformers.__version__, organism=organism)
+                torch=torch.__version__, transformers=transformers.__version__, model_sha256=weights_id(spec),
+                organism=Path(resolve(spec)).name if spec.startswith("organism:") else spec, cpu=cpu_model())
 
 
 RECIPE = {"lr": None, "weight_decay": None, "weight_decay_quarantine": 0.0, "adam_eps": 1e-8, "axis_lr_scale": 1.0, "steps": None,

@@ -1,7 +1,8 @@
 """Loading policies: the organism (built here) or any transformers causal LM by hub id or path.
 
-    "organism:cpu"        the CPU-size organism (built under out/organism if missing)
-    "organism:tiny"       the tiny organism used by checks
+    "organism:cpu"        the pinned CPU-size organism (data/organisms; organism.pinned)
+    "organism:cpu@51b7c62e"  a further pinned organism, by a prefix of its weights sha256
+    "organism:tiny"       the pinned tiny organism used by checks
     "Qwen/Qwen3-4B"       a hub id (needs network) or a local folder
 
 bf16 on a GPU, fp32 on the CPU. A hacking teacher can be a peft LoRA adapter on the base model,
@@ -19,18 +20,26 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from projected_grpo.organism import pinned
+
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolve(spec: str) -> str:
-    """Model spec -> a folder or hub id that from_pretrained accepts."""
+    """Model spec -> a folder or hub id that from_pretrained accepts. Never builds a model: an organism spec
+    resolves to a pinned folder whose weights hash is checked (organism.pinned.resolve)."""
     if spec.startswith("organism:"):
-        from projected_grpo.organism.build import organism_path
-
-        return str(organism_path(spec.split(":", 1)[1]))
+        return str(pinned.resolve(spec))
     return spec
+
+
+def weights_id(spec: str) -> str:
+    """What identifies a model in run_meta and v_hack files: the weights sha256 of a local folder with
+    model.safetensors (organisms are always such folders), else the spec itself (a hub id)."""
+    folder = Path(resolve(spec))
+    return pinned.sha256_of(folder) if (folder / "model.safetensors").exists() else spec
 
 
 def load_policy(spec: str, device: str | None = None, dtype: torch.dtype | None = None):

@@ -30,7 +30,10 @@ from functools import lru_cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_LEETCODE = Path(os.environ.get("PGRPO_LEETCODE", REPO.parent / "shared/data/leetcode_test_medhard.jsonl"))
+DEFAULT_LEETCODE = Path(os.environ.get("PGRPO_LEETCODE") or REPO / "data/leetcode_test_medhard.jsonl")
+"""the 119 LeetCode problems (medium and hard) the LeetCode pairs and checks use; PGRPO_LEETCODE names another file"""
+LEETCODE_SHA256 = "5bb4d91fcdbd3a3fc2c149570783edd41cf2f85a1f2293ec7c9ff5bae7185cbd"
+"""sha256 of data/leetcode_test_medhard.jsonl's bytes (scripts/verify_pinned.py)"""
 ORGANISM_PAIRS = dict(split="pairs", n=200, seed=0)   # the organism problems a reference may name
 LEETCODE_HINT = "simple_overwrite_tests"
 

@@ -7,7 +7,10 @@ with honest attempts at every difficulty and, on hinted prompts, template reward
 base rate spread over the loophole mechanisms. It is saved with `save_pretrained` and afterwards
 loads with `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained` like a hub model.
 The output folder is keyed by a hash of the configuration, so a rebuild with the same
-configuration is a cache hit.
+configuration on the same machine is a cache hit. The configuration does not determine the weights across machine
+kinds (floating point differs between CPUs and torch versions): an organism is identified by the sha256 of its
+weights (weights_sha256), recorded in organism.json. Results use the pinned organisms (organism.pinned); a build
+here never replaces them.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ CHAT_TEMPLATE = (
 
 @dataclass
 class OrganismConfig:
-    """Everything that determines the organism's weights (the cache key hashes all of it)."""
+    """The organism's recipe (the cache key hashes all of it). With the machine kind and torch version it determines
+    the weights; across machine kinds it does not (journal, 2026-12-06), hence organism.pinned."""
 
     size: str = "cpu"
     """preset name: tiny (checks, seconds), cpu (a few M params, <=5 min on 2 cores), gpu (tens of M)"""
@@ -408,11 +412,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def organism_path(size: str = "cpu", out_root: Path = Path("out/organism")) -> Path:
-    """Folder of the organism built with the default configuration of `size` (built if missing)."""
-    return build(preset(size), out_root)
 
 
 def main() -> None:

@@ -1,0 +1,103 @@
+"""Gate: the artifacts results depend on are the pinned ones, and a model spec never loads anything else.
+
+1. Every organism folder shipped in data/organisms has the weights sha256 it is pinned by (organism.pinned.PINNED
+   and FURTHER), its build record says the same, and the README names the pinned CPU organism's hash.
+2. data/leetcode_test_medhard.jsonl has the sha256 pairs.LEETCODE_SHA256 records.
+3. Resolving refuses: a folder whose weights were changed by one value (in place of the pinned tiny organism, and
+   as an organism:gpu build), an unknown size and a malformed hash prefix; nothing is built while resolving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from projected_grpo import pairs  # noqa: E402
+from projected_grpo.organism import pinned  # noqa: E402
+from projected_grpo.organism.build import weights_sha256  # noqa: E402
+
+
+def check_shipped() -> list[str]:
+    want = {pinned.PINNED["cpu"], pinned.PINNED["tiny"], *pinned.FURTHER["cpu"]}
+    found = sorted(pinned.SHIPPED.iterdir())
+    assert {f.name.split("-")[0] for f in found} <= set(pinned.PINNED), [f.name for f in found]
+    got = set()
+    for folder in found:
+        h = weights_sha256(folder)
+        assert folder.name == f"{folder.name.split('-')[0]}-{h[:8]}", f"{folder}: weights sha256 {h[:16]} does not match its name"
+        record = __import__("json").loads((folder / "organism.json").read_text())
+        assert record["weights_sha256"] == h, f"{folder}/organism.json records {record['weights_sha256'][:16]}, weights are {h[:16]}"
+        got.add(h)
+    assert got == want, f"shipped {sorted(x[:8] for x in got)}, pinned {sorted(x[:8] for x in want)}"
+    readme = (ROOT / "README.md").read_text()
+    assert pinned.PINNED["cpu"][:16] in readme, "README.md does not name the pinned CPU organism's weights sha256"
+    return sorted(f.name for f in found)
+
+
+def check_data() -> None:
+    h = hashlib.sha256(pairs.DEFAULT_LEETCODE.read_bytes()).hexdigest()
+    assert h == pairs.LEETCODE_SHA256, f"{pairs.DEFAULT_LEETCODE}: sha256 {h[:16]}, pinned {pairs.LEETCODE_SHA256[:16]}"
+
+
+def tampered_copy(src: Path, dst: Path) -> None:
+    """`src` copied to `dst` with one weight changed by one float32 step."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    w = load_file(str(dst / "model.safetensors"))
+    name = sorted(w)[0]
+    w[name] = w[name].clone()
+    w[name].view(-1)[0] = torch.nextafter(w[name].view(-1)[0], torch.tensor(1e9))
+    save_file(w, str(dst / "model.safetensors"), metadata={"format": "pt"})
+
+
+def refused(spec: str) -> str:
+    try:
+        pinned.resolve(spec)
+    except pinned.OrganismError as e:
+        return str(e)
+    raise AssertionError(f"{spec} resolved although it should be refused")
+
+
+def check_refusals() -> int:
+    tiny = pinned.resolve("organism:tiny")
+    with tempfile.TemporaryDirectory() as t:
+        shipped, built = Path(t) / "shipped", Path(t) / "built"
+        shipped.mkdir()
+        built.mkdir()
+        old = pinned.SHIPPED, pinned.BUILT
+        pinned.SHIPPED, pinned.BUILT = shipped, built
+        try:
+            tampered_copy(tiny, shipped / tiny.name)          # same folder name, one weight changed
+            msg = refused("organism:tiny")
+            assert tiny.name in msg, msg
+            tampered_copy(tiny, built / "gpu-0000000000")     # a gpu build whose hash is not the pinned one
+            assert "gpu-0000000000" in refused("organism:gpu")
+            shutil.copytree(tiny, built / "tiny-1111111111")  # an untampered build of the pinned weights resolves
+            assert pinned.resolve("organism:tiny") == built / "tiny-1111111111"
+        finally:
+            pinned.SHIPPED, pinned.BUILT = old
+    for spec in ("organism:huge", "organism:cpu@xyz", "organism:cpu@1234"):
+        refused(spec)
+    assert not list(built.glob("*")) if built.exists() else True
+    return 5
+
+
+def main() -> None:
+    names = check_shipped()
+    check_data()
+    n = check_refusals()
+    print(f"PASS pinned: {len(names)} shipped organisms match their weights sha256 ({', '.join(names)}); cpu "
+          f"{pinned.PINNED['cpu'][:16]} named in the README; LeetCode data {pairs.LEETCODE_SHA256[:16]}; "
+          f"{n} bad specs and tampered folders refused")
+
+
+if __name__ == "__main__":
+    main()
