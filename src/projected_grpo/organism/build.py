@@ -322,14 +322,19 @@ def weights_sha256(folder: Path) -> str:
     """sha256 of a saved model's weights: every tensor of model.safetensors in name order, its name, dtype, shape
     and raw bytes. This is the organism's identity (the configuration key names a recipe, not a model: one recipe
     built on two kinds of machine gave two different models)."""
-    from safetensors import safe_open
+    from safetensors.torch import load_file
 
+    return tensors_sha256(load_file(str(Path(folder) / "model.safetensors")))
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over tensors in name order: name, dtype, shape and raw bytes of each (weights_sha256 of a saved
+    model; a model's state_dict hashes the same once tied weights are dropped as save_pretrained drops them)."""
     h = hashlib.sha256()
-    with safe_open(str(Path(folder) / "model.safetensors"), framework="pt") as f:
-        for name in sorted(f.keys()):
-            t = f.get_tensor(name).contiguous()
-            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
