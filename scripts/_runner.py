@@ -6,6 +6,8 @@ registry, side by side with one torch thread each, then results.py (and diag_pin
     for every run); an arm matched to another (route-random -> route) waits for that run of its seed
     `parallel` jobs at a time; at the wall-clock deadline running jobs are stopped (SIGTERM to their own
     process) and jobs not started are skipped
+    a finished run (a DONE file) is skipped unless --fresh, and refused when its saved configuration differs from
+    the one this call would run in any field but logs.CONFIG_EXCLUDED (refuse_other_config)
 """
 
 from __future__ import annotations
@@ -84,28 +86,29 @@ def plan_from_args(a, fail) -> "Plan":
     plan = Plan(arms=arms.closure(names), seeds=seeds, model=a.model, runs=a.runs, steps=a.steps,
                 eval_every=a.eval_every, device=a.device, extra=[*recipe_flags(a), *a.extra], fresh=a.fresh)
     if not plan.fresh:
-        refuse_other_recipe(plan, fail)
+        refuse_other_config(plan, fail)
     return plan
 
 
-def planned_recipe(plan: "Plan", arm: str, seed: int) -> dict:
-    """The recipe train.py would record for this run: its command line (flags after -- included) as train.py
-    parses it."""
+def planned_args(plan: "Plan", arm: str, seed: int) -> dict:
+    """The args.json train.py would write for this run: its command line (flags after -- included) as train.py
+    parses and resolves it (no file checked)."""
     import train
 
-    return train.recipe(train.parse_flags(train_cmd(plan, arm, seed)[2:]))
+    return train.saved_args(train.resolve(train.parse_flags(train_cmd(plan, arm, seed)[2:])))
 
 
-def refuse_other_recipe(plan: "Plan", fail) -> None:
-    """A finished run is skipped, so one trained with another recipe would enter this call's table unseen: refuse."""
+def refuse_other_config(plan: "Plan", fail) -> None:
+    """A finished run is skipped, so one trained with another configuration (any field but logs.CONFIG_EXCLUDED,
+    the intervention's flags included) would enter this call's table unseen: refuse, naming the field."""
     for arm in plan.arms:
         for seed in plan.seeds:
             run = ROOT / plan.runs / f"{arm}_s{seed}"
             if (run / "DONE").exists():
                 try:
-                    diff = logs.recipe_differences(run, planned_recipe(plan, arm, seed))
+                    diff = logs.differences(logs.read_config(run), logs.config(planned_args(plan, arm, seed)))
                 except (OSError, ValueError) as e:
-                    fail(f"--runs {plan.runs}: {run.name} finished but its recipe cannot be read ({e}); "
+                    fail(f"--runs {plan.runs}: {run.name} finished but its configuration cannot be read ({e}); "
                          f"--fresh reruns it")
                 if diff:
                     k, (have, asked) = next(iter(diff.items()))

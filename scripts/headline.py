@@ -8,7 +8,9 @@
 2. runs every (arm, seed) as `scripts/train.py --arm A --seed S` with the same model, device and extra
    flags, `--parallel` at a time (default: one per core) with one torch thread each; matched arms
    (route-random, route-subset, route-subset-signed) start after route of their seed; runs still going
-   at `--budget-min` minutes are stopped and left out of the table (headline.json lists them)
+   at `--budget-min` minutes are stopped and left out of the table (headline.json lists them); finished runs in
+   --runs are skipped unless --fresh, and refused when their saved configuration differs from this call's in any
+   field but logs.CONFIG_EXCLUDED (_runner.refuse_other_config)
 3. results.py on the finished runs (per-seed values, means, hierarchical bootstrap 95% intervals, paired
    differences from vanilla and from each arm's registry controls, seeds a +-0.05 interval needs),
    diag_pinning on the routing and erase runs, and a summary plot

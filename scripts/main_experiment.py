@@ -10,8 +10,9 @@ route-subset and scorda-absorb (arms.MAIN), 3 seeds each.
 4. prints the results table (per-seed values, means, hierarchical bootstrap 95% intervals, paired
    differences from vanilla and from each arm's controls) and writes results.json and plots to --results
 
-Runs already finished (a DONE file in their folder) are not run again; --fresh reruns them. Shares its
-driver with scripts/headline.py (scripts/_runner.py).
+Runs already finished (a DONE file in their folder) are not run again; --fresh reruns them. A finished run whose
+saved configuration differs from the one this call would run (any field but logs.CONFIG_EXCLUDED) is refused, naming
+the field (_runner.refuse_other_config). Shares its driver with scripts/headline.py (scripts/_runner.py).
 """
 
 from __future__ import annotations

@@ -17,10 +17,11 @@ jointly and each arm's eval samples independently within a seed. 95% percentile 
 draws, fixed generator seed. Every table states the number of seeds and of eval samples per seed.
 
 Cells compared to each other must have the same number of seeds (refused otherwise unless
---allow-unequal-n). Runs must agree in device, dtype, torch and transformers versions, organism and recipe (logs.RECIPE: lr,
-weight decay of either block, steps, batch, data, adapter, ...)
-(run_meta.json and args.json, see logs.run_meta and logs.read_recipe) to be pooled or paired (refused with exit 2 otherwise unless
---allow-mixed).
+--allow-unequal-n). Every run must agree in run_meta (logs.META_KEYS: device, dtype, versions, model) and in its
+training recipe (logs.recipe: args.json without what an arm sets), and the runs pooled into one arm's cell in their
+whole configuration (logs.config: every args.json field, the intervention's flags included, except
+logs.CONFIG_EXCLUDED: seed, run name, output folder, ...); refused with exit 2 and one line naming the field
+otherwise, unless --allow-mixed (check_meta).
 """
 
 from __future__ import annotations
@@ -91,10 +92,10 @@ def count(rows: list[dict], key: str) -> tuple[int, int]:
     return int(round(sum(r[key] * r["n"] for r in rows))), n
 
 
-def recipe(run_dir: Path) -> dict:
-    """The run's training recipe (logs.RECIPE); a missing field is bad input."""
+def read_args(run_dir: Path) -> dict:
+    """The run's args.json; a missing or unreadable one is bad input."""
     try:
-        return logs.read_recipe(run_dir)
+        return logs.read_args(run_dir)
     except ValueError as e:
         fail(str(e))
 
@@ -106,7 +107,9 @@ def run_summary(run_dir: Path) -> dict | None:
         return None
     last = max(r["step"] for r in ev)
     rows = [r for r in ev if r["step"] == last]
-    out: dict = {"final_step": last, "counts": {}, "meta": logs.read_run_meta(run_dir) | recipe(run_dir)}
+    args = read_args(run_dir)
+    out: dict = {"final_step": last, "counts": {}, "meta": logs.read_run_meta(run_dir) | logs.recipe(args),
+                 "config": logs.config(args)}
     c = out["counts"]
     for q in ("kept", "ablated"):
         cell = {(r["split"], r["cell"]): r for r in rows if r["quarantine"] == q}
@@ -157,17 +160,34 @@ CONTROL_KEYS = ("hack_strict_ablated", "hack_strict_indist_ablated", "hack_stric
 """Deployed-model metrics compared between an arm and its controls (arms.Arm.controls)."""
 
 
+def distinct_values(dicts: list[dict]) -> dict[str, list]:
+    """{field: its distinct values over the dicts, sorted} (logs.NOT_SAVED where a dict lacks the field)."""
+    seen: dict[str, list] = {k: [] for d in dicts for k in d}
+    for d in dicts:
+        for k, vals in seen.items():
+            v = d.get(k, logs.NOT_SAVED)
+            if v not in vals:  # equality, as logs.differences compares
+                vals.append(v)
+    order = lambda x: (0, x, "") if isinstance(x, (int, float)) else (1, 0, str(x))  # noqa: E731 numbers, then text
+    return {k: sorted(v, key=order) for k, v in seen.items()}
+
+
 def check_meta(by_arm: dict[str, dict[int, dict]], allow_mixed: bool) -> dict:
-    """The one run_meta all runs share; refuse (exit 2) when they differ, unless allow_mixed."""
-    seen: dict[str, set] = {}
-    for seeds in by_arm.values():
-        for s in seeds.values():
-            for k, v in s["meta"].items():
-                seen.setdefault(k, set()).add(v)
-    mixed = {k: sorted(v) for k, v in seen.items() if len(v) > 1}
+    """The run_meta and recipe all runs share (what they differ in as lists); refuse (exit 2, one line naming the
+    fields) when runs differ in them, or when the runs of one arm differ in their configuration (logs.config: all
+    but logs.CONFIG_EXCLUDED), unless allow_mixed."""
+    seen = distinct_values([s["meta"] for seeds in by_arm.values() for s in seeds.values()])
+    mixed = {k: v for k, v in seen.items() if len(v) > 1}
     if mixed and not allow_mixed:
         fail(f"runs differ in {mixed}; pairing or pooling them mixes instruments (pass --allow-mixed to do it anyway)")
-    return {k: sorted(v)[0] if len(v) == 1 else sorted(v) for k, v in seen.items()}
+    for arm, seeds in by_arm.items():
+        cell = {k: v for k, v in distinct_values([s["config"] for s in seeds.values()]).items() if len(v) > 1}
+        if cell and not allow_mixed:
+            k = next(iter(cell))
+            who = ", ".join(f"seed {i}: {s['config'].get(k, logs.NOT_SAVED)!r}" for i, s in sorted(seeds.items()))
+            fail(f"runs of {arm} differ in {cell} ({k}: {who}); pooling them into one cell mixes configurations "
+                 f"(pass --allow-mixed to do it anyway)")
+    return {k: v[0] if len(v) == 1 else v for k, v in seen.items()}
 
 
 def table(by_arm: dict[str, dict[int, dict]], baseline: str = "vanilla", allow_unequal_n: bool = False) -> dict:
@@ -331,7 +351,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--baseline", default="vanilla")
     ap.add_argument("--out", default="out/results")
     ap.add_argument("--allow-unequal-n", action="store_true")
-    ap.add_argument("--allow-mixed", action="store_true", help="pool and pair runs that differ in run_meta")
+    ap.add_argument("--allow-mixed", action="store_true", help="pool and pair runs that differ in run_meta or recipe, "
+                    "and pool runs of one arm that differ in configuration (check_meta)")
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--require-done", action="store_true", help="only runs that finished (a DONE file)")
     ap.add_argument("--per-step", default="", help="comma-separated metrics.jsonl keys to print per training step "

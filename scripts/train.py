@@ -7,7 +7,8 @@
 An arm fixes its intervention and some flags (the registry's `flags`; one given on the command line
 overrides the registry's value, with a note, and the run folder's arm.json records it); --vhack
 defaults to the registry's file for the model (arms.vhack_path) and --match-run to <out-dir>/<matched
-arm>_s<seed>. Interventions (interventions.py):
+arm>_s<seed>. The run folder's args.json holds every flag with the value the run used: grpo.Args's, and
+under `intervention` this script's own (intervention_flags). Interventions (interventions.py):
     none             no intervention
     erase            project v_hack out of the deployed block's gradient (--erase-target update: out of the update)
     erase-random     erase with a random direction of matched shape (control)
@@ -30,6 +31,7 @@ arm>_s<seed>. Interventions (interventions.py):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -119,32 +121,56 @@ def parse_flags(argv: list[str]) -> argparse.Namespace:
     return a
 
 
-def recipe(a: argparse.Namespace) -> dict:
-    """The run's recipe (logs.RECIPE's fields) as args.json will record it."""
-    return json.loads(json.dumps({k: getattr(a, k) for k in logs.RECIPE}))
+def resolve(a: argparse.Namespace) -> argparse.Namespace:
+    """The defaults that depend on other flags filled in (no file is checked): --vhack the registry's file for the
+    model, --match-run <out-dir>/<matched arm>_s<seed>."""
+    spec = arms.arm(a.arm)
+    if spec.vhack != "none" and not a.vhack:
+        a.vhack = arms.vhack_path(spec.vhack, a.model)
+    if spec.intervention in MATCHED:
+        a.match_run = a.match_run or arms.match_run(spec, a.out_dir, a.seed)
+    return a
+
+
+def intervention_flags(a: argparse.Namespace) -> dict:
+    """This script's own flags (every one that is not a grpo.Args field: the arm, the intervention's flags, the
+    v_hack file, the matched run) with their values: grpo.Args.intervention, so args.json records them."""
+    trainer = {f.name for f in dataclasses.fields(grpo.Args)}
+    return {k: v for k, v in vars(a).items() if k not in trainer and k != "overridden"}
+
+
+def trainer_args(a: argparse.Namespace) -> grpo.Args:
+    """The run's grpo.Args, this script's own flags in its `intervention` field."""
+    return dataclass_from_args(grpo.Args, a, intervention=intervention_flags(a))
+
+
+def saved_args(a: argparse.Namespace) -> dict:
+    """The args.json of this command line's run (grpo.Trainer.run writes it), as json reads it back."""
+    return json.loads(json.dumps(dataclasses.asdict(trainer_args(a))))
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """parse_flags, a note for each registry flag the command line overrides (also recorded in the run folder's
-    arm.json), and the files the run reads checked: v_hack, and a matched control's run of the same recipe."""
-    a = parse_flags(argv)
+    arm.json), resolve, and the files the run reads checked: v_hack, and a matched control's run of the same
+    recipe (logs.recipe)."""
+    a = resolve(parse_flags(argv))
     spec = arms.arm(a.arm)
     if a.overridden:
         print(f"note: --arm {a.arm}: {', '.join(a.overridden)} given on the command line overrides the registry's "
               f"{' '.join(spec.flags)}", file=sys.stderr)
-    if spec.vhack != "none" and not a.vhack:
-        a.vhack = arms.vhack_path(spec.vhack, a.model)
     if a.vhack and not Path(a.vhack).exists():
         kind = spec.vhack if spec.vhack != "none" else "shared"
         fail(f"--vhack {a.vhack}: no such file (extract it: python scripts/extract_vhack_grad.py "
              f"{' '.join(arms.vhack_extract_args(kind, a.model))})")
     if spec.intervention in MATCHED:
-        a.match_run = a.match_run or arms.match_run(spec, a.out_dir, a.seed)
         if not (Path(a.match_run) / "metrics.jsonl").exists():
             fail(f"--match-run {a.match_run}: no metrics.jsonl (run the {spec.matches} arm of this seed first)")
         if not (Path(a.match_run) / "args.json").exists():
             fail(f"--match-run {a.match_run}: no args.json (not a run folder)")
-        diff = logs.recipe_differences(a.match_run, recipe(a))
+        try:
+            diff = logs.differences(logs.read_recipe(a.match_run), logs.recipe(saved_args(a)))
+        except ValueError as e:
+            fail(f"--match-run {a.match_run}: {e}")
         if diff:
             k, (have, asked) = next(iter(diff.items()))
             fail(f"--match-run {a.match_run}: trained with {k} {have}, this run has {asked} (a matched control "
@@ -157,7 +183,8 @@ def dd_main() -> bool:
 
 
 def record_arm(a: argparse.Namespace) -> None:
-    """arm.json in the run folder: the registry arm, the flags it fixed and any the command line overrode."""
+    """arm.json in the run folder: the registry arm, the flags it fixed and any the command line overrode (the values
+    the run used are args.json's)."""
     spec = arms.arm(a.arm)
     d = Path(a.out_dir) / a.run
     d.mkdir(parents=True, exist_ok=True)
@@ -168,7 +195,7 @@ def record_arm(a: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> Path:
     a = parse(sys.argv[1:] if argv is None else argv)
-    targs = dataclass_from_args(grpo.Args, a)
+    targs = trainer_args(a)
     if dd_main():
         record_arm(a)
     if arms.arm(a.arm).intervention in ROUTING and targs.quarantine == "shared" and a.arm != "capacity":

@@ -7,6 +7,8 @@
 - finished runs are skipped unless --fresh
 - the drivers' shared flags refuse bad input in one line (exit 2): `--lr` after `--` (it would reach train.py
   twice), an unknown arm, seeds that are not integers
+- a finished run is skipped only when its saved configuration (args.json, the intervention's flags included) equals
+  the one the call would run in every field but logs.CONFIG_EXCLUDED; otherwise refused naming the field
 """
 
 from __future__ import annotations
@@ -81,38 +83,44 @@ def check_recipe_values() -> None:
         assert train_values(cmd[cmd.index("--arm") + 4:]) == want, cmd
 
 
-def check_other_recipe_refused(runs: Path) -> None:
-    """A finished run of another recipe in --runs is refused, naming the field that differs, whether the driver's
-    own flags or flags after -- set it (it would be skipped and enter the table unseen); the same recipe is
-    accepted; a finished run without a readable recipe is refused in one line. train.py refuses a --match-run of
-    another recipe and accepts one of the same."""
-    import dataclasses
-
-    from projected_grpo import arms, grpo, logs
+def check_other_config_refused(runs: Path) -> None:
+    """A finished run of another configuration in --runs is refused, naming the field that differs, whether the
+    driver's own flags, flags after -- or the intervention's flags set it (it would be skipped and enter the table
+    unseen); the same configuration is accepted, also where only logs.CONFIG_EXCLUDED fields differ; a finished run
+    without a readable args.json is refused in one line. train.py refuses a --match-run of another recipe and
+    accepts one of the same."""
+    from projected_grpo import arms, logs
     d = runs / "vanilla_s0"
     d.mkdir(parents=True)
     (d / "DONE").touch()
-    same = {k: v for k, v in dataclasses.asdict(grpo.Args(
-        lr=arms.ORGANISM_LR, weight_decay=arms.ORGANISM_WEIGHT_DECAY,
-        weight_decay_quarantine=arms.ORGANISM_WEIGHT_DECAY, steps=40)).items() if k in logs.RECIPE}
+    argv = ["--runs", str(runs), "--steps", "40"]
+    same = _runner.planned_args(planned(argv + ["--fresh"])[0], "vanilla", 0)
+    assert same["intervention"]["arm"] == "vanilla" and "route_frac" in same["intervention"], same["intervention"]
 
     def finished_with(**changed) -> dict:
-        rec = {k: v for k, v in {**same, **changed}.items() if v is not None}
+        rec = {k: v for k, v in {**same, **changed}.items() if v is not None}  # None: not in args.json
         (d / "args.json").write_text(json.dumps(rec))
         return rec
 
-    argv = ["--runs", str(runs), "--steps", "40"]
     finished_with()
     assert refused(argv) == "", refused(argv)
+    finished_with(device="cuda", ckpt_every=1, resume=True, out_dir="elsewhere", seed=7, run="x")
+    assert refused(argv) == "", f"a field of logs.CONFIG_EXCLUDED refused: {refused(argv)}"
+    assert set(logs.CONFIG_EXCLUDED) >= {"device", "ckpt_every", "resume", "out_dir", "seed", "run"}
     for field, have, flags in (("lr", 0.03, []), ("weight_decay", 0.5, []), ("steps", 30, []),
                                ("adam_eps", 1e-8, ["--", "--adam-eps", "1e-05"]), ("group", 8, ["--", "--group", "4"]),
+                               ("route_frac", 0.0, ["--", "--route-frac", "0.5"]), ("eval_every", 5, []),
                                ("weight_decay_quarantine", None, [])):  # None: logged before the field existed
         finished_with(**{field: have})
         msg = refused(argv + flags)
         assert f"vanilla_s0 finished with {field} " in msg, (field, msg)
         assert refused(argv + ["--fresh"] + flags) == ""
+    finished_with(intervention=dict(same["intervention"], route_frac=0.5))
+    assert "vanilla_s0 finished with route_frac 0.5, this call asks 0.0" in refused(argv), refused(argv)
+    finished_with(intervention=None)  # logged before args.json held the intervention's flags
+    assert f"vanilla_s0 finished with arm {logs.NOT_SAVED}, this call asks vanilla" in refused(argv), refused(argv)
     finished_with(lr=None)
-    assert "cannot be read" in refused(argv) and "'lr'" in refused(argv), refused(argv)
+    assert f"finished with lr {logs.NOT_SAVED}" in refused(argv), refused(argv)
     (d / "args.json").unlink()
     assert "cannot be read" in refused(argv), refused(argv)
     # train.py and a matched control's --match-run
@@ -123,7 +131,7 @@ def check_other_recipe_refused(runs: Path) -> None:
     (runs / "v.safetensors").touch()
     cmd = ["--arm", "route-subset", "--run", "x", "--match-run", str(d), "--vhack", str(runs / "v.safetensors"),
            "--lr", str(arms.ORGANISM_LR), "--weight-decay", str(arms.ORGANISM_WEIGHT_DECAY),
-           "--weight-decay-quarantine", str(arms.ORGANISM_WEIGHT_DECAY), "--steps", "40"]
+           "--weight-decay-quarantine", str(arms.ORGANISM_WEIGHT_DECAY), "--steps", "40", "--eval-every", "0"]
     finished_with()
     assert train.parse(cmd).match_run == str(d)
     for field, have in (("lr", 0.03), ("weight_decay_quarantine", 0.0), ("max_new_tokens", 32)):
@@ -153,7 +161,7 @@ def main() -> None:
     check_flags()
     check_recipe_values()
     with tempfile.TemporaryDirectory() as d:
-        check_other_recipe_refused(Path(d))
+        check_other_config_refused(Path(d))
     with tempfile.TemporaryDirectory() as d:
         runs = Path(d)
         s = schedule(runs, fresh=False)
@@ -171,7 +179,8 @@ def main() -> None:
         assert "route-random_s0" not in schedule(runs, fresh=False)
     print("PASS verify_runner: matched arms wait for a matched run scheduled in the same call (also under --fresh), "
           "not for one finished earlier; finished runs skipped unless --fresh; bad driver flags refused with one line; the recipe's values reach train.py "
-          "from the plan and from emergence.py; a finished run of another recipe refused")
+          "from the plan and from emergence.py; a finished run of another configuration (the intervention's flags included) "
+          "refused, one differing only in logs.CONFIG_EXCLUDED accepted")
 
 
 if __name__ == "__main__":

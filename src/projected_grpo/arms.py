@@ -38,7 +38,8 @@ class Arm:
     hypothesis: str
     """what the arm's run tests (the recipe's `# H:` line)"""
     flags: tuple[str, ...] = ()
-    """scripts/train.py flags the arm fixes (applied before the command line's; an override is noted in arm.json)"""
+    """scripts/train.py flags the arm fixes (applied before the command line's; an override is noted in arm.json, the
+    values the run used are in args.json)"""
     oracle: bool = False
     """reads ground-truth hack labels at training time (reference point only)"""
     vhack: VhackKind = "none"
@@ -174,6 +175,16 @@ def match_run(a: Arm, runs_dir: str, seed: int) -> str:
 
 def flag_names(flags: tuple[str, ...]) -> set[str]:
     return {f for f in flags if f.startswith("--")}
+
+
+def flag_field(flag: str) -> str:
+    """The args.json field a scripts/train.py flag sets: --route-frac -> route_frac, --no-loophole -> loophole."""
+    return flag.removeprefix("--").removeprefix("no-").replace("-", "_")
+
+
+def arm_fields() -> set[str]:
+    """The fields some registry arm's flags set (they differ between the arms of one table by design)."""
+    return {flag_field(f) for a in ARMS for f in flag_names(a.flags)}
 
 
 def closure(names: list[str]) -> list[str]:

@@ -141,7 +141,9 @@ class Args:
     stop_after: int = -1
     """stop (as if killed) after this step; for resume tests"""
     intervention: dict = field(default_factory=dict)
-    """set by the arm (erase / route / controls); see interventions.py"""
+    """scripts/train.py's own flags with the values the run used (the arm, the intervention's flags, the v_hack file,
+    the matched run: train.intervention_flags), so that args.json holds the whole configuration; {} for runs not
+    started by train.py (not a CLI flag)"""
 
 
 # ---- data -----------------------------------------------------------------------------------------

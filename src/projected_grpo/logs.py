@@ -4,7 +4,8 @@ Every file is written to a temporary name and renamed into place, so a crash (or
 either the old file or the new one, never a truncated one.
 
     out/runs/<run>/
-        args.json                 the run's arguments
+        args.json                 the run's whole configuration: grpo.Args and, under `intervention`,
+                                  scripts/train.py's arm and intervention flags (config, CONFIG_EXCLUDED)
         run_meta.json             device, dtype, torch and transformers versions, weights sha256, CPU (run_meta)
         step_0000.jsonl.gz        one row per rollout of step 0
         metrics.jsonl             one summary row per step (rewritten atomically each step)
@@ -93,29 +94,71 @@ def run_meta(model, spec: str, device: str) -> dict:
                 organism=Path(resolve(spec)).name if spec.startswith("organism:") else spec, cpu=cpu_model())
 
 
-RECIPE = {"lr": None, "weight_decay": None, "weight_decay_quarantine": 0.0, "adam_eps": 1e-8, "axis_lr_scale": 1.0, "steps": None,
-          "prompts_per_step": None, "group": None, "max_new_tokens": None, "temperature": None, "difficulties": None,
-          "mechanisms": None, "data_seed": None, "n_train": None, "n_eval": None, "eval_samples": None, "warmup": None,
-          "grad_clip": None, "kl_coef": None, "clip_eps": None, "inner_iters": None, "adapter": None, "rank": None,
-          "adapter_seed": None}
-"""A run's training recipe: the args.json fields no registry arm sets, which every run compared in one table shares
-({field: its value for runs logged before the field existed, or None when every run has it})."""
+CONFIG_EXCLUDED = {
+    "seed": "the replicate: the runs pooled into one cell differ in it by design",
+    "run": "the run folder's name (<arm>_s<seed>)",
+    "out_dir": "the folder that holds the run folder",
+    "match_run": "a matched control's matched run folder, <out_dir>/<matched arm>_s<seed>: it differs with seed and out_dir",
+    "resume": "whether the run continued from its last checkpoint (verify_grpo: a resumed run equals an uninterrupted one)",
+    "ckpt_every": "how often a checkpoint is written; training never reads one back except under resume",
+    "device": "the flag ('' = cuda if available); the device the run used is run_meta.json's, which every run in one "
+              "table shares (META_KEYS)",
+}
+"""The configuration fields that may differ between runs pooled into one cell or skipped as finished ({field: why});
+the one place that says so. Every other field of args.json, the intervention's included, must agree."""
+
+LEGACY = {"weight_decay_quarantine": 0.0, "adam_eps": 1e-8, "axis_lr_scale": 1.0}
+"""args.json fields added after runs had been logged without them: the value those runs trained with."""
+
+NOT_SAVED = "<not saved>"
+"""How a configuration field reads in a run whose args.json lacks it (logged before the field existed; the
+intervention's flags in runs from before args.json recorded them)."""
+
+
+def read_args(run_dir: str | Path) -> dict:
+    """A run's args.json; ValueError naming the file when it is missing or not a json object."""
+    path = Path(run_dir) / "args.json"
+    try:
+        args = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: {type(e).__name__}: {e}") from None
+    if not isinstance(args, dict):
+        raise ValueError(f"{path}: not a json object")
+    return args
+
+
+def config(args: dict) -> dict:
+    """A run's configuration from its args.json (as a dict): every grpo.Args field and, beside them, the fields of
+    `intervention` (scripts/train.py's own flags: the arm, the intervention's flags, the v_hack file), LEGACY's
+    value for a field logged before it existed, CONFIG_EXCLUDED left out."""
+    flat = {**LEGACY, **{k: v for k, v in args.items() if k != "intervention"}, **args.get("intervention", {})}
+    return {k: v for k, v in flat.items() if k not in CONFIG_EXCLUDED}
+
+
+def recipe(args: dict) -> dict:
+    """A run's training recipe: its configuration without what an arm sets (the intervention's fields and the
+    grpo.Args fields a registry arm's flags set, arms.arm_fields); runs of different arms compared in one table
+    share it."""
+    from projected_grpo import arms
+
+    skip = set(args.get("intervention", {})) | arms.arm_fields()
+    return {k: v for k, v in config(args).items() if k not in skip}
+
+
+def read_config(run_dir: str | Path) -> dict:
+    return config(read_args(run_dir))
 
 
 def read_recipe(run_dir: str | Path) -> dict:
-    """RECIPE's fields of a run's args.json; ValueError naming the file when a field without a default is missing."""
-    path = Path(run_dir) / "args.json"
-    args = json.loads(path.read_text())
-    missing = [k for k, v in RECIPE.items() if v is None and k not in args]
-    if missing:
-        raise ValueError(f"{path}: no {missing[0]!r}")
-    return {k: args.get(k, v) for k, v in RECIPE.items()}
+    return recipe(read_args(run_dir))
 
 
-def recipe_differences(run_dir: str | Path, want: dict) -> dict:
-    """{field: (the run's value, wanted value)} for the fields of `want` where the run's recipe differs."""
-    have = read_recipe(run_dir)
-    return {k: (have[k], v) for k, v in want.items() if have[k] != v}
+def differences(have: dict, want: dict) -> dict:
+    """{field: (have's value, want's value)} for the fields where two configurations (or recipes) differ, want's
+    fields first; a field only one of them has reads as NOT_SAVED in the other."""
+    keys = [*want, *(k for k in have if k not in want)]
+    return {k: (have.get(k, NOT_SAVED), want.get(k, NOT_SAVED)) for k in keys
+            if have.get(k, NOT_SAVED) != want.get(k, NOT_SAVED)}
 
 
 def read_run_meta(run_dir: str | Path) -> dict:
