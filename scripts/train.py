@@ -39,8 +39,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from projected_grpo import arms, grpo, logs  # noqa: E402
+from projected_grpo import arms, grpo, logs, models  # noqa: E402
 from projected_grpo.cli import add_dataclass_args, dataclass_from_args  # noqa: E402
+from projected_grpo.organism.pinned import OrganismError  # noqa: E402
 
 MATCHED = ("route-random", "route-subset", "route-subset-signed")  # interventions that need --match-run
 ROUTING = ("route", "capacity", "absorb", "oracle-route", "scorda") + MATCHED  # train the quarantine block
@@ -158,6 +159,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if a.overridden:
         print(f"note: --arm {a.arm}: {', '.join(a.overridden)} given on the command line overrides the registry's "
               f"{' '.join(spec.flags)}", file=sys.stderr)
+    try:
+        models.resolve(a.model)
+    except OrganismError as e:
+        fail(str(e))
     if a.vhack and not Path(a.vhack).exists():
         kind = spec.vhack if spec.vhack != "none" else "shared"
         fail(f"--vhack {a.vhack}: no such file (extract it: python scripts/extract_vhack_grad.py "

@@ -572,7 +572,8 @@ class Trainer:
                 f.unlink(missing_ok=True)
         if dd.is_main():
             (self.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))
-            (self.run_dir / "run_meta.json").write_text(json.dumps(logs.run_meta(self.model, a.model, self.device), indent=2))
+            meta = logs.run_meta(self.model, a.model, self.device, a.intervention.get("vhack", ""))
+            (self.run_dir / "run_meta.json").write_text(json.dumps(meta, indent=2))
         dd.barrier()
         bar = tqdm(range(self.start_step, a.steps), desc=a.run, initial=self.start_step, total=a.steps, mininterval=1,
                    disable=not dd.is_main())

@@ -33,7 +33,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def write_step(run_dir: Path, step: int, rows: list[dict]) -> Path:
     path = run_dir / f"step_{step:04d}.jsonl.gz"
     blob = "".join(json.dumps(r, default=_jsonable) + "\n" for r in rows).encode()
-    atomic_write_bytes(path, gzip.compress(blob, compresslevel=5))
+    atomic_write_bytes(path, gzip.compress(blob, compresslevel=5, mtime=0))  # no time stamp: equal rows, equal bytes
     return path
 
 
@@ -81,7 +81,7 @@ META_KEYS = ("device", "dtype", "torch", "transformers", "model_sha256")
 identifies an organism; the folder name and the CPU model are recorded but not compared)"""
 
 
-def run_meta(model, spec: str, device: str) -> dict:
+def run_meta(model, spec: str, device: str, vhack: str = "") -> dict:
     """What a run must share with another to be paired or pooled with it (scripts/results.py), and where it ran."""
     import torch
     import transformers
@@ -91,7 +91,15 @@ def run_meta(model, spec: str, device: str) -> dict:
 
     return dict(device=str(device).split(":")[0], dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
                 torch=torch.__version__, transformers=transformers.__version__, model_sha256=weights_id(spec),
-                organism=Path(resolve(spec)).name if spec.startswith("organism:") else spec, cpu=cpu_model())
+                organism=Path(resolve(spec)).name if spec.startswith("organism:") else spec, cpu=cpu_model(),
+                vhack_sha256=file_sha256(Path(vhack)) if vhack else "")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (v_hack files and data are pinned by it)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 CONFIG_EXCLUDED = {
