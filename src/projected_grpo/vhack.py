@@ -40,8 +40,10 @@ class VhackMismatch(ValueError):
 
 
 def model_identity(model) -> str:
-    """Hash of the base model's config and of its first wrapped weight (tells organisms apart)."""
-    cfg = model.config.to_json_string(use_diff=False)
+    """Hash of the base model's config (without the transformers release that wrote it, so a file stays valid
+    under another release) and of its first wrapped weight (tells organisms apart)."""
+    cfg = json.dumps({k: v for k, v in model.config.to_dict().items() if k != "transformers_version"}, sort_keys=True,
+                     default=str)
     first = next(iter(ad.adapter_modules(model).values())).base.weight
     h = hashlib.sha256(cfg.encode())
     h.update(first.detach().float().cpu().numpy().tobytes()[:1 << 20])
