@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from projected_grpo import arms, logs  # noqa: E402
+from projected_grpo.models import weights_id  # noqa: E402
 
 PY = sys.executable
 
@@ -114,6 +115,10 @@ def refuse_other_config(plan: "Plan", fail) -> None:
                     k, (have, asked) = next(iter(diff.items()))
                     fail(f"--runs {plan.runs}: {run.name} finished with {k} {have}, this call asks {asked} "
                          f"(choose another --runs, or --fresh to rerun it)")
+                trained_on = logs.read_run_meta(run)["model_sha256"]
+                if trained_on != (want := weights_id(plan.model)):
+                    fail(f"--runs {plan.runs}: {run.name} finished on weights {trained_on[:16]}, --model {plan.model} "
+                         f"is {want[:16]} (choose another --runs, or --fresh to rerun it)")
 
 
 @dataclass
@@ -157,7 +162,6 @@ def vhack_current(path: Path, model: str) -> bool:
     `organism:cpu` file name stays when the pinned organism changes; its metadata records the hash)."""
     from safetensors import safe_open  # noqa: PLC0415
 
-    from projected_grpo.models import weights_id  # noqa: PLC0415
     with safe_open(str(path), "pt") as f:
         return (f.metadata() or {}).get("model_sha256") == weights_id(model)
 

@@ -93,6 +93,8 @@ def check_other_config_refused(runs: Path) -> None:
     d = runs / "vanilla_s0"
     d.mkdir(parents=True)
     (d / "DONE").touch()
+    from projected_grpo.models import weights_id
+    (d / "run_meta.json").write_text(json.dumps({"model_sha256": weights_id("organism:cpu")}))
     argv = ["--runs", str(runs), "--steps", "40"]
     same = _runner.planned_args(planned(argv + ["--fresh"])[0], "vanilla", 0)
     assert same["intervention"]["arm"] == "vanilla" and "route_frac" in same["intervention"], same["intervention"]
@@ -115,6 +117,10 @@ def check_other_config_refused(runs: Path) -> None:
         msg = refused(argv + flags)
         assert f"vanilla_s0 finished with {field} " in msg, (field, msg)
         assert refused(argv + ["--fresh"] + flags) == ""
+    finished_with()
+    (d / "run_meta.json").write_text(json.dumps({"model_sha256": "0" * 64}))  # trained on other weights
+    assert "vanilla_s0 finished on weights 0000000000000000, --model organism:cpu" in refused(argv), refused(argv)
+    (d / "run_meta.json").write_text(json.dumps({"model_sha256": weights_id("organism:cpu")}))
     finished_with(intervention=dict(same["intervention"], route_frac=0.5))
     assert "vanilla_s0 finished with route_frac 0.5, this call asks 0.0" in refused(argv), refused(argv)
     finished_with(intervention=None)  # logged before args.json held the intervention's flags
