@@ -32,9 +32,7 @@ def synthetic_grades(problems: list[dict], completions: list[str]) -> list[dict]
 
 
 def tiny_trainer(tmp: Path, run: str, intervention, **kw) -> grpo.Trainer:
-    from projected_grpo.organism.build import build, preset
 
-    build(preset("tiny"), n_per_cell=0)
     base = dict(run=run, out_dir=str(tmp), model="organism:tiny", steps=1, prompts_per_step=4, group=4,
                 max_new_tokens=16, n_train=64, n_eval=1, eval_samples=1, eval_every=0, seed=0, lr=1e-2, device="cpu",
                 quarantine="own", warmup=1)

@@ -200,10 +200,8 @@ def plot(res: dict[str, list[dict]], out: Path, eps: float) -> Path:
 def small_setup(tmp: Path) -> tuple[str, str]:
     """--small: a 3-step vanilla run of the tiny organism as teacher and a v_hack for its adapter."""
     from projected_grpo import grpo, vhack
-    from projected_grpo.organism.build import build, preset
     from projected_grpo.pairs import load_pairs
 
-    build(preset("tiny"), n_per_cell=0)
     run = grpo.train(grpo.Args(run="teacher", out_dir=str(tmp), model="organism:tiny", steps=3, prompts_per_step=4,
                                group=4, max_new_tokens=40, n_train=64, n_eval=2, eval_every=0, ckpt_every=1, seed=0))
     model, tok = load_policy("organism:tiny", "cpu")

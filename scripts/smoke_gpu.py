@@ -245,9 +245,7 @@ def main() -> int:
     import extract_vhack_grad
     import train
 
-    from projected_grpo.organism.build import build, preset
 
-    build(preset("tiny"), n_per_cell=0)  # the tokenizer comes from the tiny organism
     arms = [x for x in a.arms.split(",") if x]
     unknown = set(arms) - set(ARMS)
     if unknown:
