@@ -116,7 +116,8 @@ def main() -> None:
     t0 = time.time()
     model = resolve_model(a.model)
     seeds, arms, runs = [int(s) for s in a.seeds.split(",")], a.arms.split(","), ROOT / a.runs
-    wall = run_all({f"{arm}_s{s}": run_cmd(arm, s, a, model) for arm in arms for s in seeds}, runs)
+    # the runs get the spec as given (a folder path differs between clones; run_meta records the weights' hash)
+    wall = run_all({f"{arm}_s{s}": run_cmd(arm, s, a, a.model) for arm in arms for s in seeds}, runs)
     from projected_grpo.models import weights_id
 
     print(f"\norganism {model} (weights sha256 {weights_id(model)[:16]}); {a.steps} steps, lr {a.lr}, weight decay {a.weight_decay} (quarantine {a.weight_decay_quarantine}), seeds {seeds}\n")

@@ -109,7 +109,7 @@ def run_summary(run_dir: Path) -> dict | None:
     rows = [r for r in ev if r["step"] == last]
     args = read_args(run_dir)
     out: dict = {"final_step": last, "counts": {}, "meta": logs.read_run_meta(run_dir) | logs.recipe(args),
-                 "config": logs.config(args)}
+                 "config": logs.config(args) | logs.read_run_meta(run_dir, ("vhack_sha256",))}
     c = out["counts"]
     for q in ("kept", "ablated"):
         cell = {(r["split"], r["cell"]): r for r in rows if r["quarantine"] == q}

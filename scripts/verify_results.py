@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from projected_grpo import logs  # noqa: E402
 
-META = dict(device="cpu", dtype="float32", torch="2.13.0+cpu", transformers="4.57.0", model_sha256="ab12" * 16)
+META = dict(device="cpu", dtype="float32", torch="2.13.0+cpu", transformers="4.57.0", model_sha256="ab12" * 16,
+            cpu="AMD EPYC", vhack_sha256="cd34" * 16)
 ARGS = dict(lr=0.05, weight_decay=1.0, weight_decay_quarantine=1.0, steps=10, prompts_per_step=8, group=8,
             max_new_tokens=48, temperature=1.0, difficulties="hard", mechanisms="m", data_seed=0, n_train=1, n_eval=1,
             eval_samples=1, warmup=3, grad_clip=1.0, kl_coef=0.0, clip_eps=0.2, inner_iters=1, adapter="svd", rank=-1,
@@ -117,6 +118,12 @@ def main() -> None:
             and "--allow-mixed" in r.stderr, (r.returncode, r.stderr[-500:])
         res5 = results.main(["--runs", str(runs), "--out", str(Path(t) / "res5"), "--allow-mixed", "--no-plots"])
         assert res5["arms"]["erase"]["n"] == 4 and res5["meta"]["device"] == ["cpu", "cuda"], res5["meta"]
+        # a run on another CPU model, or with another v_hack file's content, is refused the same way
+        for field, value in (("cpu", "Intel(R) Xeon(R) Processor"), ("vhack_sha256", "ef56" * 16)):
+            shutil.rmtree(runs / "erase_s3")
+            fake_run(runs, "erase_s3", 0.3, 0.1, 0.7, hacked=False, **{field: value})
+            r = subprocess.run(cmd + ["--out", str(Path(t) / "res4b"), "--allow-unequal-n"], capture_output=True, text=True)
+            assert r.returncode == 2 and f"'{field}': " in r.stderr, (field, r.returncode, r.stderr[-500:])
         # a run of another recipe (weight decay) is refused the same way
         shutil.rmtree(runs / "erase_s3")
         fake_run(runs, "erase_s3", 0.3, 0.1, 0.7, hacked=False, weight_decay=0.0)
@@ -144,7 +151,7 @@ def main() -> None:
         assert "| erase | erase-random | 3 | -0.200 [" in md and "| erase | erase-random | -0.200 [-0.448, 0.048]" in md, md
     print(f"PASS results: means and paired differences exact on synthetic runs, per-seed rows and n printed; "
           f"hierarchical bootstrap width / analytic = {ratio:.3f} (10 seeds x 200 samples), identical seeds keep "
-          f"the eval-sampling width; unequal n, mixed device and mixed recipe refused (exit 2), --allow-mixed pools; plots written")
+          f"the eval-sampling width; unequal n, mixed device, CPU model, v_hack content and mixed recipe refused (exit 2), --allow-mixed pools; plots written")
 
 
 if __name__ == "__main__":

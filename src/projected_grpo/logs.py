@@ -76,9 +76,10 @@ def load_eval(run_dir: str | Path):
     return pd.DataFrame(read_jsonl(Path(run_dir) / "eval.jsonl"))
 
 
-META_KEYS = ("device", "dtype", "torch", "transformers", "model_sha256")
+META_KEYS = ("device", "dtype", "torch", "transformers", "model_sha256", "cpu")
 """run_meta fields that runs pooled or paired in one table share (model_sha256: the weights' hash, which
-identifies an organism; the folder name and the CPU model are recorded but not compared)"""
+identifies an organism; cpu: the CPU model, since floating point differs between CPU kinds). The v_hack file's
+hash (vhack_sha256) is shared by the runs of one arm (read_vhack_sha256; arms use different files)."""
 
 
 def run_meta(model, spec: str, device: str, vhack: str = "") -> dict:
@@ -169,11 +170,11 @@ def differences(have: dict, want: dict) -> dict:
             if have.get(k, NOT_SAVED) != want.get(k, NOT_SAVED)}
 
 
-def read_run_meta(run_dir: str | Path) -> dict:
-    """A run's run_meta.json; runs from before it existed read as 'unknown' in every key."""
+def read_run_meta(run_dir: str | Path, keys: tuple[str, ...] = META_KEYS) -> dict:
+    """A run's run_meta.json (`keys` of it); runs from before it existed, or a key, read as 'unknown'."""
     path = Path(run_dir) / "run_meta.json"
     meta = json.loads(path.read_text()) if path.exists() else {}
-    return {k: str(meta.get(k, "unknown")) for k in META_KEYS}
+    return {k: str(meta.get(k, "unknown")) for k in keys}
 
 
 def _jsonable(x):
