@@ -157,24 +157,28 @@ class Outcome:
     """not started: deadline, or the run they wait for failed"""
 
 
-def vhack_current(path: Path, model: str) -> bool:
-    """Whether a v_hack file was extracted from the model `model` resolves to now, by the weights' sha256 (the
-    `organism:cpu` file name stays when the pinned organism changes; its metadata records the hash)."""
+def vhack_current(path: Path, model: str, pairs: str) -> bool:
+    """Whether a v_hack file was extracted from the model `model` resolves to now (by the weights' sha256: the
+    `organism:cpu` file name stays when the pinned organism changes) and from the pair file `pairs` as it reads
+    now (by the pair set's hash: an edited pair file needs a new v_hack)."""
     from safetensors import safe_open  # noqa: PLC0415
 
+    from projected_grpo.pairs import load_pairs, pairset_hash  # noqa: PLC0415
     with safe_open(str(path), "pt") as f:
-        return (f.metadata() or {}).get("model_sha256") == weights_id(model)
+        meta = f.metadata() or {}
+    return meta.get("model_sha256") == weights_id(model) and meta.get("pairset_hash") == pairset_hash(load_pairs(f"{ROOT}/{pairs}"))
 
 
 def extract_vhacks(plan: Plan) -> list[str]:
-    """The v_hack files the plan's arms need, extracted where missing (or all with fresh)."""
+    """The v_hack files the plan's arms need, extracted where missing, stale (vhack_current) or all with fresh."""
     kinds = sorted({arms.arm(a).vhack for a in plan.arms} - {"none"})
     paths = []
     for k in kinds:
         path = ROOT / arms.vhack_path(k, plan.model)
-        if path.exists() and not plan.fresh and not vhack_current(path, plan.model):
-            print(f"{path.relative_to(ROOT)}: extracted for another model than {plan.model}; extracting again", flush=True)
-        if plan.fresh or not path.exists() or not vhack_current(path, plan.model):
+        current = path.exists() and vhack_current(path, plan.model, arms.PAIRS[k])
+        if path.exists() and not plan.fresh and not current:
+            print(f"{path.relative_to(ROOT)}: extracted for another model or pair set; extracting again", flush=True)
+        if plan.fresh or not current:
             subprocess.run([PY, "scripts/extract_vhack_grad.py", *arms.vhack_extract_args(k, plan.model)], cwd=ROOT,
                            check=True, stdout=subprocess.DEVNULL)
         paths.append(str(path.relative_to(ROOT)))

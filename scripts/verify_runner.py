@@ -163,8 +163,25 @@ def check_flags() -> None:
     assert "--seeds" in refused(["--seeds", "0,x"])
 
 
+def check_vhack_current(d: Path) -> None:
+    """A v_hack file counts as current only for the weights and the pair set it was extracted from."""
+    import torch
+    from safetensors.torch import save_file
+
+    from projected_grpo import arms
+    from projected_grpo.models import weights_id
+    from projected_grpo.pairs import load_pairs, pairset_hash
+    spec = arms.PAIRS["own"]
+    good = dict(model_sha256=weights_id("organism:tiny"), pairset_hash=pairset_hash(load_pairs(str(_runner.ROOT / spec))))
+    for meta, want in ((good, True), (dict(good, model_sha256="0" * 64), False), (dict(good, pairset_hash="0" * 64), False)):
+        save_file({"x": torch.zeros(1)}, str(d / "v.safetensors"), metadata=meta)
+        assert _runner.vhack_current(d / "v.safetensors", "organism:tiny", spec) is want, (meta, want)
+
+
 def main() -> None:
     check_flags()
+    with tempfile.TemporaryDirectory() as d:
+        check_vhack_current(Path(d))
     check_recipe_values()
     with tempfile.TemporaryDirectory() as d:
         check_other_config_refused(Path(d))
@@ -186,7 +203,7 @@ def main() -> None:
     print("PASS verify_runner: matched arms wait for a matched run scheduled in the same call (also under --fresh), "
           "not for one finished earlier; finished runs skipped unless --fresh; bad driver flags refused with one line; the recipe's values reach train.py "
           "from the plan and from emergence.py; a finished run of another configuration (the intervention's flags included) "
-          "refused, one differing only in logs.CONFIG_EXCLUDED accepted")
+          "refused, one differing only in logs.CONFIG_EXCLUDED accepted; a v_hack file of other weights or another pair set is stale")
 
 
 if __name__ == "__main__":
