@@ -4,7 +4,8 @@
    and FURTHER), its build record says the same, and the README names the pinned CPU organism's hash.
 2. data/leetcode_test_medhard.jsonl has the sha256 pairs.LEETCODE_SHA256 records.
 3. Resolving refuses: a folder whose weights were changed by one value (in place of the pinned tiny organism, and
-   as an organism:gpu build), an unknown size and a malformed hash prefix; nothing is built while resolving.
+   as an organism:gpu build), a shipped folder whose config differs from data/organisms/SHA256SUMS, an unknown size,
+   a malformed or unknown hash prefix; nothing is built while resolving.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from projected_grpo.organism.build import weights_sha256  # noqa: E402
 
 def check_shipped() -> list[str]:
     want = {pinned.PINNED["cpu"], pinned.PINNED["tiny"], *pinned.FURTHER["cpu"]}
-    found = sorted(pinned.SHIPPED.iterdir())
+    found = sorted(f for f in pinned.SHIPPED.iterdir() if f.is_dir())
     assert {f.name.split("-")[0] for f in found} <= set(pinned.PINNED), [f.name for f in found]
     got = set()
     for folder in found:
@@ -35,6 +36,9 @@ def check_shipped() -> list[str]:
         assert record["weights_sha256"] == h, f"{folder}/organism.json records {record['weights_sha256'][:16]}, weights are {h[:16]}"
         got.add(h)
     assert got == want, f"shipped {sorted(x[:8] for x in got)}, pinned {sorted(x[:8] for x in want)}"
+    for folder in found:
+        bad = pinned.shipped_files_differ(folder)
+        assert not bad, f"{folder}: {', '.join(bad)} not as pinned in data/organisms/SHA256SUMS"
     readme = (ROOT / "README.md").read_text()
     assert pinned.PINNED["cpu"][:16] in readme, "README.md does not name the pinned CPU organism's weights sha256"
     return sorted(f.name for f in found)
@@ -68,6 +72,7 @@ def refused(spec: str) -> str:
 
 def check_refusals() -> int:
     tiny = pinned.resolve("organism:tiny")
+    real_built = sorted(pinned.BUILT.glob("*")) if pinned.BUILT.exists() else []
     with tempfile.TemporaryDirectory() as t:
         shipped, built = Path(t) / "shipped", Path(t) / "built"
         shipped.mkdir()
@@ -78,16 +83,28 @@ def check_refusals() -> int:
             tampered_copy(tiny, shipped / tiny.name)          # same folder name, one weight changed
             msg = refused("organism:tiny")
             assert tiny.name in msg, msg
+            shutil.rmtree(shipped / tiny.name)                # same weights, the config changed
+            shutil.copytree(tiny, shipped / tiny.name)
+            sums = [line for line in (old[0] / "SHA256SUMS").read_text().splitlines() if f"/{tiny.name}/" in line]
+            (shipped / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+            assert pinned.resolve("organism:tiny") == shipped / tiny.name  # as pinned: resolves
+            cfg = shipped / tiny.name / "config.json"
+            cfg.write_text(cfg.read_text().replace('"rms_norm_eps": 1e-06', '"rms_norm_eps": 1e-05'))
+            assert "config.json" in refused("organism:tiny")
+            shutil.rmtree(shipped / tiny.name)
             tampered_copy(tiny, built / "gpu-0000000000")     # a gpu build whose hash is not the pinned one
             assert "gpu-0000000000" in refused("organism:gpu")
             shutil.copytree(tiny, built / "tiny-1111111111")  # an untampered build of the pinned weights resolves
             assert pinned.resolve("organism:tiny") == built / "tiny-1111111111"
+            for spec in ("organism:huge", "organism:cpu@xyz", "organism:cpu@1234", "organism:cpu@12345678"):
+                refused(spec)
+            assert sorted(p.name for p in built.iterdir()) == ["gpu-0000000000", "tiny-1111111111"], \
+                f"resolving wrote into the build folder: {sorted(p.name for p in built.iterdir())}"
         finally:
             pinned.SHIPPED, pinned.BUILT = old
-    for spec in ("organism:huge", "organism:cpu@xyz", "organism:cpu@1234"):
-        refused(spec)
-    assert not list(built.glob("*")) if built.exists() else True
-    return 5
+    now = sorted(pinned.BUILT.glob("*")) if pinned.BUILT.exists() else []
+    assert now == real_built, f"resolving built something under {pinned.BUILT}: {set(now) - set(real_built)}"
+    return 7
 
 
 def main() -> None:
@@ -96,7 +113,7 @@ def main() -> None:
     n = check_refusals()
     print(f"PASS pinned: {len(names)} shipped organisms match their weights sha256 ({', '.join(names)}); cpu "
           f"{pinned.PINNED['cpu'][:16]} named in the README; LeetCode data {pairs.LEETCODE_SHA256[:16]}; "
-          f"{n} bad specs and tampered folders refused")
+          f"every shipped file as in SHA256SUMS; {n} bad specs and tampered folders refused")
 
 
 if __name__ == "__main__":

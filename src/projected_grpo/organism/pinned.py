@@ -6,7 +6,9 @@ out/organism). Resolving a spec never builds or trains a model: building is its 
 (`python -m projected_grpo.organism.build`), which writes a new folder under out/organism and leaves the pinned
 ones alone. Every folder that resolves is checked against the hash it is pinned by.
 
-- cpu and tiny ship in data/organisms/<size>-<first 8 hex of the hash>/ (about 4 MB and 0.5 MB).
+- cpu and tiny ship in data/organisms/<size>-<first 8 hex of the hash>/ (about 4 MB and 0.5 MB). The weights' hash
+  names the organism; every other file of a shipped folder (config, tokenizer, chat template, build record, base
+  rates) is pinned too, by data/organisms/SHA256SUMS (`sha256sum` format), and checked when the folder resolves.
 - gpu (27.8M parameters, too large to ship) is built on the GPU machine (`just organism gpu`); its build repeated
   twice gave the hash below, and a build whose weights hash differs is refused.
 """
@@ -14,6 +16,7 @@ ones alone. Every folder that resolves is checked against the hash it is pinned 
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 
 from projected_grpo.organism.build import weights_sha256
@@ -63,6 +66,24 @@ def sha256_of(folder: str | Path) -> str:
     return folder_sha256(f.resolve(), (f / "model.safetensors").stat().st_mtime_ns)
 
 
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def manifest() -> dict[str, str]:
+    """data/organisms/SHA256SUMS: {path relative to data/organisms: sha256 of the file's bytes}."""
+    rows = (line.split(maxsplit=1) for line in (SHIPPED / "SHA256SUMS").read_text().splitlines() if line.strip())
+    return {name.strip().removeprefix("./"): h for h, name in rows}
+
+
+def shipped_files_differ(folder: Path) -> list[str]:
+    """Files of a shipped folder that are missing from SHA256SUMS, missing on disk, or differ from it."""
+    want = {k: v for k, v in manifest().items() if k.startswith(folder.name + "/")}
+    have = {f"{folder.name}/{f.name}" for f in folder.iterdir() if f.is_file()}
+    out = sorted(have - set(want)) + sorted(set(want) - have)
+    return out + [k for k in sorted(set(want) & have) if file_sha256(SHIPPED / k) != want[k]]
+
+
 def candidates(size: str) -> list[Path]:
     """Folders that may hold organisms of `size`: shipped first, then built ones."""
     return sorted(SHIPPED.glob(f"{size}-*")) + sorted(BUILT.glob(f"{size}-*"))
@@ -78,6 +99,9 @@ def resolve(spec: str) -> Path:
         if folder.name == f"{size}-{want[:8]}" or folder.parent == BUILT:
             got = sha256_of(folder)
             if got.startswith(want):
+                if folder.parent == SHIPPED and (bad := shipped_files_differ(folder)):
+                    raise OrganismError(f"--model {spec}: {folder}: {', '.join(bad)} not as pinned in "
+                                        f"{SHIPPED / 'SHA256SUMS'}")
                 return folder
             seen.append(f"{folder.name} ({got[:8]})")
     hint = ("build it on the GPU machine with `just organism gpu` (the build is deterministic there)"
