@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--vanilla", required=True)
     ap.add_argument("--projected", required=True)
     ap.add_argument("--compare", nargs="*", default=[], help="name=DIR vanilla replays for side-by-side T4")
-    ap.add_argument("--json", default="", help="default: <vanilla>/../probe_uat.json")
+    ap.add_argument("--json", default="", help="default: <vanilla>/../probe_uat.json")  # outside-ok: help text
     a = ap.parse_args(argv)
     try:
         pool = rows_of(Path(a.pool), "--pool")

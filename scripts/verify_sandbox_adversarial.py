@@ -64,7 +64,7 @@ def hostile(m: str) -> dict[str, str]:
         "fork 20 sleepers": "import os, time\nfor _ in range(20):\n    try:\n        if os.fork() == 0:\n            time.sleep(60)\n            os._exit(0)\n    except OSError:\n        break\n" + ret0,
         "setsid escape": "import os, time, subprocess\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\n"
                          "subprocess.Popen(['sleep', '60'], start_new_session=True)\n" + ret0,
-        "writes outside": "import os\nfor p in ['/tmp/pgrpo_adv_marker', %r, '/root/pgrpo_adv_marker', os.path.expanduser('~/../pgrpo_adv_marker')]:\n"
+        "writes outside": "import os\nfor p in ['/tmp/pgrpo_adv_marker', %r, '/root/pgrpo_adv_marker', os.path.expanduser('~/../pgrpo_adv_marker')]:\n"  # outside-ok: the sandbox must refuse these writes
                           "    try:\n        open(p, 'w').write('x')\n    except OSError:\n        pass\n" % str(REPO / "pgrpo_adv_marker") + ret0,
         "network": "import socket\ntry:\n    socket.create_connection(('127.0.0.1', %d), timeout=1).close()\n    print('NET OK')\n"
                    "except OSError:\n    pass\n" % LISTENER_PORT + ret0,
@@ -84,7 +84,7 @@ def hostile(m: str) -> dict[str, str]:
 
 def snapshot():
     files = set()
-    for root in (Path("/tmp"), REPO, Path("/root"), Path("/var/tmp"), Path("/dev/shm")):
+    for root in (Path("/tmp"), REPO, Path("/root"), Path("/var/tmp"), Path("/dev/shm")):  # outside-ok: where an escaped write would land
         if root == REPO:
             files |= {str(p) for p in REPO.rglob("*") if ".git" not in p.parts and "__pycache__" not in p.parts}
         else:

@@ -2,11 +2,16 @@
 
 A public clone has nothing beside it (CI has a copy of the user's shared folder next to the clone, so a run in
 CI alone would not notice a path that leaves the repository). Every Python file under src/ and scripts/ is read
-with `ast`, and the justfile, .ci/run and scripts/*.sh as text, for:
-- `Path(__file__).resolve().parents[N]` with N past the repository root (the file's depth);
+with `ast`, and the justfile, .ci/run and every shell script under scripts/ as text, for:
+- a path climbed from `__file__` past the repository root: `.parents[N]`, chained `.parent`, `os.path.dirname`;
 - `.parent` taken of the repository root (names REPO or ROOT);
-- string constants that leave it: a leading `../`, `shared/data`, or an absolute path under /work or /home.
-Before the scan, the checker must flag each of a list of known-bad snippets (so it cannot pass by seeing nothing).
+- the home folder: `Path.home()`, `expanduser`;
+- string constants that leave it: a `..` path part, `shared/data`, a path under /work, /home, /root, /mnt, /srv,
+  /media or /data, or one starting with `~`.
+System paths the sandbox uses on purpose (/tmp, /proc, /dev, /run, /usr, /etc) are allowed. An environment
+variable's value is the user's choice, but its default must stay inside (a default is a string constant).
+A line that names such a path on purpose without reading it (the sandbox's list of folders to hide, an
+adversarial test's target) carries the comment `# outside-ok: <why>`. Before the scan, the checker must flag each of a list of known-bad snippets and none of a list of good ones.
 """
 
 from __future__ import annotations
@@ -17,27 +22,71 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BAD_STRING = re.compile(r"^\.\./|(^|/)shared/data|^/(work|home)/")
+BAD_STRING = re.compile(r"(^|/)\.\.(/|$)|(^|/)shared/data|^/(work|home|root|mnt|srv|media|data)(/|$)|^~")
 ROOT_NAMES = {"REPO", "ROOT"}
 
 
-def parents_index(node: ast.Subscript) -> int | None:
-    """N of `<...>.parents[N]` when N is a literal int."""
-    if isinstance(node.value, ast.Attribute) and node.value.attr == "parents" and isinstance(node.slice, ast.Constant):
-        return node.slice.value if isinstance(node.slice.value, int) else None
-    return None
+def levels_above_file(node: ast.AST) -> int | None:
+    """How many folders up from `__file__` an expression climbs (Path(__file__).resolve().parents[1] -> 2,
+    os.path.dirname(__file__) -> 1), or None when it does not start from `__file__`."""
+    up = 0
+    while True:
+        if isinstance(node, ast.Name):
+            return up if node.id == "__file__" else None
+        if isinstance(node, ast.Attribute):
+            up += node.attr == "parent"
+            node = node.value
+        elif isinstance(node, ast.Subscript):
+            if not (isinstance(node.value, ast.Attribute) and node.value.attr == "parents"
+                    and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, int)):
+                return None
+            up += node.slice.value + 1
+            node = node.value.value
+        elif isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            if name in ("dirname",) and node.args:
+                up, node = up + 1, node.args[0]
+            elif name in ("Path", "abspath", "realpath") and node.args:
+                node = node.args[0]
+            elif name == "resolve" and isinstance(f, ast.Attribute):
+                node = f.value
+            else:
+                return None
+        else:
+            return None
+
+
+def outermost(tree: ast.AST) -> list[ast.AST]:
+    """Expression nodes whose parent is not an Attribute, Subscript or Call on them (whole chains only)."""
+    inner = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            inner.add(id(node.value))
+        elif isinstance(node, ast.Call):
+            inner.add(id(node.func))
+            if isinstance(node.func, ast.Name) or isinstance(node.func, ast.Attribute) and node.func.attr == "dirname":
+                inner.update(id(a) for a in node.args)
+    return [n for n in ast.walk(tree) if isinstance(n, ast.expr) and id(n) not in inner]
 
 
 def python_findings(src: str, depth: int) -> list[tuple[int, str]]:
     """(line, what) for each way `src`, a file `depth` folders below the root, reaches outside the repository."""
+    tree = ast.parse(src)
+    lines = src.splitlines()
+    allowed = lambda n: "# outside-ok:" in lines[n.lineno - 1]  # noqa: E731
     out = []
-    for node in ast.walk(ast.parse(src)):
-        if isinstance(node, ast.Subscript) and (n := parents_index(node)) is not None and n > depth:
-            out.append((node.lineno, f"parents[{n}] leaves the repository (file depth {depth})"))
+    for node in outermost(tree):
+        if (up := levels_above_file(node)) is not None and up > depth + 1 and not allowed(node):
+            out.append((node.lineno, f"climbs {up} folders from __file__, past the repository root (file depth {depth})"))
+    for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr == "parent" and isinstance(node.value, ast.Name) \
                 and node.value.id in ROOT_NAMES:
             out.append((node.lineno, f"{node.value.id}.parent is outside the repository"))
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and BAD_STRING.search(node.value):
+        if isinstance(node, ast.Attribute) and node.attr in ("home", "expanduser"):
+            out.append((node.lineno, f"{node.attr}: the home folder is outside the repository"))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and not allowed(node) and \
+                (node.value == ".." or BAD_STRING.search(node.value)):
             out.append((node.lineno, f"path {node.value[:60]!r} outside the repository"))
     return out
 
@@ -48,14 +97,21 @@ def text_findings(src: str) -> list[tuple[int, str]]:
 
 
 def check_checker() -> int:
-    """The checker flags each known-bad snippet and none of the good ones."""
+    """The checker flags each known-bad snippet and none of the good ones (a file two folders deep)."""
     bad = ['p = Path(__file__).resolve().parents[3] / "x"', 'p = REPO.parent / "x"', 'p = "../shared/data/x.jsonl"',
-           'p = "/work/shared/x"', 'p = "shared/data/leetcode.jsonl"']
-    good = ['p = Path(__file__).resolve().parents[2] / "data"', 'p = REPO / "data/x.jsonl"', 'p = "data/x"']
+           'p = "/work/shared/x"', 'p = "shared/data/leetcode.jsonl"', 'p = os.path.join(ROOT, "..", "x")',
+           'p = Path(__file__).resolve().parents[2] / ".." / "x"', 'p = Path.home() / "x"',
+           'p = os.path.expanduser("~/x")', 'p = os.environ.get("K", "/mnt/data.jsonl")',
+           'p = Path(__file__).parent.parent.parent.parent', 'p = Path(__file__).resolve().parents[2].parent',
+           'p = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))']
+    good = ['p = Path(__file__).resolve().parents[2] / "data"', 'p = REPO / "data/x.jsonl"', 'p = "data/x"',
+            'p = Path(__file__).parent.parent.parent', 'p = Path("/tmp/x")', 'p = x.parent.parent.parent.parent',
+            'p = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))', 'p = "a/b..c"',
+            'HIDE = ("/work", "/root")  # outside-ok: folders the sandbox hides']
     for s in bad:
         assert python_findings(s, depth=2), f"the checker missed {s!r}"
     for s in good:
-        assert not python_findings(s, depth=2), f"the checker flagged {s!r}"
+        assert not python_findings(s, depth=2), f"the checker flagged {s!r}: {python_findings(s, depth=2)}"
     assert text_findings("\tcat ../shared/x") and not text_findings("\tcat data/x")
     return len(bad)
 
@@ -63,13 +119,13 @@ def check_checker() -> int:
 def main() -> None:
     n_bad = check_checker()
     findings, n = [], 0
-    for path in sorted([*ROOT.glob("src/**/*.py"), *ROOT.glob("scripts/*.py")]):
+    for path in sorted([*ROOT.glob("src/**/*.py"), *ROOT.glob("scripts/**/*.py")]):
         if path == Path(__file__).resolve():
             continue  # its known-bad snippets are string constants
         rel = path.relative_to(ROOT)
         findings += [f"{rel}:{line}: {what}" for line, what in python_findings(path.read_text(), len(rel.parts) - 1)]
         n += 1
-    for path in [ROOT / "justfile", ROOT / ".ci/run", *ROOT.glob("scripts/*.sh")]:
+    for path in [ROOT / "justfile", ROOT / ".ci/run", *ROOT.glob("scripts/**/*.sh")]:
         findings += [f"{path.relative_to(ROOT)}:{line}: {what}" for line, what in text_findings(path.read_text())]
         n += 1
     assert not findings, "\n".join(findings)

@@ -71,7 +71,7 @@ SANDBOX_MODES = ("server", "process")
 SLOT_UID_BASE = 60000
 SLOT_UID_COUNT = 4096           # leasable slot uids: SLOT_UID_BASE .. SLOT_UID_BASE + SLOT_UID_COUNT - 1
 LOCK_DIR = "/run/pgrpo-slot-locks" if os.path.isdir("/run") else os.path.join(tempfile.gettempdir(), "pgrpo-slot-locks")
-HIDDEN_DIRS = ("/work", "/root", "/home", "/mnt", "/srv", "/var/tmp", "/run")
+HIDDEN_DIRS = ("/work", "/root", "/home", "/mnt", "/srv", "/var/tmp", "/run")  # outside-ok: folders the sandbox hides from jobs
 
 
 @dataclass
