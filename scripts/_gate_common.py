@@ -58,3 +58,11 @@ def compiled_graphs() -> int:
     from torch._dynamo.utils import counters
 
     return int(counters["stats"]["unique_graphs"])
+
+
+def cheap_cpu_compile() -> str:
+    """The compile gates' backend on the CPU: aot_eager (models.compile_backend reads PGRPO_COMPILE_BACKEND) unless
+    PGRPO_COMPILE_BACKEND names another (inductor: its C++ code generation too, minutes cold on 2 cores). smoke_gpu
+    leaves it unset: inductor. Returns the backend in use."""
+    os.environ["PGRPO_COMPILE_BACKEND"] = os.environ.get("PGRPO_COMPILE_BACKEND") or "aot_eager"
+    return os.environ["PGRPO_COMPILE_BACKEND"]

@@ -10,8 +10,9 @@ paid once each) and runs each gate in a forked child of itself, as `python gate.
 (default 3) at a time, longest first (durations of the last run are kept in
 out/smoke/durations.json); the gates that load both cores on purpose (EXCLUSIVE) run alone at the
 end. PGRPO_SMOKE_FORK=0 runs every gate in a fresh interpreter instead. Each gate's PASS line is
-shown as it finishes; its full output is kept in out/smoke/<gate>.log. Exit status is nonzero
-when any gate fails.
+shown as it finishes, with its wall seconds and (forked) its CPU seconds: the gate's and those of the processes it
+waited for (out/smoke/cpu.json; the last line sums them with this process's). Its full output is kept in
+out/smoke/<gate>.log. Exit status is nonzero when any gate fails.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import resource
 import runpy
 import signal
 import subprocess
@@ -32,10 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 LOGDIR = ROOT / "out" / "smoke"
 # gates that keep both cores busy on purpose (grading under load): nothing else may run beside them
 EXCLUSIVE = ("verify_grader_canonical", "verify_grader_determinism")
-# a first guess of each gate's duration, in seconds, used until a run has recorded real ones
-GUESS = {"verify_e2e_tiny": 34, "verify_decoder": 33, "verify_organism": 30, "verify_ddp": 20,
-         "verify_sandbox_adversarial": 18, "verify_grpo": 12, "verify_grade_cli": 11, "verify_routing": 10,
-         "verify_probe": 8, "verify_hint_field": 8}
+# each gate's wall seconds in a cold run (no out/smoke/durations.json: a fresh clone) on the idle 2-core machine, 3 at
+# a time; the order they give (longest first) is used until a run has recorded real durations; unlisted gates: 5
+GUESS = {"verify_decoder": 170, "verify_per_sample_grads": 125, "verify_ddp": 45, "verify_e2e_tiny": 45,
+         "verify_scorda": 44, "verify_grpo": 43, "verify_organism": 30, "verify_sandbox_adversarial": 28,
+         "verify_routing": 18, "verify_probe": 14, "verify_vhack": 10, "verify_grade_cli": 10, "verify_hint_field": 9,
+         "verify_golden_trace": 9, "verify_results": 8, "verify_sandbox_isolation": 7, "verify_rebound": 7,
+         "verify_eval_precision": 7, "verify_run_config": 6}
 
 
 def gates(filters: list[str]) -> list[Path]:
@@ -101,11 +106,11 @@ def start_gate(g: Path) -> int:
         os._exit(code)
 
 
-def finish_gate(g: Path, status: int, dt: float) -> tuple[Path, bool, float, str, str]:
+def finish_gate(g: Path, status: int, dt: float, cpu: float | None) -> tuple:
     out = (LOGDIR / f"{g.stem}.log").read_text(errors="replace").strip()
     lines = out.splitlines()
     last = next((ln for ln in reversed(lines) if ln.startswith("PASS")), lines[-1] if lines else "")
-    return g, os.waitstatus_to_exitcode(status) == 0, dt, last, out
+    return g, os.waitstatus_to_exitcode(status) == 0, dt, last, out, cpu
 
 
 def run_forked(todo: list[Path], jobs: int, done, ready=lambda g: True) -> None:
@@ -119,7 +124,7 @@ def run_forked(todo: list[Path], jobs: int, done, ready=lambda g: True) -> None:
         if not running:
             time.sleep(0.05)
             continue
-        pid, status = os.waitpid(-1, os.WNOHANG)
+        pid, status, usage = os.wait4(-1, os.WNOHANG)
         if pid == 0:
             time.sleep(0.05)
             for p, (_, t) in running.items():
@@ -128,10 +133,11 @@ def run_forked(todo: list[Path], jobs: int, done, ready=lambda g: True) -> None:
             continue
         if pid in running:
             g, t = running.pop(pid)
-            done(finish_gate(g, status, time.time() - t))
+            # CPU-seconds of the gate and of the processes it waited for (sandbox servers, busy loops, workers)
+            done(finish_gate(g, status, time.time() - t, usage.ru_utime + usage.ru_stime))
 
 
-def run_gate(g: Path) -> tuple[Path, bool, float, str, str]:
+def run_gate(g: Path) -> tuple:
     """A gate in a fresh interpreter (PGRPO_SMOKE_FORK=0)."""
     t = time.time()
     r = subprocess.run([sys.executable, str(g)], cwd=ROOT, env=env(), capture_output=True, text=True,
@@ -140,14 +146,17 @@ def run_gate(g: Path) -> tuple[Path, bool, float, str, str]:
     (LOGDIR / f"{g.stem}.log").write_text(out + "\n")
     lines = out.splitlines()
     last = next((ln for ln in reversed(lines) if ln.startswith("PASS")), lines[-1] if lines else "")
-    return g, r.returncode == 0, time.time() - t, last, out
+    return g, r.returncode == 0, time.time() - t, last, out, None
 
 
-def report(res, passed: list, failed: list, durations: dict) -> None:
-    g, ok, dt, last, out = res
+def report(res, passed: list, failed: list, durations: dict, cpus: dict) -> None:
+    g, ok, dt, last, out, cpu = res
     durations[g.stem] = round(dt, 1)
+    if cpu is not None:
+        cpus[g.stem] = round(cpu, 1)
     (passed if ok else failed).append(g.stem)
-    print(f"{'PASS' if ok else 'FAIL'} {g.stem:32s} {dt:6.1f}s  {last[:150]}", flush=True)
+    cpu_s = f"{cpu:6.1f}" if cpu is not None else "     -"
+    print(f"{'PASS' if ok else 'FAIL'} {g.stem:32s} {dt:6.1f}s cpu {cpu_s}s  {last[:150]}", flush=True)
     if not ok:
         print("    " + "\n    ".join(out.splitlines()[-15:]), flush=True)
 
@@ -164,8 +173,8 @@ def main() -> int:
     t_all = time.time()
     print(f"smoke: {len(shared)} gates, {jobs} at a time, "
           f"then {len(alone)} alone", flush=True)
-    passed, failed = [], []
-    done = lambda res: report(res, passed, failed, durations)  # noqa: E731
+    passed, failed, cpus = [], [], {}
+    done = lambda res: report(res, passed, failed, durations, cpus)  # noqa: E731
     if os.environ.get("PGRPO_SMOKE_FORK", "1") == "1":
         t = time.time()
         preload()
@@ -180,7 +189,10 @@ def main() -> int:
         for g in alone:
             done(run_gate(g))
     dfile.write_text(json.dumps(durations, indent=1, sort_keys=True))
-    print(f"smoke: {time.time() - t_all:.0f}s; failed: {', '.join(failed) or 'none'}")
+    (LOGDIR / "cpu.json").write_text(json.dumps(cpus, indent=1, sort_keys=True))
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_all = f", {sum(cpus.values()) + own.ru_utime + own.ru_stime:.0f} CPU-s (gates and preload)" if cpus else ""
+    print(f"smoke: {time.time() - t_all:.0f}s{cpu_all}; failed: {', '.join(failed) or 'none'}")
     print(f"{len(passed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import runpy
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,8 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from projected_grpo import logs  # noqa: E402
-
-PY = sys.executable
 
 
 def sh(script: str, *args: str) -> str:
@@ -105,8 +102,10 @@ def main() -> None:
         vs, vo = str(t / "v_shared.safetensors"), str(t / "v_own.safetensors")
         meta = json.loads(sh("scripts/extract_vhack_grad.py", "--model", "organism:tiny", "--out", vs).strip().splitlines()[-1])
         sh("scripts/extract_vhack_grad.py", "--model", "organism:tiny", "--quarantine", "own", "--out", vo)
+        # --n-train 64: 2 steps of 4 prompts draw from it (train.py's default 2000 took ~1.2 CPU-s a run to generate)
         common = ["--model", "organism:tiny", "--out-dir", str(t / "runs"), "--steps", "2", "--prompts-per-step", "4",
-                  "--group", "4", "--n-eval", "2", "--eval-samples", "1", "--eval-every", "0", "--max-new-tokens", "40"]
+                  "--group", "4", "--n-train", "64", "--n-eval", "2", "--eval-samples", "1", "--eval-every", "0",
+                  "--max-new-tokens", "40"]
         sh("scripts/train.py", "--arm", "vanilla", "--run", "vanilla_s0", *common)
         sh("scripts/train.py", "--arm", "erase", "--vhack", vs, "--run", "erase_s0", *common)
         sh("scripts/train.py", "--arm", "route", "--vhack", vo, "--quarantine", "own", "--route-frac", "0.5",
@@ -115,11 +114,14 @@ def main() -> None:
            str(t / "runs" / "route_s0"), "--run", "route-random_s0", *common)
         sh("scripts/train.py", "--arm", "route-subset", "--quarantine", "own", "--match-run",
            str(t / "runs" / "route_s0"), "--run", "route-subset_s0", *common)
-        # a v_hack extracted for the shared adapter is refused by the own-quarantine adapter
-        r = subprocess.run([PY, "scripts/train.py", "--arm", "route", "--vhack", vs, "--quarantine", "own", "--run",
-                            "bad_s0", *common], cwd=ROOT, capture_output=True, text=True,
-                           env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
-        assert r.returncode != 0 and "VhackMismatch" in r.stderr, r.stderr[-500:]
+        # a v_hack extracted for the shared adapter is refused by the own-quarantine adapter: train.py raises
+        # VhackMismatch out of its __main__ (in this process, as sh runs it; an interpreter would exit 1 with it)
+        try:
+            sh("scripts/train.py", "--arm", "route", "--vhack", vs, "--quarantine", "own", "--run", "bad_s0", *common)
+            refused = "nothing"
+        except Exception as e:  # noqa: BLE001
+            refused = f"{type(e).__name__}: {e}"
+        assert refused.startswith("VhackMismatch"), f"train.py with a shared-adapter v_hack on --quarantine own: {refused}"
         runs = t / "runs"
         for name in ARMS:
             assert (runs / name / "DONE").exists(), name

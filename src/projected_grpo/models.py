@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -92,7 +93,16 @@ def loud_recompile_limit() -> None:
     torch._dynamo.config.fail_on_recompile_limit_hit = True
 
 
-def compile_layers(model) -> Callable[[], None]:
+def compile_backend() -> str:
+    """torch.compile's backend for compile_layers and compiled: PGRPO_COMPILE_BACKEND where set, else "inductor"
+    (training, benches, smoke_gpu). The CPU gates set "aot_eager" (scripts/_gate_common.cheap_cpu_compile): dynamo's
+    graph capture and AOTAutograd's functionalized forward and backward graphs, run by eager kernels, without
+    inductor's C++ code generation (cold on the 2-core CPU, inductor made verify_decoder and verify_per_sample_grads
+    cost minutes each)."""
+    return os.environ.get("PGRPO_COMPILE_BACKEND") or "inductor"
+
+
+def compile_layers(model, backend: str | None = None) -> Callable[[], None]:
     """torch.compile every decoder layer's forward in place (regional compilation: the layers share one
     compiled graph, since their weights enter as inputs; a second sequence length recompiles it with
     dynamic shapes). Fuses the norms, rotary embedding, activations and the adapters' elementwise work of
@@ -102,8 +112,9 @@ def compile_layers(model) -> Callable[[], None]:
     untouched): a KV cache indexes the layers, so each layer would compile its own graph. A graph is guarded: grad on or off, capture on or off,
     blocks on or off and each adapter structure compile their own; past the raised recompile limit
     dynamo raises instead of running eager in silence. Module hooks registered after a layer compiled
-    do not fire inside it. Shape checks are off until restore (set_shape_checks). Returns a function
-    that restores eager layers, the cache default and the checks."""
+    do not fire inside it. Shape checks are off until restore (set_shape_checks). `backend`: torch.compile's
+    backend, compile_backend() unless given. Returns a function that restores eager layers, the cache default and
+    the checks."""
     layers, checks_were_on = model.model.layers, set_shape_checks(False)
 
     def no_cache(_module, args, kwargs):  # the config stays as it is: it is part of the model's identity
@@ -122,7 +133,7 @@ def compile_layers(model) -> Callable[[], None]:
     grad_hooks = [p.register_post_accumulate_grad_hook(own_grad) for p in model.parameters() if p.requires_grad]
     loud_recompile_limit()
     for layer in layers:
-        layer.compile()
+        layer.compile(backend=backend or compile_backend())
 
     def restore() -> None:
         for layer in layers:
@@ -140,13 +151,17 @@ def log_softmax_at(logits: Float[Tensor, "b t v"], targets: Int[Tensor, "b t"]) 
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1)
 
 
-@functools.cache
 def compiled(fn: Callable) -> Callable:
     """fn compiled with dynamic shapes (prefill chunks and decode steps, micro-batches of any width share a
-    graph), once per process; each guarded variant (blocks on or off, adapter structure, merged or not) compiles
-    once, under loud_recompile_limit."""
+    graph) by compile_backend(), once per process and backend; each guarded variant (blocks on or off, adapter
+    structure, merged or not) compiles once, under loud_recompile_limit."""
+    return _compiled(fn, compile_backend())
+
+
+@functools.cache
+def _compiled(fn: Callable, backend: str) -> Callable:
     loud_recompile_limit()
-    return torch.compile(fn, dynamic=True)
+    return torch.compile(fn, dynamic=True, backend=backend)
 
 
 def layers_compiled(model) -> bool:
