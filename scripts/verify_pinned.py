@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sys
 import tempfile
@@ -45,7 +44,7 @@ def check_shipped() -> list[str]:
 
 
 def check_data() -> None:
-    h = hashlib.sha256(pairs.DEFAULT_LEETCODE.read_bytes()).hexdigest()
+    h = pinned.file_sha256(pairs.DEFAULT_LEETCODE)
     assert h == pairs.LEETCODE_SHA256, f"{pairs.DEFAULT_LEETCODE}: sha256 {h[:16]}, pinned {pairs.LEETCODE_SHA256[:16]}"
 
 

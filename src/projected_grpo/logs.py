@@ -89,18 +89,13 @@ def run_meta(model, spec: str, device: str, vhack: str = "") -> dict:
 
     from projected_grpo.models import resolve, weights_id
     from projected_grpo.organism.build import cpu_model
+    from projected_grpo.organism.pinned import file_sha256
 
     return dict(device=str(device).split(":")[0], dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
                 torch=torch.__version__, transformers=transformers.__version__, model_sha256=weights_id(spec),
                 organism=Path(resolve(spec)).name if spec.startswith("organism:") else spec, cpu=cpu_model(),
-                vhack_sha256=file_sha256(Path(vhack)) if vhack else "")
+                vhack_sha256=file_sha256(Path(vhack)) if vhack else "")  # v_hack files are pinned by content
 
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes (v_hack files and data are pinned by it)."""
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 CONFIG_EXCLUDED = {

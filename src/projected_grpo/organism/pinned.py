@@ -67,6 +67,7 @@ def sha256_of(folder: str | Path) -> str:
 
 
 def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (shipped organism files, v_hack files, data)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
