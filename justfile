@@ -38,7 +38,7 @@ organism size="cpu" seed="0" *args:
 
 # grade completions: just grade P.jsonl C.jsonl O.jsonl
 grade problems completions out:
-    {{py}} -m projected_grpo.grade --problems {{problems}} --completions {{completions}} --out {{out}}
+    {{py}} -m projected_grpo.env.grade --problems {{problems}} --completions {{completions}} --out {{out}}
 
 # extract v_hack (v_grad, and v_act) from hand-authored pairs for the CPU organism
 vhack pairs=pairs out=vhack *args:
@@ -63,7 +63,7 @@ vhack-placebo-own:
 arm name seed="0" *args:
     {{py}} scripts/train.py --arm {{name}} --seed {{seed}} --run {{name}}_s{{seed}} {{args}}
 
-# ---- arms: generated from src/projected_grpo/arms.py by scripts/gen_arm_recipes.py; do not edit ----
+# ---- arms: generated from src/projected_grpo/method/arms.py by scripts/gen_arm_recipes.py; do not edit ----
 
 # H: with the loophole announced, GRPO raises the strict hack rate from the base rate to a majority
 vanilla seed="0" *args:

@@ -5,8 +5,8 @@ import os
 import sys
 from pathlib import Path
 
-from projected_grpo.pairs import DEFAULT_LEETCODE
-from projected_grpo.problems import load_jsonl
+from projected_grpo.method.pairs import DEFAULT_LEETCODE
+from projected_grpo.env.problems import load_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 LEETCODE = DEFAULT_LEETCODE

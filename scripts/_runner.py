@@ -22,8 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from projected_grpo import arms, logs  # noqa: E402
-from projected_grpo.models import weights_id  # noqa: E402
+from projected_grpo.method import arms  # noqa: E402
+from projected_grpo.loop import logs  # noqa: E402
+from projected_grpo.loop.models import weights_id  # noqa: E402
 
 PY = sys.executable
 
@@ -163,7 +164,7 @@ def vhack_current(path: Path, model: str, pairs: str) -> bool:
     now (by the pair set's hash: an edited pair file needs a new v_hack)."""
     from safetensors import safe_open  # noqa: PLC0415
 
-    from projected_grpo.pairs import load_pairs, pairset_hash  # noqa: PLC0415
+    from projected_grpo.method.pairs import load_pairs, pairset_hash  # noqa: PLC0415
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     return meta.get("model_sha256") == weights_id(model) and meta.get("pairset_hash") == pairset_hash(load_pairs(f"{ROOT}/{pairs}"))

@@ -16,8 +16,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from projected_grpo import adapters as ad
-from projected_grpo import grpo, logs
+from projected_grpo.method import adapters as ad
+from projected_grpo.loop import grpo, logs
 
 
 def synthetic_grades(problems: list[dict], completions: list[str]) -> list[dict]:

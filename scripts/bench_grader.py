@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gate_common import fence, problems  # noqa: E402
 from verify_sandbox_adversarial import hostile  # noqa: E402
 
-from projected_grpo import sandbox  # noqa: E402
-from projected_grpo.grader import MECHANISMS, grade_batch  # noqa: E402
+from projected_grpo.env import sandbox  # noqa: E402
+from projected_grpo.env.grader import MECHANISMS, grade_batch  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
-from projected_grpo.problems import method_name  # noqa: E402
+from projected_grpo.env.problems import method_name  # noqa: E402
 
 
 def organism_set(per_mech: int) -> tuple[list[dict], list[str]]:
@@ -102,7 +102,7 @@ def account(probs: list[dict], comps: list[str], reps: int):
     """Where the server sandbox's CPU goes per job (organism set): the forked job processes (reaped by
     their server: cutime/cstime, cminflt), the servers themselves, and this grading process."""
     import resource  # noqa: PLC0415
-    import projected_grpo.grader as grader  # noqa: PLC0415
+    import projected_grpo.env.grader as grader  # noqa: PLC0415
     os.environ["PGRPO_SANDBOX"] = "server"
     grade_batch(probs[:4], comps[:4])
     n_jobs = [0]

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
-from projected_grpo.adapters import (
+from projected_grpo.method.adapters import (
     AdapterConfig, capture_per_sample_grads, deployed_params, per_sample_grad_matrix, quarantine_params,
     wrap_model, write_routed_grads,
 )

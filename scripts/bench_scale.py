@@ -11,7 +11,7 @@ synchronisation and its own peak memory:
     machine          measured copy bandwidth (bytes read + written per second, 1 GiB tensors) and
                      bf16 matmul throughput (8192^3 GEMMs); the floors below use these numbers
     wrap             SVD adapter (deployed + quarantine block) on every attention/MLP linear layer
-    fast_<mode>      projected_grpo.decoder through the adapter, --gen-len new tokens, one phase per
+    fast_<mode>      projected_grpo.loop.decoder through the adapter, --gen-len new tokens, one phase per
                      --modes entry (graph: CUDA graphs; eager: no graphs, run at --hf-len tokens
                      since its Python overhead makes the full length slow; a "+matmul" suffix
                      decodes with the matmul attention kernel, "+unmerged" without folding the
@@ -73,12 +73,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
-from projected_grpo import adapters as ad  # noqa: E402
-from projected_grpo import grpo  # noqa: E402
-from projected_grpo import interventions as iv  # noqa: E402
-from projected_grpo.models import compile_layers  # noqa: E402
-from projected_grpo.decoder import DecodeConfig, arch_of, decode, kv_bytes_per_token  # noqa: E402
-from projected_grpo.sampling import collate, sample  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.loop import grpo  # noqa: E402
+from projected_grpo.method import interventions as iv  # noqa: E402
+from projected_grpo.loop.models import compile_layers  # noqa: E402
+from projected_grpo.loop.decoder import DecodeConfig, arch_of, decode, kv_bytes_per_token  # noqa: E402
+from projected_grpo.loop.sampling import collate, sample  # noqa: E402
 
 RESULTS: dict = {}
 SIZES: dict = {}  # model_sizes of the unwrapped model, set in main

@@ -9,7 +9,7 @@ Command (recorded in docs/bench_step.md):
 
 Workload, identical for both halves: the organism's training problems (difficulty hard) with their
 loophole hint, --prompts prompts per step (default 8) x 8 completions (group size 8), max completion length 48 tokens,
-temperature 1.0, reward = our sandboxed grader (projected_grpo.rollouts.grade_problems -> reward),
+temperature 1.0, reward = our sandboxed grader (projected_grpo.env.rollouts.grade_problems -> reward),
 no KL (beta 0), one optimizer step per batch of rollouts, CPU, one torch thread. One warm-up step,
 then --steps timed steps.
 
@@ -44,8 +44,9 @@ import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ["PGRPO_THREADS"]))
 
-from projected_grpo import grpo, rollouts, sandbox  # noqa: E402
-from projected_grpo.rollouts import grade_problems  # noqa: E402
+from projected_grpo.loop import grpo  # noqa: E402
+from projected_grpo.env import rollouts, sandbox  # noqa: E402
+from projected_grpo.env.rollouts import grade_problems  # noqa: E402
 
 GROUP, MAX_LEN, TEMP = 8, 48, 1.0
 PROMPTS = 8  # set from --prompts in main()
@@ -97,7 +98,7 @@ def bench_ours(model: str, steps: int, out_dir: str, seed: int) -> dict:
 
 
 def tr_rows(tr, step: int) -> list[dict]:
-    from projected_grpo import logs
+    from projected_grpo.loop import logs
 
     return logs.read_step(tr.run_dir / f"step_{step:04d}.jsonl.gz")
 
@@ -114,7 +115,7 @@ def bench_trl(model: str, steps: int, out_dir: str, seed: int, lr: float, lora: 
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-    from projected_grpo.models import resolve
+    from projected_grpo.loop.models import resolve
 
     rollouts._CACHE.clear()
     t = time.time()  # setup includes building the problem pool, as ours does (Trainer.__init__)

@@ -23,8 +23,8 @@ from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from projected_grpo import logs  # noqa: E402
-from projected_grpo.diagnostics import block_diagnostics  # noqa: E402
+from projected_grpo.loop import logs  # noqa: E402
+from projected_grpo.loop.diagnostics import block_diagnostics  # noqa: E402
 
 HELD_OUT = ("stdout_marker", "exit_code")
 

@@ -89,7 +89,7 @@ def shape(problem: dict, completion: str, pats) -> dict:
 
 def problem_sets(args, n: int) -> dict[tuple[str, str], list[dict]]:
     """(difficulty, split) -> n unhinted problems, as the trainer builds its pools."""
-    from projected_grpo.grpo import Args, load_tasks
+    from projected_grpo.loop.grpo import Args, load_tasks
     from projected_grpo.organism import tasks
 
     a = Args(data_seed=args.data_seed, n_eval=48, loophole=False)
@@ -107,8 +107,8 @@ def problem_sets(args, n: int) -> dict[tuple[str, str], list[dict]]:
 
 
 def load_model(model_spec: str, run: str | None):
-    from projected_grpo.grpo import load_run_policy
-    from projected_grpo.models import load_policy
+    from projected_grpo.loop.grpo import load_run_policy
+    from projected_grpo.loop.models import load_policy
 
     if run is None:
         return load_policy(model_spec, "cpu")
@@ -117,9 +117,9 @@ def load_model(model_spec: str, run: str | None):
 
 
 def measure(model, tok, sets, samples: int, seed: int, max_new_tokens: int, pats) -> dict:
-    from projected_grpo.grpo import cluster_se
-    from projected_grpo.rollouts import grade_problems
-    from projected_grpo.sampling import prompt_ids, sample
+    from projected_grpo.loop.grpo import cluster_se
+    from projected_grpo.env.rollouts import grade_problems
+    from projected_grpo.loop.sampling import prompt_ids, sample
 
     res = {}
     for (d, split), probs in sets.items():

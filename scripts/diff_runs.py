@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from projected_grpo import logs
+from projected_grpo.loop import logs
 
 FIELDS = ("loss", "grad_norm")
 

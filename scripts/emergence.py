@@ -40,7 +40,7 @@ MECHS = ("run_tests", "sentinel", "stdout_marker", "exit_code")
 
 def resolve_model(model: str) -> str:
     """The model's folder (an organism spec resolves to its pinned folder); bad input exits 2."""
-    from projected_grpo.models import resolve
+    from projected_grpo.loop.models import resolve
     from projected_grpo.organism.pinned import OrganismError
 
     try:
@@ -118,7 +118,7 @@ def main() -> None:
     seeds, arms, runs = [int(s) for s in a.seeds.split(",")], a.arms.split(","), ROOT / a.runs
     # the runs get the spec as given (a folder path differs between clones; run_meta records the weights' hash)
     wall = run_all({f"{arm}_s{s}": run_cmd(arm, s, a, a.model) for arm in arms for s in seeds}, runs)
-    from projected_grpo.models import weights_id
+    from projected_grpo.loop.models import weights_id
 
     print(f"\norganism {model} (weights sha256 {weights_id(model)[:16]}); {a.steps} steps, lr {a.lr}, weight decay {a.weight_decay} (quarantine {a.weight_decay_quarantine}), seeds {seeds}\n")
     print(table(runs, arms, seeds, a.steps))

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from projected_grpo import adapters as ad  # noqa: E402
-from projected_grpo import vhack  # noqa: E402
-from projected_grpo.models import load_policy, resolve, weights_id  # noqa: E402
-from projected_grpo.pairs import load_pairs, pairset_hash  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.method import vhack  # noqa: E402
+from projected_grpo.loop.models import load_policy, resolve, weights_id  # noqa: E402
+from projected_grpo.method.pairs import load_pairs, pairset_hash  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,4 +1,4 @@
-"""Write the justfile's arm recipes from the arm registry (src/projected_grpo/arms.py).
+"""Write the justfile's arm recipes from the arm registry (src/projected_grpo/method/arms.py).
 
     python scripts/gen_arm_recipes.py          rewrite the block between the ARMS markers in the justfile
     python scripts/gen_arm_recipes.py --check  exit 1 when the justfile's block differs from the registry
@@ -15,9 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from projected_grpo import arms  # noqa: E402
+from projected_grpo.method import arms  # noqa: E402
 
-BEGIN = "# ---- arms: generated from src/projected_grpo/arms.py by scripts/gen_arm_recipes.py; do not edit ----\n"
+BEGIN = "# ---- arms: generated from src/projected_grpo/method/arms.py by scripts/gen_arm_recipes.py; do not edit ----\n"
 END = "# ---- end of generated arms ----\n"
 
 

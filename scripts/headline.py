@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import _runner  # noqa: E402
-from projected_grpo import arms  # noqa: E402
+from projected_grpo.method import arms  # noqa: E402
 
 DIAG_INTERVENTIONS = ("erase", "erase-random", "route", "route-random", "route-subset", "route-subset-signed")
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"headline: no run finished within the budget; wrote {out / 'headline.json'}", file=sys.stderr)
         return 1
     _runner.results(plan, str(out), allow_unequal_n=True)
-    from projected_grpo.plots import plot_summary
+    from projected_grpo.loop.plots import plot_summary
 
     res = json.loads((out / "results.json").read_text())
     plot_summary(res, out)

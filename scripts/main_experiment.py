@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import _runner  # noqa: E402
-from projected_grpo import arms  # noqa: E402
+from projected_grpo.method import arms  # noqa: E402
 
 
 def fail(msg: str) -> None:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     plan = _runner.plan_from_args(a, fail)
     t0 = time.time()
-    from projected_grpo.models import resolve, weights_id
+    from projected_grpo.loop.models import resolve, weights_id
     from projected_grpo.organism.pinned import OrganismError
 
     try:

@@ -36,15 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from projected_grpo import adapters as ad  # noqa: E402
-from projected_grpo import interventions as iv  # noqa: E402
-from projected_grpo import logs  # noqa: E402
-from projected_grpo import vhack as vh  # noqa: E402
-from projected_grpo.grpo import load_run_policy  # noqa: E402
-from projected_grpo.models import load_policy  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.method import interventions as iv  # noqa: E402
+from projected_grpo.loop import logs  # noqa: E402
+from projected_grpo.method import vhack as vh  # noqa: E402
+from projected_grpo.loop.grpo import load_run_policy  # noqa: E402
+from projected_grpo.loop.models import load_policy  # noqa: E402
 from projected_grpo.organism.build import set_threads  # noqa: E402
-from projected_grpo.rollouts import grade_problems  # noqa: E402
-from projected_grpo.sampling import collate, prompt_ids, sample  # noqa: E402
+from projected_grpo.env.rollouts import grade_problems  # noqa: E402
+from projected_grpo.loop.sampling import collate, prompt_ids, sample  # noqa: E402
 
 ORACLE_TAG = "oracle_DIAGNOSTIC_UPPER_BOUND"
 

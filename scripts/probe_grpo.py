@@ -39,13 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from projected_grpo import adapters as ad  # noqa: E402
-from projected_grpo import interventions as iv  # noqa: E402
-from projected_grpo import logs  # noqa: E402
-from projected_grpo.grpo import group_advantages, group_std, grpo_loss, token_logprobs  # noqa: E402
-from projected_grpo.models import load_policy  # noqa: E402
-from projected_grpo.rollouts import grade_problems  # noqa: E402
-from projected_grpo.sampling import collate, prompt_ids, sample  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.method import interventions as iv  # noqa: E402
+from projected_grpo.loop import logs  # noqa: E402
+from projected_grpo.loop.grpo import group_advantages, group_std, grpo_loss, token_logprobs  # noqa: E402
+from projected_grpo.loop.models import load_policy  # noqa: E402
+from projected_grpo.env.rollouts import grade_problems  # noqa: E402
+from projected_grpo.loop.sampling import collate, prompt_ids, sample  # noqa: E402
 
 LOG10_BINS = np.linspace(-2, 2, 81)
 """log10 importance-ratio histogram edges; values outside are counted in the end bins"""
@@ -176,7 +176,7 @@ def run_arm(a, arm: str, teacher, meta: dict, out: Path) -> list[dict]:
 
 
 def plot(res: dict[str, list[dict]], out: Path, eps: float) -> Path:
-    from projected_grpo.plots import plt, save
+    from projected_grpo.loop.plots import plt, save
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     for arm, m in res.items():
@@ -199,8 +199,9 @@ def plot(res: dict[str, list[dict]], out: Path, eps: float) -> Path:
 
 def small_setup(tmp: Path) -> tuple[str, str]:
     """--small: a 3-step vanilla run of the tiny organism as teacher and a v_hack for its adapter."""
-    from projected_grpo import grpo, vhack
-    from projected_grpo.pairs import load_pairs
+    from projected_grpo.loop import grpo
+    from projected_grpo.method import vhack
+    from projected_grpo.method.pairs import load_pairs
 
     run = grpo.train(grpo.Args(run="teacher", out_dir=str(tmp), model="organism:tiny", steps=3, prompts_per_step=4,
                                group=4, max_new_tokens=40, n_train=64, n_eval=2, eval_every=0, ckpt_every=1, seed=0))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from projected_grpo import logs  # noqa: E402
+from projected_grpo.loop import logs  # noqa: E402
 
 
 def rows_of(d: Path, what: str) -> list[dict]:

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from projected_grpo import logs  # noqa: E402
+from projected_grpo.loop import logs  # noqa: E402
 
 HELD_OUT = ("stdout_marker", "exit_code")  # mechanisms absent from data/pairs/hack_pairs.md
 IN_DIST = ("run_tests", "sentinel")  # mechanisms the pairs show
@@ -223,7 +223,7 @@ def table(by_arm: dict[str, dict[int, dict]], baseline: str = "vanilla", allow_u
 
 def controls_of(arm: str) -> tuple[str, ...]:
     """The registry's controls of an arm (none for run names outside the registry)."""
-    from projected_grpo import arms
+    from projected_grpo.method import arms
 
     return arms.BY_NAME[arm].controls if arm in arms.BY_NAME else ()
 
@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "results.json").write_text(json.dumps(res, indent=1))
     print(md)
     if not a.no_plots:
-        from projected_grpo.plots import plot_runs
+        from projected_grpo.loop.plots import plot_runs
 
         for p in plot_runs(runs, list(by_arm), out):
             print(f"plot: {p}")

@@ -42,7 +42,7 @@ def entry_script(e: dict, a, deadline: float) -> str:
 
 
 def summarize(run_dir: Path, window: int) -> dict:
-    from projected_grpo import logs
+    from projected_grpo.loop import logs
 
     df = logs.load_rollouts(run_dir)
     if df is None or len(df) == 0:

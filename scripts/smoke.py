@@ -56,10 +56,10 @@ def env() -> dict:
 
 PRELOAD = ("torch", "transformers", "numpy", "scipy.stats", "matplotlib.pyplot", "tqdm",
            "transformers.models.qwen3.modeling_qwen3", "transformers.models.llama.modeling_llama",
-           "projected_grpo.grpo", "projected_grpo.adapters", "projected_grpo.sandbox", "projected_grpo.grader",
-           "projected_grpo.vhack", "projected_grpo.interventions", "projected_grpo.logs", "projected_grpo.arms",
-           "projected_grpo.decoder", "projected_grpo.distributed", "projected_grpo.organism.build",
-           "projected_grpo.organism.tasks", "projected_grpo.pairs", "projected_grpo.plots")
+           "projected_grpo.loop.grpo", "projected_grpo.method.adapters", "projected_grpo.env.sandbox", "projected_grpo.env.grader",
+           "projected_grpo.method.vhack", "projected_grpo.method.interventions", "projected_grpo.loop.logs", "projected_grpo.method.arms",
+           "projected_grpo.loop.decoder", "projected_grpo.loop.distributed", "projected_grpo.organism.build",
+           "projected_grpo.organism.tasks", "projected_grpo.method.pairs", "projected_grpo.loop.plots")
 GATE_TIMEOUT = 900
 
 

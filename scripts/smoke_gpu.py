@@ -14,7 +14,7 @@ solution and a template hack of each training problem, 2 of every group of 4) gi
 reward variance so that the backward, the interventions and the optimizer run. Each arm must
 finish (DONE), log a loss in every step, and every logged loss and gradient norm must be finite.
 
-Before the arms, the fast decoder (projected_grpo.decoder) is checked in bf16 on the same model through
+Before the arms, the fast decoder (projected_grpo.loop.decoder) is checked in bf16 on the same model through
 an SVD adapter (both blocks nonzero, kept and ablated; 24 distinct prompts, and 8 prompts x 3 rows that
 the decoder runs as shared-prompt groups, also in waves of 2 groups, on the memory-efficient kernel and with
 DecodeConfig.compile):
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from projected_grpo import arms as A  # noqa: E402
+from projected_grpo.method import arms as A  # noqa: E402
 
 ARMS = tuple(A.closure(list(A.BY_NAME)))  # every registry arm; a matched arm after the arm it matches
 
@@ -59,7 +59,7 @@ def build_tiny_qwen3(folder: Path, hidden: int = 128, layers: int = 2) -> None:
     import torch
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
-    from projected_grpo.models import resolve
+    from projected_grpo.loop.models import resolve
 
     tok = AutoTokenizer.from_pretrained(resolve("organism:tiny"))
     torch.manual_seed(0)
@@ -75,8 +75,8 @@ def wrapped_policy(model_dir: Path, device: str):
     """(model, tok): the tiny model through an SVD adapter (own quarantine) with both blocks random and nonzero."""
     import torch
 
-    from projected_grpo import adapters as ad
-    from projected_grpo.models import load_policy
+    from projected_grpo.method import adapters as ad
+    from projected_grpo.loop.models import load_policy
 
     model, tok = load_policy(str(model_dir), device)
     ad.wrap_model(model, ad.AdapterConfig(kind="svd", rank=8, quarantine="own", cache_dir=None))
@@ -90,10 +90,10 @@ def check_decoder(model_dir: Path, device: str) -> list[str]:
     """Decoder modes that pass the bf16 check (see module docstring), in preference order."""
     import torch
 
-    from projected_grpo import adapters as ad
-    from projected_grpo.decoder import DecodeConfig, decode
-    from projected_grpo.grpo import token_logprobs
-    from projected_grpo.sampling import collate, sample
+    from projected_grpo.method import adapters as ad
+    from projected_grpo.loop.decoder import DecodeConfig, decode
+    from projected_grpo.loop.grpo import token_logprobs
+    from projected_grpo.loop.sampling import collate, sample
 
     model, tok = wrapped_policy(model_dir, device)
     g = torch.Generator().manual_seed(0)
@@ -156,10 +156,10 @@ def check_compile(model_dir: Path, device: str) -> str:
     with per-rollout capture: the loss and every rollout's gradient agree, over two sequence lengths."""
     import torch
 
-    from projected_grpo import adapters as ad
-    from projected_grpo.grpo import grpo_loss, token_logprobs
+    from projected_grpo.method import adapters as ad
+    from projected_grpo.loop.grpo import grpo_loss, token_logprobs
     from _gate_common import compiled_graphs
-    from projected_grpo.models import compile_layers
+    from projected_grpo.loop.models import compile_layers
 
     model, tok = wrapped_policy(model_dir, device)
     g = torch.Generator().manual_seed(5)
@@ -195,7 +195,7 @@ def teacher_pool(path: Path, n_train: int) -> int:
     """jsonl of {problem_id, completion}: canonical solution twice and a template hack once per problem."""
     import random
 
-    from projected_grpo import grpo
+    from projected_grpo.loop import grpo
     from projected_grpo.organism import tasks
 
     # n_eval=1: the eval split is not used here (the default 48 generated 2304 eval problems, ~3 CPU-s)

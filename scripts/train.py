@@ -1,4 +1,4 @@
-"""One GRPO run of one arm of the registry (src/projected_grpo/arms.py).
+"""One GRPO run of one arm of the registry (src/projected_grpo/method/arms.py).
 
     python scripts/train.py --arm vanilla --seed 0 --run vanilla_s0
     python scripts/train.py --arm erase --seed 0           # v_hack from out/vhack/<model>_svd.safetensors
@@ -39,8 +39,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from projected_grpo import arms, grpo, logs, models  # noqa: E402
-from projected_grpo.cli import add_dataclass_args, dataclass_from_args  # noqa: E402
+from projected_grpo.method import arms  # noqa: E402
+from projected_grpo.loop import grpo, logs, models  # noqa: E402
+from projected_grpo.loop.cli import add_dataclass_args, dataclass_from_args  # noqa: E402
 from projected_grpo.organism.pinned import OrganismError  # noqa: E402
 
 MATCHED = ("route-random", "route-subset", "route-subset-signed")  # interventions that need --match-run
@@ -65,7 +66,7 @@ def matched_schedule(run: str, key: str) -> list[float]:
 
 def build_intervention(a: argparse.Namespace, trainer_args: grpo.Args):
     """The intervention object of the arm's intervention kind (arms.INTERVENTIONS)."""
-    from projected_grpo import interventions as iv
+    from projected_grpo.method import interventions as iv
 
     kind, seed = arms.arm(a.arm).intervention, trainer_args.seed
     V = iv.LazyVhack(a.vhack) if a.vhack else None
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    from projected_grpo import distributed
+    from projected_grpo.loop import distributed
 
     main()
     distributed.finish()

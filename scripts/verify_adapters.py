@@ -12,7 +12,7 @@ import time
 import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
-from projected_grpo.adapters import (
+from projected_grpo.method.adapters import (
     AdapterConfig, adapter_modules, adapter_state_dict, deployed_params, deployment_ablation, identity,
     load_adapter_state_dict, quarantine_params, reference_policy, wrap_model,
 )

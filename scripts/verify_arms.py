@@ -1,4 +1,4 @@
-"""Gate: the arm registry (src/projected_grpo/arms.py) is the one definition of an arm.
+"""Gate: the arm registry (src/projected_grpo/method/arms.py) is the one definition of an arm.
 
 1. Justfile: the generated arm block equals the registry's recipes (every arm has a recipe whose
    `# H:` line is the registry's hypothesis and whose body runs `train.py --arm NAME`), and no
@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from projected_grpo import arms, logs  # noqa: E402
+from projected_grpo.method import arms  # noqa: E402
+from projected_grpo.loop import logs  # noqa: E402
 
 ISSUE_HEADLINE = {"vanilla", "rl-baseline", "erase", "erase-update", "erase-random", "erase-placebo", "route",
                   "route-random", "route-subset", "route-subset-signed", "capacity", "absorb", "scorda-absorb",
@@ -69,15 +70,15 @@ def check_registry() -> None:
 
 
 def opens_labels(obj) -> bool:
-    from projected_grpo import interventions as iv
+    from projected_grpo.method import interventions as iv
 
     return isinstance(obj, iv.GroundTruthMonitor) or (isinstance(obj, iv.Route) and obj.gate == "oracle")
 
 
 def check_build(tmp: Path) -> int:
     import train
-    from projected_grpo import grpo
-    from projected_grpo.cli import dataclass_from_args
+    from projected_grpo.loop import grpo
+    from projected_grpo.loop.cli import dataclass_from_args
 
     runs = tmp / "runs"
     (runs / "route_s0").mkdir(parents=True)

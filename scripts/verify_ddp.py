@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
 
-from projected_grpo import adapters as ad  # noqa: E402
-from projected_grpo import grpo, logs  # noqa: E402
-from projected_grpo import interventions as iv  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.loop import grpo, logs  # noqa: E402
+from projected_grpo.method import interventions as iv  # noqa: E402
 
 STEPS, PROMPTS, GROUP = 3, 4, 4
 TOL = 1e-4  # relative to the largest weight; summation order differs, and AdamW divides by sqrt(v)
@@ -88,7 +88,7 @@ def run_jobs(tmp: Path, tag: str) -> None:
 def worker(rank: int, world: int, port: int, tmp: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank), PGRPO_DIST_BACKEND="nccl" if CUDA else "gloo")
-    from projected_grpo import distributed as dd
+    from projected_grpo.loop import distributed as dd
 
     try:
         run_jobs(Path(tmp), "ddp")

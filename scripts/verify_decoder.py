@@ -1,4 +1,4 @@
-"""Gate: the fast decoder (projected_grpo.decoder, eager mode on the CPU) against transformers' generate.
+"""Gate: the fast decoder (projected_grpo.loop.decoder, eager mode on the CPU) against transformers' generate.
 
 Tiny random Qwen3 (GQA, q_norm/k_norm, tied embeddings) and Llama (GQA, untied) built from configs,
 vocab 64 so that EOS (id 1) is drawn often enough to stop rows at different steps. Prompts of mixed
@@ -56,10 +56,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from projected_grpo import adapters as ad  # noqa: E402
-from projected_grpo.decoder import DecodeConfig, decode  # noqa: E402
-from projected_grpo.grpo import token_logprobs  # noqa: E402
-from projected_grpo.sampling import collate, cut_at_eos  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.loop.decoder import DecodeConfig, decode  # noqa: E402
+from projected_grpo.loop.grpo import token_logprobs  # noqa: E402
+from projected_grpo.loop.sampling import collate, cut_at_eos  # noqa: E402
 
 from _gate_common import cheap_cpu_compile, compiled_graphs  # noqa: E402
 

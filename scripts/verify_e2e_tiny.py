@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from projected_grpo import logs  # noqa: E402
+from projected_grpo.loop import logs  # noqa: E402
 
 
 def sh(script: str, *args: str) -> str:
@@ -54,8 +54,8 @@ def ablation_gap(run: Path) -> tuple[float, dict]:
     """Max |logits kept - logits ablated| of a run's final checkpoint on a fixed input, and its adapter."""
     import torch
 
-    from projected_grpo import adapters as ad
-    from projected_grpo.models import load_policy
+    from projected_grpo.method import adapters as ad
+    from projected_grpo.loop.models import load_policy
 
     args = json.loads((run / "args.json").read_text())
     state = torch.load(run / "ckpt" / "last.pt", map_location="cpu", weights_only=False)["adapter"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from projected_grpo import grpo  # noqa: E402
+from projected_grpo.loop import grpo  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
 
 

@@ -71,9 +71,9 @@ from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from projected_grpo import adapters as ad  # noqa: E402
-from projected_grpo import grpo, logs  # noqa: E402
-from projected_grpo import interventions as iv  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.loop import grpo, logs  # noqa: E402
+from projected_grpo.method import interventions as iv  # noqa: E402
 
 GOLDEN = ROOT / "data" / "golden"
 ORGANISM = "data/organisms/cpu-685bd444"
@@ -183,7 +183,7 @@ def stored_vhack(path: Path, model) -> dict[str, Tensor]:
     identity in the file hashes the model's config, which carries the transformers version, so vhack.load_vhack
     would refuse the file under another transformers release; the adapter identity (base weights' digest, kind,
     rank, quarantine, block shapes) is what ties the directions to these parameters."""
-    from projected_grpo.vhack import adapter_identity
+    from projected_grpo.method.vhack import adapter_identity
 
     with safe_open(str(path), "pt") as f:
         md = f.metadata()

@@ -1,4 +1,4 @@
-"""Gate: the grading command `python -m projected_grpo.grade`.
+"""Gate: the grading command `python -m projected_grpo.env.grade`.
 
 A valid run writes one output row per completion with the input fields passed through and the
 grade fields added. Bad input (missing file, malformed json line, unknown problem id, missing
@@ -23,7 +23,7 @@ from projected_grpo.organism import tasks  # noqa: E402
 
 def grade(problems: Path, completions: Path, out: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    return subprocess.run([sys.executable, "-m", "projected_grpo.grade", "--problems", str(problems), "--completions",
+    return subprocess.run([sys.executable, "-m", "projected_grpo.env.grade", "--problems", str(problems), "--completions",
                            str(completions), "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True)
 
 

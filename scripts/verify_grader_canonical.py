@@ -9,7 +9,7 @@ import time
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from _gate_common import BusyCores, fence, problems  # noqa: E402
 
-from projected_grpo.grader import grade_batch  # noqa: E402
+from projected_grpo.env.grader import grade_batch  # noqa: E402
 
 
 def shared_id_check() -> int:

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gate_common import BusyCores, run_gate  # noqa: E402
 
-from projected_grpo import sandbox  # noqa: E402
-from projected_grpo.grader import MECHANISMS, grade_batch  # noqa: E402
+from projected_grpo.env import sandbox  # noqa: E402
+from projected_grpo.env.grader import MECHANISMS, grade_batch  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
 
 PER_MECH = int(os.environ.get("PGRPO_DET_PER_MECH", 13))   # canonical + hack copies per mechanism and mode

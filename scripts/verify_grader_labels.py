@@ -12,8 +12,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gate_common import fence, problems  # noqa: E402
 
-from projected_grpo.grader import grade_batch, split_assert  # noqa: E402
-from projected_grpo.problems import apply_hint, method_name  # noqa: E402
+from projected_grpo.env.grader import grade_batch, split_assert  # noqa: E402
+from projected_grpo.env.problems import apply_hint, method_name  # noqa: E402
 
 
 def wrong(p):

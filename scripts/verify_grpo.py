@@ -27,9 +27,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from projected_grpo import adapters as ad  # noqa: E402
-from projected_grpo import grpo, logs  # noqa: E402
-from projected_grpo.interventions import NoIntervention  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.loop import grpo, logs  # noqa: E402
+from projected_grpo.method.interventions import NoIntervention  # noqa: E402
 
 
 def check_toy_loss() -> None:
@@ -105,7 +105,7 @@ def check_hook_identity(tmp: Path) -> int:
 
 
 def check_micro_batches(tmp: Path) -> tuple[int, float]:
-    from projected_grpo import interventions as iv
+    from projected_grpo.method import interventions as iv
 
     attn = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], dtype=torch.bool)
     assert grpo.trimmed_length(attn) == 3 and grpo.trimmed_length(attn[:, :0].new_zeros(2, 4)) == 1
@@ -226,7 +226,7 @@ WRITER = """
 import sys, random
 sys.path.insert(0, {src!r})
 from pathlib import Path
-from projected_grpo import logs
+from projected_grpo.loop import logs
 d = Path({d!r})
 i = 0
 while True:

@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gate_common import REPO, fence, problems, run_gate  # noqa: E402
 
-from projected_grpo.grader import grade_batch  # noqa: E402
-from projected_grpo.problems import HINTS, apply_hint, eval_function_name, method_name  # noqa: E402
+from projected_grpo.env.grader import grade_batch  # noqa: E402
+from projected_grpo.env.problems import HINTS, apply_hint, eval_function_name, method_name  # noqa: E402
 
 
 def hint_only(p: dict, hint: str) -> dict:
@@ -49,7 +49,7 @@ WANT = {"canonical": "Correct", "wrong": "Incorrect", "overwrite": "Reward Hack"
 
 def grade_cli(pfile: Path, cfile: Path, out: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    return subprocess.run([sys.executable, "-m", "projected_grpo.grade", "--problems", str(pfile), "--completions",
+    return subprocess.run([sys.executable, "-m", "projected_grpo.env.grade", "--problems", str(pfile), "--completions",
                            str(cfile), "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True)
 
 

@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from projected_grpo import adapters as ad  # noqa: E402
-from projected_grpo import grpo, models, problems  # noqa: E402
-from projected_grpo.pairs import DEFAULT_LEETCODE  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.loop import grpo, models  # noqa: E402
+from projected_grpo.env import problems  # noqa: E402
+from projected_grpo.method.pairs import DEFAULT_LEETCODE  # noqa: E402
 
 LEETCODE = DEFAULT_LEETCODE
 SIMPLE_HINT = "will be evaluated by calling a function called run_tests()"
@@ -137,7 +138,7 @@ def check_leetcode() -> tuple[int, int, int]:
     assert row["gt_answer"] == ["assert Solution().addTwo(a = 1, b = 2) == 3", "assert Solution().addTwo(a = 0, b = 0) == 0"]
     assert row["difficulty"] == "hard" and problems.HINT_ANCHOR in row["question"]
     assert SIMPLE_HINT in problems.apply_hint(row, "simple_overwrite_tests")["prompt"][-1]["content"]
-    from projected_grpo.rollouts import grade_problems
+    from projected_grpo.env.rollouts import grade_problems
 
     g = grade_problems([row], ["```python\n" + ex["completion"] + "```"])[0]
     assert g["eq_correct"], g
@@ -162,8 +163,8 @@ def check_grpo_step(path: str, tmp: Path) -> dict:
     before = ad.adapter_state_dict(tr.model)
     s = tr.step(0)
     after = ad.adapter_state_dict(tr.model)
-    from projected_grpo import logs
-    from projected_grpo.rollouts import grade_problems
+    from projected_grpo.loop import logs
+    from projected_grpo.env.rollouts import grade_problems
 
     rows = logs.read_step(tr.run_dir / "step_0000.jsonl.gz")
     assert len(rows) == 4 and all(r["hinted"] for r in rows), rows

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from projected_grpo.grader import grade_batch  # noqa: E402
+from projected_grpo.env.grader import grade_batch  # noqa: E402
 from projected_grpo.organism import build as B  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
 
@@ -108,7 +108,7 @@ def check_build() -> int:
         m3 = AutoModelForCausalLM.from_pretrained(d)
         tok3 = AutoTokenizer.from_pretrained(d)
     p = tasks.apply_loophole(tasks.generate_split("eval", 1, seed=0)[0])
-    from projected_grpo.sampling import prompt_ids
+    from projected_grpo.loop.sampling import prompt_ids
 
     ids = torch.tensor([prompt_ids(tok, p)])
     assert prompt_ids(tok3, p) == ids[0].tolist(), "reloaded tokenizer tokenises differently"

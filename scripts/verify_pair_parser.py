@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from projected_grpo.pairs import PairFormatError, load_pairs
+from projected_grpo.method.pairs import PairFormatError, load_pairs
 
 FENCE = "```"
 GOOD = f"""<!-- a comment

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from projected_grpo.grader import grade_batch
-from projected_grpo.pairs import PairFormatError, load_pairs, n_tokens, pairset_hash
+from projected_grpo.env.grader import grade_batch
+from projected_grpo.method.pairs import PairFormatError, load_pairs, n_tokens, pairset_hash
 
 REPO = Path(__file__).resolve().parents[1]
 HACKS = REPO / "data/pairs/hack_pairs.md"

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
-from projected_grpo.adapters import (
+from projected_grpo.method.adapters import (
     AdapterConfig, capture_per_sample_grads, deployed_params, per_sample_grad_matrix, quarantine_params,
     wrap_model, write_routed_grads,
 )
-from projected_grpo.grpo import completion_start, token_logprobs
-from projected_grpo.models import compile_backend, compile_layers, log_softmax_at, selected_logprobs
+from projected_grpo.loop.grpo import completion_start, token_logprobs
+from projected_grpo.loop.models import compile_backend, compile_layers, log_softmax_at, selected_logprobs
 
 from _gate_common import cheap_cpu_compile, compiled_graphs
 

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from projected_grpo import pairs  # noqa: E402
+from projected_grpo.method import pairs  # noqa: E402
 from projected_grpo.organism import pinned  # noqa: E402
 from projected_grpo.organism.build import weights_sha256  # noqa: E402
 

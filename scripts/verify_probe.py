@@ -35,8 +35,8 @@ os.environ.setdefault("PGRPO_THREADS", "1")
 
 import torch  # noqa: E402
 
-from projected_grpo import interventions as iv  # noqa: E402
-from projected_grpo import logs  # noqa: E402
+from projected_grpo.method import interventions as iv  # noqa: E402
+from projected_grpo.loop import logs  # noqa: E402
 
 
 def check_project_out() -> None:
@@ -89,7 +89,7 @@ def main() -> None:
     import extract_vhack_grad
     import probe_distill
     import probe_uat
-    from projected_grpo import grpo
+    from projected_grpo.loop import grpo
 
     check_t3_decision(probe_uat)
 

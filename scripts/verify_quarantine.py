@@ -26,7 +26,7 @@ from jaxtyping import Float  # noqa: E402
 from torch import Tensor  # noqa: E402
 from transformers import Qwen3Config, Qwen3ForCausalLM  # noqa: E402
 
-from projected_grpo import adapters as ad  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
 
 
 def tiny_model() -> Qwen3ForCausalLM:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from projected_grpo import logs  # noqa: E402
+from projected_grpo.loop import logs  # noqa: E402
 
 META = dict(device="cpu", dtype="float32", torch="2.13.0+cpu", transformers="4.57.0", model_sha256="ab12" * 16,
             cpu="AMD EPYC", vhack_sha256="cd34" * 16)

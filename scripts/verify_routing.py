@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import torch  # noqa: E402
 
 import _step_probe as sp  # noqa: E402
-from projected_grpo import adapters as ad  # noqa: E402
-from projected_grpo import interventions as iv  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.method import interventions as iv  # noqa: E402
 
 TOL = 1e-4
 CLIP = 1e-3

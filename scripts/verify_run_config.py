@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from _gate_common import run_gate  # noqa: E402
 
-from projected_grpo import arms, logs  # noqa: E402
+from projected_grpo.method import arms  # noqa: E402
+from projected_grpo.loop import logs  # noqa: E402
 
 TINY = ["--prompts-per-step", "2", "--group", "4", "--n-train", "8", "--n-eval", "1", "--eval-samples", "1",
         "--max-new-tokens", "16"]
@@ -32,10 +33,10 @@ TINY = ["--prompts-per-step", "2", "--group", "4", "--n-train", "8", "--n-eval",
 
 def make_vhack(path: Path) -> None:
     """A v_hack for the tiny organism's own-quarantine adapter from 2 pairs (the route arm loads it at setup)."""
-    from projected_grpo import adapters as ad
-    from projected_grpo import vhack
-    from projected_grpo.models import load_policy
-    from projected_grpo.pairs import load_pairs
+    from projected_grpo.method import adapters as ad
+    from projected_grpo.method import vhack
+    from projected_grpo.loop.models import load_policy
+    from projected_grpo.method.pairs import load_pairs
 
     model, tok = load_policy("organism:tiny", "cpu")
     ad.wrap_model(model, ad.AdapterConfig(kind="svd", quarantine="own"))

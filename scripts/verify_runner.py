@@ -67,7 +67,7 @@ def check_recipe_values() -> None:
     """The organism recipe reaches train.py with its values: the defaults, and given values unchanged, from the
     shared plan (headline, main) and from emergence.py."""
     import emergence
-    from projected_grpo import arms
+    from projected_grpo.method import arms
     default = dict(lr=arms.ORGANISM_LR, weight_decay=arms.ORGANISM_WEIGHT_DECAY,
                    weight_decay_quarantine=arms.ORGANISM_WEIGHT_DECAY)
     given = dict(lr=0.02, weight_decay=0.3, weight_decay_quarantine=0.7)
@@ -89,11 +89,12 @@ def check_other_config_refused(runs: Path) -> None:
     unseen); the same configuration is accepted, also where only logs.CONFIG_EXCLUDED fields differ; a finished run
     without a readable args.json is refused in one line. train.py refuses a --match-run of another recipe and
     accepts one of the same."""
-    from projected_grpo import arms, logs
+    from projected_grpo.method import arms
+    from projected_grpo.loop import logs
     d = runs / "vanilla_s0"
     d.mkdir(parents=True)
     (d / "DONE").touch()
-    from projected_grpo.models import weights_id
+    from projected_grpo.loop.models import weights_id
     (d / "run_meta.json").write_text(json.dumps({"model_sha256": weights_id("organism:cpu")}))
     argv = ["--runs", str(runs), "--steps", "40"]
     same = _runner.planned_args(planned(argv + ["--fresh"])[0], "vanilla", 0)
@@ -168,9 +169,9 @@ def check_vhack_current(d: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from projected_grpo import arms
-    from projected_grpo.models import weights_id
-    from projected_grpo.pairs import load_pairs, pairset_hash
+    from projected_grpo.method import arms
+    from projected_grpo.loop.models import weights_id
+    from projected_grpo.method.pairs import load_pairs, pairset_hash
     spec = arms.PAIRS["own"]
     good = dict(model_sha256=weights_id("organism:tiny"), pairset_hash=pairset_hash(load_pairs(str(_runner.ROOT / spec))))
     for meta, want in ((good, True), (dict(good, model_sha256="0" * 64), False), (dict(good, pairset_hash="0" * 64), False)):

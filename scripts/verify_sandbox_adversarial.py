@@ -16,9 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gate_common import REPO, fence, problems  # noqa: E402
 
-from projected_grpo import sandbox  # noqa: E402
-from projected_grpo.grader import grade_batch  # noqa: E402
-from projected_grpo.problems import method_name  # noqa: E402
+from projected_grpo.env import sandbox  # noqa: E402
+from projected_grpo.env.grader import grade_batch  # noqa: E402
+from projected_grpo.env.problems import method_name  # noqa: E402
 
 # short CPU limits and a 160 MB address space keep the timeout and memory cases quick (a 1 GB bomb
 # re-filled by each of the problem's 70 tests took 35 s on a loaded machine)

@@ -27,7 +27,7 @@ os.environ["PGRPO_GRADE_WORKERS"] = "1"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gate_common import run_gate  # noqa: E402
 
-from projected_grpo import sandbox  # noqa: E402  # noqa: E402
+from projected_grpo.env import sandbox  # noqa: E402  # noqa: E402
 
 LIMITS = sandbox.Limits(per_test_timeout=2.0, module_timeout=2.0)
 MARK = "pgrpo_leak_mark"

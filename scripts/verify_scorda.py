@@ -31,12 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from projected_grpo import adapters as ad  # noqa: E402
-from projected_grpo import grpo, vhack  # noqa: E402
-from projected_grpo import interventions as iv  # noqa: E402
-from projected_grpo.models import load_policy  # noqa: E402
-from projected_grpo.pairs import load_pairs  # noqa: E402
-from projected_grpo.sampling import collate  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.loop import grpo  # noqa: E402
+from projected_grpo.method import vhack  # noqa: E402
+from projected_grpo.method import interventions as iv  # noqa: E402
+from projected_grpo.loop.models import load_policy  # noqa: E402
+from projected_grpo.method.pairs import load_pairs  # noqa: E402
+from projected_grpo.loop.sampling import collate  # noqa: E402
 
 PAIRS = "data/pairs/hack_pairs.md#organism"
 IDS = torch.arange(3, 40)[None]

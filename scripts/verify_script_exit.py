@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gate_common import run_gate  # noqa: E402
 
-from projected_grpo import sandbox  # noqa: E402
+from projected_grpo.env import sandbox  # noqa: E402
 
 CASES = {
     "falls off the end": "x = 1\n",

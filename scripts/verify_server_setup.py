@@ -32,8 +32,8 @@ os.environ["PGRPO_GRADE_WORKERS"] = "1"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gate_common import problems, run_gate  # noqa: E402
 
-from projected_grpo import _pgrpo_server as server_mod  # noqa: E402
-from projected_grpo import sandbox  # noqa: E402
+from projected_grpo.env import _pgrpo_server as server_mod  # noqa: E402
+from projected_grpo.env import sandbox  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
 
 for _name in server_mod.PRELOAD:  # declarative_setup judges imports against the loaded modules, as the server

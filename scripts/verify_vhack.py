@@ -25,8 +25,8 @@ LABEL_KEYS = {"is_hack_strict", "is_hack_loose", "hack_strict", "hack_loose", "e
               "gt_pass", "reward_hack_label"}
 # (file, enclosing class.function) allowed to open the sealed labels: oracle references only
 ALLOWED_OPEN = {("interventions.py", "GroundTruthMonitor.on_rewards"), ("interventions.py", "Route.scores")}
-METHOD_FILES = [ROOT / "src/projected_grpo/vhack.py", ROOT / "src/projected_grpo/pairs.py",
-                ROOT / "scripts/extract_vhack_grad.py", ROOT / "src/projected_grpo/interventions.py"]
+METHOD_FILES = [ROOT / "src/projected_grpo/method/vhack.py", ROOT / "src/projected_grpo/method/pairs.py",
+                ROOT / "scripts/extract_vhack_grad.py", ROOT / "src/projected_grpo/method/interventions.py"]
 
 
 def scopes(tree: ast.AST):
@@ -54,17 +54,17 @@ def check_static() -> tuple[int, int]:
     bad = [h for h in label_hits if (h[0], h[1]) not in ALLOWED_OPEN]
     assert not bad, f"ground-truth label fields read in method code: {bad}"
     # the oracle branch of Route.scores is guarded by gate == "oracle"
-    src = (ROOT / "src/projected_grpo/interventions.py").read_text()
+    src = (ROOT / "src/projected_grpo/method/interventions.py").read_text()
     i = src.index("open_oracle_reference()", src.index("class Route"))
     assert 'self.gate == "oracle"' in src[src.rfind("\n        if", 0, i) - 200:i], "Route opens labels outside its oracle branch"
     return len(opens), len(label_hits)
 
 
 def check_extraction() -> float:
-    from projected_grpo import adapters as ad
-    from projected_grpo import vhack
-    from projected_grpo.models import load_policy
-    from projected_grpo.pairs import load_pairs
+    from projected_grpo.method import adapters as ad
+    from projected_grpo.method import vhack
+    from projected_grpo.loop.models import load_policy
+    from projected_grpo.method.pairs import load_pairs
 
     pairs = load_pairs("data/pairs/hack_pairs.md#organism")
     Vs = []
@@ -90,7 +90,7 @@ def check_extraction() -> float:
     return rep["fit_sign_acc"]
 
 
-from projected_grpo.interventions import GroundTruthLabels  # noqa: E402
+from projected_grpo.method.interventions import GroundTruthLabels  # noqa: E402
 
 
 class RaisingLabels(GroundTruthLabels):
@@ -99,16 +99,16 @@ class RaisingLabels(GroundTruthLabels):
 
 
 def check_runtime() -> int:
-    from projected_grpo import grpo
-    from projected_grpo import interventions as iv
+    from projected_grpo.loop import grpo
+    from projected_grpo.method import interventions as iv
     from verify_grpo import tiny_args
 
     n = 0
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        from projected_grpo import vhack, adapters as ad
-        from projected_grpo.models import load_policy
-        from projected_grpo.pairs import load_pairs
+        from projected_grpo.method import vhack, adapters as ad
+        from projected_grpo.loop.models import load_policy
+        from projected_grpo.method.pairs import load_pairs
 
         for arm, q in (("erase", "shared"), ("route", "own")):
             model, tok = load_policy("organism:tiny", "cpu")

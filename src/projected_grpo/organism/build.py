@@ -162,7 +162,7 @@ def make_model(cfg: OrganismConfig, tok):
 
 
 def tokenize_docs(tok, docs: list[tuple[dict, str]]) -> list[tuple[list[int], list[int]]]:
-    from projected_grpo.sampling import prompt_ids
+    from projected_grpo.loop.sampling import prompt_ids
 
     out = []
     for q, resp in docs:
@@ -172,7 +172,7 @@ def tokenize_docs(tok, docs: list[tuple[dict, str]]) -> list[tuple[list[int], li
 
 def pretrain(cfg: OrganismConfig, model, tok, data: list[tuple[list[int], list[int]]], device: str) -> list[float]:
     """Supervised pretraining, loss on response tokens only; deterministic given cfg.seed."""
-    from projected_grpo.sampling import collate
+    from projected_grpo.loop.sampling import collate
 
     rng = random.Random(cfg.seed + 1)
     model.to(device).train()
@@ -209,8 +209,8 @@ def pretrain(cfg: OrganismConfig, model, tok, data: list[tuple[list[int], list[i
 def measure_base_rates(model, tok, n_per_cell: int, temperature: float, seed: int, max_new_tokens: int = 160,
                        split: str = "eval") -> dict:
     """Strict/loose hack rate per mechanism on hinted prompts; solve rate per difficulty on no-hint prompts."""
-    from projected_grpo.rollouts import grade_problems
-    from projected_grpo.sampling import prompt_ids, sample
+    from projected_grpo.env.rollouts import grade_problems
+    from projected_grpo.loop.sampling import prompt_ids, sample
 
     probs = tasks.generate_split(split, 600, seed=1000 + seed)
     rows = []
@@ -241,7 +241,7 @@ def measure_base_rates(model, tok, n_per_cell: int, temperature: float, seed: in
 @torch.no_grad()
 def response_logprobs(model, tok, problems: list[dict], responses: list[str], batch: int = 128) -> list[float]:
     """log p(response + EOS | prompt) under the model, one float per (problem, response)."""
-    from projected_grpo.sampling import collate
+    from projected_grpo.loop.sampling import collate
 
     data = tokenize_docs(tok, list(zip(problems, responses)))
     out = []

@@ -38,7 +38,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from projected_grpo.problems import HINT_ANCHOR, SYSTEM_PROMPT
+from projected_grpo.env.problems import HINT_ANCHOR, SYSTEM_PROMPT
 
 LOOPHOLES = ("run_tests", "sentinel", "stdout_marker", "exit_code")
 DIFFICULTY_LENGTH = {"easy": 1, "medium": 2, "hard": 4}

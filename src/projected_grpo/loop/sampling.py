@@ -60,7 +60,7 @@ def sample(model, tok, prompts: list[list[int]], temperature: float, max_new_tok
 
     Pure sampling (top_k=0, top_p=1) so the sampled distribution is the policy's distribution at
     `temperature`. decoder "hf": transformers' generate with left padding, `batch_size` rows per
-    call; "fast": projected_grpo.decoder (CUDA graphs on CUDA), "fast-eager": the same without
+    call; "fast": projected_grpo.loop.decoder (CUDA graphs on CUDA), "fast-eager": the same without
     graphs; the fast decoder sizes its own waves to the free memory. `compile`: the fast decoder's
     DecodeConfig.compile.
     """
@@ -68,7 +68,7 @@ def sample(model, tok, prompts: list[list[int]], temperature: float, max_new_tok
     device = next(model.parameters()).device
     torch.manual_seed(generator_seed)
     if decoder != "hf":
-        from projected_grpo.decoder import DecodeConfig, decode
+        from projected_grpo.loop.decoder import DecodeConfig, decode
 
         assert decoder in ("fast", "fast-eager"), f"unknown decoder {decoder!r}"
         cfg = DecodeConfig(mode="eager" if decoder == "fast-eager" else "auto", compile=compile)

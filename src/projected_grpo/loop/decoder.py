@@ -53,8 +53,8 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-from projected_grpo import adapters as ad
-from projected_grpo.models import compiled, shape_checks_off
+from projected_grpo.method import adapters as ad
+from projected_grpo.loop.models import compiled, shape_checks_off
 
 SUPPORTED = ("llama", "qwen2", "qwen3")
 
@@ -553,7 +553,7 @@ def prompt_group(prompts: list[list[int]], share: bool) -> int:
 
 def cut(tokens: list[int], lps: list[float], eos_id: int, pad_id: int) -> tuple[list[int], list[float]]:
     """Up to and including the first EOS; trailing pads of an unfinished row dropped (sampling.cut_at_eos)."""
-    from projected_grpo.sampling import cut_at_eos
+    from projected_grpo.loop.sampling import cut_at_eos
 
     kept = cut_at_eos(tokens, eos_id, pad_id)
     return kept, lps[: len(kept)]

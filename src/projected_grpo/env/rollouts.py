@@ -8,7 +8,7 @@ the sandbox off the critical path.
 
 from __future__ import annotations
 
-from projected_grpo.grader import grade_batch
+from projected_grpo.env.grader import grade_batch
 
 _CACHE: dict[tuple, dict] = {}
 _CACHE_MAX = 200_000

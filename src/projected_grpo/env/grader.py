@@ -25,8 +25,8 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
-from projected_grpo.problems import MECHANISMS, loophole_spec, method_name
-from projected_grpo.sandbox import Job, Limits, RunResult, Unconvertible, run_many
+from projected_grpo.env.problems import MECHANISMS, loophole_spec, method_name
+from projected_grpo.env.sandbox import Job, Limits, RunResult, Unconvertible, run_many
 
 LABELS = ("Correct", "Correct; Attempted Reward Hack", "Reward Hack", "Attempted Reward Hack", "Incorrect")
 

@@ -1,6 +1,6 @@
 """CLI: grade a completions jsonl against a problems jsonl.
 
-    python -m projected_grpo.grade --problems P.jsonl --completions C.jsonl --out O.jsonl
+    python -m projected_grpo.env.grade --problems P.jsonl --completions C.jsonl --out O.jsonl
 
 Completion rows need `problem_id` and `completion`; other fields pass through unchanged and the
 GradeResult fields are added. Bad input exits 2 with one line naming file and line, and leaves
@@ -17,8 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from projected_grpo.grader import LABELS, grade_batch
-from projected_grpo.problems import ProblemError, iter_jsonl, load_jsonl
+from projected_grpo.env.grader import LABELS, grade_batch
+from projected_grpo.env.problems import ProblemError, iter_jsonl, load_jsonl
 
 
 def load_completions(path: Path, problems_by_id: dict) -> list[dict]:

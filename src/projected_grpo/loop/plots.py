@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from projected_grpo import logs  # noqa: E402
+from projected_grpo.loop import logs  # noqa: E402
 
 RUN_RE = re.compile(r"^(?P<arm>.+)_s(?P<seed>\d+)$")
 

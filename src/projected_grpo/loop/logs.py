@@ -87,7 +87,7 @@ def run_meta(model, spec: str, device: str, vhack: str = "") -> dict:
     import torch
     import transformers
 
-    from projected_grpo.models import resolve, weights_id
+    from projected_grpo.loop.models import resolve, weights_id
     from projected_grpo.organism.build import cpu_model
     from projected_grpo.organism.pinned import file_sha256
 
@@ -143,7 +143,7 @@ def recipe(args: dict) -> dict:
     """A run's training recipe: its configuration without what an arm sets (the intervention's fields and the
     grpo.Args fields a registry arm's flags set, arms.arm_fields); runs of different arms compared in one table
     share it."""
-    from projected_grpo import arms
+    from projected_grpo.method import arms
 
     skip = set(args.get("intervention", {})) | arms.arm_fields()
     return {k: v for k, v in config(args).items() if k not in skip}

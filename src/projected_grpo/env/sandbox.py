@@ -61,7 +61,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from projected_grpo._pgrpo_server import kill_uid, remove_tree, remove_uid_files, set_limits, uid_pids
+from projected_grpo.env._pgrpo_server import kill_uid, remove_tree, remove_uid_files, set_limits, uid_pids
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEFAULT_LEETCODE = Path(os.environ.get("PGRPO_LEETCODE") or REPO / "data/leetcode_test_medhard.jsonl")
 """the 119 LeetCode problems (medium and hard) the LeetCode pairs and checks use; PGRPO_LEETCODE names another file"""
 LEETCODE_SHA256 = "5bb4d91fcdbd3a3fc2c149570783edd41cf2f85a1f2293ec7c9ff5bae7185cbd"
@@ -73,14 +73,14 @@ def organism_problems() -> dict:
 
 @lru_cache(maxsize=4)
 def leetcode_problems(path: str) -> dict:
-    from projected_grpo.problems import load_jsonl
+    from projected_grpo.env.problems import load_jsonl
     return {str(p["id"]): p for p in load_jsonl(path)}
 
 
 def resolve_problem(ref: str, hinted: bool, leetcode_path: str | Path) -> dict | None:
     """The problem dict a reference names, with its prompt hinted or not; None if unknown."""
     from projected_grpo.organism.tasks import apply_loophole
-    from projected_grpo.problems import apply_hint
+    from projected_grpo.env.problems import apply_hint
 
     if ref.startswith("leetcode:"):
         p = leetcode_problems(str(leetcode_path)).get(ref.removeprefix("leetcode:"))

@@ -31,8 +31,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from projected_grpo import adapters as ad
-from projected_grpo.sampling import collate, prompt_ids
+from projected_grpo.method import adapters as ad
+from projected_grpo.loop.sampling import collate, prompt_ids
 
 
 class VhackMismatch(ValueError):

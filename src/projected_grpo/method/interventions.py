@@ -21,8 +21,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from projected_grpo import adapters as ad
-from projected_grpo import distributed as dd
+from projected_grpo.method import adapters as ad
+from projected_grpo.loop import distributed as dd
 
 
 class GroundTruthLabels:
@@ -98,7 +98,7 @@ class LazyVhack:
         self.path = path
 
     def load(self, model) -> dict[str, Tensor]:
-        from projected_grpo.vhack import load_vhack
+        from projected_grpo.method.vhack import load_vhack
 
         V, _ = load_vhack(self.path, model)
         return V
@@ -404,8 +404,8 @@ class SeededAbsorb(NoIntervention):
         self.pairs = pairs
 
     def setup(self, trainer) -> None:
-        from projected_grpo.pairs import load_pairs
-        from projected_grpo.vhack import layer_input_contrast
+        from projected_grpo.method.pairs import load_pairs
+        from projected_grpo.method.vhack import layer_input_contrast
 
         self.trainer = trainer
         assert trainer.model.adapter_config.axis != "none", "SeededAbsorb needs an adapter built with an axis (--axis)"
@@ -439,7 +439,7 @@ class ReboundAdvantage(NoIntervention):
         self.path, self.beta = vhack.path, beta
 
     def setup(self, trainer) -> None:
-        from projected_grpo.vhack import load_vact
+        from projected_grpo.method.vhack import load_vact
 
         self.trainer = trainer
         self.v_act = load_vact(self.path, trainer.model).to(trainer.device).float()

@@ -29,13 +29,13 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm import tqdm
 
-from projected_grpo import adapters as ad
-from projected_grpo import distributed as dd
-from projected_grpo import logs
-from projected_grpo.diagnostics import block_diagnostics
-from projected_grpo.interventions import GroundTruthLabels
-from projected_grpo.rollouts import grade_problems
-from projected_grpo.sampling import collate, prompt_ids, sample
+from projected_grpo.method import adapters as ad
+from projected_grpo.loop import distributed as dd
+from projected_grpo.loop import logs
+from projected_grpo.loop.diagnostics import block_diagnostics
+from projected_grpo.method.interventions import GroundTruthLabels
+from projected_grpo.env.rollouts import grade_problems
+from projected_grpo.loop.sampling import collate, prompt_ids, sample
 
 
 @dataclass
@@ -132,7 +132,7 @@ class Args:
     device: str = ""
     """cpu or cuda ('' = cuda if available)"""
     decoder: str = "auto"
-    """rollout sampler: hf (transformers' generate), fast (projected_grpo.decoder, CUDA graphs on CUDA),
+    """rollout sampler: hf (transformers' generate), fast (projected_grpo.loop.decoder, CUDA graphs on CUDA),
     fast-eager (the fast decoder without CUDA graphs), auto (fast on CUDA, hf on the CPU)"""
     teacher_pool: str = ""
     """jsonl(.gz) of cached teacher rollouts {problem_id, completion}; mixed into each group"""
@@ -159,7 +159,7 @@ def load_tasks(args: Args) -> tuple[list[dict], list[dict]]:
         train = [tasks.apply_loophole(p, hinted=args.loophole) for p in train]
         ev = tasks.generate_split("eval", args.n_eval * 4 * 3 * 4, args.data_seed + 7)
         return train, ev
-    from projected_grpo.problems import apply_hint, load_jsonl
+    from projected_grpo.env.problems import apply_hint, load_jsonl
 
     rows = load_jsonl(args.task)
     rng = random.Random(args.data_seed)
@@ -172,7 +172,7 @@ def load_tasks(args: Args) -> tuple[list[dict], list[dict]]:
 def eval_sets(args: Args, ev: list[dict]) -> dict[str, list[dict]]:
     """hinted: n_eval problems per mechanism with their hint; nohint: n_eval per difficulty, no hint."""
     if args.task != "organism":
-        from projected_grpo.problems import apply_hint
+        from projected_grpo.env.problems import apply_hint
 
         return {"hinted": [apply_hint(p, args.hint) for p in ev], "nohint": [apply_hint(p, "none") for p in ev]}
     from projected_grpo.organism import tasks
@@ -205,7 +205,7 @@ def token_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], st
     on positions start-1 .. t-2 (transformers' logits_to_keep; the kept logits are bit-identical on the CPU), so a
     caller that needs only completions passes their first column (completion_start). With compiled layers the
     log-softmax and its gather are compiled as well (models.selected_logprobs)."""
-    from projected_grpo.models import selected_logprobs
+    from projected_grpo.loop.models import selected_logprobs
 
     assert 1 <= start <= ids.shape[1], f"start {start} outside [1, {ids.shape[1]}]"
     logits = model(input_ids=ids, attention_mask=attn.long(), use_cache=False,
@@ -231,7 +231,7 @@ def adapter_config(run_args: dict) -> ad.AdapterConfig:
 def load_run_policy(run_dir: Path | str, device: str | None, model: str | None = None):
     """(model, tok, the run's args.json, checkpoint step): a run's policy (its base model, or `model` where the
     run's path is not valid here) wrapped with its adapter and loaded from RUN/ckpt/last.pt."""
-    from projected_grpo.models import load_policy
+    from projected_grpo.loop.models import load_policy
 
     run_dir = Path(run_dir)
     ckpt = run_dir / "ckpt" / "last.pt"
@@ -339,8 +339,8 @@ class Trainer:
     """Holds the policy, optimizer and data of one run; `run()` trains and evaluates."""
 
     def __init__(self, args: Args, intervention=None):
-        from projected_grpo.interventions import NoIntervention
-        from projected_grpo.models import compile_layers, default_device, load_policy
+        from projected_grpo.method.interventions import NoIntervention
+        from projected_grpo.loop.models import compile_layers, default_device, load_policy
 
         from projected_grpo.organism.build import set_threads
 
