@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import zlib
 
 import torch
 from jaxtyping import Float
@@ -104,18 +105,38 @@ class LazyVhack:
         return V
 
 
-def resolve_v(V, model, device: str, random: bool, seed: int) -> dict[str, Tensor]:
-    """Load a LazyVhack, check it covers every adapter, optionally replace it by a seeded random
-    direction of the same shape (the non-directional control)."""
+def resolve_v(V, model, device: str, random: bool, seed: int, negate: bool = False) -> dict[str, Tensor]:
+    """Load a LazyVhack, check it covers every adapter, optionally replace it by the random direction of
+    direction seed `seed` normalised as it is (random_direction; the non-directional control), optionally
+    negate it (the sign control)."""
     if isinstance(V, LazyVhack):
         V = V.load(model)
     mods = ad.adapter_modules(model)
     assert set(V) == set(mods), "v_hack modules differ from the model's adapters"
     V = {n: v.to(device).float() for n, v in V.items()}
     if random:
-        gen = torch.Generator().manual_seed(12345 + seed)
-        V = {n: torch.randn(tuple(v.shape), generator=gen).to(v) for n, v in sorted(V.items())}
-    return V
+        V = random_direction(V, seed)
+    return {n: -v for n, v in V.items()} if negate else V
+
+
+DIRECTION_STREAM = 424_242_427
+"""Offset of the random directions' generator seeds, so that direction seed d and training seed d seed different
+generators."""
+
+
+def random_direction(like: dict[str, Float[Tensor, "k p"]], direction_seed: int) -> dict[str, Float[Tensor, "k p"]]:
+    """A direction that knows nothing, shaped and scaled as `like` (a v_grad): per module, k Gaussian rows
+    orthonormalised (as v_grad's top-k singular vectors are), row i scaled to the norm of like's row i, so that
+    the two differ only in direction, within every module (routing_scores' cosine over concatenated modules
+    then weights the modules as it does for v_grad). Each module's rows come from a generator seeded by the
+    direction seed and the module's name: the same seed gives the same direction whatever else is drawn."""
+    out = {}
+    for n, v in like.items():
+        k, p = v.shape
+        gen = torch.Generator().manual_seed(DIRECTION_STREAM + direction_seed * 1_000_003 + zlib.crc32(n.encode()))
+        rows = ad.random_orthonormal(p, k, gen).T.double()
+        out[n] = (rows * v.double().norm(dim=1, keepdim=True)).to(v)
+    return out
 
 
 class GroundTruthMonitor(NoIntervention):
