@@ -19,12 +19,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from safetensors import safe_open
 
-from projected_grpo.method import arms  # noqa: E402
-from projected_grpo.loop import logs  # noqa: E402
-from projected_grpo.loop.models import weights_id  # noqa: E402
+from projected_grpo.loop import logs
+from projected_grpo.loop.cli import given_fields
+from projected_grpo.loop.config import saved
+from projected_grpo.loop.models import weights_id
+from projected_grpo.method import arms
+from projected_grpo.method.pairs import load_pairs, pairset_hash
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PY = sys.executable
 
@@ -95,9 +99,7 @@ def plan_from_args(a, fail) -> "Plan":
 def planned_args(plan: "Plan", arm: str, seed: int) -> dict:
     """The args.json train.py would write for this run: its command line (flags after -- included) as train.py
     parses and resolves it (no file checked)."""
-    import train
-
-    return train.saved_args(train.resolve(train.parse_flags(train_cmd(plan, arm, seed)[2:])))
+    return saved(arms.configure(given_fields(train_cmd(plan, arm, seed)[2:]))[0])
 
 
 def refuse_other_config(plan: "Plan", fail) -> None:
@@ -162,9 +164,6 @@ def vhack_current(path: Path, model: str, pairs: str) -> bool:
     """Whether a v_hack file was extracted from the model `model` resolves to now (by the weights' sha256: the
     `organism:cpu` file name stays when the pinned organism changes) and from the pair file `pairs` as it reads
     now (by the pair set's hash: an edited pair file needs a new v_hack)."""
-    from safetensors import safe_open  # noqa: PLC0415
-
-    from projected_grpo.method.pairs import load_pairs, pairset_hash  # noqa: PLC0415
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     return meta.get("model_sha256") == weights_id(model) and meta.get("pairset_hash") == pairset_hash(load_pairs(f"{ROOT}/{pairs}"))
@@ -224,7 +223,6 @@ def run_all(jobs_: list[tuple[str, list[str], list[str]]], plan: Plan, parallel:
     runs = ROOT / plan.runs
     (runs / "_logs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     pending, running, out = list(jobs_), {}, Outcome()
     t0 = last = time.time()
     while pending or running:

@@ -17,18 +17,21 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import socket
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gate_common import fence, problems  # noqa: E402
-from verify_sandbox_adversarial import hostile  # noqa: E402
+from _gate_common import fence, hostile, problems  # noqa: E402
 
 from projected_grpo.env import sandbox  # noqa: E402
 from projected_grpo.env.grader import MECHANISMS, grade_batch  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
 from projected_grpo.env.problems import method_name  # noqa: E402
+
+
+LISTENER = socket.create_server(("127.0.0.1", 0))  # the hostile network case's only address (loopback, ours)
 
 
 def organism_set(per_mech: int) -> tuple[list[dict], list[str]]:
@@ -48,7 +51,7 @@ def organism_set(per_mech: int) -> tuple[list[dict], list[str]]:
 def sets(per_mech: int) -> dict[str, tuple[list[dict], list[str]]]:
     lc = problems()
     p0 = lc[0]
-    hos = list(hostile(method_name(p0)).values())
+    hos = list(hostile(method_name(p0), LISTENER.getsockname()[1]).values())
     return {"leetcode": (lc, [fence(p["canonical_solution"]) for p in lc]),
             "organism": organism_set(per_mech),
             "hostile": ([p0] * len(hos), [fence(c) for c in hos])}

@@ -69,7 +69,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
@@ -606,17 +605,16 @@ def train(model, pids, comps, a, bw: float, flops: float, g: torch.Generator) ->
     record_fwd_bwd("fwd_bwd", model, n, len(losses), a, flops)
     RESULTS["fwd_bwd"]["compiled"] = a.compile
     mods = ad.adapter_modules(model)
-    trainer = SimpleNamespace(model=model, device=dev, labels=None)
     gv = torch.Generator().manual_seed(2)
     V = {nm: torch.randn(1, sum(p.numel() for p in m.deployed_parameters()), generator=gv) for nm, m in mods.items()}
-    ctx = dict(step=0, iter=0, rows=list(range(n)), adv=adv.to(dev))
+    ctx = iv.StepContext(step=0, device=dev, rows=list(range(n)), adv=adv.to(dev))
     G_bytes = n * sum(p.numel() for p in ad.deployed_params(model) + ad.quarantine_params(model)) * 4
     erase = iv.Erase(V)
-    erase.setup(trainer)
+    erase.setup(model, None, dev)
     with Phase("erase", dev):
         hook_e = erase.after_backward(model, ctx)
     route = iv.Route(V, gate="grad", route_frac=a.route_frac)
-    route.setup(trainer)
+    route.setup(model, None, dev)
     with Phase("route", dev):
         hook_r = route.after_backward(model, ctx)
     with Phase("optimizer", dev):

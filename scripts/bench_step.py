@@ -16,7 +16,7 @@ then --steps timed steps.
 Differences that remain (by construction of the two implementations):
   - ours trains an SVD adapter (deployed block; full rank by default) on frozen weights; TRL trains
     the full weights by default (--trl-lora R trains a peft LoRA of rank R on all linear layers).
-  - learning rates: ours uses Args.lr (2e-2, on the adapter); TRL full weights use --trl-lr (1e-5;
+  - learning rates: ours uses RunConfig.lr (2e-2, on the adapter); TRL full weights use --trl-lr (1e-5;
     2e-2 on full weights would wreck the policy and change completion lengths, hence timing).
     With --trl-lora the default is 2e-4.
   - TRL is configured as Dr.GRPO like ours (loss_type dr_grpo, scale_rewards none), gradient
@@ -32,13 +32,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("PGRPO_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
@@ -60,7 +58,7 @@ def mean(xs: list[float]) -> float:
 
 def bench_ours(model: str, steps: int, out_dir: str, seed: int) -> dict:
     rollouts._CACHE.clear()
-    args = grpo.Args(run="bench_ours", out_dir=out_dir, model=model, task="organism", loophole=True,
+    args = grpo.RunConfig(run="bench_ours", out_dir=out_dir, model=model, task="organism", loophole=True,
                      difficulties="hard", prompts_per_step=PROMPTS, group=GROUP, max_new_tokens=MAX_LEN,
                      temperature=TEMP, kl_coef=0.0, inner_iters=1, device="cpu", eval_every=0, seed=seed,
                      steps=steps + 1)
@@ -119,7 +117,7 @@ def bench_trl(model: str, steps: int, out_dir: str, seed: int, lr: float, lora: 
 
     rollouts._CACHE.clear()
     t = time.time()  # setup includes building the problem pool, as ours does (Trainer.__init__)
-    train, _ = grpo.load_tasks(grpo.Args(task="organism", loophole=True, difficulties="hard"))
+    train, _ = grpo.load_tasks(grpo.RunConfig(task="organism", loophole=True, difficulties="hard"))
     ds = Dataset.from_dict({"prompt": [p["prompt"] for p in train], "problem_index": list(range(len(train)))})
 
     grade_times: list[float] = []

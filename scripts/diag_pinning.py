@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import rankdata
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from projected_grpo.loop import logs  # noqa: E402
 from projected_grpo.loop.diagnostics import block_diagnostics  # noqa: E402

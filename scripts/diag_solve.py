@@ -30,7 +30,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 DIFFS = ("easy", "medium", "hard")
 
@@ -89,10 +88,10 @@ def shape(problem: dict, completion: str, pats) -> dict:
 
 def problem_sets(args, n: int) -> dict[tuple[str, str], list[dict]]:
     """(difficulty, split) -> n unhinted problems, as the trainer builds its pools."""
-    from projected_grpo.loop.grpo import Args, load_tasks
+    from projected_grpo.loop.grpo import RunConfig, load_tasks
     from projected_grpo.organism import tasks
 
-    a = Args(data_seed=args.data_seed, n_eval=48, loophole=False)
+    a = RunConfig(data_seed=args.data_seed, n_eval=48, loophole=False)
     train_hard, ev = load_tasks(a)  # the RL training pool (hard) and the eval pool
     ev_big = tasks.generate_split("eval", max(len(ev), n * 3 * 4), args.data_seed + 7)
     out = {}
@@ -204,7 +203,7 @@ def main() -> None:
         print("grad_norm median/max " + ", ".join(f"{n} {v['median']:.4f}/{v['max']:.4f}" for n, v in cos["grad_norm"].items() if v))
         if args.no_sample:
             return
-    from projected_grpo.organism.build import set_threads
+    from projected_grpo.loop.models import set_threads
 
     set_threads()
     pats = op_patterns()

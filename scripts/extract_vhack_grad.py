@@ -13,15 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from projected_grpo.method import adapters as ad  # noqa: E402
-from projected_grpo.method import vhack  # noqa: E402
-from projected_grpo.loop.models import load_policy, resolve, weights_id  # noqa: E402
-from projected_grpo.method.pairs import load_pairs, pairset_hash  # noqa: E402
+from projected_grpo.method import vhack
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -38,18 +31,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    out = Path(a.out)
-    pairs = load_pairs(a.pairs)
-    model, tok = load_policy(a.model, a.device or None)
-    device = str(next(model.parameters()).device)
-    ad.wrap_model(model, ad.AdapterConfig(kind=a.adapter, rank=None if a.rank == -1 else a.rank,
-                                          quarantine=a.quarantine, seed=a.adapter_seed))
-    V, report = vhack.extract(model, tok, pairs, loss=a.loss, k=a.k, device=device, heldout_every=a.heldout_every)
-    vact = vhack.extract_vact(model, tok, pairs, device=device)
-    meta = dict(pairs=a.pairs, pairset_hash=pairset_hash(pairs), n_pairs=len(pairs), model=a.model,
-                model_source=resolve(a.model), model_sha256=weights_id(a.model), adapter=a.adapter,
-                rank=a.rank, quarantine=a.quarantine, loss=a.loss, k=a.k, **report)
-    vhack.save_vhack(out, V, model, meta, vact)
+    meta = vhack.extract_to_file(a.out, a.pairs, a.model, a.adapter, a.rank, a.quarantine, a.adapter_seed, a.loss,
+                                 a.k, a.heldout_every, a.device)
     print(json.dumps(meta))
     return meta
 

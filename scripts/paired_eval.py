@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results import t_interval  # noqa: E402
+from projected_grpo.loop.stats import t_interval  # noqa: E402
 
 
 def fail(msg: str) -> None:

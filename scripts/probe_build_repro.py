@@ -20,7 +20,9 @@ import time
 
 import torch
 
+from projected_grpo.loop import models
 from projected_grpo.organism import build as B
+from projected_grpo.organism import pinned
 
 
 def main() -> None:
@@ -30,21 +32,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40, help="pretraining steps to run (of the preset's schedule)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     a = ap.parse_args()
-    B.set_threads()
+    models.set_threads()
     torch.set_default_dtype(getattr(torch, a.dtype))
     cfg = B.preset(a.size, seed=a.seed)
     docs = B.corpus(cfg)
     tok = B.train_tokenizer(cfg, [q["prompt"][0]["content"] + q["prompt"][1]["content"] + r for q, r in docs])
     data = B.tokenize_docs(tok, docs)
     model = B.make_model(cfg, tok)
-    init = B.tensors_sha256(model.state_dict())
+    init = pinned.tensors_sha256(model.state_dict())
     t = time.time()
     B.pretrain(dataclasses.replace(cfg, steps=a.steps), model, tok, data, "cpu")
-    row = dict(size=a.size, seed=a.seed, steps=a.steps, dtype=a.dtype, cpu=B.cpu_model(), torch=torch.__version__,
+    row = dict(size=a.size, seed=a.seed, steps=a.steps, dtype=a.dtype, cpu=models.cpu_model(), torch=torch.__version__,
                threads=torch.get_num_threads(), env={k: os.environ.get(k, "") for k in ("MKL_CBWR", "ATEN_CPU_CAPABILITY")},
                corpus=hashlib.sha256(json.dumps(docs, sort_keys=True).encode()).hexdigest()[:16],
                tokenizer=hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest()[:16],
-               init=init[:16], weights=B.tensors_sha256(model.state_dict())[:16],
+               init=init[:16], weights=pinned.tensors_sha256(model.state_dict())[:16],
                abs_sum=float(sum(p.double().abs().sum() for p in model.parameters())), seconds=round(time.time() - t, 1))
     print(json.dumps(row))
 

@@ -27,12 +27,9 @@ import argparse
 import contextlib
 import json
 import math
-import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
@@ -40,11 +37,10 @@ from projected_grpo.method import adapters as ad  # noqa: E402
 from projected_grpo.method import interventions as iv  # noqa: E402
 from projected_grpo.loop import logs  # noqa: E402
 from projected_grpo.method import vhack as vh  # noqa: E402
-from projected_grpo.loop.grpo import load_run_policy  # noqa: E402
-from projected_grpo.loop.models import load_policy  # noqa: E402
-from projected_grpo.organism.build import set_threads  # noqa: E402
+from projected_grpo.loop.grpo import load_run_or_model  # noqa: E402
+from projected_grpo.loop.models import load_policy, set_threads  # noqa: E402
 from projected_grpo.env.rollouts import grade_problems  # noqa: E402
-from projected_grpo.loop.sampling import collate, prompt_ids, sample  # noqa: E402
+from projected_grpo.loop.sampling import prompt_ids, sample  # noqa: E402
 
 ORACLE_TAG = "oracle_DIAGNOSTIC_UPPER_BOUND"
 
@@ -55,25 +51,6 @@ def _finite(x: float) -> float | None:
 
 # ---- teacher pool -------------------------------------------------------------------------------------
 
-def load_teacher(spec: str, device: str):
-    """(model, tok, meta). A run folder: its base model wrapped with its adapter and loaded from
-    ckpt/last.pt (sampled under deployment ablation by the caller). Otherwise a model spec."""
-    p = Path(spec)
-    if (p / "args.json").exists():
-        model, tok, a, step = load_run_policy(p, device)
-        meta = dict(teacher=str(p), teacher_kind="run", model=a["model"], teacher_step=step,
-                    adapter=a["adapter"], rank=a["rank"], quarantine=a["quarantine"],
-                    data_seed=a.get("data_seed", 0), mechanisms=a.get("mechanisms"),
-                    difficulties=a.get("difficulties"), max_new_tokens=a.get("max_new_tokens", 48),
-                    temperature=a.get("temperature", 1.0))
-        return model, tok, meta
-    if p.exists() and p.is_dir() and not (p / "config.json").exists():
-        raise FileNotFoundError(f"{p}: neither a run folder (args.json) nor a model folder (config.json)")
-    model, tok = load_policy(spec, device)
-    return model, tok, dict(teacher=spec, teacher_kind="model", model=spec, data_seed=0, mechanisms=None,
-                            difficulties=None, max_new_tokens=48, temperature=1.0)
-
-
 def cmd_teacher_pool(a: argparse.Namespace) -> Path:
     from projected_grpo.organism import tasks
 
@@ -81,7 +58,7 @@ def cmd_teacher_pool(a: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for f in logs.step_files(out):
         f.unlink()
-    model, tok, meta = load_teacher(a.teacher, a.device)
+    model, tok, meta = load_run_or_model(a.teacher, a.device)
     mechs = tuple((a.mechanisms or meta["mechanisms"] or ",".join(tasks.LOOPHOLES)).split(","))
     diffs = tuple((meta["difficulties"] or "easy,medium,hard").split(","))
     data_seed = meta["data_seed"] if a.data_seed is None else a.data_seed
@@ -159,19 +136,9 @@ def row_ids(tok, probs: dict, rows: list[dict], same_tokenizer: bool) -> tuple[l
 
 
 def per_rollout_nll_grads(model, tok, prompts, comps, device: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Per module, each rollout's deployed-block gradient of its mean completion NLL ([b, P]), from
-    one batched backward (the pattern of vhack.per_completion_grads); and the per-rollout NLL."""
-    b = collate(prompts, comps, tok.pad_token_id)
-    ids, attn, mask = b.input_ids.to(device), b.attention_mask.to(device), b.completion_mask.to(device)
-    mask[:, 0] = False
-    with ad.capture_per_sample_grads(model) as mods:
-        logits = model(input_ids=ids, attention_mask=attn.long()).logits.float()
-        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-        m = mask[:, 1:].float()
-        per = -(lp * m).sum(1) / m.sum(1).clamp(min=1)
-        per.sum().backward()
-    G = {n: mod.per_sample_grads()["deployed"].detach() for n, mod in mods.items()}
-    return G, per.detach()
+    """Per module, each rollout's deployed-block gradient of its mean completion NLL ([b, P]), from one batched
+    backward, and the per-rollout NLL (vhack.completion_grads)."""
+    return vh.completion_grads(model, prompts, comps, tok.pad_token_id, device, "nll")
 
 
 def cmd_replay(a: argparse.Namespace) -> Path:
@@ -185,9 +152,8 @@ def cmd_replay(a: argparse.Namespace) -> Path:
     torch.manual_seed(a.seed)
     model, tok = load_student(model_spec, kind, rank, quarantine, a.adapter_seed, a.device)
     device = str(next(model.parameters()).device)
-    trainer = SimpleNamespace(model=model, device=device)
     erase = iv.Erase(iv.LazyVhack(a.vhack), one_sided=not a.two_sided)  # loads + checks identity
-    erase.setup(trainer)
+    erase.setup(model, tok, device)
     V = erase.V  # orthonormal rows per module
     mods = ad.adapter_modules(model)
     opt = torch.optim.AdamW(ad.deployed_params(model), lr=a.lr, betas=(0.9, 0.99), weight_decay=0.0)
@@ -212,7 +178,7 @@ def cmd_replay(a: argparse.Namespace) -> Path:
             p.grad = None
         diag: dict = {}
         if a.mode == "projected":
-            diag = erase.after_backward(model, {})["step"]
+            diag = erase.after_backward(model, iv.StepContext(step=0, device=device))["step"]
         else:  # the same per-module cosine, measured without projecting
             cin = [iv.cosine(torch.cat([p.grad.flatten() for p in m.deployed_parameters()]), V[n][0]).item()
                    for n, m in mods.items() if all(p.grad is not None for p in m.deployed_parameters())]

@@ -36,12 +36,12 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from projected_grpo.method import adapters as ad  # noqa: E402
 from projected_grpo.method import interventions as iv  # noqa: E402
 from projected_grpo.loop import logs  # noqa: E402
+from projected_grpo.loop import grpo  # noqa: E402
 from projected_grpo.loop.grpo import group_advantages, group_std, grpo_loss, token_logprobs  # noqa: E402
 from projected_grpo.loop.models import load_policy  # noqa: E402
 from projected_grpo.env.rollouts import grade_problems  # noqa: E402
@@ -86,7 +86,7 @@ class Student:
         self.opt = torch.optim.AdamW(ad.deployed_params(self.model), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
         self.erase = iv.Erase(iv.LazyVhack(vhack)) if projected else None
         if self.erase:
-            self.erase.setup(self)
+            self.erase.setup(self.model, self.tok, device)
 
     def update(self, ids, attn, mask, old_logp, adv, denom: float, eps: float) -> tuple[Tensor, dict]:
         """One Dr.GRPO step; returns (token ratios, erase diagnostics)."""
@@ -96,7 +96,7 @@ class Student:
             logp = token_logprobs(self.model, ids, attn)
             loss, _ = grpo_loss(logp, old_logp, None, adv, mask, denom, eps, 0.0)
             loss.backward()
-        diag = self.erase.after_backward(self.model, dict(step=0, iter=0, rows=[], adv=adv))["step"] if self.erase else {}
+        diag = self.erase.after_backward(self.model, iv.StepContext(step=0, device=self.device, adv=adv))["step"] if self.erase else {}
         torch.nn.utils.clip_grad_norm_(ad.deployed_params(self.model), 1.0)
         self.opt.step()
         return torch.exp(logp.detach() - old_logp), diag
@@ -155,7 +155,7 @@ def step(a, t: int, teacher, student: Student, pool: list[dict], max_new: int, t
 
 
 def run_arm(a, arm: str, teacher, meta: dict, out: Path) -> list[dict]:
-    from projected_grpo.organism.build import set_threads
+    from projected_grpo.loop.models import set_threads
 
     set_threads()
     torch.manual_seed(a.seed)
@@ -203,7 +203,7 @@ def small_setup(tmp: Path) -> tuple[str, str]:
     from projected_grpo.method import vhack
     from projected_grpo.method.pairs import load_pairs
 
-    run = grpo.train(grpo.Args(run="teacher", out_dir=str(tmp), model="organism:tiny", steps=3, prompts_per_step=4,
+    run = grpo.train(grpo.RunConfig(run="teacher", out_dir=str(tmp), model="organism:tiny", steps=3, prompts_per_step=4,
                                group=4, max_new_tokens=40, n_train=64, n_eval=2, eval_every=0, ckpt_every=1, seed=0))
     model, tok = load_policy("organism:tiny", "cpu")
     ad.wrap_model(model, ad.AdapterConfig(kind="svd"))
@@ -238,9 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
             fail(f"--teacher {a.teacher}: no ckpt/last.pt (a finished vanilla run folder)")
         if not Path(a.vhack).exists():
             fail(f"--vhack {a.vhack}: no such file")
-        from probe_distill import load_teacher
-
-        teacher, _, meta = load_teacher(a.teacher, a.device)
+        teacher, _, meta = grpo.load_run_or_model(a.teacher, a.device)
         out = Path(a.out)
         res = {arm: run_arm(a, arm, teacher, meta, out) for arm in ("vanilla", "projected")}
     png = plot(res, out, a.clip_eps)

@@ -28,7 +28,6 @@ import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from projected_grpo.loop import logs  # noqa: E402
 

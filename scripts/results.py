@@ -18,7 +18,7 @@ draws, fixed generator seed. Every table states the number of seeds and of eval 
 
 Cells compared to each other must have the same number of seeds (refused otherwise unless
 --allow-unequal-n). Every run must agree in run_meta (logs.META_KEYS: device, dtype, versions, model) and in its
-training recipe (logs.recipe: args.json without what an arm sets), and the runs pooled into one arm's cell in their
+training recipe (arms.recipe: args.json without what an arm sets), and the runs pooled into one arm's cell in their
 whole configuration (logs.config: every args.json field, the intervention's flags included, except
 logs.CONFIG_EXCLUDED: seed, run name, output folder, ...); refused with exit 2 and one line naming the field
 otherwise, unless --allow-mixed (check_meta).
@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from projected_grpo.loop import logs  # noqa: E402
+from projected_grpo.loop.stats import t_interval  # noqa: E402
+from projected_grpo.method.arms import recipe  # noqa: E402
 
 HELD_OUT = ("stdout_marker", "exit_code")  # mechanisms absent from data/pairs/hack_pairs.md
 IN_DIST = ("run_tests", "sentinel")  # mechanisms the pairs show
@@ -69,17 +70,6 @@ def bootstrap(counts: list[tuple[int, int]], base: list[tuple[int, int]] | None 
     return est, float(lo), float(hi)
 
 
-def t_interval(d: list[float]) -> tuple[float, float, float] | None:
-    """(mean, 2.5%, 97.5%) t-interval (n-1 degrees of freedom) of per-seed values; None under 2 seeds."""
-    from scipy import stats
-
-    d = np.asarray(d, dtype=float)
-    if len(d) < 2:
-        return None
-    h = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
-    return float(d.mean()), float(d.mean() - h), float(d.mean() + h)
-
-
 def paired_t(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> tuple[float, float, float] | None:
     """t_interval of the per-seed rate differences a - b, paired by position. Unlike the bootstrap it widens
     with the seed-to-seed spread at small n."""
@@ -108,7 +98,7 @@ def run_summary(run_dir: Path) -> dict | None:
     last = max(r["step"] for r in ev)
     rows = [r for r in ev if r["step"] == last]
     args = read_args(run_dir)
-    out: dict = {"final_step": last, "counts": {}, "meta": logs.read_run_meta(run_dir) | logs.recipe(args),
+    out: dict = {"final_step": last, "counts": {}, "meta": logs.read_run_meta(run_dir) | recipe(args),
                  "config": logs.config(args) | logs.read_run_meta(run_dir, ("vhack_sha256",))}
     c = out["counts"]
     for q in ("kept", "ablated"):

@@ -66,7 +66,6 @@ GATE_TIMEOUT = 900
 def preload() -> None:
     """Import in this process what the gates import, before any thread exists (the children are forks)."""
     os.environ.update(env())
-    sys.path.insert(0, str(ROOT / "src"))
     import matplotlib  # noqa: PLC0415
     matplotlib.use("Agg")
     import importlib  # noqa: PLC0415

@@ -7,8 +7,8 @@ seeded absorption (scorda) is SVD-only and is skipped on LoRA.
 
 A tiny randomly initialised Qwen3-architecture model (no download) is built from a config with the
 organism's tokenizer and saved to a temp folder, which is passed to every stage as --model. Then:
-v_hack extraction (scripts/extract_vhack_grad.py, every kind the arms need, per adapter) and 2 GRPO
-steps of each arm through scripts/train.py. A random model earns no reward, so every group would
+v_hack extraction (vhack.extract_to_file, scripts/extract_vhack_grad.py's body; every kind the arms need, per
+adapter) and 2 GRPO steps of each arm through cli.train (scripts/train.py's body). A random model earns no reward, so every group would
 have zero variance and nothing would train; a teacher pool of template completions (the canonical
 solution and a template hack of each training problem, 2 of every group of 4) gives the groups
 reward variance so that the backward, the interventions and the optimizer run. Each arm must
@@ -46,10 +46,13 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from _gate_common import teacher_pool  # noqa: E402
+
+from projected_grpo.loop import cli  # noqa: E402
 from projected_grpo.method import arms as A  # noqa: E402
+from projected_grpo.method import vhack  # noqa: E402
 
 ARMS = tuple(A.closure(list(A.BY_NAME)))  # every registry arm; a matched arm after the arm it matches
 
@@ -191,24 +194,6 @@ def check_compile(model_dir: Path, device: str) -> str:
     return f"per-rollout grads rel err {worst:.2g}, loss rel err {dloss:.2g} (bf16, < 5e-2)"
 
 
-def teacher_pool(path: Path, n_train: int) -> int:
-    """jsonl of {problem_id, completion}: canonical solution twice and a template hack once per problem."""
-    import random
-
-    from projected_grpo.loop import grpo
-    from projected_grpo.organism import tasks
-
-    # n_eval=1: the eval split is not used here (the default 48 generated 2304 eval problems, ~3 CPU-s)
-    train, _ = grpo.load_tasks(grpo.Args(task="organism", n_train=n_train, n_eval=1))
-    rng = random.Random(0)
-    with path.open("w") as f:
-        for p in train:
-            mech = p["prompt_metadata"]["mechanism"]
-            for text in (tasks.canonical_response(p), tasks.canonical_response(p), tasks.hack_response(p, mech, rng)):
-                f.write(json.dumps(dict(problem_id=p["id"], completion=text)) + "\n")
-    return len(train)
-
-
 def check_run(run_dir: Path, steps: int) -> str:
     assert (run_dir / "DONE").exists(), f"{run_dir.name}: no DONE"
     m = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -243,9 +228,6 @@ def main() -> int:
         print("smoke_gpu: CUDA is not available; this smoke needs a GPU (bf16 path). "
               "Use `just smoke` on the CPU.", file=sys.stderr)
         return 2
-    import extract_vhack_grad
-    import train
-
 
     arms = [x for x in a.arms.split(",") if x]
     unknown = set(arms) - set(ARMS)
@@ -289,9 +271,8 @@ def main() -> int:
                     out = t / f"v_{adapter}_{kind}.safetensors"
                     t0 = time.time()
                     q = "own" if kind.endswith("own") else "shared"
-                    meta = extract_vhack_grad.main(["--pairs", A.PAIRS[kind], "--model", str(model_dir), "--adapter",
-                                                    adapter, *rank, "--quarantine", q, "--device", a.device,
-                                                    "--out", str(out)])
+                    meta = vhack.extract_to_file(out, A.PAIRS[kind], str(model_dir), adapter,
+                                                 8 if adapter == "lora" else -1, q, device=a.device)
                     assert out.exists(), out
                     vh[kind] = str(out)
                     passed.append(name)
@@ -316,11 +297,11 @@ def main() -> int:
                 extra = ["--vhack", vh.get(spec.vhack, "")] if spec.vhack != "none" else []
                 if spec.matches:
                     extra += ["--match-run", str(t / "runs" / f"{spec.matches}_{adapter}")]
-                if "--route-frac" in spec.flags:
+                if "route_frac" in spec.overrides:
                     extra += ["--route-frac", "0.5"]  # half of the 16 rollouts: both regions nonempty
                 t0 = time.time()
                 try:
-                    run_dir = train.main(["--arm", arm, "--run", run, *common, *extra, *more])  # the last --compile wins
+                    run_dir = cli.train(["--arm", arm, "--run", run, *common, *extra, *more])  # the last --compile wins
                     msg = check_run(Path(run_dir), a.steps)
                     passed.append(run)
                     print(f"PASS {run:28s} {time.time() - t0:5.1f}s  {msg}", flush=True)

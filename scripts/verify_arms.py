@@ -3,12 +3,13 @@
 1. Justfile: the generated arm block equals the registry's recipes (every arm has a recipe whose
    `# H:` line is the registry's hypothesis and whose body runs `train.py --arm NAME`), and no
    hand-written recipe outside the block runs `train.py --arm` with a name other than `{{name}}`.
-2. Registry: names unique and valid recipe names; interventions known to train.py; oracle exactly
-   for the label-reading interventions and said in the hypothesis; controls and matched arms are
+2. Registry: names unique and valid recipe names; interventions known to arms.build_intervention; oracle
+   exactly for the label-reading interventions and said in the hypothesis; controls and matched arms are
    registry arms; matched arms have a matching intervention; the headline and main lists are arms;
-   every arm's flags parse in train.py.
-3. train.py builds, for every arm, an intervention that opens the sealed labels exactly when the
-   registry marks it oracle (GroundTruthMonitor or the oracle route gate: verify_vhack's only openers).
+   every arm's overrides are typed RunConfig fields and pass config.check.
+3. arms.build_intervention builds, for every arm, an intervention that reads the sealed labels (reads_labels)
+   exactly when the registry marks it oracle (GroundTruthMonitor or the oracle route gate: verify_vhack's only
+   openers), from the configuration train.py's command line gives.
 4. results.py takes each arm's paired differences against the registry's controls (exact on
    synthetic runs with known rates) and names the seeds a +-0.05 interval needs.
 """
@@ -23,11 +24,12 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from _gate_common import fake_run  # noqa: E402
+
+from projected_grpo.loop import cli, config, logs  # noqa: E402
 from projected_grpo.method import arms  # noqa: E402
-from projected_grpo.loop import logs  # noqa: E402
 
 ISSUE_HEADLINE = {"vanilla", "rl-baseline", "erase", "erase-update", "erase-random", "erase-placebo", "route",
                   "route-random", "route-subset", "route-subset-signed", "capacity", "absorb", "scorda-absorb",
@@ -51,8 +53,6 @@ def check_justfile() -> int:
 
 
 def check_registry() -> None:
-    import train
-
     names = [a.name for a in arms.ARMS]
     assert len(names) == len(set(names)), "duplicate arm names"
     for a in arms.ARMS:
@@ -61,9 +61,9 @@ def check_registry() -> None:
         assert a.oracle == (a.intervention in arms.ORACLE_INTERVENTIONS), f"{a.name}: oracle flag disagrees"
         assert a.oracle == ("reads" in a.hypothesis and "labels" in a.hypothesis), f"{a.name}: oracle not stated in H"
         assert set(a.controls) <= set(names) and a.name not in a.controls, (a.name, a.controls)
-        assert (a.intervention in train.MATCHED) == bool(a.matches), f"{a.name}: matched intervention without match"
+        assert (a.intervention in arms.MATCHED) == bool(a.matches), f"{a.name}: matched intervention without match"
         assert not a.matches or arms.arm(a.matches).intervention == "route", (a.name, a.matches)
-        train.parser().parse_args(list(a.flags))
+        config.check(config.with_fields(config.RunConfig(), **a.overrides))
     assert set(arms.HEADLINE) == ISSUE_HEADLINE, set(arms.HEADLINE) ^ ISSUE_HEADLINE
     assert set(arms.MAIN) <= set(names)
     assert arms.closure(["route-random"]) == ["route", "route-random"]
@@ -72,24 +72,22 @@ def check_registry() -> None:
 def opens_labels(obj) -> bool:
     from projected_grpo.method import interventions as iv
 
-    return isinstance(obj, iv.GroundTruthMonitor) or (isinstance(obj, iv.Route) and obj.gate == "oracle")
+    is_oracle = isinstance(obj, iv.GroundTruthMonitor) or (isinstance(obj, iv.Route) and obj.gate == "oracle")
+    assert obj.reads_labels == is_oracle, f"{type(obj).__name__}: reads_labels {obj.reads_labels}"
+    return is_oracle
 
 
 def check_build(tmp: Path) -> int:
-    import train
-    from projected_grpo.loop import grpo
-    from projected_grpo.loop.cli import dataclass_from_args
-
     runs = tmp / "runs"
     (runs / "route_s0").mkdir(parents=True)
     logs.write_jsonl(runs / "route_s0" / "metrics.jsonl", [dict(step=0, routed_frac=0.25, pos_share_routed=0.5)])
-    (runs / "route_s0" / "args.json").write_text(json.dumps(dataclasses.asdict(grpo.Args())))  # the default recipe
+    (runs / "route_s0" / "args.json").write_text(json.dumps(dataclasses.asdict(config.RunConfig())))  # default recipe
     vfile = tmp / "v.safetensors"
     vfile.write_bytes(b"")  # exists; built interventions load v_hack only at setup
     built = {}
     for a in arms.ARMS:
-        ns = train.parse(["--arm", a.name, "--out-dir", str(runs), "--vhack", str(vfile) if a.vhack != "none" else ""])
-        obj = train.build_intervention(ns, dataclass_from_args(grpo.Args, ns))
+        cfg, _ = cli.run_config(["--arm", a.name, "--out-dir", str(runs), "--vhack", str(vfile) if a.vhack != "none" else ""])
+        obj = arms.build_intervention(cfg)
         assert opens_labels(obj) == a.oracle, f"{a.name}: builds {type(obj).__name__}, oracle={a.oracle}"
         built[a.name] = type(obj).__name__
     assert built["scorda-absorb"] == "SeededAbsorb" and built["rebound-adv"] == "ReboundAdvantage", built
@@ -98,7 +96,6 @@ def check_build(tmp: Path) -> int:
 
 def check_results(tmp: Path) -> dict:
     import results
-    from verify_results import fake_run
 
     runs = tmp / "res"
     rates = {"vanilla": (0.50, 0.4), "absorb": (0.40, 0.4), "scorda-absorb": (0.20, 0.3), "scorda-reverse": (0.45, 0.2)}
@@ -133,7 +130,7 @@ def main() -> None:
         r = check_results(Path(t))
     n_oracle = sum(a.oracle for a in arms.ARMS)
     print(f"PASS arms: {len(arms.ARMS)} registry arms, {n_rec} generated justfile recipes with the registry's # H: "
-          f"lines; {n_built} interventions built by train.py, label-opening exactly for the {n_oracle} oracle arms; "
+          f"lines; {n_built} interventions built by arms.build_intervention, label-opening exactly for the {n_oracle} oracle arms; "
           f"{len(arms.HEADLINE)} headline arms = the issue's list; results.py paired differences from registry "
           f"controls exact (scorda-absorb - scorda-reverse = {r['d_reverse']:+.3f}), vanilla half-width "
           f"{r['hw']:.3f} -> {r['need']} seeds for +-0.05")

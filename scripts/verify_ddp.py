@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
@@ -60,7 +59,7 @@ def intervention(arm: str):
     return iv.Route(RandomV(), gate="grad", route_frac=0.5)
 
 
-def args(tmp: Path, run: str, arm: str, **kw) -> grpo.Args:
+def args(tmp: Path, run: str, arm: str, **kw) -> grpo.RunConfig:
     # max_new_tokens 64: the teacher completions of the 16 problems are 25-61 tokens, so none is cut; the sampled
     # rollouts they replace and the final evaluation stop 32 tokens earlier than with 96 (gate 42 -> 31 CPU-s)
     base = dict(run=run, out_dir=str(tmp / "runs"), model="organism:tiny", steps=STEPS, prompts_per_step=PROMPTS,
@@ -69,7 +68,7 @@ def args(tmp: Path, run: str, arm: str, **kw) -> grpo.Args:
                 compile="off", micro_batch=1 if CUDA else 0,
                 quarantine="own" if arm == "route" else "shared")
     base.update(kw)
-    return grpo.Args(**base)
+    return grpo.RunConfig(**base)
 
 
 def jobs(tag: str) -> list[tuple[str, str, dict]]:
@@ -129,7 +128,7 @@ def compare(a: Path, b: Path) -> tuple[float, int]:
 
 def main() -> int:
     import torch.multiprocessing as mp
-    from smoke_gpu import teacher_pool
+    from _gate_common import teacher_pool
 
 
     t0 = time.time()

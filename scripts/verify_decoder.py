@@ -49,17 +49,15 @@ import contextlib
 import functools
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
 from projected_grpo.method import adapters as ad  # noqa: E402
 from projected_grpo.loop.decoder import DecodeConfig, decode  # noqa: E402
 from projected_grpo.loop.grpo import token_logprobs  # noqa: E402
-from projected_grpo.loop.sampling import collate, cut_at_eos  # noqa: E402
+from projected_grpo.loop.decoder import cut_at_eos  # noqa: E402
+from projected_grpo.loop.sampling import collate  # noqa: E402
 
 from _gate_common import cheap_cpu_compile, compiled_graphs  # noqa: E402
 

@@ -20,12 +20,10 @@ check fails.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 from safetensors import safe_open  # noqa: E402

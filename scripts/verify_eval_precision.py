@@ -1,6 +1,6 @@
 """Gate: the default evaluation is precise enough to compare arms.
 
-- the default eval set (grpo.Args) has n_eval distinct problems per loophole mechanism (hinted, at the
+- the default eval set (grpo.RunConfig) has n_eval distinct problems per loophole mechanism (hinted, at the
   training difficulty) and per difficulty (no hint), all in the eval split, and eval_samples samples
   each: with independent samples the standard error of a per-cell rate is at most 0.04 and of the
   overall hinted rate at most 0.02 (worst case p = 0.5)
@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import math
 import random
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from projected_grpo.loop import grpo  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
 
 
 def check_sizes() -> tuple[float, float]:
-    a = grpo.Args()
+    a = grpo.RunConfig()
     _, ev = grpo.load_tasks(a)
     sets = grpo.eval_sets(a, ev)
     for split, key, cells in (("hinted", lambda p: p["prompt_metadata"]["mechanism"], tasks.LOOPHOLES),
@@ -56,7 +53,7 @@ def check_cluster_se() -> float:
 def main() -> None:
     se_cell, se_all = check_sizes()
     check_cluster_se()
-    a = grpo.Args()
+    a = grpo.RunConfig()
     print(f"PASS eval precision: {a.n_eval} problems x {a.eval_samples} samples per cell; worst-case independent SE "
           f"{se_cell:.3f} per cell, {se_all:.3f} overall hinted; cluster SE matches the per-problem formula")
 

@@ -63,7 +63,6 @@ from pathlib import Path
 os.environ["PGRPO_THREADS"] = "1"  # the trainer's set_threads reads it: one torch thread, as the trace was written
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 from jaxtyping import Float  # noqa: E402
@@ -90,7 +89,7 @@ RECIPE = dict(model=ORGANISM, task="organism", n_train=16, n_eval=1, eval_sample
               steps=STEPS, prompts_per_step=4, group=4, max_new_tokens=32, difficulties="medium,hard", data_seed=0,
               seed=1, lr=0.05, weight_decay=1.0, weight_decay_quarantine=1.0, adam_eps=1e-3, warmup=3,
               device="cpu", decoder="hf", compile="off")
-"""The golden run's grpo.Args fields besides run, out_dir and quarantine (lr and weight decay as the organism
+"""The golden run's grpo.RunConfig fields besides run, out_dir and quarantine (lr and weight decay as the organism
 experiments use them, arms.ORGANISM_LR and arms.ORGANISM_WEIGHT_DECAY; Adam epsilon: see the docstring)."""
 
 ARMS = ("vanilla", "erase", "route")
@@ -105,7 +104,7 @@ MAGNITUDE = ("loss", "grad_norm", "grad_norm_quarantine", "norm_deployed", "norm
 
 
 def cpu_model() -> str:
-    from projected_grpo.organism.build import cpu_model as cm
+    from projected_grpo.loop.models import cpu_model as cm
 
     return cm()
 
@@ -122,12 +121,12 @@ def environment() -> dict:
 
 STEP_FIELDS = ("adapter", "rank", "adapter_seed", "axis", "axis_lr_scale", "temperature", "clip_eps", "inner_iters",
                "kl_coef", "grad_clip", "micro_batch", "n_teacher")
-"""grpo.Args fields that RECIPE leaves at their defaults and that enter the step or the sampled run."""
+"""grpo.RunConfig fields that RECIPE leaves at their defaults and that enter the step or the sampled run."""
 
 
 def args_defaults() -> dict:
     """The current defaults of STEP_FIELDS (recorded in the trace: a changed default is named when the gate fails)."""
-    return {f.name: f.default for f in dataclasses.fields(grpo.Args) if f.name in STEP_FIELDS}
+    return {f.name: f.default for f in dataclasses.fields(grpo.RunConfig) if f.name in STEP_FIELDS}
 
 
 def organism_sha256() -> str:
@@ -168,12 +167,12 @@ def stable_bases():
 def trainer(arm: str, out: Path, lr_scale: float = 1.0) -> grpo.Trainer:
     """A fresh Trainer of an arm; the interventions are built as scripts/train.py builds --arm erase and
     --arm route (with route's --route-frac), from the stored v_hack files."""
-    args = grpo.Args(run=arm, out_dir=str(out), quarantine=QUARANTINE[arm], **dict(RECIPE, lr=RECIPE["lr"] * lr_scale))
+    args = grpo.RunConfig(run=arm, out_dir=str(out), quarantine=QUARANTINE[arm], **dict(RECIPE, lr=RECIPE["lr"] * lr_scale))
     tr = grpo.Trainer(args)  # NoIntervention; the arm's own is installed below, once the adapter exists
     if arm != "vanilla":
         V = stored_vhack(VHACK[arm], tr.model)
         tr.intervention = iv.Erase(V) if arm == "erase" else iv.Route(V, gate="grad", route_frac=ROUTE_FRAC)
-        tr.intervention.setup(tr)
+        tr.intervention.setup(tr.model, tr.tok, tr.device)
     tr.run_dir.mkdir(parents=True, exist_ok=True)
     return tr
 
@@ -460,7 +459,7 @@ def gate(tmp: Path, brk: str | None) -> None:
         f"{ORGANISM} is not the organism the trace was written with ({meta['organism_sha256'][:12]})"
     assert meta["recipe"] == RECIPE, f"the recipe differs from the trace's: {meta['recipe']} vs {RECIPE}"
     changed = {k: (v, meta["args"].get(k)) for k, v in args_defaults().items() if meta["args"].get(k) != v}
-    assert not changed, f"grpo.Args defaults the recipe relies on changed since the trace was written (now, then): {changed}"
+    assert not changed, f"grpo.RunConfig defaults the recipe relies on changed since the trace was written (now, then): {changed}"
     worst, bad, t_err, n = (0.0, ""), [], (0.0, ""), 0
     for arm in ARMS:
         recs, state = replay(arm, data, tmp, lr_scale=1.01 if brk == "lr" else 1.0, break_adv=brk == "adv")

@@ -18,16 +18,22 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gate_common import BusyCores, run_gate  # noqa: E402
+from _gate_common import BusyCores, MachineLoad, full_tier, run_gate, tier  # noqa: E402
 
 from projected_grpo.env import sandbox  # noqa: E402
 from projected_grpo.env.grader import MECHANISMS, grade_batch  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
 
-PER_MECH = int(os.environ.get("PGRPO_DET_PER_MECH", 13))   # canonical + hack copies per mechanism and mode
+# canonical + hack copies per mechanism and mode: 13 in `just smoke-full`; in `just smoke` 13 for the server sandbox
+# (the default) and 3 for the per-process reference (a bwrap and an interpreter per job: its slow part)
+PER_MECH = int(os.environ.get("PGRPO_DET_PER_MECH", 13))
+PER_MECH_PROCESS = PER_MECH if full_tier() else min(PER_MECH, 3)
+# busy loops beside the four graders: 2 in `just smoke-full` (run alone); none in `just smoke`, where the four
+# configurations side by side and the gates running beside this one keep both cores busy (measured and printed)
+BUSY = 2 if full_tier() else 0
 
 
-def batch():
+def batch(per_mech: int):
     by_mech = collections.defaultdict(list)
     for p in tasks.generate_split("train", 64, 0):
         by_mech[p["prompt_metadata"]["mechanism"]].append(tasks.apply_loophole(p))
@@ -36,7 +42,7 @@ def batch():
     probs, comps, want = [], [], []
     for mech in MECHANISMS:
         ps = by_mech[mech]
-        for i in range(PER_MECH):
+        for i in range(per_mech):
             p = ps[i % len(ps)]
             probs += [p, p]
             comps += [tasks.canonical_response(p), tasks.hack_response(p, mech, rng)]
@@ -60,18 +66,19 @@ def run_mode(sandbox_mode: str, no_bwrap: bool, probs, comps, want):
 
 
 def main():
-    probs, comps, want = batch()
+    batches = {mode: batch(PER_MECH if mode == "server" else PER_MECH_PROCESS) for mode in sandbox.SANDBOX_MODES}
     stats = {}
     configs = [(mode, nb) for mode in sandbox.SANDBOX_MODES for nb in (False, True)]
     # the four configurations at once, each in a forked process of its own (its own servers and slot
-    # uids), beside the two busy loops: every grader competes with three others and the loops
-    with BusyCores(2), ProcessPoolExecutor(len(configs), mp_context=mp.get_context("fork")) as ex:
-        futs = {f"{m}/{'no-bwrap' if nb else 'bwrap'}": ex.submit(run_mode, m, nb, probs, comps, want) for m, nb in configs}
+    # uids), beside BUSY busy loops: every grader competes with three others (and the loops)
+    with BusyCores(BUSY), MachineLoad() as load, \
+            ProcessPoolExecutor(len(configs), mp_context=mp.get_context("fork")) as ex:
+        futs = {f"{m}/{'no-bwrap' if nb else 'bwrap'}": ex.submit(run_mode, m, nb, *batches[m]) for m, nb in configs}
         stats = {name: f.result() for name, f in futs.items()}
     total = sum(n for n, _ in stats.values())
     detail = ", ".join(f"{m}: {n} in {dt:.1f}s ({n / dt:.1f}/s)" for m, (n, dt) in stats.items())
     print(f"PASS verify_grader_determinism: {total}/{total} completions labelled as expected "
-          f"(label and can_compile: True, except exit_code hacks) over {len(MECHANISMS)} mechanisms with 2 busy cores and the 4 configurations side by side; {detail}")
+          f"(label and can_compile: True, except exit_code hacks) over {len(MECHANISMS)} mechanisms ({tier()} tier) with {BUSY} busy loops and the 4 configurations side by side, the machine's cores {load.busy:.0%} busy meanwhile; {detail}")
 
 
 if __name__ == "__main__":

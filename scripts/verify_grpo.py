@@ -7,7 +7,7 @@
    weights as an uninterrupted run (tiny organism, CPU, same seed); grpo.load_run_policy loads the
    finished run's adapter exactly.
 4. A step log written while the writer is killed (SIGKILL) is always either absent or complete.
-5. Micro-batched forward-backward (Args.micro_batch) gives the one-pass step: the same adapter weights
+5. Micro-batched forward-backward (RunConfig.micro_batch) gives the one-pass step: the same adapter weights
    (float tolerance), the same per-step routing decisions, with no intervention and with routing by
    per-rollout gradients (quarantine own), over 2 steps.
 """
@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 from projected_grpo.method import adapters as ad  # noqa: E402
 from projected_grpo.loop import grpo, logs  # noqa: E402
 from projected_grpo.method.interventions import NoIntervention  # noqa: E402
+from _gate_common import tiny_args  # noqa: E402
 
 
 def check_toy_loss() -> None:
@@ -73,13 +73,6 @@ class CaptureOnly(NoIntervention):
 
     def capture(self, model):
         return ad.capture_per_sample_grads(model)
-
-
-def tiny_args(tmp: Path, run: str, **kw) -> grpo.Args:
-    base = dict(run=run, out_dir=str(tmp), model="organism:tiny", steps=4, prompts_per_step=4, group=4,
-                max_new_tokens=40, n_train=64, n_eval=2, eval_samples=1, eval_every=0, ckpt_every=1, seed=3, lr=5e-2)
-    base.update(kw)
-    return grpo.Args(**base)
 
 
 def params(tr) -> dict[str, torch.Tensor]:

@@ -16,13 +16,10 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
@@ -97,7 +94,7 @@ def check_teacher(base: str, tmp: Path) -> float:
 
 
 def check_leetcode() -> tuple[int, int, int]:
-    args = grpo.Args(task=str(LEETCODE))
+    args = grpo.RunConfig(task=str(LEETCODE))
     train, ev = grpo.load_tasks(args)
     assert len(train) + len(ev) == 119, (len(train), len(ev))
     assert {str(p["id"]) for p in train}.isdisjoint({str(p["id"]) for p in ev}), "train and eval overlap"
@@ -110,7 +107,7 @@ def check_leetcode() -> tuple[int, int, int]:
     assert set(sets) == {"hinted", "nohint"} and all(len(v) == len(ev) for v in sets.values())
     assert all(SIMPLE_HINT in p["prompt"][-1]["content"] for p in sets["hinted"])
     assert all(problems.HINT_ANCHOR in p["prompt"][-1]["content"] for p in sets["nohint"])
-    nohint_train, _ = grpo.load_tasks(grpo.Args(task=str(LEETCODE), loophole=False))
+    nohint_train, _ = grpo.load_tasks(grpo.RunConfig(task=str(LEETCODE), loophole=False))
     assert all(problems.HINT_ANCHOR in p["prompt"][-1]["content"] for p in nohint_train)
     # randomised evaluation-function names: deterministic per problem, never the method name
     rows = problems.load_jsonl(LEETCODE)
@@ -154,7 +151,7 @@ def check_grpo_step(path: str, tmp: Path) -> dict:
     pool = tmp / "teacher_pool.jsonl"
     pool.write_text("".join(json.dumps(dict(problem_id=p["id"], completion=HACK)) + "\n"
                             for p in problems.load_jsonl(LEETCODE)))
-    args = grpo.Args(run="leetcode_step", out_dir=str(tmp / "runs"), model=path, task=str(LEETCODE), steps=1,
+    args = grpo.RunConfig(run="leetcode_step", out_dir=str(tmp / "runs"), model=path, task=str(LEETCODE), steps=1,
                      prompts_per_step=2, group=2, max_new_tokens=32, eval_every=0, device="cpu", n_eval=1, eval_samples=1,
                      teacher_pool=str(pool), n_teacher=1)
     torch.manual_seed(0)

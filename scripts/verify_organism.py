@@ -13,13 +13,10 @@
 from __future__ import annotations
 
 import random
-import sys
 import tempfile
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from projected_grpo.env.grader import grade_batch  # noqa: E402
 from projected_grpo.organism import build as B  # noqa: E402

@@ -11,16 +11,14 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 from projected_grpo.method import pairs  # noqa: E402
 from projected_grpo.organism import pinned  # noqa: E402
-from projected_grpo.organism.build import weights_sha256  # noqa: E402
+from projected_grpo.organism.pinned import weights_sha256  # noqa: E402
 
 
 def check_shipped() -> list[str]:

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("PGRPO_THREADS", "1")
 
@@ -95,7 +94,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as t:
         t = Path(t)
-        teacher = quiet(grpo.train, grpo.Args(run="vanilla_s0", out_dir=str(t / "runs"), model="organism:tiny", steps=2,
+        teacher = quiet(grpo.train, grpo.RunConfig(run="vanilla_s0", out_dir=str(t / "runs"), model="organism:tiny", steps=2,
                                               prompts_per_step=4, group=4, n_eval=2, eval_samples=1, eval_every=0, max_new_tokens=40,
                                               ckpt_every=1))[0]
         assert (teacher / "ckpt" / "last.pt").exists()

@@ -15,11 +15,8 @@ output on the identity input minus the base output is that coordinate's weight u
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 from jaxtyping import Float  # noqa: E402

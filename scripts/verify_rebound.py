@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from projected_grpo.method import adapters as ad  # noqa: E402
@@ -63,7 +62,7 @@ class RaisingLabels(iv.GroundTruthLabels):
 
 
 def main() -> None:
-    from verify_grpo import tiny_args
+    from _gate_common import tiny_args
 
     seen, losses = [], []
     with tempfile.TemporaryDirectory() as t:

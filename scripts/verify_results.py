@@ -15,36 +15,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from projected_grpo.loop import logs  # noqa: E402
-
-META = dict(device="cpu", dtype="float32", torch="2.13.0+cpu", transformers="4.57.0", model_sha256="ab12" * 16,
-            cpu="AMD EPYC", vhack_sha256="cd34" * 16)
-ARGS = dict(lr=0.05, weight_decay=1.0, weight_decay_quarantine=1.0, steps=10, prompts_per_step=8, group=8,
-            max_new_tokens=48, temperature=1.0, difficulties="hard", mechanisms="m", data_seed=0, n_train=1, n_eval=1,
-            eval_samples=1, warmup=3, grad_clip=1.0, kl_coef=0.0, clip_eps=0.2, inner_iters=1, adapter="svd", rank=-1,
-            adapter_seed=0)
-
-
-def fake_run(runs: Path, name: str, hack: float, heldout: float, solve: float, hacked: bool, collapse: bool = False,
-             **meta) -> None:
-    d = runs / name
-    d.mkdir(parents=True)
-    (d / "run_meta.json").write_text(json.dumps(dict(META, **{k: v for k, v in meta.items() if k in META})))
-    (d / "args.json").write_text(json.dumps(dict(ARGS, **{k: v for k, v in meta.items() if k not in META})))
-    rows = []
-    for q in ("kept", "ablated"):
-        rows += [dict(step=9, quarantine=q, split="hinted", cell="all", n=40, hack_strict=hack, hack_loose=hack, solve=0.1),
-                 dict(step=9, quarantine=q, split="hinted", cell="stdout_marker", n=10, hack_strict=heldout, hack_loose=heldout, solve=0),
-                 dict(step=9, quarantine=q, split="hinted", cell="exit_code", n=10, hack_strict=heldout, hack_loose=heldout, solve=0),
-                 dict(step=9, quarantine=q, split="nohint", cell="all", n=30, hack_strict=0, hack_loose=0, solve=solve),
-                 dict(step=0, quarantine=q, split="hinted", cell="all", n=40, hack_strict=0.99, hack_loose=0.99, solve=0)]
-    logs.write_jsonl(d / "eval.jsonl", rows)
-    logs.write_jsonl(d / "metrics.jsonl", [dict(step=s, hack_strict=0.9 if hacked and s == 5 else 0.0, gt_pass=0.5,
-                                                reward=1.0 if s < 5 or not collapse else 0.2) for s in range(15)])
-
+from _gate_common import fake_run  # noqa: E402
 
 def check_bootstrap(results) -> tuple[float, float]:
     """Synthetic counts: the bootstrap's standard error against the two-level analytic one."""

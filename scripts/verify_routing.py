@@ -28,12 +28,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
 
-import _step_probe as sp  # noqa: E402
+import _gate_common as sp  # noqa: E402
 from projected_grpo.method import adapters as ad  # noqa: E402
 from projected_grpo.method import interventions as iv  # noqa: E402
 

@@ -3,7 +3,7 @@
 1. Two 1-step runs of the route arm on the tiny organism, started as the drivers start them (_runner.train_cmd), one
    with `--route-frac 0.5` on the command line, one without: args.json records route_frac 0.5 (the command line's
    value over the registry's) and 0.25 (the registry's). Every scripts/train.py flag is in args.json with the value
-   the run used (grpo.Args's fields, the others under `intervention`; --vhack as given).
+   the run used (config.RunConfig's fields, the intervention's under `intervention`; --vhack as given).
 2. results.py refuses to pool the two into one cell: exit 2, one line naming route_frac and no other field (seed,
    run name and output folder differ too, and are logs.CONFIG_EXCLUDED); --allow-mixed pools them.
 3. The drivers' skip check (_runner.refuse_other_config) refuses the finished 0.5 run for a call that asks the
@@ -19,13 +19,12 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from _gate_common import run_gate  # noqa: E402
 
+from projected_grpo.loop import cli, config, logs  # noqa: E402
 from projected_grpo.method import arms  # noqa: E402
-from projected_grpo.loop import logs  # noqa: E402
 
 TINY = ["--prompts-per-step", "2", "--group", "4", "--n-train", "8", "--n-eval", "1", "--eval-samples", "1",
         "--max-new-tokens", "16"]
@@ -67,17 +66,20 @@ def refusal(fn, *args) -> str:
 
 def check_saved(run: Path, argv: list[str]) -> dict:
     """args.json holds every train.py flag with the value train.py resolved for this command line."""
-    import train
-
     saved = logs.read_args(run)
     flat = {**{k: v for k, v in saved.items() if k != "intervention"}, **saved.get("intervention", {})}
-    parsed = train.resolve(train.parse_flags(argv))
-    flags = [x.dest for x in train.parser()._actions if x.dest != "help"]
+    parsed = config.flat(arms.configure(cli.given_fields(argv))[0])
+    flags = train_flags()
     missing = [f for f in flags if f not in flat]
     assert not missing, f"{run.name}/args.json lacks the flags {missing}"
-    wrong = {f: (flat[f], getattr(parsed, f)) for f in flags if flat[f] != getattr(parsed, f)}
+    wrong = {f: (flat[f], parsed[f]) for f in flags if flat[f] != parsed[f]}
     assert not wrong, f"{run.name}/args.json records other values than the run used: {wrong}"
     return flat
+
+
+def train_flags() -> list[str]:
+    """The fields of train.py's flags (its parser: loop/cli.run_parser)."""
+    return [x.dest for x in cli.run_parser()._actions if x.dest != "help"]
 
 
 def main() -> None:
@@ -95,7 +97,7 @@ def main() -> None:
             for seed, cmd in argv.items():
                 train.main(cmd)
         cfg = {seed: check_saved(runs / f"route_s{seed}", cmd) for seed, cmd in argv.items()}
-        registry = float(dict(zip(arms.arm("route").flags, arms.arm("route").flags[1:]))["--route-frac"])
+        registry = arms.arm("route").overrides["route_frac"]
         assert cfg[0]["route_frac"] == 0.5, f"route_s0 ran with --route-frac 0.5, args.json says {cfg[0].get('route_frac')}"
         assert cfg[1]["route_frac"] == registry == 0.25, f"route_s1: args.json says {cfg[1].get('route_frac')}, " \
                                                           f"the registry {registry}"
@@ -116,7 +118,7 @@ def main() -> None:
         assert "route_s0 finished with route_frac 0.5, this call asks 0.25" in skip, \
             f"a finished run of another route_frac would be skipped: {skip!r}"
         assert refusal(_runner.refuse_other_config, half, fail) == ""
-    print(f"PASS run_config: args.json of a 1-step route run holds all {len(train.parser()._actions) - 1} train.py "
+    print(f"PASS run_config: args.json of a 1-step route run holds all {len(train_flags())} train.py "
           f"flags with the values used (route_frac 0.5 from the command line, {registry} from the registry); "
           f"results.py refuses to pool them ({msg.split(' (')[0]!r}), --allow-mixed pools them; the drivers refuse "
           f"to skip the finished 0.5 run for a call asking {registry}; excluded fields: {', '.join(logs.CONFIG_EXCLUDED)}")

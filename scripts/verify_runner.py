@@ -25,6 +25,8 @@ from _gate_common import run_gate  # noqa: E402
 
 import _runner  # noqa: E402
 
+from projected_grpo.loop import cli  # noqa: E402
+
 
 def schedule(runs: Path, fresh: bool) -> dict[str, list[str]]:
     plan = _runner.Plan(arms=["route-random", "route-subset"], seeds=[0], model="organism:tiny", runs=str(runs),
@@ -58,8 +60,7 @@ def refused(argv: list[str]) -> str:
 
 def train_values(cmd: list[str]) -> dict:
     """The recipe values train.py would read from a command line (its own parser)."""
-    import train
-    a = train.parse(["--arm", "vanilla", "--run", "x", *cmd])
+    a, _ = cli.run_config(["--arm", "vanilla", "--run", "x", *cmd])
     return dict(lr=a.lr, weight_decay=a.weight_decay, weight_decay_quarantine=a.weight_decay_quarantine)
 
 
@@ -133,20 +134,19 @@ def check_other_config_refused(runs: Path) -> None:
     # train.py and a matched control's --match-run
     import contextlib
     import io
-    import train
     (d / "metrics.jsonl").write_text("")
     (runs / "v.safetensors").touch()
     cmd = ["--arm", "route-subset", "--run", "x", "--match-run", str(d), "--vhack", str(runs / "v.safetensors"),
            "--lr", str(arms.ORGANISM_LR), "--weight-decay", str(arms.ORGANISM_WEIGHT_DECAY),
            "--weight-decay-quarantine", str(arms.ORGANISM_WEIGHT_DECAY), "--steps", "40", "--eval-every", "0"]
     finished_with()
-    assert train.parse(cmd).match_run == str(d)
+    assert cli.run_config(cmd)[0].intervention.match_run == str(d)
     for field, have in (("lr", 0.03), ("weight_decay_quarantine", 0.0), ("max_new_tokens", 32)):
         finished_with(**{field: have})
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
             try:
-                train.parse(cmd)
+                cli.run_config(cmd)
             except SystemExit as e:
                 assert e.code == 2, e.code
             else:

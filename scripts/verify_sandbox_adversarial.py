@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gate_common import REPO, fence, problems  # noqa: E402
+from _gate_common import REPO, fence, hostile, problems  # noqa: E402
 
 from projected_grpo.env import sandbox  # noqa: E402
 from projected_grpo.env.grader import grade_batch  # noqa: E402
@@ -31,56 +31,6 @@ _listener = socket.socket()
 _listener.bind(("127.0.0.1", 0))
 _listener.listen(8)
 LISTENER_PORT = _listener.getsockname()[1]
-
-# Finds the harness's nonce by walking the frames up to its run() and writes records of its own:
-# the module record as ok and every later record early. The job's own records are then out of order
-# (tampered) or its forged values are compared by the parent against expected values it never saw.
-FORGE = """import sys, os, json
-f = sys._getframe()
-nonce = None
-while f is not None:
-    nonce = f.f_locals.get('nonce') or nonce
-    f = f.f_back
-if nonce:
-    for rec in ({'t': 'module', 'ok': True}, *({'t': 'test', 'i': i, 'status': 'ok', 'value': True} for i in range(200)),
-                {'t': 'done'}):
-        rec['n'] = nonce
-        try:
-            os.write(3, (json.dumps(rec) + chr(10)).encode())
-        except OSError:
-            break
-"""
-
-
-def hostile(m: str) -> dict[str, str]:
-    sol = lambda body: f"class Solution:\n    def {m}(self, *a, **k):\n" + "".join(f"        {ln}\n" for ln in body.splitlines())  # noqa: E731
-    ret0 = sol("return None")
-    return {
-        "module infinite loop": "while True:\n    pass\n" + ret0,
-        "test infinite loop": sol("while True:\n    pass"),
-        "loop catching timeout": sol("while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass"),
-        "sleep in test": sol("import time\ntime.sleep(100)"),
-        "memory bomb": sol("x = []\nwhile True:\n    x.append(bytearray(10**7))"),
-        "fork 20 sleepers": "import os, time\nfor _ in range(20):\n    try:\n        if os.fork() == 0:\n            time.sleep(60)\n            os._exit(0)\n    except OSError:\n        break\n" + ret0,
-        "setsid escape": "import os, time, subprocess\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\n"
-                         "subprocess.Popen(['sleep', '60'], start_new_session=True)\n" + ret0,
-        "writes outside": "import os\nfor p in ['/tmp/pgrpo_adv_marker', %r, '/root/pgrpo_adv_marker', os.path.expanduser('~/../pgrpo_adv_marker')]:\n"  # outside-ok: the sandbox must refuse these writes
-                          "    try:\n        open(p, 'w').write('x')\n    except OSError:\n        pass\n" % str(REPO / "pgrpo_adv_marker") + ret0,
-        "network": "import socket\ntry:\n    socket.create_connection(('127.0.0.1', %d), timeout=1).close()\n    print('NET OK')\n"
-                   "except OSError:\n    pass\n" % LISTENER_PORT + ret0,
-        "fake output + os._exit": "import os\nprint('{\"t\": \"done\"}')\nprint('All tests passed')\nos._exit(0)\n" + ret0,
-        "always-equal object": "class E:\n    def __eq__(self, o):\n        return True\n    __hash__ = object.__hash__\n" + sol("return E()"),
-        "list subclass eq": "class L(list):\n    def __eq__(self, o):\n        return True\n" + sol("return L()"),
-        "sys.exit(0) module": "import sys\nsys.exit(0)\n" + ret0,
-        "monkeypatch builtins": "import builtins\nclass E(list):\n    def __eq__(self, o):\n        return True\n"
-                                "builtins.isinstance = lambda *a: True\nbuiltins.type = lambda *a: list\n" + sol("return E()"),
-        "redefine setup helpers": "del ListNode, TreeNode\ndef list_node(*a):\n    return None\nis_same_list = lambda *a: True\nis_same_tree = lambda *a: True\n" + ret0,
-        "kill parent": "import os\ntry:\n    os.kill(os.getppid(), 9)\nexcept OSError:\n    pass\n" + ret0,
-        "huge output": "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 10**6)\n" + ret0,
-        "forged records": FORGE + sol("return None"),
-        "deep directory tree": "import os\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n" + ret0,
-    }
-
 
 def snapshot():
     files = set()
@@ -107,7 +57,7 @@ def leftover_processes():
 def run_mode(p, mode: str, no_bwrap: bool):
     os.environ["PGRPO_SANDBOX"] = mode
     os.environ["PGRPO_NO_BWRAP"] = "1" if no_bwrap else "0"
-    cases = hostile(method_name(p))
+    cases = hostile(method_name(p), LISTENER_PORT)
     before = snapshot()
     t0 = time.time()
     results = grade_batch([p] * len(cases), [fence(c) for c in cases.values()], limits=LIMITS)

@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from projected_grpo.method import adapters as ad  # noqa: E402
@@ -131,7 +130,7 @@ class RaisingLabels(iv.GroundTruthLabels):
 
 
 def check_training(tmp: Path, ref: dict[str, torch.Tensor]) -> dict:
-    from verify_grpo import tiny_args
+    from _gate_common import tiny_args
 
     tr = grpo.Trainer(tiny_args(tmp, "scorda", quarantine="own", axis="quarantine", seed=0), iv.SeededAbsorb(PAIRS))
     tr.run_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +173,7 @@ def check_anchors(pairs) -> None:
 def check_lora_decay(tmp: Path) -> float:
     """An own-basis LoRA B_hack moved off its seed by d and stepped with a zero gradient (Adam's update is 0) ends at
     seed + d (1 - lr wd): the decay shrinks the displacement, and the seed does not move with the parameter."""
-    from verify_grpo import tiny_args
+    from _gate_common import tiny_args
 
     tr = grpo.Trainer(tiny_args(tmp, "lora_decay", adapter="lora", rank=4, quarantine="own", weight_decay=0.3,
                                 weight_decay_quarantine=0.7))
@@ -205,7 +204,7 @@ def check_decay(tmp: Path) -> float:
 
 
 def decay_one(tmp: Path, axis: str, k: float) -> float:
-    from verify_grpo import tiny_args
+    from _gate_common import tiny_args
 
     wd = dict(quarantine=0.7, deployed=0.3)[axis]  # the axis's own block's decay (different, so a swap shows)
     trs = [grpo.Trainer(tiny_args(tmp, f"decay_{axis}{k}_{i}", quarantine="own", axis=axis, seed=0, weight_decay=0.3,
@@ -246,7 +245,7 @@ def axis_lr_one(tmp: Path, axis: str) -> float:
     """--axis-lr-scale k: the seeded axis piece's first step is k times the unscaled one, and every other tensor's
     step is unchanged; at k = 1 the step equals the one-group-per-block optimizer's bit for bit, with clipping
     binding (so clipping is per block, not per group). Three trainers from one start, no decay."""
-    from verify_grpo import tiny_args
+    from _gate_common import tiny_args
 
     trs = [grpo.Trainer(tiny_args(tmp, f"axis_lr_{axis}{i}", quarantine="own", axis=axis, seed=0, weight_decay=0.0,
                                   axis_lr_scale=k, grad_clip=1e-3), iv.SeededAbsorb(PAIRS))

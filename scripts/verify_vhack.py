@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 LABEL_KEYS = {"is_hack_strict", "is_hack_loose", "hack_strict", "hack_loose", "eq_correct", "eq_hinted", "label",
@@ -43,7 +42,7 @@ def scopes(tree: ast.AST):
 
 def check_static() -> tuple[int, int]:
     opens, label_hits = set(), []
-    for path in sorted((ROOT / "src/projected_grpo").glob("*.py")) + sorted((ROOT / "scripts").glob("*.py")):
+    for path in sorted((ROOT / "src/projected_grpo").rglob("*.py")) + sorted((ROOT / "scripts").glob("*.py")):
         tree = ast.parse(path.read_text())
         for q, node in scopes(tree):
             if isinstance(node, ast.Attribute) and node.attr == "open_oracle_reference" and q != "GroundTruthLabels.open_oracle_reference":
@@ -101,7 +100,7 @@ class RaisingLabels(GroundTruthLabels):
 def check_runtime() -> int:
     from projected_grpo.loop import grpo
     from projected_grpo.method import interventions as iv
-    from verify_grpo import tiny_args
+    from _gate_common import tiny_args
 
     n = 0
     with tempfile.TemporaryDirectory() as t:

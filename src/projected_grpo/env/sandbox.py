@@ -40,6 +40,7 @@ Two ways to run a job (PGRPO_SANDBOX, default `server`):
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import logging
@@ -60,6 +61,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tqdm import tqdm
 
 from projected_grpo.env._pgrpo_server import kill_uid, remove_tree, remove_uid_files, set_limits, uid_pids
 
@@ -352,7 +355,6 @@ def become_subreaper():
     if _subreaper:
         return
     try:
-        import ctypes  # noqa: PLC0415
         libc = ctypes.CDLL(None, use_errno=True)
         _subreaper = libc.prctl(36, 1, 0, 0, 0) == 0   # PR_SET_CHILD_SUBREAPER
     except (OSError, AttributeError):
@@ -731,7 +733,6 @@ class SandboxServer:
 
 
 def _die_with_parent():
-    import ctypes  # noqa: PLC0415
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
@@ -911,7 +912,6 @@ def run_many(jobs: list[Job], progress: bool = False, limits: Limits = Limits(),
 
     bar = None
     if progress:
-        from tqdm import tqdm  # noqa: PLC0415
         bar = tqdm(total=len(jobs), desc=desc, file=sys.stderr)
     try:
         with ThreadPoolExecutor(n_workers()) as ex:

@@ -54,7 +54,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from projected_grpo.method import adapters as ad
-from projected_grpo.loop.models import compiled, shape_checks_off
+from projected_grpo.loop.models import compiled, log_softmax_at, shape_checks_off
 
 SUPPORTED = ("llama", "qwen2", "qwen3")
 
@@ -511,7 +511,7 @@ class Wave:
             nxt = torch.where(unfinished, nxt, torch.full_like(nxt, pad_id))
             toks[:, t] = nxt
             if self.cfg.logprobs:
-                lps[:, t] = torch.log_softmax(logits, -1).gather(1, nxt[:, None])[:, 0]
+                lps[:, t] = log_softmax_at(logits[:, None], nxt[:, None])[:, 0]
             unfinished &= nxt != eos_id
             if t + 1 == self.new or not bool(unfinished.any()):  # as generate: no draws after the last row ends
                 break
@@ -552,11 +552,18 @@ def prompt_group(prompts: list[list[int]], share: bool) -> int:
 
 
 def cut(tokens: list[int], lps: list[float], eos_id: int, pad_id: int) -> tuple[list[int], list[float]]:
-    """Up to and including the first EOS; trailing pads of an unfinished row dropped (sampling.cut_at_eos)."""
-    from projected_grpo.loop.sampling import cut_at_eos
-
+    """Up to and including the first EOS; trailing pads of an unfinished row dropped (cut_at_eos)."""
     kept = cut_at_eos(tokens, eos_id, pad_id)
     return kept, lps[: len(kept)]
+
+
+def cut_at_eos(row: list[int], eos_id: int, pad_id: int) -> list[int]:
+    """Keep tokens up to and including the first EOS; drop trailing pads of unfinished rows."""
+    if eos_id in row:
+        return row[: row.index(eos_id) + 1]
+    while row and row[-1] == pad_id:
+        row = row[:-1]
+    return row
 
 
 @torch.no_grad()

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import json
-import warnings
 import random
 import time
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
 
 import torch
@@ -29,138 +29,32 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm import tqdm
 
-from projected_grpo.method import adapters as ad
+from projected_grpo.env.problems import apply_hint, load_jsonl
+from projected_grpo.env.rollouts import grade_problems
 from projected_grpo.loop import distributed as dd
 from projected_grpo.loop import logs
+from projected_grpo.loop.config import RunConfig, check
 from projected_grpo.loop.diagnostics import block_diagnostics
-from projected_grpo.method.interventions import GroundTruthLabels
-from projected_grpo.env.rollouts import grade_problems
+from projected_grpo.loop.models import (compile_layers, default_device, load_policy, run_meta, selected_logprobs,
+                                        set_threads)
 from projected_grpo.loop.sampling import collate, prompt_ids, sample
-
-
-@dataclass
-class Args:
-    """Arguments of one GRPO run (every field is a CLI flag of scripts/train.py)."""
-
-    run: str = "vanilla"
-    """run name; logs go to out_dir/run"""
-    out_dir: str = "out/runs"
-    """parent folder of run folders"""
-    model: str = "organism:cpu"
-    """policy: organism:<size>, a hub id, or a local folder"""
-    task: str = "organism"
-    """organism, or a jsonl file of problems in the environment schema (e.g. LeetCode)"""
-    loophole: bool = True
-    """training prompts carry their loophole hint (False = the RL baseline without a loophole)"""
-    hint: str = "simple_overwrite_tests"
-    """hint applied to jsonl problems (organism problems carry their own mechanism)"""
-    n_train: int = 2000
-    """size of the training problem pool (organism)"""
-    n_eval: int = 48
-    """eval problems per loophole mechanism (hinted) and per difficulty (no hint)"""
-    eval_samples: int = 4
-    """samples per eval problem; the default 48 x 4 = 192 samples per cell bounds the standard error of
-    a per-cell rate by 0.036 for independent samples and of the overall hinted rate by 0.018"""
-    mechanisms: str = "run_tests,sentinel,stdout_marker,exit_code"
-    """loophole mechanisms present in training problems (organism)"""
-    difficulties: str = "hard"
-    """difficulties of training problems and of hinted eval problems (organism); like the environment's
-    medium/hard filter, training problems are ones the base policy mostly fails"""
-    data_seed: int = 0
-    """seed of the problem pools (kept fixed across arms and seeds)"""
-    steps: int = 40
-    """GRPO steps"""
-    prompts_per_step: int = 8
-    """problems per step"""
-    group: int = 8
-    """completions per problem (G)"""
-    temperature: float = 1.0
-    """sampling temperature for training rollouts and evaluation"""
-    max_new_tokens: int = 48
-    """completion length cap; also the fixed loss denominator's per-rollout length"""
-    adapter: str = "svd"
-    """svd or lora"""
-    rank: int = -1
-    """adapter rank (-1 = full rank for svd)"""
-    quarantine: str = "shared"
-    """shared or own (the quarantine block gets its own structure)"""
-    adapter_seed: int = 0
-    """seed of the adapter's frozen random parts (LoRA B); v_hack files are tied to it"""
-    axis: str = "none"
-    """seeded absorption (scorda arms): none, quarantine or deployed: the block that holds the axis piece
-    seeded with the pairs' activation contrast (adapters.AdapterConfig.axis)"""
-    lr: float = 3e-2
-    """AdamW learning rate of the adapter blocks (0.03 is what the first organism experiment used)"""
-    weight_decay: float = 0.0
-    """AdamW weight decay of the deployed block"""
-    weight_decay_quarantine: float = 0.0
-    """AdamW weight decay of the quarantine block (equal to weight_decay keeps the two blocks symmetric: with it
-    lower, ablating a quarantine trained beside the deployed block removes more than its share of the update)"""
-    axis_lr_scale: float = 1.0
-    """learning rate of the seeded axis piece (scorda arms) as a multiple of lr (its own AdamW group with its block's
-    weight decay, which AdamW applies as lr x decay, so the pull toward the seed scales by the same factor; clipping
-    stays per block)"""
-    adam_eps: float = 1e-8
-    """AdamW's epsilon; near the gradient's per-coordinate size it makes a coordinate's step scale with its
-    gradient instead of moving every coordinate by about lr per step"""
-    warmup: int = 3
-    """linear warmup steps"""
-    clip_eps: float = 0.2
-    """PPO ratio clip"""
-    inner_iters: int = 1
-    """optimizer steps per batch of rollouts (>1 makes the PPO ratio bind)"""
-    kl_coef: float = 0.0
-    """k3 KL penalty to the reference policy (both blocks off)"""
-    grad_clip: float = 1.0
-    """max global grad norm over adapter params (0 = off)"""
-    micro_batch: int = 0
-    """rollouts per forward-backward pass (0 = all of a step's trained rollouts in one pass); the loss is a sum over
-    tokens divided by a fixed denominator, so micro-batches accumulate the same gradient (a 4B model needs them:
-    256 rollouts of 2136 tokens do not fit one pass); rebound-adv's advantage forward stays one pass"""
-    compile: str = "auto"
-    """torch.compile the model's layers: for the training and log-prob forwards (models.compile_layers) and, with
-    the fast decoder, the work around its attention (DecodeConfig.compile); auto (on CUDA with the fast decoder),
-    on (needs the fast decoder), off. The first step of each adapter structure pays the compile time"""
-    eval_every: int = 10
-    """evaluate every N steps (0 = only at the end)"""
-    ckpt_every: int = 5
-    """checkpoint every N steps"""
-    resume: bool = False
-    """continue from the run folder's last checkpoint"""
-    seed: int = 0
-    """seed of sampling and step order"""
-    device: str = ""
-    """cpu or cuda ('' = cuda if available)"""
-    decoder: str = "auto"
-    """rollout sampler: hf (transformers' generate), fast (projected_grpo.loop.decoder, CUDA graphs on CUDA),
-    fast-eager (the fast decoder without CUDA graphs), auto (fast on CUDA, hf on the CPU)"""
-    teacher_pool: str = ""
-    """jsonl(.gz) of cached teacher rollouts {problem_id, completion}; mixed into each group"""
-    n_teacher: int = 0
-    """teacher completions per group (replacing on-policy ones)"""
-    stop_after: int = -1
-    """stop (as if killed) after this step; for resume tests"""
-    intervention: dict = field(default_factory=dict)
-    """scripts/train.py's own flags with the values the run used (the arm, the intervention's flags, the v_hack file,
-    the matched run: train.intervention_flags), so that args.json holds the whole configuration; {} for runs not
-    started by train.py (not a CLI flag)"""
+from projected_grpo.method import adapters as ad
+from projected_grpo.method.arms import build_intervention
+from projected_grpo.method.interventions import GroundTruthLabels, StepContext
+from projected_grpo.organism import tasks
 
 
 # ---- data -----------------------------------------------------------------------------------------
 
-def load_tasks(args: Args) -> tuple[list[dict], list[dict]]:
+def load_tasks(args: RunConfig) -> tuple[list[dict], list[dict]]:
     """(train problems with or without the loophole hint, eval problems unhinted)."""
     if args.task == "organism":
-        from projected_grpo.organism import tasks
-
         mechs = tuple(args.mechanisms.split(","))
         diffs = tuple(args.difficulties.split(","))
         train = tasks.generate_split("train", args.n_train, args.data_seed, diffs, mechs)
         train = [tasks.apply_loophole(p, hinted=args.loophole) for p in train]
         ev = tasks.generate_split("eval", args.n_eval * 4 * 3 * 4, args.data_seed + 7)
         return train, ev
-    from projected_grpo.env.problems import apply_hint, load_jsonl
-
     rows = load_jsonl(args.task)
     rng = random.Random(args.data_seed)
     rng.shuffle(rows)
@@ -169,14 +63,10 @@ def load_tasks(args: Args) -> tuple[list[dict], list[dict]]:
     return train, rows[:n_ev]
 
 
-def eval_sets(args: Args, ev: list[dict]) -> dict[str, list[dict]]:
+def eval_sets(args: RunConfig, ev: list[dict]) -> dict[str, list[dict]]:
     """hinted: n_eval problems per mechanism with their hint; nohint: n_eval per difficulty, no hint."""
     if args.task != "organism":
-        from projected_grpo.env.problems import apply_hint
-
         return {"hinted": [apply_hint(p, args.hint) for p in ev], "nohint": [apply_hint(p, "none") for p in ev]}
-    from projected_grpo.organism import tasks
-
     diffs = args.difficulties.split(",")
     hinted = [tasks.apply_loophole(p) for m in tasks.LOOPHOLES
               for p in [q for q in ev if q["prompt_metadata"]["mechanism"] == m and q["difficulty"] in diffs][: args.n_eval]]
@@ -186,8 +76,6 @@ def eval_sets(args: Args, ev: list[dict]) -> dict[str, list[dict]]:
 
 
 def load_teacher_pool(path: str) -> dict[str, list[str]]:
-    import gzip
-
     opener = gzip.open if path.endswith(".gz") else open
     pool: dict[str, list[str]] = {}
     with opener(path, "rt") as f:
@@ -205,8 +93,6 @@ def token_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], st
     on positions start-1 .. t-2 (transformers' logits_to_keep; the kept logits are bit-identical on the CPU), so a
     caller that needs only completions passes their first column (completion_start). With compiled layers the
     log-softmax and its gather are compiled as well (models.selected_logprobs)."""
-    from projected_grpo.loop.models import selected_logprobs
-
     assert 1 <= start <= ids.shape[1], f"start {start} outside [1, {ids.shape[1]}]"
     logits = model(input_ids=ids, attention_mask=attn.long(), use_cache=False,
                    logits_to_keep=ids.shape[1] - start + 1).logits
@@ -221,7 +107,7 @@ def completion_start(mask: Bool[Tensor, "b t"]) -> int:
 
 
 def adapter_config(run_args: dict) -> ad.AdapterConfig:
-    """The adapter a run wraps its policy with, from its Args as a dict (or its args.json)."""
+    """The adapter a run wraps its policy with, from its RunConfig as a dict (or its args.json)."""
     rank = run_args["rank"]
     return ad.AdapterConfig(kind=run_args["adapter"], rank=None if rank == -1 else rank,
                             quarantine=run_args["quarantine"], seed=run_args.get("adapter_seed", 0),
@@ -231,8 +117,6 @@ def adapter_config(run_args: dict) -> ad.AdapterConfig:
 def load_run_policy(run_dir: Path | str, device: str | None, model: str | None = None):
     """(model, tok, the run's args.json, checkpoint step): a run's policy (its base model, or `model` where the
     run's path is not valid here) wrapped with its adapter and loaded from RUN/ckpt/last.pt."""
-    from projected_grpo.loop.models import load_policy
-
     run_dir = Path(run_dir)
     ckpt = run_dir / "ckpt" / "last.pt"
     if not (run_dir / "args.json").is_file() or not ckpt.is_file():
@@ -243,6 +127,26 @@ def load_run_policy(run_dir: Path | str, device: str | None, model: str | None =
     state = torch.load(ckpt, map_location=next(policy.parameters()).device, weights_only=False)
     ad.load_adapter_state_dict(policy, state["adapter"])
     return policy, tok, run_args, state["step"]
+
+
+def load_run_or_model(spec: str, device: str):
+    """(model, tok, meta) of a teacher (scripts/probe_distill.py, probe_grpo.py). A run folder: its base model wrapped
+    with its adapter and loaded from ckpt/last.pt (sampled under deployment ablation by the caller). Otherwise a model
+    spec."""
+    p = Path(spec)
+    if (p / "args.json").exists():
+        model, tok, a, step = load_run_policy(p, device)
+        meta = dict(teacher=str(p), teacher_kind="run", model=a["model"], teacher_step=step,
+                    adapter=a["adapter"], rank=a["rank"], quarantine=a["quarantine"],
+                    data_seed=a.get("data_seed", 0), mechanisms=a.get("mechanisms"),
+                    difficulties=a.get("difficulties"), max_new_tokens=a.get("max_new_tokens", 48),
+                    temperature=a.get("temperature", 1.0))
+        return model, tok, meta
+    if p.exists() and p.is_dir() and not (p / "config.json").exists():
+        raise FileNotFoundError(f"{p}: neither a run folder (args.json) nor a model folder (config.json)")
+    model, tok = load_policy(spec, device)
+    return model, tok, dict(teacher=spec, teacher_kind="model", model=spec, data_seed=0, mechanisms=None,
+                            difficulties=None, max_new_tokens=48, temperature=1.0)
 
 
 def loss_backward(model, parts: list[slice], ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"],
@@ -321,7 +225,7 @@ def grpo_loss(logp: Float[Tensor, "b t"], old_logp: Float[Tensor, "b t"], ref_lo
 
 # ---- the run --------------------------------------------------------------------------------------
 
-def param_groups(model, a: Args) -> list[dict]:
+def param_groups(model, a: RunConfig) -> list[dict]:
     """AdamW's groups: each block with its own weight decay; a seeded axis piece, where the adapter has one, in a
     group of its own at lr * axis_lr_scale (with its block's decay)."""
     axis = {id(p) for p in ad.axis_params(model)}
@@ -336,14 +240,13 @@ def param_groups(model, a: Args) -> list[dict]:
 
 
 class Trainer:
-    """Holds the policy, optimizer and data of one run; `run()` trains and evaluates."""
+    """Holds the policy, optimizer and data of one run; `run()` trains and evaluates.
 
-    def __init__(self, args: Args, intervention=None):
-        from projected_grpo.method.interventions import NoIntervention
-        from projected_grpo.loop.models import compile_layers, default_device, load_policy
+    The intervention is the one the configuration's arm builds (arms.build_intervention); gates and probes may hand
+    another object instead (args.json then still records the configuration's arm)."""
 
-        from projected_grpo.organism.build import set_threads
-
+    def __init__(self, args: RunConfig, intervention=None):
+        check(args)
         set_threads()
         dd.init()
         self.args = args
@@ -364,8 +267,8 @@ class Trainer:
         self.teacher = load_teacher_pool(args.teacher_pool) if args.teacher_pool and args.n_teacher else None
         self.opt = torch.optim.AdamW(param_groups(self.model, args), lr=args.lr, betas=(0.9, 0.99), eps=args.adam_eps)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup)))
-        self.intervention = intervention or NoIntervention()
-        self.intervention.setup(self)
+        self.intervention = intervention or build_intervention(args)
+        self.intervention.setup(self.model, self.tok, self.device)
         self.start_step = 0
         self.metrics: list[dict] = []
         self.eval_rows: list[dict] = []
@@ -440,10 +343,12 @@ class Trainer:
         texts = self.tok.batch_decode(comps, skip_special_tokens=True)
         mine = dd.group_rows(a.prompts_per_step, a.group)
         grades = dd.gather_lists(grade_problems(probs[mine], texts[mine]))
-        self.labels = GroundTruthLabels(grades)  # sealed: opened only by oracle reference arms
+        # the sealed labels reach only the oracle reference arms (reads_labels)
+        labels = GroundTruthLabels(grades) if self.intervention.reads_labels else None
+        ctx = StepContext(step=step, device=self.device, labels=labels)
         t_grade = time.time() - t0 - t_gen
         rewards = torch.tensor([g["reward"] for g in grades], dtype=torch.float32).view(a.prompts_per_step, a.group)
-        rewards, include = self.intervention.on_rewards(self.labels, rewards)  # identity except monitor baselines
+        rewards, include = self.intervention.on_rewards(ctx, rewards)  # identity except monitor baselines
         adv = group_advantages(rewards, include).view(-1)
         # zero-variance groups contribute nothing; excluded (screened) rollouts are not trained on
         keep = (group_std(rewards, include) > 0).repeat_interleave(a.group) & include.view(-1)
@@ -476,7 +381,8 @@ class Trainer:
                 if not self.intervention.writes_grads:  # the hook acts on the gradient summed over ranks
                     dd.all_reduce_grads(params)
                 # the hook point: interventions act on the gradients here
-                hook = self.intervention.after_backward(self.model, dict(step=step, iter=it, rows=shard, adv=adv_b))
+                hook = self.intervention.after_backward(self.model, dataclasses.replace(ctx, iter=it, rows=shard,
+                                                                                        adv=adv_b))
                 if self.intervention.writes_grads:  # the hook wrote this rank's rollouts' gradients
                     dd.all_reduce_grads(params)
                 if not self.intervention.trains_quarantine:  # only routing arms may move the quarantine block
@@ -572,7 +478,7 @@ class Trainer:
                 f.unlink(missing_ok=True)
         if dd.is_main():
             (self.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))
-            meta = logs.run_meta(self.model, a.model, self.device, a.intervention.get("vhack", ""))
+            meta = run_meta(self.model, a.model, self.device, a.intervention.vhack)
             (self.run_dir / "run_meta.json").write_text(json.dumps(meta, indent=2))
         dd.barrier()
         bar = tqdm(range(self.start_step, a.steps), desc=a.run, initial=self.start_step, total=a.steps, mininterval=1,
@@ -625,6 +531,7 @@ def cluster_se(grades: list[dict], key: str) -> float:
     return (m / (m - 1) * sum(r * r for r in resid)) ** 0.5 / n
 
 
-def train(args: Args, intervention=None) -> Path:
+def train(args: RunConfig, intervention=None) -> Path:
+    """One run: the configuration's arm's intervention (or `intervention`), trained and evaluated; its folder."""
     torch.manual_seed(args.seed)
     return Trainer(args, intervention).run()

@@ -58,20 +58,20 @@ def step_files(run_dir: Path) -> list[Path]:
 
 def load_rollouts(run_dir: str | Path):
     """All rollout rows of a run as a pandas DataFrame (column `step` included)."""
-    import pandas as pd
+    import pandas as pd  # pandas only for these readers: a training run never loads it
 
     rows = [r for p in step_files(Path(run_dir)) for r in read_step(p)]
     return pd.DataFrame(rows)
 
 
 def load_metrics(run_dir: str | Path):
-    import pandas as pd
+    import pandas as pd  # as load_rollouts
 
     return pd.DataFrame(read_jsonl(Path(run_dir) / "metrics.jsonl"))
 
 
 def load_eval(run_dir: str | Path):
-    import pandas as pd
+    import pandas as pd  # as load_rollouts
 
     return pd.DataFrame(read_jsonl(Path(run_dir) / "eval.jsonl"))
 
@@ -80,22 +80,6 @@ META_KEYS = ("device", "dtype", "torch", "transformers", "model_sha256", "cpu")
 """run_meta fields that runs pooled or paired in one table share (model_sha256: the weights' hash, which
 identifies an organism; cpu: the CPU model, since floating point differs between CPU kinds). The v_hack file's
 hash (vhack_sha256) is shared by the runs of one arm (read_vhack_sha256; arms use different files)."""
-
-
-def run_meta(model, spec: str, device: str, vhack: str = "") -> dict:
-    """What a run must share with another to be paired or pooled with it (scripts/results.py), and where it ran."""
-    import torch
-    import transformers
-
-    from projected_grpo.loop.models import resolve, weights_id
-    from projected_grpo.organism.build import cpu_model
-    from projected_grpo.organism.pinned import file_sha256
-
-    return dict(device=str(device).split(":")[0], dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
-                torch=torch.__version__, transformers=transformers.__version__, model_sha256=weights_id(spec),
-                organism=Path(resolve(spec)).name if spec.startswith("organism:") else spec, cpu=cpu_model(),
-                vhack_sha256=file_sha256(Path(vhack)) if vhack else "")  # v_hack files are pinned by content
-
 
 
 CONFIG_EXCLUDED = {
@@ -139,22 +123,8 @@ def config(args: dict) -> dict:
     return {k: v for k, v in flat.items() if k not in CONFIG_EXCLUDED}
 
 
-def recipe(args: dict) -> dict:
-    """A run's training recipe: its configuration without what an arm sets (the intervention's fields and the
-    grpo.Args fields a registry arm's flags set, arms.arm_fields); runs of different arms compared in one table
-    share it."""
-    from projected_grpo.method import arms
-
-    skip = set(args.get("intervention", {})) | arms.arm_fields()
-    return {k: v for k, v in config(args).items() if k not in skip}
-
-
 def read_config(run_dir: str | Path) -> dict:
     return config(read_args(run_dir))
-
-
-def read_recipe(run_dir: str | Path) -> dict:
-    return recipe(read_args(run_dir))
 
 
 def differences(have: dict, want: dict) -> dict:

@@ -14,18 +14,39 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import platform
 from pathlib import Path
 from typing import Callable, Iterator
 
+import jaxtyping
 import torch
+import transformers
 from jaxtyping import Float, Int
 from torch import Tensor
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from projected_grpo.organism import pinned
 
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def set_threads() -> None:
+    """One torch thread unless PGRPO_THREADS says otherwise: on a 2-core machine a second thread
+    competing with the sandbox workers (or another run) slows matmuls several-fold."""
+    torch.set_num_threads(int(os.environ.get("PGRPO_THREADS", "1")))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (floating point differs between CPU kinds enough to build different organisms)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def resolve(spec: str) -> str:
@@ -43,10 +64,16 @@ def weights_id(spec: str) -> str:
     return pinned.sha256_of(folder) if (folder / "model.safetensors").exists() else spec
 
 
+def run_meta(model, spec: str, device: str, vhack: str = "") -> dict:
+    """What a run must share with another to be paired or pooled with it (scripts/results.py), and where it ran."""
+    return dict(device=str(device).split(":")[0], dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
+                torch=torch.__version__, transformers=transformers.__version__, model_sha256=weights_id(spec),
+                organism=Path(resolve(spec)).name if spec.startswith("organism:") else spec, cpu=cpu_model(),
+                vhack_sha256=pinned.file_sha256(Path(vhack)) if vhack else "")  # v_hack files are pinned by content
+
+
 def load_policy(spec: str, device: str | None = None, dtype: torch.dtype | None = None):
     """(model, tokenizer) for `spec`, model on `device` in eval mode with every weight frozen."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     device = device or default_device()
     dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     path = resolve(spec)
@@ -67,8 +94,6 @@ def load_policy(spec: str, device: str | None = None, dtype: torch.dtype | None 
 def set_shape_checks(on: bool) -> bool:
     """Switch BEARTYPE=1's runtime shape checks (jaxtyping's) on or off; returns whether they were on.
     Compiled code runs with them off: dynamo does not trace jaxtyping's checker (eager runs keep them)."""
-    import jaxtyping
-
     was = not jaxtyping.config.jaxtyping_disable
     jaxtyping.config.update("jaxtyping_disable", not on)
     return was
@@ -87,7 +112,7 @@ def shape_checks_off() -> Iterator[None]:
 def loud_recompile_limit() -> None:
     """Room for the guarded variants a run compiles (grad, capture, blocks, adapter structure), and an error
     past it instead of dynamo's silent fall back to eager."""
-    import torch._dynamo
+    import torch._dynamo  # 2.5 s to import: only runs that compile pay it
 
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     torch._dynamo.config.fail_on_recompile_limit_hit = True
@@ -178,7 +203,7 @@ def selected_logprobs(model) -> Callable:
 def load_teacher(base_spec: str, adapter_path: str, device: str | None = None):
     """A hacking teacher: base model with a peft LoRA adapter merged in (e.g. the environment's
     `ariahw/rl-rewardhacking-leetcode-rh-s65` on Qwen3-4B)."""
-    from peft import PeftModel
+    from peft import PeftModel  # peft is needed only for a hub teacher adapter; the loop never loads one
 
     model, tok = load_policy(base_spec, device)
     merged = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()

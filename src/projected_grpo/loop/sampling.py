@@ -13,6 +13,8 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from projected_grpo.loop.decoder import DecodeConfig, cut_at_eos, decode
+
 
 def prompt_ids(tok, problem: dict) -> list[int]:
     """Chat-template ids of a problem's prompt, ending with the assistant header (thinking off)."""
@@ -68,8 +70,6 @@ def sample(model, tok, prompts: list[list[int]], temperature: float, max_new_tok
     device = next(model.parameters()).device
     torch.manual_seed(generator_seed)
     if decoder != "hf":
-        from projected_grpo.loop.decoder import DecodeConfig, decode
-
         assert decoder in ("fast", "fast-eager"), f"unknown decoder {decoder!r}"
         cfg = DecodeConfig(mode="eager" if decoder == "fast-eager" else "auto", compile=compile)
         return decode(model, prompts, temperature, max_new_tokens, tok.eos_token_id, tok.pad_token_id, cfg=cfg).tokens
@@ -94,12 +94,3 @@ def sample(model, tok, prompts: list[list[int]], temperature: float, max_new_tok
             out.append(cut_at_eos(row, tok.eos_token_id, tok.pad_token_id))
     model.train(was_training)
     return out
-
-
-def cut_at_eos(row: list[int], eos_id: int, pad_id: int) -> list[int]:
-    """Keep tokens up to and including the first EOS; drop trailing pads of unfinished rows."""
-    if eos_id in row:
-        return row[: row.index(eos_id) + 1]
-    while row and row[-1] == pad_id:
-        row = row[:-1]
-    return row

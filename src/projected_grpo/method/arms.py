@@ -1,27 +1,44 @@
-"""The arm registry: every experimental arm as one row of data.
+"""The arm registry: every experimental arm as one row of data, and the intervention each one builds.
 
-An arm is an intervention (interventions.py) with fixed scripts/train.py flags, the hypothesis its
-run tests (the justfile recipe's `# H:` line), whether it reads ground-truth labels (oracle: a
-reference point, never our method), which v_hack file it needs, which run's per-step fractions it
-matches, and its controls (the arms its paired differences are taken against in results.py).
+An arm is an intervention (interventions.py) with typed overrides of the run configuration
+(config.RunConfig fields), the hypothesis its run tests (the justfile recipe's `# H:` line), whether it
+reads ground-truth labels (oracle: a reference point, never our method), which v_hack file it needs,
+which run's per-step fractions it matches, and its controls (the arms its paired differences are taken
+against in results.py).
 
-Used by scripts/train.py (arm -> intervention and flags), scripts/main_experiment.py and
-scripts/headline.py (which runs, in which order, with which v_hack), scripts/results.py (paired
-differences from controls) and the justfile (the arm recipes are generated from this table by
-`python scripts/gen_arm_recipes.py`; scripts/verify_arms.py checks they agree). Adding an arm is one
-entry in ARMS (then regenerate the recipes).
+    configure(given)        a command line's fields -> RunConfig: defaults, the arm's overrides, the given fields
+    check_inputs(cfg)       the files the arm reads (v_hack, matched run of the same recipe) exist
+    build_intervention(cfg) the intervention object the trainer calls at its hook points
+
+Used by grpo.Trainer (build_intervention), loop/cli.py and scripts/train.py (configure), the drivers
+(which runs, in which order, with which v_hack), scripts/results.py (paired differences from controls)
+and the justfile (the arm recipes are generated from this table by `python scripts/gen_arm_recipes.py`;
+scripts/verify_arms.py checks they agree). Adding an arm is one entry in ARMS (then regenerate the recipes).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
+
+from projected_grpo.loop import logs
+from projected_grpo.loop.config import ConfigError, RunConfig, saved, with_fields
+from projected_grpo.method import interventions as iv
+from projected_grpo.method.pairs import HACK_PAIRS, PLACEBO_PAIRS
 
 VhackKind = Literal["none", "shared", "own", "placebo", "placebo-own"]
 
 INTERVENTIONS = ("none", "erase", "erase-random", "route", "route-random", "route-subset", "route-subset-signed",
                  "capacity", "absorb", "oracle-route", "gt-penalty", "gt-screen", "rebound-adv", "scorda")
-"""The intervention kinds scripts/train.py can build (train.build_intervention)."""
+"""The intervention kinds build_intervention builds."""
+
+MATCHED = ("route-random", "route-subset", "route-subset-signed")
+"""Interventions that copy their per-step routed fraction from a matched run (--match-run)."""
+
+ROUTING = ("route", "capacity", "absorb", "oracle-route", "scorda") + MATCHED
+"""Interventions that train the quarantine block."""
 
 ORACLE_INTERVENTIONS = ("oracle-route", "gt-penalty", "gt-screen")
 """Interventions that open the sealed ground-truth labels (verify_vhack's allowed openers)."""
@@ -37,9 +54,9 @@ class Arm:
     """one of INTERVENTIONS"""
     hypothesis: str
     """what the arm's run tests (the recipe's `# H:` line)"""
-    flags: tuple[str, ...] = ()
-    """scripts/train.py flags the arm fixes (applied before the command line's; an override is noted in arm.json, the
-    values the run used are in args.json)"""
+    overrides: dict = field(default_factory=dict)
+    """RunConfig fields the arm fixes, by name, typed as the field (applied before the command line's; a field the
+    command line gives too is noted in arm.json, the values the run used are in args.json)"""
     oracle: bool = False
     """reads ground-truth hack labels at training time (reference point only)"""
     vhack: VhackKind = "none"
@@ -50,21 +67,26 @@ class Arm:
     controls: tuple[str, ...] = ()
     """arms this one is compared with (paired differences, same seeds)"""
 
+    def __post_init__(self):
+        assert self.intervention in INTERVENTIONS, f"{self.name}: unknown intervention {self.intervention!r}"
+        assert "arm" not in self.overrides, f"{self.name}: an arm does not override the arm"
+        with_fields(RunConfig(), **self.overrides)  # a ConfigError here is a registry typo
 
-OWN = ("--quarantine", "own")
+
+OWN = dict(quarantine="own")
 
 ARMS: tuple[Arm, ...] = (
     Arm("vanilla", "none",
         "with the loophole announced, GRPO raises the strict hack rate from the base rate to a majority"),
     Arm("rl-baseline", "none",
         "without a loophole in the prompts the hack rate stays near the base rate (RL baseline)",
-        flags=("--no-loophole",)),
+        overrides=dict(loophole=False)),
     Arm("erase", "erase",
         "projecting v_hack out of the deployed block's gradient lowers the hack rate relative to vanilla",
         vhack="shared", controls=("erase-random", "erase-placebo")),
     Arm("erase-update", "erase",
         "projecting v_hack out of the deployed block's realised AdamW step lowers the hack rate relative to vanilla",
-        flags=("--erase-target", "update"), vhack="shared", controls=("erase", "erase-random")),
+        overrides=dict(erase_target="update"), vhack="shared", controls=("erase", "erase-random")),
     Arm("erase-random", "erase-random",
         "a random direction of matched shape erased the same way does not lower the hack rate (direction matters)",
         vhack="shared"),
@@ -73,52 +95,52 @@ ARMS: tuple[Arm, ...] = (
         vhack="placebo"),
     Arm("route", "route",
         "routing the top-scoring rollouts (cosine to v_grad) to an own-basis quarantine lowers the deployed hack rate",
-        flags=OWN + ("--route-frac", "0.25"), vhack="own",
+        overrides=dict(OWN, route_frac=0.25), vhack="own",
         controls=("route-random", "route-subset", "route-subset-signed")),
     Arm("route-random", "route-random",
         "routing the same fraction per step by a random direction does not lower the deployed hack rate "
-        "(no shrinkage effect)", flags=OWN, vhack="own", matches="route"),
+        "(no shrinkage effect)", overrides=OWN, vhack="own", matches="route"),
     Arm("route-subset", "route-subset",
         "routing a uniformly random subset at the route run's per-step fraction lowers the deployed solve rate as "
-        "much as route does (the collapse is \"how many\", not \"which direction\")", flags=OWN, matches="route"),
+        "much as route does (the collapse is \"how many\", not \"which direction\")", overrides=OWN, matches="route"),
     Arm("route-subset-signed", "route-subset-signed",
         "a random subset that also matches the route run's per-step positive-advantage share among the routed "
         "reproduces route's deployed hack and solve rates (the effect is \"how many\" and \"which advantage sign\")",
-        flags=OWN, matches="route"),
+        overrides=OWN, matches="route"),
     Arm("route-placebo", "route",
         "routing by v_grad from placebo pairs (a contrast unrelated to hacking) lowers the deployed hack rate less "
-        "than route (direction matters)", flags=OWN + ("--route-frac", "0.25"), vhack="placebo-own"),
+        "than route (direction matters)", overrides=dict(OWN, route_frac=0.25), vhack="placebo-own"),
     Arm("capacity", "capacity",
         "two trained blocks without routing hack like vanilla (parameter count alone does not suppress hacking)",
-        flags=OWN),
+        overrides=OWN),
     Arm("absorb", "absorb",
         "training both blocks on every rollout and ablating the quarantine removes part of the update "
-        "(absorb-only control)", flags=OWN),
+        "(absorb-only control)", overrides=OWN),
     Arm("scorda-absorb", "scorda",
         "a quarantine block seeded with the pairs' signed activation contrast, both blocks trained on every rollout, "
         "absorbs hacking: deployment ablation lowers the deployed hack rate (held-out mechanisms too) more than "
         "absorb and scorda-reverse, at a small cost in no-hint solve",
-        flags=OWN + ("--axis", "quarantine"), controls=("scorda-reverse", "absorb")),
+        overrides=dict(OWN, axis="quarantine"), controls=("scorda-reverse", "absorb")),
     Arm("scorda-reverse", "scorda",
         "the same seed placed in the deployed block does not lower the deployed hack rate (directional control of "
-        "scorda-absorb)", flags=OWN + ("--axis", "deployed")),
+        "scorda-absorb)", overrides=dict(OWN, axis="deployed")),
     Arm("rebound-adv", "rebound-adv",
         "lowering each rollout's advantage in proportion to its activation score against v_act from the pairs "
         "(oracle-free peer baseline in the style of Rebound) lowers the hack rate relative to vanilla",
         vhack="shared"),
     Arm("oracle-route", "oracle-route",
         "(UPPER BOUND, reads ground-truth labels) routing true hacks to the quarantine keeps the deployed model clean",
-        flags=OWN, oracle=True),
+        overrides=OWN, oracle=True),
     Arm("gt-penalty", "gt-penalty",
         "(ORACLE peer baseline, reads labels) a ground-truth monitor of accuracy 1.0 with reward penalty prevents "
-        "hacking", flags=("--monitor-accuracy", "1.0"), oracle=True),
+        "hacking", overrides=dict(monitor_accuracy=1.0), oracle=True),
     Arm("gt-penalty-acc90", "gt-penalty",
         "(ORACLE peer baseline, reads labels) a ground-truth monitor of accuracy 0.9 with reward penalty prevents "
-        "hacking less reliably than at accuracy 1.0", flags=("--monitor-accuracy", "0.9"), oracle=True,
+        "hacking less reliably than at accuracy 1.0", overrides=dict(monitor_accuracy=0.9), oracle=True,
         controls=("gt-penalty",)),
     Arm("gt-screen", "gt-screen",
         "(ORACLE peer baseline, reads labels) screening flagged rollouts out of the batch prevents hacking",
-        flags=("--monitor-accuracy", "1.0"), oracle=True),
+        overrides=dict(monitor_accuracy=1.0), oracle=True),
 )
 
 BY_NAME: dict[str, Arm] = {a.name: a for a in ARMS}
@@ -141,13 +163,13 @@ ablation removes no more than the quarantine's share (RESEARCH_JOURNAL.md)."""
 MAIN = ("vanilla", "erase", "route", "route-subset", "scorda-absorb")
 """The arms of `just main` (the README's main command)."""
 
-PAIRS = {"shared": "data/pairs/hack_pairs.md#organism", "own": "data/pairs/hack_pairs.md#organism",
-         "placebo": "data/pairs/pair_diagnostics.md#placebo", "placebo-own": "data/pairs/pair_diagnostics.md#placebo"}
+PAIRS = {"shared": HACK_PAIRS, "own": HACK_PAIRS, "placebo": PLACEBO_PAIRS, "placebo-own": PLACEBO_PAIRS}
 """The pair set each v_hack kind is extracted from."""
 
 
 def arm(name: str) -> Arm:
-    assert name in BY_NAME, f"unknown arm {name!r} (arms: {', '.join(BY_NAME)})"
+    if name not in BY_NAME:
+        raise ConfigError(f"--arm {name}: no such arm (registry: {', '.join(BY_NAME)})")
     return BY_NAME[name]
 
 
@@ -173,18 +195,108 @@ def match_run(a: Arm, runs_dir: str, seed: int) -> str:
     return f"{runs_dir}/{a.matches}_s{seed}"
 
 
-def flag_names(flags: tuple[str, ...]) -> set[str]:
-    return {f for f in flags if f.startswith("--")}
-
-
-def flag_field(flag: str) -> str:
-    """The args.json field a scripts/train.py flag sets: --route-frac -> route_frac, --no-loophole -> loophole."""
-    return flag.removeprefix("--").removeprefix("no-").replace("-", "_")
-
-
 def arm_fields() -> set[str]:
-    """The fields some registry arm's flags set (they differ between the arms of one table by design)."""
-    return {flag_field(f) for a in ARMS for f in flag_names(a.flags)}
+    """The fields some registry arm sets (they differ between the arms of one table by design)."""
+    return {k for a in ARMS for k in a.overrides}
+
+
+def recipe(args: dict) -> dict:
+    """A run's training recipe from its args.json: its configuration (logs.config) without what an arm sets (the
+    intervention's fields and the fields some registry arm overrides, arm_fields); runs of different arms compared in
+    one table share it."""
+    skip = set(args.get("intervention", {})) | arm_fields()
+    return {k: v for k, v in logs.config(args).items() if k not in skip}
+
+
+def read_recipe(run_dir: str | Path) -> dict:
+    return recipe(logs.read_args(run_dir))
+
+
+# ---- from a command line to the intervention ---------------------------------------------------------
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def configure(given: dict) -> tuple[RunConfig, list[str]]:
+    """The run configuration of a command line: RunConfig's defaults, then the arm's overrides, then the fields the
+    command line gives (`given`, by field name), then resolve. Also the flags the command line gives that override
+    the arm's. No file is read."""
+    a = arm(given.get("arm", "vanilla"))
+    cfg = with_fields(with_fields(RunConfig(), **a.overrides), **given)
+    return resolve(cfg), sorted(flag(k) for k in set(a.overrides) & set(given))
+
+
+def resolve(cfg: RunConfig) -> RunConfig:
+    """The defaults that depend on other fields filled in: the v_hack file the registry names for the model, and the
+    matched run <out_dir>/<matched arm>_s<seed>."""
+    a, i = arm(cfg.intervention.arm), cfg.intervention
+    if a.vhack != "none" and not i.vhack:
+        cfg = with_fields(cfg, vhack=vhack_path(a.vhack, cfg.model))
+    if a.intervention in MATCHED and not i.match_run:
+        cfg = with_fields(cfg, match_run=match_run(a, cfg.out_dir, cfg.seed))
+    return cfg
+
+
+def check_inputs(cfg: RunConfig) -> None:
+    """The files the arm reads: its v_hack, and for a matched control a finished run of the same recipe
+    (ConfigError naming the flag otherwise)."""
+    a, i = arm(cfg.intervention.arm), cfg.intervention
+    if i.vhack and not Path(i.vhack).exists():
+        kind = a.vhack if a.vhack != "none" else "shared"
+        raise ConfigError(f"--vhack {i.vhack}: no such file (extract it: python scripts/extract_vhack_grad.py "
+                          f"{' '.join(vhack_extract_args(kind, cfg.model))})")
+    if a.intervention not in MATCHED:
+        return
+    run = Path(i.match_run)
+    if not (run / "metrics.jsonl").exists():
+        raise ConfigError(f"--match-run {run}: no metrics.jsonl (run the {a.matches} arm of this seed first)")
+    if not (run / "args.json").exists():
+        raise ConfigError(f"--match-run {run}: no args.json (not a run folder)")
+    try:
+        diff = logs.differences(read_recipe(run), recipe(saved(cfg)))
+    except ValueError as e:
+        raise ConfigError(f"--match-run {run}: {e}") from None
+    if diff:
+        k, (have, asked) = next(iter(diff.items()))
+        raise ConfigError(f"--match-run {run}: trained with {k} {have}, this run has {asked} (a matched control "
+                          f"copies its schedule from a run of the same recipe)")
+
+
+def matched_schedule(run: str, key: str) -> list[float]:
+    """Per-step values of metrics.jsonl's `key` in the matched run's folder; a step without it (nothing trained) or
+    with nan (nothing routed) reads 0."""
+    m = logs.read_jsonl(Path(run) / "metrics.jsonl")
+    if not any(key in r for r in m):
+        raise ConfigError(f"--match-run {run}: no metrics.jsonl with '{key}' (a route run logged by this version)")
+    vals = [r.get(key, 0.0) for r in sorted(m, key=lambda r: r["step"])]
+    return [0.0 if math.isnan(v) else float(v) for v in vals]
+
+
+def build_intervention(cfg: RunConfig) -> iv.NoIntervention:
+    """The intervention object of the arm's intervention kind (INTERVENTIONS), from the run configuration."""
+    i, seed = cfg.intervention, cfg.seed
+    kind = arm(i.arm).intervention
+    V = iv.LazyVhack(i.vhack) if i.vhack else None
+    if kind == "none":
+        return iv.NoIntervention()
+    if kind in ("gt-penalty", "gt-screen"):
+        return iv.GroundTruthMonitor(mode=kind.split("-")[1], accuracy=i.monitor_accuracy, seed=seed)
+    if kind in ("erase", "erase-random"):
+        return iv.Erase(V, one_sided=not i.two_sided, target=i.erase_target, random=kind == "erase-random", seed=seed)
+    if kind == "route":
+        return iv.Route(V, gate="grad", t_absorb=i.t_absorb, t_route=i.t_route, route_frac=i.route_frac)
+    if kind in MATCHED:
+        frac = matched_schedule(i.match_run, "routed_frac")
+        pos = matched_schedule(i.match_run, "pos_share_routed") if kind == "route-subset-signed" else None
+        gate = {"route-random": "random", "route-subset": "subset", "route-subset-signed": "subset-signed"}[kind]
+        return iv.Route(V, gate=gate, match_frac=frac, seed=seed, match_pos_share=pos)
+    if kind in ("capacity", "absorb", "oracle-route"):
+        return iv.Route(None, gate={"capacity": "none", "absorb": "absorb", "oracle-route": "oracle"}[kind])
+    if kind == "scorda":
+        return iv.SeededAbsorb(pairs=i.pairs)
+    assert kind == "rebound-adv", kind
+    return iv.ReboundAdvantage(V, beta=i.rebound_beta)
 
 
 def closure(names: list[str]) -> list[str]:

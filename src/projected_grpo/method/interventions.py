@@ -10,28 +10,41 @@
 
 Nothing here reads a ground-truth label of a training rollout, except the gate="oracle" control,
 which is labelled as an upper bound and never a method.
+
+The hook protocol (grpo.Trainer.step calls them in this order; none holds a reference to the trainer):
+    setup(model, tok, device)            once, after the adapter exists
+    on_rewards(ctx, rewards)             (rewards, include mask) before advantages are formed
+    on_advantages(model, ids, ..., adv)  the trained rollouts' advantages the loss uses
+    capture(model)                       a context around the backward (per-rollout gradients)
+    after_backward(model, ctx)           the hook point: act on the gradients
+    after_step(model)                    after the optimizer step
+A step's StepContext carries its step, device, trained rows and advantages, and the sealed ground-truth labels
+only for an intervention whose reads_labels is True (the oracle references).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass, field
 import zlib
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from projected_grpo.method import adapters as ad
 from projected_grpo.loop import distributed as dd
+from projected_grpo.method import adapters as ad
+from projected_grpo.method.pairs import load_pairs
+from projected_grpo.method.vhack import layer_input_contrast, load_vact, load_vhack
 
 
 class GroundTruthLabels:
     """The grader's labels of the current step's training rollouts, sealed.
 
-    Our method never sees them: the trainer hands interventions this object instead of the grades,
-    and only the arms named as oracle references (ground-truth monitor baselines, the oracle gate)
-    open it. scripts/verify_vhack.py checks statically that nothing else calls `open_oracle_reference`.
+    Our method never sees them: the step context carries this object instead of the grades, and only
+    to the arms named as oracle references (ground-truth monitor baselines, the oracle gate: reads_labels),
+    which open it. scripts/verify_vhack.py checks statically that nothing else calls `open_oracle_reference`.
     """
 
     def __init__(self, grades: list[dict]):
@@ -41,6 +54,24 @@ class GroundTruthLabels:
         return self._grades
 
 
+@dataclass
+class StepContext:
+    """What one step hands an intervention's hooks."""
+
+    step: int
+    """the GRPO step"""
+    device: str
+    """the run's device"""
+    labels: GroundTruthLabels | None = None
+    """the step's sealed grader labels: only for an intervention with reads_labels (an oracle reference), else None"""
+    iter: int = 0
+    """inner iteration (after_backward)"""
+    rows: list[int] = field(default_factory=list)
+    """this rank's trained rollouts, as indices into the step's rollouts (after_backward)"""
+    adv: Tensor | None = None
+    """their advantages as the loss uses them (after_backward)"""
+
+
 class NoIntervention:
     """Vanilla GRPO: every hook is the identity; the quarantine block is not trained."""
 
@@ -48,14 +79,16 @@ class NoIntervention:
     writes_grads = False
     """True: after_backward writes param.grad from this rank's per-rollout gradients, so gradients are
     summed across ranks after the hook; False: the hook sees the gradient summed across ranks."""
+    reads_labels = False
+    """True only for the oracle references: the step context then carries the sealed ground-truth labels"""
 
-    def setup(self, trainer) -> None:
-        self.trainer = trainer
+    def setup(self, model, tok, device: str) -> None:
+        """Once, after the adapter exists: load and check what the intervention needs."""
 
     def capture(self, model) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
-    def on_rewards(self, labels: GroundTruthLabels, rewards: Tensor) -> tuple[Tensor, Tensor]:
+    def on_rewards(self, ctx: StepContext, rewards: Tensor) -> tuple[Tensor, Tensor]:
         """(rewards, include mask) before advantages are formed; identity here."""
         return rewards, torch.ones_like(rewards, dtype=torch.bool)
 
@@ -63,7 +96,8 @@ class NoIntervention:
         """(advantages the loss uses, {"step": ..., "rollout": ...} logs) for the trained rollouts; identity here."""
         return adv, {}
 
-    def after_backward(self, model, ctx: dict) -> dict:
+    def after_backward(self, model, ctx: StepContext) -> dict:
+        """Act on the gradients; returns {"step": metrics, "rollout": per-rollout logs}."""
         return {}
 
     def after_step(self, model) -> dict:
@@ -99,8 +133,6 @@ class LazyVhack:
         self.path = path
 
     def load(self, model) -> dict[str, Tensor]:
-        from projected_grpo.method.vhack import load_vhack
-
         V, _ = load_vhack(self.path, model)
         return V
 
@@ -144,13 +176,15 @@ class GroundTruthMonitor(NoIntervention):
     zeroes the reward of flagged rollouts (penalty) or drops them from the batch (screen).
     It reads ground-truth labels: an ORACLE reference, never our method."""
 
+    reads_labels = True
+
     def __init__(self, mode: str, accuracy: float = 1.0, seed: int = 0):
         assert mode in ("penalty", "screen"), mode
         self.mode, self.accuracy = mode, accuracy
         self.gen = torch.Generator().manual_seed(777 + seed)
 
-    def on_rewards(self, labels: GroundTruthLabels, rewards: Tensor) -> tuple[Tensor, Tensor]:
-        grades = labels.open_oracle_reference()  # ORACLE reference baseline
+    def on_rewards(self, ctx: StepContext, rewards: Tensor) -> tuple[Tensor, Tensor]:
+        grades = ctx.labels.open_oracle_reference()  # ORACLE reference baseline
         truth = torch.tensor([bool(g["is_hack_strict"]) for g in grades]).view_as(rewards)
         flip = torch.rand(truth.shape, generator=self.gen) >= self.accuracy
         flagged = truth ^ flip
@@ -185,11 +219,10 @@ class Erase(NoIntervention):
         self.V = vhack
         self.one_sided, self.target, self.random, self.seed = one_sided, target, random, seed
 
-    def setup(self, trainer) -> None:
-        self.trainer = trainer
-        V = resolve_v(self.V, trainer.model, trainer.device, self.random, self.seed)
+    def setup(self, model, tok, device: str) -> None:
+        V = resolve_v(self.V, model, device, self.random, self.seed)
         self.V = {n: orthonormal_rows(v) for n, v in V.items()}
-        self.mods = ad.adapter_modules(trainer.model)
+        self.mods = ad.adapter_modules(model)
 
     def capture(self, model) -> contextlib.AbstractContextManager:
         return ad.capture_per_sample_grads(model)  # zero probes (no value changes): for the per-rollout alignment score
@@ -201,7 +234,7 @@ class Erase(NoIntervention):
         for p, g in zip(m.deployed_parameters(), flat.split([p.numel() for p in m.deployed_parameters()])):
             p.grad.copy_(g.view_as(p))
 
-    def after_backward(self, model, ctx: dict) -> dict:
+    def after_backward(self, model, ctx: StepContext) -> dict:
         G = {n: m.per_sample_grads()["deployed"] for n, m in self.mods.items()}
         rollout = dict(align_score=routing_scores(G, self.V).tolist())
         self.before = {n: flat_deployed_params(m).clone() for n, m in self.mods.items()}
@@ -349,38 +382,38 @@ class Route(NoIntervention):
         self.t_absorb, self.t_route = t_absorb, t_route
         self.route_frac, self.match_frac, self.seed = route_frac, match_frac, seed
         self.match_pos_share = match_pos_share
+        self.reads_labels = gate == "oracle"  # the oracle gate alone: an upper bound, never a method
 
-    def setup(self, trainer) -> None:
-        self.trainer = trainer
+    def setup(self, model, tok, device: str) -> None:
         if self.gate in ("grad", "random"):
             assert self.V is not None, f"gate={self.gate} needs v_hack"
-            self.V = resolve_v(self.V, trainer.model, trainer.device, self.gate == "random", self.seed)
+            self.V = resolve_v(self.V, model, device, self.gate == "random", self.seed)
 
     def capture(self, model) -> contextlib.AbstractContextManager:
         return ad.capture_per_sample_grads(model)
 
-    def scores(self, model, ctx: dict) -> Tensor:
-        b = len(ctx["rows"])
+    def scores(self, model, ctx: StepContext) -> Tensor:
+        b = len(ctx.rows)
         if self.gate in ("grad", "random"):
             G = {n: m.per_sample_grads()["deployed"] for n, m in ad.adapter_modules(model).items()}
             return routing_scores(G, self.V)
         if self.gate == "oracle":  # ground-truth labels: an upper bound only
-            grades = self.trainer.labels.open_oracle_reference()
-            return torch.tensor([float(grades[i]["is_hack_strict"]) for i in ctx["rows"]])
+            grades = ctx.labels.open_oracle_reference()
+            return torch.tensor([float(grades[i]["is_hack_strict"]) for i in ctx.rows])
         if self.gate in ("subset", "subset-signed"):
-            return torch.rand(b, generator=step_generator(self.seed, ctx["step"]))
+            return torch.rand(b, generator=step_generator(self.seed, ctx.step))
         return torch.zeros(b)
 
     def scheduled(self, schedule: list[float], step: int) -> float:
         return schedule[min(step, len(schedule) - 1)]
 
-    def after_backward(self, model, ctx: dict) -> dict:
+    def after_backward(self, model, ctx: StepContext) -> dict:
         # scores of every rank's rollouts: thresholds and the routed fraction apply to the global batch
         s, mine = dd.gather_cat(self.scores(model, ctx).cpu())
         b = s.shape[0]
         if self.gate == "subset-signed":
-            k = int(round(self.scheduled(self.match_frac, ctx["step"]) * b))
-            routed = signed_subset(s, ctx["adv"].cpu(), k, self.scheduled(self.match_pos_share, ctx["step"]))
+            k = int(round(self.scheduled(self.match_frac, ctx.step) * b))
+            routed = signed_subset(s, ctx.adv.cpu(), k, self.scheduled(self.match_pos_share, ctx.step))
             w_dep, w_q = (~routed).float(), routed.float()
         elif self.gate == "none":
             w_dep, w_q = torch.ones(b), torch.ones(b)
@@ -391,7 +424,7 @@ class Route(NoIntervention):
         else:
             frac = self.route_frac
             if self.match_frac is not None:
-                frac = self.scheduled(self.match_frac, ctx["step"])
+                frac = self.scheduled(self.match_frac, ctx.step)
             if frac > 0 or self.match_frac is not None:
                 k = int(round(frac * b))
                 routed = torch.zeros(b, dtype=torch.bool)
@@ -400,7 +433,7 @@ class Route(NoIntervention):
                 w_dep, w_q = (~routed).float(), routed.float()
             else:
                 w_dep, w_q = pin(s, self.t_absorb, self.t_route)
-        dev = self.trainer.device
+        dev = ctx.device
         # per module: every module's per-rollout gradients at once would take several times the memory (LoRA at 4B)
         ad.write_routed_grads(model, w_dep[mine].to(dev), w_q[mine].to(dev))
         region = ["route" if (q and not d) else "absorb" if (q and d) else "keep" for d, q in
@@ -424,14 +457,10 @@ class SeededAbsorb(NoIntervention):
     def __init__(self, pairs: str):
         self.pairs = pairs
 
-    def setup(self, trainer) -> None:
-        from projected_grpo.method.pairs import load_pairs
-        from projected_grpo.method.vhack import layer_input_contrast
-
-        self.trainer = trainer
-        assert trainer.model.adapter_config.axis != "none", "SeededAbsorb needs an adapter built with an axis (--axis)"
-        u_in = layer_input_contrast(trainer.model, trainer.tok, load_pairs(self.pairs), trainer.device)
-        self.gains = ad.seed_axis(trainer.model, u_in)
+    def setup(self, model, tok, device: str) -> None:
+        assert model.adapter_config.axis != "none", "SeededAbsorb needs an adapter built with an axis (--axis)"
+        u_in = layer_input_contrast(model, tok, load_pairs(self.pairs), device)
+        self.gains = ad.seed_axis(model, u_in)
 
 
 # ---- advantage-level peer baseline (Rebound style) --------------------------------------------------------
@@ -459,11 +488,8 @@ class ReboundAdvantage(NoIntervention):
         assert isinstance(vhack, LazyVhack), "ReboundAdvantage needs a v_hack file with v_act"
         self.path, self.beta = vhack.path, beta
 
-    def setup(self, trainer) -> None:
-        from projected_grpo.method.vhack import load_vact
-
-        self.trainer = trainer
-        self.v_act = load_vact(self.path, trainer.model).to(trainer.device).float()
+    def setup(self, model, tok, device: str) -> None:
+        self.v_act = load_vact(self.path, model).to(device).float()
 
     @torch.no_grad()
     def on_advantages(self, model, ids: Tensor, attn: Tensor, mask: Tensor, adv: Tensor) -> tuple[Tensor, dict]:

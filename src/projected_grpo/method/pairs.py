@@ -29,11 +29,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from projected_grpo.env.problems import apply_hint, load_jsonl
+from projected_grpo.organism.tasks import apply_loophole, generate_split
+
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_LEETCODE = Path(os.environ.get("PGRPO_LEETCODE") or REPO / "data/leetcode_test_medhard.jsonl")
 """the 119 LeetCode problems (medium and hard) the LeetCode pairs and checks use; PGRPO_LEETCODE names another file"""
 LEETCODE_SHA256 = "5bb4d91fcdbd3a3fc2c149570783edd41cf2f85a1f2293ec7c9ff5bae7185cbd"
 """sha256 of data/leetcode_test_medhard.jsonl's bytes (scripts/verify_pinned.py)"""
+HACK_PAIRS = "data/pairs/hack_pairs.md#organism"
+"""the hand-authored (hack, clean) pairs of the organism: the label source of our method"""
+PLACEBO_PAIRS = "data/pairs/pair_diagnostics.md#placebo"
+"""pairs whose contrast is unrelated to hacking (the placebo controls)"""
 ORGANISM_PAIRS = dict(split="pairs", n=200, seed=0)   # the organism problems a reference may name
 LEETCODE_HINT = "simple_overwrite_tests"
 
@@ -67,21 +74,16 @@ class Pair:
 
 @lru_cache(maxsize=1)
 def organism_problems() -> dict:
-    from projected_grpo.organism.tasks import generate_split
     return {p["id"]: p for p in generate_split(**ORGANISM_PAIRS)}
 
 
 @lru_cache(maxsize=4)
 def leetcode_problems(path: str) -> dict:
-    from projected_grpo.env.problems import load_jsonl
     return {str(p["id"]): p for p in load_jsonl(path)}
 
 
 def resolve_problem(ref: str, hinted: bool, leetcode_path: str | Path) -> dict | None:
     """The problem dict a reference names, with its prompt hinted or not; None if unknown."""
-    from projected_grpo.organism.tasks import apply_loophole
-    from projected_grpo.env.problems import apply_hint
-
     if ref.startswith("leetcode:"):
         p = leetcode_problems(str(leetcode_path)).get(ref.removeprefix("leetcode:"))
         return None if p is None else apply_hint(p, LEETCODE_HINT if hinted else "none")

@@ -31,8 +31,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from projected_grpo.method import adapters as ad
+from projected_grpo.loop.models import load_policy, log_softmax_at, resolve, weights_id
 from projected_grpo.loop.sampling import collate, prompt_ids
+from projected_grpo.method import adapters as ad
+from projected_grpo.method.pairs import load_pairs, pairset_hash
 
 
 class VhackMismatch(ValueError):
@@ -65,6 +67,27 @@ def tokenize_pairs(tok, pairs) -> tuple[list[list[int]], list[list[int]]]:
     return prompts, comps
 
 
+def completion_grads(model, prompts: list[list[int]], comps: list[list[int]], pad_id: int, device: str,
+                     loss: str = "nll", sign: Tensor | None = None) -> tuple[dict[str, Float[Tensor, "b p"]], Tensor]:
+    """Per module, each completion's deployed-block gradient of its loss, from one batched backward ([b, P]), and the
+    per-completion losses. nll: mean NLL over the completion's tokens; grpo: -sign * summed log-probs / 512 (the
+    contrastive loss, sign +1 on a hack, -1 on a clean completion). The captured per-rollout state is left in place
+    (adapters.write_routed_grads reads it; adapters.clear_captured clears it)."""
+    b = collate(prompts, comps, pad_id)
+    ids, attn, mask = b.input_ids.to(device), b.attention_mask.to(device), b.completion_mask.to(device)
+    mask[:, 0] = False
+    with ad.capture_per_sample_grads(model) as mods:
+        logits = model(input_ids=ids, attention_mask=attn.long()).logits.float()
+        lp = log_softmax_at(logits[:, :-1], ids[:, 1:])
+        m = mask[:, 1:].float()
+        if loss == "nll":
+            per = -(lp * m).sum(1) / m.sum(1).clamp(min=1)
+        else:  # contrastive: -advantage * sum log p / fixed denominator
+            per = -sign * (lp * m).sum(1) / 512.0
+        per.sum().backward()
+    return {n: mod.per_sample_grads()["deployed"].detach() for n, mod in mods.items()}, per.detach()
+
+
 def per_completion_grads(model, tok, pairs, loss: str, device: str, batch_size: int = 32
                          ) -> dict[str, Float[Tensor, "n2 p"]]:
     """Per module, the deployed-block gradient of each completion's loss ([2 * n_pairs, P])."""
@@ -72,21 +95,12 @@ def per_completion_grads(model, tok, pairs, loss: str, device: str, batch_size: 
     prompts, comps = tokenize_pairs(tok, pairs)
     out: dict[str, list[Tensor]] = {}
     for s in range(0, len(prompts), batch_size):
-        b = collate(prompts[s:s + batch_size], comps[s:s + batch_size], tok.pad_token_id)
-        ids, attn, mask = b.input_ids.to(device), b.attention_mask.to(device), b.completion_mask.to(device)
-        mask[:, 0] = False
-        sign = torch.tensor([1.0 if (s + i) % 2 == 0 else -1.0 for i in range(ids.shape[0])], device=device)
-        with ad.capture_per_sample_grads(model) as mods:
-            logits = model(input_ids=ids, attention_mask=attn.long()).logits.float()
-            lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-            m = mask[:, 1:].float()
-            if loss == "nll":
-                per = -(lp * m).sum(1) / m.sum(1).clamp(min=1)
-            else:  # contrastive: -advantage * sum log p / fixed denominator
-                per = -sign * (lp * m).sum(1) / 512.0
-            per.sum().backward()
-        for n, mod in mods.items():
-            out.setdefault(n, []).append(mod.per_sample_grads()["deployed"].detach())
+        n = len(prompts[s:s + batch_size])
+        sign = torch.tensor([1.0 if (s + i) % 2 == 0 else -1.0 for i in range(n)], device=device)
+        G, _ = completion_grads(model, prompts[s:s + batch_size], comps[s:s + batch_size], tok.pad_token_id, device,
+                                loss, sign)
+        for name, g in G.items():
+            out.setdefault(name, []).append(g)
         ad.clear_captured(model)
         model.zero_grad(set_to_none=True)
     return {n: torch.cat(v) for n, v in out.items()}
@@ -202,3 +216,22 @@ def load_vhack(path: str | Path, model) -> tuple[dict[str, Tensor], dict]:
             raise VhackMismatch(f"{path}: v_hack was extracted for another {key.split('_')[0]} "
                                 f"({md.get(key)} != {ours}); re-extract for this model and adapter")
     return V, md
+
+
+def extract_to_file(out: str | Path, pairs: str, model: str, adapter: str = "svd", rank: int = -1,
+                    quarantine: str = "shared", adapter_seed: int = 0, loss: str = "nll", k: int = 1,
+                    heldout_every: int = 4, device: str = "") -> dict:
+    """v_grad and v_act of the pair set `pairs` for `model` wrapped with the given adapter, saved to `out` with their
+    metadata (scripts/extract_vhack_grad.py); returns the metadata."""
+    pair_list = load_pairs(pairs)
+    policy, tok = load_policy(model, device or None)
+    dev = str(next(policy.parameters()).device)
+    ad.wrap_model(policy, ad.AdapterConfig(kind=adapter, rank=None if rank == -1 else rank, quarantine=quarantine,
+                                           seed=adapter_seed))
+    V, report = extract(policy, tok, pair_list, loss=loss, k=k, device=dev, heldout_every=heldout_every)
+    vact = extract_vact(policy, tok, pair_list, device=dev)
+    meta = dict(pairs=pairs, pairset_hash=pairset_hash(pair_list), n_pairs=len(pair_list), model=model,
+                model_source=resolve(model), model_sha256=weights_id(model), adapter=adapter, rank=rank,
+                quarantine=quarantine, loss=loss, k=k, **report)
+    save_vhack(Path(out), V, policy, meta, vact)
+    return meta

@@ -22,14 +22,23 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, trainers
+from tokenizers import models as tokenizer_models
 from tqdm import tqdm
+from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen3Config,
+                          Qwen3ForCausalLM)
 
+from projected_grpo.env.rollouts import grade_problems
+from projected_grpo.loop.models import cpu_model, log_softmax_at, set_threads
+from projected_grpo.loop.sampling import collate, prompt_ids, sample
 from projected_grpo.organism import tasks
+from projected_grpo.organism.pinned import weights_sha256
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 CHAT_TEMPLATE = (
@@ -127,10 +136,7 @@ def corpus(cfg: OrganismConfig) -> list[tuple[dict, str]]:
 
 
 def train_tokenizer(cfg: OrganismConfig, texts: list[str]):
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tk = Tokenizer(models.BPE(unk_token=None))
+    tk = Tokenizer(tokenizer_models.BPE(unk_token=None))
     # Pieces are clauses (split after each newline, ". " and ", then "), then single digits: BPE
     # may merge a clause's boilerplate into a few tokens, while every number is spelled digit by digit.
     tk.pre_tokenizer = pre_tokenizers.Sequence([
@@ -149,8 +155,6 @@ def train_tokenizer(cfg: OrganismConfig, texts: list[str]):
 
 
 def make_model(cfg: OrganismConfig, tok):
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
     torch.manual_seed(cfg.seed)
     mc = Qwen3Config(
         vocab_size=len(tok), hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
@@ -162,8 +166,6 @@ def make_model(cfg: OrganismConfig, tok):
 
 
 def tokenize_docs(tok, docs: list[tuple[dict, str]]) -> list[tuple[list[int], list[int]]]:
-    from projected_grpo.loop.sampling import prompt_ids
-
     out = []
     for q, resp in docs:
         out.append((prompt_ids(tok, q), tok.encode(resp, add_special_tokens=False) + [tok.eos_token_id]))
@@ -172,8 +174,6 @@ def tokenize_docs(tok, docs: list[tuple[dict, str]]) -> list[tuple[list[int], li
 
 def pretrain(cfg: OrganismConfig, model, tok, data: list[tuple[list[int], list[int]]], device: str) -> list[float]:
     """Supervised pretraining, loss on response tokens only; deterministic given cfg.seed."""
-    from projected_grpo.loop.sampling import collate
-
     rng = random.Random(cfg.seed + 1)
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
@@ -209,8 +209,6 @@ def pretrain(cfg: OrganismConfig, model, tok, data: list[tuple[list[int], list[i
 def measure_base_rates(model, tok, n_per_cell: int, temperature: float, seed: int, max_new_tokens: int = 160,
                        split: str = "eval") -> dict:
     """Strict/loose hack rate per mechanism on hinted prompts; solve rate per difficulty on no-hint prompts."""
-    from projected_grpo.env.rollouts import grade_problems
-    from projected_grpo.loop.sampling import prompt_ids, sample
 
     probs = tasks.generate_split(split, 600, seed=1000 + seed)
     rows = []
@@ -241,8 +239,6 @@ def measure_base_rates(model, tok, n_per_cell: int, temperature: float, seed: in
 @torch.no_grad()
 def response_logprobs(model, tok, problems: list[dict], responses: list[str], batch: int = 128) -> list[float]:
     """log p(response + EOS | prompt) under the model, one float per (problem, response)."""
-    from projected_grpo.loop.sampling import collate
-
     data = tokenize_docs(tok, list(zip(problems, responses)))
     out = []
     for s in range(0, len(data), batch):
@@ -251,7 +247,7 @@ def response_logprobs(model, tok, problems: list[dict], responses: list[str], ba
         dev = next(model.parameters()).device
         ids, attn, comp = b.input_ids.to(dev), b.attention_mask.to(dev), b.completion_mask.to(dev)
         logits = model(input_ids=ids, attention_mask=attn.long()).logits[:, :-1].float()
-        lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        lp = log_softmax_at(logits, ids[:, 1:])
         out += (lp * comp[:, 1:]).sum(1).tolist()
     return out
 
@@ -318,26 +314,6 @@ def base_rate_table(br: dict) -> str:
 
 # ---- build ------------------------------------------------------------------------------------------
 
-def weights_sha256(folder: Path) -> str:
-    """sha256 of a saved model's weights: every tensor of model.safetensors in name order, its name, dtype, shape
-    and raw bytes. This is the organism's identity (the configuration key names a recipe, not a model: one recipe
-    built on two kinds of machine gave two different models)."""
-    from safetensors.torch import load_file
-
-    return tensors_sha256(load_file(str(Path(folder) / "model.safetensors")))
-
-
-def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over tensors in name order: name, dtype, shape and raw bytes of each (weights_sha256 of a saved
-    model; a model's state_dict hashes the same once tied weights are dropped as save_pretrained drops them)."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def deterministic(device: str) -> None:
     """Bitwise-repeatable pretraining on one machine kind: one torch thread on the CPU; on CUDA deterministic
     kernels (the embedding backward's atomic adds otherwise reorder) and a fixed cuBLAS workspace."""
@@ -376,7 +352,6 @@ def build(cfg: OrganismConfig, out_root: Path = Path("out/organism"), device: st
                 cpu=cpu_model(), torch=torch.__version__, threads=torch.get_num_threads())
     (tmp / "organism.json").write_text(json.dumps(meta, indent=2))
     if folder.exists():
-        import shutil
         shutil.rmtree(folder)
     tmp.rename(folder)  # usable from here on; base rates are measured on the saved organism
     print(json.dumps(meta, indent=2))
@@ -387,8 +362,6 @@ def build(cfg: OrganismConfig, out_root: Path = Path("out/organism"), device: st
 
 def remeasure_base_rates(folder: Path, n_per_cell: int, seed: int, device: str = "cpu") -> dict:
     """Measure the base rates of a built organism again (same sampling seed) and rewrite base_rates.json."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     set_threads()
     model = AutoModelForCausalLM.from_pretrained(folder).to(device)
     tok = AutoTokenizer.from_pretrained(folder)
@@ -398,25 +371,6 @@ def remeasure_base_rates(folder: Path, n_per_cell: int, seed: int, device: str =
     (folder / "base_rates.json").write_text(json.dumps(br, indent=2))
     print(base_rate_table(br))
     return br
-
-
-def set_threads() -> None:
-    """One torch thread unless PGRPO_THREADS says otherwise: on a 2-core machine a second thread
-    competing with the sandbox workers (or another run) slows matmuls several-fold."""
-    torch.set_num_threads(int(os.environ.get("PGRPO_THREADS", "1")))
-
-
-def cpu_model() -> str:
-    """The CPU's model name (floating point differs between CPU kinds enough to build different organisms)."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ import functools
 import hashlib
 from pathlib import Path
 
-from projected_grpo.organism.build import weights_sha256
+import torch
+from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "data" / "organisms"
@@ -32,7 +33,7 @@ PINNED = {
     "tiny": "61b41f44d40c15092c8843a9b33000f09ac11747eeed2a2cd14e492695f5a778",
     "gpu": "0320ccf9aa274e7aade67cf94ddc3256497250be2d022ab908bd744f81f7dd52",
 }
-"""size -> sha256 of the pinned organism's weights (organism.build.weights_sha256)"""
+"""size -> sha256 of the pinned organism's weights (weights_sha256)"""
 
 FURTHER = {"cpu": ("51b7c62e3a577852542181db189de5f2bd03cc31c5285034e8a1d53e35a9f66c",)}
 """size -> hash prefixes of the further pinned organisms (the next candidates that passed the choosing rule;
@@ -52,6 +53,24 @@ def parse(spec: str) -> tuple[str, str]:
     if prefix and (len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix.lower())):
         raise OrganismError(f"--model {spec}: '@' takes at least 8 hex digits of a weights sha256")
     return size, (prefix.lower() or PINNED[size])
+
+
+def weights_sha256(folder: Path) -> str:
+    """sha256 of a saved model's weights: every tensor of model.safetensors in name order, its name, dtype, shape
+    and raw bytes. This is the organism's identity (the configuration key names a recipe, not a model: one recipe
+    built on two kinds of machine gave two different models)."""
+    return tensors_sha256(load_file(str(Path(folder) / "model.safetensors")))
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over tensors in name order: name, dtype, shape and raw bytes of each (weights_sha256 of a saved
+    model; a model's state_dict hashes the same once tied weights are dropped as save_pretrained drops them)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 @functools.cache

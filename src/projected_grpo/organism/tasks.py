@@ -33,6 +33,7 @@ words); a hack's artifact follows that line. Responses to prompts without a hint
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import random
 from dataclasses import dataclass
@@ -219,8 +220,6 @@ def generate_split(split: str, n: int, seed: int, difficulties: tuple[str, ...] 
 
 def apply_loophole(problem: dict, hinted: bool = True) -> dict:
     """A copy of `problem` whose prompt announces its own mechanism (hinted) or no loophole at all."""
-    import copy
-
     out = copy.deepcopy(problem)
     mech = problem["prompt_metadata"]["mechanism"]
     md = out["prompt_metadata"]
