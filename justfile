@@ -18,6 +18,10 @@ setup:
 smoke *filters:
     {{py}} scripts/smoke.py {{filters}}
 
+# every gate on its whole matrix (the fast tier's covering subsets extended; grading-under-load gates alone); CI runs it after smoke
+smoke-full *filters:
+    PGRPO_SMOKE_FULL=1 {{py}} scripts/smoke.py {{filters}}
+
 # the main experiment on the CPU organism: vanilla, erase, route, route-subset, scorda-absorb (arms.MAIN), 3 seeds each
 main seeds="0,1,2" steps="40" *args:
     {{py}} scripts/main_experiment.py --seeds {{seeds}} --steps {{steps}} {{args}}

@@ -39,10 +39,10 @@ def _spin():
 
 
 class BusyCores:
-    """Context manager: n busy-loop processes keep the cores loaded, killed on exit."""
+    """Context manager: n busy-loop processes keep the cores loaded, killed on exit (n=None: one per core)."""
 
     def __init__(self, n=None):
-        self.n = n or os.cpu_count()
+        self.n = os.cpu_count() if n is None else n
 
     def __enter__(self):
         self.procs = [mp.Process(target=_spin, daemon=True) for _ in range(self.n)]
@@ -54,6 +54,26 @@ class BusyCores:
         for p in self.procs:
             p.kill()
             p.join()
+
+
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine since boot (/proc/stat's first line)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+class MachineLoad:
+    """Context manager: `busy` is the fraction of the machine's CPU time that was busy inside the block (every
+    process counts: busy loops, other gates, the graders themselves)."""
+
+    def __enter__(self):
+        self.start = cpu_times()
+        return self
+
+    def __exit__(self, *exc):
+        (b0, t0), (b1, t1) = self.start, cpu_times()
+        self.busy = (b1 - b0) / max(t1 - t0, 1)
 
 
 def run_gate(name: str, main) -> None:
@@ -71,6 +91,17 @@ def compiled_graphs() -> int:
     from torch._dynamo.utils import counters
 
     return int(counters["stats"]["unique_graphs"])
+
+
+def full_tier() -> bool:
+    """True under `just smoke-full` (PGRPO_SMOKE_FULL=1): the gates with a combinatorial matrix run all of it. `just
+    smoke` runs a covering subset (every code path, architecture and adapter structure at least once), so that it
+    stays within two minutes on the 2-core machine; each gate names its tier in its PASS line."""
+    return os.environ.get("PGRPO_SMOKE_FULL") == "1"
+
+
+def tier() -> str:
+    return "full" if full_tier() else "fast"
 
 
 def cheap_cpu_compile() -> str:

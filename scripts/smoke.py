@@ -2,6 +2,12 @@
 
     python scripts/smoke.py                 all gates
     python scripts/smoke.py adapters pairs  gates whose name contains any of these words
+    PGRPO_SMOKE_FULL=1 python scripts/smoke.py   the full tier (`just smoke-full`)
+
+Two tiers. `just smoke` (the one to run before every run; two minutes on the idle 2-core machine) runs every gate, the
+gates with a combinatorial matrix (decoder, per-rollout gradients, grading under load, ...) on a covering subset:
+every code path, architecture and adapter structure at least once (_gate_common.full_tier). `just smoke-full` runs
+every gate on its whole matrix, the grading-under-load gates alone beside busy loops. Both end in 'N passed, N failed'.
 
 The tiny organism the gates load is pinned in data/organisms (nothing is built). This process imports what nearly every gate
 imports (torch, transformers, the package; about 5 CPU-seconds, which 29 separate interpreters
@@ -9,7 +15,7 @@ paid once each) and runs each gate in a forked child of itself, as `python gate.
 (runpy, __main__, its own argv and cwd, exit status from SystemExit), up to PGRPO_SMOKE_JOBS
 (default 3) at a time, longest first (durations of the last run are kept in
 out/smoke/durations.json); the gates that load both cores on purpose (EXCLUSIVE) run alone at the
-end. PGRPO_SMOKE_FORK=0 runs every gate in a fresh interpreter instead. Each gate's PASS line is
+end (full tier; in the fast tier they start first and the other gates load the cores). PGRPO_SMOKE_FORK=0 runs every gate in a fresh interpreter instead. Each gate's PASS line is
 shown as it finishes, with its wall seconds and (forked) its CPU seconds: the gate's and those of the processes it
 waited for (out/smoke/cpu.json; the last line sums them with this process's). Its full output is kept in
 out/smoke/<gate>.log. Exit status is nonzero when any gate fails.
@@ -32,8 +38,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGDIR = ROOT / "out" / "smoke"
-# gates that keep both cores busy on purpose (grading under load): nothing else may run beside them
-EXCLUSIVE = ("verify_grader_canonical", "verify_grader_determinism")
+# gates that keep both cores busy on purpose (grading under load): in `just smoke-full` nothing else may run beside
+# them; in `just smoke` they start first, loaded by the gates beside them (each prints the busy fraction it saw)
+EXCLUSIVE = ("verify_grader_canonical", "verify_grader_determinism") if os.environ.get("PGRPO_SMOKE_FULL") == "1" else ()
+FIRST = ("verify_grader_canonical", "verify_grader_determinism")
 # each gate's wall seconds in a cold run (no out/smoke/durations.json: a fresh clone) on the idle 2-core machine, 3 at
 # a time; the order they give (longest first) is used until a run has recorded real durations; unlisted gates: 5
 GUESS = {"verify_decoder": 170, "verify_per_sample_grads": 125, "verify_ddp": 45, "verify_e2e_tiny": 45,
@@ -162,12 +170,12 @@ def report(res, passed: list, failed: list, durations: dict, cpus: dict) -> None
 
 def main() -> int:
     LOGDIR.mkdir(parents=True, exist_ok=True)
-    dfile = LOGDIR / "durations.json"
+    dfile = LOGDIR / ("durations-full.json" if EXCLUSIVE else "durations.json")
     durations = json.loads(dfile.read_text()) if dfile.exists() else {}
     todo = gates(sys.argv[1:])
     alone = [g for g in todo if g.stem in EXCLUSIVE]
     shared = sorted((g for g in todo if g.stem not in EXCLUSIVE),
-                    key=lambda g: -durations.get(g.stem, GUESS.get(g.stem, 5)))
+                    key=lambda g: (g.stem not in FIRST, -durations.get(g.stem, GUESS.get(g.stem, 5))))
     jobs = max(1, int(os.environ.get("PGRPO_SMOKE_JOBS", 3)))
     t_all = time.time()
     print(f"smoke: {len(shared)} gates, {jobs} at a time, "

@@ -39,6 +39,10 @@ ablated (deployment ablation):
    graphs, eager kernels; _gate_common.cheap_cpu_compile); PGRPO_COMPILE_BACKEND=inductor runs inductor's code
    generation too (smoke_gpu does, on the GPU)
 
+`just smoke` runs the fast tier (adapter_plan: every adapter structure on qwen3, the SVD adapter with its own quarantine
+on llama; the shared-prompt and compiled checks on the conditions whose code path they add); `just smoke-full`
+(PGRPO_SMOKE_FULL=1) runs the whole matrix above.
+
 transformers' generate runs once per model condition and setting: the decoder variants of one condition are
 compared with its memoized output (hf).
 """
@@ -51,15 +55,19 @@ import sys
 import time
 from types import SimpleNamespace
 
+
 import torch  # noqa: E402
 
 from projected_grpo.method import adapters as ad  # noqa: E402
 from projected_grpo.loop.decoder import DecodeConfig, decode  # noqa: E402
+from projected_grpo.loop.models import shape_checks_off  # noqa: E402
 from projected_grpo.loop.grpo import token_logprobs  # noqa: E402
 from projected_grpo.loop.decoder import cut_at_eos  # noqa: E402
 from projected_grpo.loop.sampling import collate  # noqa: E402
 
-from _gate_common import cheap_cpu_compile, compiled_graphs  # noqa: E402
+from _gate_common import cheap_cpu_compile, compiled_graphs, full_tier, tier  # noqa: E402
+
+FULL = full_tier()
 
 VOCAB, EOS, PAD, NEW = 64, 1, 0, 24
 TOK = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
@@ -160,7 +168,22 @@ ADAPTERS = (("svd", 4, "own"), ("lora", 4, "own"), ("svd", 4, "shared"))  # kind
 VARIANT = dict(merge=True, attention="sdpa", compile=False)  # decoder settings under test (main() switches them)
 
 
+SHAPE_CHECKED: set[tuple] = set()  # decoder code paths (settings, waves, prefill, shared groups) already shape-checked
+
+
 def fast(model, ps, temperature, top_k, top_p, seed, max_batch=0, prefill_rows=16):
+    """The decoder under test. Under BEARTYPE=1 its shapes are checked on the first decode of each code path (the
+    decoder settings, sampling or greedy, waves, prefill rows, shared-prompt groups); repeats of a path run with the
+    checks off (the same shapes again: a third of the gate's time, for nothing new)."""
+    path = (tuple(VARIANT.items()), temperature > 0, top_k > 0, max_batch, prefill_rows,
+            len(ps) != len(set(map(tuple, ps))))
+    checks = contextlib.nullcontext() if path not in SHAPE_CHECKED else shape_checks_off()
+    SHAPE_CHECKED.add(path)
+    with checks:
+        return _fast(model, ps, temperature, top_k, top_p, seed, max_batch, prefill_rows)
+
+
+def _fast(model, ps, temperature, top_k, top_p, seed, max_batch, prefill_rows):
     torch.manual_seed(seed)
     return decode(model, ps, temperature, NEW, EOS, PAD, top_k=top_k, top_p=top_p,
                   cfg=DecodeConfig(mode="eager", max_batch=max_batch, logprobs=True, bucket=8, prefill_rows=prefill_rows,
@@ -321,12 +344,33 @@ def merged_logit_err() -> tuple[float, int]:
     return worst, cases
 
 
+def adapter_plan(kind: str) -> tuple:
+    """The adapter structures checked on architecture `kind`: all of them on qwen3; on llama only the SVD adapter with
+    its own quarantine in the fast tier (the adapters' code is architecture-independent; llama adds untied
+    embeddings and no q/k norms, which the bare and svd-own conditions exercise). The full tier: every structure."""
+    return ADAPTERS if FULL or kind == "qwen3" else (("svd", 4, "own"),)
+
+
+def wrapped(kind: str, adapter: str, rank: int, quarantine: str):
+    """The tiny model of `kind` wrapped with an adapter whose two blocks are random, nonzero and different."""
+    model = build(kind)
+    ad.wrap_model(model, ad.AdapterConfig(kind=adapter, rank=rank, quarantine=quarantine, cache_dir=None))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        scale = 1.0 if adapter == "svd" else 0.3
+        for p in ad.deployed_params(model):
+            p.add_(scale * torch.randn(p.shape, generator=g))
+        for p in ad.quarantine_params(model):
+            p.add_(2 * scale * torch.randn(p.shape, generator=g))
+    return model
+
+
 def main() -> int:
     t0 = time.time()
     torch.set_num_threads(1)
     backend = cheap_cpu_compile()
     stats = dict(lp_err=0.0, tokens=0, eos_rows=0, full_rows=0, conditions=0)
-    ablation_changed = stale_refused = merge_used = early_waves = shared = compiled_shared = 0
+    ablation_changed = stale_refused = merge_used = early_waves = shared = compiled_shared = n = 0
     for kind in ("qwen3", "llama"):
         model = build(kind)
         check_condition(model, f"{kind}/bare", stats)
@@ -334,34 +378,31 @@ def main() -> int:
         n_early = check_early_waves(model, f"{kind}/bare")
         assert n_early > 0, f"{kind}: no wave before the last ended early: check 8 is vacuous"
         early_waves += n_early
-        for adapter, rank, quarantine in ADAPTERS:
-            model = build(kind)
-            ad.wrap_model(model, ad.AdapterConfig(kind=adapter, rank=rank, quarantine=quarantine, cache_dir=None))
-            g = torch.Generator().manual_seed(3)
-            with torch.no_grad():
-                scale = 1.0 if adapter == "svd" else 0.3
-                for p in ad.deployed_params(model):
-                    p.add_(scale * torch.randn(p.shape, generator=g))
-                for p in ad.quarantine_params(model):
-                    p.add_(2 * scale * torch.randn(p.shape, generator=g))
+        for adapter, rank, quarantine in adapter_plan(kind):
+            n += 1
+            model = wrapped(kind, adapter, rank, quarantine)
+            svd_own = (adapter, quarantine) == ("svd", "own")
             kept = check_condition(model, f"{kind}/{adapter}/kept", stats)
-            if (adapter, quarantine) == ("svd", "own"):  # merged, every structure decodes with plain (fused) weights:
+            if svd_own:  # merged, every structure decodes with plain (fused) weights:
                 # one code path, whose weights checks 1-3 and 9 compare per structure; unmerged, each is checked below
                 shared += check_shared(model, f"{kind}/{adapter}/kept", stats)
             with ad.deployment_ablation(model):  # (shared prompts are checked kept only: ablated, the merged decode
                 # runs plain weights as well)
                 ablated = check_condition(model, f"{kind}/{adapter}/ablated", stats)
-                check_waves(model, f"{kind}/{adapter}/ablated")
+                if FULL or svd_own:
+                    check_waves(model, f"{kind}/{adapter}/ablated")
             ablation_changed += int(kept != ablated)
             VARIANT.update(merge=False, attention="matmul")
             try:
                 assert check_condition(model, f"{kind}/{adapter}/kept/unmerged+matmul", stats) == kept
-                with ad.deployment_ablation(model):
-                    check_condition(model, f"{kind}/{adapter}/ablated/unmerged+matmul", stats)
-                shared += check_shared(model, f"{kind}/{adapter}/kept/unmerged+matmul", stats)
+                if FULL or kind == "qwen3":  # unmerged with an ablated quarantine: each structure's ablation path
+                    with ad.deployment_ablation(model):
+                        check_condition(model, f"{kind}/{adapter}/ablated/unmerged+matmul", stats)
+                if FULL or (kind == "qwen3" and svd_own):  # the matmul kernel's cascade attention: adapter-independent
+                    shared += check_shared(model, f"{kind}/{adapter}/kept/unmerged+matmul", stats)
                 VARIANT.update(merge=True, attention="matmul")
                 assert check_condition(model, f"{kind}/{adapter}/kept/merged+matmul", stats) == kept
-                if (adapter, quarantine) == ("svd", "own"):
+                if svd_own and (FULL or kind == "qwen3"):
                     VARIANT.update(merge=True, attention="sdpa", compile=True)
                     graphs = compiled_graphs()
                     assert check_condition(model, f"{kind}/{adapter}/kept/compiled", stats) == kept
@@ -378,15 +419,18 @@ def main() -> int:
     assert fused_qwen2 == 2 * len(qwen2.model.layers), f"qwen2: {fused_qwen2} fused groups"
     assert stats["eos_rows"] > 0 and stats["full_rows"] > 0, f"EOS check vacuous: {stats}"
     merge_err, merge_cases = merged_logit_err()
-    n = 2 * len(ADAPTERS)
+    assert n == sum(len(adapter_plan(k)) for k in ("qwen3", "llama")), n
     assert ablation_changed == n, f"deployment ablation changed greedy tokens in {ablation_changed}/{n} adapters"
     assert stale_refused == n, f"a block switch inside merged_weights was refused in {stale_refused}/{n} adapters"
     assert merge_used == n, f"merge=True ran merged weights (and merge=False did not) in {merge_used}/{n} adapters"
     assert early_waves > 0, "no wave stopped early: check 8 is vacuous"
-    assert shared == 2 * (1 + len(ADAPTERS)) * 9, f"shared-prompt decodes compared: {shared}"
-    assert compiled_shared == 2 * 9, f"compiled shared-prompt decodes compared: {compiled_shared}"
+    want_shared = 2 * (1 + len(ADAPTERS)) * 9 if FULL else 3 * 9  # merged per architecture, + unmerged per structure
+    assert shared == want_shared, f"shared-prompt decodes compared: {shared}, expected {want_shared}"
+    want_compiled = (2 if FULL else 1) * 9
+    assert compiled_shared == want_compiled, f"compiled shared-prompt decodes compared: {compiled_shared}"
     dt = time.time() - t0
-    print(f"PASS decoder: {stats['conditions']} conditions (qwen3, llama x bare/svd-own/lora-own/svd-shared x kept/ablated) greedy and "
+    print(f"PASS decoder ({tier()} tier): {stats['conditions']} conditions (qwen3, llama x bare and {n} adapter structures "
+          f"x kept/ablated) greedy and "
           f"sampled tokens identical to generate ({stats['tokens']} sampled tokens, {stats['eos_rows']} rows stopped "
           f"at EOS, {stats['full_rows']} ran to the cap), adapters merged (default), unmerged+matmul, merged+matmul and compiled ({backend}, svd-own), merged weights used only when asked, q/k/v and gate/up fused when merged (qwen2: with biases); waves of 3 "
           f"and {early_waves} early-ending waves of 1 identical; {shared} shared-prompt decodes (groups of 3) "

@@ -1,13 +1,18 @@
 """Gate: every canonical solution of the LeetCode test file grades 'Correct' with zero timeouts
 while busy-loop processes keep both cores loaded; and two problems that share an id but not their
 tests are each graded against their own tests (the expected-value cache is keyed by content), in
-one batch and in two batches of one process."""
+one batch and in two batches of one process. In `just smoke` the load comes from the gates running beside it (no
+busy loops of its own; it is started first), in `just smoke-full` from busy loops while it runs alone."""
 
 import sys
 import time
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _gate_common import BusyCores, fence, problems  # noqa: E402
+from _gate_common import BusyCores, MachineLoad, fence, full_tier, problems, tier  # noqa: E402
+
+# busy loops, one per core, in `just smoke-full` (where this gate runs alone); none in `just smoke`, where it starts
+# first beside the other gates, which keep the cores busy (the busy fraction is measured and printed)
+BUSY = None if full_tier() else 0
 
 from projected_grpo.env.grader import grade_batch  # noqa: E402
 
@@ -29,14 +34,15 @@ def main():
     n_shared = shared_id_check()
     ps = problems()
     t0 = time.time()
-    with BusyCores():
+    with BusyCores(BUSY), MachineLoad() as load:
         results = grade_batch(ps, [fence(p["canonical_solution"]) for p in ps], progress=True)
     dt = time.time() - t0
     bad = [(r.problem_id, r.label, r.n_timeouts, r.gt_pass_rate, r.error) for r in results
            if r.label != "Correct" or r.n_timeouts or r.reward != 3.5]
     assert not bad, f"canonical solutions not graded Correct: {bad}"
     print(f"PASS verify_grader_canonical: {len(results)}/{len(ps)} canonical solutions Correct, "
-          f"0 timeouts, reward 3.5 each, {dt:.1f}s with {BusyCores().n} busy cores; {n_shared} gradings of two problems "
+          f"0 timeouts, reward 3.5 each, {dt:.1f}s with {BUSY} busy loops ({tier()} tier), the machine's cores "
+          f"{load.busy:.0%} busy meanwhile; {n_shared} gradings of two problems "
           f"sharing an id each Correct against their own tests")
 
 

@@ -7,7 +7,8 @@ The compiled checks run torch.compile's aot_eager backend (dynamo's capture and 
 forward and backward; _gate_common.cheap_cpu_compile), except the micro-batched .grad check of the own_grad hook,
 which runs inductor on a one-layer model with one adapted module: aot_eager does not reproduce the defect that hook
 mends (without the hook: rel 0.0 under aot_eager, 1.01 under inductor). PGRPO_COMPILE_BACKEND=inductor runs every
-compiled check with inductor.
+compiled check with inductor. The compiled per-rollout capture runs on the SVD adapter in `just smoke`, on the LoRA
+adapter as well in `just smoke-full` (PGRPO_SMOKE_FULL=1).
 
     python scripts/verify_per_sample_grads.py
 """
@@ -28,7 +29,7 @@ from projected_grpo.method.adapters import (
 from projected_grpo.loop.grpo import completion_start, token_logprobs
 from projected_grpo.loop.models import compile_backend, compile_layers, log_softmax_at, selected_logprobs
 
-from _gate_common import cheap_cpu_compile, compiled_graphs
+from _gate_common import cheap_cpu_compile, compiled_graphs, full_tier, tier
 
 T_ROWS = (14, 11, 9)  # micro-batch lengths of check_compiled_accumulation (the gate's backend)
 # the own_grad check under inductor: one length (one compile), one layer, one adapted module. Cold, a process running
@@ -38,6 +39,9 @@ INDUCTOR_ROWS, INDUCTOR_TARGETS = (14, 14, 14), r"layers\.0\.mlp\.down_proj$"
 VARIANTS = [("svd", 8, "shared"), ("svd", 8, "own"), ("svd", None, "shared"), ("lora", 8, "shared"),
             ("lora", 8, "own")]
 B, T, V = 6, 14, 100
+# the compiled per-rollout capture: the SVD adapter (own quarantine) in `just smoke`, LoRA too in `just smoke-full`
+# (each adapter kind is about 25 CPU-s of dynamo capture on the 2-core machine)
+COMPILED_VARIANTS = (("svd", 8, "own"), ("lora", 8, "own")) if full_tier() else (("svd", 8, "own"),)
 
 
 def tiny_model(dtype: torch.dtype, layers: int = 2) -> Qwen3ForCausalLM:
@@ -179,7 +183,7 @@ def check_compiled(cache) -> float:
     really compiled (its graph count grew). The same through the trainer's log-probs (compiled log-softmax, lm_head
     on completions only)."""
     worst = 0.0
-    for kind, rank, quarantine in (("svd", 8, "own"), ("lora", 8, "own")):
+    for kind, rank, quarantine in COMPILED_VARIANTS:
         model = wrapped_tiny(torch.float32, kind, rank, quarantine, cache)
         batches = [make_batch(torch.Generator().manual_seed(s)) for s in (3, 4)]
         batches[1] = tuple(t[:, :-3] if t.ndim == 2 else t for t in batches[1])  # a shorter sequence length
@@ -255,9 +259,9 @@ def main() -> int:
         bf16 = check_bf16(cache)
         print(f"  ok bf16 svd/lora own: sum of per-rollout grads vs bf16 .grad rel={bf16:.1e} (< 5e-2)")
         comp = check_compiled(cache)
-        print(f"  ok compiled decoder layers ({backend}), svd/lora own, 2 lengths: per-rollout grads, and svd shared: "
+        print(f"  ok compiled decoder layers ({backend}), {'/'.join(v[0] for v in COMPILED_VARIANTS)} own, 2 lengths: per-rollout grads, and svd shared: "
               f".grad over 3 micro-batches ({backend}; and inductor, 1 layer, 1 module), vs eager rel={comp:.1e} (< 1e-5)")
-    print(f"PASS verify_per_sample_grads: {len(VARIANTS)} variants x {B} rollouts, worst rel err {worst:.1e} "
+    print(f"PASS verify_per_sample_grads ({tier()} tier): {len(VARIANTS)} variants x {B} rollouts, worst rel err {worst:.1e} "
           f"(< 1e-5), unrouted blocks bit-identical after AdamW(wd=0.1); compiled ({backend}; own_grad check inductor) "
           f"= eager within {comp:.1e}; {time.time() - t0:.1f}s")
     return 0
