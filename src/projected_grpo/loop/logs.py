@@ -4,9 +4,9 @@ Every file is written to a temporary name and renamed into place, so a crash (or
 either the old file or the new one, never a truncated one.
 
     out/runs/<run>/
-        args.json                 the run's whole configuration: grpo.Args and, under `intervention`,
-                                  scripts/train.py's arm and intervention flags (config, CONFIG_EXCLUDED)
-        run_meta.json             device, dtype, torch and transformers versions, weights sha256, CPU (run_meta)
+        args.json                 the run's whole configuration: config.RunConfig, the arm and its intervention's
+                                  flags under `intervention` (read back by config() here, CONFIG_EXCLUDED)
+        run_meta.json             device, dtype, torch and transformers versions, weights sha256, CPU (models.run_meta)
         step_0000.jsonl.gz        one row per rollout of step 0
         metrics.jsonl             one summary row per step (rewritten atomically each step)
         eval.jsonl                one row per (step, condition) evaluation summary
@@ -116,9 +116,9 @@ def read_args(run_dir: str | Path) -> dict:
 
 
 def config(args: dict) -> dict:
-    """A run's configuration from its args.json (as a dict): every grpo.Args field and, beside them, the fields of
-    `intervention` (scripts/train.py's own flags: the arm, the intervention's flags, the v_hack file), LEGACY's
-    value for a field logged before it existed, CONFIG_EXCLUDED left out."""
+    """A run's configuration from its args.json (as a dict): every RunConfig field and, beside them, the fields of
+    `intervention` (config.InterventionConfig: the arm, the intervention's flags, the v_hack file; config.flat),
+    LEGACY's value for a field logged before it existed, CONFIG_EXCLUDED left out."""
     flat = {**LEGACY, **{k: v for k, v in args.items() if k != "intervention"}, **args.get("intervention", {})}
     return {k: v for k, v in flat.items() if k not in CONFIG_EXCLUDED}
 
