@@ -97,9 +97,17 @@ erase-placebo seed="0" *args:
 route seed="0" *args:
     {{py}} scripts/train.py --arm route --seed {{seed}} --run route_s{{seed}} {{args}}
 
+# H: routing the top-scoring rollouts by cosine to -v_grad (the sign control) does not lower the deployed hack rate as route does (the hack-ward sign of v_grad matters)
+route-negated seed="0" *args:
+    {{py}} scripts/train.py --arm route-negated --seed {{seed}} --run route-negated_s{{seed}} {{args}}
+
 # H: routing the same fraction per step by a random direction does not lower the deployed hack rate (no shrinkage effect)
 route-random seed="0" *args:
     {{py}} scripts/train.py --arm route-random --seed {{seed}} --run route-random_s{{seed}} {{args}}
+
+# H: routing the same fraction per step by the negation of route-random's direction (same --direction-seed) lowers the deployed hack rate as much as route-random does (a direction that knows nothing has no sign)
+route-random-negated seed="0" *args:
+    {{py}} scripts/train.py --arm route-random-negated --seed {{seed}} --run route-random-negated_s{{seed}} {{args}}
 
 # H: routing a uniformly random subset at the route run's per-step fraction lowers the deployed solve rate as much as route does (the collapse is "how many", not "which direction")
 route-subset seed="0" *args:

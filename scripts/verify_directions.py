@@ -13,6 +13,11 @@ own-quarantine v_hack of data/golden, k = 1 row per module) and a synthetic v_gr
               the negated direction are the negated scores
     weights   routing_scores' cosine over concatenated modules weights every module alike for v_grad and for
               its random replacement (per-module squared norms equal), which randn per module did not
+    arms      through the run configuration (arms.configure -> build_intervention -> setup): route-random and
+              erase-random at one --direction-seed and two training seeds use one direction, at two direction
+              seeds two; without --direction-seed the training seed's value is used; route-random-negated is
+              -route-random at the same direction seed, route-negated is -v_grad, route is v_grad; --negate on an
+              arm that routes by no direction and --direction-seed -2 are refused (ConfigError)
 
 Seen failing: with random_direction's scaling to v_grad's row norms removed (the randn draw kept), the shape
 check fails.
@@ -20,6 +25,8 @@ check fails.
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,9 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 import torch  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 
+from projected_grpo.loop.config import ConfigError, check  # noqa: E402
 from projected_grpo.loop.models import load_policy  # noqa: E402
 from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.method import arms  # noqa: E402
 from projected_grpo.method import interventions as iv  # noqa: E402
+from projected_grpo.method.vhack import save_vhack  # noqa: E402
 
 VHACK = ROOT / "data" / "golden" / "vhack_own.safetensors"
 ORGANISM = "data/organisms/cpu-685bd444"
@@ -61,9 +71,54 @@ def check_shape(name: str, V: dict, R: dict) -> float:
     return worst
 
 
+def built_v(policy, tok, **given) -> dict[str, torch.Tensor]:
+    """The direction an arm's intervention routes or erases by, built from a command line's fields."""
+    cfg, _ = arms.configure(given)
+    check(cfg)
+    intervention = arms.build_intervention(cfg)
+    intervention.setup(policy, tok, "cpu")
+    return intervention.V
+
+
+def check_arms(model, tok, V: dict[str, torch.Tensor]) -> int:
+    """The direction seed and the sign through the run configuration (see the docstring); returns the cases checked."""
+    same = lambda A, B: all(torch.equal(A[n], B[n]) for n in V)  # noqa: E731
+    with tempfile.TemporaryDirectory() as t:
+        vpath = str(Path(t) / "v.safetensors")
+        save_vhack(vpath, V, model, dict(note="verify_directions"))
+        route = Path(t) / "route_s0"
+        route.mkdir()
+        (route / "metrics.jsonl").write_text(json.dumps(dict(step=0, routed_frac=0.25)) + "\n")
+        common = dict(vhack=vpath, model=ORGANISM, quarantine="own")
+        rr = lambda **k: built_v(model, tok, arm="route-random", match_run=str(route), **common, **k)  # noqa: E731
+        a, b, c = rr(seed=0, direction_seed=5), rr(seed=1, direction_seed=5), rr(seed=0, direction_seed=6)
+        assert same(a, b), "route-random: one direction seed, two training seeds, two directions"
+        assert not same(a, c), "route-random: two direction seeds gave one direction"
+        assert same(rr(seed=3), iv.random_direction(V, 3)), "route-random without --direction-seed: not the seed's value"
+        neg = built_v(model, tok, arm="route-random-negated", match_run=str(route), seed=1, direction_seed=5, **common)
+        assert same(neg, {n: -v for n, v in a.items()}), "route-random-negated is not -route-random"
+        assert same(built_v(model, tok, arm="route", **common), V), "route does not route by v_grad"
+        assert same(built_v(model, tok, arm="route-negated", **common), {n: -v for n, v in V.items()}), \
+            "route-negated does not route by -v_grad"
+        er = lambda **k: built_v(model, tok, arm="erase-random", vhack=vpath, model=ORGANISM, **k)  # noqa: E731
+        e0, e1, e2 = er(seed=0, direction_seed=5), er(seed=1, direction_seed=5), er(seed=0, direction_seed=6)
+        assert same(e0, e1) and not same(e0, e2), "erase-random: the direction does not follow --direction-seed alone"
+        for given, what in ((dict(arm="erase", negate=True), "--negate"), (dict(arm="route-random", direction_seed=-2),
+                                                                           "--direction-seed")):
+            try:
+                cfg, _ = arms.configure(dict(given, **common))
+                check(cfg)
+                arms.check_inputs(cfg)
+            except ConfigError as e:
+                assert str(e).startswith(what), f"{what}: refused for another reason: {e}"
+            else:
+                raise AssertionError(f"{given}: not refused")
+    return 9
+
+
 def main() -> None:
     t0 = time.time()
-    model, _ = load_policy(ORGANISM, "cpu")
+    model, tok = load_policy(ORGANISM, "cpu")
     ad.wrap_model(model, ad.AdapterConfig(kind="svd", quarantine="own"))
     V = stored_v_grad()
     assert set(V) == set(ad.adapter_modules(model)), "the stored v_grad does not cover the organism's adapters"
@@ -107,10 +162,13 @@ def main() -> None:
     w_v = torch.tensor([float(V[n][0].double() @ V[n][0].double()) for n in sorted(V)])
     w_r = torch.tensor([float(R[n][0].double() @ R[n][0].double()) for n in sorted(V)])
     assert torch.allclose(w_v, w_r, rtol=1e-5), "modules weigh differently in the random direction's cosine"
+    n_arms = check_arms(model, tok, V)
     print(f"PASS directions: random_direction on the pinned organism's {len(V)} adapter modules (k=1 real v_grad, "
           f"k=2 synthetic): keys, shapes, per-row norms = v_grad's (max rel err {err:.1e}), rows orthonormal; "
           f"same seed same tensors, 5 other seeds |cos| <= {max(map(abs, cos)):.3f}; independent of the global "
-          f"generator; negation = -v and -scores; {time.time() - t0:.0f}s")
+          f"generator; negation = -v and -scores; {n_arms} cases through the run configuration (direction seed "
+          f"independent of the training seed, route(-random)-negated = -direction, bad flags refused); "
+          f"{time.time() - t0:.0f}s")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,11 @@ class InterventionConfig:
     """scorda: pairs whose activation contrast seeds the axis"""
     rebound_beta: float = 1.0
     """rebound-adv: advantage lowered by beta * activation score"""
+    direction_seed: int = -1
+    """erase-random, route-random(-negated): the seed of the random direction (interventions.random_direction), a
+    factor of its own beside the training seed (-1 = the training seed's value, filled in by arms.resolve)"""
+    negate: bool = False
+    """route, route-random: route by the negated direction's score (route-negated, route-random-negated)"""
 
 
 @dataclass
@@ -166,9 +171,9 @@ class RunConfig:
     """the arm and its intervention's flags (not a flag itself: its fields are)"""
 
 
-PER_RUN = ("run", "seed", "match_run")
-"""Fields in which runs of one arm may differ and still share one trainer (issue 28): the seed (the random-direction
-controls draw their direction from it), the run folder, and the matched run of that seed."""
+PER_RUN = ("run", "seed", "match_run", "direction_seed")
+"""Fields in which runs of one arm may differ and still share one trainer (issue 28): the seed, the run folder, the
+matched run of that seed, and the random-direction controls' direction seed."""
 
 
 def flat(cfg: RunConfig) -> dict:
@@ -233,6 +238,7 @@ def check(cfg: RunConfig) -> None:
     need(i.erase_target in ("grad", "update"), "erase_target", i.erase_target, "choose from grad, update")
     need(c.rank == -1 or c.rank >= 1, "rank", c.rank, "-1 (full) or at least 1")
     need(c.stop_after >= -1, "stop_after", c.stop_after, "-1 (never) or a step")
+    need(i.direction_seed >= -1, "direction_seed", i.direction_seed, "-1 (the training seed) or a seed")
     need(c.n_teacher <= c.group, "n_teacher", c.n_teacher, f"at most --group ({c.group})")
     need(not c.n_teacher or bool(c.teacher_pool), "n_teacher", c.n_teacher, "needs --teacher-pool")
     need(not c.teacher_pool or Path(c.teacher_pool).is_file(), "teacher_pool", c.teacher_pool, "no such file")

@@ -84,6 +84,7 @@ hash (vhack_sha256) is shared by the runs of one arm (read_vhack_sha256; arms us
 
 CONFIG_EXCLUDED = {
     "seed": "the replicate: the runs pooled into one cell differ in it by design",
+    "direction_seed": "a random-direction control's direction: a replicate factor like the seed, differing by design",
     "run": "the run folder's name (<arm>_s<seed>)",
     "out_dir": "the folder that holds the run folder",
     "match_run": "a matched control's matched run folder, <out_dir>/<matched arm>_s<seed>: it differs with seed and out_dir",
@@ -95,7 +96,7 @@ CONFIG_EXCLUDED = {
 """The configuration fields that may differ between runs pooled into one cell or skipped as finished ({field: why});
 the one place that says so. Every other field of args.json, the intervention's included, must agree."""
 
-LEGACY = {"weight_decay_quarantine": 0.0, "adam_eps": 1e-8, "axis_lr_scale": 1.0}
+LEGACY = {"weight_decay_quarantine": 0.0, "adam_eps": 1e-8, "axis_lr_scale": 1.0, "negate": False}
 """args.json fields added after runs had been logged without them: the value those runs trained with."""
 
 NOT_SAVED = "<not saved>"

@@ -40,6 +40,9 @@ MATCHED = ("route-random", "route-subset", "route-subset-signed")
 ROUTING = ("route", "capacity", "absorb", "oracle-route", "scorda") + MATCHED
 """Interventions that train the quarantine block."""
 
+RANDOM_DIRECTION = ("erase-random", "route-random")
+"""Interventions that draw a random direction (interventions.random_direction) from --direction-seed."""
+
 ORACLE_INTERVENTIONS = ("oracle-route", "gt-penalty", "gt-screen")
 """Interventions that open the sealed ground-truth labels (verify_vhack's allowed openers)."""
 
@@ -96,10 +99,18 @@ ARMS: tuple[Arm, ...] = (
     Arm("route", "route",
         "routing the top-scoring rollouts (cosine to v_grad) to an own-basis quarantine lowers the deployed hack rate",
         overrides=dict(OWN, route_frac=0.25), vhack="own",
-        controls=("route-random", "route-subset", "route-subset-signed")),
+        controls=("route-random", "route-subset", "route-subset-signed", "route-negated")),
+    Arm("route-negated", "route",
+        "routing the top-scoring rollouts by cosine to -v_grad (the sign control) does not lower the deployed hack "
+        "rate as route does (the hack-ward sign of v_grad matters)", overrides=dict(OWN, route_frac=0.25, negate=True),
+        vhack="own"),
     Arm("route-random", "route-random",
         "routing the same fraction per step by a random direction does not lower the deployed hack rate "
         "(no shrinkage effect)", overrides=OWN, vhack="own", matches="route"),
+    Arm("route-random-negated", "route-random",
+        "routing the same fraction per step by the negation of route-random's direction (same --direction-seed) "
+        "lowers the deployed hack rate as much as route-random does (a direction that knows nothing has no sign)",
+        overrides=dict(OWN, negate=True), vhack="own", matches="route", controls=("route-random",)),
     Arm("route-subset", "route-subset",
         "routing a uniformly random subset at the route run's per-step fraction lowers the deployed solve rate as "
         "much as route does (the collapse is \"how many\", not \"which direction\")", overrides=OWN, matches="route"),
@@ -235,6 +246,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
         cfg = with_fields(cfg, vhack=vhack_path(a.vhack, cfg.model))
     if a.intervention in MATCHED and not i.match_run:
         cfg = with_fields(cfg, match_run=match_run(a, cfg.out_dir, cfg.seed))
+    if a.intervention in RANDOM_DIRECTION and i.direction_seed == -1:
+        cfg = with_fields(cfg, direction_seed=cfg.seed)
     return cfg
 
 
@@ -242,6 +255,8 @@ def check_inputs(cfg: RunConfig) -> None:
     """The files the arm reads: its v_hack, and for a matched control a finished run of the same recipe
     (ConfigError naming the flag otherwise)."""
     a, i = arm(cfg.intervention.arm), cfg.intervention
+    if i.negate and a.intervention not in ("route", "route-random"):
+        raise ConfigError(f"--negate: --arm {a.name} routes by no direction (route and route-random arms only)")
     if i.vhack and not Path(i.vhack).exists():
         kind = a.vhack if a.vhack != "none" else "shared"
         raise ConfigError(f"--vhack {i.vhack}: no such file (extract it: python scripts/extract_vhack_grad.py "
@@ -283,14 +298,17 @@ def build_intervention(cfg: RunConfig) -> iv.NoIntervention:
     if kind in ("gt-penalty", "gt-screen"):
         return iv.GroundTruthMonitor(mode=kind.split("-")[1], accuracy=i.monitor_accuracy, seed=seed)
     if kind in ("erase", "erase-random"):
-        return iv.Erase(V, one_sided=not i.two_sided, target=i.erase_target, random=kind == "erase-random", seed=seed)
+        return iv.Erase(V, one_sided=not i.two_sided, target=i.erase_target, random=kind == "erase-random",
+                        direction_seed=i.direction_seed)
     if kind == "route":
-        return iv.Route(V, gate="grad", t_absorb=i.t_absorb, t_route=i.t_route, route_frac=i.route_frac)
+        return iv.Route(V, gate="grad", t_absorb=i.t_absorb, t_route=i.t_route, route_frac=i.route_frac,
+                        negate=i.negate)
     if kind in MATCHED:
         frac = matched_schedule(i.match_run, "routed_frac")
         pos = matched_schedule(i.match_run, "pos_share_routed") if kind == "route-subset-signed" else None
         gate = {"route-random": "random", "route-subset": "subset", "route-subset-signed": "subset-signed"}[kind]
-        return iv.Route(V, gate=gate, match_frac=frac, seed=seed, match_pos_share=pos)
+        return iv.Route(V, gate=gate, match_frac=frac, seed=seed, match_pos_share=pos,
+                        direction_seed=i.direction_seed, negate=i.negate)
     if kind in ("capacity", "absorb", "oracle-route"):
         return iv.Route(None, gate={"capacity": "none", "absorb": "absorb", "oracle-route": "oracle"}[kind])
     if kind == "scorda":

@@ -214,13 +214,14 @@ class Erase(NoIntervention):
     <delta, v> < 0 (cosine below -1e-6).
     """
 
-    def __init__(self, vhack, one_sided: bool = True, target: str = "grad", random: bool = False, seed: int = 0):
+    def __init__(self, vhack, one_sided: bool = True, target: str = "grad", random: bool = False,
+                 direction_seed: int = 0):
         assert target in ("grad", "update"), target
         self.V = vhack
-        self.one_sided, self.target, self.random, self.seed = one_sided, target, random, seed
+        self.one_sided, self.target, self.random, self.direction_seed = one_sided, target, random, direction_seed
 
     def setup(self, model, tok, device: str) -> None:
-        V = resolve_v(self.V, model, device, self.random, self.seed)
+        V = resolve_v(self.V, model, device, self.random, self.direction_seed)
         self.V = {n: orthonormal_rows(v) for n, v in V.items()}
         self.mods = ad.adapter_modules(model)
 
@@ -354,7 +355,8 @@ class Route(NoIntervention):
     """Per-rollout gradient routing with pinning.
 
     gate="grad":    routing score = cosine(rollout's deployed-block gradient, v_grad)
-    gate="random":  the same with a seeded random direction (non-directional control)
+    gate="random":  the same with the random direction of direction_seed (random_direction: normalised per module
+                    as v_grad is; the non-directional control)
     gate="oracle":  score = ground-truth strict hack label of the rollout (UPPER BOUND, not a method)
     gate="none":    no routing; both blocks get every update (capacity-matched vanilla)
     gate="absorb":  every rollout lands in the absorb region (absorb-only control)
@@ -367,6 +369,8 @@ class Route(NoIntervention):
     Thresholds: fixed (t_absorb, t_route), or route_frac > 0 routes the top route_frac of each
     step's scores, or match_frac (a list of per-step fractions from another run) routes that many.
     The advantages read by subset-signed are the ones training uses; no ground-truth label is read.
+    negate (grad, random): route by the negated direction's score (the sign controls route-negated and
+    route-random-negated). seed: the subset gates' per-step draws; direction_seed: the random gate's direction.
     """
 
     trains_quarantine = True
@@ -374,11 +378,12 @@ class Route(NoIntervention):
 
     def __init__(self, vhack, gate: str = "grad", t_absorb: float = 1.0,
                  t_route: float = 1.0, route_frac: float = 0.0, match_frac: list[float] | None = None, seed: int = 0,
-                 match_pos_share: list[float] | None = None):
+                 match_pos_share: list[float] | None = None, direction_seed: int = 0, negate: bool = False):
         assert gate in ROUTE_GATES, gate
         assert gate not in ("subset", "subset-signed") or match_frac is not None, f"gate={gate} needs match_frac"
         assert (gate == "subset-signed") == (match_pos_share is not None), "match_pos_share is for subset-signed only"
-        self.V, self.gate = vhack, gate
+        assert not negate or gate in ("grad", "random"), f"gate={gate} has no direction to negate"
+        self.V, self.gate, self.direction_seed, self.negate = vhack, gate, direction_seed, negate
         self.t_absorb, self.t_route = t_absorb, t_route
         self.route_frac, self.match_frac, self.seed = route_frac, match_frac, seed
         self.match_pos_share = match_pos_share
@@ -387,7 +392,7 @@ class Route(NoIntervention):
     def setup(self, model, tok, device: str) -> None:
         if self.gate in ("grad", "random"):
             assert self.V is not None, f"gate={self.gate} needs v_hack"
-            self.V = resolve_v(self.V, model, device, self.gate == "random", self.seed)
+            self.V = resolve_v(self.V, model, device, self.gate == "random", self.direction_seed, self.negate)
 
     def capture(self, model) -> contextlib.AbstractContextManager:
         return ad.capture_per_sample_grads(model)
