@@ -129,7 +129,7 @@ def load_run_policy(run_dir: Path | str, device: str | None, model: str | None =
     return policy, tok, run_args, state["step"]
 
 
-def load_run_or_model(spec: str, device: str):
+def load_run_or_model(spec: str, device: str | None):
     """(model, tok, meta) of a teacher (scripts/probe_distill.py, probe_grpo.py). A run folder: its base model wrapped
     with its adapter and loaded from ckpt/last.pt (sampled under deployment ablation by the caller). Otherwise a model
     spec."""
