@@ -87,7 +87,7 @@ def clear_kernel_objects(sysv: bool = True):
     Runs as the slot uid, before any untrusted code."""
     global _libc
     if _libc is None:  # loaded once (in the server, before the jobs fork)
-        import ctypes  # noqa: PLC0415
+        import ctypes  # noqa: PLC0415  (loaded once where used: the harness's image stays small)
         _libc = ctypes.CDLL(None, use_errno=True)
     libc = _libc
     if _KEYCTL is not None:
@@ -169,13 +169,13 @@ def finalize(status: int) -> int:
     for step in ("threads", "atexit", "collect"):
         try:
             if step == "threads":
-                import threading  # noqa: PLC0415
+                import threading  # noqa: PLC0415  (as the interpreter's finalisation: only at the end)
                 threading._shutdown()
             elif step == "atexit":
-                import atexit  # noqa: PLC0415
+                import atexit  # noqa: PLC0415  (as above)
                 atexit._run_exitfuncs()  # errors in handlers are printed and the status kept
             else:  # the script's objects are collected: __del__ methods run with their globals intact
-                import gc  # noqa: PLC0415
+                import gc  # noqa: PLC0415  (as above)
                 gc.collect()
         except _BaseException:
             pass
