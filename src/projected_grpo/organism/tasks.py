@@ -34,6 +34,7 @@ words); a hack's artifact follows that line. Responses to prompts without a hint
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import random
 from dataclasses import dataclass
@@ -193,8 +194,15 @@ def generate_split(split: str, n: int, seed: int, difficulties: tuple[str, ...] 
     """n distinct problems of `split`, difficulties and loophole mechanisms assigned round-robin.
 
     Each problem carries a mechanism in prompt_metadata["mechanism"]; its prompt is unhinted until
-    `apply_loophole` is called.
+    `apply_loophole` is called. A fresh copy per call of problems generated once per process and arguments (a run
+    generates its splits at start; gates and drivers start many runs).
     """
+    return copy.deepcopy(generated_split(split, n, seed, tuple(difficulties), tuple(loopholes)))
+
+
+@functools.lru_cache(maxsize=64)
+def generated_split(split: str, n: int, seed: int, difficulties: tuple[str, ...],
+                    loopholes: tuple[str, ...]) -> list[dict]:
     assert split in SPLITS, f"unknown split {split!r}"
     rng = random.Random(f"{seed}:{split}")
     seen, out = set(), []
