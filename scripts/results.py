@@ -21,7 +21,9 @@ Cells compared to each other must have the same number of seeds (refused otherwi
 training recipe (arms.recipe: args.json without what an arm sets), and the runs pooled into one arm's cell in their
 whole configuration (logs.config: every args.json field, the intervention's flags included, except
 logs.CONFIG_EXCLUDED: seed, run name, output folder, ...); refused with exit 2 and one line naming the field
-otherwise, unless --allow-mixed (check_meta).
+otherwise, unless --allow-mixed (check_meta). With --descends-from COMMIT, a run whose recorded commit (run_meta
+git_commit) does not descend from COMMIT, is unknown, or ran with tracked files changed is refused the same way
+(check_descent): the decisive table's runs must descend from the pre-registration's commit.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,6 +42,7 @@ from projected_grpo.loop import logs  # noqa: E402
 from projected_grpo.loop.stats import t_interval  # noqa: E402
 from projected_grpo.method.arms import recipe  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 HELD_OUT = ("stdout_marker", "exit_code")  # mechanisms absent from data/pairs/hack_pairs.md
 IN_DIST = ("run_tests", "sentinel")  # mechanisms the pairs show
 TARGET_HALF_WIDTH = 0.05
@@ -99,7 +103,8 @@ def run_summary(run_dir: Path) -> dict | None:
     rows = [r for r in ev if r["step"] == last]
     args = read_args(run_dir)
     out: dict = {"final_step": last, "counts": {}, "meta": logs.read_run_meta(run_dir) | recipe(args),
-                 "config": logs.config(args) | logs.read_run_meta(run_dir, ("vhack_sha256",))}
+                 "config": logs.config(args) | logs.read_run_meta(run_dir, ("vhack_sha256",)),
+                 "git": logs.read_run_meta(run_dir, ("git_commit", "git_dirty"))}
     c = out["counts"]
     for q in ("kept", "ablated"):
         cell = {(r["split"], r["cell"]): r for r in rows if r["quarantine"] == q}
@@ -178,6 +183,32 @@ def check_meta(by_arm: dict[str, dict[int, dict]], allow_mixed: bool) -> dict:
             fail(f"runs of {arm} differ in {cell} ({k}: {who}); pooling them into one cell mixes configurations "
                  f"(pass --allow-mixed to do it anyway)")
     return {k: v[0] if len(v) == 1 else v for k, v in seen.items()}
+
+
+def git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+
+
+def check_descent(by_arm: dict[str, dict[int, dict]], ancestor: str) -> str:
+    """Refuse (exit 2, one line naming the run) a run whose recorded commit (run_meta git_commit) is unknown, is not
+    `ancestor` or a descendant of it in this repository (git merge-base --is-ancestor), or ran with tracked files
+    changed (git_dirty). Returns the ancestor's full hash."""
+    r = git("rev-parse", "--verify", "--quiet", f"{ancestor}^{{commit}}")
+    if r.returncode != 0:
+        fail(f"--descends-from {ancestor}: not a commit of this repository")
+    full = r.stdout.strip()
+    for arm, seeds in sorted(by_arm.items()):
+        for seed, s in sorted(seeds.items()):
+            run, commit, dirty = f"{arm}_s{seed}", s["git"]["git_commit"], s["git"]["git_dirty"]
+            if commit == "unknown":
+                fail(f"--descends-from {ancestor}: run {run} records no git commit (run_meta from before it was "
+                     f"recorded, or a tree without .git)")
+            if git("merge-base", "--is-ancestor", full, commit).returncode != 0:
+                fail(f"--descends-from {ancestor}: run {run} ran at {commit[:12]}, which does not descend from it")
+            if dirty != "False":
+                fail(f"--descends-from {ancestor}: run {run} ran at {commit[:12]} with tracked files changed "
+                     f"(git_dirty {dirty})")
+    return full
 
 
 def table(by_arm: dict[str, dict[int, dict]], baseline: str = "vanilla", allow_unequal_n: bool = False) -> dict:
@@ -345,6 +376,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "and pool runs of one arm that differ in configuration (check_meta)")
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--require-done", action="store_true", help="only runs that finished (a DONE file)")
+    ap.add_argument("--descends-from", default="", help="refuse runs whose recorded commit does not descend from this "
+                    "commit, is unknown, or had tracked files changed (check_descent; the pre-registration names it)")
     ap.add_argument("--per-step", default="", help="comma-separated metrics.jsonl keys to print per training step "
                     "(e.g. pos_share_routed,pos_share_kept,gt_pass)")
     a = ap.parse_args(argv)
@@ -355,6 +388,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not by_arm:
         fail(f"--runs {runs}: no finished runs (with eval.jsonl)")
     meta = check_meta(by_arm, a.allow_mixed)
+    if a.descends_from:
+        meta["descends_from"] = check_descent(by_arm, a.descends_from)
     res = table(by_arm, a.baseline, a.allow_unequal_n)
     res["meta"] = meta
     out = Path(a.out)

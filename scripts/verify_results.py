@@ -2,7 +2,10 @@
 values printed, hierarchical bootstrap intervals sane (contain the estimate, stay in [0, 1], match the
 analytic standard error of the two-level estimator, count within-seed sampling when seeds agree),
 cells with different n refused unless told, runs that differ in device refused (exit 2, one line)
-unless --allow-mixed, and plots written."""
+unless --allow-mixed, and plots written. run_meta records the commit the code ran at and whether tracked files
+differed from it (models.git_state, against git itself); --descends-from refuses (exit 2, one line) a run whose
+commit does not descend from the given one, a dirty run, a run without a recorded commit, and a name that is no
+commit, and passes runs at a descendant."""
 
 from __future__ import annotations
 
@@ -43,6 +46,47 @@ def check_bootstrap(results) -> tuple[float, float]:
     d0 = results.bootstrap([(40, 100), (30, 100), (50, 100)], [(40, 100), (30, 100), (50, 100)])
     assert d0[0] == 0 and d0[1] < 0 < d0[2], d0
     return ratio, hi - lo
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def check_descent(results) -> int:
+    """git_state against git; results.py --descends-from on synthetic runs at real commits of this repository."""
+    from projected_grpo.loop.models import git_state
+
+    state = git_state()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD"]).returncode != 0
+    assert state == dict(git_commit=git("rev-parse", "HEAD"), git_dirty=dirty), (state, dirty)
+    assert git_state(ROOT / "scripts") == dict(git_commit="unknown", git_dirty="unknown"), "a subfolder is no checkout"
+    head, parent, root = git("rev-parse", "HEAD"), git("rev-parse", "HEAD~1"), git("rev-list", "--max-parents=0", "HEAD")
+    root = root.splitlines()[0]
+    cases = 0
+    with tempfile.TemporaryDirectory() as t:
+        runs = Path(t) / "runs"
+        for s in range(2):
+            fake_run(runs, f"vanilla_s{s}", 0.6, 0.5, 0.8, hacked=True)
+
+        def at(commit: str, dirty, seed: int = 1) -> None:
+            path = runs / f"vanilla_s{seed}" / "run_meta.json"
+            path.write_text(json.dumps(dict(json.loads(path.read_text()), git_commit=commit, git_dirty=dirty)))
+
+        at(head, False, 0)
+        at(parent, False)
+        res = results.main(["--runs", str(runs), "--out", str(Path(t) / "res"), "--no-plots", "--descends-from", root])
+        assert res["meta"]["descends_from"] == root, res["meta"]
+        cmd = [sys.executable, str(ROOT / "scripts" / "results.py"), "--runs", str(runs), "--no-plots", "--out",
+               str(Path(t) / "res2"), "--descends-from"]
+        for commit, dirty, ancestor, why in ((parent, False, head, "does not descend"), (head, True, root, "tracked files changed"),
+                                             ("unknown", "unknown", root, "records no git commit"),
+                                             (head, False, "not-a-commit", "not a commit")):
+            at(commit, dirty)
+            r = subprocess.run(cmd + [ancestor], capture_output=True, text=True)
+            assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and why in r.stderr, \
+                (commit, dirty, ancestor, r.returncode, r.stderr[-300:])
+            cases += 1
+    return cases
 
 
 def main() -> None:
@@ -122,9 +166,12 @@ def main() -> None:
         assert abs(c["t_hack_strict_ablated"][0] + 0.2) < 1e-12 and abs(c["t_hack_strict_ablated"][2] + 0.2 - 0.2484) < 1e-3, c
         md = (Path(t) / "res" / "results.md").read_text()
         assert "| erase | erase-random | 3 | -0.200 [" in md and "| erase | erase-random | -0.200 [-0.448, 0.048]" in md, md
+    n_descent = check_descent(results)
     print(f"PASS results: means and paired differences exact on synthetic runs, per-seed rows and n printed; "
           f"hierarchical bootstrap width / analytic = {ratio:.3f} (10 seeds x 200 samples), identical seeds keep "
-          f"the eval-sampling width; unequal n, mixed device, CPU model, v_hack content and mixed recipe refused (exit 2), --allow-mixed pools; plots written")
+          f"the eval-sampling width; unequal n, mixed device, CPU model, v_hack content and mixed recipe refused (exit 2), --allow-mixed pools; plots written; run_meta's commit = git's, "
+          f"--descends-from passes descendants and refuses {n_descent} cases (not descending, dirty, no commit, no such "
+          f"commit)")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -65,11 +66,27 @@ def weights_id(spec: str) -> str:
 
 
 def run_meta(model, spec: str, device: str, vhack: str = "") -> dict:
-    """What a run must share with another to be paired or pooled with it (scripts/results.py), and where it ran."""
+    """What a run must share with another to be paired or pooled with it (scripts/results.py), where it ran, and the
+    code it ran (git_state: the evidence that dates it)."""
     return dict(device=str(device).split(":")[0], dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
                 torch=torch.__version__, transformers=transformers.__version__, model_sha256=weights_id(spec),
                 organism=Path(resolve(spec)).name if spec.startswith("organism:") else spec, cpu=cpu_model(),
-                vhack_sha256=pinned.file_sha256(Path(vhack)) if vhack else "")  # v_hack files are pinned by content
+                vhack_sha256=pinned.file_sha256(Path(vhack)) if vhack else "",  # v_hack files are pinned by content
+                **git_state())
+
+
+def git_state(repo: Path = pinned.REPO) -> dict:
+    """git_commit: the commit the checkout is at; git_dirty: whether tracked files differ from it (untracked files
+    are not counted). Both 'unknown' where the package is not imported from a git checkout of its own (a copy of the
+    tree without .git, an installed package)."""
+    def git(*args: str) -> str | None:
+        r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != repo.resolve():
+        return dict(git_commit="unknown", git_dirty="unknown")
+    return dict(git_commit=git("rev-parse", "HEAD"), git_dirty=bool(git("status", "--porcelain", "--untracked-files=no")))
 
 
 def load_policy(spec: str, device: str | None = None, dtype: torch.dtype | None = None):
