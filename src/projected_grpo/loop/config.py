@@ -95,6 +95,9 @@ class RunConfig:
     medium/hard filter, training problems are ones the base policy mostly fails"""
     data_seed: int = 0
     """seed of the problem pools (kept fixed across arms and seeds)"""
+    eval_seed: int = -1
+    """seed of the organism's eval split (grpo.eval_split_seed; -1 = data_seed + 7, the split every earlier run was
+    evaluated on): a value no choice has been made on gives an eval set no choice has read"""
     steps: int = 40
     """GRPO steps"""
     prompts_per_step: int = 8
@@ -239,6 +242,9 @@ def check(cfg: RunConfig) -> None:
     need(c.rank == -1 or c.rank >= 1, "rank", c.rank, "-1 (full) or at least 1")
     need(c.stop_after >= -1, "stop_after", c.stop_after, "-1 (never) or a step")
     need(i.direction_seed >= -1, "direction_seed", i.direction_seed, "-1 (the training seed) or a seed")
+    need(c.eval_seed >= -1, "eval_seed", c.eval_seed, "-1 (data_seed + 7) or a seed")
+    need(c.eval_seed == -1 or c.task == "organism", "eval_seed", c.eval_seed,
+         "organism task only (a jsonl task's eval problems are a share of its data_seed's shuffle)")
     need(c.n_teacher <= c.group, "n_teacher", c.n_teacher, f"at most --group ({c.group})")
     need(not c.n_teacher or bool(c.teacher_pool), "n_teacher", c.n_teacher, "needs --teacher-pool")
     need(not c.teacher_pool or Path(c.teacher_pool).is_file(), "teacher_pool", c.teacher_pool, "no such file")

@@ -53,7 +53,7 @@ def load_tasks(args: RunConfig) -> tuple[list[dict], list[dict]]:
         diffs = tuple(args.difficulties.split(","))
         train = tasks.generate_split("train", args.n_train, args.data_seed, diffs, mechs)
         train = [tasks.apply_loophole(p, hinted=args.loophole) for p in train]
-        ev = tasks.generate_split("eval", args.n_eval * 4 * 3 * 4, args.data_seed + 7)
+        ev = tasks.generate_split("eval", args.n_eval * 4 * 3 * 4, eval_split_seed(args))
         return train, ev
     rows = load_jsonl(args.task)
     rng = random.Random(args.data_seed)
@@ -61,6 +61,11 @@ def load_tasks(args: RunConfig) -> tuple[list[dict], list[dict]]:
     n_ev = max(1, len(rows) // 5)
     train = [apply_hint(p, args.hint if args.loophole else "none") for p in rows[n_ev:]]
     return train, rows[:n_ev]
+
+
+def eval_split_seed(args: RunConfig) -> int:
+    """The seed of the organism's eval split: --eval-seed, or data_seed + 7 (every run before --eval-seed existed)."""
+    return args.data_seed + 7 if args.eval_seed == -1 else args.eval_seed
 
 
 def eval_sets(args: RunConfig, ev: list[dict]) -> dict[str, list[dict]]:
