@@ -12,6 +12,7 @@ merged into it (`load_teacher`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import os
 import platform
@@ -93,7 +94,22 @@ def load_policy(spec: str, device: str | None = None, dtype: torch.dtype | None 
     """(model, tokenizer) for `spec`, model on `device` in eval mode with every weight frozen."""
     device = device or default_device()
     dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-    path = resolve(spec)
+    if spec.startswith("organism:"):  # small: one load per process, a copy per caller (a Trainer wraps its model)
+        model, tok = copy.deepcopy(loaded_organism(resolve(spec), dtype))
+        return model.to(device), tok
+    return load_frozen(resolve(spec), dtype, device)
+
+
+@functools.lru_cache(maxsize=4)
+def loaded_organism(path: str, dtype: torch.dtype):
+    """(model, tokenizer) of an organism folder on the CPU, loaded once per process: from_pretrained costs about half
+    a second even for the tiny organism, and gates and drivers start many runs on one organism. Callers get a deep
+    copy (load_policy); this one is never handed out."""
+    return load_frozen(path, dtype, "cpu")
+
+
+def load_frozen(path: str, dtype: torch.dtype, device: str):
+    """(model, tokenizer) from a folder or hub id, model on `device` in eval mode with every weight frozen."""
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
         # a distinct pad token keeps EOS inside the loss mask
