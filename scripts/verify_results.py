@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from _gate_common import fake_run  # noqa: E402
+from _gate_common import fake_run, run_script  # noqa: E402
 
 def check_bootstrap(results) -> tuple[float, float]:
     """Synthetic counts: the bootstrap's standard error against the two-level analytic one."""
@@ -82,7 +82,7 @@ def check_descent(results) -> int:
                                              ("unknown", "unknown", root, "records no git commit"),
                                              (head, False, "not-a-commit", "not a commit")):
             at(commit, dirty)
-            r = subprocess.run(cmd + [ancestor], capture_output=True, text=True)
+            r = run_script(cmd + [ancestor])
             assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and why in r.stderr, \
                 (commit, dirty, ancestor, r.returncode, r.stderr[-300:])
             cases += 1
@@ -124,13 +124,13 @@ def main() -> None:
         # unequal n is refused without --allow-unequal-n
         fake_run(runs, "vanilla_s3", 0.6, 0.5, 0.8, hacked=True)
         cmd = [sys.executable, str(ROOT / "scripts" / "results.py"), "--runs", str(runs), "--no-plots"]
-        r = subprocess.run(cmd + ["--out", str(Path(t) / "res2")], capture_output=True, text=True)
+        r = run_script(cmd + ["--out", str(Path(t) / "res2")])
         assert r.returncode == 2 and "different numbers of seeds" in r.stderr, (r.returncode, r.stderr[-300:])
         res2 = results.main(["--runs", str(runs), "--out", str(Path(t) / "res3"), "--allow-unequal-n", "--no-plots"])
         assert res2["arms"]["erase"]["diff_hack_strict_ablated"][3] == 3  # paired on the 3 shared seeds
         # a run on another device is refused (one line, exit 2) unless --allow-mixed
         fake_run(runs, "erase_s3", 0.3, 0.1, 0.7, hacked=False, device="cuda", dtype="bfloat16")
-        r = subprocess.run(cmd + ["--out", str(Path(t) / "res4")], capture_output=True, text=True)
+        r = run_script(cmd + ["--out", str(Path(t) / "res4")])
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "'device': ['cpu', 'cuda']" in r.stderr \
             and "--allow-mixed" in r.stderr, (r.returncode, r.stderr[-500:])
         res5 = results.main(["--runs", str(runs), "--out", str(Path(t) / "res5"), "--allow-mixed", "--no-plots"])
@@ -139,12 +139,12 @@ def main() -> None:
         for field, value in (("cpu", "Intel(R) Xeon(R) Processor"), ("vhack_sha256", "ef56" * 16)):
             shutil.rmtree(runs / "erase_s3")
             fake_run(runs, "erase_s3", 0.3, 0.1, 0.7, hacked=False, **{field: value})
-            r = subprocess.run(cmd + ["--out", str(Path(t) / "res4b"), "--allow-unequal-n"], capture_output=True, text=True)
+            r = run_script(cmd + ["--out", str(Path(t) / "res4b"), "--allow-unequal-n"])
             assert r.returncode == 2 and f"'{field}': " in r.stderr, (field, r.returncode, r.stderr[-500:])
         # a run of another recipe (weight decay) is refused the same way
         shutil.rmtree(runs / "erase_s3")
         fake_run(runs, "erase_s3", 0.3, 0.1, 0.7, hacked=False, weight_decay=0.0)
-        r = subprocess.run(cmd + ["--out", str(Path(t) / "res6"), "--allow-unequal-n"], capture_output=True, text=True)
+        r = run_script(cmd + ["--out", str(Path(t) / "res6"), "--allow-unequal-n"])
         assert r.returncode == 2 and "'weight_decay': [0.0, 1.0]" in r.stderr, (r.returncode, r.stderr[-500:])
         # a run logged before weight_decay_quarantine existed reads as 0, not as the others' 1
         shutil.rmtree(runs / "erase_s3")
@@ -152,7 +152,7 @@ def main() -> None:
         a3 = json.loads((runs / "erase_s3" / "args.json").read_text())
         del a3["weight_decay_quarantine"]
         (runs / "erase_s3" / "args.json").write_text(json.dumps(a3))
-        r = subprocess.run(cmd + ["--out", str(Path(t) / "res7"), "--allow-unequal-n"], capture_output=True, text=True)
+        r = run_script(cmd + ["--out", str(Path(t) / "res7"), "--allow-unequal-n"])
         assert r.returncode == 2 and "'weight_decay_quarantine': [0.0, 1.0]" in r.stderr, (r.returncode, r.stderr[-500:])
     with tempfile.TemporaryDirectory() as t:  # differences from an arm's registry controls (erase vs erase-random)
         runs = Path(t) / "runs"
