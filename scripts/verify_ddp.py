@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from projected_grpo.method import adapters as ad  # noqa: E402
 from projected_grpo.loop import grpo, logs  # noqa: E402
 from projected_grpo.method import interventions as iv  # noqa: E402
+from projected_grpo.loop.models import load_policy  # noqa: E402
 
 STEPS, PROMPTS, GROUP = 3, 4, 4
 TOL = 1e-4  # relative to the largest weight; summation order differs, and AdamW divides by sqrt(v)
@@ -78,7 +79,16 @@ def jobs(tag: str) -> list[tuple[str, str, dict]]:
     return out
 
 
+def teacher_only_sample(model, tok, prompts, temperature, max_new_tokens, generator_seed, **kw):
+    """grpo.sample in this gate: the teacher pool replaces every sampled rollout (n_teacher = group), so sampling is
+    skipped (an empty completion per prompt; the final evaluation, which nothing here reads, grades those). The global
+    generator is seeded as sample seeds it. Sampling 64 tokens per rollout was two thirds of each run's CPU time."""
+    torch.manual_seed(generator_seed)
+    return [[tok.eos_token_id] for _ in prompts]
+
+
 def run_jobs(tmp: Path, tag: str) -> None:
+    grpo.sample = teacher_only_sample
     for arm, run, kw in jobs(tag):
         torch.manual_seed(0)
         grpo.Trainer(args(tmp, run, arm, **kw), intervention(arm)).run()
@@ -135,6 +145,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         teacher_pool(tmp / "pool.jsonl", 16)
+        if not CUDA:  # the organism loaded once here: forked workers share it (each loaded it, 2-3 CPU-s)
+            load_policy("organism:tiny", "cpu")
         # forked workers share this process's imports (spawned ones would import torch again); CUDA, once
         # initialised here, cannot be used in a forked child
         mp.start_processes(worker, args=(2, free_port(), str(tmp)), nprocs=2, join=True,
