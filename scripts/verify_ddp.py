@@ -61,8 +61,8 @@ def intervention(arm: str):
 
 
 def args(tmp: Path, run: str, arm: str, **kw) -> grpo.RunConfig:
-    # max_new_tokens 64: the teacher completions of the 16 problems are 25-61 tokens, so none is cut; the sampled
-    # rollouts they replace and the final evaluation stop 32 tokens earlier than with 96 (gate 42 -> 31 CPU-s)
+    # max_new_tokens 64: the teacher completions of the 16 problems are 25-61 tokens, so none is cut (nothing is
+    # sampled: teacher_only_sample)
     base = dict(run=run, out_dir=str(tmp / "runs"), model="organism:tiny", steps=STEPS, prompts_per_step=PROMPTS,
                 group=GROUP, max_new_tokens=64, n_train=16, n_eval=1, eval_samples=1, eval_every=0, ckpt_every=1, seed=3, lr=5e-2,
                 teacher_pool=str(tmp / "pool.jsonl"), n_teacher=GROUP, device="cuda" if CUDA else "cpu",
