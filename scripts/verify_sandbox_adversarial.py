@@ -1,7 +1,12 @@
 """Gate: hostile completions are graded 'Incorrect' (never eq_correct), leave no file outside the
 sandbox and no process behind, and the grader survives; in both sandboxes (the server and the
 per-process reference), each with bwrap and with the inner layer only (PGRPO_NO_BWRAP=1).
-Short limits keep the gate fast."""
+Short limits keep the gate fast.
+
+Tiers (_gate_common.full_tier): `just smoke-full` runs the four configurations against the problem's 70 tests;
+`just smoke` runs the server with bwrap and with the inner layer only and the per-process reference with bwrap (three
+configurations), against the problem's first 4 tests (every hostile case still runs its tests; the memory bomb re-fills
+160 MB once per test, 8 of the 11 CPU-s a configuration took with 70)."""
 
 import multiprocessing as mp
 import os
@@ -14,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gate_common import REPO, fence, hostile, problems  # noqa: E402
+from _gate_common import REPO, fence, full_tier, hostile, problems, run_gate, tier  # noqa: E402
 
 from projected_grpo.env import sandbox  # noqa: E402
 from projected_grpo.env.grader import grade_batch  # noqa: E402
@@ -24,6 +29,8 @@ from projected_grpo.env.problems import method_name  # noqa: E402
 # re-filled by each of the problem's 70 tests took 35 s on a loaded machine)
 LIMITS = sandbox.Limits(per_test_timeout=0.5, module_timeout=1.0, start_timeout=10.0, wall_factor=2.0, memory_mb=160,
                         grace=0.5)
+# tests of the problem the hostile completions are graded on: all in the full tier, the first 4 in the fast one
+N_TESTS = None if full_tier() else 4
 
 
 # A local listener of the gate's own: the only address the network case tries (loopback, this machine).
@@ -58,9 +65,10 @@ def run_mode(p, mode: str, no_bwrap: bool):
     os.environ["PGRPO_SANDBOX"] = mode
     os.environ["PGRPO_NO_BWRAP"] = "1" if no_bwrap else "0"
     cases = hostile(method_name(p), LISTENER_PORT)
+    target = dict(p, gt_answer=p["gt_answer"][:N_TESTS])
     before = snapshot()
     t0 = time.time()
-    results = grade_batch([p] * len(cases), [fence(c) for c in cases.values()], limits=LIMITS)
+    results = grade_batch([target] * len(cases), [fence(c) for c in cases.values()], limits=LIMITS)
     dt = time.time() - t0
     time.sleep(0.5)
     bad = [(name, r.label, r.eq_correct) for name, r in zip(cases, results) if r.label != "Incorrect" or r.eq_correct]
@@ -85,8 +93,10 @@ def run_mode(p, mode: str, no_bwrap: bool):
 
 
 def run_config(mode: str, no_bwrap: bool) -> str:
-    n, dt, net = run_mode(problems()[0], mode, no_bwrap)
-    return (f"{mode}/{'inner-only' if no_bwrap else 'bwrap'}: {n} hostile cases Incorrect in {dt:.1f}s "
+    p = problems()[0]
+    n, dt, net = run_mode(p, mode, no_bwrap)
+    return (f"{mode}/{'inner-only' if no_bwrap else 'bwrap'}: {n} hostile cases on {len(p['gt_answer'][:N_TESTS])} tests "
+            f"Incorrect in {dt:.1f}s "
             f"(network reachable: {net})")
 
 
@@ -95,13 +105,15 @@ def main():
                if nb or shutil.which("bwrap") is not None]
     if shutil.which("bwrap") is None:
         print("WARNING: bwrap missing; testing the inner layer only")
-    # the four configurations side by side, each in a forked process with its own servers and slot uids
+    elif not full_tier():  # fast tier: the per-process reference in one configuration (with bwrap)
+        configs = [(m, nb) for m, nb in configs if m == "server" or not nb]
+    # the configurations side by side, each in a forked process with its own servers and slot uids
     # (most of each one's time is waiting for deadlines); every check is per process and per uid
     with ProcessPoolExecutor(len(configs), mp_context=mp.get_context("fork")) as ex:
         summaries = list(ex.map(run_config, *zip(*configs)))
     print("PASS verify_sandbox_adversarial: " + "; ".join(summaries)
-          + "; no files outside, no processes left, canonical still Correct")
+          + f"; no files outside, no processes left, canonical still Correct ({tier()} tier)")
 
 
 if __name__ == "__main__":
-    main()
+    run_gate("verify_sandbox_adversarial", main)
