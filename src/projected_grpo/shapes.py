@@ -8,6 +8,7 @@ each time: checking every call made the smoke's gates 25-45% slower (verify_grpo
 
 import functools
 import os
+import sys
 
 from beartype import beartype
 
@@ -24,6 +25,21 @@ def first_calls(fn):
         calls[0] += 1
         if CALLS <= 0 or calls[0] <= CALLS:
             return checked(*args, **kwargs)
+        retire(sys._getframe(1))
         return None
 
     return check
+
+
+def retire(frame) -> None:
+    """Past CALLS calls, mark the package function that jaxtyping's wrapper is checking `__no_type_check__`, which
+    jaxtyping's wrapper reads first and then calls the function directly: without it the wrapper still bound the
+    arguments and pushed its shape memo on every call (about 28 us a call, 100k calls in verify_grpo) to reach a
+    checker that checks nothing. `frame` is the caller of the checker (jaxtyping's wrapped_fn_impl, whose `fn` is the
+    function); any other caller (another jaxtyping version) is left as it is."""
+    fn = frame.f_locals.get("fn") if frame.f_code.co_name == "wrapped_fn_impl" else None
+    if fn is not None:
+        try:
+            fn.__no_type_check__ = True
+        except (AttributeError, TypeError):
+            pass
