@@ -8,15 +8,23 @@
   this in both response formats (v3: the grader note after the class on hinted prompts, none unhinted)
 - built twice with the same seed, the tiny organism has identical weights
 - the saved organism round-trips through AutoModelForCausalLM / AutoTokenizer with identical logits
+
+Tiers (_gate_common.full_tier): `just smoke-full` grades 32 eval problems and builds with 30 pretraining steps on 400
+documents; `just smoke` grades 16 (all four mechanisms still present: asserted) and builds with 4 steps on 64 documents
+(the two builds were 16 of the gate's 19 CPU-s).
 """
 
 from __future__ import annotations
 
 import random
+import sys
 import tempfile
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gate_common import full_tier, run_gate, tier  # noqa: E402
 
 from projected_grpo.env.grader import grade_batch  # noqa: E402
 from projected_grpo.organism import build as B  # noqa: E402
@@ -54,7 +62,7 @@ def check_tasks() -> tuple[int, int]:
     assert len(p["gt_answer"]) > len(p["prompt_metadata"]["visible_tests"])
     rng = random.Random(0)
     probs, comps, want = [], [], []
-    for p in tasks.generate_split("eval", 32, seed=5):
+    for p in tasks.generate_split("eval", 32 if full_tier() else 16, seed=5):
         if len({t.rsplit("==", 1)[1] for t in p["gt_answer"]}) == 1:
             continue  # a degenerate pipeline (same output on every test) that a stub body can solve
         q, u = tasks.apply_loophole(p), tasks.apply_loophole(p, hinted=False)
@@ -89,9 +97,9 @@ def build_in_memory(cfg):
     return model, tok
 
 
-def check_build() -> int:
+def check_build() -> tuple[int, int]:
     B.set_threads()
-    cfg = B.preset("tiny", steps=30, n_docs=400)
+    cfg = B.preset("tiny", steps=30, n_docs=400) if full_tier() else B.preset("tiny", steps=4, n_docs=64)
     m1, tok = build_in_memory(cfg)
     m2, _ = build_in_memory(cfg)
     s1, s2 = m1.state_dict(), m2.state_dict()
@@ -113,15 +121,16 @@ def check_build() -> int:
     m1.eval(), m3.eval()
     with torch.no_grad():
         assert torch.equal(m1(ids).logits, m3(ids).logits), "reloaded organism gives other logits"
-    return sum(x.numel() for x in m1.parameters())
+    return sum(x.numel() for x in m1.parameters()), cfg.steps
 
 
 def main() -> None:
     n, k = check_tasks()
-    params = check_build()
+    params, steps = check_build()
     print(f"PASS organism: generator deterministic, splits disjoint, {n} canonical/hack/unhinted-hack gradings as "
-          f"expected over {k} mechanisms; tiny build ({params} params) reproducible and round-trips exactly")
+          f"expected over {k} mechanisms; tiny build ({params} params, {steps} steps) reproducible and round-trips "
+          f"exactly ({tier()} tier)")
 
 
 if __name__ == "__main__":
-    main()
+    run_gate("verify_organism", main)
