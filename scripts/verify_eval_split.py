@@ -30,9 +30,10 @@ EVAL_SEED = 2029
 """The eval seed the pre-registration (docs/prereg/2026-12-06.md) names for the decisive table."""
 
 
-def evaluated(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
-    """(training problems, the problems an evaluation of this configuration samples: hinted and no-hint sets)."""
-    train, ev = grpo.load_tasks(cfg)
+def evaluated(cfg: RunConfig, loaded: tuple[list[dict], list[dict]] | None = None) -> tuple[list[dict], list[dict]]:
+    """(training problems, the problems an evaluation of this configuration samples: hinted and no-hint sets);
+    `loaded`: grpo.load_tasks(cfg) when the caller has it already (each call deep-copies and hints 4300 problems)."""
+    train, ev = loaded or grpo.load_tasks(cfg)
     sets = grpo.eval_sets(cfg, ev)
     return train, sets["hinted"] + sets["nohint"]
 
@@ -58,11 +59,13 @@ def main(argv: list[str] | None = None) -> None:
     base = RunConfig()
     n = base.n_eval * 4 * 3 * 4
     today = [p["id"] for p in tasks.generate_split("eval", n, base.data_seed + 7)]
-    for seed in (-1, base.data_seed + 7):
-        _, ev = grpo.load_tasks(with_fields(base, eval_seed=seed))
+    loaded = {seed: grpo.load_tasks(with_fields(base, eval_seed=seed)) for seed in (-1, base.data_seed + 7)}
+    for seed, (_, ev) in loaded.items():
         assert [p["id"] for p in ev] == today, f"--eval-seed {seed}: not the eval split earlier runs used"
-    train, current = evaluated(base)
-    _, fresh = evaluated(with_fields(base, eval_seed=a.eval_seed))
+    assert base.eval_seed == -1, base.eval_seed  # so the -1 load above is the default configuration's
+    train, current = evaluated(base, loaded[-1])
+    # n_train=1: only the fresh eval set is read here (load_tasks draws the eval split whatever n_train is)
+    _, fresh = evaluated(with_fields(base, eval_seed=a.eval_seed, n_train=1))
     assert len(fresh) == len(current) == 7 * base.n_eval, (len(fresh), len(current))
     for name, other in (("the current eval set", current), ("the training split", train)):
         same_key = {key(p) for p in fresh} & {key(p) for p in other}
