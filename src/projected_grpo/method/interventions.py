@@ -167,7 +167,8 @@ def random_direction(like: dict[str, Float[Tensor, "k p"]], direction_seed: int)
         k, p = v.shape
         gen = torch.Generator().manual_seed(DIRECTION_STREAM + direction_seed * 1_000_003 + zlib.crc32(n.encode()))
         rows = ad.random_orthonormal(p, k, gen).T.double()
-        out[n] = (rows * v.double().norm(dim=1, keepdim=True)).to(v)
+        out[n] = (rows * v.detach().double().cpu().norm(dim=1, keepdim=True)).to(v)  # drawn on the CPU: every device
+        # gets the same direction
     return out
 
 
