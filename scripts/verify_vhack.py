@@ -5,7 +5,10 @@
 2. Static: the sealed ground-truth labels (`GroundTruthLabels.open_oracle_reference`) are opened only
    by the ground-truth monitor baselines and the oracle gate; label fields never appear in the
    extraction, pair and intervention code outside those places.
-3. Runtime: one GRPO step of erase and of route (gate=grad) runs with labels that raise when opened.
+3. Runtime: GRPO steps of erase and of route (gate=grad) run with labels that raise when opened.
+
+Tiers (_gate_common.full_tier): `just smoke-full` extracts from all 27 organism pairs and runs two steps per arm;
+`just smoke` extracts from the first 8 (6 fit, 2 held out) and runs one step per arm.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+from _gate_common import full_tier, run_gate, tier  # noqa: E402
 
 LABEL_KEYS = {"is_hack_strict", "is_hack_loose", "hack_strict", "hack_loose", "eq_correct", "eq_hinted", "label",
               "gt_pass", "reward_hack_label"}
@@ -66,6 +70,7 @@ def check_extraction() -> float:
     from projected_grpo.method.pairs import load_pairs
 
     pairs = load_pairs("data/pairs/hack_pairs.md#organism")
+    pairs = pairs if full_tier() else pairs[:8]
     Vs = []
     for _ in range(2):
         model, tok = load_policy("organism:tiny", "cpu")
@@ -122,12 +127,13 @@ def check_runtime() -> int:
             tr.run_dir.mkdir(parents=True, exist_ok=True)
             orig = grpo.GroundTruthLabels
             grpo.GroundTruthLabels = RaisingLabels
+            steps = 2 if full_tier() else 1
             try:
-                tr.step(0)
-                tr.step(1)
+                for s in range(steps):
+                    tr.step(s)
             finally:
                 grpo.GroundTruthLabels = orig
-            n += 2
+            n += steps
     return n
 
 
@@ -137,8 +143,8 @@ def main() -> None:
     steps = check_runtime()
     print(f"PASS vhack: extraction deterministic (fit sign acc {acc:.2f}), svd v_hack refused by lora; sealed labels "
           f"opened only by {n_open} oracle references ({n_hits} label-field uses, all inside them); erase and route "
-          f"ran {steps} steps with labels that raise when opened")
+          f"ran {steps} steps with labels that raise when opened ({tier()} tier)")
 
 
 if __name__ == "__main__":
-    main()
+    run_gate("verify_vhack", main)
