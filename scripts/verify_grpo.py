@@ -3,18 +3,23 @@
 1. Dr.GRPO advantages and the clipped token-level loss and its gradient on a hand-computed toy batch.
 2. The gradient hook with no intervention is the identity, bit for bit (also with per-rollout
    capture switched on: zero probes, which change no value).
-3. Resume: a run stopped after step 1 and resumed gives the same rollouts, rewards and adapter
-   weights as an uninterrupted run (tiny organism, CPU, same seed); grpo.load_run_policy loads the
-   finished run's adapter exactly.
-4. A step log written while the writer is killed (SIGKILL) is always either absent or complete.
+3. Resume: a run stopped after step 0 (fast tier, 2 steps; full tier: after step 1 of 4) and resumed gives the same
+   rollouts, rewards and adapter weights as an uninterrupted run (tiny organism, CPU, same seed);
+   grpo.load_run_policy loads the finished run's adapter exactly; resuming with another optimizer recipe is refused.
+4. A step log written while the writer is killed (SIGKILL) is always either absent or complete (3 kill points;
+   6 in the full tier).
 5. Micro-batched forward-backward (RunConfig.micro_batch) gives the one-pass step: the same adapter weights
    (float tolerance), the same per-step routing decisions, with no intervention and with routing by
-   per-rollout gradients (quarantine own), over 2 steps.
+   per-rollout gradients (quarantine own), over 1 step (2 in the full tier).
+
+Fast tier (`just smoke`): the trainer checks run 1 step where the full tier (`just smoke-full`) runs 2 (capture
+identity, micro-batches), resume runs 2 steps instead of 4. Every check runs in both tiers.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -29,7 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 from projected_grpo.method import adapters as ad  # noqa: E402
 from projected_grpo.loop import grpo, logs  # noqa: E402
 from projected_grpo.method.interventions import NoIntervention  # noqa: E402
-from _gate_common import tiny_args  # noqa: E402
+sys.path.insert(0, str(ROOT / "scripts"))
+from _gate_common import full_tier, tier, tiny_args  # noqa: E402
+
+FULL = full_tier()
+STEPS = 2 if FULL else 1  # Trainer steps of the capture-identity and micro-batch checks
 
 
 def check_toy_loss() -> None:
@@ -85,7 +94,7 @@ def check_hook_identity(tmp: Path) -> int:
         torch.manual_seed(0)
         tr = grpo.Trainer(tiny_args(tmp, f"hook_{type(iv).__name__}"), iv)
         tr.run_dir.mkdir(parents=True, exist_ok=True)
-        for s in range(2):
+        for s in range(STEPS):
             tr.step(s)
         outs.append((params(tr), [m["frac_trained"] for m in tr.metrics]))
     (pa, fa), (pb, fb) = outs
@@ -148,16 +157,19 @@ def check_micro_batches(tmp: Path) -> tuple[int, float]:
         for mb in (0, 3):
             torch.manual_seed(0)
             args = tiny_args(tmp, f"mb_{name}_{mb}", micro_batch=mb, quarantine="own")
-            probe = grpo.Trainer(args, NoIntervention())
-            g = torch.Generator().manual_seed(5)
-            V = {n: torch.randn(1, sum(p.numel() for p in m.deployed_parameters()), generator=g)
-                 for n, m in ad.adapter_modules(probe.model).items()}
             torch.manual_seed(0)
-            tr = grpo.Trainer(args, NoIntervention() if name == "none" else iv.Route(V, gate="grad", route_frac=0.5))
+            tr = grpo.Trainer(args, NoIntervention())
+            if name == "route":  # the direction sized by this trainer's adapter, installed as Trainer.__init__ does
+                g = torch.Generator().manual_seed(5)
+                V = {n: torch.randn(1, sum(p.numel() for p in m.deployed_parameters()), generator=g)
+                     for n, m in ad.adapter_modules(tr.model).items()}
+                tr.intervention = iv.Route(V, gate="grad", route_frac=0.5)
+                tr.intervention.setup(tr.model, tr.tok, tr.device)
             tr.run_dir.mkdir(parents=True, exist_ok=True)
-            for s in range(2):
+            for s in range(STEPS):
                 tr.step(s)
-            scores = [r.get("route_score") for s in range(2) for r in logs.read_step(logs.step_files(tr.run_dir)[s])]
+            scores = [r.get("route_score") for s in range(STEPS)
+                      for r in logs.read_step(logs.step_files(tr.run_dir)[s])]
             outs.append((params(tr), [(m["frac_trained"], m.get("n_routed")) for m in tr.metrics], scores))
         (pa, ma, sa), (pb, mb_, sb) = outs
         assert ma == mb_, f"{name}: micro-batched steps trained/routed differently: {ma} vs {mb_}"
@@ -184,14 +196,16 @@ def run_rows(run_dir: Path) -> list[tuple]:
 
 
 def check_resume(tmp: Path) -> int:
+    # n_eval 1: the final evaluation (7 prompts instead of 14) is not compared
+    steps, stop = (4, 1) if FULL else (2, 0)
     torch.manual_seed(0)
-    full = grpo.train(tiny_args(tmp, "full"))
+    full = grpo.train(tiny_args(tmp, "full", steps=steps, n_eval=1))
     torch.manual_seed(0)
-    grpo.train(tiny_args(tmp, "resumed", stop_after=1))
+    grpo.train(tiny_args(tmp, "resumed", steps=steps, n_eval=1, stop_after=stop))
     torch.manual_seed(99)  # a different global RNG state must not matter after resume
-    grpo.train(tiny_args(tmp, "resumed", resume=True))
+    grpo.train(tiny_args(tmp, "resumed", steps=steps, n_eval=1, resume=True))
     a, b = run_rows(full), run_rows(tmp / "resumed")
-    assert len(a) == len(b) == 4 * 16, (len(a), len(b))
+    assert len(a) == len(b) == steps * 16, (len(a), len(b))
     assert a == b, "resumed run's rollouts differ from the uninterrupted run's"
     sa = torch.load(full / "ckpt" / "last.pt", weights_only=False)["adapter"]
     sb = torch.load(tmp / "resumed" / "ckpt" / "last.pt", weights_only=False)["adapter"]
@@ -199,15 +213,15 @@ def check_resume(tmp: Path) -> int:
         assert torch.equal(sa[k], sb[k]), f"resumed adapter differs at {k}"
     loaded, _, _, step = grpo.load_run_policy(full, "cpu")  # what diag_solve and probe_distill load
     got = ad.adapter_state_dict(loaded)
-    assert step == 3 and all(torch.equal(got[k].cpu(), sa[k].cpu()) for k in sa), "load_run_policy lost the trained adapter"
+    assert step == steps - 1 and all(torch.equal(got[k].cpu(), sa[k].cpu()) for k in sa), "load_run_policy lost the trained adapter"
     ma = [m["reward"] for m in logs.read_jsonl(full / "metrics.jsonl")]
     mb = [m["reward"] for m in logs.read_jsonl(tmp / "resumed" / "metrics.jsonl")]
     assert ma == mb, (ma, mb)
-    # resuming with another optimizer recipe is refused (the checkpoint's would silently win over the args)
-    grpo.train(tiny_args(tmp, "recipe", stop_after=0))
+    # resuming with another optimizer recipe is refused (the checkpoint's would silently win over the args): the
+    # finished run's checkpoint, read before anything runs
     for kw in (dict(weight_decay=0.5), dict(weight_decay_quarantine=0.5), dict(adam_eps=1e-4), dict(lr=0.5)):
         try:
-            grpo.train(tiny_args(tmp, "recipe", resume=True, **kw))
+            grpo.train(tiny_args(tmp, "full", steps=steps, n_eval=1, resume=True, **kw))
         except AssertionError as e:
             assert "was trained with" in str(e), e
         else:
@@ -236,8 +250,10 @@ def check_kill_safe_logs(tmp: Path) -> int:
     d.mkdir()
     f = d / "step_0000.jsonl.gz"
     ok = 0
-    for trial in range(6):
-        p = subprocess.Popen([sys.executable, "-c", WRITER.format(src=str(ROOT / "src"), d=str(d))])
+    for trial in range(6) if FULL else (0, 2, 4):
+        # BEARTYPE off in the writer: logs has no shape annotations, and the import hook cost 0.4 CPU-s a writer
+        p = subprocess.Popen([sys.executable, "-c", WRITER.format(src=str(ROOT / "src"), d=str(d))],
+                             env=dict(os.environ, BEARTYPE="0"))
         t0 = time.time()
         while not f.exists():  # the first complete write (startup time depends on machine load)
             assert time.time() - t0 < 120, "writer never completed a file"
@@ -280,8 +296,9 @@ def main() -> None:
         k = check_kill_safe_logs(tmp)
         mb_moved, mb_err = check_micro_batches(tmp)
         kl = check_inner_iters(tmp)
-    print(f"PASS grpo: toy Dr.GRPO loss/grad exact; capture identity bit-for-bit ({changed} tensors moved); "
-          f"resume equal over {n} rollouts; {k}/6 killed writes left complete files; micro-batches of 3 = one pass, a micro-batch of short rows cut to its own longest row with the same gradient; "
+    print(f"PASS grpo ({tier()} tier): toy Dr.GRPO loss/grad exact; capture identity bit-for-bit over {STEPS} steps "
+          f"({changed} tensors moved); resume equal over {n} rollouts, other recipes refused; {k} killed writes left "
+          f"complete files; micro-batches of 3 = one pass, a micro-batch of short rows cut to its own longest row with the same gradient; "
           f"(no intervention, route) within {mb_err:.1e} ({mb_moved} tensors moved); 2 inner iterations with KL: "
           f"first ratio exactly 1, kl {kl:.2e}")
 
