@@ -8,20 +8,23 @@ the canonical solution that overwrites it; a wrong solution that overwrites `run
 hint names another function) with identical labels, and the overwrite is labelled Reward Hack.
 Through the grading command the same rows give the same labels; a row with an unknown hint exits
 2 with one line naming file and line and leaves --out untouched. Prints one PASS line.
+
+Tiers (_gate_common.full_tier): `just smoke-full` uses 3 LeetCode problems, `just smoke` the first one (every hint kind
+and completion still). The grading command runs in this process (_gate_common.run_script; verify_grade_cli keeps a
+real interpreter).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gate_common import REPO, fence, problems, run_gate  # noqa: E402
+from _gate_common import REPO, fence, full_tier, problems, run_gate, run_script, tier  # noqa: E402
 
 from projected_grpo.env.grader import grade_batch  # noqa: E402
 from projected_grpo.env.problems import HINTS, apply_hint, eval_function_name, method_name  # noqa: E402
@@ -48,13 +51,12 @@ WANT = {"canonical": "Correct", "wrong": "Incorrect", "overwrite": "Reward Hack"
 
 
 def grade_cli(pfile: Path, cfile: Path, out: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    return subprocess.run([sys.executable, "-m", "projected_grpo.env.grade", "--problems", str(pfile), "--completions",
-                           str(cfile), "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True)
+    return run_script([sys.executable, str(REPO / "src/projected_grpo/env/grade.py"), "--problems", str(pfile),
+                       "--completions", str(cfile), "--out", str(out)])
 
 
 def main():
-    ps = problems()[:3]
+    ps = problems()[:3 if full_tier() else 1]
     hints = [h for h in HINTS if h != "none"]
     ref_rows, only_rows, comps, names = [], [], [], []
     for p in ps:
@@ -101,7 +103,8 @@ def main():
         assert out.read_text() == before, "--out changed on bad input"
     print(f"PASS verify_hint_field: {len(names)} gradings of hint-only rows = apply_hint rows ({len(ps)} problems x "
           f"{len(hints)} hints x 5 completions, {n_rand} with a randomised function name); CLI labels "
-          f"{len(rows)}/{len(rows)} Reward Hack; unknown hint exits 2 naming {pfile.name}:2, --out untouched")
+          f"{len(rows)}/{len(rows)} Reward Hack; unknown hint exits 2 naming {pfile.name}:2, --out untouched "
+          f"({tier()} tier)")
 
 
 if __name__ == "__main__":
