@@ -15,12 +15,15 @@ import random
 
 
 from projected_grpo.loop import grpo  # noqa: E402
+from projected_grpo.loop.config import with_fields  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
 
 
 def check_sizes() -> tuple[float, float]:
     a = grpo.RunConfig()
-    _, ev = grpo.load_tasks(a)
+    # n_train=1: load_tasks draws the same eval split whatever n_train is, and the default 2000 training problems
+    # (unused here) were most of this gate's CPU
+    _, ev = grpo.load_tasks(with_fields(a, n_train=1))
     sets = grpo.eval_sets(a, ev)
     for split, key, cells in (("hinted", lambda p: p["prompt_metadata"]["mechanism"], tasks.LOOPHOLES),
                               ("nohint", lambda p: p["difficulty"], ("easy", "medium", "hard"))):
