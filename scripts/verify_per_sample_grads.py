@@ -8,7 +8,8 @@ forward and backward; _gate_common.cheap_cpu_compile), except the micro-batched 
 which runs inductor on a one-layer model with one adapted module: aot_eager does not reproduce the defect that hook
 mends (without the hook: rel 0.0 under aot_eager, 1.01 under inductor). PGRPO_COMPILE_BACKEND=inductor runs every
 compiled check with inductor. The compiled per-rollout capture runs on the SVD adapter in `just smoke`, on the LoRA
-adapter as well in `just smoke-full` (PGRPO_SMOKE_FULL=1).
+adapter as well in `just smoke-full` (PGRPO_SMOKE_FULL=1), where the trainer's log-probs and the no-grad forward are
+compared at both lengths (the fast tier: the first) and the micro-batched .grad also under the gate's backend.
 
     python scripts/verify_per_sample_grads.py
 """
@@ -195,6 +196,8 @@ def check_compiled(cache) -> float:
                     drgrpo_loss(model, ids, attn, mask, adv, float(mask.numel())).backward()
                 G[compiled, j] = per_sample_grad_matrix(model)
                 model.zero_grad(set_to_none=True)
+                if j and not full_tier():  # the fast tier recompiles (dynamic shapes) on the capture path only
+                    continue
                 assert (selected_logprobs(model) is log_softmax_at) != compiled, "log-softmax not compiled with layers"
                 with capture_per_sample_grads(model):
                     trainer_loss(model, ids, attn, mask, adv, float(mask.numel())).backward()
@@ -207,11 +210,13 @@ def check_compiled(cache) -> float:
             restore()
         assert compiled_graphs() > graphs, f"{kind}: compile_layers compiled no graph (eager fallback?)"
         for j in range(len(batches)):
-            for k in ("deployed", "quarantine", "logits", "trainer_deployed", "trainer_quarantine"):
+            for k in G[False, j]:
                 ref = G[False, j][k]
                 worst = max(worst, ((G[True, j][k] - ref).norm() / ref.norm()).item())
+    # micro-batched .grad: under inductor (the defect's backend) always; under the gate's backend in smoke-full
     acc = {backend: check_compiled_accumulation(cache, backend, rows, **kw) for backend, rows, kw in (
-        (compile_backend(), T_ROWS, {}), ("inductor", INDUCTOR_ROWS, dict(layers=1, targets=INDUCTOR_TARGETS)))}
+        (compile_backend(), T_ROWS, {}), ("inductor", INDUCTOR_ROWS, dict(layers=1, targets=INDUCTOR_TARGETS)))
+        if full_tier() or backend == "inductor"}
     for backend, rel in acc.items():
         assert rel < 1e-5, f"compiled layers ({backend}): micro-batched .grad vs eager rel err {rel:.2e}"
     worst = max(worst, *acc.values())
