@@ -6,6 +6,8 @@
    mean over the step's trained rollouts, cosine with v_act, mean over layers); (A - A') / score = beta on
    every rollout; the step log carries each trained rollout's score and shaped advantage.
 3. Oracle-free: the steps run with labels that raise when opened.
+
+Tiers (_gate_common.full_tier): `just smoke-full` runs three steps, `just smoke` one.
 """
 
 from __future__ import annotations
@@ -62,8 +64,9 @@ class RaisingLabels(iv.GroundTruthLabels):
 
 
 def main() -> None:
-    from _gate_common import tiny_args
+    from _gate_common import tiny_args, full_tier, tier
 
+    steps = 3 if full_tier() else 1
     seen, losses = [], []
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
@@ -87,11 +90,11 @@ def main() -> None:
         rb.on_advantages, grpo.grpo_loss = on_adv, loss_spy
         orig_labels, grpo.GroundTruthLabels = grpo.GroundTruthLabels, RaisingLabels
         try:
-            for s in range(3):
+            for s in range(steps):
                 tr.step(s)
         finally:
             grpo.GroundTruthLabels, grpo.grpo_loss = orig_labels, orig_loss
-        rows = [r for s in range(3) for r in logs.read_step(tr.run_dir / f"step_{s:04d}.jsonl.gz") if r["trained"]]
+        rows = [r for s in range(steps) for r in logs.read_step(tr.run_dir / f"step_{s:04d}.jsonl.gz") if r["trained"]]
     assert seen and len(seen) == len(losses), (len(seen), len(losses))
     err, ratios = 0.0, []
     for (adv, out, ind, logd), used in zip(seen, losses):
@@ -109,8 +112,10 @@ def main() -> None:
     assert len(logged) == sum(len(s[2]) for s in seen), "trained rollouts without a logged rebound_score"
     print(f"PASS rebound: {len(seen)} trained steps ({len(logged)} rollouts) with sealed labels; the loss got "
           f"A - {BETA} * score, score recomputed independently (max |diff| {err:.1e}); (A - A')/score = "
-          f"{BETA} +- {max(abs(r - BETA) for r in ratios):.1e} on {len(ratios)} rollouts; score std {spread:.3f}")
+          f"{BETA} +- {max(abs(r - BETA) for r in ratios):.1e} on {len(ratios)} rollouts; score std {spread:.3f} ({tier()} tier)")
 
 
 if __name__ == "__main__":
-    main()
+    from _gate_common import run_gate
+
+    run_gate("verify_rebound", main)
