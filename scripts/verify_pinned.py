@@ -16,7 +16,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+import torch  # noqa: E402
+
+from projected_grpo.loop.models import load_frozen  # noqa: E402
+from projected_grpo.method import adapters as ad  # noqa: E402
 from projected_grpo.method import pairs  # noqa: E402
+from projected_grpo.method.vhack import model_identity  # noqa: E402
 from projected_grpo.organism import pinned  # noqa: E402
 from projected_grpo.organism.pinned import weights_sha256  # noqa: E402
 
@@ -104,13 +109,32 @@ def check_refusals() -> int:
     return 7
 
 
+def check_vhack_identity() -> None:
+    """A v_hack file's model identity names the model, not the folder it was loaded from: the same organism loaded
+    from a copy elsewhere (another checkout) has the same identity; another weight gives another."""
+    ids = []
+    with tempfile.TemporaryDirectory() as t:
+        copy = Path(t) / "elsewhere"
+        shutil.copytree(pinned.resolve("organism:tiny"), copy)
+        for folder in (pinned.resolve("organism:tiny"), copy):
+            model, _ = load_frozen(str(folder), torch.float32, "cpu")
+            ad.wrap_model(model, ad.AdapterConfig(kind="svd", rank=4, quarantine="own", cache_dir=None))
+            ids.append(model_identity(model))
+    with torch.no_grad():
+        next(iter(ad.adapter_modules(model).values())).base.weight.add_(1e-3)
+    assert ids[0] == ids[1], f"one organism in two folders has two v_hack identities {ids}"
+    assert model_identity(model) != ids[0], "another weight kept the v_hack identity"
+
+
 def main() -> None:
     names = check_shipped()
     check_data()
     n = check_refusals()
+    check_vhack_identity()
     print(f"PASS pinned: {len(names)} shipped organisms match their weights sha256 ({', '.join(names)}); cpu "
           f"{pinned.PINNED['cpu'][:16]} named in the README; LeetCode data {pairs.LEETCODE_SHA256[:16]}; "
-          f"every shipped file as in SHA256SUMS; {n} bad specs and tampered folders refused")
+          f"every shipped file as in SHA256SUMS; {n} bad specs and tampered folders refused; v_hack identity "
+          f"the same from another folder, changed by a weight")
 
 
 if __name__ == "__main__":

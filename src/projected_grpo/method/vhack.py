@@ -41,10 +41,14 @@ class VhackMismatch(ValueError):
     """A v_hack file saved for another model or adapter."""
 
 
+IDENTITY_EXCLUDED = ("transformers_version", "_name_or_path")  # config fields that name where, not what
+
+
 def model_identity(model) -> str:
     """Hash of the base model's config (without the transformers release that wrote it, so a file stays valid
-    under another release) and of its first wrapped weight (tells organisms apart)."""
-    cfg = json.dumps({k: v for k, v in model.config.to_dict().items() if k != "transformers_version"}, sort_keys=True,
+    under another release, and without the folder it was loaded from, so a file stays valid in another checkout)
+    and of its first wrapped weight (tells organisms apart)."""
+    cfg = json.dumps({k: v for k, v in model.config.to_dict().items() if k not in IDENTITY_EXCLUDED}, sort_keys=True,
                      default=str)
     first = next(iter(ad.adapter_modules(model).values())).base.weight
     h = hashlib.sha256(cfg.encode())
