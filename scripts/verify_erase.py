@@ -16,6 +16,9 @@ quantities, pointing hack-ward in half the modules and away in the other half:
 
 The reference gradient comes from plain autograd on the recorded batch, the reference step from a
 vanilla Trainer step; the logged step_cos equals the realised steps' cosine with v.
+
+Tiers (_gate_common.full_tier): `just smoke-full` samples 4 prompts x 4 with 16 new tokens per step, `just smoke`
+2 prompts x 4 with 8 (the same five steps and checks).
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def realised_cos(model, rec: dict, V: dict) -> float:
 def main() -> None:
     t0 = time.time()
     with tempfile.TemporaryDirectory() as t:
-        tr = sp.tiny_trainer(Path(t), "erase", iv.NoIntervention(), grad_clip=0.0, quarantine="shared")
+        size = {} if sp.full_tier() else dict(prompts_per_step=2, max_new_tokens=8)
+        tr = sp.tiny_trainer(Path(t), "erase", iv.NoIntervention(), grad_clip=0.0, quarantine="shared", **size)
         snap = sp.Snapshot(tr)
         van = sp.step_once(tr, snap, iv.NoIntervention())
         b = van["adv"].shape[0]
@@ -122,8 +126,8 @@ def main() -> None:
           f"grad target removes <g,v> > 0 from the gradient AdamW receives (fired on {fired['grad one-sided']:.2f} of "
           f"modules one-sided, all two-sided), update target removes <delta,v> < 0 from the realised parameter step "
           f"(fired on {fired['update one-sided']:.2f}); max rel err {max(errs.values()):.1e}; logged step_cos exact; "
-          f"{time.time() - t0:.0f}s")
+          f"{b} rollouts a step, {time.time() - t0:.0f}s ({sp.tier()} tier)")
 
 
 if __name__ == "__main__":
-    main()
+    sp.run_gate("verify_erase", main)
