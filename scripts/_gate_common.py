@@ -360,10 +360,22 @@ def masked_grads(tr: grpo.Trainer, snap: Snapshot, rec: dict, w: Float[Tensor, "
     return out
 
 
-def per_rollout_grads(tr: grpo.Trainer, snap: Snapshot, rec: dict) -> Float[Tensor, "b p"]:
-    """Each trained rollout's deployed-block gradient by its own backward (one-hot advantage mask)."""
-    b = rec["adv"].shape[0]
-    return torch.stack([masked_grads(tr, snap, rec, torch.eye(b)[i])["dep"] for i in range(b)])
+def per_rollout_grads(tr: grpo.Trainer, snap: Snapshot, rec: dict) -> dict[str, Float[Tensor, "b p"]]:
+    """Each trained rollout's deployed- and quarantine-block gradients by its own backward: plain autograd of grpo_loss
+    on its row alone (the batch's padding and denominator) at the snapshot's parameters. At the first iteration (ratio
+    1) the loss is linear in the advantages, so masked_grads(w) = sum_i w_i of these rows."""
+    snap.restore(tr)
+    a, out = tr.args, dict(dep=[], quar=[])
+    for i in range(rec["adv"].shape[0]):
+        r = slice(i, i + 1)
+        tr.opt.zero_grad(set_to_none=True)
+        logp = grpo.token_logprobs(tr.model, rec["ids"][r], rec["attn"][r])
+        loss, _ = grpo.grpo_loss(logp, logp.detach(), None, rec["adv"][r], rec["mask"][r], rec["denom"], a.clip_eps, 0.0)
+        loss.backward()
+        out["dep"].append(flat_grad(ad.deployed_params(tr.model)))
+        out["quar"].append(flat_grad(ad.quarantine_params(tr.model)))
+    tr.opt.zero_grad(set_to_none=True)
+    return {k: torch.stack(v) for k, v in out.items()}
 
 
 def clipped(g: Float[Tensor, " p"], max_norm: float) -> Float[Tensor, " p"]:

@@ -18,6 +18,12 @@ equal one AdamW step on that gradient (compared on the recorded gradient: AdamW'
 by |g| + eps, which amplifies float error on near-zero coordinates); the logged diagnostics (n_routed, positive-advantage
 shares, advantage sums) agree with the rollouts. Clipping binds (grad_clip below both blocks' norms),
 so a clip over both blocks together would be caught.
+
+The independent gradients: each rollout's own backward on its row alone (both blocks), once; at the first iteration
+the loss is linear in the advantages, so the gradient of the loss with only some rollouts is the sum of theirs. The
+top-fraction case (every case in the full tier, `just smoke-full`) also checks that sum against plain autograd of the
+loss with the other rollouts' advantages zeroed. Every case steps from the same snapshot and samples the same
+rollouts (asserted).
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import torch  # noqa: E402
 
 import _gate_common as sp  # noqa: E402
+from _gate_common import full_tier, tier  # noqa: E402
 from projected_grpo.method import adapters as ad  # noqa: E402
 from projected_grpo.method import interventions as iv  # noqa: E402
 
 TOL = 1e-4
 CLIP = 1e-3
+FULL = full_tier()
 
 
 def random_v(model, seed: int) -> dict[str, torch.Tensor]:
@@ -52,12 +60,19 @@ def cosines(model, G: torch.Tensor, V: dict[str, torch.Tensor]) -> torch.Tensor:
     return (G @ v) / (G.norm(dim=1) * v.norm()).clamp(min=1e-30)
 
 
-def check_blocks(name: str, tr, snap, rec, region: list[str]) -> dict:
-    """Optimizer inputs and deployed step against plain autograd on each block's rollouts alone."""
+def check_blocks(name: str, tr, snap, rec, region: list[str], G: dict[str, torch.Tensor], masked: bool) -> dict:
+    """Optimizer inputs and deployed step against plain autograd on each block's rollouts alone (G: per-rollout
+    gradients; `masked`: also against one backward of the loss with the other rollouts' advantages zeroed)."""
+    for k in ("ids", "attn", "mask", "adv"):
+        assert torch.equal(rec[k], G["rec"][k]), f"{name}: the step's {k} differ from the snapshot's first step"
     w_dep = torch.tensor([float(r in ("keep", "absorb")) for r in region])
     w_q = torch.tensor([float(r in ("absorb", "route")) for r in region])
-    g_dep = sp.clipped(sp.masked_grads(tr, snap, rec, w_dep)["dep"], CLIP)
-    g_q = sp.clipped(sp.masked_grads(tr, snap, rec, w_q)["quar"], CLIP)
+    s_dep, s_q = w_dep @ G["dep"], w_q @ G["quar"]
+    if masked:
+        m_dep, m_q = sp.masked_grads(tr, snap, rec, w_dep)["dep"], sp.masked_grads(tr, snap, rec, w_q)["quar"]
+        e_lin = max(sp.close(s_dep, m_dep), sp.close(s_q, m_q))
+        assert e_lin < TOL, f"{name}: sum of per-rollout gradients != masked loss gradient (rel err {e_lin:.2e})"
+    g_dep, g_q = sp.clipped(s_dep, CLIP), sp.clipped(s_q, CLIP)
     e_dep, e_q = sp.close(rec["grad_dep"], g_dep), sp.close(rec["grad_quar"], g_q)
     assert e_dep < TOL, f"{name}: deployed gradient differs from the kept rollouts' gradient alone (rel err {e_dep:.2e})"
     assert e_q < TOL, f"{name}: quarantine gradient differs from the routed rollouts' gradient alone (rel err {e_q:.2e})"
@@ -106,8 +121,8 @@ def main() -> None:
         rec = sp.step_once(tr, snap, iv.Route(V, gate="grad", route_frac=0.25))
         b = rec["adv"].shape[0]
         assert b == 16, b
-        G = sp.per_rollout_grads(tr, snap, rec)
-        s_ind = cosines(tr.model, G, V)
+        G = dict(sp.per_rollout_grads(tr, snap, rec), rec=rec)
+        s_ind = cosines(tr.model, G["dep"], V)
         s_log = torch.tensor(logged(rec, "route_score"))
         e_s = float((s_log - s_ind).abs().max())
         assert e_s < 1e-4, f"logged routing scores differ from per-rollout cosines by {e_s:.2e}"
@@ -116,7 +131,7 @@ def main() -> None:
         assert logged(rec, "region") == want, ("top fraction", logged(rec, "region"), want)
         assert rec["metrics"]["grad_norm"] > CLIP and rec["metrics"]["grad_norm_quarantine"] > CLIP, \
             f"clipping does not bind (norms {rec['metrics']['grad_norm']:.2e}, {rec['metrics']['grad_norm_quarantine']:.2e})"
-        errs["top"] = check_blocks("top fraction", tr, snap, rec, want)
+        errs["top"] = check_blocks("top fraction", tr, snap, rec, want, G, True)
 
         # thresholds between sorted scores: keep / absorb / route by pin()
         srt = torch.sort(s_ind).values
@@ -124,21 +139,21 @@ def main() -> None:
         rec = sp.step_once(tr, snap, iv.Route(V, gate="grad", t_absorb=ta, t_route=tr_))
         want = ["route" if s >= tr_ else "absorb" if s >= ta else "keep" for s in s_ind.tolist()]
         assert logged(rec, "region") == want and want.count("absorb") == 5, ("thresholds", logged(rec, "region"), want)
-        errs["thresholds"] = check_blocks("thresholds", tr, snap, rec, want)
+        errs["thresholds"] = check_blocks("thresholds", tr, snap, rec, want, G, FULL)
 
         # matched fraction with a random direction (route-random)
         r_iv = iv.Route(V, gate="random", match_frac=[0.5], seed=3)
         rec = sp.step_once(tr, snap, r_iv)
-        s_rand = cosines(tr.model, G, r_iv.V)
+        s_rand = cosines(tr.model, G["dep"], r_iv.V)
         want = ["route" if i in set(torch.topk(s_rand, b // 2).indices.tolist()) else "keep" for i in range(b)]
         assert logged(rec, "region") == want, ("matched fraction", logged(rec, "region"), want)
-        errs["matched"] = check_blocks("matched fraction", tr, snap, rec, want)
+        errs["matched"] = check_blocks("matched fraction", tr, snap, rec, want, G, FULL)
 
         # uniformly random subset at a matched fraction (route-subset)
         rec = sp.step_once(tr, snap, iv.Route(None, gate="subset", match_frac=[0.25], seed=3))
         reg = logged(rec, "region")
         assert reg.count("route") == k and set(reg) <= {"route", "keep"}, ("subset", reg)
-        errs["subset"] = check_blocks("subset", tr, snap, rec, reg)
+        errs["subset"] = check_blocks("subset", tr, snap, rec, reg, G, FULL)
 
         # subset matched in positive-advantage share among the routed (route-subset-signed)
         pos = rec["adv"] > 0
@@ -153,9 +168,9 @@ def main() -> None:
             want_pos = max(want_pos, b // 2 - (b - n_pos))
             assert int(routed.sum()) == b // 2 and int((routed & pos).sum()) == want_pos, \
                 ("subset-signed", share, int(routed.sum()), int((routed & pos).sum()), want_pos)
-            errs[f"signed{share:g}"] = check_blocks(f"subset-signed {share}", tr, snap, rec, reg)
+            errs[f"signed{share:g}"] = check_blocks(f"subset-signed {share}", tr, snap, rec, reg, G, FULL)
     worst = max(max(e.values()) for e in errs.values())
-    print(f"PASS routing: through Trainer.step + grpo_loss on the tiny organism (b={b}, {len(errs)} cases: top 0.25, "
+    print(f"PASS routing ({tier()} tier): through Trainer.step + grpo_loss on the tiny organism (b={b}, {len(errs)} cases: top 0.25, "
           f"thresholds 6/5/5, random matched 0.5, subset 0.25, subset-signed 0.5 at shares 1 and 0 ({n_pos} positive)): "
           f"regions exact; logged scores = per-rollout cosines (max err {e_s:.1e}); each block's optimizer gradient "
           f"and each block's AdamW step (own weight decay, 0.3 vs 0.7; eps 1e-5) = its own rollouts' alone (max rel err {worst:.1e}, clip binding); "
