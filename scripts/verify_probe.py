@@ -2,7 +2,7 @@
 
 1. project_out on toy tensors removes exactly the one-sided component (only where <g, v> > 0) and,
    two-sided, the whole component in span(V).
-2. On the tiny organism: a 2-step vanilla GRPO run is the teacher -> teacher-pool (few problems)
+2. On the tiny organism: a 1-step vanilla GRPO run (2 steps in the full tier) is the teacher -> teacher-pool (few problems)
    -> v_hack from the organism pairs -> replay vanilla and projected -> random and oracle control
    directions -> probe_uat. Asserts the files exist, every cos_S_contrib is finite, every replay
    logs the realised step's cosine with v (step_cos) on every step, and on every projected step
@@ -11,7 +11,7 @@
    synthetic metrics: PASS when the projected steps are less hack-ward on every step, FAIL when they
    are more hack-ward, FAIL when the projection rarely fired, FAIL without step_cos.
 
-T1 and T4 are not asserted: they depend on the teacher (a 2-step tiny teacher barely hacks).
+T1 and T4 are not asserted: they depend on the teacher (a 1- or 2-step tiny teacher barely hacks).
 Runs every stage in-process (one interpreter start) to stay well under 90 s on 2 cores.
 """
 
@@ -33,6 +33,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("PGRPO_THREADS", "1")
 
 import torch  # noqa: E402
+
+from _gate_common import full_tier, tier  # noqa: E402
 
 from projected_grpo.method import interventions as iv  # noqa: E402
 from projected_grpo.loop import logs  # noqa: E402
@@ -94,9 +96,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as t:
         t = Path(t)
-        teacher = quiet(grpo.train, grpo.RunConfig(run="vanilla_s0", out_dir=str(t / "runs"), model="organism:tiny", steps=2,
-                                              prompts_per_step=4, group=4, n_eval=2, eval_samples=1, eval_every=0, max_new_tokens=40,
-                                              ckpt_every=1))[0]
+        # n_eval 1: the teacher's final evaluation is not read
+        teacher = quiet(grpo.train, grpo.RunConfig(run="vanilla_s0", out_dir=str(t / "runs"), model="organism:tiny",
+                                                   steps=2 if full_tier() else 1, prompts_per_step=4, group=4, n_eval=1,
+                                                   eval_samples=1, eval_every=0, max_new_tokens=40, ckpt_every=1))[0]
         assert (teacher / "ckpt" / "last.pt").exists()
         pool, v, vr = t / "pool", str(t / "v.safetensors"), str(t / "v_random.safetensors")
         quiet(probe_distill.main, ["teacher-pool", "--teacher", str(teacher), "--n-problems", "4", "--group", "4",
@@ -161,7 +164,7 @@ def main() -> None:
             assert e.code not in (0, None), e.code
     t3 = res["T3"]
     print(out.rstrip())
-    print(f"PASS probe: project_out one-/two-sided exact on toy tensors; tiny teacher pool 16 rows (hack_frac "
+    print(f"PASS probe ({tier()} tier): project_out one-/two-sided exact on toy tensors; tiny teacher pool 16 rows (hack_frac "
           f"{res['T1']['hack_frac']:.2f}) -> replays (v_hack, random) all cos_S_contrib and step_cos finite; projection "
           f"fired on {fired_steps} steps, no hack-ward gradient component left on any; T3 (realised step less "
           f"hack-ward than vanilla's: {t3['frac_steps_less_hackward']:.2f} of {t3['n_steps']} tiny steps) decides "
