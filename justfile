@@ -117,6 +117,10 @@ route-subset seed="0" *args:
 route-subset-signed seed="0" *args:
     {{py}} scripts/train.py --arm route-subset-signed --seed {{seed}} --run route-subset-signed_s{{seed}} {{args}}
 
+# H: a random subset with the route run's per-step routed count in each (advantage sign, completion-length tercile) cell reproduces route's deployed hack and solve rates (the effect is "how many", "which sign" and "how long", not the direction)
+route-subset-matched seed="0" *args:
+    {{py}} scripts/train.py --arm route-subset-matched --seed {{seed}} --run route-subset-matched_s{{seed}} {{args}}
+
 # H: routing by v_grad from placebo pairs (a contrast unrelated to hacking) lowers the deployed hack rate less than route (direction matters)
 route-placebo seed="0" *args:
     {{py}} scripts/train.py --arm route-placebo --seed {{seed}} --run route-placebo_s{{seed}} {{args}}
@@ -132,6 +136,10 @@ absorb seed="0" *args:
 # H: a quarantine block seeded with the pairs' signed activation contrast, both blocks trained on every rollout, absorbs hacking: deployment ablation lowers the deployed hack rate (held-out mechanisms too) more than absorb and scorda-reverse, at a small cost in no-hint solve
 scorda-absorb seed="0" *args:
     {{py}} scripts/train.py --arm scorda-absorb --seed {{seed}} --run scorda-absorb_s{{seed}} {{args}}
+
+# H: the same quarantine seeded with the placebo pairs' activation contrast (a contrast unrelated to hacking; otherwise scorda-absorb) lowers the deployed hack rate less than scorda-absorb (the seed's direction matters)
+scorda-placebo seed="0" *args:
+    {{py}} scripts/train.py --arm scorda-placebo --seed {{seed}} --run scorda-placebo_s{{seed}} {{args}}
 
 # H: the same seed placed in the deployed block does not lower the deployed hack rate (directional control of scorda-absorb)
 scorda-reverse seed="0" *args:

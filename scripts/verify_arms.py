@@ -12,6 +12,9 @@
    openers), from the configuration train.py's command line gives.
 4. results.py takes each arm's paired differences against the registry's controls (exact on
    synthetic runs with known rates) and names the seeds a +-0.05 interval needs.
+5. scorda-placebo's configuration is scorda-absorb's but for the pairs, and the axis its intervention seeds (built
+   and set up on the tiny organism) is the placebo pairs' input contrast, not the hack pairs'; arms.matched_cells
+   reads a route run's routed counts per (advantage sign, length tercile) cell from its step log.
 """
 
 from __future__ import annotations
@@ -81,6 +84,10 @@ def check_build(tmp: Path) -> int:
     runs = tmp / "runs"
     (runs / "route_s0").mkdir(parents=True)
     logs.write_jsonl(runs / "route_s0" / "metrics.jsonl", [dict(step=0, routed_frac=0.25, pos_share_routed=0.5)])
+    logs.write_step(runs / "route_s0", 0, [dict(trained=True, advantage=1.0, length=5, region="route"),
+                                           dict(trained=True, advantage=-1.0, length=9, region="keep"),
+                                           dict(trained=False, advantage=0.0, length=3)])
+    assert arms.matched_cells(str(runs / "route_s0")) == [([0, 0, 0, 1, 0, 0], 2)], "routed cell counts misread"
     (runs / "route_s0" / "args.json").write_text(json.dumps(dataclasses.asdict(config.RunConfig())))  # default recipe
     vfile = tmp / "v.safetensors"
     vfile.write_bytes(b"")  # exists; built interventions load v_hack only at setup
@@ -92,6 +99,42 @@ def check_build(tmp: Path) -> int:
         built[a.name] = type(obj).__name__
     assert built["scorda-absorb"] == "SeededAbsorb" and built["rebound-adv"] == "ReboundAdvantage", built
     return len(built)
+
+
+def seeded_axes(cfg) -> dict:
+    """Per adapted layer, the axis u_in the arm's intervention seeds at setup (arms.build_intervention, then setup on
+    the tiny organism wrapped with the arm's adapter fields, as the trainer does)."""
+    from projected_grpo.loop.models import load_policy
+    from projected_grpo.method import adapters as ad
+
+    model, tok = load_policy("organism:tiny", "cpu")
+    ad.wrap_model(model, ad.AdapterConfig(kind=cfg.adapter, quarantine=cfg.quarantine, axis=cfg.axis))
+    arms.build_intervention(cfg).setup(model, tok, "cpu")
+    return {n: m.axis_u_in.detach().clone() for n, m in ad.adapter_modules(model).items()}
+
+
+def check_scorda_placebo() -> dict:
+    """scorda-placebo is scorda-absorb (same fields: quarantine axis, axis learning-rate scale) but for the pairs, and
+    its seeded axis is the placebo pairs' input contrast (vhack.layer_input_contrast), not the hack pairs'."""
+    from projected_grpo.loop.models import load_policy
+    from projected_grpo.method import adapters as ad
+    from projected_grpo.method import vhack
+    from projected_grpo.method.pairs import HACK_PAIRS, PLACEBO_PAIRS, load_pairs
+
+    cfg = {n: arms.configure(dict(arm=n, model="organism:tiny"))[0] for n in ("scorda-absorb", "scorda-placebo")}
+    a, p = (config.flat(c) for c in cfg.values())
+    assert {k for k in a if a[k] != p[k]} == {"arm", "pairs"}, {k: (a[k], p[k]) for k in a if a[k] != p[k]}
+    assert p["pairs"] == PLACEBO_PAIRS and a["pairs"] == HACK_PAIRS, (p["pairs"], a["pairs"])
+    axes = seeded_axes(cfg["scorda-placebo"])
+    model, tok = load_policy("organism:tiny", "cpu")
+    ad.wrap_model(model, ad.AdapterConfig(kind="svd", quarantine="own", axis="quarantine"))
+    ref = {k: vhack.layer_input_contrast(model, tok, load_pairs(k), "cpu") for k in (PLACEBO_PAIRS, HACK_PAIRS)}
+    cos = {k: [float(axes[n] @ u[n] / (axes[n].norm() * u[n].norm())) for n in axes] for k, u in ref.items()}
+    err, hack = 1 - min(cos[PLACEBO_PAIRS]), max(cos[HACK_PAIRS])
+    assert len(axes) == len(ref[PLACEBO_PAIRS]), (len(axes), len(ref[PLACEBO_PAIRS]))
+    assert err < 1e-5, f"scorda-placebo's axis != the placebo contrast (1 - min cos {err:.1e})"
+    assert hack < 0.95, f"scorda-placebo's axis is the hack pairs' contrast in some layer (max cos {hack:.4f})"
+    return dict(layers=len(axes), err=err, hack=hack)
 
 
 def check_results(tmp: Path) -> dict:
@@ -128,12 +171,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as t:
         n_built = check_build(Path(t))
         r = check_results(Path(t))
+    sp = check_scorda_placebo()
     n_oracle = sum(a.oracle for a in arms.ARMS)
     print(f"PASS arms: {len(arms.ARMS)} registry arms, {n_rec} generated justfile recipes with the registry's # H: "
           f"lines; {n_built} interventions built by arms.build_intervention, label-opening exactly for the {n_oracle} oracle arms; "
           f"{len(arms.HEADLINE)} headline arms = the issue's list; results.py paired differences from registry "
           f"controls exact (scorda-absorb - scorda-reverse = {r['d_reverse']:+.3f}), vanilla half-width "
-          f"{r['hw']:.3f} -> {r['need']} seeds for +-0.05")
+          f"{r['hw']:.3f} -> {r['need']} seeds for +-0.05; scorda-placebo = scorda-absorb but for the pairs, its seeded "
+          f"axis = the placebo pairs' contrast ({sp['layers']} layers, 1 - min cos {sp['err']:.1e}), not the hack "
+          f"pairs' (max cos {sp['hack']:.3f})")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ case, all from the same parameters and rollouts, through grpo.Trainer.step and g
     matched fraction gate=random, match_frac 0.5: routed = top round(0.5 b) random-direction scores
     subset           gate=subset, match_frac 0.25: round(0.25 b) routed
     subset-signed    gate=subset-signed, match_frac 0.5, positive share 1 and 0: all routed positive / none
+    subset-cells     gate=subset-cells (route-subset-matched), the routed counts per (advantage sign, length tercile)
+                     cell of a route step and of the shortest third, read back from their step logs by
+                     arms.matched_cells: the same counts per cell (terciles recomputed here, by rank of length)
 
 For every case the routing scores logged per rollout equal the cosine with v of that rollout's own
 gradient (its own backward through grpo_loss); the deployed block's gradient handed to the optimizer
@@ -98,6 +101,43 @@ def check_blocks(name: str, tr, snap, rec, region: list[str], G: dict[str, torch
     return dict(e_dep=e_dep, e_q=e_q, e_step=e_step)
 
 
+def cell_counts_of(rows: list[dict], routed: list[bool]) -> list[int]:
+    """Routed rollouts per cell 3 * (advantage > 0) + length tercile, the terciles by rank of (length, row)."""
+    b = len(rows)
+    terc = {i: r * 3 // b for r, i in enumerate(sorted(range(b), key=lambda i: (rows[i]["length"], i)))}
+    out = [0] * 6
+    for i, x in enumerate(routed):
+        out[3 * (rows[i]["advantage"] > 0) + terc[i]] += int(x)
+    return out
+
+
+def check_cells(tmp: Path, tr, snap, V) -> list[list[int]]:
+    """route-subset-matched: a route step's routed counts per cell (and the shortest third's), written as a route
+    run's step log and read back by arms.matched_cells, reproduced per cell by gate=subset-cells."""
+    from projected_grpo.loop import logs
+    from projected_grpo.method import arms
+
+    rows = sp.step_once(tr, snap, iv.Route(V, gate="grad", route_frac=0.25))["rows"]
+    b = len(rows)
+    short = set(sorted(range(b), key=lambda i: (rows[i]["length"], i))[: b // 3])
+    got, cases = [], (("route", [r["region"] == "route" for r in rows]), ("shortest", [i in short for i in range(b)]))
+    for name, routed in cases:
+        run = tmp / f"cells_{name}"
+        run.mkdir()
+        logs.write_step(run, 0, [dict(r, region="route" if x else "keep") for r, x in zip(rows, routed)])
+        want = cell_counts_of(rows, routed)
+        sched = arms.matched_cells(str(run))
+        assert sched == [(want, b)], f"arms.matched_cells ({name}): {sched}, the step log's {want} of {b}"
+        rec = sp.step_once(tr, snap, iv.Route(None, gate="subset-cells", seed=3, match_cells=sched))
+        assert [r["length"] for r in rec["rows"]] == [r["length"] for r in rows], "the cases sampled other rollouts"
+        have = cell_counts_of(rec["rows"], [r["region"] == "route" for r in rec["rows"]])
+        assert have == want, f"subset-cells ({name}): routed per cell {have}, the route run's {want}"
+        got.append(want)
+    scaled = iv.scaled_counts(got[0], b, 2 * b), iv.scaled_counts([1, 1, 1, 0, 0, 0], 3, 4)
+    assert scaled == ([2 * c for c in got[0]], [2, 1, 1, 0, 0, 0]), f"scaled_counts: {scaled}"
+    return got
+
+
 def logged(rec, key: str) -> list:
     return [r[key] for r in rec["rows"]]
 
@@ -169,9 +209,11 @@ def main() -> None:
             assert int(routed.sum()) == b // 2 and int((routed & pos).sum()) == want_pos, \
                 ("subset-signed", share, int(routed.sum()), int((routed & pos).sum()), want_pos)
             errs[f"signed{share:g}"] = check_blocks(f"subset-signed {share}", tr, snap, rec, reg, G, FULL)
+        cells = check_cells(Path(t), tr, snap, V)
     worst = max(max(e.values()) for e in errs.values())
     print(f"PASS routing ({tier()} tier): through Trainer.step + grpo_loss on the tiny organism (b={b}, {len(errs)} cases: top 0.25, "
-          f"thresholds 6/5/5, random matched 0.5, subset 0.25, subset-signed 0.5 at shares 1 and 0 ({n_pos} positive)): "
+          f"thresholds 6/5/5, random matched 0.5, subset 0.25, subset-signed 0.5 at shares 1 and 0 ({n_pos} positive), subset-cells "
+          f"per-cell counts = a route step's {cells[0]} and the shortest third's {cells[1]}): "
           f"regions exact; logged scores = per-rollout cosines (max err {e_s:.1e}); each block's optimizer gradient "
           f"and each block's AdamW step (own weight decay, 0.3 vs 0.7; eps 1e-5) = its own rollouts' alone (max rel err {worst:.1e}, clip binding); "
           f"{time.time() - t0:.0f}s")

@@ -49,12 +49,13 @@ class InterventionConfig:
     route_frac: float = 0.0
     """route: route the top fraction of each step's scores (0 = by the thresholds)"""
     match_run: str = ""
-    """route-random, route-subset(-signed): run folder whose per-step routed fraction (and positive-advantage share
-    among the routed) to match ('' = <out-dir>/<matched arm>_s<seed>)"""
+    """route-random, route-subset(-signed, -matched): run folder whose per-step routed fraction (and positive-advantage
+    share among the routed; -matched: routed counts per advantage-sign and length-tercile cell, from its step logs)
+    to match ('' = <out-dir>/<matched arm>_s<seed>)"""
     monitor_accuracy: float = 1.0
     """gt-*: accuracy of the ground-truth monitor"""
     pairs: str = HACK_PAIRS
-    """scorda: pairs whose activation contrast seeds the axis"""
+    """scorda: pairs whose activation contrast seeds the axis (scorda-placebo: the placebo pairs)"""
     rebound_beta: float = 1.0
     """rebound-adv: advantage lowered by beta * activation score"""
     direction_seed: int = -1

@@ -386,8 +386,9 @@ class Trainer:
                 if not self.intervention.writes_grads:  # the hook acts on the gradient summed over ranks
                     dd.all_reduce_grads(params)
                 # the hook point: interventions act on the gradients here
+                lengths = torch.tensor([len(comps[i]) for i in shard])
                 hook = self.intervention.after_backward(self.model, dataclasses.replace(ctx, iter=it, rows=shard,
-                                                                                        adv=adv_b))
+                                                                                        adv=adv_b, lengths=lengths))
                 if self.intervention.writes_grads:  # the hook wrote this rank's rollouts' gradients
                     dd.all_reduce_grads(params)
                 if not self.intervention.trains_quarantine:  # only routing arms may move the quarantine block

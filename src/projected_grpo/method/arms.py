@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import torch
+
 from projected_grpo.loop import logs
 from projected_grpo.loop.config import ConfigError, RunConfig, saved, with_fields
 from projected_grpo.method import interventions as iv
@@ -31,10 +33,11 @@ from projected_grpo.method.pairs import HACK_PAIRS, PLACEBO_PAIRS
 VhackKind = Literal["none", "shared", "own", "placebo", "placebo-own"]
 
 INTERVENTIONS = ("none", "erase", "erase-random", "route", "route-random", "route-subset", "route-subset-signed",
-                 "capacity", "absorb", "oracle-route", "gt-penalty", "gt-screen", "rebound-adv", "scorda")
+                 "route-subset-matched", "capacity", "absorb", "oracle-route", "gt-penalty", "gt-screen", "rebound-adv",
+                 "scorda")
 """The intervention kinds build_intervention builds."""
 
-MATCHED = ("route-random", "route-subset", "route-subset-signed")
+MATCHED = ("route-random", "route-subset", "route-subset-signed", "route-subset-matched")
 """Interventions that copy their per-step routed fraction from a matched run (--match-run)."""
 
 ROUTING = ("route", "capacity", "absorb", "oracle-route", "scorda") + MATCHED
@@ -99,7 +102,7 @@ ARMS: tuple[Arm, ...] = (
     Arm("route", "route",
         "routing the top-scoring rollouts (cosine to v_grad) to an own-basis quarantine lowers the deployed hack rate",
         overrides=dict(OWN, route_frac=0.25), vhack="own",
-        controls=("route-random", "route-subset", "route-subset-signed", "route-negated")),
+        controls=("route-random", "route-subset", "route-subset-signed", "route-subset-matched", "route-negated")),
     Arm("route-negated", "route",
         "routing the top-scoring rollouts by cosine to -v_grad (the sign control) does not lower the deployed hack "
         "rate as route does (the hack-ward sign of v_grad matters)", overrides=dict(OWN, route_frac=0.25, negate=True),
@@ -118,6 +121,10 @@ ARMS: tuple[Arm, ...] = (
         "a random subset that also matches the route run's per-step positive-advantage share among the routed "
         "reproduces route's deployed hack and solve rates (the effect is \"how many\" and \"which advantage sign\")",
         overrides=OWN, matches="route"),
+    Arm("route-subset-matched", "route-subset-matched",
+        "a random subset with the route run's per-step routed count in each (advantage sign, completion-length "
+        "tercile) cell reproduces route's deployed hack and solve rates (the effect is \"how many\", \"which sign\" "
+        "and \"how long\", not the direction)", overrides=OWN, matches="route"),
     Arm("route-placebo", "route",
         "routing by v_grad from placebo pairs (a contrast unrelated to hacking) lowers the deployed hack rate less "
         "than route (direction matters)", overrides=dict(OWN, route_frac=0.25), vhack="placebo-own"),
@@ -131,7 +138,11 @@ ARMS: tuple[Arm, ...] = (
         "a quarantine block seeded with the pairs' signed activation contrast, both blocks trained on every rollout, "
         "absorbs hacking: deployment ablation lowers the deployed hack rate (held-out mechanisms too) more than "
         "absorb and scorda-reverse, at a small cost in no-hint solve",
-        overrides=dict(OWN, axis="quarantine"), controls=("scorda-reverse", "absorb")),
+        overrides=dict(OWN, axis="quarantine"), controls=("scorda-reverse", "absorb", "scorda-placebo")),
+    Arm("scorda-placebo", "scorda",
+        "the same quarantine seeded with the placebo pairs' activation contrast (a contrast unrelated to hacking; "
+        "otherwise scorda-absorb) lowers the deployed hack rate less than scorda-absorb (the seed's direction matters)",
+        overrides=dict(OWN, axis="quarantine", pairs=PLACEBO_PAIRS)),
     Arm("scorda-reverse", "scorda",
         "the same seed placed in the deployed block does not lower the deployed hack rate (directional control of "
         "scorda-absorb)", overrides=dict(OWN, axis="deployed")),
@@ -288,6 +299,28 @@ def matched_schedule(run: str, key: str) -> list[float]:
     return [0.0 if math.isnan(v) else float(v) for v in vals]
 
 
+def matched_cells(run: str) -> list[tuple[list[int], int]]:
+    """Per step of the matched run's step logs: its routed rollouts' counts per (advantage sign, completion-length
+    tercile) cell among the step's trained rollouts (interventions.rollout_cells, in row order as the trainer sees
+    them), and the number of trained rollouts. Reads advantages, lengths and regions, no label."""
+    files = logs.step_files(Path(run))
+    if not files:
+        raise ConfigError(f"--match-run {run}: no step logs (route-subset-matched reads the routed rollouts' cells)")
+    out = []
+    for f in files:
+        rows = [r for r in logs.read_step(f) if r["trained"]]
+        if not rows:
+            out.append(([0] * iv.N_CELLS, 0))
+            continue
+        adv = torch.tensor([float(r["advantage"]) for r in rows])
+        cells = iv.rollout_cells(adv, torch.tensor([int(r["length"]) for r in rows]))
+        routed = torch.tensor([r.get("region") == "route" for r in rows])
+        out.append((iv.cell_counts(routed, cells), len(rows)))
+    steps = [int(f.name.split("_")[1].split(".")[0]) for f in files]
+    assert steps == list(range(len(files))), f"--match-run {run}: step logs not steps 0..{len(files) - 1}"
+    return out
+
+
 def build_intervention(cfg: RunConfig) -> iv.NoIntervention:
     """The intervention object of the arm's intervention kind (INTERVENTIONS), from the run configuration."""
     i, seed = cfg.intervention, cfg.seed
@@ -306,9 +339,11 @@ def build_intervention(cfg: RunConfig) -> iv.NoIntervention:
     if kind in MATCHED:
         frac = matched_schedule(i.match_run, "routed_frac")
         pos = matched_schedule(i.match_run, "pos_share_routed") if kind == "route-subset-signed" else None
-        gate = {"route-random": "random", "route-subset": "subset", "route-subset-signed": "subset-signed"}[kind]
+        cells = matched_cells(i.match_run) if kind == "route-subset-matched" else None
+        gate = {"route-random": "random", "route-subset": "subset", "route-subset-signed": "subset-signed",
+                "route-subset-matched": "subset-cells"}[kind]
         return iv.Route(V, gate=gate, match_frac=frac, seed=seed, match_pos_share=pos,
-                        direction_seed=i.direction_seed, negate=i.negate)
+                        direction_seed=i.direction_seed, negate=i.negate, match_cells=cells)
     if kind in ("capacity", "absorb", "oracle-route"):
         return iv.Route(None, gate={"capacity": "none", "absorb": "absorb", "oracle-route": "oracle"}[kind])
     if kind == "scorda":

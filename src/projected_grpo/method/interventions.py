@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import zlib
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from projected_grpo.loop import distributed as dd
@@ -70,6 +70,8 @@ class StepContext:
     """this rank's trained rollouts, as indices into the step's rollouts (after_backward)"""
     adv: Tensor | None = None
     """their advantages as the loss uses them (after_backward)"""
+    lengths: Tensor | None = None
+    """their completion lengths in tokens, as the step log's `length` (after_backward)"""
 
 
 class NoIntervention:
@@ -326,7 +328,7 @@ def pin(scores: Float[Tensor, " b"], t_absorb: float, t_route: float) -> tuple[T
     return (keep | absorb).float(), (absorb | route).float()
 
 
-ROUTE_GATES = ("grad", "random", "oracle", "none", "absorb", "subset", "subset-signed")
+ROUTE_GATES = ("grad", "random", "oracle", "none", "absorb", "subset", "subset-signed", "subset-cells")
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -352,6 +354,58 @@ def signed_subset(u: Float[Tensor, " b"], adv: Float[Tensor, " b"], k: int, pos_
     return routed
 
 
+N_CELLS = 6
+"""(advantage sign, completion-length tercile) cells: cell = 3 * (advantage > 0) + tercile."""
+
+
+def length_terciles(lengths: Int[Tensor, " b"]) -> Int[Tensor, " b"]:
+    """Per rollout: its completion-length tercile among the b rollouts (0 shortest, 2 longest), by rank in a
+    stable sort (equal lengths split in row order), rank * 3 // b."""
+    b = lengths.shape[0]
+    t = torch.empty(b, dtype=torch.long)
+    t[torch.argsort(lengths, stable=True)] = torch.arange(b) * 3 // max(b, 1)
+    return t
+
+
+def rollout_cells(adv: Float[Tensor, " b"], lengths: Int[Tensor, " b"]) -> Int[Tensor, " b"]:
+    """Per rollout: its (advantage sign, completion-length tercile) cell, 3 * (adv > 0) + tercile."""
+    assert adv.shape == lengths.shape, (adv.shape, lengths.shape)
+    return 3 * (adv > 0).long() + length_terciles(lengths)
+
+
+def cell_counts(routed: Bool[Tensor, " b"], cells: Int[Tensor, " b"]) -> list[int]:
+    """Routed rollouts per cell (N_CELLS counts)."""
+    return torch.bincount(cells[routed], minlength=N_CELLS).tolist()
+
+
+def scaled_counts(counts: list[int], b_from: int, b: int) -> list[int]:
+    """Per-cell counts of a batch of b_from rollouts scaled to a batch of b (largest remainders; the total is
+    round(sum * b / b_from)); the same counts when b == b_from."""
+    if b_from == 0:
+        return [0] * len(counts)
+    exact = [c * b / b_from for c in counts]
+    out = [math.floor(x) for x in exact]
+    short = min(int(round(sum(counts) * b / b_from)), b) - sum(out)
+    for i in sorted(range(len(exact)), key=lambda i: out[i] - exact[i])[:max(short, 0)]:
+        out[i] += 1
+    return out
+
+
+def cell_subset(u: Float[Tensor, " b"], cells: Int[Tensor, " b"], want: list[int]) -> Bool[Tensor, " b"]:
+    """Per cell, the min(want, available) rollouts of that cell with the largest uniform draws u (uniformly at
+    random); a cell's shortfall topped up from the remaining rollouts with the largest u, so that
+    min(sum(want), b) are routed."""
+    b = u.shape[0]
+    assert cells.shape == (b,) and len(want) == N_CELLS and min(want) >= 0, (cells.shape, want)
+    order = torch.argsort(u, descending=True).tolist()
+    routed = torch.zeros(b, dtype=torch.bool)
+    for c, k in enumerate(want):
+        routed[[i for i in order if cells[i] == c][:k]] = True
+    rest = [i for i in order if not routed[i]][: min(sum(want), b) - int(routed.sum())]
+    routed[rest] = True
+    return routed
+
+
 class Route(NoIntervention):
     """Per-rollout gradient routing with pinning.
 
@@ -366,10 +420,15 @@ class Route(NoIntervention):
     gate="subset-signed": like subset, and among the routed, the share with positive advantage is
                     match_pos_share's per-step value (as close as the step's rollouts allow):
                     "how many" and "which advantage sign", no direction
+    gate="subset-cells": a random subset with match_cells's per-step routed count in each (advantage sign,
+                    completion-length tercile of the step's trained rollouts) cell (rollout_cells; counts scaled
+                    to this step's number of trained rollouts, scaled_counts): "how many", "which sign" and
+                    "how long", no direction
 
     Thresholds: fixed (t_absorb, t_route), or route_frac > 0 routes the top route_frac of each
     step's scores, or match_frac (a list of per-step fractions from another run) routes that many.
-    The advantages read by subset-signed are the ones training uses; no ground-truth label is read.
+    The advantages read by subset-signed and subset-cells are the ones training uses, the lengths the sampled
+    completions'; no ground-truth label is read.
     negate (grad, random): route by the negated direction's score (the sign controls route-negated and
     route-random-negated). seed: the subset gates' per-step draws; direction_seed: the random gate's direction.
     """
@@ -379,15 +438,17 @@ class Route(NoIntervention):
 
     def __init__(self, vhack, gate: str = "grad", t_absorb: float = 1.0,
                  t_route: float = 1.0, route_frac: float = 0.0, match_frac: list[float] | None = None, seed: int = 0,
-                 match_pos_share: list[float] | None = None, direction_seed: int = 0, negate: bool = False):
+                 match_pos_share: list[float] | None = None, direction_seed: int = 0, negate: bool = False,
+                 match_cells: list[tuple[list[int], int]] | None = None):
         assert gate in ROUTE_GATES, gate
         assert gate not in ("subset", "subset-signed") or match_frac is not None, f"gate={gate} needs match_frac"
         assert (gate == "subset-signed") == (match_pos_share is not None), "match_pos_share is for subset-signed only"
+        assert (gate == "subset-cells") == (match_cells is not None), "match_cells is for subset-cells only"
         assert not negate or gate in ("grad", "random"), f"gate={gate} has no direction to negate"
         self.V, self.gate, self.direction_seed, self.negate = vhack, gate, direction_seed, negate
         self.t_absorb, self.t_route = t_absorb, t_route
         self.route_frac, self.match_frac, self.seed = route_frac, match_frac, seed
-        self.match_pos_share = match_pos_share
+        self.match_pos_share, self.match_cells = match_pos_share, match_cells
         self.reads_labels = gate == "oracle"  # the oracle gate alone: an upper bound, never a method
 
     def setup(self, model, tok, device: str) -> None:
@@ -406,11 +467,12 @@ class Route(NoIntervention):
         if self.gate == "oracle":  # ground-truth labels: an upper bound only
             grades = ctx.labels.open_oracle_reference()
             return torch.tensor([float(grades[i]["is_hack_strict"]) for i in ctx.rows])
-        if self.gate in ("subset", "subset-signed"):
+        if self.gate in ("subset", "subset-signed", "subset-cells"):
             return torch.rand(b, generator=step_generator(self.seed, ctx.step))
         return torch.zeros(b)
 
-    def scheduled(self, schedule: list[float], step: int) -> float:
+    def scheduled(self, schedule: list, step: int):
+        """The schedule's entry for the step (its last one past its end)."""
         return schedule[min(step, len(schedule) - 1)]
 
     def after_backward(self, model, ctx: StepContext) -> dict:
@@ -420,6 +482,11 @@ class Route(NoIntervention):
         if self.gate == "subset-signed":
             k = int(round(self.scheduled(self.match_frac, ctx.step) * b))
             routed = signed_subset(s, ctx.adv.cpu(), k, self.scheduled(self.match_pos_share, ctx.step))
+            w_dep, w_q = (~routed).float(), routed.float()
+        elif self.gate == "subset-cells":
+            cells = rollout_cells(dd.gather_cat(ctx.adv.cpu())[0], dd.gather_cat(ctx.lengths.cpu())[0])
+            counts, b_from = self.scheduled(self.match_cells, ctx.step)
+            routed = cell_subset(s, cells, scaled_counts(counts, b_from, b))
             w_dep, w_q = (~routed).float(), routed.float()
         elif self.gate == "none":
             w_dep, w_q = torch.ones(b), torch.ones(b)
