@@ -1,8 +1,9 @@
 """Gate: the whole pipeline end to end on the tiny organism (a few steps per arm).
 
 tiny organism -> v_hack from the organism pairs (shared and own quarantine) -> vanilla, erase,
-route, route-random and route-subset (both matched to route's routed fraction) for 2 steps each with
-a final evaluation -> results table -> routing diagnostics. Checks that every stage wrote what the
+route, route-random and route-subset (both matched to route's routed fraction) for 1 step each (2 in
+the full tier) with a final evaluation (1 problem per eval cell; 2 in the full tier) -> results table (its plots in the
+full tier; verify_results writes them in both) -> routing diagnostics. Checks that every stage wrote what the
 next one reads, and quantities that must differ between arms:
   - the quarantine block is zero after vanilla and erase and nonzero after every routing arm, and
     deployment ablation changes the routing arms' logits, never vanilla's or erase's
@@ -23,8 +24,14 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from projected_grpo.loop import logs  # noqa: E402
+from _gate_common import full_tier, tier  # noqa: E402
+
+# fast tier: 1 step per arm and 1 eval problem per cell (every stage, arm and check once; step 0 is the step the
+# between-arm checks read); full tier: 2 steps, 2 problems per cell
+STEPS, N_EVAL = (2, 2) if full_tier() else (1, 1)
 
 
 def sh(script: str, *args: str) -> str:
@@ -95,15 +102,17 @@ def check_arms_differ(runs: Path) -> int:
 
 
 def main() -> None:
+    from projected_grpo.loop.models import set_threads
 
+    set_threads()  # one torch thread from the start, as smoke's forked gates have it (a Trainer set it only later)
     with tempfile.TemporaryDirectory() as t:
         t = Path(t)
         vs, vo = str(t / "v_shared.safetensors"), str(t / "v_own.safetensors")
         meta = json.loads(sh("scripts/extract_vhack_grad.py", "--model", "organism:tiny", "--out", vs).strip().splitlines()[-1])
         sh("scripts/extract_vhack_grad.py", "--model", "organism:tiny", "--quarantine", "own", "--out", vo)
         # --n-train 64: 2 steps of 4 prompts draw from it (train.py's default 2000 took ~1.2 CPU-s a run to generate)
-        common = ["--model", "organism:tiny", "--out-dir", str(t / "runs"), "--steps", "2", "--prompts-per-step", "4",
-                  "--group", "4", "--n-train", "64", "--n-eval", "2", "--eval-samples", "1", "--eval-every", "0",
+        common = ["--model", "organism:tiny", "--out-dir", str(t / "runs"), "--steps", str(STEPS), "--prompts-per-step",
+                  "4", "--group", "4", "--n-train", "64", "--n-eval", str(N_EVAL), "--eval-samples", "1", "--eval-every", "0",
                   "--max-new-tokens", "40"]
         sh("scripts/train.py", "--arm", "vanilla", "--run", "vanilla_s0", *common)
         sh("scripts/train.py", "--arm", "erase", "--vhack", vs, "--run", "erase_s0", *common)
@@ -124,7 +133,7 @@ def main() -> None:
         runs = t / "runs"
         for name in ARMS:
             assert (runs / name / "DONE").exists(), name
-            assert len(logs.step_files(runs / name)) == 2, name
+            assert len(logs.step_files(runs / name)) == STEPS, name
             ev = logs.read_jsonl(runs / name / "eval.jsonl")
             assert {r["quarantine"] for r in ev} == {"kept", "ablated"}, name
         m = logs.read_jsonl(runs / "erase_s0" / "metrics.jsonl")
@@ -140,12 +149,12 @@ def main() -> None:
         n_diff = check_arms_differ(runs)
         rows = logs.load_rollouts(runs / "route_s0")
         assert "route_score" in rows and rows["route_score"].notna().any(), "no per-rollout routing score logged"
-        out = sh("scripts/results.py", "--runs", str(runs), "--out", str(t / "results"))
+        out = sh("scripts/results.py", "--runs", str(runs), "--out", str(t / "results"), *([] if full_tier() else ["--no-plots"]))
         assert "| route |" in out and "| vanilla |" in out, out
-        assert (t / "results" / "eval_trajectories.png").exists()
+        assert (t / "results" / "eval_trajectories.png").exists() or not full_tier()
         sh("scripts/diag_pinning.py", str(runs / "route_s0"))
         assert (runs / "route_s0" / "diag_pinning.json").exists()
-    print(f"PASS e2e tiny: organism -> v_hack ({meta['n_pairs']} pairs, held-out sign acc "
+    print(f"PASS e2e tiny ({tier()} tier, {STEPS} steps per arm): organism -> v_hack ({meta['n_pairs']} pairs, held-out sign acc "
           f"{meta.get('heldout_sign_acc')}) -> vanilla/erase/route/route-random/route-subset (routed fractions "
           f"matched {fr}; {n_diff} distinct step-0 routed sets of equal size) -> results -> diag_pinning; quarantine "
           "zero and ablation the identity for vanilla and erase, nonzero and logit-changing for the routing arms; "
