@@ -22,7 +22,7 @@ variance in every group, so step 0 trains), sample 16 tokens, and are seeded wit
 vhack.layer_input_contrast (the reference policy's, the same for every trainer of the organism) through
 adapters.seed_axis. Fast tier (`just smoke`): check 5 runs 2 GRPO steps (full tier: 4); check 6 runs the axis in the
 deployed block at scale 1 and in the quarantine block at scale 0.1 (each block and each scale once; full tier: the
-quarantine block at scale 1 too).
+quarantine block at scale 1 too); check 7 runs the axis in the deployed block (full tier: in either block).
 """
 
 from __future__ import annotations
@@ -274,7 +274,7 @@ def decay_one(tmp: Path, axis: str, k: float, u_in: dict[str, torch.Tensor]) -> 
 
 def check_axis_lr(tmp: Path, u_in: dict[str, torch.Tensor]) -> float:
     """axis_lr_one with the axis in either block (scorda-absorb's quarantine group, scorda-reverse's deployed one)."""
-    return max(axis_lr_one(tmp, axis, u_in) for axis in ("quarantine", "deployed"))
+    return max(axis_lr_one(tmp, axis, u_in) for axis in (("quarantine", "deployed") if FULL else ("deployed",)))
 
 
 def axis_lr_one(tmp: Path, axis: str, u_in: dict[str, torch.Tensor]) -> float:
