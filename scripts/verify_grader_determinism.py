@@ -24,9 +24,9 @@ from projected_grpo.env import sandbox  # noqa: E402
 from projected_grpo.env.grader import MECHANISMS, grade_batch  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
 
-# canonical + hack copies per mechanism and mode: 13 in `just smoke-full`; in `just smoke` 13 for the server sandbox
+# canonical + hack copies per mechanism and mode: 13 in `just smoke-full`; in `just smoke` 6 for the server sandbox
 # (the default) and 3 for the per-process reference (a bwrap and an interpreter per job: its slow part)
-PER_MECH = int(os.environ.get("PGRPO_DET_PER_MECH", 13))
+PER_MECH = int(os.environ.get("PGRPO_DET_PER_MECH", 13 if full_tier() else 6))
 PER_MECH_PROCESS = PER_MECH if full_tier() else min(PER_MECH, 3)
 # busy loops beside the four graders: 2 in `just smoke-full` (run alone); none in `just smoke`, where the four
 # configurations side by side and the gates running beside this one keep both cores busy (measured and printed)

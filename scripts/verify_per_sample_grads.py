@@ -8,8 +8,9 @@ forward and backward; _gate_common.cheap_cpu_compile), except the micro-batched 
 which runs inductor on a one-layer model with one adapted module: aot_eager does not reproduce the defect that hook
 mends (without the hook: rel 0.0 under aot_eager, 1.01 under inductor). PGRPO_COMPILE_BACKEND=inductor runs every
 compiled check with inductor. The compiled per-rollout capture runs on the SVD adapter in `just smoke`, on the LoRA
-adapter as well in `just smoke-full` (PGRPO_SMOKE_FULL=1), where the trainer's log-probs and the no-grad forward are
-compared at both lengths (the fast tier: the first) and the micro-batched .grad also under the gate's backend.
+adapter as well in `just smoke-full` (PGRPO_SMOKE_FULL=1), where a second sequence length (dynamo's recompile with
+dynamic shapes; smoke_gpu checks it under inductor too) and the micro-batched .grad under the gate's backend are
+added.
 
     python scripts/verify_per_sample_grads.py
 """
@@ -188,6 +189,7 @@ def check_compiled(cache) -> float:
         model = wrapped_tiny(torch.float32, kind, rank, quarantine, cache)
         batches = [make_batch(torch.Generator().manual_seed(s)) for s in (3, 4)]
         batches[1] = tuple(t[:, :-3] if t.ndim == 2 else t for t in batches[1])  # a shorter sequence length
+        batches = batches if full_tier() else batches[:1]  # the dynamic-shape recompile: smoke-full and smoke_gpu
         G, graphs = {}, compiled_graphs()
         for compiled in (False, True):
             restore = compile_layers(model) if compiled else (lambda: None)
@@ -196,8 +198,6 @@ def check_compiled(cache) -> float:
                     drgrpo_loss(model, ids, attn, mask, adv, float(mask.numel())).backward()
                 G[compiled, j] = per_sample_grad_matrix(model)
                 model.zero_grad(set_to_none=True)
-                if j and not full_tier():  # the fast tier recompiles (dynamic shapes) on the capture path only
-                    continue
                 assert (selected_logprobs(model) is log_softmax_at) != compiled, "log-softmax not compiled with layers"
                 with capture_per_sample_grads(model):
                     trainer_loss(model, ids, attn, mask, adv, float(mask.numel())).backward()
@@ -264,8 +264,8 @@ def main() -> int:
         bf16 = check_bf16(cache)
         print(f"  ok bf16 svd/lora own: sum of per-rollout grads vs bf16 .grad rel={bf16:.1e} (< 5e-2)")
         comp = check_compiled(cache)
-        print(f"  ok compiled decoder layers ({backend}), {'/'.join(v[0] for v in COMPILED_VARIANTS)} own, 2 lengths: per-rollout grads, and svd shared: "
-              f".grad over 3 micro-batches ({backend}; and inductor, 1 layer, 1 module), vs eager rel={comp:.1e} (< 1e-5)")
+        print(f"  ok compiled decoder layers ({backend}), {'/'.join(v[0] for v in COMPILED_VARIANTS)} own, {2 if full_tier() else 1} length(s): per-rollout grads, and svd shared: "
+              f".grad over 3 micro-batches ({backend + ' and ' if full_tier() else ''}inductor, 1 layer, 1 module), vs eager rel={comp:.1e} (< 1e-5)")
     print(f"PASS verify_per_sample_grads ({tier()} tier): {len(VARIANTS)} variants x {B} rollouts, worst rel err {worst:.1e} "
           f"(< 1e-5), unrouted blocks bit-identical after AdamW(wd=0.1); compiled ({backend}; own_grad check inductor) "
           f"= eager within {comp:.1e}; {time.time() - t0:.1f}s")
