@@ -42,7 +42,7 @@ def main():
            if r.label != "Correct" or r.n_timeouts or r.reward != 3.5]
     assert not bad, f"canonical solutions not graded Correct: {bad}"
     print(f"PASS verify_grader_canonical ({tier()} tier): {len(results)}/{len(ps)} canonical solutions Correct, "
-          f"0 timeouts, reward 3.5 each, {dt:.1f}s with {BUSY} busy loops ({tier()} tier), the machine's cores "
+          f"0 timeouts, reward 3.5 each, {dt:.1f}s with {BusyCores(BUSY).n} busy loops ({tier()} tier), the machine's cores "
           f"{load.busy:.0%} busy meanwhile; {n_shared} gradings of two problems "
           f"sharing an id each Correct against their own tests")
 
