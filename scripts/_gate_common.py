@@ -126,6 +126,15 @@ def full_tier() -> bool:
     return os.environ.get("PGRPO_SMOKE_FULL") == "1"
 
 
+def neighbours_load() -> bool:
+    """True in `just smoke`'s fast tier, where the grading-under-load gates start first and the gates running beside
+    them keep the cores busy (they assert it: MIN_BUSY); run alone or in smoke-full they start busy loops instead."""
+    return not full_tier() and os.environ.get("PGRPO_SMOKE") == "1"
+
+
+MIN_BUSY = 0.92  # busy CPU fraction a grading-under-load gate needs from its neighbours (alone, its own 2 workers kept it 83% busy)
+
+
 def tier() -> str:
     return "full" if full_tier() else "fast"
 

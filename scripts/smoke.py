@@ -57,7 +57,7 @@ def gates(filters: list[str]) -> list[Path]:
 
 
 def env() -> dict:
-    e = dict(os.environ, BEARTYPE="1", PYTHONUNBUFFERED="1")
+    e = dict(os.environ, BEARTYPE="1", PYTHONUNBUFFERED="1", PGRPO_SMOKE="1")
     e["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + e.get("PYTHONPATH", "")
     return e
 

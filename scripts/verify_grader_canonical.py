@@ -9,11 +9,11 @@ import sys
 import time
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _gate_common import BusyCores, MachineLoad, fence, full_tier, problems, tier  # noqa: E402
+from _gate_common import MIN_BUSY, BusyCores, MachineLoad, fence, full_tier, neighbours_load, problems, tier  # noqa: E402
 
-# busy loops, one per core, in `just smoke-full` (where this gate runs alone); none in `just smoke`, where it starts
-# first beside the other gates, which keep the cores busy (the busy fraction is measured and printed)
-BUSY = None if full_tier() else 0
+# busy loops, one per core, in `just smoke-full` (where this gate runs alone) and when run by itself; none in `just
+# smoke`, where it starts first beside the other gates, which keep the cores busy (measured, asserted >= MIN_BUSY)
+BUSY = 0 if neighbours_load() else None
 
 from projected_grpo.env.grader import grade_batch  # noqa: E402
 
@@ -38,6 +38,7 @@ def main():
     with BusyCores(BUSY), MachineLoad() as load:
         results = grade_batch(ps, [fence(p["canonical_solution"]) for p in ps], progress=True)
     dt = time.time() - t0
+    assert BUSY != 0 or load.busy >= MIN_BUSY, f"the cores were {load.busy:.0%} busy while grading: not under load"
     bad = [(r.problem_id, r.label, r.n_timeouts, r.gt_pass_rate, r.error) for r in results
            if r.label != "Correct" or r.n_timeouts or r.reward != 3.5]
     assert not bad, f"canonical solutions not graded Correct: {bad}"

@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gate_common import BusyCores, MachineLoad, full_tier, run_gate, tier  # noqa: E402
+from _gate_common import MIN_BUSY, BusyCores, MachineLoad, full_tier, neighbours_load, run_gate, tier  # noqa: E402
 
 from projected_grpo.env import sandbox  # noqa: E402
 from projected_grpo.env.grader import MECHANISMS, grade_batch  # noqa: E402
@@ -30,7 +30,7 @@ PER_MECH = int(os.environ.get("PGRPO_DET_PER_MECH", 13 if full_tier() else 6))
 PER_MECH_PROCESS = PER_MECH if full_tier() else min(PER_MECH, 3)
 # busy loops beside the four graders: 2 in `just smoke-full` (run alone); none in `just smoke`, where the four
 # configurations side by side and the gates running beside this one keep both cores busy (measured and printed)
-BUSY = 2 if full_tier() else 0
+BUSY = 0 if neighbours_load() else 2
 
 
 def batch(per_mech: int):
@@ -75,6 +75,7 @@ def main():
             ProcessPoolExecutor(len(configs), mp_context=mp.get_context("fork")) as ex:
         futs = {f"{m}/{'no-bwrap' if nb else 'bwrap'}": ex.submit(run_mode, m, nb, *batches[m]) for m, nb in configs}
         stats = {name: f.result() for name, f in futs.items()}
+    assert BUSY != 0 or load.busy >= MIN_BUSY, f"the cores were {load.busy:.0%} busy while grading: not under load"
     total = sum(n for n, _ in stats.values())
     detail = ", ".join(f"{m}: {n} in {dt:.1f}s ({n / dt:.1f}/s)" for m, (n, dt) in stats.items())
     print(f"PASS verify_grader_determinism: {total}/{total} completions labelled as expected "

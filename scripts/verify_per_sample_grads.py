@@ -210,7 +210,7 @@ def check_compiled(cache) -> float:
             restore()
         assert compiled_graphs() > graphs, f"{kind}: compile_layers compiled no graph (eager fallback?)"
         for j in range(len(batches)):
-            for k in G[False, j]:
+            for k in ("deployed", "quarantine", "logits", "trainer_deployed", "trainer_quarantine"):
                 ref = G[False, j][k]
                 worst = max(worst, ((G[True, j][k] - ref).norm() / ref.norm()).item())
     # micro-batched .grad: under inductor (the defect's backend) always; under the gate's backend in smoke-full

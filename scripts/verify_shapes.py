@@ -3,7 +3,8 @@
 Under `just smoke` (BEARTYPE=1) a package function called with a tensor of the wrong shape raises jaxtyping's
 TypeCheckError on its first call; a correct call passes; past shapes.CALLS calls a function runs unchecked (the
 documented trade: the smoke's decoders and trainers repeat the same shapes thousands of times). Fails when the
-import hook is missing, when the typechecker checks nothing, or when checks never stop.
+import hook is missing, when the typechecker checks nothing, when checks stop before call 200 or never stop, and when
+one function's retiring turns off another's checks.
 """
 
 import os
@@ -14,6 +15,7 @@ from jaxtyping import TypeCheckError
 
 from projected_grpo import shapes
 from projected_grpo.loop import models
+from projected_grpo.loop.grpo import group_advantages
 
 
 def raises(logits, targets) -> bool:
@@ -30,9 +32,21 @@ def main() -> int:
     good, bad = (torch.zeros(2, 4, 5), torch.zeros(2, 4, dtype=torch.long)), (torch.zeros(2, 4, 5), torch.zeros(2, 3, dtype=torch.long))
     assert raises(*bad), "a wrong-shape call passed: shape checks are off"
     assert not raises(*good), "a correct call raised"
-    for _ in range(shapes.CALLS):
+    for _ in range(shapes.CALLS - 3):
+        raises(*good)
+    assert shapes.CALLS <= 0 or raises(*bad), f"a wrong shape passed at call {shapes.CALLS - 1}: checks stopped early"
+    for _ in range(2):
         raises(*good)
     late = raises(*bad)
+    # another annotated function is still checked after this one retired (retiring is per function, not global)
+    try:
+        group_advantages(torch.zeros(2, 4), torch.zeros(2, 3, dtype=torch.bool))
+        other_checked = False
+    except TypeCheckError:
+        other_checked = True
+    except RuntimeError:  # unchecked: the function itself fails on the mismatched mask
+        other_checked = False
+    assert shapes.CALLS <= 0 or other_checked, "a second function went unchecked after the first retired"
     assert shapes.CALLS <= 0 or not late, f"checks still on after {shapes.CALLS} calls"
     print(f"PASS shapes: a wrong shape raises TypeCheckError on the first call, a correct call passes, "
           f"calls past the first {shapes.CALLS} run unchecked")
