@@ -35,6 +35,13 @@ dW u_in = 0 throughout. axis="quarantine": deployment ablation removes the piece
 directional control. Its per-rollout gradients are not formed (the arms train both blocks on every
 rollout). scripts/verify_scorda.py checks all of this through the modules' forward.
 
+Several runs in one model (`add_runs`; issue 28): every trainable tensor has one copy per run (run 0 keeps the plain
+name, run i the suffix `__run<i>`), and the frozen base and bases are shared. Under `active_run(model, i)` the module
+is run i's adapter alone: its attributes (delta_S, A, ...), blocks, records, state dict and dense update are run i's,
+so interventions, optimizers and checkpoints see one run as they would in a process of its own. Under
+`batched_rows(model, run_of_row)` one forward serves all runs: row b of the batch goes through the adapter of run
+run_of_row[b] (rows sorted by run), and a capturing forward records each run's rows in that run's records.
+
 Per-rollout gradients: inside `capture_per_sample_grads(model)`, every forward of `model` with grad
 enabled first arms each active adapter with a zero probe, a leaf tensor with one row per rollout that
 is added to the trainable factor (SVD: s -> s + P_b, P: [b, k]; LoRA: A -> A + P_b, P: [b, k, d_in], and
@@ -154,8 +161,31 @@ def own_svd_basis(
 # the adapter module
 
 
+TRAINABLE = ("delta_S", "delta_S_hack", "axis_in", "axis_out", "A", "A_hack", "B_hack")
+"""The adapter's trainable tensors (those a module has); each run of a batched model has its own copy."""
+
+
+def _run_key(name: str, run: int) -> str:
+    return name if run == 0 else f"{name}__run{run}"
+
+
+def _per_run(name: str) -> property:
+    """The active run's copy of a trainable tensor (an error in batched mode, where no run is active)."""
+
+    def get(self):
+        params = self.__dict__["_parameters"]
+        if name not in params:
+            raise AttributeError(name)  # this module has no such tensor (e.g. B_hack of an svd adapter)
+        assert self.active is not None, f"{self.name}.{name}: batched over runs; read it under active_run(model, i)"
+        return params[_run_key(name, self.active)]
+
+    return property(get)
+
+
 class AdaptedLinear(nn.Module):
     """A frozen nn.Linear plus a deployed block and a quarantine block (see module docstring)."""
+
+    delta_S, delta_S_hack, axis_in, axis_out, A, A_hack, B_hack = (_per_run(n) for n in TRAINABLE)
 
     def __init__(self, base: nn.Linear, cfg: AdapterConfig, name: str):
         super().__init__()
@@ -207,11 +237,41 @@ class AdaptedLinear(nn.Module):
             raise ValueError(f"unknown adapter kind {cfg.kind!r}")
         self.deployed_on = True
         self.quarantine_on = True
-        self.records: list[dict] = []  # one per captured forward: its probes and the blocks' switches
+        self.n_runs = 1
+        self.active: int | None = 0  # the run whose adapter this module is; None: batched (row_runs)
+        self.row_runs: Tensor | None = None  # batched mode: the run of each row of the forward's batch
+        self._records: list[list[dict]] = [[]]  # per run, one per captured forward: its probes and block switches
         self.probe: Tensor | None = None  # armed by a capturing forward (svd: P, lora: P of A)
         self.probe_b: Tensor | None = None  # lora own: Q of B_hack
         self.merged: Tensor | None = None  # W + the active blocks' update, set by merged_weights
         self.merged_blocks: tuple[bool, bool] | None = None
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def add_runs(self, n: int) -> None:
+        """n runs in all: runs 1..n-1 get copies of run 0's trainable tensors (call before training)."""
+        assert self.n_runs == 1 and n >= 1, f"{self.name}: runs added twice or n={n}"
+        for name in [t for t in TRAINABLE if t in self._parameters]:
+            for r in range(1, n):
+                self.register_parameter(_run_key(name, r), nn.Parameter(self._parameters[name].detach().clone()))
+        self.n_runs, self._records = n, [[] for _ in range(n)]
+
+    def run_param(self, name: str, run: int) -> nn.Parameter:
+        return self._parameters[_run_key(name, run)]
+
+    def trainable(self) -> dict[str, nn.Parameter]:
+        """The active run's trainable tensors by their plain names."""
+        return {n: getattr(self, n) for n in TRAINABLE if n in self._parameters}
+
+    @property
+    def records(self) -> list[dict]:
+        assert self.active is not None, f"{self.name}: batched over runs; read records under active_run(model, i)"
+        return self._records[self.active]
+
+    def clear_records(self) -> None:
+        """Forget the active run's captured forwards (every run's in batched mode)."""
+        for r in range(self.n_runs) if self.active is None else [self.active]:
+            self._records[r] = []
 
     # -- blocks --------------------------------------------------------------------------------
 
@@ -250,21 +310,35 @@ class AdaptedLinear(nn.Module):
         return (self._svd(eye) if self.kind == "svd" else self._lora(eye)).T
 
     def arm(self, b: int) -> None:
-        """Zero probes for a forward of b rollouts, and their record (nothing when both blocks are off)."""
+        """Zero probes for a forward of b rollouts, and their record (nothing when both blocks are off); in batched
+        mode one record per run with rows in the batch, in that run's records."""
         if not (self.deployed_on or self.quarantine_on):
             return
         dev, f32 = self.base.weight.device, torch.float32
-        if self.kind == "svd":
-            shapes = [(b, self.delta_S.numel() * (1 if self.quarantine == "shared" else 2))]
-        else:
-            shapes = [(b, self.A.shape[0] * (1 if self.quarantine == "shared" else 2), self.d_in)]
-            shapes += [(b, self.d_out, self.r)] if self.quarantine == "own" else []
+
+        def shapes(n: int) -> list[tuple[int, ...]]:
+            if self.kind == "svd":
+                return [(n, self.r * (1 if self.quarantine == "shared" else 2))]
+            return [(n, self.r * (1 if self.quarantine == "shared" else 2), self.d_in)] + (
+                [(n, self.d_out, self.r)] if self.quarantine == "own" else [])
+
         assert self.probe is None, f"{self.name}: armed twice (a capturing forward inside another)"
-        # a zero scalar expanded: no memory for the zeros; the .grad backward leaves is dense
-        probes = [torch.zeros((), device=dev, dtype=f32).expand(sh).requires_grad_() for sh in shapes]
-        self.probe, self.probe_b = probes[0], probes[1] if len(probes) > 1 else None
-        self.records.append(dict(batch=b, probes=probes, deployed_on=self.deployed_on,
-                                 quarantine_on=self.quarantine_on))
+        if self.active is not None:
+            parts = [(self.active, b)]
+        else:
+            assert self.row_runs.shape[0] == b, f"{self.name}: batch of {b} rows, {self.row_runs.shape[0]} run labels"
+            parts = [(r, c) for r, c in enumerate(torch.bincount(self.row_runs.cpu(), minlength=self.n_runs).tolist())
+                     if c]
+        armed = []
+        for run, n in parts:
+            # a zero scalar expanded: no memory for the zeros; the .grad backward leaves is dense
+            probes = [torch.zeros((), device=dev, dtype=f32).expand(sh).requires_grad_() for sh in shapes(n)]
+            self._records[run].append(dict(batch=n, probes=probes, deployed_on=self.deployed_on,
+                                           quarantine_on=self.quarantine_on))
+            armed.append(probes)
+        self.probe = armed[0][0] if len(armed) == 1 else torch.cat([a[0] for a in armed])
+        if len(armed[0]) > 1:
+            self.probe_b = armed[0][1] if len(armed) == 1 else torch.cat([a[1] for a in armed])
 
     def disarm(self) -> None:
         self.probe, self.probe_b = None, None
@@ -274,12 +348,28 @@ class AdaptedLinear(nn.Module):
             f"{self.name}: capture needs [batch, time, d_in] inputs of the armed batch {probe.shape[0]}, "
             f"got {tuple(x.shape)}")
 
+    def _by_row(self, per_run: list[Tensor]) -> Tensor:
+        """Batched mode: each row's run's tensor, [rows, *shape]."""
+        return torch.stack(per_run)[self.row_runs]
+
+    def _runs_of(self, x: Tensor) -> None:
+        assert x.ndim == 3 and x.shape[0] == self.row_runs.shape[0], (
+            f"{self.name}: batched over runs needs [batch, time, d_in] inputs of {self.row_runs.shape[0]} rows, "
+            f"got {tuple(x.shape)}")
+
+    def _s(self, run: int) -> Float[Tensor, " k"]:
+        """Run `run`'s singular-value offsets as the forward uses them (blocks gated; shared: summed)."""
+        dS = self._gate(self.run_param("delta_S", run), self.deployed_on)
+        dSh = self._gate(self.run_param("delta_S_hack", run), self.quarantine_on)
+        return dS + dSh if self.quarantine == "shared" else torch.cat([dS, dSh])
+
     def _svd(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
-        dS = self._gate(self.delta_S, self.deployed_on)
-        dSh = self._gate(self.delta_S_hack, self.quarantine_on)
-        s = dS + dSh if self.quarantine == "shared" else torch.cat([dS, dSh])
         h = x @ self._vh().to(x.dtype).T  # [*, k]
-        z = h * s.to(x.dtype)
+        if self.active is not None:
+            z = h * self._s(self.active).to(x.dtype)
+        else:
+            self._runs_of(x)
+            z = h * self._by_row([self._s(r) for r in range(self.n_runs)]).to(x.dtype)[:, None, :]
         if self.probe is not None:  # capturing: + h P_b (zero), its grad the rollout's dL/ds, formed in float32
             self._batched(x, self.probe)  # (a term of its own: s's gradient is summed as without capture)
             z = z + (h.float() * self.probe[:, None, :]).to(x.dtype)
@@ -302,23 +392,36 @@ class AdaptedLinear(nn.Module):
     def _axis_piece(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
         """a_out (a_in . x) - c_out (u_in . x): the trainable rank-one piece minus its frozen seed."""
         dt = x.dtype
-        live = (x @ self.axis_in.to(dt))[..., None] * self.axis_out.to(dt)
         seed = (x @ self.axis_u_in.to(dt))[..., None] * self.axis_c_out.to(dt)
+        if self.active is not None:
+            live = (x @ self.axis_in.to(dt))[..., None] * self.axis_out.to(dt)
+        else:
+            a_in = self._by_row([self.run_param("axis_in", r) for r in range(self.n_runs)]).to(dt)
+            a_out = self._by_row([self.run_param("axis_out", r) for r in range(self.n_runs)]).to(dt)
+            live = torch.einsum("btd,bd->bt", x, a_in)[..., None] * a_out[:, None, :]
         return live - seed
 
-    def _lora(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
-        A = self._gate(self.A, self.deployed_on)
-        Ah = self._gate(self.A_hack, self.quarantine_on)
+    def _lora_weights(self, run: int, dt: torch.dtype) -> tuple[Tensor, Tensor]:
+        """Run `run`'s (A [k, d_in], B [d_out, k]) as the forward uses them (blocks gated; shared: A summed)."""
+        A = self._gate(self.run_param("A", run), self.deployed_on)
+        Ah = self._gate(self.run_param("A_hack", run), self.quarantine_on)
         if self.quarantine == "shared":
-            a_w, b_w = A + Ah, self.B.to(x.dtype)
+            return (A + Ah).to(dt), self.B.to(dt)
+        return torch.cat([A, Ah], 0).to(dt), torch.cat([self.B.to(dt), self.run_param("B_hack", run).to(dt)], 1)
+
+    def _lora(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
+        if self.active is not None:
+            a_w, b_w = self._lora_weights(self.active, x.dtype)
+            a = x @ a_w.T  # [*, k]
         else:
-            a_w = torch.cat([A, Ah], 0)
-            b_w = torch.cat([self.B.to(x.dtype), self.B_hack.to(x.dtype)], 1)
-        a = x @ a_w.to(x.dtype).T  # [*, k]
+            self._runs_of(x)
+            ws = [self._lora_weights(r, x.dtype) for r in range(self.n_runs)]
+            a_rows, b_rows = self._by_row([w[0] for w in ws]), self._by_row([w[1] for w in ws])
+            a = torch.einsum("btd,bkd->btk", x, a_rows)
         if self.probe is not None:  # capturing: + x P_b^T (zero), its grad the rollout's dL/dA
             self._batched(x, self.probe)
             a = a + torch.einsum("bti,bki->btk", x.float(), self.probe).to(x.dtype)
-        u = a @ b_w.T  # [*, d_out]
+        u = a @ b_w.T if self.active is not None else torch.einsum("btk,bok->bto", a, b_rows)  # [*, d_out]
         if self.probe_b is not None:  # + a_hack Q_b^T (zero), its grad the rollout's dL/dB_hack
             u = u + torch.einsum("btr,bor->bto", a[..., self.r:].float(), self.probe_b).to(x.dtype)
         return u * self.scale
@@ -385,6 +488,45 @@ def wrap_model(model: nn.Module, cfg: AdapterConfig) -> dict[str, AdaptedLinear]
 
 def adapter_modules(model: nn.Module) -> dict[str, AdaptedLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, AdaptedLinear)}
+
+
+def add_runs(model: nn.Module, n: int) -> None:
+    """Give every adapter n runs (copies of run 0's trainable tensors, taken now: call before training)."""
+    for m in adapter_modules(model).values():
+        m.add_runs(n)
+    model.n_runs = n
+
+
+def n_runs(model: nn.Module) -> int:
+    return getattr(model, "n_runs", 1)
+
+
+@contextlib.contextmanager
+def _mode(model: nn.Module, active: int | None, row_runs: Tensor | None) -> Iterator[None]:
+    mods = list(adapter_modules(model).values())
+    saved = [(m.active, m.row_runs) for m in mods]
+    try:
+        for m in mods:
+            m.active, m.row_runs = active, row_runs
+        yield
+    finally:
+        for m, (a, rr) in zip(mods, saved):
+            m.active, m.row_runs = a, rr
+
+
+def active_run(model: nn.Module, run: int) -> contextlib.AbstractContextManager:
+    """Inside: every adapter is run `run`'s alone (its tensors, records, state dict; forwards use it for all rows)."""
+    assert 0 <= run < n_runs(model), f"run {run} of a model with {n_runs(model)} runs"
+    return _mode(model, run, None)
+
+
+def batched_rows(model: nn.Module, run_of_row: Tensor) -> contextlib.AbstractContextManager:
+    """Inside: a forward's row b goes through the adapter of run run_of_row[b] (rows sorted by run)."""
+    assert run_of_row.ndim == 1 and run_of_row.dtype == torch.long, run_of_row
+    assert bool((run_of_row[1:] >= run_of_row[:-1]).all()), "batched rows must be sorted by run"
+    assert len(run_of_row) == 0 or 0 <= int(run_of_row[0]) and int(run_of_row[-1]) < n_runs(model), "run index"
+    dev = next(iter(adapter_modules(model).values())).base.weight.device
+    return _mode(model, None, run_of_row.to(dev))
 
 
 def _axis_seeds(m: "AdaptedLinear") -> list[tuple[nn.Parameter, Tensor]]:
@@ -463,7 +605,7 @@ def adapter_state_dict(model: nn.Module) -> dict[str, Tensor]:
     """Trainable adapter tensors and the frozen LoRA B (SVD bases are recomputed from W)."""
     out = {}
     for name, m in adapter_modules(model).items():
-        for pname, p in m.named_parameters(recurse=False):
+        for pname, p in m.trainable().items():  # the active run's
             out[f"{name}.{pname}"] = p.detach().clone()
         if m.kind == "lora":
             out[f"{name}.B"] = m.B.detach().clone()
@@ -562,7 +704,7 @@ def capture_per_sample_grads(model: nn.Module) -> Iterator[dict[str, AdaptedLine
             m.disarm()
 
     for m in mods.values():
-        m.records = []
+        m.clear_records()
     hooks = [model.register_forward_pre_hook(arm, with_kwargs=True),
              model.register_forward_hook(disarm, always_call=True)]  # also after a forward that raised
     try:
@@ -575,7 +717,7 @@ def capture_per_sample_grads(model: nn.Module) -> Iterator[dict[str, AdaptedLine
 
 def clear_captured(model: nn.Module) -> None:
     for m in adapter_modules(model).values():
-        m.records = []
+        m.clear_records()
 
 
 def per_sample_grads(model: nn.Module) -> dict[str, dict[str, Float[Tensor, "b p"]]]:
