@@ -23,7 +23,9 @@ whole configuration (logs.config: every args.json field, the intervention's flag
 logs.CONFIG_EXCLUDED: seed, run name, output folder, ...); refused with exit 2 and one line naming the field
 otherwise, unless --allow-mixed (check_meta). With --descends-from COMMIT, a run whose recorded commit (run_meta
 git_commit) does not descend from COMMIT, is unknown, or ran with tracked files changed is refused the same way
-(check_descent): the decisive table's runs must descend from the pre-registration's commit.
+(check_descent): the decisive table's runs must descend from the pre-registration's commit. A run made in a copy of
+the tree without .git (a device call) counts only if it carried a stamp (scripts/stamp_commit.py) whose commit and
+file table are this repository's.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def run_summary(run_dir: Path) -> dict | None:
     args = read_args(run_dir)
     out: dict = {"final_step": last, "counts": {}, "meta": logs.read_run_meta(run_dir) | recipe(args),
                  "config": logs.config(args) | logs.read_run_meta(run_dir, ("vhack_sha256",)),
-                 "git": logs.read_run_meta(run_dir, ("git_commit", "git_dirty"))}
+                 "git": logs.read_run_meta(run_dir, ("git_commit", "git_dirty", "git_commit_source", "git_tree_digest"))}
     c = out["counts"]
     for q in ("kept", "ablated"):
         cell = {(r["split"], r["cell"]): r for r in rows if r["quarantine"] == q}
@@ -192,22 +194,36 @@ def git(*args: str) -> subprocess.CompletedProcess:
 def check_descent(by_arm: dict[str, dict[int, dict]], ancestor: str) -> str:
     """Refuse (exit 2, one line naming the run) a run whose recorded commit (run_meta git_commit) is unknown, is not
     `ancestor` or a descendant of it in this repository (git merge-base --is-ancestor), or ran with tracked files
-    changed (git_dirty). Returns the ancestor's full hash."""
+    changed (git_dirty). A run that took its commit from a stamp (git_commit_source 'stamp': a copy of the tree
+    without .git, scripts/stamp_commit.py) is refused unless the commit is a commit of this repository and the
+    stamp's file table is that commit's (git_tree_digest against git ls-tree -r); its git_dirty was computed from the
+    copy's content. A source other than git or stamp is refused. Returns the ancestor's full hash."""
+    from projected_grpo.loop.models import git_ls_tree, git_tree_digest
+
     r = git("rev-parse", "--verify", "--quiet", f"{ancestor}^{{commit}}")
     if r.returncode != 0:
         fail(f"--descends-from {ancestor}: not a commit of this repository")
     full = r.stdout.strip()
     for arm, seeds in sorted(by_arm.items()):
         for seed, s in sorted(seeds.items()):
-            run, commit, dirty = f"{arm}_s{seed}", s["git"]["git_commit"], s["git"]["git_dirty"]
+            g = s["git"]
+            run, commit, dirty, source = f"{arm}_s{seed}", g["git_commit"], g["git_dirty"], g["git_commit_source"]
             if commit == "unknown":
                 fail(f"--descends-from {ancestor}: run {run} records no git commit (run_meta from before it was "
-                     f"recorded, or a tree without .git)")
+                     f"recorded, or a tree without .git and without a stamp)")
+            if source not in ("git", "stamp", "unknown"):  # 'unknown': run_meta from before the source was recorded
+                fail(f"--descends-from {ancestor}: run {run} took its commit from {source!r} (only git or a stamp count)")
+            if git("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}").returncode != 0:
+                fail(f"--descends-from {ancestor}: run {run} claims commit {commit[:12]}, which is not a commit of "
+                     f"this repository (git_commit_source {source})")
+            if source == "stamp" and g["git_tree_digest"] != git_tree_digest(git_ls_tree(ROOT, commit)):
+                fail(f"--descends-from {ancestor}: run {run}'s stamp claims {commit[:12]} with a file table that is "
+                     f"not that commit's (git_tree_digest {g['git_tree_digest'][:12]})")
             if git("merge-base", "--is-ancestor", full, commit).returncode != 0:
                 fail(f"--descends-from {ancestor}: run {run} ran at {commit[:12]}, which does not descend from it")
             if dirty != "False":
                 fail(f"--descends-from {ancestor}: run {run} ran at {commit[:12]} with tracked files changed "
-                     f"(git_dirty {dirty})")
+                     f"(git_dirty {dirty}, git_commit_source {source})")
     return full
 
 

@@ -5,7 +5,10 @@ cells with different n refused unless told, runs that differ in device refused (
 unless --allow-mixed, and plots written. run_meta records the commit the code ran at and whether tracked files
 differed from it (models.git_state, against git itself); --descends-from refuses (exit 2, one line) a run whose
 commit does not descend from the given one, a dirty run, a run without a recorded commit, and a name that is no
-commit, and passes runs at a descendant."""
+commit, and passes runs at a descendant. A copy of a checkout without .git that carries the stamp
+(scripts/stamp_commit.py) records the stamp's commit with git_commit_source 'stamp' and git_dirty from its own
+content; --descends-from accepts such a run only if the commit is this repository's and the stamp's file table is
+that commit's."""
 
 from __future__ import annotations
 
@@ -52,14 +55,66 @@ def git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
+def check_stamp() -> int:
+    """A copy of a checkout without .git that carries the stamp (scripts/stamp_commit.py) records the stamp's commit,
+    source 'stamp', the digest of the commit's file table, and git_dirty from its own content. On a small
+    repository made here: the clean copy, a changed file, a missing file, a changed symlink target, an added
+    untracked file (not dirty, as git status --untracked-files=no), and a copy without the stamp."""
+    import stamp_commit
+    from projected_grpo.loop.models import GIT_STAMP, git_ls_tree, git_state, git_tree_digest
+
+    cases = 0
+    with tempfile.TemporaryDirectory() as t:
+        repo = Path(t) / "repo"
+        (repo / "sub").mkdir(parents=True)
+        (repo / "a.txt").write_text("alpha\n")
+        (repo / "sub" / "b.py").write_bytes(b"print('b')\n\x00\xff")
+        (repo / "link").symlink_to("a.txt")
+        for args in (("init", "-q"), ("add", "-A"), ("-c", "user.name=g", "-c", "user.email=g@g", "commit", "-qm", "x")):
+            subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        assert git_state(repo) == dict(git_commit=head, git_dirty=False, git_commit_source="git"), git_state(repo)
+        stamp = stamp_commit.write_git_stamp(repo)
+        digest = git_tree_digest(git_ls_tree(repo, head))
+        assert stamp["git_commit"] == head and stamp["git_tree_digest"] == digest and len(stamp["files"]) == 3, stamp
+
+        def copy(change=None) -> dict:
+            c = Path(t) / f"copy{cases}"
+            shutil.copytree(repo, c, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+            if change:
+                change(c)
+            return git_state(c)
+
+        st = copy()
+        assert st == dict(git_commit=head, git_dirty=False, git_commit_source="stamp", git_tree_digest=digest,
+                          git_changed=[]), st
+        for change, why in ((lambda c: (c / "sub" / "b.py").write_bytes(b"print('B')\n"), ["sub/b.py"]),
+                            (lambda c: (c / "a.txt").unlink(), ["a.txt"]),
+                            (lambda c: ((c / "link").unlink(), (c / "link").symlink_to("sub/b.py")), ["link"])):
+            cases += 1
+            st = copy(change)
+            assert st["git_dirty"] is True and st["git_changed"] == why and st["git_commit"] == head, (why, st)
+        cases += 1
+        st = copy(lambda c: (c / "new.py").write_text("x = 1\n"))
+        assert st["git_dirty"] is False, st
+        cases += 1
+        st = copy(lambda c: (c / GIT_STAMP).unlink())
+        assert st == dict(git_commit="unknown", git_dirty="unknown", git_commit_source="none"), st
+        cases += 1
+    return cases
+
+
 def check_descent(results) -> int:
-    """git_state against git; results.py --descends-from on synthetic runs at real commits of this repository."""
-    from projected_grpo.loop.models import git_state
+    """git_state against git; results.py --descends-from on synthetic runs at real commits of this repository, from
+    git and from a stamp."""
+    from projected_grpo.loop.models import git_ls_tree, git_state, git_tree_digest
 
     state = git_state()
     dirty = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD"]).returncode != 0
-    assert state == dict(git_commit=git("rev-parse", "HEAD"), git_dirty=dirty), (state, dirty)
-    assert git_state(ROOT / "scripts") == dict(git_commit="unknown", git_dirty="unknown"), "a subfolder is no checkout"
+    assert state == dict(git_commit=git("rev-parse", "HEAD"), git_dirty=dirty, git_commit_source="git"), (state, dirty)
+    assert git_state(ROOT / "scripts") == dict(git_commit="unknown", git_dirty="unknown", git_commit_source="none"), \
+        "a subfolder is no checkout"
     head, parent, root = git("rev-parse", "HEAD"), git("rev-parse", "HEAD~1"), git("rev-list", "--max-parents=0", "HEAD")
     root = root.splitlines()[0]
     cases = 0
@@ -68,23 +123,38 @@ def check_descent(results) -> int:
         for s in range(2):
             fake_run(runs, f"vanilla_s{s}", 0.6, 0.5, 0.8, hacked=True)
 
-        def at(commit: str, dirty, seed: int = 1) -> None:
+        def at(commit: str, dirty, seed: int = 1, source: str = "git", digest: str | None = None) -> None:
             path = runs / f"vanilla_s{seed}" / "run_meta.json"
-            path.write_text(json.dumps(dict(json.loads(path.read_text()), git_commit=commit, git_dirty=dirty)))
+            meta = {k: v for k, v in json.loads(path.read_text()).items() if k != "git_tree_digest"}
+            meta.update(git_commit=commit, git_dirty=dirty, git_commit_source=source)
+            if digest is not None:
+                meta["git_tree_digest"] = digest
+            path.write_text(json.dumps(meta))
 
         at(head, False, 0)
         at(parent, False)
         res = results.main(["--runs", str(runs), "--out", str(Path(t) / "res"), "--no-plots", "--descends-from", root])
         assert res["meta"]["descends_from"] == root, res["meta"]
+        # a run in a copy without .git that carried the stamp of HEAD (the digest git gives for HEAD) counts
+        at(head, False, source="stamp", digest=git_tree_digest(git_ls_tree(ROOT, head)))
+        res = results.main(["--runs", str(runs), "--out", str(Path(t) / "res1"), "--no-plots", "--descends-from", root])
+        assert res["meta"]["descends_from"] == root, res["meta"]
         cmd = [sys.executable, str(ROOT / "scripts" / "results.py"), "--runs", str(runs), "--no-plots", "--out",
                str(Path(t) / "res2"), "--descends-from"]
-        for commit, dirty, ancestor, why in ((parent, False, head, "does not descend"), (head, True, root, "tracked files changed"),
-                                             ("unknown", "unknown", root, "records no git commit"),
-                                             (head, False, "not-a-commit", "not a commit")):
-            at(commit, dirty)
+        for commit, dirty, ancestor, why, source, digest in (
+                (parent, False, head, "does not descend", "git", None),
+                (head, True, root, "tracked files changed", "git", None),
+                ("unknown", "unknown", root, "records no git commit", "none", None),
+                (head, False, "not-a-commit", "not a commit", "git", None),
+                (head, False, root, "only git or a stamp count", "env", None),
+                ("0123456789abcdef" * 2 + "01234567", False, root, "is not a commit of this repository", "stamp", "0" * 64),
+                (head, False, root, "not that commit's", "stamp", git_tree_digest(git_ls_tree(ROOT, parent))),
+                (head, False, root, "not that commit's", "stamp", "unknown"),
+                (head, True, root, "tracked files changed", "stamp", git_tree_digest(git_ls_tree(ROOT, head)))):
+            at(commit, dirty, source=source, digest=digest)
             r = run_script(cmd + [ancestor])
             assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and why in r.stderr, \
-                (commit, dirty, ancestor, r.returncode, r.stderr[-300:])
+                (commit, dirty, ancestor, source, r.returncode, r.stderr[-300:])
             cases += 1
     return cases
 
@@ -167,11 +237,14 @@ def main() -> None:
         md = (Path(t) / "res" / "results.md").read_text()
         assert "| erase | erase-random | 3 | -0.200 [" in md and "| erase | erase-random | -0.200 [-0.448, 0.048]" in md, md
     n_descent = check_descent(results)
+    n_stamp = check_stamp()
     print(f"PASS results: means and paired differences exact on synthetic runs, per-seed rows and n printed; "
           f"hierarchical bootstrap width / analytic = {ratio:.3f} (10 seeds x 200 samples), identical seeds keep "
           f"the eval-sampling width; unequal n, mixed device, CPU model, v_hack content and mixed recipe refused (exit 2), --allow-mixed pools; plots written; run_meta's commit = git's, "
-          f"--descends-from passes descendants and refuses {n_descent} cases (not descending, dirty, no commit, no such "
-          f"commit)")
+          f"--descends-from passes descendants (from git and from a stamp) and refuses {n_descent} cases (not "
+          f"descending, dirty, no commit, no such commit, another source, a stamp of a commit not here, a stamp whose "
+          f"file table is not its commit's, a dirty stamped run); a copy without .git takes its commit from the stamp "
+          f"and its dirty flag from its content ({n_stamp} cases)")
 
 
 if __name__ == "__main__":

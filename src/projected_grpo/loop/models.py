@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -76,18 +78,89 @@ def run_meta(model, spec: str, device: str, vhack: str = "") -> dict:
                 **git_state())
 
 
+GIT_STAMP = ".git_commit.json"
+"""The file at a tree's root that brings its commit into a copy without .git (a device call): the commit and its file
+table, written in the checkout by `scripts/stamp_commit.py` (write_git_stamp) and carried with the call."""
+
+
 def git_state(repo: Path = pinned.REPO) -> dict:
     """git_commit: the commit the checkout is at; git_dirty: whether tracked files differ from it (untracked files
-    are not counted). Both 'unknown' where the package is not imported from a git checkout of its own (a copy of the
-    tree without .git, an installed package)."""
+    are not counted); git_commit_source: where the claim comes from. In a git checkout of its own, git ('git').
+    In a copy of the tree without .git (a device call) that carries GIT_STAMP, the stamp ('stamp', stamped_state):
+    the commit is the stamp's claim, git_dirty is computed here from the copy's content against the stamp's file
+    table, and git_tree_digest lets results.py check that table against the commit in the repository. Otherwise
+    (no checkout, no stamp; a subfolder; an installed package) 'unknown' ('none')."""
     def git(*args: str) -> str | None:
         r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
         return r.stdout.strip() if r.returncode == 0 else None
 
     top = git("rev-parse", "--show-toplevel")
-    if top is None or Path(top).resolve() != repo.resolve():
-        return dict(git_commit="unknown", git_dirty="unknown")
-    return dict(git_commit=git("rev-parse", "HEAD"), git_dirty=bool(git("status", "--porcelain", "--untracked-files=no")))
+    if top is not None and Path(top).resolve() == repo.resolve():
+        return dict(git_commit=git("rev-parse", "HEAD"), git_dirty=bool(git("status", "--porcelain", "--untracked-files=no")),
+                    git_commit_source="git")
+    if (repo / GIT_STAMP).is_file():  # not a checkout of its own
+        return stamped_state(repo)
+    return dict(git_commit="unknown", git_dirty="unknown", git_commit_source="none")
+
+
+def git_ls_tree(repo: Path, commit: str) -> list[tuple[str, str, str]]:
+    """(mode, blob sha1, path) of every file of `commit` (git ls-tree -r), sorted by path."""
+    r = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "-z", commit], capture_output=True, check=True)
+    rows = []
+    for line in r.stdout.decode().split("\0"):
+        if line:
+            meta, path = line.split("\t", 1)
+            mode, _kind, blob = meta.split()
+            rows.append((mode, blob, path))
+    return sorted(rows, key=lambda e: e[2])
+
+
+def git_tree_digest(files: list) -> str:
+    """sha256 of a file table's sorted 'mode blob\tpath' lines: the same for a stamp and for git ls-tree of its
+    commit, and for nothing else."""
+    h = hashlib.sha256()
+    for mode, blob, path in sorted((tuple(f) for f in files), key=lambda e: e[2]):
+        h.update(f"{mode} {blob}\t{path}\n".encode())
+    return h.hexdigest()
+
+
+def _blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _matches(path: Path, mode: str, blob: str) -> bool:
+    """Whether a file of the copy has the content git stored for it (mode bits are not compared; a submodule,
+    mode 160000, counts as matching)."""
+    if mode == "160000":
+        return True
+    if mode == "120000":
+        return path.is_symlink() and _blob_sha1(os.readlink(path).encode()) == blob
+    return path.is_file() and not path.is_symlink() and _blob_sha1(path.read_bytes()) == blob
+
+
+def write_git_stamp(repo: Path = pinned.REPO, out: Path | None = None) -> dict:
+    """Write GIT_STAMP (or `out`) for the checkout `repo`: HEAD, HEAD's file table, and whether tracked files
+    differed from HEAD when it was written (for information; a run decides git_dirty from what it finds)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+    head = git("rev-parse", "HEAD")
+    files = [list(f) for f in git_ls_tree(repo, head)]
+    stamp = dict(git_commit=head, files=files, git_tree_digest=git_tree_digest(files),
+                 dirty_when_stamped=bool(git("status", "--porcelain", "--untracked-files=no")))
+    (out or repo / GIT_STAMP).write_text(json.dumps(stamp))
+    return stamp
+
+
+def stamped_state(repo: Path) -> dict:
+    """git_state from GIT_STAMP in a copy without .git: the stamp's commit, git_dirty from the copy's content (a
+    tracked file changed or missing against the stamp's table), git_tree_digest of that table, and up to 10 of the
+    changed paths."""
+    stamp = json.loads((repo / GIT_STAMP).read_text())
+    files = stamp["files"]
+    changed = [path for mode, blob, path in files if not _matches(repo / path, mode, blob)]
+    return dict(git_commit=str(stamp["git_commit"]), git_dirty=bool(changed), git_commit_source="stamp",
+                git_tree_digest=git_tree_digest(files), git_changed=changed[:10])
 
 
 def load_policy(spec: str, device: str | None = None, dtype: torch.dtype | None = None):
