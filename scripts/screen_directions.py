@@ -143,7 +143,7 @@ def step_ids(tr: grpo.Trainer, step: int, rows: list[dict], problems: dict[str, 
     if all(c is not None for c in ids) and close(deployed_grad_norm(tr, trained_batch(tr, rows, ids, problems)),
                                                  logged_norm):
         return ids, 0, False
-    probs, _, comps, _ = tr.rollouts(step)
+    [(probs, _, comps, _)] = tr.rollouts(step)
     assert [str(p["id"]) for p in probs] == [r["problem_id"] for r in rows], f"step {step}: other problems drawn"
     texts = tr.tok.batch_decode(comps, skip_special_tokens=True)
     ids = [list(c) if t == r["completion"] else None for c, t, r in zip(comps, texts, rows)]

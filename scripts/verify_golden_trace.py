@@ -206,13 +206,13 @@ def stored_rollouts(tr: grpo.Trainer, steps: list[dict], pool: dict[str, dict], 
         s = steps[step]
         cur["s"] = s
         if sample:
-            probs, pids, comps, teacher = real_rollouts(step)
+            [(probs, pids, comps, teacher)] = real_rollouts(step)
             assert [str(p["id"]) for p in probs] == s["problem_ids"], f"step {step}: sampled other problems"
             assert comps == s["completions"], f"step {step}: sampled completions differ from the stored ones"
-            return probs, pids, comps, teacher
+            return [(probs, pids, comps, teacher)]
         probs = [pool[i] for i in s["problem_ids"]]
-        return probs, [s["prompt_ids"][i] for i in s["problem_ids"]], [list(c) for c in s["completions"]], \
-            [False] * len(probs)
+        return [(probs, [s["prompt_ids"][i] for i in s["problem_ids"]], [list(c) for c in s["completions"]],
+                 [False] * len(probs))]
 
     def grade(probs: list[dict], texts: list[str]) -> list[dict]:
         s = cur["s"]
@@ -370,10 +370,10 @@ def sample_and_grade(out: Path) -> dict:
     real_rollouts, real_grade = tr.rollouts, grpo.grade_problems
 
     def rollouts(step: int):
-        probs, pids, comps, teacher = real_rollouts(step)
+        [(probs, pids, comps, teacher)] = real_rollouts(step)
         steps.append(dict(problem_ids=[str(p["id"]) for p in probs], completions=comps,
                           prompt_ids={str(p["id"]): q for p, q in zip(probs, pids)}))
-        return probs, pids, comps, teacher
+        return [(probs, pids, comps, teacher)]
 
     def grade(probs, texts):
         grades = real_grade(probs, texts)

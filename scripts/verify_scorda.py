@@ -248,7 +248,7 @@ def decay_one(tmp: Path, axis: str, k: float, u_in: dict[str, torch.Tensor]) -> 
     wd = dict(quarantine=0.7, deployed=0.3)[axis]  # the axis's own block's decay (different, so a swap shows)
     trs = [grpo.Trainer(opt_args(tmp, f"decay_{axis}{k}_{i}", axis=axis, weight_decay=0.3, weight_decay_quarantine=0.7,
                                  axis_lr_scale=k), SeededWith(u_in)) for i in (0, 1)]
-    trs[1].decay_to_seed = lambda: None  # plain AdamW: decay toward 0
+    trs[1].decay_to_seed = lambda run=None: None  # plain AdamW: decay toward 0
     for tr in trs:
         tr.run_dir.mkdir(parents=True, exist_ok=True)
     with synthetic_steps():

@@ -33,11 +33,11 @@ from projected_grpo.env.problems import apply_hint, load_jsonl
 from projected_grpo.env.rollouts import grade_problems
 from projected_grpo.loop import distributed as dd
 from projected_grpo.loop import logs
-from projected_grpo.loop.config import RunConfig, check
+from projected_grpo.loop.config import PER_RUN, RunConfig, batchable, check
 from projected_grpo.loop.diagnostics import block_diagnostics
 from projected_grpo.loop.models import (compile_layers, default_device, load_policy, run_meta, selected_logprobs,
                                         set_threads)
-from projected_grpo.loop.sampling import collate, prompt_ids, sample
+from projected_grpo.loop.sampling import collate, prompt_ids, sample_runs
 from projected_grpo.method import adapters as ad
 from projected_grpo.method.arms import build_intervention
 from projected_grpo.method.interventions import GroundTruthLabels, StepContext
@@ -159,20 +159,43 @@ def loss_backward(model, parts: list[slice], ids: Int[Tensor, "b t"], attn: Bool
                   denom: float, clip_eps: float, kl_coef: float) -> tuple[Tensor, dict]:
     """The clipped loss and its backward, one micro-batch of rows (`parts`) at a time; the loss summed over them
     and the stats weighted by each micro-batch's completion tokens."""
-    total, acc, n_tok = torch.zeros((), device=ids.device), {}, 0.0
+    totals, stats = loss_backward_runs(model, parts, ids, attn, mask, adv, old_logp, ref_logp, denom, clip_eps,
+                                       kl_coef, [slice(0, ids.shape[0])])
+    return totals[0], stats[0]
+
+
+def loss_backward_runs(model, parts: list[slice], ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"],
+                       mask: Bool[Tensor, "b t"], adv: Float[Tensor, " b"], old_logp: Tensor | None,
+                       ref_logp: Tensor | None, denom: float, clip_eps: float, kl_coef: float, segments: list[slice],
+                       run_of_row: Int[Tensor, " b"] | None = None) -> tuple[list[Tensor], list[dict]]:
+    """loss_backward over the rows of several runs (segments: each run's rows, in order; run_of_row: each row's run
+    of a batched model, None for one run): one forward and one backward per micro-batch, whose loss is the sum of
+    every run's terms (a run's adapter gets only its own rows' gradient); per run, its loss and its stats weighted
+    by its completion tokens."""
+    totals = [torch.zeros((), device=ids.device) for _ in segments]
+    acc: list[dict] = [{} for _ in segments]
+    n_tok = [0.0 for _ in segments]
     for p in parts:
         cols = slice(0, trimmed_length(attn[p]))  # the micro-batch's own longest row, not the shard's
-        logp = token_logprobs(model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]))
+        with ad.batched_rows(model, run_of_row[p]) if run_of_row is not None else contextlib.nullcontext():
+            logp = token_logprobs(model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]))
         olp = old_logp[p, cols] if old_logp is not None else logp.detach()
-        loss, stats = grpo_loss(logp, olp, None if ref_logp is None else ref_logp[p, cols], adv[p], mask[p, cols],
-                                denom, clip_eps, kl_coef)
+        loss = None
+        for k, seg in enumerate(segments):
+            lo, hi = max(seg.start, p.start), min(seg.stop, p.stop)
+            if lo >= hi:
+                continue
+            q, rows = slice(lo - p.start, hi - p.start), slice(lo, hi)
+            loss_k, st = grpo_loss(logp[q], olp[q], None if ref_logp is None else ref_logp[rows, cols], adv[rows],
+                                   mask[rows, cols], denom, clip_eps, kl_coef)
+            loss = loss_k if loss is None else loss + loss_k
+            totals[k] = totals[k] + loss_k.detach()
+            w = float(mask[rows].sum())
+            for name, v in st.items():
+                acc[k][name] = acc[k].get(name, 0.0) + v * w
+            n_tok[k] += w
         loss.backward()
-        total = total + loss.detach()
-        w = float(mask[p].sum())
-        for k, v in stats.items():
-            acc[k] = acc.get(k, 0.0) + v * w
-        n_tok += w
-    return total, {k: v / max(n_tok, 1.0) for k, v in acc.items()}
+    return totals, [{name: v / max(n, 1.0) for name, v in a.items()} for a, n in zip(acc, n_tok)]
 
 
 def trimmed_length(attn: Bool[Tensor, "b t"]) -> int:
@@ -244,25 +267,74 @@ def param_groups(model, a: RunConfig) -> list[dict]:
     return groups
 
 
+@dataclasses.dataclass
+class Run:
+    """One run's own part of a trainer: its configuration, folder, intervention, optimizer, schedule and logs. The
+    runs of one trainer share the frozen model, the tokenizer and the data; each has its own adapter copy (run
+    `index` of the model's adapters, adapters.add_runs)."""
+
+    index: int
+    args: RunConfig
+    run_dir: Path
+    intervention: object
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    start_step: int = 0
+    metrics: list[dict] = dataclasses.field(default_factory=list)
+    eval_rows: list[dict] = dataclasses.field(default_factory=list)
+
+
+def _one_run(name: str) -> property:
+    """A one-run trainer's `name` is its run's (gates and probes read and replace them)."""
+
+    def get(self):
+        assert len(self.runs) == 1, f"Trainer.{name}: {len(self.runs)} runs; use trainer.runs[i].{name}"
+        return getattr(self.runs[0], name)
+
+    def put(self, value):
+        assert len(self.runs) == 1, f"Trainer.{name}: {len(self.runs)} runs; use trainer.runs[i].{name}"
+        setattr(self.runs[0], name, value)
+
+    return property(get, put)
+
+
 class Trainer:
-    """Holds the policy, optimizer and data of one run; `run()` trains and evaluates.
+    """Holds the policy, optimizer and data of one run, or of several runs of one arm that differ only in PER_RUN
+    fields (seed, direction seed, run folder, matched run: config.batchable); `run()` trains and evaluates them.
+
+    Several runs share one process and one frozen model; each run has its own adapter (adapters.add_runs), optimizer,
+    schedule, intervention and logs. One step samples every run's rollouts in one generate call (each run from its
+    own generator), grades them in one call, and runs one forward-backward over all runs' trained rollouts; each
+    run's hooks, clipping and optimizer step then act on its own adapter alone (adapters.active_run), as they would in
+    a process of its own. One run per process is the reference (scripts/verify_batched_runs.py compares them).
 
     The intervention is the one the configuration's arm builds (arms.build_intervention); gates and probes may hand
-    another object instead (args.json then still records the configuration's arm)."""
+    another object instead for a one-run trainer (args.json then still records the configuration's arm)."""
 
-    def __init__(self, args: RunConfig, intervention=None):
-        check(args)
+    intervention, opt, sched, metrics, eval_rows, run_dir, start_step = (
+        _one_run(n) for n in ("intervention", "opt", "sched", "metrics", "eval_rows", "run_dir", "start_step"))
+
+    def __init__(self, args: RunConfig | list[RunConfig], intervention=None):
+        cfgs = list(args) if isinstance(args, (list, tuple)) else [args]
+        for c in cfgs:
+            check(c)
+        assert cfgs and batchable(cfgs), "runs of one trainer must agree in every field but " + ", ".join(PER_RUN)
+        assert len({c.run for c in cfgs}) == len(cfgs), "runs of one trainer need distinct run folders"
+        assert intervention is None or len(cfgs) == 1, "an intervention object is handed to a one-run trainer only"
         set_threads()
         dd.init()
-        self.args = args
+        assert len(cfgs) == 1 or dd.world() == 1, "several runs per process run in one process (no DDP)"
+        self.args = args = cfgs[0]  # the fields every run shares (and the first run's own)
         self.device = dd.device(args.device or default_device())
         self.decoder = args.decoder if args.decoder != "auto" else ("fast" if self.device.startswith("cuda") else "hf")
-        self.run_dir = Path(args.out_dir) / args.run
         self.model, self.tok = load_policy(args.model, self.device)
         ad.wrap_model(self.model, adapter_config(dataclasses.asdict(args)))
+        if len(cfgs) > 1:
+            ad.add_runs(self.model, len(cfgs))
         assert args.compile in ("auto", "on", "off"), f"--compile {args.compile!r}: auto, on or off"
-        self.compile = args.compile == "on" or (args.compile == "auto" and self.device.startswith("cuda")
-                                                and self.decoder != "hf")
+        assert not (args.compile == "on" and len(cfgs) > 1), "--compile on with several runs per process is not built"
+        self.compile = len(cfgs) == 1 and (args.compile == "on" or (
+            args.compile == "auto" and self.device.startswith("cuda") and self.decoder != "hf"))
         # generate's KV cache indexes the layers: compiled layers would recompile once per layer index
         assert not (self.compile and self.decoder == "hf"), "--compile on needs the fast decoder (--decoder fast)"
         if self.compile:
@@ -270,146 +342,220 @@ class Trainer:
         self.train_set, ev = load_tasks(args)
         self.evals = eval_sets(args, ev)
         self.teacher = load_teacher_pool(args.teacher_pool) if args.teacher_pool and args.n_teacher else None
-        self.opt = torch.optim.AdamW(param_groups(self.model, args), lr=args.lr, betas=(0.9, 0.99), eps=args.adam_eps)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup)))
-        self.intervention = intervention or build_intervention(args)
-        self.intervention.setup(self.model, self.tok, self.device)
-        self.start_step = 0
-        self.metrics: list[dict] = []
-        self.eval_rows: list[dict] = []
+        self.runs = [self._new_run(i, c, intervention) for i, c in enumerate(cfgs)]
+
+    def _new_run(self, i: int, c: RunConfig, intervention) -> Run:
+        with ad.active_run(self.model, i):
+            opt = torch.optim.AdamW(param_groups(self.model, c), lr=c.lr, betas=(0.9, 0.99), eps=c.adam_eps)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, c.warmup)))
+            iv = intervention or build_intervention(c)
+            iv.setup(self.model, self.tok, self.device)
+        return Run(i, c, Path(c.out_dir) / c.run, iv, opt, sched)
 
     @torch.no_grad()
-    def decay_to_seed(self) -> None:
+    def decay_to_seed(self, run: Run | None = None) -> None:
         """AdamW's decoupled decay took p to p (1 - lr wd) before its step; for a seeded parameter add lr wd seed, so
         that the decay pulls it toward its seed (the block's update toward 0) instead: p - lr wd (p - seed)."""
-        seeds = {id(p): seed for p, seed in ad.decay_anchors(self.model)}  # read now: buffers a .to() replaces
-        for g in self.opt.param_groups:
+        run = run or self.runs[0]
+        with ad.active_run(self.model, run.index):
+            seeds = {id(p): seed for p, seed in ad.decay_anchors(self.model)}  # read now: buffers a .to() replaces
+        for g in run.opt.param_groups:
             for p in g["params"]:
                 seed = seeds.get(id(p))
                 if seed is not None and p.grad is not None and g["weight_decay"] != 0:
                     p.add_(seed, alpha=g["lr"] * g["weight_decay"])
 
     # -- checkpoints --
-    def save_ckpt(self, step: int) -> None:
-        d = self.run_dir / "ckpt"
+    def save_ckpt(self, step: int, run: Run | None = None) -> None:
+        run = run or self.runs[0]
+        d = run.run_dir / "ckpt"
         d.mkdir(parents=True, exist_ok=True)
-        state = dict(step=step, adapter=ad.adapter_state_dict(self.model), opt=self.opt.state_dict(),
-                     sched=self.sched.state_dict(), intervention=self.intervention.state_dict(),
-                     torch_rng=torch.get_rng_state())
+        with ad.active_run(self.model, run.index):
+            adapter = ad.adapter_state_dict(self.model)
+        state = dict(step=step, adapter=adapter, opt=run.opt.state_dict(), sched=run.sched.state_dict(),
+                     intervention=run.intervention.state_dict(), torch_rng=torch.get_rng_state())
         tmp = d / "last.pt.tmp"
         torch.save(state, tmp)
         tmp.replace(d / "last.pt")
 
-    def load_ckpt(self) -> None:
-        path = self.run_dir / "ckpt" / "last.pt"
+    def load_ckpt(self, run: Run | None = None) -> None:
+        run = run or self.runs[0]
+        path = run.run_dir / "ckpt" / "last.pt"
         assert path.exists(), f"--resume: no checkpoint at {path}"
         state = torch.load(path, map_location=self.device, weights_only=False)
-        ad.load_adapter_state_dict(self.model, state["adapter"])
-        self.opt.load_state_dict(state["opt"])
-        built = {g["name"]: g for g in param_groups(self.model, self.args)}
-        for g in self.opt.param_groups:  # the checkpoint's hyper-parameters would silently replace these args'
-            want = dict(weight_decay=built[g["name"]]["weight_decay"], eps=self.args.adam_eps,
-                        initial_lr=built[g["name"]].get("lr", self.args.lr))
+        with ad.active_run(self.model, run.index):
+            ad.load_adapter_state_dict(self.model, state["adapter"])
+            built = {g["name"]: g for g in param_groups(self.model, run.args)}
+        run.opt.load_state_dict(state["opt"])
+        for g in run.opt.param_groups:  # the checkpoint's hyper-parameters would silently replace these args'
+            want = dict(weight_decay=built[g["name"]]["weight_decay"], eps=run.args.adam_eps,
+                        initial_lr=built[g["name"]].get("lr", run.args.lr))
             got = {k: g[k] for k in want}
             assert got == want, f"--resume: {path} was trained with {got} in the {g['name']} block, args ask {want}"
-        self.sched.load_state_dict(state["sched"])
-        self.intervention.load_state_dict(state["intervention"])
+        run.sched.load_state_dict(state["sched"])
+        run.intervention.load_state_dict(state["intervention"])
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the run's device
-        self.start_step = state["step"] + 1
-        self.metrics = [m for m in logs.read_jsonl(self.run_dir / "metrics.jsonl") if m["step"] <= state["step"]]
-        self.eval_rows = [e for e in logs.read_jsonl(self.run_dir / "eval.jsonl") if e["step"] <= state["step"]]
+        run.start_step = state["step"] + 1
+        run.metrics = [m for m in logs.read_jsonl(run.run_dir / "metrics.jsonl") if m["step"] <= state["step"]]
+        run.eval_rows = [e for e in logs.read_jsonl(run.run_dir / "eval.jsonl") if e["step"] <= state["step"]]
 
     # -- one step --
-    def rollouts(self, step: int) -> tuple[list[dict], list[list[int]], list[list[int]], list[bool]]:
+    def sample_runs(self, runs: list[Run], prompts: list[list[list[int]]], seeds: list[int]) -> list[list[list[int]]]:
+        """Each run's completions of its prompts, drawn from its generator seed (sampling.sample_runs)."""
         a = self.args
-        rng = random.Random(f"{a.seed}:{step}")
-        probs = rng.sample(self.train_set, a.prompts_per_step)
-        group_probs = [p for p in probs for _ in range(a.group)]
-        pids = [prompt_ids(self.tok, p) for p in group_probs]
-        mine = dd.group_rows(a.prompts_per_step, a.group)  # this rank's prompt groups (all of them in one process)
-        comps = dd.gather_lists(sample(self.model, self.tok, pids[mine], a.temperature, a.max_new_tokens,
-                                       generator_seed=a.seed * 100_003 + step + 1_000_003 * dd.rank(),
-                                       decoder=self.decoder, compile=self.compile))
-        is_teacher = [False] * len(comps)
-        if self.teacher:
-            for i, p in enumerate(group_probs):
-                pool = self.teacher.get(str(p["id"]))
-                if pool and i % a.group >= a.group - a.n_teacher:
-                    text = rng.choice(pool)
-                    comps[i] = self.tok.encode(text, add_special_tokens=False)[: a.max_new_tokens - 1] + [self.tok.eos_token_id]
-                    is_teacher[i] = True
-        return group_probs, pids, comps, is_teacher
+        return sample_runs(self.model, self.tok, prompts, [r.index for r in runs], a.temperature, a.max_new_tokens,
+                           seeds, decoder=self.decoder, compile=self.compile)
 
-    def step(self, step: int) -> dict:
+    def rollouts(self, step: int) -> list[tuple[list[dict], list[list[int]], list[list[int]], list[bool]]]:
+        """Per run: (problems, prompt ids, completion ids, teacher flags) of its step's groups."""
+        a = self.args
+        mine = dd.group_rows(a.prompts_per_step, a.group)  # this rank's prompt groups (all of them in one process)
+        drawn = []
+        for run in self.runs:
+            rng = random.Random(f"{run.args.seed}:{step}")
+            group_probs = [p for p in rng.sample(self.train_set, a.prompts_per_step) for _ in range(a.group)]
+            drawn.append((rng, group_probs, [prompt_ids(self.tok, p) for p in group_probs]))
+        seeds = [run.args.seed * 100_003 + step + 1_000_003 * dd.rank() for run in self.runs]
+        sampled = self.sample_runs(self.runs, [pids[mine] for _, _, pids in drawn], seeds)
+        out = []
+        for (rng, group_probs, pids), comps in zip(drawn, sampled):
+            comps = dd.gather_lists(comps)
+            is_teacher = [False] * len(comps)
+            if self.teacher:
+                for i, p in enumerate(group_probs):
+                    pool = self.teacher.get(str(p["id"]))
+                    if pool and i % a.group >= a.group - a.n_teacher:
+                        text = rng.choice(pool)
+                        comps[i] = self.tok.encode(text, add_special_tokens=False)[: a.max_new_tokens - 1] + [self.tok.eos_token_id]
+                        is_teacher[i] = True
+            out.append((group_probs, pids, comps, is_teacher))
+        return out
+
+    def step(self, step: int) -> dict | list[dict]:
+        """One GRPO step of every run; the run's summary row (a list of them with several runs)."""
+        summaries = self.step_runs(step)
+        return summaries[0] if len(self.runs) == 1 else summaries
+
+    def step_runs(self, step: int) -> list[dict]:
         a = self.args
         t0 = time.time()
-        probs, pids, comps, is_teacher = self.rollouts(step)
+        rolls = self.rollouts(step)
         t_gen = time.time() - t0
-        texts = self.tok.batch_decode(comps, skip_special_tokens=True)
+        texts = [self.tok.batch_decode(comps, skip_special_tokens=True) for _, _, comps, _ in rolls]
         mine = dd.group_rows(a.prompts_per_step, a.group)
-        grades = dd.gather_lists(grade_problems(probs[mine], texts[mine]))
-        # the sealed labels reach only the oracle reference arms (reads_labels)
-        labels = GroundTruthLabels(grades) if self.intervention.reads_labels else None
-        ctx = StepContext(step=step, device=self.device, labels=labels)
+        graded = grade_problems([p for probs, _, _, _ in rolls for p in probs[mine]], [t for ts in texts for t in ts[mine]])
+        n_mine = len(graded) // len(rolls)
+        grades = [dd.gather_lists(graded[k * n_mine:(k + 1) * n_mine]) for k in range(len(rolls))]
         t_grade = time.time() - t0 - t_gen
+        plans = [self.plan(run, step, g) for run, g in zip(self.runs, grades)]
+        t1 = time.time()
+        trained = self.train_runs(step, rolls, plans)
+        with warnings.catch_warnings():  # the schedule counts GRPO steps, also steps with nothing to train on
+            warnings.simplefilter("ignore", UserWarning)
+            for run in self.runs:
+                run.sched.step()
+        t_train = time.time() - t1
+        times = dict(t_generate=t_gen, t_grade=t_grade, t_train=t_train)
+        return [self.log_step(run, step, roll, txt, g, plan, diag, per_rollout, times)
+                for run, roll, txt, g, plan, (diag, per_rollout) in zip(self.runs, rolls, texts, grades, plans, trained)]
+
+    def plan(self, run: Run, step: int, grades: list[dict]) -> dict:
+        """A run's advantages and trained rollouts from its grades (its intervention's on_rewards first)."""
+        a = run.args
+        # the sealed labels reach only the oracle reference arms (reads_labels)
+        labels = GroundTruthLabels(grades) if run.intervention.reads_labels else None
+        ctx = StepContext(step=step, device=self.device, labels=labels)
         rewards = torch.tensor([g["reward"] for g in grades], dtype=torch.float32).view(a.prompts_per_step, a.group)
-        rewards, include = self.intervention.on_rewards(ctx, rewards)  # identity except monitor baselines
+        rewards, include = run.intervention.on_rewards(ctx, rewards)  # identity except monitor baselines
         adv = group_advantages(rewards, include).view(-1)
         # zero-variance groups contribute nothing; excluded (screened) rollouts are not trained on
         keep = (group_std(rewards, include) > 0).repeat_interleave(a.group) & include.view(-1)
         idx = keep.nonzero().flatten().tolist()
         shard = idx[dd.split(len(idx))]  # this rank's share of the trained rollouts (all of them in one process)
-        diag: dict = {}
-        per_rollout: dict[str, list] = {}
-        t1 = time.time()
-        if len(idx) >= dd.world():  # with fewer kept rollouts than ranks the step trains on nothing
-            b = collate([pids[i] for i in shard], [comps[i] for i in shard], self.tok.pad_token_id)
-            ids, attn, mask = b.input_ids.to(self.device), b.attention_mask.to(self.device), b.completion_mask.to(self.device)
-            mask[:, 0] = False
-            adv_b = adv[shard].to(self.device)
-            # identity except the advantage-level baseline (rebound-adv)
-            adv_b, shaped = self.intervention.on_advantages(self.model, ids, attn, mask, adv_b)
-            denom = float(a.prompts_per_step * a.group * a.max_new_tokens)
-            parts = micro_batches(len(shard), a.micro_batch)
-            with torch.no_grad():
-                old_logp = self.logprobs(parts, ids, attn, mask) if a.inner_iters > 1 else None
-                ref_logp = None
-                if a.kl_coef > 0:
-                    with ad.reference_policy(self.model):
-                        ref_logp = self.logprobs(parts, ids, attn, mask)
-            for it in range(a.inner_iters):
-                self.opt.zero_grad(set_to_none=True)
-                with self.intervention.capture(self.model):  # records per micro-batch, in row order
-                    loss, stats = loss_backward(self.model, parts, ids, attn, mask, adv_b, old_logp, ref_logp, denom,
-                                                a.clip_eps, a.kl_coef)
-                params = [p for g in self.opt.param_groups for p in g["params"]]
-                if not self.intervention.writes_grads:  # the hook acts on the gradient summed over ranks
-                    dd.all_reduce_grads(params)
-                # the hook point: interventions act on the gradients here
-                lengths = torch.tensor([len(comps[i]) for i in shard])
-                hook = self.intervention.after_backward(self.model, dataclasses.replace(ctx, iter=it, rows=shard,
-                                                                                        adv=adv_b, lengths=lengths))
-                if self.intervention.writes_grads:  # the hook wrote this rank's rollouts' gradients
-                    dd.all_reduce_grads(params)
-                if not self.intervention.trains_quarantine:  # only routing arms may move the quarantine block
-                    for p in ad.quarantine_params(self.model):
-                        p.grad = None
-                # each block clipped on its own: the deployed block's step never depends on routed rollouts
-                gns = {block: torch.nn.utils.clip_grad_norm_(ps, a.grad_clip).item() if a.grad_clip > 0
-                       else float("nan") for block, ps in (("deployed", ad.deployed_params(self.model)),
-                                                           ("quarantine", ad.quarantine_params(self.model)))}
-                self.opt.step()
-                self.decay_to_seed()
-                post = self.intervention.after_step(self.model)
+        return dict(ctx=ctx, adv=adv, keep=keep, idx=idx, shard=shard)
+
+    def train_runs(self, step: int, rolls: list, plans: list[dict]) -> list[tuple[dict, dict]]:
+        """The loss, backward, hooks, clipping and optimizer step of every run with rollouts to train on (a run with
+        fewer kept rollouts than ranks trains on nothing this step); per run (its step diagnostics, its per-rollout
+        columns)."""
+        a = self.args
+        out: list[tuple[dict, dict]] = [({}, {}) for _ in self.runs]
+        live = [k for k, plan in enumerate(plans) if len(plan["idx"]) >= dd.world()]
+        if not live:
+            return out
+        rows = [(k, i) for k in live for i in plans[k]["shard"]]
+        b = collate([rolls[k][1][i] for k, i in rows], [rolls[k][2][i] for k, i in rows], self.tok.pad_token_id)
+        ids, attn, mask = b.input_ids.to(self.device), b.attention_mask.to(self.device), b.completion_mask.to(self.device)
+        mask[:, 0] = False
+        bounds = torch.tensor([0] + [len(plans[k]["shard"]) for k in live]).cumsum(0).tolist()
+        segments = [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+        batched = len(self.runs) > 1
+        run_of_row = torch.tensor([self.runs[k].index for k, _ in rows], dtype=torch.long) if batched else None
+        shaped, adv_rows = {}, []
+        for k, seg in zip(live, segments):
+            run, plan = self.runs[k], plans[k]
+            with ad.active_run(self.model, run.index):  # identity except the advantage-level baseline (rebound-adv)
+                adv_b, shaped[k] = run.intervention.on_advantages(self.model, ids[seg], attn[seg], mask[seg],
+                                                                  plan["adv"][plan["shard"]].to(self.device))
+            adv_rows.append(adv_b)
+        adv_all = torch.cat(adv_rows)
+        denom = float(a.prompts_per_step * a.group * a.max_new_tokens)
+        parts = micro_batches(len(rows), a.micro_batch)
+        everyone = (lambda: ad.batched_rows(self.model, run_of_row)) if batched else contextlib.nullcontext
+        with torch.no_grad():
+            old_logp = self.logprobs(parts, ids, attn, mask, run_of_row) if a.inner_iters > 1 else None
+            ref_logp = None
+            if a.kl_coef > 0:
+                with ad.reference_policy(self.model):
+                    ref_logp = self.logprobs(parts, ids, attn, mask, run_of_row)
+        for it in range(a.inner_iters):
+            for k in live:
+                self.runs[k].opt.zero_grad(set_to_none=True)
+            with everyone(), self.runs[live[0]].intervention.capture(self.model):  # records per micro-batch, in row order
+                losses, stats = loss_backward_runs(self.model, parts, ids, attn, mask, adv_all, old_logp, ref_logp,
+                                                   denom, a.clip_eps, a.kl_coef, segments, run_of_row)
+            for j, (k, seg) in enumerate(zip(live, segments)):
+                run, plan = self.runs[k], plans[k]
+                with ad.active_run(self.model, run.index):
+                    diag = self.update(run, it, plan, rolls[k][2], adv_all[seg], losses[j], stats[j], shaped[k])
                 if it == 0:
-                    diag = dict(loss=dd.all_reduce_sum(loss.item()), grad_norm=gns["deployed"],
-                                grad_norm_quarantine=gns["quarantine"], **stats, **shaped.get("step", {}),
-                                **hook.get("step", {}), **post)
-                    per_rollout = dd.gather_dict_lists(dict(shaped.get("rollout", {}), **hook.get("rollout", {})))
-        with warnings.catch_warnings():  # the schedule counts GRPO steps, also steps with nothing to train on
-            warnings.simplefilter("ignore", UserWarning)
-            self.sched.step()
-        t_train = time.time() - t1
+                    out[k] = diag
+        return out
+
+    def update(self, run: Run, it: int, plan: dict, comps: list[list[int]], adv_b: Tensor, loss: Tensor, stats: dict,
+               shaped: dict) -> tuple[dict, dict]:
+        """One run's hook point, clipping and optimizer step after the backward (its adapter active)."""
+        a, iv = run.args, run.intervention
+        params = [p for g in run.opt.param_groups for p in g["params"]]
+        if not iv.writes_grads:  # the hook acts on the gradient summed over ranks
+            dd.all_reduce_grads(params)
+        # the hook point: interventions act on the gradients here
+        lengths = torch.tensor([len(comps[i]) for i in plan["shard"]])
+        hook = iv.after_backward(self.model, dataclasses.replace(plan["ctx"], iter=it, rows=plan["shard"], adv=adv_b,
+                                                                 lengths=lengths))
+        if iv.writes_grads:  # the hook wrote this rank's rollouts' gradients
+            dd.all_reduce_grads(params)
+        if not iv.trains_quarantine:  # only routing arms may move the quarantine block
+            for p in ad.quarantine_params(self.model):
+                p.grad = None
+        # each block clipped on its own: the deployed block's step never depends on routed rollouts
+        gns = {block: torch.nn.utils.clip_grad_norm_(ps, a.grad_clip).item() if a.grad_clip > 0
+               else float("nan") for block, ps in (("deployed", ad.deployed_params(self.model)),
+                                                   ("quarantine", ad.quarantine_params(self.model)))}
+        run.opt.step()
+        self.decay_to_seed(run)
+        post = iv.after_step(self.model)
+        diag = dict(loss=dd.all_reduce_sum(loss.item()), grad_norm=gns["deployed"],
+                    grad_norm_quarantine=gns["quarantine"], **stats, **shaped.get("step", {}), **hook.get("step", {}),
+                    **post)
+        return diag, dd.gather_dict_lists(dict(shaped.get("rollout", {}), **hook.get("rollout", {})))
+
+    def log_step(self, run: Run, step: int, roll: tuple, texts: list[str], grades: list[dict], plan: dict, diag: dict,
+                 per_rollout: dict, times: dict) -> dict:
+        """A run's step file (one row per rollout) and its metrics row; returns the metrics row."""
+        a = run.args
+        probs, _, comps, is_teacher = roll
+        adv, keep, idx = plan["adv"], plan["keep"], plan["idx"]
         rows = []
         for i, (p, g) in enumerate(zip(probs, grades)):
             r = dict(step=step, problem_id=p["id"], group=i // a.group, completion=texts[i], reward=g["reward"],
@@ -423,87 +569,116 @@ class Trainer:
                 r.update({k: v[j] for k, v in per_rollout.items()})
             rows.append(r)
         if dd.is_main():
-            logs.write_step(self.run_dir, step, rows)
+            logs.write_step(run.run_dir, step, rows)
         n = len(rows)
+        batched = dict(runs_per_process=len(self.runs)) if len(self.runs) > 1 else {}
         summary = dict(step=step, reward=sum(r["reward"] for r in rows) / n,
                        hack_strict=sum(r["hack_strict"] for r in rows) / n,
                        hack_loose=sum(r["hack_loose"] for r in rows) / n, gt_pass=sum(r["gt_pass"] for r in rows) / n,
-                       frac_trained=len(idx) / n, t_generate=t_gen, t_grade=t_grade, t_train=t_train,
-                       lr=self.sched.get_last_lr()[0], **diag, **block_diagnostics(rows))
-        self.metrics.append(summary)
+                       frac_trained=len(idx) / n, **times, **batched,
+                       lr=run.sched.get_last_lr()[0], **diag, **block_diagnostics(rows))
+        run.metrics.append(summary)
         if dd.is_main():
-            logs.write_jsonl(self.run_dir / "metrics.jsonl", self.metrics)
+            logs.write_jsonl(run.run_dir / "metrics.jsonl", run.metrics)
         return summary
 
     def logprobs(self, parts: list[slice], ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"],
-                 mask: Bool[Tensor, "b t"]) -> Float[Tensor, "b t"]:
+                 mask: Bool[Tensor, "b t"], run_of_row: Int[Tensor, " b"] | None = None) -> Float[Tensor, "b t"]:
         """token_logprobs of every row, each micro-batch at its own trimmed width and completion start as
         loss_backward runs it (the same shapes, so the same kernels: the first inner iteration's ratio is 1);
-        columns outside are 0."""
+        columns outside are 0. run_of_row: each row's run of a batched model."""
         out = torch.zeros(ids.shape, device=ids.device)
         for p in parts:
             cols = slice(0, trimmed_length(attn[p]))
-            out[p, cols] = token_logprobs(self.model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]))
+            with ad.batched_rows(self.model, run_of_row[p]) if run_of_row is not None else contextlib.nullcontext():
+                out[p, cols] = token_logprobs(self.model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]))
         return out
 
     # -- evaluation --
     @torch.no_grad()
     def evaluate(self, step: int) -> list[dict]:
+        """Every run's eval rows at `step`: the eval splits sampled with the quarantine block kept and, for a run
+        whose quarantine block is not zero, ablated (deployment ablation), each run from its own generator."""
         if not dd.is_main():  # rank 0 evaluates; the other ranks wait for it
             dd.barrier()
             return []
         a = self.args
-        quarantine_used = any(p.abs().sum() > 0 for p in ad.quarantine_params(self.model))
-        conditions = ["kept", "ablated"] if quarantine_used else ["kept"]
-        out = []
-        for cond in conditions:
+        used = []
+        for run in self.runs:
+            with ad.active_run(self.model, run.index):
+                used.append(any(p.abs().sum() > 0 for p in ad.quarantine_params(self.model)))
+        out: list[list[dict]] = [[] for _ in self.runs]
+        for cond in ("kept", "ablated"):
+            runs = [run for run, u in zip(self.runs, used) if cond == "kept" or u]
+            if not runs:
+                continue
             for split, probs in self.evals.items():
                 probs = [p for p in probs for _ in range(a.eval_samples)]
                 pids = [prompt_ids(self.tok, p) for p in probs]
                 ctx = ad.deployment_ablation(self.model) if cond == "ablated" else contextlib.nullcontext()
                 with ctx:
-                    comps = sample(self.model, self.tok, pids, a.temperature, a.max_new_tokens,
-                                   generator_seed=10_000_019 + a.seed * 1009 + step, decoder=self.decoder, compile=self.compile)
-                texts = self.tok.batch_decode(comps, skip_special_tokens=True)
-                grades = grade_problems(probs, texts)
-                out += summarize_eval(step, cond, split, probs, grades)
-        if not quarantine_used:  # ablation is the identity when the quarantine block is zero
-            out += [dict(r, quarantine="ablated") for r in out]
-        self.eval_rows += out
-        logs.write_jsonl(self.run_dir / "eval.jsonl", self.eval_rows)
+                    comps = self.sample_runs(runs, [pids] * len(runs),
+                                             [10_000_019 + run.args.seed * 1009 + step for run in runs])
+                texts = [self.tok.batch_decode(c, skip_special_tokens=True) for c in comps]
+                grades = grade_problems(probs * len(runs), [t for ts in texts for t in ts])
+                for k, run in enumerate(runs):
+                    out[run.index] += summarize_eval(step, cond, split, probs, grades[k * len(probs):(k + 1) * len(probs)])
+        for run, u in zip(self.runs, used):
+            if not u:  # ablation is the identity when the quarantine block is zero
+                out[run.index] += [dict(r, quarantine="ablated") for r in out[run.index]]
+            run.eval_rows += out[run.index]
+            logs.write_jsonl(run.run_dir / "eval.jsonl", run.eval_rows)
         dd.barrier()
-        return out
+        return out[0] if len(self.runs) == 1 else [r for rows in out for r in rows]
 
-    def run(self) -> Path:
-        a = self.args
+    def start(self, run: Run) -> None:
+        """A run's folder before its first step: resumed from its checkpoint, or emptied of an earlier run's logs;
+        args.json and run_meta.json written."""
+        a = run.args
         if a.resume:
-            self.load_ckpt()
+            self.load_ckpt(run)
         elif dd.is_main():
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            for f in list(logs.step_files(self.run_dir)) + [self.run_dir / n for n in ("metrics.jsonl", "eval.jsonl", "DONE")]:
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            for f in list(logs.step_files(run.run_dir)) + [run.run_dir / n for n in ("metrics.jsonl", "eval.jsonl", "DONE")]:
                 f.unlink(missing_ok=True)
         if dd.is_main():
-            (self.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))
+            (run.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))
             meta = run_meta(self.model, a.model, self.device, a.intervention.vhack)
-            (self.run_dir / "run_meta.json").write_text(json.dumps(meta, indent=2))
+            if len(self.runs) > 1:
+                meta["runs_per_process"] = [r.args.run for r in self.runs]
+            (run.run_dir / "run_meta.json").write_text(json.dumps(meta, indent=2))
+
+    def run(self) -> Path | list[Path]:
+        """Train and evaluate every run; its folder (the list of folders with several runs)."""
+        a = self.args
+        for run in self.runs:
+            self.start(run)
+        first = {run.start_step for run in self.runs}
+        assert len(first) == 1, f"runs of one trainer resume from one step, got {sorted(first)}"
+        start = first.pop()
         dd.barrier()
-        bar = tqdm(range(self.start_step, a.steps), desc=a.run, initial=self.start_step, total=a.steps, mininterval=1,
+        name = a.run if len(self.runs) == 1 else f"{a.intervention.arm} x{len(self.runs)}"
+        bar = tqdm(range(start, a.steps), desc=name, initial=start, total=a.steps, mininterval=1,
                    disable=not dd.is_main())
+        folders = [run.run_dir for run in self.runs]
         for step in bar:
             if step == 0 and a.eval_every:
                 self.evaluate(-1)
-            s = self.step(step)
-            bar.set_postfix(hack=f"{s['hack_strict']:.2f}", solve=f"{s['gt_pass']:.2f}", r=f"{s['reward']:.2f}")
+            ss = self.step_runs(step)
+            mean = lambda k: sum(s[k] for s in ss) / len(ss)  # noqa: E731
+            bar.set_postfix(hack=f"{mean('hack_strict'):.2f}", solve=f"{mean('gt_pass'):.2f}", r=f"{mean('reward'):.2f}")
             if a.eval_every and (step + 1) % a.eval_every == 0 and step + 1 < a.steps:
                 self.evaluate(step)
             if ((step + 1) % a.ckpt_every == 0 or step + 1 == a.steps) and dd.is_main():
-                self.save_ckpt(step)
+                for run in self.runs:
+                    self.save_ckpt(step, run)
             if step == a.stop_after:
-                return self.run_dir
+                return folders[0] if len(folders) == 1 else folders
         self.evaluate(a.steps - 1)
         if dd.is_main():
-            (self.run_dir / "DONE").write_text("ok\n")
-        return self.run_dir
+            for run in self.runs:
+                (run.run_dir / "DONE").write_text("ok\n")
+        return folders[0] if len(folders) == 1 else folders
 
 
 def summarize_eval(step: int, cond: str, split: str, probs: list[dict], grades: list[dict]) -> list[dict]:

@@ -13,7 +13,10 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from transformers import LogitsProcessor, LogitsProcessorList
+
 from projected_grpo.loop.decoder import DecodeConfig, cut_at_eos, decode
+from projected_grpo.method import adapters as ad
 
 
 def prompt_ids(tok, problem: dict) -> list[int]:
@@ -55,15 +58,61 @@ def collate(prompts: list[list[int]], completions: list[list[int]], pad_id: int)
     return Batch(ids, attn, comp)
 
 
+class RunSampler(LogitsProcessor):
+    """Pure sampling as transformers' generate does it (float32 scores divided by the temperature, softmax, one
+    torch.multinomial draw per row), with each run's rows drawn from that run's own generator: a run's draws do not
+    depend on which other runs share the batch. A run whose rows have all emitted EOS draws no more (generate stops
+    there when the run is alone). Returns scores that are -inf except at the drawn token, for greedy selection."""
+
+    def __init__(self, segments: list[slice], generators: list[torch.Generator], temperature: float, prompt_len: int,
+                 eos_id: int):
+        assert temperature > 0 and len(segments) == len(generators)
+        self.segments, self.generators, self.temperature = segments, generators, temperature
+        self.prompt_len, self.eos_id = prompt_len, eos_id
+
+    def __call__(self, input_ids: Int[Tensor, "b t"], scores: Tensor) -> Tensor:
+        probs = torch.softmax(scores / self.temperature, dim=-1)
+        finished = (input_ids[:, self.prompt_len:] == self.eos_id).any(1)
+        out = torch.full_like(scores, -float("inf"))
+        for rows, gen in zip(self.segments, self.generators):
+            if not bool(finished[rows].all()):
+                out[rows].scatter_(1, torch.multinomial(probs[rows], num_samples=1, generator=gen), 0.0)
+        return out
+
+
+def generate_rows(model, tok, prompts: list[list[int]], segments: list[slice], generators: list[torch.Generator],
+                  temperature: float, max_new_tokens: int) -> list[list[int]]:
+    """transformers' generate on left-padded prompts, each segment of rows sampled from its own generator (greedy at
+    temperature 0); completions cut after EOS."""
+    device = next(model.parameters()).device
+    L = max(map(len, prompts))
+    ids = torch.full((len(prompts), L), tok.pad_token_id, dtype=torch.long)
+    attn = torch.zeros((len(prompts), L), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, L - len(p):] = torch.tensor(p)
+        attn[i, L - len(p):] = 1
+    procs = LogitsProcessorList([RunSampler(segments, generators, temperature, L, tok.eos_token_id)]) \
+        if temperature > 0 else None
+    gen = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), do_sample=False,
+                         logits_processor=procs, max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    return [cut_at_eos(row, tok.eos_token_id, tok.pad_token_id) for row in gen[:, L:].tolist()]
+
+
+def run_generator(seed: int, device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 @torch.no_grad()
 def sample(model, tok, prompts: list[list[int]], temperature: float, max_new_tokens: int,
            generator_seed: int, batch_size: int = 256, decoder: str = "hf", compile: bool = False) -> list[list[int]]:
     """One completion per prompt (repeat prompts for groups). Returns completion ids, cut after EOS.
 
-    Pure sampling (top_k=0, top_p=1) so the sampled distribution is the policy's distribution at
+    Pure sampling (no top-k, no top-p) so the sampled distribution is the policy's distribution at
     `temperature`. decoder "hf": transformers' generate with left padding, `batch_size` rows per
-    call; "fast": projected_grpo.loop.decoder (CUDA graphs on CUDA), "fast-eager": the same without
-    graphs; the fast decoder sizes its own waves to the free memory. `compile`: the fast decoder's
+    call, drawing from one generator seeded `generator_seed` (RunSampler); "fast": projected_grpo.loop.decoder
+    (CUDA graphs on CUDA), "fast-eager": the same without graphs; the fast decoder draws from the global
+    generator seeded `generator_seed` and sizes its own waves to the free memory. `compile`: the fast decoder's
     DecodeConfig.compile.
     """
     check_special_tokens(tok)
@@ -73,24 +122,51 @@ def sample(model, tok, prompts: list[list[int]], temperature: float, max_new_tok
         assert decoder in ("fast", "fast-eager"), f"unknown decoder {decoder!r}"
         cfg = DecodeConfig(mode="eager" if decoder == "fast-eager" else "auto", compile=compile)
         return decode(model, prompts, temperature, max_new_tokens, tok.eos_token_id, tok.pad_token_id, cfg=cfg).tokens
+    gen = run_generator(generator_seed, device)
     out: list[list[int]] = []
     was_training = model.training
     model.eval()
     for s in range(0, len(prompts), batch_size):
         chunk = prompts[s:s + batch_size]
-        L = max(map(len, chunk))
-        ids = torch.full((len(chunk), L), tok.pad_token_id, dtype=torch.long)
-        attn = torch.zeros((len(chunk), L), dtype=torch.long)
-        for i, p in enumerate(chunk):
-            ids[i, L - len(p):] = torch.tensor(p)
-            attn[i, L - len(p):] = 1
-        gen = model.generate(
-            input_ids=ids.to(device), attention_mask=attn.to(device), do_sample=temperature > 0,
-            temperature=temperature if temperature > 0 else None, top_k=0 if temperature > 0 else None,
-            top_p=1.0 if temperature > 0 else None,
-            max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        )
-        for row in gen[:, L:].tolist():
-            out.append(cut_at_eos(row, tok.eos_token_id, tok.pad_token_id))
+        out += generate_rows(model, tok, chunk, [slice(0, len(chunk))], [gen], temperature, max_new_tokens)
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def sample_runs(model, tok, prompts: list[list[list[int]]], runs: list[int], temperature: float, max_new_tokens: int,
+                generator_seeds: list[int], batch_size: int = 256, decoder: str = "hf",
+                compile: bool = False) -> list[list[list[int]]]:
+    """Completions for several runs of one batched model (adapters.add_runs): prompts[k] through run runs[k]'s
+    adapter, drawn from its own generator seeded generator_seeds[k]; what `sample` would give each run alone, but
+    in one generate call per `batch_size` rows of every run (decoder "hf": a run's chunks are the ones it would
+    have alone, the runs' i-th chunks generated together). The fast decoder samples the runs one after another."""
+    assert len(prompts) == len(runs) == len(generator_seeds)
+    if len(runs) == 1 and ad.n_runs(model) == 1:
+        return [sample(model, tok, prompts[0], temperature, max_new_tokens, generator_seeds[0], batch_size, decoder,
+                       compile)]
+    if decoder != "hf":
+        outs = []
+        for ps, r, seed in zip(prompts, runs, generator_seeds):
+            with ad.active_run(model, r):
+                outs.append(sample(model, tok, ps, temperature, max_new_tokens, seed, batch_size, decoder, compile))
+        return outs
+    check_special_tokens(tok)
+    device = next(model.parameters()).device
+    gens = [run_generator(seed, device) for seed in generator_seeds]
+    outs: list[list[list[int]]] = [[] for _ in runs]
+    was_training = model.training
+    model.eval()
+    for s in range(0, max(map(len, prompts)), batch_size):
+        chunks = [(k, ps[s:s + batch_size]) for k, ps in enumerate(prompts) if ps[s:s + batch_size]]
+        rows = [p for _, c in chunks for p in c]
+        bounds = torch.tensor([0] + [len(c) for _, c in chunks]).cumsum(0).tolist()
+        segments = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+        run_of_row = torch.tensor([runs[k] for k, c in chunks for _ in c], dtype=torch.long)
+        with ad.batched_rows(model, run_of_row):
+            comps = generate_rows(model, tok, rows, segments, [gens[k] for k, _ in chunks], temperature,
+                                  max_new_tokens)
+        for (k, _), seg in zip(chunks, segments):
+            outs[k] += comps[seg]
+    model.train(was_training)
+    return outs
