@@ -52,8 +52,13 @@ vhack pairs=pairs out=vhack *args:
 vhack-own pairs=pairs out=vhack_own *args:
     {{py}} scripts/extract_vhack_grad.py --pairs '{{pairs}}' --quarantine own --out {{out}} {{args}}
 
+# the direction file of a registry kind (arms.VHACK_FILES: shared, own, placebo, placebo-own, lora-own, grpo-own, trusted) for a model, where arms.vhack_path puts it
+vhack-kind kind model="organism:cpu":
+    {{py}} scripts/extract_vhack_grad.py $({{py}} -c 'import sys; from projected_grpo.method import arms; print(" ".join(arms.vhack_extract_args(sys.argv[1], sys.argv[2])))' {{kind}} {{model}})
+
 # ---- arms (one run each; pass --steps N etc. through args) -------------------------------------
-# the v_hack files an arm needs: just vhack, just vhack-own, just vhack-placebo, just vhack-placebo-own
+# the v_hack files an arm needs: just vhack, just vhack-own, just vhack-placebo, just vhack-placebo-own; route-lora,
+# route-grpo-vhack, tdga-r1 and tdga-r5: just vhack-kind lora-own, grpo-own, trusted (the drivers extract them all)
 
 # placebo-pair v_grad for the shared adapter (erase-placebo)
 vhack-placebo:
@@ -148,6 +153,26 @@ scorda-reverse seed="0" *args:
 # H: lowering each rollout's advantage in proportion to its activation score against v_act from the pairs (oracle-free peer baseline in the style of Rebound) lowers the hack rate relative to vanilla
 rebound-adv seed="0" *args:
     {{py}} scripts/train.py --arm rebound-adv --seed {{seed}} --run rebound-adv_s{{seed}} {{args}}
+
+# H: Rebound's Advantage Modification in its published form (the activation score against v_act z-scored within each group, only above-average rollouts penalised, multiplicatively, alpha 2; oracle-free peer baseline) lowers the hack rate relative to vanilla
+rebound seed="0" *args:
+    {{py}} scripts/train.py --arm rebound --seed {{seed}} --run rebound_s{{seed}} {{args}}
+
+# H: keeping only the part of each deployed-block gradient inside the rank-1 span of the pairs' clean completions' gradients (TDGA-style trusted-subspace projection) lowers the hack rate relative to vanilla
+tdga-r1 seed="0" *args:
+    {{py}} scripts/train.py --arm tdga-r1 --seed {{seed}} --run tdga-r1_s{{seed}} {{args}}
+
+# H: the same trusted-subspace projection onto the rank-5 span of the clean completions' gradients lowers the hack rate relative to vanilla, with less cost in no-hint solve than rank 1
+tdga-r5 seed="0" *args:
+    {{py}} scripts/train.py --arm tdga-r5 --seed {{seed}} --run tdga-r5_s{{seed}} {{args}}
+
+# H: routing the top-scoring rollouts by cosine to a v_grad extracted for the LoRA adapter (rank 8, its own quarantine B_hack) lowers the deployed hack rate as route does with the SVD adapter (R6: not an artefact of the SVD basis)
+route-lora seed="0" *args:
+    {{py}} scripts/train.py --arm route-lora --seed {{seed}} --run route-lora_s{{seed}} {{args}}
+
+# H: routing by a v_grad extracted with the GRPO-contrastive loss (advantage +1 on the hack, -1 on the clean completion, summed over tokens as the training loss is) lowers the deployed hack rate at least as much as route's NLL v_grad (R7)
+route-grpo-vhack seed="0" *args:
+    {{py}} scripts/train.py --arm route-grpo-vhack --seed {{seed}} --run route-grpo-vhack_s{{seed}} {{args}}
 
 # H: (UPPER BOUND, reads ground-truth labels) routing true hacks to the quarantine keeps the deployed model clean
 oracle-route seed="0" *args:

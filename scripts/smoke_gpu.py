@@ -1,6 +1,7 @@
 """GPU smoke: every arm of the registry (arms.py) for 2 steps on both adapters, bf16 on CUDA (not a
-verify_* gate: needs a GPU). Each arm runs with its registry flags, its v_hack kind and its matched run;
-seeded absorption (scorda) is SVD-only and is skipped on LoRA.
+verify_* gate: needs a GPU). Each arm runs with its registry flags, its v_hack kind (extracted as arms.VHACK_FILES
+says, for the adapter of the pass) and its matched run; seeded absorption (scorda) is SVD-only and is skipped on LoRA,
+and an arm that fixes its adapter (route-lora) runs on that adapter only.
 
     python scripts/smoke_gpu.py                  all arms, svd and lora
     python scripts/smoke_gpu.py --arms vanilla,route --adapters svd
@@ -267,12 +268,20 @@ def main() -> int:
             vh = {}
             for kind in sorted({A.arm(x).vhack for x in arms} - {"none"}):
                 name = f"vhack[{adapter},{kind}]"
+                f = A.VHACK_FILES[kind]
+                if (f.adapter, f.rank) != ("svd", -1) and f.adapter != adapter:
+                    print(f"SKIP {name:28s} extracted for the {f.adapter} adapter only", flush=True)
+                    continue
                 try:
                     out = t / f"v_{adapter}_{kind}.safetensors"
                     t0 = time.time()
-                    q = "own" if kind.endswith("own") else "shared"
-                    meta = vhack.extract_to_file(out, A.PAIRS[kind], str(model_dir), adapter,
-                                                 8 if adapter == "lora" else -1, q, device=a.device)
+                    r = A.LORA_RANK if adapter == "lora" else -1
+                    if f.trusted_k:
+                        meta = vhack.extract_trusted_to_file(out, f.pairs, str(model_dir), adapter, r, f.quarantine,
+                                                             k=f.trusted_k, device=a.device)
+                    else:
+                        meta = vhack.extract_to_file(out, f.pairs, str(model_dir), adapter, r, f.quarantine,
+                                                     loss=f.loss, device=a.device)
                     assert out.exists(), out
                     vh[kind] = str(out)
                     passed.append(name)
@@ -293,6 +302,9 @@ def main() -> int:
                 spec = A.arm(arm)
                 if spec.intervention == "scorda" and adapter != "svd":
                     print(f"SKIP {run:28s} seeded absorption is built for SVD adapters only", flush=True)
+                    continue
+                if spec.overrides.get("adapter", adapter) != adapter:
+                    print(f"SKIP {run:28s} the arm trains the {spec.overrides['adapter']} adapter only", flush=True)
                     continue
                 extra = ["--vhack", vh.get(spec.vhack, "")] if spec.vhack != "none" else []
                 if spec.matches:

@@ -24,6 +24,10 @@ one line naming the flag, exit status 2. Interventions (interventions.py, built 
     scorda           both blocks trained on every rollout, one of them seeded with the pairs' signed activation
                      contrast (--axis quarantine: scorda-absorb; --axis deployed: scorda-reverse)
     rebound-adv      each rollout's advantage lowered in proportion to its activation score against v_act
+    rebound          Rebound's Advantage Modification: the activation score z-scored within each group, rollouts
+                     above their group's average penalised multiplicatively, A - alpha * z * |A| (--rebound-alpha 2)
+    tdga             the deployed block's gradient projected onto the span of the pairs' clean completions'
+                     gradients (--trusted-rank; the trusted-span file from extract_vhack_grad.py --trusted-span)
     oracle-route     routing by the ground-truth hack label (UPPER BOUND, reads labels; never a method)
     gt-penalty       ground-truth monitor: reward of detected hacks set to 0 (peer baseline, oracle)
     gt-screen        ground-truth monitor: detected hacks dropped from the batch (peer baseline, oracle)

@@ -98,6 +98,7 @@ def check_build(tmp: Path) -> int:
         assert opens_labels(obj) == a.oracle, f"{a.name}: builds {type(obj).__name__}, oracle={a.oracle}"
         built[a.name] = type(obj).__name__
     assert built["scorda-absorb"] == "SeededAbsorb" and built["rebound-adv"] == "ReboundAdvantage", built
+    assert built["rebound"] == "AdvantageModification" and built["tdga-r1"] == built["tdga-r5"] == "TrustedProjection", built
     return len(built)
 
 

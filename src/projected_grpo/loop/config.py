@@ -37,7 +37,8 @@ class InterventionConfig:
     arm: str = "vanilla"
     """registry arm (method/arms.py): its intervention and the fields it sets"""
     vhack: str = ""
-    """v_hack safetensors ('' = the registry's file for --model, where the arm needs one)"""
+    """v_hack safetensors, or for the tdga arms the trusted-span file ('' = the registry's file for --model, where
+    the arm needs one: arms.vhack_path)"""
     two_sided: bool = False
     """erase: remove both signs of the v_hack component"""
     erase_target: str = "grad"
@@ -58,6 +59,12 @@ class InterventionConfig:
     """scorda: pairs whose activation contrast seeds the axis (scorda-placebo: the placebo pairs)"""
     rebound_beta: float = 1.0
     """rebound-adv: advantage lowered by beta * activation score"""
+    rebound_alpha: float = 2.0
+    """rebound (published form): a rollout whose activation score is z above its group's mean (z > 0) has its
+    advantage lowered by alpha * z * |A| (interventions.modified_advantages)"""
+    trusted_rank: int = 5
+    """tdga: rank of the trusted span each module's deployed gradient is projected onto (the first rows of the
+    trusted-span file; tdga-r1 and tdga-r5 set 1 and 5)"""
     direction_seed: int = -1
     """erase-random, route-random(-negated): the seed of the random direction (interventions.random_direction), a
     factor of its own beside the training seed (-1 = the training seed's value, filled in by arms.resolve)"""
@@ -233,6 +240,8 @@ def check(cfg: RunConfig) -> None:
         need(0 <= getattr(c, name) < math.inf, name, getattr(c, name), "must be a finite number >= 0")
     for name in ("t_absorb", "t_route", "rebound_beta"):
         need(math.isfinite(getattr(i, name)), name, getattr(i, name), "must be a finite number")
+    need(0 <= i.rebound_alpha < math.inf, "rebound_alpha", i.rebound_alpha, "must be a finite number >= 0")
+    need(i.trusted_rank >= 1, "trusted_rank", i.trusted_rank, "must be at least 1")
     for name in ("adam_eps", "clip_eps"):
         need(0 < getattr(c, name) < math.inf, name, getattr(c, name), "must be a positive number")
     for name, choices in (("adapter", ("svd", "lora")), ("quarantine", ("shared", "own")),

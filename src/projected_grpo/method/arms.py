@@ -30,11 +30,11 @@ from projected_grpo.loop.config import ConfigError, RunConfig, saved, with_field
 from projected_grpo.method import interventions as iv
 from projected_grpo.method.pairs import HACK_PAIRS, PLACEBO_PAIRS
 
-VhackKind = Literal["none", "shared", "own", "placebo", "placebo-own"]
+VhackKind = Literal["none", "shared", "own", "placebo", "placebo-own", "lora-own", "grpo-own", "trusted"]
 
 INTERVENTIONS = ("none", "erase", "erase-random", "route", "route-random", "route-subset", "route-subset-signed",
                  "route-subset-matched", "capacity", "absorb", "oracle-route", "gt-penalty", "gt-screen", "rebound-adv",
-                 "scorda")
+                 "rebound", "tdga", "scorda")
 """The intervention kinds build_intervention builds."""
 
 MATCHED = ("route-random", "route-subset", "route-subset-signed", "route-subset-matched")
@@ -66,8 +66,7 @@ class Arm:
     oracle: bool = False
     """reads ground-truth hack labels at training time (reference point only)"""
     vhack: VhackKind = "none"
-    """which v_hack file it needs: extracted from the hack pairs for the shared or own-quarantine adapter,
-    from the placebo pairs, or none"""
+    """which direction file it needs (VHACK_FILES: how each kind is extracted), or none"""
     matches: str = ""
     """arm whose run (same seed) gives this arm's per-step routed fraction (--match-run)"""
     controls: tuple[str, ...] = ()
@@ -80,6 +79,12 @@ class Arm:
 
 
 OWN = dict(quarantine="own")
+
+LORA_RANK = 8
+"""LoRA rank of the R6 arm (route-lora) and of its v_hack file (the distillation probe's R6 rank, docs/probe_distill.md)."""
+
+TRUSTED_K = 5
+"""Rank of the trusted-span file; the tdga arms project onto its first --trusted-rank rows (1 and 5)."""
 
 ARMS: tuple[Arm, ...] = (
     Arm("vanilla", "none",
@@ -150,6 +155,26 @@ ARMS: tuple[Arm, ...] = (
         "lowering each rollout's advantage in proportion to its activation score against v_act from the pairs "
         "(oracle-free peer baseline in the style of Rebound) lowers the hack rate relative to vanilla",
         vhack="shared"),
+    Arm("rebound", "rebound",
+        "Rebound's Advantage Modification in its published form (the activation score against v_act z-scored within "
+        "each group, only above-average rollouts penalised, multiplicatively, alpha 2; oracle-free peer baseline) "
+        "lowers the hack rate relative to vanilla", vhack="shared", controls=("rebound-adv",)),
+    Arm("tdga-r1", "tdga",
+        "keeping only the part of each deployed-block gradient inside the rank-1 span of the pairs' clean "
+        "completions' gradients (TDGA-style trusted-subspace projection) lowers the hack rate relative to vanilla",
+        overrides=dict(trusted_rank=1), vhack="trusted", controls=("erase",)),
+    Arm("tdga-r5", "tdga",
+        "the same trusted-subspace projection onto the rank-5 span of the clean completions' gradients lowers the "
+        "hack rate relative to vanilla, with less cost in no-hint solve than rank 1",
+        overrides=dict(trusted_rank=TRUSTED_K), vhack="trusted", controls=("tdga-r1", "erase")),
+    Arm("route-lora", "route",
+        "routing the top-scoring rollouts by cosine to a v_grad extracted for the LoRA adapter (rank 8, its own "
+        "quarantine B_hack) lowers the deployed hack rate as route does with the SVD adapter (R6: not an artefact "
+        "of the SVD basis)", overrides=dict(OWN, route_frac=0.25, adapter="lora", rank=LORA_RANK), vhack="lora-own"),
+    Arm("route-grpo-vhack", "route",
+        "routing by a v_grad extracted with the GRPO-contrastive loss (advantage +1 on the hack, -1 on the clean "
+        "completion, summed over tokens as the training loss is) lowers the deployed hack rate at least as much as "
+        "route's NLL v_grad (R7)", overrides=dict(OWN, route_frac=0.25), vhack="grpo-own", controls=("route",)),
     Arm("oracle-route", "oracle-route",
         "(UPPER BOUND, reads ground-truth labels) routing true hacks to the quarantine keeps the deployed model clean",
         overrides=OWN, oracle=True),
@@ -185,7 +210,44 @@ ablation removes no more than the quarantine's share (RESEARCH_JOURNAL.md)."""
 MAIN = ("vanilla", "erase", "route", "route-subset", "scorda-absorb")
 """The arms of `just main` (the README's main command)."""
 
-PAIRS = {"shared": HACK_PAIRS, "own": HACK_PAIRS, "placebo": PLACEBO_PAIRS, "placebo-own": PLACEBO_PAIRS}
+@dataclass(frozen=True)
+class VhackFile:
+    """How one kind of direction file is extracted (scripts/extract_vhack_grad.py's flags: vhack_extract_args). The
+    adapter fields must be those of every arm that reads the kind (scripts/verify_arms.py)."""
+
+    pairs: str
+    """the pair set"""
+    quarantine: str = "shared"
+    """the adapter's quarantine (shared or own)"""
+    adapter: str = "svd"
+    """the adapter kind (svd or lora)"""
+    rank: int = -1
+    """the adapter rank (-1: full rank, svd)"""
+    loss: str = "nll"
+    """v_grad's loss: nll, or grpo (the GRPO-contrastive loss, vhack.completion_grads)"""
+    trusted_k: int = 0
+    """> 0: the file is the trusted span of this rank from the pairs' clean sides (--trusted-span), not a v_hack"""
+
+    def suffix(self) -> str:
+        """_<adapter>[<rank>][_own][_grpo][_placebo][_trusted<k>]: the file name after the model tag."""
+        parts = [f"_{self.adapter}{'' if self.rank == -1 else self.rank}", "_own" * (self.quarantine == "own"),
+                 "_grpo" * (self.loss == "grpo"), "_placebo" * (self.pairs == PLACEBO_PAIRS),
+                 f"_trusted{self.trusted_k}" * bool(self.trusted_k)]
+        return "".join(parts)
+
+
+VHACK_FILES: dict[str, VhackFile] = {
+    "shared": VhackFile(HACK_PAIRS),
+    "own": VhackFile(HACK_PAIRS, "own"),
+    "placebo": VhackFile(PLACEBO_PAIRS),
+    "placebo-own": VhackFile(PLACEBO_PAIRS, "own"),
+    "lora-own": VhackFile(HACK_PAIRS, "own", adapter="lora", rank=LORA_RANK),
+    "grpo-own": VhackFile(HACK_PAIRS, "own", loss="grpo"),
+    "trusted": VhackFile(HACK_PAIRS, trusted_k=TRUSTED_K),
+}
+"""Each direction-file kind an arm may need (Arm.vhack), as extracted."""
+
+PAIRS = {k: f.pairs for k, f in VHACK_FILES.items()}
 """The pair set each v_hack kind is extracted from."""
 
 
@@ -201,16 +263,23 @@ def model_tag(model: str) -> str:
 
 
 def vhack_path(kind: VhackKind, model: str) -> str:
-    """Where the v_hack file of a kind lives for a model: out/vhack/<model tag>_svd[_own][_placebo].safetensors."""
+    """Where the direction file of a kind lives for a model: out/vhack/<model tag><VhackFile.suffix>.safetensors
+    (e.g. organism_cpu_svd_own.safetensors)."""
     assert kind != "none", "this arm needs no v_hack"
-    suffix = {"shared": "", "own": "_own", "placebo": "_placebo", "placebo-own": "_own_placebo"}[kind]
-    return f"out/vhack/{model_tag(model)}_svd{suffix}.safetensors"
+    return f"out/vhack/{model_tag(model)}{VHACK_FILES[kind].suffix()}.safetensors"
 
 
 def vhack_extract_args(kind: VhackKind, model: str) -> list[str]:
-    """scripts/extract_vhack_grad.py arguments that write vhack_path(kind, model)."""
-    q = "own" if kind.endswith("own") else "shared"
-    return ["--pairs", PAIRS[kind], "--model", model, "--quarantine", q, "--out", vhack_path(kind, model)]
+    """scripts/extract_vhack_grad.py arguments that write vhack_path(kind, model) as VHACK_FILES[kind] says."""
+    f = VHACK_FILES[kind]
+    args = ["--pairs", f.pairs, "--model", model, "--quarantine", f.quarantine, "--out", vhack_path(kind, model)]
+    if (f.adapter, f.rank) != ("svd", -1):
+        args += ["--adapter", f.adapter, "--rank", str(f.rank)]
+    if f.loss != "nll":
+        args += ["--loss", f.loss]
+    if f.trusted_k:
+        args += ["--trusted-span", "--k", str(f.trusted_k)]
+    return args
 
 
 def match_run(a: Arm, runs_dir: str, seed: int) -> str:
@@ -348,6 +417,11 @@ def build_intervention(cfg: RunConfig) -> iv.NoIntervention:
         return iv.Route(None, gate={"capacity": "none", "absorb": "absorb", "oracle-route": "oracle"}[kind])
     if kind == "scorda":
         return iv.SeededAbsorb(pairs=i.pairs)
+    if kind == "tdga":
+        assert i.vhack, "tdga needs a trusted-span file (--vhack)"
+        return iv.TrustedProjection(i.vhack, rank=i.trusted_rank)
+    if kind == "rebound":
+        return iv.AdvantageModification(V, alpha=i.rebound_alpha, group=cfg.group)
     assert kind == "rebound-adv", kind
     return iv.ReboundAdvantage(V, beta=i.rebound_beta)
 

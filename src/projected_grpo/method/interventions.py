@@ -7,6 +7,10 @@
                      single batched backward, with v_grad) and pinning thresholds decide whether
                      the update goes to the deployed block (keep), to both (absorb), or to the
                      quarantine block (route), which deployment ablation removes
+    TrustedProjection  per module, keep only the part of the deployed block's gradient inside the span of
+                     the trusted clean completions' gradients (TDGA-style)
+    ReboundAdvantage, AdvantageModification  advantage-level peer baselines from v_act (Rebound's style, and its
+                     published form)
 
 Nothing here reads a ground-truth label of a training rollout, except the gate="oracle" control,
 which is labelled as an upper bound and never a method.
@@ -36,7 +40,7 @@ from torch import Tensor
 from projected_grpo.loop import distributed as dd
 from projected_grpo.method import adapters as ad
 from projected_grpo.method.pairs import load_pairs
-from projected_grpo.method.vhack import layer_input_contrast, load_vact, load_vhack
+from projected_grpo.method.vhack import layer_input_contrast, load_trusted, load_vact, load_vhack
 
 
 class GroundTruthLabels:
@@ -158,7 +162,7 @@ DIRECTION_STREAM = 424_242_427
 generators."""
 
 
-def random_direction(like: dict[str, Float[Tensor, "k p"]], direction_seed: int) -> dict[str, Float[Tensor, "k p"]]:
+def random_direction(like: dict[str, Float[Tensor, "k _p"]], direction_seed: int) -> dict[str, Float[Tensor, "k _p"]]:
     """A direction that knows nothing, shaped and scaled as `like` (a v_grad): per module, k Gaussian rows
     orthonormalised (as v_grad's top-k singular vectors are), row i scaled to the norm of like's row i, so that
     the two differ only in direction, within every module (routing_scores' cosine over concatenated modules
@@ -231,13 +235,6 @@ class Erase(NoIntervention):
     def capture(self, model) -> contextlib.AbstractContextManager:
         return ad.capture_per_sample_grads(model)  # zero probes (no value changes): for the per-rollout alignment score
 
-    def _flat_deployed(self, m) -> Tensor:
-        return torch.cat([p.grad.flatten() for p in m.deployed_parameters()])
-
-    def _write_deployed(self, m, flat: Tensor) -> None:
-        for p, g in zip(m.deployed_parameters(), flat.split([p.numel() for p in m.deployed_parameters()])):
-            p.grad.copy_(g.view_as(p))
-
     def after_backward(self, model, ctx: StepContext) -> dict:
         G = {n: m.per_sample_grads()["deployed"] for n, m in self.mods.items()}
         rollout = dict(align_score=routing_scores(G, self.V).tolist())
@@ -248,11 +245,11 @@ class Erase(NoIntervention):
         for n, m in self.mods.items():
             if any(p.grad is None for p in m.deployed_parameters()):
                 continue
-            g = self._flat_deployed(m)
+            g = deployed_grad(m)
             v = self.V[n]
             g2 = project_out(g, v, self.one_sided)
             per_module.append(torch.stack([cosine(g, v[0]), cosine(g2, v[0]), (g2 != g).any().float()]))
-            self._write_deployed(m, g2)
+            write_deployed_grad(m, g2)
         cos_in, cos_out, fired = zip(*torch.stack(per_module).tolist()) if per_module else ((), (), ())
         n = max(1, len(cos_in))
         return {"step": dict(cos_in=sum(cos_in) / n, cos_out=sum(cos_out) / n, frac_fired=sum(fired) / n),
@@ -273,6 +270,17 @@ class Erase(NoIntervention):
                     write_deployed_params(m, self.before[n] + d2)
                 out = dict(step_cos_pre=sum(cos_pre) / len(cos_pre), frac_fired=fired / len(cos_pre))
             return dict(out, **step_alignment(self.mods, self.before, self.V))
+
+
+def deployed_grad(m) -> Float[Tensor, " p"]:
+    """A module's deployed-block gradient, flattened in the order of deployed_parameters()."""
+    return torch.cat([p.grad.flatten() for p in m.deployed_parameters()])
+
+
+def write_deployed_grad(m, flat: Float[Tensor, " p"]) -> None:
+    ps = m.deployed_parameters()
+    for p, g in zip(ps, flat.split([p.numel() for p in ps])):
+        p.grad.copy_(g.view_as(p))
 
 
 def flat_deployed_params(m) -> Float[Tensor, " p"]:
@@ -307,11 +315,55 @@ def orthonormal_rows(V: Float[Tensor, "k p"]) -> Float[Tensor, "k p"]:
     return (q * d).T
 
 
+# ---- trusted-subspace projection (TDGA-style) ------------------------------------------------------------
+
+def project_onto(g: Float[Tensor, " p"], U: Float[Tensor, "k p"]) -> Float[Tensor, " p"]:
+    """The part of g inside span(U) (rows orthonormal): U^T (U g)."""
+    return (U @ g) @ U
+
+
+class TrustedProjection(NoIntervention):
+    """Trusted-subspace projection in the manner of TDGA: after the backward, each module's deployed-block gradient g
+    (summed over ranks) is replaced by U_r^T U_r g, its orthogonal projection onto the span of U_r, the first `rank`
+    rows of the module's trusted span (vhack.extract_trusted: the top right singular vectors of the hand-authored
+    pairs' clean completions' gradients, extracted before training; the file is checked against the model and
+    adapter). Only the part of each update that trusted clean completions' gradients can express is kept. The
+    quarantine block is not trained. Reads no label. Logs trusted_share, the mean over modules of |U_r^T U_r g| / |g|
+    (the share of the gradient's norm that is kept)."""
+
+    def __init__(self, path: str, rank: int):
+        assert rank >= 1, rank
+        self.path, self.rank = path, rank
+
+    def setup(self, model, tok, device: str) -> None:
+        U, _ = load_trusted(self.path, model)
+        self.mods = ad.adapter_modules(model)
+        assert set(U) == set(self.mods), "trusted-span modules differ from the model's adapters"
+        short = {n: u.shape[0] for n, u in U.items() if u.shape[0] < self.rank}
+        assert not short, f"{self.path}: trusted span of rank below {self.rank} in {short}"
+        self.U = {n: u[: self.rank].to(device).float() for n, u in U.items()}
+        gram = max(float((u @ u.T - torch.eye(self.rank, device=device)).abs().max()) for u in self.U.values())
+        assert gram < 1e-4, f"{self.path}: trusted span rows not orthonormal (max |U U^T - I| {gram:.1e})"
+
+    def after_backward(self, model, ctx: StepContext) -> dict:
+        shares = []
+        for n, m in self.mods.items():
+            if any(p.grad is None for p in m.deployed_parameters()):
+                continue
+            g = deployed_grad(m).float()
+            kept = project_onto(g, self.U[n])
+            shares.append(kept.norm() / g.norm().clamp(min=1e-30))
+            write_deployed_grad(m, kept)
+        return {"step": dict(trusted_share=float(torch.stack(shares).mean()) if shares else float("nan"))}
+
+
 # ---- routing ------------------------------------------------------------------------------------------
 
-def routing_scores(G: dict[str, Float[Tensor, "b p"]], V: dict[str, Float[Tensor, "k p"]]) -> Float[Tensor, " b"]:
+def routing_scores(G: dict[str, Float[Tensor, "b _p"]], V: dict[str, Float[Tensor, "k _p"]]) -> Float[Tensor, " b"]:
     """Per rollout: cosine between its gradient over all deployed blocks and v_grad (first
-    direction per module), both concatenated over modules."""
+    direction per module), both concatenated over modules. (`_p`: a module's parameter count, which differs between
+    modules where the adapter's blocks do, e.g. LoRA's A over d_in; beartype checks one random item of each dict, so a
+    shared `p` failed LoRA runs at random under BEARTYPE=1.)"""
     num = sum((G[n] @ V[n][0]) for n in G)
     gn = torch.sqrt(sum((G[n] ** 2).sum(1) for n in G))
     vn = math.sqrt(sum(torch.stack([V[n][0] @ V[n][0] for n in G]).tolist()))  # one read-back, summed as floats
@@ -570,6 +622,54 @@ class ReboundAdvantage(NoIntervention):
         acts = completion_means(hidden, mask)
         assert acts.shape[0] == self.v_act.shape[0], f"v_act has {self.v_act.shape[0]} layers, model {acts.shape[0]}"
         score = activation_scores(acts, self.v_act).to(adv)
-        shaped = adv - self.beta * score
-        return shaped, {"step": dict(rebound_shift_mean=float((shaped - adv).mean())),
-                        "rollout": dict(rebound_score=score.tolist(), rebound_adv=shaped.tolist())}
+        shaped, logs = self.shape(adv, score)
+        return shaped, {"step": dict(rebound_shift_mean=float((shaped - adv).mean()), **logs.get("step", {})),
+                        "rollout": dict(rebound_score=score.tolist(), rebound_adv=shaped.tolist(),
+                                        **logs.get("rollout", {}))}
+
+    def shape(self, adv: Float[Tensor, " b"], score: Float[Tensor, " b"]) -> tuple[Float[Tensor, " b"], dict]:
+        """(the advantages the loss uses, extra logs): additive, A - beta * score."""
+        return adv - self.beta * score, {}
+
+
+def group_zscores(score: Float[Tensor, " b"], group: int) -> Float[Tensor, " b"]:
+    """Per rollout: its score z-scored within its GRPO group, the consecutive blocks of `group` rows (the trained
+    rollouts of one process are whole groups in row order): (s - group mean) / group std (n - 1 in the std, as
+    grpo.group_std); 0 in a group whose scores are all equal (std below 1e-8)."""
+    b = score.shape[0]
+    assert group >= 2 and b % group == 0, f"{b} trained rollouts are not whole groups of {group}"
+    s = score.view(-1, group)
+    std = s.std(dim=1, keepdim=True)
+    z = (s - s.mean(dim=1, keepdim=True)) / std.clamp(min=1e-8)
+    return torch.where(std > 1e-8, z, torch.zeros_like(z)).view(b)
+
+
+def modified_advantages(adv: Float[Tensor, " b"], z: Float[Tensor, " b"], alpha: float) -> Float[Tensor, " b"]:
+    """Rebound's Advantage Modification as read here: A' = A - alpha * max(z, 0) * |A|. Multiplicative: the penalty
+    is a multiple of the advantage's size (A' = A (1 - alpha z) for A >= 0, A (1 + alpha z) for A < 0), so a
+    rollout's advantage is lowered in either sign (A (1 - alpha z) alone would raise a negative one); only rollouts
+    above their group's average score (z > 0) are penalised, the rest keep A."""
+    return adv - alpha * z.clamp(min=0) * adv.abs()
+
+
+class AdvantageModification(ReboundAdvantage):
+    """Rebound's Advantage Modification (Wu & Tang 2026) in its published form, oracle-free: each trained rollout's
+    activation score (activation_scores against v_act, as ReboundAdvantage computes it) is z-scored within its GRPO
+    group (group_zscores), and only rollouts with an above-average score in their group are penalised,
+    multiplicatively: A' = A - alpha * max(z, 0) * |A| (modified_advantages; alpha = 2 by default, --rebound-alpha).
+    The paper's exact equation was not at hand: this is our reading of "z-scored within the group, only
+    above-average rollouts penalised, multiplicative, alpha 2"."""
+
+    def __init__(self, vhack, alpha: float, group: int):
+        super().__init__(vhack)
+        self.alpha, self.group = alpha, group
+
+    def shape(self, adv: Float[Tensor, " b"], score: Float[Tensor, " b"]) -> tuple[Float[Tensor, " b"], dict]:
+        assert dd.world() == 1, "AdvantageModification z-scores within groups: one process holds the whole step"
+        z = group_zscores(score, self.group)
+        sums = adv.view(-1, self.group).sum(1).abs().max()
+        assert sums <= 1e-4 * (1 + float(adv.abs().max())), \
+            f"the trained rollouts are not whole GRPO groups in row order (a group's advantages sum to {sums:.1e})"
+        penalised = float((z > 0).float().mean())
+        return modified_advantages(adv, z, self.alpha), {"step": dict(rebound_frac_penalised=penalised),
+                                                          "rollout": dict(rebound_z=z.tolist())}

@@ -14,9 +14,13 @@ Losses:
 v_act, per layer: mean over completion tokens of the residual stream, hack minus clean, averaged
 over pairs.
 
+The trusted span (the TDGA-style projection's basis), per wrapped module: the top-k right singular vectors
+(orthonormal rows) of the stack of the pairs' clean completions' deployed-block gradients (mean NLL), one row per
+pair, not centred; saved as `trusted.<module>` in a file of its own (`content` = trusted-span).
+
 All per-completion gradients come from one batched backward (adapters.capture_per_sample_grads).
 The saved file carries metadata (pair-set hash, model and adapter identity, loss, k) and
-`load_vhack` refuses a file made for another model or adapter.
+`load_vhack` / `load_trusted` refuse a file made for another model or adapter, or of the other content.
 """
 
 from __future__ import annotations
@@ -97,17 +101,48 @@ def per_completion_grads(model, tok, pairs, loss: str, device: str, batch_size: 
     """Per module, the deployed-block gradient of each completion's loss ([2 * n_pairs, P])."""
     assert loss in ("nll", "grpo"), loss
     prompts, comps = tokenize_pairs(tok, pairs)
+    sign = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(len(prompts))], device=device)
+    return batched_grads(model, prompts, comps, tok.pad_token_id, device, loss, sign, batch_size)
+
+
+def batched_grads(model, prompts: list[list[int]], comps: list[list[int]], pad_id: int, device: str, loss: str,
+                  sign: Tensor, batch_size: int = 32) -> dict[str, Float[Tensor, "b _p"]]:
+    """completion_grads over batches of `batch_size` completions, concatenated in order; the captured state cleared."""
     out: dict[str, list[Tensor]] = {}
     for s in range(0, len(prompts), batch_size):
-        n = len(prompts[s:s + batch_size])
-        sign = torch.tensor([1.0 if (s + i) % 2 == 0 else -1.0 for i in range(n)], device=device)
-        G, _ = completion_grads(model, prompts[s:s + batch_size], comps[s:s + batch_size], tok.pad_token_id, device,
-                                loss, sign)
+        G, _ = completion_grads(model, prompts[s:s + batch_size], comps[s:s + batch_size], pad_id, device, loss,
+                                sign[s:s + batch_size])
         for name, g in G.items():
             out.setdefault(name, []).append(g)
         ad.clear_captured(model)
         model.zero_grad(set_to_none=True)
     return {n: torch.cat(v) for n, v in out.items()}
+
+
+def clean_grads(model, tok, pairs, device: str) -> dict[str, Float[Tensor, "n _p"]]:
+    """Per module, the deployed-block gradient of each pair's clean completion's mean NLL ([n_pairs, P])."""
+    prompts, comps = tokenize_pairs(tok, pairs)
+    prompts, comps = prompts[1::2], comps[1::2]
+    return batched_grads(model, prompts, comps, tok.pad_token_id, device, "nll", torch.ones(len(prompts), device=device))
+
+
+def top_k_span(G: Float[Tensor, "n p"], k: int) -> tuple[Float[Tensor, "k p"], Float[Tensor, " k"]]:
+    """The top-k right singular vectors of G (orthonormal rows; not centred, signs as the SVD gives them) and their
+    singular values."""
+    assert k <= min(G.shape), f"a rank-{k} span of a {tuple(G.shape)} gradient stack"
+    _, s, vh = torch.linalg.svd(G.double(), full_matrices=False)
+    return vh[:k].float(), s[:k].float()
+
+
+def extract_trusted(model, tok, pairs, k: int, device: str = "cpu") -> tuple[dict[str, Tensor], dict]:
+    """The trusted span per module: top_k_span of the pairs' clean completions' gradients (clean_grads); reports the
+    share of the stack's squared Frobenius norm the span holds (mean over modules)."""
+    G = clean_grads(model, tok, pairs, device)
+    U, share = {}, []
+    for n, g in G.items():
+        U[n], s = top_k_span(g, k)
+        share.append(float((s.double() ** 2).sum() / (g.double() ** 2).sum().clamp(min=1e-300)))
+    return U, dict(n_clean=len(pairs), span_energy_share=sum(share) / len(share))
 
 
 def pair_differences(grads: dict[str, Tensor], loss: str) -> dict[str, Float[Tensor, "n p"]]:
@@ -186,10 +221,24 @@ def layer_input_contrast(model, tok, pairs, device: str = "cpu") -> dict[str, Fl
     return {n: (x[0::2] - x[1::2]).mean(0) for n, x in means.items()}
 
 
+VHACK, TRUSTED = "v_hack", "trusted-span"
+"""The two contents of a direction file (metadata `content`; files written before the trusted span have none: v_hack)."""
+
+
 def save_vhack(path: str | Path, V: dict[str, Tensor], model, meta: dict, vact: Tensor | None = None) -> None:
     tensors = {f"v_grad.{n}": v.contiguous().cpu() for n, v in V.items()}
     if vact is not None:
         tensors["v_act"] = vact.contiguous().cpu()
+    save_tensors(path, tensors, model, dict(meta, content=VHACK))
+
+
+def save_trusted(path: str | Path, U: dict[str, Tensor], model, meta: dict) -> None:
+    save_tensors(path, {f"trusted.{n}": u.contiguous().cpu() for n, u in U.items()}, model, dict(meta, content=TRUSTED))
+
+
+def save_tensors(path: str | Path, tensors: dict[str, Tensor], model, meta: dict) -> None:
+    """tensors and meta (json-encoded where not a string, with the model's and adapter's identity) to `path`,
+    atomically."""
     md = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in meta.items()}
     md.update(model_identity=model_identity(model), adapter_identity=adapter_identity(model))
     path = Path(path)
@@ -208,16 +257,28 @@ def load_vact(path: str | Path, model) -> Float[Tensor, "l d"]:
 
 
 def load_vhack(path: str | Path, model) -> tuple[dict[str, Tensor], dict]:
-    """(v_grad per module, metadata); raises VhackMismatch if saved for another model/adapter."""
+    """(v_grad per module, metadata); raises VhackMismatch if saved for another model/adapter or not a v_hack."""
+    return load_tensors(path, model, VHACK, "v_grad.")
+
+
+def load_trusted(path: str | Path, model) -> tuple[dict[str, Tensor], dict]:
+    """(trusted span per module, metadata); raises VhackMismatch as load_vhack does."""
+    return load_tensors(path, model, TRUSTED, "trusted.")
+
+
+def load_tensors(path: str | Path, model, content: str, prefix: str) -> tuple[dict[str, Tensor], dict]:
+    """(the file's `prefix` tensors per module, metadata), checked: its content, model and adapter are these."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no v_hack file (run scripts/extract_vhack_grad.py)")
+        raise FileNotFoundError(f"{path}: no {content} file (run scripts/extract_vhack_grad.py)")
     with safe_open(str(path), "pt") as f:
-        md = f.metadata()
-        V = {k.removeprefix("v_grad."): f.get_tensor(k) for k in f.keys() if k.startswith("v_grad.")}
+        md = f.metadata() or {}
+        V = {k.removeprefix(prefix): f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+    if md.get("content", VHACK) != content:
+        raise VhackMismatch(f"{path}: a {md.get('content')} file, not a {content} file")
     for key, ours in (("model_identity", model_identity(model)), ("adapter_identity", adapter_identity(model))):
         if md.get(key) != ours:
-            raise VhackMismatch(f"{path}: v_hack was extracted for another {key.split('_')[0]} "
+            raise VhackMismatch(f"{path}: {content} was extracted for another {key.split('_')[0]} "
                                 f"({md.get(key)} != {ours}); re-extract for this model and adapter")
     return V, md
 
@@ -228,14 +289,37 @@ def extract_to_file(out: str | Path, pairs: str, model: str, adapter: str = "svd
     """v_grad and v_act of the pair set `pairs` for `model` wrapped with the given adapter, saved to `out` with their
     metadata (scripts/extract_vhack_grad.py); returns the metadata."""
     pair_list = load_pairs(pairs)
-    policy, tok = load_policy(model, device or None)
-    dev = str(next(policy.parameters()).device)
-    ad.wrap_model(policy, ad.AdapterConfig(kind=adapter, rank=None if rank == -1 else rank, quarantine=quarantine,
-                                           seed=adapter_seed))
+    policy, tok, dev = wrapped_policy(model, adapter, rank, quarantine, adapter_seed, device)
     V, report = extract(policy, tok, pair_list, loss=loss, k=k, device=dev, heldout_every=heldout_every)
     vact = extract_vact(policy, tok, pair_list, device=dev)
-    meta = dict(pairs=pairs, pairset_hash=pairset_hash(pair_list), n_pairs=len(pair_list), model=model,
-                model_source=resolve(model), model_sha256=weights_id(model), adapter=adapter, rank=rank,
-                quarantine=quarantine, loss=loss, k=k, **report)
+    meta = dict(file_meta(pairs, pair_list, model, adapter, rank, quarantine), loss=loss, k=k, **report)
     save_vhack(Path(out), V, policy, meta, vact)
     return meta
+
+
+def extract_trusted_to_file(out: str | Path, pairs: str, model: str, adapter: str = "svd", rank: int = -1,
+                            quarantine: str = "shared", adapter_seed: int = 0, k: int = 5, device: str = "") -> dict:
+    """The trusted span (extract_trusted: rank k, from the clean sides of the pair set `pairs`) for `model` wrapped
+    with the given adapter, saved to `out` with its metadata (scripts/extract_vhack_grad.py --trusted-span); returns
+    the metadata."""
+    pair_list = load_pairs(pairs)
+    policy, tok, dev = wrapped_policy(model, adapter, rank, quarantine, adapter_seed, device)
+    U, report = extract_trusted(policy, tok, pair_list, k, dev)
+    meta = dict(file_meta(pairs, pair_list, model, adapter, rank, quarantine), loss="nll", k=k, **report)
+    save_trusted(Path(out), U, policy, meta)
+    return meta
+
+
+def wrapped_policy(model: str, adapter: str, rank: int, quarantine: str, adapter_seed: int, device: str):
+    """(policy wrapped with the adapter, tokenizer, its device)."""
+    policy, tok = load_policy(model, device or None)
+    ad.wrap_model(policy, ad.AdapterConfig(kind=adapter, rank=None if rank == -1 else rank, quarantine=quarantine,
+                                           seed=adapter_seed))
+    return policy, tok, str(next(policy.parameters()).device)
+
+
+def file_meta(pairs: str, pair_list, model: str, adapter: str, rank: int, quarantine: str) -> dict:
+    """What a direction file records of its pairs (spec and hash), model (spec, folder, weights' sha256) and adapter."""
+    return dict(pairs=pairs, pairset_hash=pairset_hash(pair_list), n_pairs=len(pair_list), model=model,
+                model_source=resolve(model), model_sha256=weights_id(model), adapter=adapter, rank=rank,
+                quarantine=quarantine)
