@@ -46,7 +46,7 @@ FIRST = ("verify_per_sample_grads", "verify_grader_canonical", "verify_grader_de
 # each gate's wall seconds in a run of the fast tier (no out/smoke/durations.json: a fresh clone) on the idle 2-core machine, 3 at
 # a time; the order they give (longest first) is used until a run has recorded real durations; unlisted gates: 5
 GUESS = {"verify_decoder": 73, "verify_per_sample_grads": 51, "verify_grader_canonical": 22, "verify_e2e_tiny": 22,
-         "verify_grpo": 14, "verify_scorda": 13, "verify_probe": 13, "verify_routing": 12,
+         "verify_grpo": 14, "verify_batched_runs": 20, "verify_scorda": 13, "verify_probe": 13, "verify_routing": 12,
          "verify_sandbox_adversarial": 9, "verify_ddp": 8, "verify_golden_trace": 8,
          "verify_grader_determinism": 8, "verify_vhack": 7, "verify_sandbox_isolation": 6, "verify_organism": 6}
 

@@ -1,0 +1,275 @@
+"""Gate: several runs batched in one trainer train exactly as each run alone (issue 28).
+
+Runs of one arm that differ only in seed (and direction seed) share one grpo.Trainer: one frozen model whose adapters
+hold a copy per run (adapters.add_runs), one forward-backward over every run's rollouts, then per-run hooks, clipping
+and AdamW. The claim: each batched run computes what it would compute alone in a process of its own.
+
+On the tiny organism (float64), 3 runs of each arm below train 5 steps (`just smoke`: 2 runs, 3 steps) batched and alone, on replayed rollouts (no
+sampling): a run's completions at a step are drawn from a generator keyed by its sampling seed (random token ids of
+random lengths, most ending in EOS), graded by a reward that is a hash of the text (so every group has reward
+variance and runs differ). Compared per run and step, relative 1e-5:
+    metrics     loss, deployed and quarantine gradient norms (after clipping binds: grad_clip 0.01), kl / ratio stats,
+                routed fraction
+    rollouts    every column of the step file (advantages, routing scores, routed / absorbed decisions), floats
+                within 1e-5 of the larger of their size and 0.01 (a routing score is a cosine; near 0 its difference
+                counts as absolute), the rest equal; metrics the same with 1e-4 in place of 0.01
+    updates     every adapter tensor after every step (so each AdamW update; AdamW's eps at ADAM_EPS, see there), and
+                the optimizer's moments at the end
+Arms (`just smoke`: route alone; `just smoke-full`: both): route (own quarantine, v_grad extracted here from the hack pairs, per-rollout routing scores from the batched backward) and
+erase-random (a different random direction per run: --direction-seed 100 + seed).
+
+Deliberate breaks, run by the gate itself in `just smoke-full` (each must make the comparison fail):
+    swap        in batched forwards, rows of run 0 go through run 1's adapter and back (AdaptedLinear._by_row)
+    clip        each run's clipping uses the deployed-block norm of the run before it in the batch
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import torch
+
+from _gate_common import full_tier, run_gate, tier, tiny_args
+from projected_grpo.loop import grpo, logs
+from projected_grpo.loop.config import with_fields
+from projected_grpo.method import adapters as ad
+from projected_grpo.method import vhack
+from projected_grpo.method.pairs import HACK_PAIRS
+
+TOL = 1e-5
+
+
+def n_steps() -> int:
+    """Steps per run: 5 in `just smoke-full`, 3 in `just smoke` (float64 backwards cost about 0.4 s a step)."""
+    return 5 if full_tier() else 3
+
+
+def n_runs() -> int:
+    """Runs per trainer: 3 in `just smoke-full`, 2 in `just smoke`."""
+    return 3 if full_tier() else 2
+
+
+def prompts_per_step() -> int:
+    return 4
+
+
+PROMPT_TOKENS = 48
+"""Each prompt's last 48 tokens (the tiny organism's prompts are about 250): the claim is about batching, and float64
+forwards of full prompts cost about 0.5 s a step."""
+ADAM_EPS = 1e-6
+"""AdamW's first step moves a coordinate by lr g / (|g| + eps): a coordinate whose gradient is at the rounding size of
+its sum (a different summation order batched) moves by a rounding-dependent fraction of lr when eps is 1e-8 (the
+default; seen: adapter tensors batched vs alone within 4.9e-5 relative while every gradient norm agreed within 1e-6).
+At 1e-6 such coordinates move by about lr g / eps, continuous in g."""
+ARMS = {"route": dict(route_frac=0.25), "erase-random": {}}
+
+
+def configs(tmp: Path, arm: str, tag: str) -> list[grpo.RunConfig]:
+    vh = tmp / "vhack_own.safetensors"
+    if not vh.exists():
+        with float64_model():
+            vhack.extract_to_file(vh, HACK_PAIRS, "organism:tiny", quarantine="own")
+    out = []
+    for seed in range(n_runs()):
+        c = tiny_args(tmp, f"{tag}_{arm}_s{seed}", steps=n_steps(), seed=seed, quarantine="own", grad_clip=0.01,
+                      max_new_tokens=16, ckpt_every=100, adam_eps=ADAM_EPS,
+                      prompts_per_step=prompts_per_step())
+        extra = dict(direction_seed=100 + seed) if arm == "erase-random" else {}
+        out.append(with_fields(c, arm=arm, vhack=str(vh), **ARMS[arm], **extra))
+    return out
+
+
+def replayed(tok, n: int, seed: int, max_new: int) -> list[list[int]]:
+    """n completions keyed by the sampling seed alone: random ids, random lengths, most ending in EOS."""
+    g = random.Random(seed)
+    vocab = [i for i in range(tok.vocab_size) if i not in (tok.eos_token_id, tok.pad_token_id)]
+    rows = []
+    for _ in range(n):
+        row = [g.choice(vocab) for _ in range(g.randint(1, max_new - 1))]
+        rows.append(row + [tok.eos_token_id] if g.random() < 0.8 else row)
+    return rows
+
+
+def hashed_grades(problems: list[dict], texts: list[str]) -> list[dict]:
+    out = []
+    for p, t in zip(problems, texts):
+        r = (zlib.crc32(f"{p['id']}|{t}".encode()) % 11) / 10
+        hack = r > 0.75
+        out.append(dict(reward=r, label="Reward Hack" if hack else "Incorrect", is_hack_strict=hack,
+                        is_hack_loose=hack, eq_correct=False, eq_hinted=hack, can_compile=True))
+    return out
+
+
+@contextlib.contextmanager
+def replay(tr: grpo.Trainer):
+    """The trainer samples nothing: each run's completions come from `replayed` keyed by its generator seed; prompts are
+    cut to their last PROMPT_TOKENS tokens; rewards are hashed_grades'."""
+    a = tr.args
+    tr.sample_runs = lambda runs, prompts, seeds: [replayed(tr.tok, len(p), s, a.max_new_tokens)
+                                                   for p, s in zip(prompts, seeds)]
+    real = grpo.grade_problems, grpo.prompt_ids
+    grpo.grade_problems = hashed_grades
+    grpo.prompt_ids = lambda tok, problem: real[1](tok, problem)[-PROMPT_TOKENS:]
+    try:
+        yield
+    finally:
+        grpo.grade_problems, grpo.prompt_ids = real
+
+
+@contextlib.contextmanager
+def float64_model():
+    """The frozen model in float64, so that rounding (summation order batched) stays far below the tolerance while a
+    run that reads another run's adapter or norm differs at the size of the update."""
+    real = grpo.load_policy
+    grpo.load_policy = vhack.load_policy = lambda spec, device=None, dtype=None: real(spec, device, torch.float64)
+    try:
+        yield
+    finally:
+        grpo.load_policy = vhack.load_policy = real
+
+
+def train(cfgs: list[grpo.RunConfig], batched: bool, break_: str = "") -> list[dict]:
+    """Per run: metrics rows, step files and adapter tensors after each step, optimizer moments at the end."""
+    groups = [cfgs] if batched else [[c] for c in cfgs]
+    out = []
+    for group in groups:
+        torch.manual_seed(0)
+        with float64_model():
+            tr = grpo.Trainer(group if batched else group[0])
+        with replay(tr), broken(tr, break_):
+            for run in tr.runs:
+                tr.start(run)
+            after = [[] for _ in tr.runs]
+            for step in range(n_steps()):
+                tr.step_runs(step)
+                for run in tr.runs:
+                    with ad.active_run(tr.model, run.index):
+                        after[run.index].append(ad.adapter_state_dict(tr.model))
+        for run in tr.runs:
+            moments = [s[k].clone() for s in run.opt.state.values() for k in ("exp_avg", "exp_avg_sq")]
+            out.append(dict(metrics=run.metrics, steps=[logs.read_step(f) for f in logs.step_files(run.run_dir)],
+                            adapters=after[run.index], moments=moments))
+    return out
+
+
+@contextlib.contextmanager
+def broken(tr: grpo.Trainer, how: str):
+    """The deliberate breaks (see the module docstring); nothing when how is empty."""
+    if how == "swap":
+        real = ad.AdaptedLinear._by_row
+
+        def swapped(self, per_run):
+            per_run = list(per_run)
+            per_run[0], per_run[1] = per_run[1], per_run[0]
+            return real(self, per_run)
+
+        ad.AdaptedLinear._by_row = swapped
+        try:
+            yield
+        finally:
+            ad.AdaptedLinear._by_row = real
+    elif how == "clip":
+        real_clip = torch.nn.utils.clip_grad_norm_
+        last: dict[int, float] = {}
+
+        def clip_previous(params, max_norm):
+            params = list(params)
+            calls = last.setdefault("n", 0)
+            norm = real_clip(params, float("inf")).item()
+            use = last.get(calls - 2, norm)  # the same block of the run before this one
+            last[calls], last["n"] = norm, calls + 1
+            coef = min(1.0, max_norm / (use + 1e-6))
+            for p in params:
+                if p.grad is not None:
+                    p.grad.mul_(coef)
+            return torch.tensor(norm)
+
+        torch.nn.utils.clip_grad_norm_ = clip_previous
+        try:
+            yield
+        finally:
+            torch.nn.utils.clip_grad_norm_ = real_clip
+    else:
+        assert not how, how
+        yield
+
+
+def rel(a: float, b: float, floor: float) -> float:
+    """|a - b| relative to the larger of |a|, |b| and `floor` (a scale below which a difference counts as absolute)."""
+    return abs(a - b) / max(abs(a), abs(b), floor)
+
+
+def tensor_rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / max(float(a.norm()), float(b.norm()), 1e-12))
+
+
+def worst_difference(alone: list[dict], batched: list[dict]) -> tuple[float, str]:
+    """The largest relative difference between the runs alone and batched, and where."""
+    worst, where = 0.0, ""
+
+    def see(d: float, what: str) -> None:
+        nonlocal worst, where
+        if d > worst:
+            worst, where = d, what
+
+    for k, (a, b) in enumerate(zip(alone, batched)):
+        for s, (ma, mb) in enumerate(zip(a["metrics"], b["metrics"], strict=True)):
+            for key, va in ma.items():
+                if key.startswith("t_") or key == "runs_per_process" or not isinstance(va, (int, float)):
+                    continue
+                see(rel(float(va), float(mb[key]), 1e-4), f"run {k} step {s} metric {key}")
+        for s, (ra, rb) in enumerate(zip(a["steps"], b["steps"], strict=True)):
+            for i, (xa, xb) in enumerate(zip(ra, rb, strict=True)):
+                assert xa.keys() == xb.keys(), f"run {k} step {s} rollout {i}: columns differ"
+                for key, va in xa.items():
+                    if isinstance(va, float):
+                        see(rel(va, xb[key], 1e-2), f"run {k} step {s} rollout {i} {key}")
+                    else:
+                        see(float(va != xb[key]), f"run {k} step {s} rollout {i} {key}")
+        for s, (ta, tb) in enumerate(zip(a["adapters"], b["adapters"], strict=True)):
+            for name, t in ta.items():
+                see(tensor_rel(t, tb[name]), f"run {k} adapter after step {s}: {name}")
+        for j, (ma, mb) in enumerate(zip(a["moments"], b["moments"], strict=True)):
+            see(tensor_rel(ma, mb), f"run {k} AdamW moment {j}")
+    return worst, where
+
+
+def check_arm(tmp: Path, arm: str) -> tuple[float, int, list[str]]:
+    alone = train(configs(tmp, arm, "alone"), batched=False)
+    batched = train(configs(tmp, arm, "batched"), batched=True)
+    worst, where = worst_difference(alone, batched)
+    assert worst <= TOL, f"{arm}: batched runs differ from the runs alone by rel {worst:.2e} at {where}"
+    moved = sum(float(t.abs().sum()) > 0 for t in batched[0]["adapters"][-1].values())
+    assert moved > 0, f"{arm}: no adapter tensor moved"
+    distinct = tensor_rel(batched[0]["adapters"][-1][next(iter(batched[0]["adapters"][-1]))],
+                          batched[1]["adapters"][-1][next(iter(batched[1]["adapters"][-1]))])
+    assert distinct > 1e-3, f"{arm}: runs 0 and 1 ended equal (rel {distinct:.1e}): the runs do not differ"
+    seen = []
+    if full_tier():
+        for how in ("swap", "clip"):
+            bad, at = worst_difference(alone, train(configs(tmp, arm, f"broken_{how}"), batched=True, break_=how))
+            assert bad > TOL, f"{arm}: the deliberate break '{how}' left batched equal to alone (rel {bad:.1e})"
+            seen.append(f"{how} rel {bad:.1e}")
+    return worst, moved, seen
+
+
+def main() -> None:
+    t0 = time.time()
+    res = {}
+    with tempfile.TemporaryDirectory() as d:
+        for arm in ARMS if full_tier() else ["route"]:
+            res[arm] = check_arm(Path(d), arm)
+    breaks = "; ".join(f"{arm}: {', '.join(s)}" for arm, (_, _, s) in res.items() if s)
+    print(f"PASS batched_runs ({tier()}): {n_runs()} runs x {n_steps()} replayed steps of {prompts_per_step()} x 4 rollouts batched in one trainer = each run alone "
+          f"(metrics, every step-file column, every adapter tensor after every step, AdamW moments): "
+          + ", ".join(f"{arm} max rel {w:.1e} ({m} tensors moved)" for arm, (w, m, _) in res.items())
+          + (f"; deliberate breaks fail: {breaks}" if breaks else "") + f"; {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    run_gate("batched_runs", main)
