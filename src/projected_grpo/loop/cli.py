@@ -4,7 +4,8 @@
     given_fields(argv)        the fields a command line gives (arms.configure turns them into a RunConfig)
     run_config(argv, prog)    a command line -> (checked RunConfig, flags that override the arm's); a bad value or a
                               missing input file exits 2 with one line naming the flag
-    train(argv, prog)         scripts/train.py: that configuration's run, arm.json beside it
+    train(argv, prog)         scripts/train.py: that configuration's run, arm.json beside it; with `--seeds 0,1,2`
+                              the runs of those seeds in one process (train_batched)
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import textwrap
 from pathlib import Path
 
 from projected_grpo.loop import grpo
-from projected_grpo.loop.config import ConfigError, InterventionConfig, RunConfig, check
+import torch
+
+from projected_grpo.loop.config import ConfigError, InterventionConfig, RunConfig, batchable, check, with_fields
 from projected_grpo.method import arms
 
 
@@ -108,8 +111,43 @@ def record_arm(cfg: RunConfig, overridden: list[str]) -> None:
                                                 match_run=i.match_run), indent=1))
 
 
-def train(argv: list[str], prog: str = "train.py", description: str = "") -> Path:
-    """One run of a registry arm from its command line (scripts/train.py); returns its folder."""
+def split_seeds(argv: list[str], prog: str) -> tuple[list[str], list[int]]:
+    """(argv without `--seeds A,B,...`, those seeds; none when absent). A malformed list: one line, exit 2."""
+    if "--seeds" not in argv:
+        return argv, []
+    i = argv.index("--seeds")
+    try:
+        seeds = [int(x) for x in argv[i + 1].split(",")]
+        assert seeds and len(set(seeds)) == len(seeds) and min(seeds) >= 0
+    except (IndexError, ValueError, AssertionError):
+        fail(prog, f"--seeds {' '.join(argv[i + 1:i + 2])!r}: distinct non-negative integers separated by commas")
+    if "--seed" in argv:
+        fail(prog, "--seed and --seeds: give one of them")
+    return argv[:i] + argv[i + 2:], seeds
+
+
+def train_batched(argv: list[str], seeds: list[int], prog: str = "train.py", description: str = "") -> list[Path]:
+    """The runs of one arm at several training seeds in one process (grpo.Trainer over their configurations, issue
+    28), each in its folder <run>_s<seed> (--run, else the arm's name); their folders."""
+    given = given_fields(argv, prog, description)
+    base = given.get("run", given.get("arm", "vanilla"))
+    cfgs = []
+    for seed in seeds:
+        cfg, overridden = run_config(argv + ["--seed", str(seed), "--run", f"{base}_s{seed}"], prog, description)
+        record_arm(cfg, overridden)
+        cfgs.append(cfg)
+    if not batchable(cfgs):
+        fail(prog, "--seeds: these runs differ in more than their seed and run folder; start them separately")
+    torch.manual_seed(seeds[0])
+    return grpo.Trainer(cfgs).run()
+
+
+def train(argv: list[str], prog: str = "train.py", description: str = "") -> Path | list[Path]:
+    """One run of a registry arm from its command line (scripts/train.py); returns its folder. With `--seeds A,B,..`
+    the runs of those seeds in one process (train_batched)."""
+    argv, seeds = split_seeds(argv, prog)
+    if seeds:
+        return train_batched(argv, seeds, prog, description)
     cfg, overridden = run_config(argv, prog, description)
     spec = arms.arm(cfg.intervention.arm)
     if overridden:

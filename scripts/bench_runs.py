@@ -1,0 +1,156 @@
+"""Organism runs per hour, the same runs two ways in one command: one process per run (today's way) against several
+runs of one arm per process (grpo.Trainer over their configurations; `scripts/train.py --seeds`).
+
+    python scripts/bench_runs.py                                   # route then route-random, seeds 0-7, 40 steps
+    python scripts/bench_runs.py --seeds 0,1 --steps 3 --model organism:tiny --n-eval 2   # a quick check
+
+separate   every run is `scripts/train.py --arm A --seed S` in its own process, --parallel of them side by side
+           (default: the machine's cores), one torch thread and --grade-workers grading workers each, on the CPU
+batched    the runs of one arm in processes of --runs-per-process runs (`train.py --seeds`), side by side, the model
+           on --batched-device (default: cuda when there is one, else cpu)
+Both ways run route first, then route-random (each matched to the route run of its seed, of the same way), and
+evaluate at the end (kept and ablated). Every run's folder is kept under --out (separate/, batched/).
+
+Prints each phase's wall time, each way's runs per hour, one run's time split (generation, grading and training from
+its metrics; evaluation and start-up as the rest of its process's wall time), the per-seed final deployed strict hack
+and no-hint solve both ways with their paired mean difference and 95% t interval (sampled runs part once float order
+flips a token), and ends with `speedup N.Nx (separate A runs/h, batched B runs/h)`. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from scipy import stats
+from tqdm import tqdm
+
+from projected_grpo.loop import logs
+from projected_grpo.method import arms, vhack
+from projected_grpo.method.pairs import HACK_PAIRS
+
+ROOT = Path(__file__).resolve().parents[1]
+ARMS = ("route", "route-random")
+
+
+def launch(cmds: list[list[str]], parallel: int, env: dict, log_dir: Path, desc: str) -> float:
+    """Run the commands, at most `parallel` at a time, each logging to log_dir; wall seconds. A failed one stops."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    t0, todo, running = time.time(), list(enumerate(cmds)), []
+    bar = tqdm(total=len(cmds), desc=desc)
+    while todo or running:
+        while todo and len(running) < parallel:
+            i, cmd = todo.pop(0)
+            f = (log_dir / f"{desc}_{i}.log").open("w")
+            running.append((subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT), cmd, f))
+        for item in list(running):
+            p, cmd, f = item
+            if p.poll() is not None:
+                f.close()
+                running.remove(item)
+                bar.update(1)
+                assert p.returncode == 0, f"{' '.join(cmd)} exited {p.returncode} (log {f.name})"
+        time.sleep(0.2)
+    bar.close()
+    return time.time() - t0
+
+
+def final_rates(run: Path) -> tuple[float, float]:
+    """(deployed strict hack on hinted prompts, no-hint solve) at the run's last evaluation."""
+    rows = logs.read_jsonl(run / "eval.jsonl")
+    last = max(r["step"] for r in rows)
+    cell = {(r["quarantine"], r["split"]): r for r in rows if r["step"] == last and r["cell"] == "all"}
+    return cell[("ablated", "hinted")]["hack_strict"], cell[("kept", "nohint")]["solve"]
+
+
+def time_split(run: Path, wall: float) -> dict:
+    """One run's seconds in generation, grading and training (its metrics), and the rest of its process's wall."""
+    m = logs.read_jsonl(run / "metrics.jsonl")
+    split = {k: sum(r[f"t_{k}"] for r in m) for k in ("generate", "grade", "train")}
+    split["evaluation and start-up"] = wall - sum(split.values())
+    return split
+
+
+def paired(a: list[float], b: list[float]) -> str:
+    d = [y - x for x, y in zip(a, b)]
+    n = len(d)
+    mean = sum(d) / n
+    if n < 2:
+        return f"{mean:+.3f} (n=1)"
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    h = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    return f"{mean:+.3f} [{mean - h:+.3f}, {mean + h:+.3f}] (n={n})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7", help="training seeds of each arm")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--model", default="organism:cpu")
+    ap.add_argument("--n-eval", type=int, default=12, help="eval problems per cell (RunConfig.n_eval)")
+    ap.add_argument("--parallel", type=int, default=os.cpu_count(), help="separate: processes side by side")
+    ap.add_argument("--grade-workers", type=int, default=2, help="separate: grading workers per process")
+    ap.add_argument("--runs-per-process", type=int, default=8, help="batched: runs of one arm per process")
+    ap.add_argument("--batched-parallel", type=int, default=0, help="batched: processes side by side (0: all)")
+    ap.add_argument("--batched-device", default="", help="batched: the model's device (default cuda if any, else cpu)")
+    ap.add_argument("--batched-threads", type=int, default=1, help="batched: torch threads per process")
+    ap.add_argument("--out", default="out/bench_runs")
+    ap.add_argument("--skip-separate", action="store_true", help="only the batched way (no speedup line)")
+    a = ap.parse_args()
+    seeds = [int(s) for s in a.seeds.split(",")]
+    import torch
+
+    dev = a.batched_device or ("cuda" if torch.cuda.is_available() else "cpu")
+    common = ["--model", a.model, "--steps", str(a.steps), "--n-eval", str(a.n_eval)]
+    env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1", PGRPO_GRADE_WORKERS=str(a.grade_workers))
+    out = Path(a.out)
+    vh = Path(arms.vhack_path("own", a.model))
+    if not vh.exists():  # the route arms' v_grad for this model (extracted once, as scripts/extract_vhack_grad.py does)
+        vhack.extract_to_file(vh, HACK_PAIRS, a.model, quarantine="own")
+    walls: dict[str, float] = {}
+    ways = ["batched"] if a.skip_separate else ["separate", "batched"]
+    for way in ways:
+        runs = out / way
+        for arm in ARMS:
+            if way == "separate":
+                cmds = [[sys.executable, "scripts/train.py", "--arm", arm, "--seed", str(s), "--run", f"{arm}_s{s}", "--out-dir", str(runs),
+                         "--device", "cpu"] + common for s in seeds]
+                par, e = a.parallel, env
+            else:
+                chunks = [seeds[i:i + a.runs_per_process] for i in range(0, len(seeds), a.runs_per_process)]
+                cmds = [[sys.executable, "scripts/train.py", "--arm", arm, "--seeds", ",".join(map(str, c)),
+                         "--out-dir", str(runs), "--device", dev] + common for c in chunks]
+                par = a.batched_parallel or len(cmds)
+                e = dict(env, PGRPO_THREADS=str(a.batched_threads),
+                         PGRPO_GRADE_WORKERS=str(max(a.grade_workers, (os.cpu_count() or 2) // len(cmds))))
+            walls[f"{way} {arm}"] = launch(cmds, par, e, out / "logs", f"{way}_{arm}")
+            print(f"{way} {arm}: {len(seeds)} runs in {walls[f'{way} {arm}']:.0f} s", flush=True)
+    n = len(seeds) * len(ARMS)
+    rate = {w: n / sum(v for k, v in walls.items() if k.startswith(w)) * 3600 for w in ways}
+    for w in ways:
+        print(f"{w}: {n} runs of {a.steps} steps, {rate[w]:.0f} runs/h")
+        split = time_split(out / w / f"route_s{seeds[0]}", walls[f"{w} route"])
+        print(f"  route_s{seeds[0]} split (s): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
+    res = {w: {arm: [final_rates(out / w / f"{arm}_s{s}") for s in seeds] for arm in ARMS} for w in ways}
+    for arm in ARMS:
+        for w in ways:
+            print(f"{arm} {w}: deployed strict hack " + " ".join(f"{h:.3f}" for h, _ in res[w][arm])
+                  + " | no-hint solve " + " ".join(f"{s:.3f}" for _, s in res[w][arm]))
+        if len(ways) == 2:
+            print(f"{arm} batched - separate: hack {paired([h for h, _ in res['separate'][arm]], [h for h, _ in res['batched'][arm]])}"
+                  f", solve {paired([s for _, s in res['separate'][arm]], [s for _, s in res['batched'][arm]])}")
+    (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, seeds=seeds, steps=a.steps, device=dev,
+                                                    runs_per_process=a.runs_per_process, results=res), indent=1))
+    if len(ways) == 2:
+        print(f"speedup {rate['batched'] / rate['separate']:.1f}x (separate {rate['separate']:.0f} runs/h, "
+              f"batched {rate['batched']:.0f} runs/h)")
+
+
+if __name__ == "__main__":
+    main()
