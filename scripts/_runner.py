@@ -3,8 +3,9 @@ registry, side by side with one torch thread each, then results.py (and diag_pin
 
     v_hack files the arms need (arms.vhack_extract_args), extracted once when missing
     one job per (arm, seed): scripts/train.py --arm A --seed S --run A_sS (same model, device and flags
-    for every run); an arm matched to another (route-random -> route) waits for that run of its seed
-    `parallel` jobs at a time; at the wall-clock deadline running jobs are stopped (SIGTERM to their own
+    for every run), or with --runs-per-process K one job per K seeds of an arm (scripts/train.py --seeds: the runs
+    share one process, issue 28); an arm matched to another (route-random -> route) waits for those runs of its seeds
+    `parallel` jobs at a time, progress every 30 s with the steps done and an estimate of the time left; at the wall-clock deadline running jobs are stopped (SIGTERM to their own
     process) and jobs not started are skipped
     a finished run (a DONE file) is skipped unless --fresh, and refused when its saved configuration differs from
     the one this call would run in any field but logs.CONFIG_EXCLUDED (refuse_other_config)
@@ -34,7 +35,7 @@ PY = sys.executable
 
 
 def add_plan_args(ap, arms_default: tuple[str, ...], seeds: str, eval_every: int, device: str, runs: str,
-                  parallel: int, budget_min: float) -> None:
+                  parallel: int, budget_min: float, runs_per_process: int = 1) -> None:
     """The command-line flags every driver shares (one place for their names, meaning and checks)."""
     ap.add_argument("--arms", default=",".join(arms_default), help="comma-separated registry arms")
     ap.add_argument("--seeds", default=seeds)
@@ -42,7 +43,9 @@ def add_plan_args(ap, arms_default: tuple[str, ...], seeds: str, eval_every: int
     ap.add_argument("--eval-every", type=int, default=eval_every, help="evaluation period (0: only at the end)")
     ap.add_argument("--model", default="organism:cpu")
     ap.add_argument("--device", default=device, help="--device of every run ('' = train.py's default)")
-    ap.add_argument("--parallel", type=int, default=parallel, help="runs at a time")
+    ap.add_argument("--parallel", type=int, default=parallel, help="processes at a time")
+    ap.add_argument("--runs-per-process", type=int, default=runs_per_process,
+                    help="runs of one arm (its seeds) trained in one process (scripts/train.py --seeds)")
     ap.add_argument("--budget-min", type=float, default=budget_min, help="stop runs still going after this many minutes")
     ap.add_argument("--runs", default=runs, help="parent folder of the run folders")
     ap.add_argument("--fresh", action="store_true", help="rerun finished runs")
@@ -87,10 +90,11 @@ def plan_from_args(a, fail) -> "Plan":
         seeds = [int(s) for s in a.seeds.split(",")]
     except ValueError:
         fail(f"--seeds {a.seeds!r}: not a comma-separated list of integers")
-    if a.steps < 1 or a.parallel < 1 or a.budget_min <= 0 or a.eval_every < 0:
-        fail("--steps, --parallel and --budget-min must be positive, --eval-every not negative")
+    if a.steps < 1 or a.parallel < 1 or a.budget_min <= 0 or a.eval_every < 0 or a.runs_per_process < 1:
+        fail("--steps, --parallel, --runs-per-process and --budget-min must be positive, --eval-every not negative")
     plan = Plan(arms=arms.closure(names), seeds=seeds, model=a.model, runs=a.runs, steps=a.steps,
-                eval_every=a.eval_every, device=a.device, extra=[*recipe_flags(a), *a.extra], fresh=a.fresh)
+                eval_every=a.eval_every, device=a.device, extra=[*recipe_flags(a), *a.extra], fresh=a.fresh,
+                runs_per_process=a.runs_per_process)
     if not plan.fresh:
         refuse_other_config(plan, fail)
     return plan
@@ -146,6 +150,8 @@ class Plan:
     """extra scripts/train.py flags for every run"""
     fresh: bool = False
     """rerun finished runs (a DONE file) and re-extract v_hack"""
+    runs_per_process: int = 1
+    """seeds of one arm trained in one process (scripts/train.py --seeds)"""
 
 
 @dataclass
@@ -192,17 +198,32 @@ def train_cmd(plan: Plan, arm: str, seed: int) -> list[str]:
             *dev, *plan.extra]
 
 
-def jobs(plan: Plan) -> list[tuple[str, list[str], list[str]]]:
-    """(run name, command, runs it waits for), matched arms after the arm they match."""
-    todo = [(arm, seed) for seed in plan.seeds for arm in arms.closure(plan.arms)
+def batched_cmd(plan: Plan, arm: str, seeds: list[int]) -> list[str]:
+    """The runs of `arm` at `seeds` in one process: train_cmd with --seeds (folders A_sS as train_cmd's)."""
+    cmd = train_cmd(plan, arm, seeds[0])
+    i = cmd.index("--seed")
+    cmd[i:i + 2] = ["--seeds", ",".join(map(str, seeds))]
+    j = cmd.index("--run")
+    del cmd[j:j + 2]
+    return cmd
+
+
+def jobs(plan: Plan) -> list[tuple[str, list[str], list[str], list[str]]]:
+    """(job name, command, runs it waits for, runs it trains): matched arms after the arm they match; with
+    runs_per_process K, K seeds of one arm per job."""
+    todo = [(arm, seed) for arm in arms.closure(plan.arms) for seed in plan.seeds
             if plan.fresh or not (ROOT / plan.runs / f"{arm}_s{seed}" / "DONE").exists()]
     names = {f"{arm}_s{seed}" for arm, seed in todo}
     out = []
-    for arm, seed in todo:
-        m = arms.arm(arm).matches
-        dep = f"{m}_s{seed}" if m else None
-        # wait for the matched run exactly when it runs in this call (one finished earlier is read as it is)
-        out.append((f"{arm}_s{seed}", train_cmd(plan, arm, seed), [dep] if dep in names else []))
+    for arm in arms.closure(plan.arms):
+        seeds = [s for a, s in todo if a == arm]
+        for chunk in (seeds[i:i + plan.runs_per_process] for i in range(0, len(seeds), plan.runs_per_process)):
+            m = arms.arm(arm).matches
+            # wait for the matched run exactly when it runs in this call (one finished earlier is read as it is)
+            deps = [f"{m}_s{s}" for s in chunk if m and f"{m}_s{s}" in names]
+            runs = [f"{arm}_s{s}" for s in chunk]
+            cmd = train_cmd(plan, arm, chunk[0]) if plan.runs_per_process == 1 else batched_cmd(plan, arm, chunk)
+            out.append((runs[0] if len(runs) == 1 else f"{arm}_s{','.join(map(str, chunk))}", cmd, deps, runs))
     return out
 
 
@@ -212,49 +233,57 @@ def progress(run_dir: Path) -> int:
 
 
 def report(running: dict, runs: Path, steps: int, n_total: int, out: Outcome, t0: float) -> None:
-    prog = " ".join(f"{n}:{progress(runs / n)}/{steps}" for n in sorted(running))
-    print(f"[{(time.time() - t0) / 60:5.1f} min] done {len(out.done)}/{n_total}, failed {len(out.failed)}, "
-          f"running {len(running)}: {prog}", flush=True)
+    """One progress line: runs done, failed and running (each running run's steps), and the time left estimated from
+    the steps done so far."""
+    live = sorted(r for _, _, rs in running.values() for r in rs)
+    done_steps = steps * len(out.done) + sum(min(progress(runs / n), steps) for n in live)
+    elapsed = time.time() - t0
+    left = elapsed * (steps * n_total - done_steps) / done_steps if done_steps else float("nan")
+    prog = " ".join(f"{n}:{progress(runs / n)}/{steps}" for n in live)
+    print(f"[{elapsed / 60:5.1f} min] done {len(out.done)}/{n_total}, failed {len(out.failed)}, "
+          f"running {len(live)}, {done_steps}/{steps * n_total} steps, about {left / 60:.1f} min left: {prog}",
+          flush=True)
 
 
-def run_all(jobs_: list[tuple[str, list[str], list[str]]], plan: Plan, parallel: int, deadline: float,
+def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan, parallel: int, deadline: float,
             every_s: float = 30.0) -> Outcome:
-    """Run jobs `parallel` at a time until done or the deadline (time.time() seconds)."""
+    """Run jobs `parallel` at a time until done or the deadline (time.time() seconds); the outcome names runs."""
     runs = ROOT / plan.runs
     (runs / "_logs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1")
     pending, running, out = list(jobs_), {}, Outcome()
+    n_runs = sum(len(j[3]) for j in jobs_)
     t0 = last = time.time()
     while pending or running:
         if time.time() > deadline:
-            for name, (p, log) in running.items():
+            for name, (p, log, rs) in running.items():
                 p.terminate()
                 p.wait()
                 log.close()
-                out.stopped.append(name)
-            out.skipped += [j[0] for j in pending]
+                out.stopped += rs
+            out.skipped += [r for j in pending for r in j[3]]
             break
         for job in list(pending):
-            name, cmd, deps = job
+            name, cmd, deps, rs = job
             if any(d in out.failed + out.skipped for d in deps):
                 pending.remove(job)
-                out.skipped.append(name)
+                out.skipped += rs
             elif len(running) < parallel and all(d in out.done for d in deps):
                 pending.remove(job)
                 log = open(runs / "_logs" / f"{name}.log", "w")
-                running[name] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+                running[name] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log, rs)
         time.sleep(1)
-        for name, (p, log) in list(running.items()):
+        for name, (p, log, rs) in list(running.items()):
             if p.poll() is not None:
                 log.close()
                 del running[name]
-                (out.done if p.returncode == 0 else out.failed).append(name)
+                (out.done if p.returncode == 0 else out.failed).extend(rs)
                 if p.returncode:
                     print(f"FAILED {name} (exit {p.returncode}; {plan.runs}/_logs/{name}.log)", flush=True)
         if time.time() - last > every_s:
-            report(running, runs, plan.steps, len(jobs_), out, t0)
+            report(running, runs, plan.steps, n_runs, out, t0)
             last = time.time()
-    report(running, runs, plan.steps, len(jobs_), out, t0)
+    report(running, runs, plan.steps, n_runs, out, t0)
     return out
 
 

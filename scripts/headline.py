@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     vh = _runner.extract_vhacks(plan)
     print(f"v_hack: {', '.join(vh) or 'none needed'} ({time.time() - t0:.0f}s)", flush=True)
     jobs = _runner.jobs(plan)
-    print(f"{len(jobs)} runs ({len(plan.arms)} arms x {len(plan.seeds)} seeds, finished ones skipped), "
-          f"{a.parallel} at a time, budget {a.budget_min} min", flush=True)
+    print(f"{sum(len(j[3]) for j in jobs)} runs ({len(plan.arms)} arms x {len(plan.seeds)} seeds, finished ones "
+          f"skipped) in {len(jobs)} processes, {a.parallel} at a time, budget {a.budget_min} min", flush=True)
     outcome = _runner.run_all(jobs, plan, a.parallel, t0 + 60 * a.budget_min)
     t_runs = time.time() - t0
     out = ROOT / a.out

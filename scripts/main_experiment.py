@@ -5,8 +5,9 @@ route-subset and scorda-absorb (arms.MAIN), 3 seeds each.
 
 1. resolves the pinned CPU organism (data/organisms; its weights hash checked, nothing built)
 2. extracts the v_hack files the arms need from the hand-authored pairs (arms.vhack_extract_args)
-3. runs every (arm, seed) through scripts/train.py --arm, `--parallel` at a time with one torch thread each
-   (route-subset after route of its seed), printing progress every 30 s
+3. runs every (arm, seed) through scripts/train.py --arm, the seeds of one arm in one process (--runs-per-process,
+   default 3: train.py --seeds), `--parallel` processes at a time with one torch thread each (route-subset after
+   route), printing progress and the time left every 30 s
 4. prints the results table (per-seed values, means, hierarchical bootstrap 95% intervals, paired
    differences from vanilla and from each arm's controls) and writes results.json and plots to --results
 
@@ -38,7 +39,7 @@ def fail(msg: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _runner.add_plan_args(ap, arms.MAIN, seeds="0,1,2", eval_every=20, device="", runs="out/runs", parallel=2,
-                          budget_min=600.0)
+                          budget_min=600.0, runs_per_process=3)
     ap.add_argument("--results", default="out/results")
     a = ap.parse_args(argv)
     plan = _runner.plan_from_args(a, fail)

@@ -31,7 +31,24 @@ from projected_grpo.loop import cli  # noqa: E402
 def schedule(runs: Path, fresh: bool) -> dict[str, list[str]]:
     plan = _runner.Plan(arms=["route-random", "route-subset"], seeds=[0], model="organism:tiny", runs=str(runs),
                         steps=2, eval_every=0, device="cpu", extra=[], fresh=fresh)
-    return {name: waits for name, _, waits in _runner.jobs(plan)}
+    return {name: waits for name, _, waits, _ in _runner.jobs(plan)}
+
+
+def check_packing(runs: Path) -> None:
+    """--runs-per-process 2 over seeds 0, 1, 2: one job per two seeds of an arm (train.py --seeds, no --run), the
+    matched arm's job waiting for the matched runs of exactly its seeds; each job names the runs it trains, and the
+    planned configuration of each run is the one-run command's."""
+    plan = _runner.Plan(arms=["route-random"], seeds=[0, 1, 2], model="organism:tiny", runs=str(runs), steps=2,
+                        eval_every=0, device="cpu", extra=[], runs_per_process=2)
+    got = {name: (cmd, waits, rs) for name, cmd, waits, rs in _runner.jobs(plan)}
+    assert set(got) == {"route_s0,1", "route_s2", "route-random_s0,1", "route-random_s2"}, sorted(got)
+    cmd, waits, rs = got["route-random_s0,1"]
+    assert waits == ["route_s0", "route_s1"] and rs == ["route-random_s0", "route-random_s1"], (waits, rs)
+    assert cmd[cmd.index("--seeds") + 1] == "0,1" and "--run" not in cmd and "--seed" not in cmd, cmd
+    assert got["route-random_s2"][1] == ["route_s2"], got["route-random_s2"]
+    one = _runner.train_cmd(plan, "route", 2)
+    assert [x for x in got["route_s2"][0] if x not in ("--seeds", "--seed", "2", "--run", "route_s2")] == \
+        [x for x in one if x not in ("--seeds", "--seed", "2", "--run", "route_s2")], (got["route_s2"][0], one)
 
 
 def planned(argv: list[str]):
@@ -187,6 +204,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         check_other_config_refused(Path(d))
     with tempfile.TemporaryDirectory() as d:
+        check_packing(Path(d))
+    with tempfile.TemporaryDirectory() as d:
         runs = Path(d)
         s = schedule(runs, fresh=False)
         assert set(s) == {"route_s0", "route-random_s0", "route-subset_s0"}, s
@@ -202,6 +221,7 @@ def main() -> None:
         (runs / "route-random_s0" / "DONE").touch()
         assert "route-random_s0" not in schedule(runs, fresh=False)
     print("PASS verify_runner: matched arms wait for a matched run scheduled in the same call (also under --fresh), "
+          "also when seeds are packed into processes (--runs-per-process: each job waits for its seeds' matched runs), "
           "not for one finished earlier; finished runs skipped unless --fresh; bad driver flags refused with one line; the recipe's values reach train.py "
           "from the plan and from emergence.py; a finished run of another configuration (the intervention's flags included) "
           "refused, one differing only in logs.CONFIG_EXCLUDED accepted; a v_hack file of other weights or another pair set is stale")
