@@ -56,12 +56,12 @@ def mean(xs: list[float]) -> float:
 
 # ---- ours -------------------------------------------------------------------------------------------
 
-def bench_ours(model: str, steps: int, out_dir: str, seed: int) -> dict:
+def bench_ours(model: str, steps: int, out_dir: str, seed: int, decoder: str = "auto") -> dict:
     rollouts._CACHE.clear()
     args = grpo.RunConfig(run="bench_ours", out_dir=out_dir, model=model, task="organism", loophole=True,
                      difficulties="hard", prompts_per_step=PROMPTS, group=GROUP, max_new_tokens=MAX_LEN,
                      temperature=TEMP, kl_coef=0.0, inner_iters=1, device="cpu", eval_every=0, seed=seed,
-                     steps=steps + 1)
+                     steps=steps + 1, decoder=decoder)
     t = time.time()
     tr = grpo.Trainer(args)
     tr.run_dir.mkdir(parents=True, exist_ok=True)  # Trainer.run() does this; step() alone does not
@@ -202,6 +202,7 @@ def main() -> None:
     ap.add_argument("--trl-lora", type=int, default=0, help="TRL: peft LoRA rank on all linear layers (0 = full weights)")
     ap.add_argument("--trl-lr", type=float, default=None, help="TRL learning rate (default 1e-5 full, 2e-4 LoRA)")
     ap.add_argument("--skip-trl", action="store_true")
+    ap.add_argument("--decoder", default="auto", help="ours: RunConfig.decoder (auto: the trainer's default)")
     a = ap.parse_args()
     global PROMPTS
     PROMPTS = a.prompts
@@ -210,8 +211,8 @@ def main() -> None:
     print(f"bench_step: model={a.model} steps={a.steps} (+1 warm-up) prompts/step={PROMPTS} group={GROUP} "
           f"max_len={MAX_LEN} T={TEMP} threads={torch.get_num_threads()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_step_") as out_dir:
-        print("\n[ours] grpo.Trainer.step (SVD adapter)", flush=True)
-        ours = bench_ours(a.model, a.steps, out_dir, a.seed)
+        print(f"\n[ours] grpo.Trainer.step (SVD adapter, decoder {a.decoder})", flush=True)
+        ours = bench_ours(a.model, a.steps, out_dir, a.seed, a.decoder)
         theirs = None
         if not a.skip_trl:
             print(f"\n[TRL] GRPOTrainer ({'LoRA r=%d' % a.trl_lora if a.trl_lora else 'full weights'}, lr={trl_lr})",

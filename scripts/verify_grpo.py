@@ -91,13 +91,16 @@ def params(tr) -> dict[str, torch.Tensor]:
 
 
 def check_hook_identity(tmp: Path) -> int:
+    """Capture changes no value: training with probes armed equals training without, bit for bit (both through the
+    adapter's branch forward: a capturing forward never folds, so folding is off here; check_fold compares them)."""
     outs = []
     for iv in (NoIntervention(), CaptureOnly()):
         torch.manual_seed(0)
-        tr = grpo.Trainer(tiny_args(tmp, f"hook_{type(iv).__name__}"), iv)
-        tr.run_dir.mkdir(parents=True, exist_ok=True)
-        for s in range(STEPS):
-            tr.step(s)
+        with ad.folding(False):
+            tr = grpo.Trainer(tiny_args(tmp, f"hook_{type(iv).__name__}"), iv)
+            tr.run_dir.mkdir(parents=True, exist_ok=True)
+            for s in range(STEPS):
+                tr.step(s)
         outs.append((params(tr), [m["frac_trained"] for m in tr.metrics]))
     (pa, fa), (pb, fb) = outs
     assert sum(fa) > 0, "no step trained on anything: the identity check would be vacuous"
@@ -288,18 +291,52 @@ def check_inner_iters(tmp: Path) -> float:
     return out["kl"]
 
 
+def check_fold(tmp: Path) -> float:
+    """A folded forward (one Linear of W + U diag(s) Vh, AdaptedLinear._fold) gives the loss and every adapter
+    gradient of the branch forward within 1e-5, with both blocks nonzero (own quarantine) and a nonzero deployed block
+    alone (shared); its largest relative difference."""
+    worst = 0.0
+    for q in ("own", "shared"):
+        tr = grpo.Trainer(tiny_args(tmp, f"fold_{q}", quarantine=q), NoIntervention())
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for m in ad.adapter_modules(tr.model).values():
+                m.delta_S.normal_(0, 0.3, generator=g)
+                m.delta_S_hack.normal_(0, 0.3, generator=g)
+        ids = torch.randint(0, 500, (6, 40), generator=g)
+        attn = torch.ones_like(ids, dtype=torch.bool)
+        mask = torch.zeros_like(attn)
+        mask[:, 20:] = True
+        adv = torch.randn(6, generator=g)
+        out = []
+        for on in (True, False):
+            tr.model.zero_grad(set_to_none=True)
+            with ad.folding(on):
+                loss, _ = grpo.loss_backward(tr.model, [slice(0, 6)], ids, attn, mask, adv, None, None, 100.0, 0.2, 0.0)
+            grads = [p.grad.clone() for p in ad.deployed_params(tr.model) + ad.quarantine_params(tr.model)]
+            out.append((float(loss), grads))
+        (la, ga), (lb, gb) = out
+        assert abs(la - lb) <= 1e-5 * max(abs(la), 1e-6), f"fold ({q}): loss {la} vs branch {lb}"
+        for a, b in zip(ga, gb):
+            err = float((a - b).norm() / max(float(b.norm()), 1e-12))
+            assert err <= 1e-5, f"fold ({q}): gradient differs from the branch forward's by rel {err:.1e}"
+            worst = max(worst, err)
+    return worst
+
+
 def main() -> None:
     check_toy_loss()
 
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         changed = check_hook_identity(tmp)
+        fold_err = check_fold(tmp)
         n = check_resume(tmp)
         k = check_kill_safe_logs(tmp)
         mb_moved, mb_err = check_micro_batches(tmp)
         kl = check_inner_iters(tmp)
     print(f"PASS grpo ({tier()} tier): toy Dr.GRPO loss/grad exact; capture identity bit-for-bit over {STEPS} steps "
-          f"({changed} tensors moved); resume equal over {n} rollouts, other recipes refused; {k} killed writes left "
+          f"({changed} tensors moved); folded forward = branch forward (loss and gradients within {fold_err:.1e}); resume equal over {n} rollouts, other recipes refused; {k} killed writes left "
           f"complete files; micro-batches of 3 = one pass, a micro-batch of short rows cut to its own longest row with the same gradient; "
           f"({'no intervention, route' if FULL else 'route'}) within {mb_err:.1e} ({mb_moved} tensors moved); 2 inner iterations with KL: "
           f"first ratio exactly 1, kl {kl:.2e}")

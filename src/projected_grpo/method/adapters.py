@@ -186,6 +186,9 @@ class AdaptedLinear(nn.Module):
     """A frozen nn.Linear plus a deployed block and a quarantine block (see module docstring)."""
 
     delta_S, delta_S_hack, axis_in, axis_out, A, A_hack, B_hack = (_per_run(n) for n in TRAINABLE)
+    fold = True
+    """Training and scoring forwards may run as one Linear of the summed weight (`_fold`); `folding(False)` turns it
+    off (gates that compare capture with no capture bit for bit, or a reference built on the branch)."""
 
     def __init__(self, base: nn.Linear, cfg: AdapterConfig, name: str):
         super().__init__()
@@ -296,11 +299,24 @@ class AdaptedLinear(nn.Module):
             if self.merged_blocks != (self.deployed_on, self.quarantine_on):
                 raise RuntimeError(f"{self.name}: blocks switched inside merged_weights; the merged weight is stale")
             return F.linear(x, self.merged, self.base.bias)
-        y = self.base(x)
         if not (self.deployed_on or self.quarantine_on):
-            return y  # reference policy: exactly the base Linear
-        branch = self._svd(x) if self.kind == "svd" else self._lora(x)
-        return y + branch
+            return self.base(x)  # reference policy: exactly the base Linear
+        if self._fold(x):
+            return F.linear(x, self._folded_weight(), self.base.bias)
+        return self.base(x) + (self._svd(x) if self.kind == "svd" else self._lora(x))
+
+    def _fold(self, x: Tensor) -> bool:
+        """Whether this forward runs as one Linear of W + U diag(s) Vh (autograd through the sum gives s its
+        gradient): an svd adapter without an axis piece, one run active, no capture, float32 (in bf16 the small
+        update would round away in the sum), and enough tokens that forming the sum (d_out d_in k) costs less than
+        the branch (tokens x k x (d_in + d_out)): a training or scoring forward, not a decode step."""
+        if not self.fold or self.kind != "svd" or self.axis != "none" or self.probe is not None or self.active is None:
+            return False
+        tokens = x.numel() // self.d_in
+        return x.dtype == torch.float32 and tokens * (self.d_in + self.d_out) >= self.d_in * self.d_out
+
+    def _folded_weight(self) -> Float[Tensor, "d_out d_in"]:
+        return self.base.weight + (self.U * self._s(self.active)) @ self._vh()
 
     @torch.no_grad()
     def dense_update(self) -> Float[Tensor, "d_out d_in"]:
@@ -488,6 +504,17 @@ def wrap_model(model: nn.Module, cfg: AdapterConfig) -> dict[str, AdaptedLinear]
 
 def adapter_modules(model: nn.Module) -> dict[str, AdaptedLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, AdaptedLinear)}
+
+
+@contextlib.contextmanager
+def folding(on: bool) -> Iterator[None]:
+    """Inside: AdaptedLinear.fold = on (every model)."""
+    was = AdaptedLinear.fold
+    AdaptedLinear.fold = on
+    try:
+        yield
+    finally:
+        AdaptedLinear.fold = was
 
 
 def add_runs(model: nn.Module, n: int) -> None:
