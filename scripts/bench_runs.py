@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--batched-parallel", type=int, default=0, help="batched: processes side by side (0: all)")
     ap.add_argument("--batched-device", default="", help="batched: the model's device (default cuda if any, else cpu)")
     ap.add_argument("--batched-threads", type=int, default=1, help="batched: torch threads per process")
+    ap.add_argument("--batched-decoder", default="auto", help="batched: --decoder (hf samples all runs of a process in "
+                    "one generate call; the fast decoder samples them one after another)")
     ap.add_argument("--out", default="out/bench_runs")
     ap.add_argument("--skip-separate", action="store_true", help="only the batched way (no speedup line)")
     a = ap.parse_args()
@@ -125,7 +127,7 @@ def main() -> None:
             else:
                 chunks = [seeds[i:i + a.runs_per_process] for i in range(0, len(seeds), a.runs_per_process)]
                 cmds = [[sys.executable, "scripts/train.py", "--arm", arm, "--seeds", ",".join(map(str, c)),
-                         "--out-dir", str(runs), "--device", dev] + common for c in chunks]
+                         "--out-dir", str(runs), "--device", dev, "--decoder", a.batched_decoder] + common for c in chunks]
                 par = a.batched_parallel or len(cmds)
                 e = dict(env, PGRPO_THREADS=str(a.batched_threads),
                          PGRPO_GRADE_WORKERS=str(max(a.grade_workers, (os.cpu_count() or 2) // len(cmds))))

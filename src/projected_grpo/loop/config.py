@@ -171,7 +171,8 @@ class RunConfig:
     """cpu or cuda ('' = cuda if available)"""
     decoder: str = "auto"
     """rollout sampler: hf (transformers' generate), fast (projected_grpo.loop.decoder, CUDA graphs on CUDA),
-    fast-eager (the fast decoder without CUDA graphs), auto (fast on CUDA, hf on the CPU)"""
+    fast-eager (the fast decoder without CUDA graphs), auto (fast on CUDA and fast-eager on the CPU for the
+    architectures the fast decoder supports, hf otherwise: grpo.default_decoder)"""
     teacher_pool: str = ""
     """jsonl(.gz) of cached teacher rollouts {problem_id, completion}; mixed into each group"""
     n_teacher: int = 0
