@@ -18,6 +18,12 @@ variance and runs differ). Compared per run and step, relative 1e-5:
 Arms (`just smoke`: route alone; `just smoke-full`: both): route (own quarantine, v_grad extracted here from the hack pairs, per-rollout routing scores from the batched backward) and
 erase-random (a different random direction per run: --direction-seed 100 + seed).
 
+Sampling: on the same model (float64) with 3 runs whose adapters differ (random singular-value offsets), each run
+drawing from its own generator, sampling.sample_runs gives every run the completions sampling.sample gives it alone
+(under adapters.active_run), token for token, with transformers' generate (one call for all runs) and with the fast
+decoder (one decode for all runs, unmerged); seen failing (smoke-full, by the gate itself) with two runs' generator
+seeds swapped.
+
 Deliberate breaks, run by the gate itself in `just smoke-full` (each must make the comparison fail):
     swap        in batched forwards, rows of run 0 go through run 1's adapter and back (AdaptedLinear._by_row)
     clip        each run's clipping uses the deployed-block norm of the run before it in the batch
@@ -258,8 +264,41 @@ def check_arm(tmp: Path, arm: str) -> tuple[float, int, list[str]]:
     return worst, moved, seen
 
 
+def check_sampling(decoder: str, swap: bool = False) -> int:
+    """sample_runs of 3 runs with different adapters equals each run's sample alone; the number of completions
+    compared (the comparison's result when `swap` exchanges two runs' seeds: False expected)."""
+    from projected_grpo.loop.models import load_policy
+    from projected_grpo.loop.sampling import prompt_ids, sample, sample_runs
+
+    model, tok = load_policy("organism:tiny", "cpu", torch.float64)
+    ad.wrap_model(model, ad.AdapterConfig(quarantine="own"))
+    ad.add_runs(model, 3)
+    g = torch.Generator().manual_seed(5)
+    for r in range(3):
+        with ad.active_run(model, r), torch.no_grad():
+            for m in ad.adapter_modules(model).values():
+                m.delta_S.normal_(0, 0.5, generator=g)
+    train, _ = grpo.load_tasks(tiny_args(Path("."), "x"))
+    prompts = [[prompt_ids(tok, p)[-PROMPT_TOKENS:] for p in train[4 * r:4 * r + 2] for _ in range(4)] for r in range(3)]
+    seeds = [11, 12, 13]
+    together = sample_runs(model, tok, prompts, [0, 1, 2], 1.0, 12, [12, 11, 13] if swap else seeds, decoder=decoder)
+    alone = []
+    for r in range(3):
+        with ad.active_run(model, r):
+            alone.append(sample(model, tok, prompts[r], 1.0, 12, seeds[r], decoder=decoder))
+    if swap:
+        return together == alone
+    assert together == alone, f"{decoder}: runs sampled together differ from each run alone"
+    assert alone[0] != alone[1], f"{decoder}: two runs sampled the same completions (the check would be vacuous)"
+    return sum(len(a) for a in alone)
+
+
 def main() -> None:
     t0 = time.time()
+    n_sampled = {d: check_sampling(d) for d in ("hf", "fast-eager")}
+    if full_tier():
+        for d in n_sampled:
+            assert not check_sampling(d, swap=True), f"{d}: swapped generator seeds left the completions equal"
     res = {}
     with tempfile.TemporaryDirectory() as d:
         for arm in ARMS if full_tier() else ["route"]:
@@ -268,7 +307,9 @@ def main() -> None:
     print(f"PASS batched_runs ({tier()}): {n_runs()} runs x {n_steps()} replayed steps of {prompts_per_step()} x 4 rollouts batched in one trainer = each run alone "
           f"(metrics, every step-file column, every adapter tensor after every step, AdamW moments): "
           + ", ".join(f"{arm} max rel {w:.1e} ({m} tensors moved)" for arm, (w, m, _) in res.items())
-          + (f"; deliberate breaks fail: {breaks}" if breaks else "") + f"; {time.time() - t0:.0f}s")
+          + (f"; deliberate breaks fail: {breaks}" if breaks else "")
+          + f"; sampling: 3 runs together = each alone, token for token ({', '.join(f'{d} {n}' for d, n in n_sampled.items())} "
+          + f"completions){', swapped seeds differ' if full_tier() else ''}; {time.time() - t0:.0f}s")
 
 
 if __name__ == "__main__":

@@ -384,11 +384,37 @@ def warp(logits: Float[Tensor, "b v"], temperature: float, top_k: int, top_p: fl
     return s
 
 
-def draw(logits: Float[Tensor, "b v"], temperature: float, top_k: int, top_p: float) -> Int[Tensor, " b"]:
-    """Greedy at temperature 0, else one multinomial draw per row from the warped distribution."""
+def draw(logits: Float[Tensor, "b v"], temperature: float, top_k: int, top_p: float,
+         generator: torch.Generator | None = None) -> Int[Tensor, " b"]:
+    """Greedy at temperature 0, else one multinomial draw per row from the warped distribution (from `generator`,
+    the global one when None)."""
     if temperature <= 0:
         return logits.argmax(-1)
-    return torch.multinomial(F.softmax(warp(logits, temperature, top_k, top_p), dim=-1), num_samples=1).squeeze(1)
+    probs = F.softmax(warp(logits, temperature, top_k, top_p), dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+
+
+@dataclass
+class Segment:
+    """Rows of a wave drawn from one generator: one run's rows (None: the global generator for every row, as before
+    runs had generators), or the last wave's filler rows (a generator of their own, so a run's stream is what it
+    would be alone)."""
+
+    rows: slice
+    generator: torch.Generator | None
+
+
+def draw_segments(logits: Float[Tensor, "b v"], unfinished: Bool[Tensor, " b"], segments: list[Segment],
+                  temperature: float, top_k: int, top_p: float) -> Int[Tensor, " b"]:
+    """Each segment's rows drawn from its generator; a segment whose rows have all ended draws nothing (a run alone
+    stops there)."""
+    if len(segments) == 1 and segments[0].rows == slice(0, logits.shape[0]):
+        return draw(logits, temperature, top_k, top_p, segments[0].generator)
+    nxt = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    for seg in segments:
+        if bool(unfinished[seg.rows].any()):
+            nxt[seg.rows] = draw(logits[seg.rows], temperature, top_k, top_p, seg.generator)
+    return nxt
 
 
 # ---- one wave -------------------------------------------------------------------------------------
@@ -426,6 +452,17 @@ class Wave:
         self.pool = None
         self.use_graphs = cfg.mode == "graph" or (cfg.mode == "auto" and torch.device(device).type == "cuda")
         assert not self.use_graphs or torch.device(device).type == "cuda", "mode graph needs CUDA"
+        self.model: nn.Module | None = None  # set for several runs of one batched model (adapters.add_runs)
+        # each row's run, a persistent buffer refilled per wave, since captured graphs read it
+        self.row_runs = torch.zeros(b, dtype=torch.long, device=device)
+        self.group_runs = torch.zeros(n, dtype=torch.long, device=device)
+
+    def rows_of_runs(self, rows: slice | None = None) -> contextlib.AbstractContextManager:
+        """Inside: each row (each group's prompt row when `rows` of groups is given) through its run's adapter;
+        nothing for one run."""
+        if self.model is None:
+            return contextlib.nullcontext()
+        return ad.batched_rows(self.model, self.row_runs if rows is None else self.group_runs[rows])
 
     def prefill(self, ids: Int[Tensor, "n p"], real: Bool[Tensor, "n p"]) -> Float[Tensor, "b v"]:
         """Run the groups' left-padded prompts (width exactly P) through the cache; each row gets the logits
@@ -445,7 +482,8 @@ class Wave:
             rows = slice(r0, min(self.n, r0 + self.cfg.prefill_rows))
             mask = (real[rows, None, :] & causal[None]) | diag[None]
             at = Attend(rows, cols, attention_bias(mask, rep, dtype))
-            out.append(forward_cached(self.arch, c, ids[rows], pos[rows], at).float())
+            with self.rows_of_runs(rows):
+                out.append(forward_cached(self.arch, c, ids[rows], pos[rows], at).float())
         self.prompt_bias.copy_(attention_bias(real[:, None, :], 1, dtype))
         self.pos.copy_(pos[:, -1:].repeat_interleave(self.G, 0))
         return torch.cat(out).repeat_interleave(self.G, 0)
@@ -472,10 +510,12 @@ class Wave:
         self.col.fill_(col)
         s = min(self.length if not self.shared else self.new, math.ceil((col + 1) / self.cfg.bucket) * self.cfg.bucket)
         if not self.use_graphs:
-            self._step(s)
+            with self.rows_of_runs():
+                self._step(s)
         else:
             if s not in self.graphs:
-                self.graphs[s] = self._capture(s)
+                with self.rows_of_runs():
+                    self.graphs[s] = self._capture(s)
             self.graphs[s].replay()
         return self.logits
 
@@ -493,10 +533,12 @@ class Wave:
         return g
 
     def run(self, prompts: list[list[int]], temperature: float, top_k: int, top_p: float, eos_id: int,
-            pad_id: int) -> tuple[Int[Tensor, "b n"], Float[Tensor, "b n"]]:
+            pad_id: int, segments: list[Segment] | None = None) -> tuple[Int[Tensor, "b n"], Float[Tensor, "b n"]]:
         """Sample up to `new` tokens per row from the groups' prompts (one per group); (tokens, their
-        temperature-1 log-probs), pad after EOS, G consecutive rows per group."""
+        temperature-1 log-probs), pad after EOS, G consecutive rows per group. Rows are drawn per segment (one
+        global-generator segment when None)."""
         assert len(prompts) == self.n, (len(prompts), self.n)
+        segments = segments or [Segment(slice(0, self.b), None)]
         ids, real = left_pad(prompts, pad_id, self.device)
         pad_cols = self.P - ids.shape[1]
         if pad_cols:  # a narrower wave than planned: pad on the left to the static width
@@ -507,7 +549,7 @@ class Wave:
         unfinished = torch.ones(self.b, dtype=torch.bool, device=self.device)
         logits = self.prefill(ids, real)
         for t in range(self.new):
-            nxt = draw(logits, temperature, top_k, top_p)
+            nxt = draw_segments(logits, unfinished, segments, temperature, top_k, top_p)
             nxt = torch.where(unfinished, nxt, torch.full_like(nxt, pad_id))
             toks[:, t] = nxt
             if self.cfg.logprobs:
@@ -568,17 +610,28 @@ def cut_at_eos(row: list[int], eos_id: int, pad_id: int) -> list[int]:
 
 @torch.no_grad()
 def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_new_tokens: int, eos_id: int,
-           pad_id: int, top_k: int = 0, top_p: float = 1.0, cfg: DecodeConfig | None = None) -> Decoded:
-    """Sample one completion per prompt (global torch generator; seed it before calling)."""
+           pad_id: int, top_k: int = 0, top_p: float = 1.0, cfg: DecodeConfig | None = None,
+           generators: list[torch.Generator] | None = None, sizes: list[int] | None = None,
+           runs: list[int] | None = None) -> Decoded:
+    """Sample one completion per prompt. generators None: from the global torch generator (seed it before calling).
+    Else the prompts come as consecutive blocks of sizes[k] rows, block k drawn from generators[k] (a block's draws
+    do not depend on the other blocks when every block fits one wave); runs[k]: the run of a batched model
+    (adapters.add_runs) block k goes through (then the adapters are not merged: each row has its run's)."""
     cfg = cfg or DecodeConfig()
     assert pad_id != eos_id, "pad id equals eos id"
     assert max_new_tokens >= 1 and prompts
     assert cfg.attention in ("sdpa", "matmul", "efficient"), f"unknown attention kernel {cfg.attention!r}"
+    sizes = sizes or [len(prompts)]
+    assert sum(sizes) == len(prompts) and (generators is None or len(generators) == len(sizes)), (sizes, generators)
+    assert runs is None or len(runs) == len(sizes), (runs, sizes)
+    if runs is not None:  # each row its run's adapter: no merged (per-run) weights
+        cfg = dataclasses.replace(cfg, merge=False, fuse=False)
     arch = arch_of(model, cfg.compile)
     p = next(model.parameters())
     dtype, device = arch.embed.weight.dtype, p.device
-    G = prompt_group(prompts, cfg.share_prompts)
+    G = math.gcd(prompt_group(prompts, cfg.share_prompts), *sizes)  # a group never spans two blocks
     unique = prompts[::G]
+    block_of_row = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
     P = math.ceil(max(map(len, prompts)) / 8) * 8  # aligned widths for the attention kernels' masks
     was_training = model.training
     model.eval()
@@ -590,12 +643,21 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
                 shape_checks_off() if cfg.compile else contextlib.nullcontext():
             waves, n = plan_waves(len(unique), G, P, max_new_tokens, arch, dtype, device, cfg)
             wave = Wave(arch, n, G, P, max_new_tokens, cfg, dtype, device)
+            wave.model = model if runs is not None else None
+            filler_gen = torch.Generator(device=device).manual_seed(0) if generators is not None else None
             tokens, logprobs = [], []
             for w in range(waves):
                 chunk = unique[w * n:(w + 1) * n]
                 filler = [chunk[0]] * (n - len(chunk))  # static shape: the last wave is filled up, outputs dropped
-                toks, lps = wave.run(chunk + filler, temperature, top_k, top_p, eos_id, pad_id)
                 kept_rows = len(chunk) * G
+                blocks = block_of_row[w * n * G: w * n * G + kept_rows]
+                blocks = torch.cat([blocks, blocks[:1].expand(n * G - kept_rows)])  # filler rows: the first's run
+                if runs is not None:
+                    wave.row_runs.copy_(torch.tensor(runs)[blocks])
+                    wave.group_runs.copy_(wave.row_runs[::G])
+                segments = None if generators is None else wave_segments(blocks[:kept_rows], generators) + (
+                    [Segment(slice(kept_rows, n * G), filler_gen)] if kept_rows < n * G else [])
+                toks, lps = wave.run(chunk + filler, temperature, top_k, top_p, eos_id, pad_id, segments)
                 for row, lp in zip(toks[:kept_rows].tolist(), lps[:kept_rows].tolist()):
                     kept, kept_lp = cut(row, lp, eos_id, pad_id)
                     tokens.append(kept)
@@ -606,3 +668,12 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
         if torch.device(device).type == "cuda":
             torch.cuda.empty_cache()
     return Decoded(tokens, logprobs if cfg.logprobs else None, waves, n * G, G, n_fused)
+
+
+def wave_segments(blocks: Int[Tensor, " b"], generators: list[torch.Generator]) -> list[Segment]:
+    """A wave's rows as segments of consecutive rows of one block, each with its block's generator."""
+    out, start = [], 0
+    for b, count in zip(*torch.unique_consecutive(blocks, return_counts=True)):
+        out.append(Segment(slice(start, start + int(count)), generators[int(b)]))
+        start += int(count)
+    return out

@@ -99,6 +99,11 @@ def generate_rows(model, tok, prompts: list[list[int]], segments: list[slice], g
     return [cut_at_eos(row, tok.eos_token_id, tok.pad_token_id) for row in gen[:, L:].tolist()]
 
 
+def decode_config(decoder: str, compile: bool) -> DecodeConfig:
+    assert decoder in ("fast", "fast-eager"), f"unknown decoder {decoder!r}"
+    return DecodeConfig(mode="eager" if decoder == "fast-eager" else "auto", compile=compile)
+
+
 def run_generator(seed: int, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
@@ -110,19 +115,17 @@ def sample(model, tok, prompts: list[list[int]], temperature: float, max_new_tok
 
     Pure sampling (no top-k, no top-p) so the sampled distribution is the policy's distribution at
     `temperature`. decoder "hf": transformers' generate with left padding, `batch_size` rows per
-    call, drawing from one generator seeded `generator_seed` (RunSampler); "fast": projected_grpo.loop.decoder
-    (CUDA graphs on CUDA), "fast-eager": the same without graphs; the fast decoder draws from the global
-    generator seeded `generator_seed` and sizes its own waves to the free memory. `compile`: the fast decoder's
-    DecodeConfig.compile.
+    call; "fast": projected_grpo.loop.decoder (CUDA graphs on CUDA), "fast-eager": the same without graphs (it
+    sizes its own waves to the free memory). Either draws from one generator seeded `generator_seed`, as transformers'
+    multinomial sampling draws from the global one. `compile`: the fast decoder's DecodeConfig.compile.
     """
     check_special_tokens(tok)
     device = next(model.parameters()).device
     torch.manual_seed(generator_seed)
-    if decoder != "hf":
-        assert decoder in ("fast", "fast-eager"), f"unknown decoder {decoder!r}"
-        cfg = DecodeConfig(mode="eager" if decoder == "fast-eager" else "auto", compile=compile)
-        return decode(model, prompts, temperature, max_new_tokens, tok.eos_token_id, tok.pad_token_id, cfg=cfg).tokens
     gen = run_generator(generator_seed, device)
+    if decoder != "hf":
+        return decode(model, prompts, temperature, max_new_tokens, tok.eos_token_id, tok.pad_token_id,
+                      cfg=decode_config(decoder, compile), generators=[gen]).tokens
     out: list[list[int]] = []
     was_training = model.training
     model.eval()
@@ -140,20 +143,22 @@ def sample_runs(model, tok, prompts: list[list[list[int]]], runs: list[int], tem
     """Completions for several runs of one batched model (adapters.add_runs): prompts[k] through run runs[k]'s
     adapter, drawn from its own generator seeded generator_seeds[k]; what `sample` would give each run alone, but
     in one generate call per `batch_size` rows of every run (decoder "hf": a run's chunks are the ones it would
-    have alone, the runs' i-th chunks generated together). The fast decoder samples the runs one after another."""
+    have alone, the runs' i-th chunks generated together; the fast decoder: one decode of every run's rows, each run
+    drawn per segment from its generator, the adapters unmerged)."""
     assert len(prompts) == len(runs) == len(generator_seeds)
     if len(runs) == 1 and ad.n_runs(model) == 1:
         return [sample(model, tok, prompts[0], temperature, max_new_tokens, generator_seeds[0], batch_size, decoder,
                        compile)]
-    if decoder != "hf":
-        outs = []
-        for ps, r, seed in zip(prompts, runs, generator_seeds):
-            with ad.active_run(model, r):
-                outs.append(sample(model, tok, ps, temperature, max_new_tokens, seed, batch_size, decoder, compile))
-        return outs
     check_special_tokens(tok)
     device = next(model.parameters()).device
     gens = [run_generator(seed, device) for seed in generator_seeds]
+    if decoder != "hf":
+        flat = [p for ps in prompts for p in ps]
+        out = decode(model, flat, temperature, max_new_tokens, tok.eos_token_id, tok.pad_token_id,
+                     cfg=decode_config(decoder, compile), generators=gens, sizes=[len(ps) for ps in prompts],
+                     runs=runs).tokens
+        bounds = torch.tensor([0] + [len(ps) for ps in prompts]).cumsum(0).tolist()
+        return [out[a:b] for a, b in zip(bounds, bounds[1:])]
     outs: list[list[list[int]]] = [[] for _ in runs]
     was_training = model.training
     model.eval()
