@@ -32,7 +32,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from projected_grpo.loop import logs
-from projected_grpo.method import arms, vhack
+from projected_grpo.method import vhack
 from projected_grpo.method.pairs import HACK_PAIRS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,22 +112,26 @@ def main() -> None:
     common = ["--model", a.model, "--steps", str(a.steps), "--n-eval", str(a.n_eval)]
     env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1", PGRPO_GRADE_WORKERS=str(a.grade_workers))
     out = Path(a.out)
-    vh = Path(arms.vhack_path("own", a.model))
-    if not vh.exists():  # the route arms' v_grad for this model (extracted once, as scripts/extract_vhack_grad.py does)
-        vhack.extract_to_file(vh, HACK_PAIRS, a.model, quarantine="own")
+    vh = {}  # the route arms' v_grad for this model on each way's device and dtype (a v_hack file names both)
+    for way, d in (("separate", "cpu"), ("batched", dev)):
+        vh[way] = out / f"vhack_own_{d}.safetensors"
+        if not vh[way].exists():
+            vh[way].parent.mkdir(parents=True, exist_ok=True)
+            vhack.extract_to_file(vh[way], HACK_PAIRS, a.model, quarantine="own", device=d)
     walls: dict[str, float] = {}
     ways = ["batched"] if a.skip_separate else ["separate", "batched"]
     for way in ways:
         runs = out / way
         for arm in ARMS:
             if way == "separate":
-                cmds = [[sys.executable, "scripts/train.py", "--arm", arm, "--seed", str(s), "--run", f"{arm}_s{s}", "--out-dir", str(runs),
-                         "--device", "cpu"] + common for s in seeds]
+                cmds = [[sys.executable, "scripts/train.py", "--arm", arm, "--seed", str(s), "--run", f"{arm}_s{s}",
+                         "--out-dir", str(runs), "--device", "cpu", "--vhack", str(vh[way])] + common for s in seeds]
                 par, e = a.parallel, env
             else:
                 chunks = [seeds[i:i + a.runs_per_process] for i in range(0, len(seeds), a.runs_per_process)]
                 cmds = [[sys.executable, "scripts/train.py", "--arm", arm, "--seeds", ",".join(map(str, c)),
-                         "--out-dir", str(runs), "--device", dev, "--decoder", a.batched_decoder] + common for c in chunks]
+                         "--out-dir", str(runs), "--device", dev, "--decoder", a.batched_decoder, "--vhack", str(vh[way])]
+                        + common for c in chunks]
                 par = a.batched_parallel or len(cmds)
                 e = dict(env, PGRPO_THREADS=str(a.batched_threads),
                          PGRPO_GRADE_WORKERS=str(max(a.grade_workers, (os.cpu_count() or 2) // len(cmds))))
