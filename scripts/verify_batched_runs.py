@@ -15,7 +15,8 @@ variance and runs differ). Compared per run and step, relative 1e-5:
                 counts as absolute), the rest equal; metrics the same with 1e-4 in place of 0.01
     updates     every adapter tensor after every step (so each AdamW update; AdamW's eps at ADAM_EPS, see there), and
                 the optimizer's moments at the end
-Arms (`just smoke`: route alone; `just smoke-full`: both): route (own quarantine, v_grad extracted here from the hack pairs, per-rollout routing scores from the batched backward) and
+Arms (`just smoke`: route and vanilla; `just smoke-full`: all three): vanilla (no capture: the folded forward,
+each run's rows through its own summed weight), route (own quarantine, v_grad extracted here from the hack pairs, per-rollout routing scores from the batched backward) and
 erase-random (a different random direction per run: --direction-seed 100 + seed).
 
 Sampling: on the same model (float64) with 3 runs whose adapters differ (random singular-value offsets), each run
@@ -72,7 +73,9 @@ ADAM_EPS = 1e-6
 its sum (a different summation order batched) moves by a rounding-dependent fraction of lr when eps is 1e-8 (the
 default; seen: adapter tensors batched vs alone within 4.9e-5 relative while every gradient norm agreed within 1e-6).
 At 1e-6 such coordinates move by about lr g / eps, continuous in g."""
-ARMS = {"route": dict(route_frac=0.25), "erase-random": {}}
+ARMS = {"route": dict(route_frac=0.25), "vanilla": {}, "erase-random": {}}
+"""route: per-rollout capture batched; vanilla: the folded forward batched (each run's rows through its own summed weight);
+erase-random: a random direction per run."""
 
 
 def configs(tmp: Path, arm: str, tag: str) -> list[grpo.RunConfig]:
@@ -86,7 +89,9 @@ def configs(tmp: Path, arm: str, tag: str) -> list[grpo.RunConfig]:
                       max_new_tokens=16, ckpt_every=100, adam_eps=ADAM_EPS,
                       prompts_per_step=prompts_per_step())
         extra = dict(direction_seed=100 + seed) if arm == "erase-random" else {}
-        out.append(with_fields(c, arm=arm, vhack=str(vh), **ARMS[arm], **extra))
+        if arm != "vanilla":
+            extra["vhack"] = str(vh)
+        out.append(with_fields(c, arm=arm, **ARMS[arm], **extra))
     return out
 
 
@@ -301,7 +306,7 @@ def main() -> None:
             assert not check_sampling(d, swap=True), f"{d}: swapped generator seeds left the completions equal"
     res = {}
     with tempfile.TemporaryDirectory() as d:
-        for arm in ARMS if full_tier() else ["route"]:
+        for arm in ARMS if full_tier() else ["route", "vanilla"]:
             res[arm] = check_arm(Path(d), arm)
     breaks = "; ".join(f"{arm}: {', '.join(s)}" for arm, (_, _, s) in res.items() if s)
     print(f"PASS batched_runs ({tier()}): {n_runs()} runs x {n_steps()} replayed steps of {prompts_per_step()} x 4 rollouts batched in one trainer = each run alone "

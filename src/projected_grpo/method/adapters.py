@@ -302,21 +302,27 @@ class AdaptedLinear(nn.Module):
         if not (self.deployed_on or self.quarantine_on):
             return self.base(x)  # reference policy: exactly the base Linear
         if self._fold(x):
-            return F.linear(x, self._folded_weight(), self.base.bias)
+            if self.active is not None:
+                return F.linear(x, self._folded_weight(self.active), self.base.bias)
+            self._runs_of(x)  # batched: each run's rows (consecutive) through its own summed weight
+            counts = torch.bincount(self.row_runs.cpu(), minlength=self.n_runs).tolist()
+            return torch.cat([F.linear(part, self._folded_weight(r), self.base.bias)
+                              for r, part in enumerate(x.split(counts))])
         return self.base(x) + (self._svd(x) if self.kind == "svd" else self._lora(x))
 
     def _fold(self, x: Tensor) -> bool:
         """Whether this forward runs as one Linear of W + U diag(s) Vh (autograd through the sum gives s its
-        gradient): an svd adapter without an axis piece, one run active, no capture, float32 (in bf16 the small
-        update would round away in the sum), and enough tokens that forming the sum (d_out d_in k) costs less than
-        the branch (tokens x k x (d_in + d_out)): a training or scoring forward, not a decode step."""
-        if not self.fold or self.kind != "svd" or self.axis != "none" or self.probe is not None or self.active is None:
+        gradient): an svd adapter without an axis piece, no capture, float32 or float64 (in bf16 the
+        small update would round away in the sum), and enough tokens that forming the sum (d_out d_in k) costs less than
+        the branch (tokens x k x (d_in + d_out)): a training or scoring forward, not a decode step. Batched over runs,
+        each run's rows go through its own sum."""
+        if not self.fold or self.kind != "svd" or self.axis != "none" or self.probe is not None:
             return False
         tokens = x.numel() // self.d_in
-        return x.dtype == torch.float32 and tokens * (self.d_in + self.d_out) >= self.d_in * self.d_out
+        return x.dtype in (torch.float32, torch.float64) and tokens * (self.d_in + self.d_out) >= self.d_in * self.d_out
 
-    def _folded_weight(self) -> Float[Tensor, "d_out d_in"]:
-        return self.base.weight + (self.U * self._s(self.active)) @ self._vh()
+    def _folded_weight(self, run: int) -> Float[Tensor, "d_out d_in"]:
+        return self.base.weight + (self.U * self._s(run)) @ self._vh()
 
     @torch.no_grad()
     def dense_update(self) -> Float[Tensor, "d_out d_in"]:
