@@ -13,8 +13,9 @@ evaluate at the end (kept and ablated). Every run's folder is kept under --out (
 
 Prints each phase's wall time, each way's runs per hour, one run's time split (generation, grading and training from
 its metrics; evaluation and start-up as the rest of its process's wall time), the per-seed final deployed strict hack
-and no-hint solve both ways with their paired mean difference and 95% t interval (sampled runs part once float order
-flips a token), and ends with `speedup N.Nx (separate A runs/h, batched B runs/h)`. Asserts nothing.
+and no-hint solve both ways with their paired mean difference and 95% t interval (on one device: sampled runs part
+once float order flips a token; with the batched way on the GPU the two ways differ in device and dtype, and the
+interval compares those), and ends with `speedup N.Nx (separate A runs/h, batched B runs/h)`. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -149,6 +150,9 @@ def main() -> None:
             print(f"{arm} {w}: deployed strict hack " + " ".join(f"{h:.3f}" for h, _ in res[w][arm])
                   + " | no-hint solve " + " ".join(f"{s:.3f}" for _, s in res[w][arm]))
         if len(ways) == 2:
+            if dev != "cpu":
+                print(f"  (the ways ran on different devices, cpu float32 and {dev}: the difference below compares "
+                      "devices, not batching; --batched-device cpu compares batching on one device)")
             print(f"{arm} batched - separate: hack {paired([h for h, _ in res['separate'][arm]], [h for h, _ in res['batched'][arm]])}"
                   f", solve {paired([s for _, s in res['separate'][arm]], [s for _, s in res['batched'][arm]])}")
     (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, seeds=seeds, steps=a.steps, device=dev,
