@@ -44,6 +44,8 @@ def add_plan_args(ap, arms_default: tuple[str, ...], seeds: str, eval_every: int
     ap.add_argument("--model", default="organism:cpu")
     ap.add_argument("--device", default=device, help="--device of every run ('' = train.py's default)")
     ap.add_argument("--parallel", type=int, default=parallel, help="processes at a time")
+    ap.add_argument("--direction-seed-offset", type=int, default=-1,
+                    help="random-direction arms get --direction-seed OFFSET + seed (-1: their training seed's value)")
     ap.add_argument("--runs-per-process", type=int, default=runs_per_process,
                     help="runs of one arm (its seeds) trained in one process (scripts/train.py --seeds)")
     ap.add_argument("--budget-min", type=float, default=budget_min, help="stop runs still going after this many minutes")
@@ -94,7 +96,7 @@ def plan_from_args(a, fail) -> "Plan":
         fail("--steps, --parallel, --runs-per-process and --budget-min must be positive, --eval-every not negative")
     plan = Plan(arms=arms.closure(names), seeds=seeds, model=a.model, runs=a.runs, steps=a.steps,
                 eval_every=a.eval_every, device=a.device, extra=[*recipe_flags(a), *a.extra], fresh=a.fresh,
-                runs_per_process=a.runs_per_process)
+                runs_per_process=a.runs_per_process, direction_seed_offset=a.direction_seed_offset)
     if not plan.fresh:
         refuse_other_config(plan, fail)
     return plan
@@ -152,6 +154,9 @@ class Plan:
     """rerun finished runs (a DONE file) and re-extract v_hack"""
     runs_per_process: int = 1
     """seeds of one arm trained in one process (scripts/train.py --seeds)"""
+    direction_seed_offset: int = -1
+    """random-direction arms (arms.RANDOM_DIRECTION) run with --direction-seed offset + seed; -1: not passed (the
+    run's training seed is its direction seed)"""
 
 
 @dataclass
@@ -191,11 +196,18 @@ def extract_vhacks(plan: Plan) -> list[str]:
     return paths
 
 
+def direction_seed(plan: Plan, arm: str, seed: int) -> int | None:
+    """The direction seed the plan gives a run of `arm` (None: the run's own default)."""
+    random_arm = arms.arm(arm).intervention in arms.RANDOM_DIRECTION
+    return plan.direction_seed_offset + seed if random_arm and plan.direction_seed_offset >= 0 else None
+
+
 def train_cmd(plan: Plan, arm: str, seed: int) -> list[str]:
     dev = ["--device", plan.device] if plan.device else []
+    d = direction_seed(plan, arm, seed)
     return [PY, "scripts/train.py", "--arm", arm, "--seed", str(seed), "--run", f"{arm}_s{seed}", "--out-dir",
             plan.runs, "--model", plan.model, "--steps", str(plan.steps), "--eval-every", str(plan.eval_every),
-            *dev, *plan.extra]
+            *dev, *([] if d is None else ["--direction-seed", str(d)]), *plan.extra]
 
 
 def batched_cmd(plan: Plan, arm: str, seeds: list[int]) -> list[str]:
@@ -205,6 +217,9 @@ def batched_cmd(plan: Plan, arm: str, seeds: list[int]) -> list[str]:
     cmd[i:i + 2] = ["--seeds", ",".join(map(str, seeds))]
     j = cmd.index("--run")
     del cmd[j:j + 2]
+    if "--direction-seed" in cmd:
+        k = cmd.index("--direction-seed")
+        cmd[k:k + 2] = ["--direction-seeds", ",".join(str(direction_seed(plan, arm, s)) for s in seeds)]
     return cmd
 
 

@@ -46,6 +46,17 @@ def check_packing(runs: Path) -> None:
     assert waits == ["route_s0", "route_s1"] and rs == ["route-random_s0", "route-random_s1"], (waits, rs)
     assert cmd[cmd.index("--seeds") + 1] == "0,1" and "--run" not in cmd and "--seed" not in cmd, cmd
     assert got["route-random_s2"][1] == ["route_s2"], got["route-random_s2"]
+    plan.direction_seed_offset = 1000  # random-direction arms: --direction-seed 1000 + seed, one per packed seed
+    cmd = {name: c for name, c, _, _ in _runner.jobs(plan)}["route-random_s0,1"]
+    assert cmd[cmd.index("--direction-seeds") + 1] == "1000,1001", cmd
+    assert "--direction-seed" not in {name: c for name, c, _, _ in _runner.jobs(plan)}["route_s0,1"]
+    plan.runs_per_process = 1
+    single = {name: c for name, c, _, _ in _runner.jobs(plan)}["route-random_s2"]
+    assert single[single.index("--direction-seed") + 1] == "1002", single
+    from projected_grpo.method import arms
+    cfg = arms.configure(cli.given_fields(single[2:]))[0]
+    assert cfg.intervention.direction_seed == 1002, cfg.intervention
+    plan.runs_per_process, plan.direction_seed_offset = 2, -1
     one = _runner.train_cmd(plan, "route", 2)
     assert [x for x in got["route_s2"][0] if x not in ("--seeds", "--seed", "2", "--run", "route_s2")] == \
         [x for x in one if x not in ("--seeds", "--seed", "2", "--run", "route_s2")], (got["route_s2"][0], one)

@@ -5,7 +5,7 @@
     run_config(argv, prog)    a command line -> (checked RunConfig, flags that override the arm's); a bad value or a
                               missing input file exits 2 with one line naming the flag
     train(argv, prog)         scripts/train.py: that configuration's run, arm.json beside it; with `--seeds 0,1,2`
-                              the runs of those seeds in one process (train_batched)
+                              the runs of those seeds in one process (train_batched; `--direction-seeds` one each)
 """
 
 from __future__ import annotations
@@ -111,29 +111,43 @@ def record_arm(cfg: RunConfig, overridden: list[str]) -> None:
                                                 match_run=i.match_run), indent=1))
 
 
-def split_seeds(argv: list[str], prog: str) -> tuple[list[str], list[int]]:
-    """(argv without `--seeds A,B,...`, those seeds; none when absent). A malformed list: one line, exit 2."""
-    if "--seeds" not in argv:
+def pop_list(argv: list[str], flag: str, prog: str) -> tuple[list[str], list[int]]:
+    """(argv without `flag A,B,...`, those integers; none when absent). A malformed list: one line, exit 2."""
+    if flag not in argv:
         return argv, []
-    i = argv.index("--seeds")
+    i = argv.index(flag)
     try:
-        seeds = [int(x) for x in argv[i + 1].split(",")]
-        assert seeds and len(set(seeds)) == len(seeds) and min(seeds) >= 0
+        values = [int(x) for x in argv[i + 1].split(",")]
+        assert values and len(set(values)) == len(values) and min(values) >= 0
     except (IndexError, ValueError, AssertionError):
-        fail(prog, f"--seeds {' '.join(argv[i + 1:i + 2])!r}: distinct non-negative integers separated by commas")
-    if "--seed" in argv:
+        fail(prog, f"{flag} {' '.join(argv[i + 1:i + 2])!r}: distinct non-negative integers separated by commas")
+    return argv[:i] + argv[i + 2:], values
+
+
+def split_seeds(argv: list[str], prog: str) -> tuple[list[str], list[int], list[int]]:
+    """(argv without `--seeds A,B,...` and `--direction-seeds D,E,...`, the seeds, the direction seeds (one per seed,
+    or none)). Bad lists, or --seed / --direction-seed beside them: one line, exit 2."""
+    argv, seeds = pop_list(argv, "--seeds", prog)
+    argv, dseeds = pop_list(argv, "--direction-seeds", prog)
+    if seeds and "--seed" in argv:
         fail(prog, "--seed and --seeds: give one of them")
-    return argv[:i] + argv[i + 2:], seeds
+    if dseeds and (len(dseeds) != len(seeds) or "--direction-seed" in argv):
+        fail(prog, "--direction-seeds: one per --seeds entry, without --direction-seed")
+    return argv, seeds, dseeds
 
 
-def train_batched(argv: list[str], seeds: list[int], prog: str = "train.py", description: str = "") -> list[Path]:
+def train_batched(argv: list[str], seeds: list[int], prog: str = "train.py", description: str = "",
+                  direction_seeds: list[int] | None = None) -> list[Path]:
     """The runs of one arm at several training seeds in one process (grpo.Trainer over their configurations, issue
-    28), each in its folder <run>_s<seed> (--run, else the arm's name); their folders."""
+    28), each in its folder <run>_s<seed> (--run, else the arm's name), run k with direction seed direction_seeds[k]
+    when given; their folders."""
     given = given_fields(argv, prog, description)
     base = given.get("run", given.get("arm", "vanilla"))
     cfgs = []
-    for seed in seeds:
-        cfg, overridden = run_config(argv + ["--seed", str(seed), "--run", f"{base}_s{seed}"], prog, description)
+    for k, seed in enumerate(seeds):
+        extra = ["--direction-seed", str(direction_seeds[k])] if direction_seeds else []
+        cfg, overridden = run_config(argv + ["--seed", str(seed), "--run", f"{base}_s{seed}"] + extra, prog,
+                                     description)
         record_arm(cfg, overridden)
         cfgs.append(cfg)
     if not batchable(cfgs):
@@ -145,9 +159,11 @@ def train_batched(argv: list[str], seeds: list[int], prog: str = "train.py", des
 def train(argv: list[str], prog: str = "train.py", description: str = "") -> Path | list[Path]:
     """One run of a registry arm from its command line (scripts/train.py); returns its folder. With `--seeds A,B,..`
     the runs of those seeds in one process (train_batched)."""
-    argv, seeds = split_seeds(argv, prog)
+    argv, seeds, dseeds = split_seeds(argv, prog)
     if seeds:
-        return train_batched(argv, seeds, prog, description)
+        return train_batched(argv, seeds, prog, description, dseeds)
+    if dseeds:
+        fail(prog, "--direction-seeds goes with --seeds (one run: --direction-seed)")
     cfg, overridden = run_config(argv, prog, description)
     spec = arms.arm(cfg.intervention.arm)
     if overridden:
