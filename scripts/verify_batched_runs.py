@@ -26,7 +26,8 @@ decoder (one decode for all runs, unmerged); seen failing (smoke-full, by the ga
 seeds swapped.
 
 Deliberate breaks, run by the gate itself in `just smoke-full` (each must make the comparison fail):
-    swap        in batched forwards, rows of run 0 go through run 1's adapter and back (AdaptedLinear._by_row)
+    swap        in batched forwards, rows of run 0 go through run 1's adapter and back (AdaptedLinear._by_row, and
+                _folded_weight for the folded path)
     clip        each run's clipping uses the deployed-block norm of the run before it in the batch
 """
 
@@ -179,11 +180,16 @@ def broken(tr: grpo.Trainer, how: str):
             per_run[0], per_run[1] = per_run[1], per_run[0]
             return real(self, per_run)
 
-        ad.AdaptedLinear._by_row = swapped
+        real_fold = ad.AdaptedLinear._folded_weight
+
+        def swapped_fold(self, run):  # the folded path (no capture): run 0's rows through run 1's summed weight
+            return real_fold(self, {0: 1, 1: 0}.get(run, run) if self.active is None else run)
+
+        ad.AdaptedLinear._by_row, ad.AdaptedLinear._folded_weight = swapped, swapped_fold
         try:
             yield
         finally:
-            ad.AdaptedLinear._by_row = real
+            ad.AdaptedLinear._by_row, ad.AdaptedLinear._folded_weight = real, real_fold
     elif how == "clip":
         real_clip = torch.nn.utils.clip_grad_norm_
         last: dict[int, float] = {}
