@@ -25,6 +25,11 @@ drawing from its own generator, sampling.sample_runs gives every run the complet
 decoder (one decode for all runs, unmerged); seen failing (smoke-full, by the gate itself) with two runs' generator
 seeds swapped.
 
+Waves: the fast decoder over 4 runs of 4, 4, 1 and 2 rows in waves of 4 rows (the last: two runs and a filler row),
+greedy, equals
+each run's greedy decode alone (a review found filler rows labelled with the wave's first run, which unsorted the
+rows' runs and raised; seen failing that way).
+
 Deliberate breaks, run by the gate itself in `just smoke-full` (each must make the comparison fail):
     swap        in batched forwards, rows of run 0 go through run 1's adapter and back (AdaptedLinear._by_row, and
                 _folded_weight for the folded path)
@@ -34,6 +39,7 @@ Deliberate breaks, run by the gate itself in `just smoke-full` (each must make t
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import tempfile
 import time
@@ -217,11 +223,19 @@ def broken(tr: grpo.Trainer, how: str):
 
 
 def rel(a: float, b: float, floor: float) -> float:
-    """|a - b| relative to the larger of |a|, |b| and `floor` (a scale below which a difference counts as absolute)."""
+    """|a - b| relative to the larger of |a|, |b| and `floor` (a scale below which a difference counts as absolute);
+    0 when both are NaN (a metric a run does not have, e.g. vanilla's routed share), infinite when one is not finite."""
+    if math.isnan(a) and math.isnan(b):
+        return 0.0
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.inf
     return abs(a - b) / max(abs(a), abs(b), floor)
 
 
 def tensor_rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Relative difference of two tensors; infinite when either holds a value that is not finite."""
+    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+        return math.inf
     return float((a - b).norm() / max(float(a.norm()), float(b.norm()), 1e-12))
 
 
@@ -231,6 +245,7 @@ def worst_difference(alone: list[dict], batched: list[dict]) -> tuple[float, str
 
     def see(d: float, what: str) -> None:
         nonlocal worst, where
+        d = d if not math.isnan(d) else math.inf  # a NaN difference is a difference, not a pass
         if d > worst:
             worst, where = d, what
 
@@ -304,8 +319,43 @@ def check_sampling(decoder: str, swap: bool = False) -> int:
     return sum(len(a) for a in alone)
 
 
+def check_waves() -> int:
+    """The fast decoder over runs of uneven sizes in several waves, the last one holding two runs and a filler row
+    (max_batch 4, sizes 4, 4, 1, 2): greedy completions of each run equal the run's own greedy decode alone (no generator: the rows' runs alone
+    decide them); the number of rows compared."""
+    from projected_grpo.loop.decoder import DecodeConfig, decode
+    from projected_grpo.loop.models import load_policy
+    from projected_grpo.loop.sampling import prompt_ids
+
+    model, tok = load_policy("organism:tiny", "cpu", torch.float64)
+    ad.wrap_model(model, ad.AdapterConfig(quarantine="own"))
+    ad.add_runs(model, 4)
+    g = torch.Generator().manual_seed(7)
+    for r in range(4):
+        with ad.active_run(model, r), torch.no_grad():
+            for m in ad.adapter_modules(model).values():
+                m.delta_S.normal_(0, 1.0, generator=g)
+    train, _ = grpo.load_tasks(tiny_args(Path("."), "x"))
+    sizes = [4, 4, 1, 2]
+    prompts = [[prompt_ids(tok, p)[-PROMPT_TOKENS:] for p in train[10 * r:10 * r + n]] for r, n in enumerate(sizes)]
+    cfg = DecodeConfig(mode="eager", max_batch=4, share_prompts=False)
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    out = decode(model, [p for ps in prompts for p in ps], 0.0, 10, eos, pad, cfg=cfg, sizes=sizes, runs=[0, 1, 2, 3])
+    assert out.waves > 1, f"one wave: the check would not cross waves ({out.waves})"
+    got, k = [], 0
+    for n in sizes:
+        got.append(out.tokens[k:k + n])
+        k += n
+    for r, ps in enumerate(prompts):
+        with ad.active_run(model, r):
+            alone = decode(model, ps, 0.0, 10, eos, pad, cfg=DecodeConfig(mode="eager", share_prompts=False)).tokens
+        assert got[r] == alone, f"run {r}: greedy rows decoded with the other runs in {out.waves} waves differ from alone"
+    return sum(sizes)
+
+
 def main() -> None:
     t0 = time.time()
+    n_waves = check_waves()
     n_sampled = {d: check_sampling(d) for d in ("hf", "fast-eager")}
     if full_tier():
         for d in n_sampled:
@@ -320,7 +370,8 @@ def main() -> None:
           + ", ".join(f"{arm} max rel {w:.1e} ({m} tensors moved)" for arm, (w, m, _) in res.items())
           + (f"; deliberate breaks fail: {breaks}" if breaks else "")
           + f"; sampling: 3 runs together = each alone, token for token ({', '.join(f'{d} {n}' for d, n in n_sampled.items())} "
-          + f"completions){', swapped seeds differ' if full_tier() else ''}; {time.time() - t0:.0f}s")
+          + f"completions){', swapped seeds differ' if full_tier() else ''}; greedy over uneven runs in several "
+          + f"waves = each alone ({n_waves} rows); {time.time() - t0:.0f}s")
 
 
 if __name__ == "__main__":

@@ -142,6 +142,8 @@ def train_batched(argv: list[str], seeds: list[int], prog: str = "train.py", des
     28), each in its folder <run>_s<seed> (--run, else the arm's name), run k with direction seed direction_seeds[k]
     when given; their folders."""
     given = given_fields(argv, prog, description)
+    if "match_run" in given and len(seeds) > 1:
+        fail(prog, "--match-run with --seeds: every seed would match one run; leave it out (each seed's own run)")
     base = given.get("run", given.get("arm", "vanilla"))
     cfgs = []
     for k, seed in enumerate(seeds):

@@ -651,7 +651,7 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
                 filler = [chunk[0]] * (n - len(chunk))  # static shape: the last wave is filled up, outputs dropped
                 kept_rows = len(chunk) * G
                 blocks = block_of_row[w * n * G: w * n * G + kept_rows]
-                blocks = torch.cat([blocks, blocks[:1].expand(n * G - kept_rows)])  # filler rows: the first's run
+                blocks = torch.cat([blocks, blocks[-1:].expand(n * G - kept_rows)])  # filler rows: the last's run
                 if runs is not None:
                     wave.row_runs.copy_(torch.tensor(runs)[blocks])
                     wave.group_runs.copy_(wave.row_runs[::G])
