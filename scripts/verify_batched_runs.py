@@ -290,20 +290,27 @@ def check_arm(tmp: Path, arm: str) -> tuple[float, int, list[str]]:
     return worst, moved, seen
 
 
-def check_sampling(decoder: str, swap: bool = False) -> int:
-    """sample_runs of 3 runs with different adapters equals each run's sample alone; the number of completions
-    compared (the comparison's result when `swap` exchanges two runs' seeds: False expected)."""
+def runs_model(n: int, seed: int, scale: float):
+    """(model, tok): the tiny organism in float64 with n runs whose adapters differ (random singular-value offsets)."""
     from projected_grpo.loop.models import load_policy
-    from projected_grpo.loop.sampling import prompt_ids, sample, sample_runs
 
     model, tok = load_policy("organism:tiny", "cpu", torch.float64)
     ad.wrap_model(model, ad.AdapterConfig(quarantine="own"))
-    ad.add_runs(model, 3)
-    g = torch.Generator().manual_seed(5)
-    for r in range(3):
+    ad.add_runs(model, n)
+    g = torch.Generator().manual_seed(seed)
+    for r in range(n):
         with ad.active_run(model, r), torch.no_grad():
             for m in ad.adapter_modules(model).values():
-                m.delta_S.normal_(0, 0.5, generator=g)
+                m.delta_S.normal_(0, scale, generator=g)
+    return model, tok
+
+
+def check_sampling(decoder: str, swap: bool = False) -> int:
+    """sample_runs of 3 runs with different adapters equals each run's sample alone; the number of completions
+    compared (the comparison's result when `swap` exchanges two runs' seeds: False expected)."""
+    from projected_grpo.loop.sampling import prompt_ids, sample, sample_runs
+
+    model, tok = runs_model(3, seed=5, scale=0.5)
     train, _ = grpo.load_tasks(tiny_args(Path("."), "x"))
     prompts = [[prompt_ids(tok, p)[-PROMPT_TOKENS:] for p in train[4 * r:4 * r + 2] for _ in range(4)] for r in range(3)]
     seeds = [11, 12, 13]
@@ -321,20 +328,12 @@ def check_sampling(decoder: str, swap: bool = False) -> int:
 
 def check_waves() -> int:
     """The fast decoder over runs of uneven sizes in several waves, the last one holding two runs and a filler row
-    (max_batch 4, sizes 4, 4, 1, 2): greedy completions of each run equal the run's own greedy decode alone (no generator: the rows' runs alone
-    decide them); the number of rows compared."""
+    (max_batch 4, sizes 4, 4, 1, 2): greedy completions of each run equal the run's own greedy decode alone (no
+    generator: the rows' runs alone decide them); the number of rows compared."""
     from projected_grpo.loop.decoder import DecodeConfig, decode
-    from projected_grpo.loop.models import load_policy
     from projected_grpo.loop.sampling import prompt_ids
 
-    model, tok = load_policy("organism:tiny", "cpu", torch.float64)
-    ad.wrap_model(model, ad.AdapterConfig(quarantine="own"))
-    ad.add_runs(model, 4)
-    g = torch.Generator().manual_seed(7)
-    for r in range(4):
-        with ad.active_run(model, r), torch.no_grad():
-            for m in ad.adapter_modules(model).values():
-                m.delta_S.normal_(0, 1.0, generator=g)
+    model, tok = runs_model(4, seed=7, scale=1.0)
     train, _ = grpo.load_tasks(tiny_args(Path("."), "x"))
     sizes = [4, 4, 1, 2]
     prompts = [[prompt_ids(tok, p)[-PROMPT_TOKENS:] for p in train[10 * r:10 * r + n]] for r, n in enumerate(sizes)]
