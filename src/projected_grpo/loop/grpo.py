@@ -66,7 +66,7 @@ def load_tasks(args: RunConfig) -> tuple[list[dict], list[dict]]:
 
 def default_decoder(model, device: str) -> str:
     """--decoder auto: the fast decoder for the architectures it supports (CUDA graphs on CUDA, eager on the CPU,
-    where its shared-prompt prefill sampled 64 rollouts of the CPU organism about 4x faster than generate with the
+    where its shared-prompt prefill halved the generation phase of scripts/bench_step.py against generate, with the
     same tokens), transformers' generate otherwise."""
     if model.config.model_type not in DECODER_SUPPORTED:
         return "hf"
