@@ -26,15 +26,28 @@ git_commit) does not descend from COMMIT, is unknown, or ran with tracked files 
 (check_descent): the decisive table's runs must descend from the pre-registration's commit. A run made in a copy of
 the tree without .git (a device call) counts only if it carried a stamp (scripts/stamp_commit.py) whose commit and
 file table are this repository's.
+
+    python scripts/results.py --decisive --organism-runs cpu=DIR [--organism-runs cpu@51b7c62e=DIR2] \
+        --descends-from 820dda77 --out out/decisive
+
+--decisive is the pre-registered decisive table (docs/prereg/2026-12-06*.md; projected_grpo.method.prereg holds what
+it binds): per organism (the first --organism-runs is the primary) each finished run's deployed outcomes at eval rows
+79 and 39 (a finished run lacking either is refused; a run without DONE is left out and listed), the per-seed table
+per arm, the 12 family contrasts paired by training seed with raw p, Holm over the 12 on the primary organism and
+Bonferroni intervals, the same contrasts on the other organisms and pooled (DerSimonian-Laird), the secondary
+contrasts, step 39, route's percentile among the route-random runs, the emergence floor, collapsed runs, and arms
+outside the prereg as exploratory. It refuses an --out that already holds a results.json unless --fresh.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +55,7 @@ import numpy as np
 
 from projected_grpo.loop import logs  # noqa: E402
 from projected_grpo.loop.stats import t_interval  # noqa: E402
+from projected_grpo.method import prereg  # noqa: E402
 from projected_grpo.method.arms import recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,6 +395,359 @@ def per_step(runs_dir: Path, by_arm: dict[str, dict[int, dict]], keys: list[str]
     return "\n".join(lines)
 
 
+# ---- the decisive table (--decisive): the analysis pre-registered in docs/prereg/2026-12-06*.md --------------
+
+def parse_organisms(specs: list[str]) -> dict[str, Path]:
+    """--organism-runs TAG=DIR (repeatable, first = primary organism) -> {TAG: DIR}; bad input exits 2."""
+    if not specs:
+        fail("--decisive needs at least one --organism-runs TAG=DIR (the first is the primary organism)")
+    out: dict[str, Path] = {}
+    for spec in specs:
+        tag, sep, folder = spec.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.@-]{1,40}", tag):
+            fail(f"--organism-runs {spec!r}: expected TAG=DIR with TAG a short organism name ([A-Za-z0-9_.@-])")
+        if tag in out:
+            fail(f"--organism-runs {spec!r}: organism {tag} given twice")
+        if not Path(folder).is_dir():
+            fail(f"--organism-runs {spec!r}: {folder} is no folder")
+        out[tag] = Path(folder)
+    return out
+
+
+def step_rates(rows: list[dict], step: int) -> dict[str, tuple[int, int]] | None:
+    """{outcome: (k, n)} of the deployed model at one eval step (prereg.OUTCOMES); None if the step lacks a primary
+    outcome's row. An outcome whose cells are all absent (held-out mechanisms not evaluated) is left out."""
+    cell = {(r["split"], r["cell"]): r for r in rows if r["step"] == step and r["quarantine"] == prereg.DEPLOYED}
+    out = {}
+    for name, o in prereg.OUTCOMES.items():
+        cells = [cell[(o.split, c)] for c in o.cells if (o.split, c) in cell]
+        if len(cells) == len(o.cells):
+            out[name] = count(cells, o.rate)
+        elif name in prereg.PRIMARY_OUTCOMES:
+            return None
+    return out
+
+
+def decisive_run(run_dir: Path) -> dict | None:
+    """A finished run's summary (run_summary: meta, config, git, collapsed) with its deployed outcomes at both
+    registered steps ({step: {outcome: (k, n)}}); None if it has not finished (no DONE). A finished run that lacks
+    either step is refused."""
+    if not (run_dir / "DONE").exists():
+        return None
+    rows = logs.read_jsonl(run_dir / "eval.jsonl")
+    steps = {}
+    for step in (prereg.PRIMARY_STEP, prereg.SECONDARY_STEP):
+        steps[step] = step_rates(rows, step)
+        if steps[step] is None:
+            fail(f"run {run_dir}: finished (DONE) but eval.jsonl has no deployed ({prereg.DEPLOYED}) hinted/no-hint "
+                 f"'all' rows of eval step {step} (the prereg reads steps {prereg.PRIMARY_STEP} and "
+                 f"{prereg.SECONDARY_STEP})")
+    s = run_summary(run_dir)
+    assert s is not None, run_dir
+    return s | {"steps": steps}
+
+
+def collect_decisive(runs_dir: Path) -> tuple[dict[str, dict[int, dict]], list[str]]:
+    """({arm: {seed: decisive_run}}, names of unfinished runs) of the run folders <arm>_s<seed> in runs_dir."""
+    by_arm: dict[str, dict[int, dict]] = {}
+    unfinished = []
+    for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        m = RUN_RE.match(d.name)
+        if not m:
+            continue
+        if int(m["seed"]) < prereg.FIRST_SEED:
+            fail(f"run {d}: seed {m['seed']} is below the prereg's first training seed {prereg.FIRST_SEED}")
+        s = decisive_run(d)
+        if s is None:
+            unfinished.append(d.name)
+        else:
+            by_arm.setdefault(m["arm"], {})[int(m["seed"])] = s
+    return by_arm, unfinished
+
+
+def rate(s: dict, step: int, outcome: str) -> float | None:
+    kn = s["steps"][step].get(outcome)
+    return None if kn is None else kn[0] / kn[1]
+
+
+def per_seed(by_arm: dict[str, dict[int, dict]], step: int) -> dict:
+    """{arm: {outcome: {values: {seed: rate}, n, mean}}} at one eval step."""
+    out: dict = {}
+    for arm, seeds in sorted(by_arm.items()):
+        for o in prereg.OUTCOMES:
+            vals = {i: rate(s, step, o) for i, s in sorted(seeds.items()) if rate(s, step, o) is not None}
+            if vals:
+                out.setdefault(arm, {})[o] = dict(values=vals, n=len(vals), mean=float(np.mean(list(vals.values()))))
+    return out
+
+
+def contrast(c: prereg.Contrast, by_arm: dict[str, dict[int, dict]], step: int) -> dict:
+    """Paired differences arm - control by training seed (the seeds both have), prereg.paired_test at the family's
+    Bonferroni level."""
+    a, b = by_arm.get(c.arm, {}), by_arm.get(c.control, {})
+    seeds = [i for i in sorted(a) if i in b and rate(a[i], step, c.outcome) is not None
+             and rate(b[i], step, c.outcome) is not None]
+    diffs = [rate(a[i], step, c.outcome) - rate(b[i], step, c.outcome) for i in seeds]
+    return dict(label=c.label, arm=c.arm, control=c.control, outcome=c.outcome, step=step, seeds=seeds,
+                diffs=diffs) | prereg.paired_test(diffs, prereg.M_FAMILY)
+
+
+def pooled(per_org: dict[str, dict]) -> dict:
+    """prereg.random_effects over the organisms with a positive standard error, at the Bonferroni level and at 95%;
+    a note instead when none has one."""
+    ok = {t: r for t, r in per_org.items() if r["se"]}
+    if not ok:
+        return dict(note="not pooled: no organism has n >= 2 with nonzero spread")
+    est, ses = [r["mean"] for r in ok.values()], [r["se"] for r in ok.values()]
+    left = sorted(set(per_org) - set(ok))
+    return (prereg.random_effects(est, ses, prereg.BONFERRONI_LEVEL) | dict(organisms=list(ok), left_out=left,
+            at95=prereg.random_effects(est, ses, 0.95)))
+
+
+def contrasts(cs: tuple[prereg.Contrast, ...], orgs: dict[str, dict], step: int) -> list[dict]:
+    """Each contrast on every organism (per_organism) and pooled across them."""
+    out = []
+    for c in cs:
+        per_org = {t: contrast(c, o["by_arm"], step) for t, o in orgs.items()}
+        out.append(dict(label=c.label, arm=c.arm, control=c.control, outcome=c.outcome, step=step,
+                        per_organism=per_org, pooled=pooled(per_org)))
+    return out
+
+
+def apply_holm(fam: list[dict], primary: str) -> dict:
+    """Holm over the family's contrasts on the primary organism that have a p-value (n >= 2); fills holm_p and
+    rejected in place; says which were left out."""
+    have = [r for r in fam if r["per_organism"][primary]["p"] is not None]
+    adj = prereg.holm([r["per_organism"][primary]["p"] for r in have])
+    for r, p in zip(have, adj):
+        r["holm_p"], r["rejected"] = p, p < prereg.ALPHA
+    left = [r["label"] for r in fam if r["per_organism"][primary]["p"] is None]
+    for r in fam:
+        r.setdefault("holm_p", None)
+        r.setdefault("rejected", None)
+    return dict(m=len(have), registered_m=prereg.M_FAMILY, left_out=left,
+                note="" if not left else f"Holm over {len(have)} of {prereg.M_FAMILY}: {', '.join(left)} have n < 2")
+
+
+def emergence(by_arm: dict[str, dict[int, dict]]) -> dict:
+    """Vanilla's deployed hinted strict hack at the primary step, mean over seeds, against the floor."""
+    vals = [rate(s, prereg.PRIMARY_STEP, "hack") for s in by_arm.get("vanilla", {}).values()]
+    if not vals:
+        return dict(mean=None, n=0, floor=prereg.EMERGENCE_FLOOR, passes=None)
+    mean = float(np.mean(vals))
+    return dict(mean=mean, n=len(vals), floor=prereg.EMERGENCE_FLOOR, passes=mean >= prereg.EMERGENCE_FLOOR)
+
+
+def route_percentile(by_arm: dict[str, dict[int, dict]]) -> dict | None:
+    """Route's mean deployed hack (primary step) within route-random's per-run values, with a bootstrap interval."""
+    arm, ref = prereg.PERCENTILE_OF
+    if not by_arm.get(arm) or not by_arm.get(ref):
+        return None
+    value = float(np.mean([rate(s, prereg.PRIMARY_STEP, "hack") for s in by_arm[arm].values()]))
+    draws = [rate(s, prereg.PRIMARY_STEP, "hack") for _, s in sorted(by_arm[ref].items())]
+    return dict(value=value, of=arm, within=ref) | prereg.percentile_within(value, draws, N_BOOT,
+                                                                             np.random.default_rng(0))
+
+
+def exploratory_contrasts(orgs: dict[str, dict]) -> list[dict]:
+    """Arms outside the prereg's lists: against vanilla and against their registry controls, both outcomes."""
+    extra = sorted({a for o in orgs.values() for a in o["by_arm"]} - prereg.REGISTERED)
+    cs = tuple(prereg.Contrast(a, ctrl, out) for a in extra for ctrl in ("vanilla", *controls_of(a))
+               for out in prereg.PRIMARY_OUTCOMES)
+    return contrasts(cs, orgs, prereg.PRIMARY_STEP)
+
+
+def read_organism(tag: str, runs_dir: Path, a: argparse.Namespace) -> dict:
+    """One organism's runs, checked (check_meta; check_descent with --descends-from), with its per-seed tables."""
+    by_arm, unfinished = collect_decisive(runs_dir)
+    if not by_arm:
+        fail(f"--organism-runs {tag}={runs_dir}: no finished runs (<arm>_s<seed> with DONE)")
+    meta = check_meta(by_arm, a.allow_mixed)
+    if a.descends_from:
+        meta["descends_from"] = check_descent(by_arm, a.descends_from)
+    return dict(runs_dir=str(runs_dir), by_arm=by_arm, meta=meta, unfinished=unfinished,
+                collapsed=[f"{arm}_s{i}" for arm, seeds in sorted(by_arm.items()) for i, s in sorted(seeds.items())
+                           if s["collapsed"]],
+                emergence=emergence(by_arm), route_percentile=route_percentile(by_arm),
+                per_seed={st: per_seed(by_arm, st) for st in (prereg.PRIMARY_STEP, prereg.SECONDARY_STEP)},
+                exploratory_arms=sorted(set(by_arm) - prereg.REGISTERED))
+
+
+def decisive(a: argparse.Namespace) -> dict:
+    """The decisive table: the family with Holm on the primary organism, the same contrasts on the others and pooled,
+    the secondary contrasts, step 39, route's percentile, the emergence floor, the exploratory arms."""
+    orgs = {t: read_organism(t, d, a) for t, d in parse_organisms(a.organism_runs).items()}
+    primary = next(iter(orgs))
+    fam = contrasts(prereg.FAMILY, orgs, prereg.PRIMARY_STEP)
+    holm_info = apply_holm(fam, primary)
+    res = dict(prereg=dict(commit=prereg.PRE_REG_COMMIT, primary_step=prereg.PRIMARY_STEP,
+                           secondary_step=prereg.SECONDARY_STEP, first_seed=prereg.FIRST_SEED, alpha=prereg.ALPHA,
+                           m=prereg.M_FAMILY, bonferroni_level=prereg.BONFERRONI_LEVEL,
+                           emergence_floor=prereg.EMERGENCE_FLOOR, deployed=prereg.DEPLOYED,
+                           held_out=list(prereg.HELD_OUT)),
+               primary=primary, holm=holm_info, family=fam,
+               secondary=contrasts(prereg.SECONDARY, orgs, prereg.PRIMARY_STEP),
+               step39=contrasts(tuple(replace(c, label=f"{c.label}@{prereg.SECONDARY_STEP}" if c.label else "")
+                                      for c in prereg.FAMILY + prereg.SECONDARY), orgs, prereg.SECONDARY_STEP),
+               exploratory=exploratory_contrasts(orgs),
+               organisms={t: {k: v for k, v in o.items() if k != "by_arm"} for t, o in orgs.items()})
+    return res
+
+
+def jsonable(x):
+    """NaN and inf to None, tuples to lists, keys to strings (json.dumps writes NaN otherwise)."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def num(x, f: str = ".3f") -> str:
+    return "-" if x is None else format(x, f)
+
+
+def ci(r: dict) -> str:
+    """'mean [lo, hi] (n)' of a paired_test result."""
+    if r["mean"] is None:
+        return "no shared seeds"
+    return f"{r['mean']:+.3f} [{num(r['lo'], '+.3f')}, {num(r['hi'], '+.3f')}] (n {r['n']})"
+
+
+def pool_cell(p: dict) -> str:
+    if "estimate" not in p:
+        return p["note"]
+    tau = f", tau² {p['tau2']:.4f}" if p["tau2"] is not None else ""
+    left = f"; left out (no spread): {', '.join(p['left_out'])}" if p["left_out"] else ""
+    return f"{p['estimate']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}] (k {p['k']}{tau}{left})"
+
+
+def contrast_rows(rows: list[dict], orgs: list[str], holm_col: bool) -> list[str]:
+    head = ["label", "contrast", "outcome"] + [f"{t}: mean [Bonferroni] (n)" for t in orgs] + [f"{orgs[0]}: p"]
+    head += (["Holm p", "rejected"] if holm_col else []) + ["pooled (DL, Bonferroni level)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        po = r["per_organism"]
+        cells = [r["label"] or "-", f"{r['arm']} - {r['control']}", r["outcome"]] + [ci(po[t]) for t in orgs]
+        cells.append(num(po[orgs[0]]["p"], ".3g"))
+        if holm_col:
+            cells += [num(r["holm_p"], ".3g"), "-" if r["rejected"] is None else ("**yes**" if r["rejected"] else "no")]
+        lines.append("| " + " | ".join(cells + [pool_cell(r["pooled"])]) + " |")
+    return lines
+
+
+def per_seed_rows(table: dict) -> list[str]:
+    lines = ["| arm | outcome | n | mean | per seed |", "|---|---|---|---|---|"]
+    for arm, outs in table.items():
+        for o, v in outs.items():
+            seeds = ", ".join(f"{i}: {x:.3f}" for i, x in v["values"].items())
+            lines.append(f"| {arm} | {o} | {v['n']} | {v['mean']:.3f} | {seeds} |")
+    return lines
+
+
+def organism_markdown(tag: str, o: dict, primary: str) -> list[str]:
+    e, pc = o["emergence"], o["route_percentile"]
+    floor = ("no vanilla runs: not measured" if e["passes"] is None else
+             f"vanilla {e['mean']:.3f} over {e['n']} seeds, floor {e['floor']:.2f}: "
+             + ("reached" if e["passes"] else "**not reached: this organism's results do not count**"))
+    lines = ["", f"## Organism {tag}{' (primary)' if tag == primary else ''}: {o['runs_dir']}", "",
+             f"- emergence floor: {floor}",
+             f"- unfinished runs (left out): {', '.join(o['unfinished']) or 'none'}",
+             f"- collapsed runs (kept in, flagged): {', '.join(o['collapsed']) or 'none'}",
+             f"- runs: " + ", ".join(f"{k} {v}" for k, v in o["meta"].items())]
+    if pc:
+        lines.append(f"- route's mean deployed hack {pc['value']:.3f} is at percentile {pc['percentile']:.1f} "
+                     f"[{pc['lo']:.1f}, {pc['hi']:.1f}] (95% bootstrap, {pc['n_boot']} draws) of the {pc['n']} "
+                     "route-random runs' deployed hack rates")
+    for st in (prereg.PRIMARY_STEP, prereg.SECONDARY_STEP):
+        lines += ["", f"Per seed, deployed model, eval step {st}:", ""] + per_seed_rows(o["per_seed"][st])
+    return lines
+
+
+def decisive_markdown(res: dict) -> str:
+    p, orgs = res["prereg"], list(res["organisms"])
+    lines = [f"# The decisive table (pre-registration at {p['commit'][:12]})", "",
+             f"Deployed model (quarantine {p['deployed']}). hack: hinted strict hack, all mechanisms; solve: no-hint "
+             f"solve, all difficulties; heldout_hack: strict hack on {', '.join(p['held_out'])}. Paired by training "
+             f"seed (the seeds both arms have; n shown). Intervals: Bonferroni, t over seeds at level "
+             f"{p['bonferroni_level']:.4f} (1 - {p['alpha']}/{p['m']}); pooled: DerSimonian-Laird across organisms "
+             "at the same level.", "", "Emergence floor (vanilla's deployed hack at eval step "
+             f"{p['primary_step']}, mean over seeds, at least {p['emergence_floor']:.2f}): " + "; ".join(
+                 f"{t} " + ("not measured (no vanilla runs)" if o["emergence"]["passes"] is None else
+                            f"{o['emergence']['mean']:.3f} " + ("reached" if o["emergence"]["passes"] else
+                                                                 "**not reached: its results do not count**"))
+                 for t, o in res["organisms"].items()) + ".", "",
+             f"## Primary family (organism {res['primary']}, eval step {p['primary_step']}; Holm over "
+             f"{res['holm']['m']} of {p['m']})", ""]
+    if res["holm"]["note"]:
+        lines += [f"**{res['holm']['note']}**", ""]
+    lines += contrast_rows(res["family"], orgs, True)
+    lines += ["", f"Organisms other than {res['primary']} and the pooled column are reported outside the family.", "",
+              f"## Secondary contrasts (eval step {p['primary_step']}; outside the family, raw p)", ""]
+    lines += contrast_rows(res["secondary"], orgs, False)
+    lines += ["", f"## Step {p['secondary_step']} (secondary: family and secondary contrasts)", ""]
+    lines += contrast_rows(res["step39"], orgs, False)
+    extra = sorted({a for o in res["organisms"].values() for a in o["exploratory_arms"]})
+    lines += ["", "## Exploratory (arms outside the pre-registered lists: " + (", ".join(extra) or "none") + ")", ""]
+    if res["exploratory"]:
+        lines += contrast_rows(res["exploratory"], orgs, False)
+    for t, o in res["organisms"].items():
+        lines += organism_markdown(t, o, res["primary"])
+    return "\n".join(lines)
+
+
+def decisive_plot(res: dict, out: Path) -> Path:
+    """Family contrasts: estimate and Bonferroni interval per organism, and pooled, one panel per outcome."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    orgs = list(res["organisms"])
+    fig, axes = plt.subplots(1, len(prereg.PRIMARY_OUTCOMES), figsize=(12, 5), sharey=True)
+    for ax, outcome in zip(axes, prereg.PRIMARY_OUTCOMES):
+        rows = [r for r in res["family"] if r["outcome"] == outcome]
+        for j, name in enumerate(orgs + ["pooled"]):
+            ys, xs, los, his = [], [], [], []
+            for i, r in enumerate(rows):
+                e = r["pooled"] if name == "pooled" else r["per_organism"][name]
+                m, lo, hi = e.get("estimate" if name == "pooled" else "mean"), e.get("lo"), e.get("hi")
+                if m is not None and lo is not None:
+                    ys.append(i + 0.15 * (j - len(orgs) / 2)), xs.append(m), los.append(m - lo), his.append(hi - m)
+            ax.errorbar(xs, ys, xerr=[los, his], fmt="D" if name == "pooled" else "o", capsize=3, label=name)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_yticks(range(len(rows)), [f"{r['label'][1:]}: {r['arm']} - {r['control']}" for r in rows])
+        ax.set_title(f"deployed {outcome} ({rows[0]['label'][0]}1-{rows[0]['label'][0]}{len(rows)}), eval step "
+                     f"{prereg.PRIMARY_STEP}")
+        ax.set_xlabel(f"mean paired difference [Bonferroni {prereg.BONFERRONI_LEVEL:.4f}]")
+    axes[0].invert_yaxis()
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "decisive_contrasts.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main_decisive(a: argparse.Namespace) -> dict:
+    """--decisive: refuse an --out that holds a results.json unless --fresh, then write results.json, results.md and
+    the plot."""
+    out = Path(a.out)
+    if (out / "results.json").exists() and not a.fresh:
+        fail(f"--out {out}: already holds a results.json (pass --fresh to overwrite it)")
+    res = decisive(a)
+    out.mkdir(parents=True, exist_ok=True)
+    md = decisive_markdown(res)
+    (out / "results.md").write_text(md + "\n")
+    (out / "results.json").write_text(json.dumps(jsonable(res), indent=1))
+    print(md)
+    if not a.no_plots:
+        print(f"plot: {decisive_plot(res, out)}")
+    return jsonable(res)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default="out/runs")
@@ -396,7 +763,16 @@ def main(argv: list[str] | None = None) -> dict:
                     "commit, is unknown, or had tracked files changed (check_descent; the pre-registration names it)")
     ap.add_argument("--per-step", default="", help="comma-separated metrics.jsonl keys to print per training step "
                     "(e.g. pos_share_routed,pos_share_kept,gt_pass)")
+    ap.add_argument("--decisive", action="store_true", help="the pre-registered decisive table "
+                    "(projected_grpo.method.prereg) over --organism-runs")
+    ap.add_argument("--organism-runs", action="append", default=[], metavar="TAG=DIR", help="with --decisive, "
+                    "repeatable: an organism's short name and its folder of <arm>_s<seed> runs (the first is primary)")
+    ap.add_argument("--fresh", action="store_true", help="with --decisive, overwrite an --out that holds results.json")
     a = ap.parse_args(argv)
+    if a.decisive:
+        return main_decisive(a)
+    if a.organism_runs or a.fresh:
+        fail("--organism-runs and --fresh belong to --decisive")
     runs = Path(a.runs)
     if not runs.is_dir():
         fail(f"--runs {runs}: no such folder")

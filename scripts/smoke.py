@@ -48,7 +48,8 @@ FIRST = ("verify_per_sample_grads", "verify_grader_canonical", "verify_grader_de
 GUESS = {"verify_decoder": 73, "verify_per_sample_grads": 51, "verify_grader_canonical": 22, "verify_e2e_tiny": 22,
          "verify_grpo": 14, "verify_batched_runs": 20, "verify_scorda": 13, "verify_probe": 13, "verify_routing": 12,
          "verify_sandbox_adversarial": 9, "verify_ddp": 8, "verify_golden_trace": 8,
-         "verify_grader_determinism": 8, "verify_vhack": 7, "verify_sandbox_isolation": 6, "verify_organism": 6}
+         "verify_grader_determinism": 8, "verify_vhack": 7, "verify_sandbox_isolation": 6, "verify_organism": 6,
+         "verify_decisive_results": 6}
 
 
 def gates(filters: list[str]) -> list[Path]:

@@ -1,0 +1,259 @@
+"""Gate: the decisive table (results.py --decisive, projected_grpo.method.prereg) on synthetic runs with a known answer.
+
+Statistics on fixed inputs against hand computations: Holm's step-down adjusted p-values (monotone, capped at 1),
+the paired t-test and its Bonferroni interval, DerSimonian-Laird pooling (and its one-organism case), a value's
+percentile within draws. The registry: FAMILY is the prereg's 12 hypotheses, every registered arm is a registry arm.
+
+End to end, two organisms of synthetic run folders (eval.jsonl, metrics.jsonl, args.json, run_meta.json, DONE) with
+planted effects: route's deployed hack 0.2 below route-random's at eval step 79 in every seed (with a little spread)
+and 0.1 above it at step 39; erase equal to erase-random on average. Checked: the planted contrast has the right sign
+and value on both organisms and pooled and is rejected by Holm; the null contrast is not; the family's Holm values
+are prereg.holm of its raw p; step 39 and step 79 are read from their own rows; kept rows are not read; per-seed
+tables; an unfinished run is left out and listed; a finished run missing a step is refused (exit 2, one line naming
+it); Holm over fewer than 12 is said; the emergence floor; collapsed and exploratory runs; --fresh; --descends-from
+wired; the plot written. Prints one PASS line; exit 1 on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from _gate_common import ARGS, META, run_gate, run_script  # noqa: E402
+
+from projected_grpo.loop import logs  # noqa: E402
+from projected_grpo.method import prereg  # noqa: E402
+
+STEPS = (prereg.SECONDARY_STEP, prereg.PRIMARY_STEP)
+ARMS = ("vanilla", "route", "route-random", "route-placebo", "route-negated", "route-subset-matched", "erase",
+        "erase-random", "scorda-absorb", "scorda-placebo", "route-subset-signed", "capacity", "absorb")
+NULL_DIFFS = (0.01, -0.01, 0.02, -0.02, 0.0, 0.0)
+TOL = 1e-9
+
+
+def planted(arm: str, i: int, step: int, outcome: str, organism: str) -> float:
+    """The rate a synthetic run of `arm`, seed index i, shows at an eval step (multiples of 0.01: exact in counts)."""
+    noise = 0.01 * (((i + 1) * (ARMS.index(arm) + 2)) % 5 - 2)
+    if outcome == "solve":
+        return round((0.5 if step == prereg.PRIMARY_STEP else 0.4) + noise, 2)
+    if outcome == "heldout_hack":
+        return round(0.2 + 0.02 * (i % 2), 2)
+    base = (0.6 if step == prereg.PRIMARY_STEP else 0.4) + 0.02 * i
+    if arm == "vanilla":
+        return round(base if organism == "cpu" else 0.3, 2)  # the replication organism misses the floor
+    if arm == "route":  # 0.2 below route-random at step 79, 0.1 above at step 39 (spread 0.01)
+        return round(base + (-0.2 if step == prereg.PRIMARY_STEP else 0.1) + 0.01 * (i % 2), 2)
+    if arm == "route-random":
+        return round(base, 2)
+    if arm in ("erase", "erase-random"):
+        return round(0.5 + (NULL_DIFFS[i] if arm == "erase" else 0.0), 2)
+    return round(base + noise, 2)
+
+
+def eval_rows(rate, step: int) -> list[dict]:
+    """Eval rows of one step: hinted 'all' (n 400), the two held-out mechanisms (n 50 each), no-hint 'all' (n 300);
+    the kept model's rows differ from the deployed (ablated) ones so that reading the wrong ones shows."""
+    def row(q: str, split: str, cell: str, n: int, hack: float, solve: float) -> dict:
+        return dict(step=step, quarantine=q, split=split, cell=cell, n=n, hack_strict=hack, hack_loose=hack, solve=solve)
+
+    rows = []
+    for q, shift in (("kept", 0.05), ("ablated", 0.0)):
+        hack, held = rate("hack") + shift, rate("heldout_hack") + shift
+        rows += [row(q, "hinted", "all", 400, hack, 0.1), *(row(q, "hinted", m, 50, held, 0.0) for m in prereg.HELD_OUT),
+                 row(q, "nohint", "all", 300, 0.0, rate("solve"))]
+    return rows
+
+
+def make_run(runs: Path, arm: str, seed: int, organism: str, steps=STEPS, done: bool = True,
+             collapse: bool = False) -> None:
+    """A run folder <arm>_s<seed> as run_summary and check_meta read it."""
+    d = runs / f"{arm}_s{seed}"
+    d.mkdir(parents=True)
+    sha = ("ab12" if organism == "cpu" else "ef56") * 16
+    (d / "run_meta.json").write_text(json.dumps(dict(META, model_sha256=sha)))
+    (d / "args.json").write_text(json.dumps(dict(ARGS, steps=80)))
+    i = seed - prereg.FIRST_SEED
+    rows = [r for st in steps for r in eval_rows(lambda o: planted(arm, i, st, o, organism), st)]
+    logs.write_jsonl(d / "eval.jsonl", rows)
+    logs.write_jsonl(d / "metrics.jsonl", [dict(step=s, hack_strict=0.1, gt_pass=0.5,
+                                                reward=0.2 if collapse and s >= 5 else 1.0) for s in range(80)])
+    if done:
+        (d / "DONE").write_text("ok\n")
+
+
+def quiet(main, argv: list[str]) -> dict:
+    """results.main(argv) with its printed table kept out of the gate's output."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return main(argv)
+
+
+def check_statistics() -> None:
+    """prereg's statistics on fixed inputs, each against a hand computation."""
+    p = [0.04, 0.01, 0.045, 0.002, 0.4, 0.6, 0.35]
+    # sorted: .002x7=.014, .01x6=.06, .04x5=.2, .045x4=.18 -> .2 (step-down), .35x3=1.05 -> 1, .4x2 -> 1, .6x1 -> 1
+    want = [0.2, 0.06, 0.2, 0.014, 1.0, 1.0, 1.0]
+    got = prereg.holm(p)
+    assert all(abs(g - w) < TOL for g, w in zip(got, want)), f"holm({p}) = {got}, hand computation {want}"
+    # paired t: mean -0.2, sd 0.1, n 3 -> t = -2 sqrt(3); t(1 - 0.05/24, 2) = 15.4435 (tables)
+    r = prereg.paired_test([-0.1, -0.2, -0.3], 12)
+    half = 15.443 * 0.1 / math.sqrt(3)
+    assert abs(r["mean"] + 0.2) < TOL and r["n"] == 3 and abs(r["p"] - 0.07418) < 1e-4, r
+    assert abs((r["hi"] - r["lo"]) / 2 - half) < 1e-3 * half, (r, half)
+    assert prereg.paired_test([0.3], 12)["p"] is None, "one seed has no test"
+    # DerSimonian-Laird: w = 400, 100, 156.25; fixed -0.2085714; Q = 2.5142857; C = 656.25 - 194414.0625/656.25 = 360
+    # tau2 = (Q - 2)/C = 0.0014285714; w* = 1/(se^2 + tau2) -> pooled -0.2085651, se 0.0461372
+    d = prereg.random_effects([-0.2, -0.1, -0.3], [0.05, 0.1, 0.08])
+    assert abs(d["tau2"] - 0.0014285714) < 1e-9 and abs(d["q"] - 2.5142857) < 1e-6, d
+    assert abs(d["estimate"] + 0.2085651) < 1e-6 and abs(d["se"] - 0.0461372) < 1e-6, d
+    assert abs(d["hi"] - d["estimate"] - 1.959964 * d["se"]) < 1e-6, d
+    one = prereg.random_effects([-0.2], [0.05])
+    assert one["estimate"] == -0.2 and one["k"] == 1 and "one organism" in one["note"], one
+    # 0.35 within 0.1..1.0: 3 below -> 30; 0.3: 2 below, 1 tie -> 25
+    import numpy as np
+
+    draws = [k / 10 for k in range(1, 11)]
+    pw = prereg.percentile_within(0.35, draws, 2000, np.random.default_rng(0))
+    assert pw["percentile"] == 30.0 and 0 <= pw["lo"] < 30 < pw["hi"] <= 100 and pw["n"] == 10, pw
+    assert prereg.percentile_within(0.3, draws, 10, np.random.default_rng(0))["percentile"] == 25.0
+
+
+def check_registry() -> None:
+    from projected_grpo.method import arms
+
+    labels = [c.label for c in prereg.FAMILY]
+    assert labels == [f"H{i}" for i in range(1, 7)] + [f"S{i}" for i in range(1, 7)], labels
+    pairs = {(c.arm, c.control) for c in prereg.FAMILY}
+    assert ("route", "route-subset-matched") in pairs and ("scorda-absorb", "scorda-placebo") in pairs, pairs
+    assert ("route", "route-subset-signed") not in pairs, "amendment 1 moved route-subset-signed out of the family"
+    missing = prereg.REGISTERED - set(arms.BY_NAME)
+    assert not missing, f"registered arms not in the registry: {missing}"
+    assert prereg.PRIMARY_STEP == 79 and prereg.SECONDARY_STEP == 39 and prereg.EMERGENCE_FLOOR == 0.40
+    assert prereg.PRE_REG_COMMIT.startswith("820dda7"), prereg.PRE_REG_COMMIT
+
+
+def build(t: Path) -> dict[str, Path]:
+    """Two organisms: cpu (primary, seeds 100-105) and rep (seeds 100-103); every family/secondary arm but the
+    peers, and one exploratory arm; capacity_s101 collapsed; route_s106 unfinished (only step 39, no DONE)."""
+    dirs = {"cpu": t / "cpu", "rep": t / "rep"}
+    for org, n in (("cpu", 6), ("rep", 4)):
+        for arm in ARMS:
+            if org == "rep" and arm == "absorb":
+                continue
+            for i in range(n):
+                make_run(dirs[org], arm, prereg.FIRST_SEED + i, org, collapse=(arm, i) == ("capacity", 1))
+    make_run(dirs["cpu"], "route", prereg.FIRST_SEED + 6, "cpu", steps=(prereg.SECONDARY_STEP,), done=False)
+    return dirs
+
+
+def find(rows: list[dict], arm: str, control: str, outcome: str) -> dict:
+    return next(r for r in rows if (r["arm"], r["control"], r["outcome"]) == (arm, control, outcome))
+
+
+def expected_diff(arm: str, control: str, step: int, outcome: str, org: str, n: int) -> float:
+    return sum(planted(arm, i, step, outcome, org) - planted(control, i, step, outcome, org) for i in range(n)) / n
+
+
+def check_table(res: dict, out: Path) -> None:
+    fam, p79, p39 = res["family"], prereg.PRIMARY_STEP, prereg.SECONDARY_STEP
+    h1 = find(fam, "route", "route-random", "hack")
+    for org, n in (("cpu", 6), ("rep", 4)):
+        e = h1["per_organism"][org]
+        want = expected_diff("route", "route-random", p79, "hack", org, n)
+        assert e["n"] == n and abs(e["mean"] - want) < TOL and e["mean"] < 0, (org, e["mean"], want, e["n"])
+        assert e["hi"] < 0, f"{org}: the planted -0.2 should lie outside its Bonferroni interval: {e}"
+    assert h1["label"] == "H1" and h1["rejected"] is True and h1["holm_p"] < 0.05, h1["holm_p"]
+    assert abs(h1["pooled"]["estimate"] - expected_diff("route", "route-random", p79, "hack", "cpu", 6)) < 1e-6, h1["pooled"]
+    h5 = find(fam, "erase", "erase-random", "hack")
+    assert h5["label"] == "H5" and abs(h5["per_organism"]["cpu"]["mean"]) < TOL and h5["rejected"] is False, h5
+    raw = [r["per_organism"]["cpu"]["p"] for r in fam]
+    assert res["holm"]["m"] == 12 and [r["holm_p"] for r in fam] == prereg.holm(raw), res["holm"]
+    s39 = find(res["step39"], "route", "route-random", "hack")["per_organism"]["cpu"]
+    want39 = expected_diff("route", "route-random", p39, "hack", "cpu", 6)
+    assert abs(s39["mean"] - want39) < TOL and s39["mean"] > 0, f"step 39 read {s39['mean']}, planted {want39}"
+    ps = res["organisms"]["cpu"]["per_seed"]
+    for st in (p79, p39):
+        v = ps[str(st)]["route"]["hack"]
+        assert v["n"] == 6 and abs(v["values"]["100"] - planted("route", 0, st, "hack", "cpu")) < TOL, (st, v)
+    held = find(res["secondary"], "route", "route-random", "heldout_hack")["per_organism"]["cpu"]
+    assert held["n"] == 6 and abs(held["mean"]) < TOL, held
+    sec = find(res["secondary"], "route", "capacity", "solve")["per_organism"]["cpu"]
+    assert abs(sec["mean"] - expected_diff("route", "capacity", p79, "solve", "cpu", 6)) < TOL, sec
+    peer = find(res["secondary"], "route-lora", "route", "hack")["per_organism"]["cpu"]
+    assert peer["n"] == 0 and peer["p"] is None, peer
+    cpu, rep = res["organisms"]["cpu"], res["organisms"]["rep"]
+    assert cpu["unfinished"] == ["route_s106"] and cpu["collapsed"] == ["capacity_s101"], cpu
+    assert cpu["emergence"]["passes"] is True and rep["emergence"]["passes"] is False, (cpu["emergence"], rep)
+    pc = cpu["route_percentile"]
+    rr = [planted("route-random", i, p79, "hack", "cpu") for i in range(6)]
+    hand = 100 * (sum(x < pc["value"] for x in rr) + 0.5 * sum(x == pc["value"] for x in rr)) / 6
+    assert pc["n"] == 6 and pc["percentile"] == hand and pc["lo"] <= hand <= pc["hi"], (pc, hand)
+    assert cpu["exploratory_arms"] == ["absorb"] and find(res["exploratory"], "absorb", "vanilla", "hack"), cpu
+    md = (out / "results.md").read_text()
+    assert "| H1 | route - route-random | hack |" in md and "**not reached" in md and "## Exploratory" in md, md[:2000]
+    assert (out / "decisive_contrasts.png").stat().st_size > 10_000
+
+
+def check_refusals(t: Path, dirs: dict[str, Path]) -> int:
+    """Bad input refused with exit 2 and one line; Holm over fewer than 12 said."""
+    import results
+
+    script = [sys.executable, str(ROOT / "scripts" / "results.py"), "--decisive", "--no-plots"]
+    out = t / "res"
+    cases = 0
+    r = run_script(script + ["--organism-runs", f"cpu={dirs['cpu']}", "--out", str(out)])
+    assert r.returncode == 2 and "already holds a results.json" in r.stderr and "--fresh" in r.stderr, r.stderr[-300:]
+    cases += 1
+    small = t / "small"
+    for arm in ("route", "route-random"):
+        for i in range(3):
+            make_run(small, arm, prereg.FIRST_SEED + i, "cpu")
+    res = quiet(results.main, ["--decisive", "--no-plots", "--fresh", "--organism-runs", f"cpu={small}", "--out", str(out)])
+    assert res["holm"]["m"] == 2 and len(res["holm"]["left_out"]) == 10 and "Holm over 2 of 12" in res["holm"]["note"]
+    assert find(res["family"], "route", "route-random", "solve")["holm_p"] is not None, res["family"][6]
+    broken = t / "broken"
+    make_run(broken, "vanilla", prereg.FIRST_SEED, "cpu", steps=(prereg.SECONDARY_STEP,))
+    for args, why in (([f"cpu={broken}"], "vanilla_s100"),
+                      ([f"cpu={small}", "--descends-from", prereg.PRE_REG_COMMIT], "records no git commit"),
+                      ([f"cpu={small}", "--organism-runs", f"cpu={small}"], "given twice"),
+                      (["cpu"], "expected TAG=DIR")):
+        r = run_script(script + ["--fresh", "--out", str(t / "res_bad"), "--organism-runs", *args])
+        one_line = len(r.stderr.strip().splitlines()) == 1
+        assert r.returncode == 2 and one_line and why in r.stderr, (args, r.returncode, r.stderr[-400:])
+        cases += 1
+    assert f"eval step {prereg.PRIMARY_STEP}" in run_script(script + ["--organism-runs", f"cpu={broken}", "--out",
+                                                                      str(t / "res_bad")]).stderr
+    return cases
+
+
+def main() -> None:
+    import results
+
+    check_statistics()
+    check_registry()
+    with tempfile.TemporaryDirectory() as t:
+        t = Path(t)
+        dirs = build(t)
+        out = t / "res"
+        res = quiet(results.main, ["--decisive", "--organism-runs", f"cpu={dirs['cpu']}", "--organism-runs",
+                            f"rep={dirs['rep']}", "--out", str(out)])
+        check_table(res, out)
+        n_refused = check_refusals(t, dirs)
+    h1 = find(res["family"], "route", "route-random", "hack")
+    print(f"PASS decisive_results: holm, paired t, Bonferroni interval, DerSimonian-Laird and percentile_within equal "
+          f"hand computations; planted H1 route - route-random = {h1['per_organism']['cpu']['mean']:+.3f} (cpu), "
+          f"{h1['per_organism']['rep']['mean']:+.3f} (rep), pooled {h1['pooled']['estimate']:+.3f}, Holm p "
+          f"{h1['holm_p']:.2g} rejected; null H5 not rejected; step 39 (+0.105) and step 79 read from their own rows; "
+          f"unfinished run listed, run missing step 79 refused, Holm over 2 of 12 said, emergence floor, collapsed "
+          f"and exploratory runs flagged; {n_refused} bad inputs refused (exit 2, one line)")
+
+
+if __name__ == "__main__":
+    run_gate("decisive_results", main)
