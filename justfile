@@ -30,6 +30,11 @@ main seeds="0,1,2" steps="40" *args:
 headline seeds="0,1,2,3,4" steps="40" *args:
     {{py}} scripts/headline.py --seeds {{seeds}} --steps {{steps}} {{args}}
 
+# the pre-registered decisive table (docs/prereg/): every registered arm x seeds 100.. on one organism, 80 steps, eval seed 2029; resumes
+# from finished runs (on the GPU machine, in calls of at most 10 min: --budget-min 9); the analysis: results.py --decisive
+decisive model="organism:cpu" seeds="100-109" *args:
+    {{py}} scripts/decisive.py --model {{model}} --seeds {{seeds}} {{args}}
+
 # H: vanilla GRPO raises the hinted strict hack rate of every mechanism well above base within 60 steps; the RL baseline (no loophole in training prompts) does not
 # on the pinned CPU organism (data/organisms), runs vanilla and rl-baseline side by side, prints base/final rates and wall times
 emergence seeds="0" steps="60" *args:

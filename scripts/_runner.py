@@ -171,28 +171,42 @@ class Outcome:
     """not started: deadline, or the run they wait for failed"""
 
 
-def vhack_current(path: Path, model: str, pairs: str) -> bool:
-    """Whether a v_hack file was extracted from the model `model` resolves to now (by the weights' sha256: the
-    `organism:cpu` file name stays when the pinned organism changes) and from the pair file `pairs` as it reads
-    now (by the pair set's hash: an edited pair file needs a new v_hack)."""
+def vhack_current(path: Path, model: str, kind: str) -> bool:
+    """Whether a direction file of `kind` (arms.VHACK_FILES) was extracted from the model `model` resolves to now
+    (by the weights' sha256: the `organism:cpu` file name stays when the pinned organism changes), from its pair file
+    as it reads now (by the pair set's hash: an edited pair file needs a new v_hack), and under the model and adapter
+    identity the loader checks now (vhack.load_tensors: a file written before that identity changed is refused)."""
+    from projected_grpo.method import vhack
+
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
-    return meta.get("model_sha256") == weights_id(model) and meta.get("pairset_hash") == pairset_hash(load_pairs(f"{ROOT}/{pairs}"))
+    if meta.get("model_sha256") != weights_id(model) or \
+            meta.get("pairset_hash") != pairset_hash(load_pairs(f"{ROOT}/{arms.PAIRS[kind]}")):
+        return False
+    v = arms.VHACK_FILES[kind]
+    policy, _, _ = vhack.wrapped_policy(model, v.adapter, v.rank, v.quarantine, 0, "cpu")
+    return (meta.get("model_identity"), meta.get("adapter_identity")) == (vhack.model_identity(policy),
+                                                                          vhack.adapter_identity(policy))
 
 
 def extract_vhacks(plan: Plan) -> list[str]:
     """The v_hack files the plan's arms need, extracted where missing, stale (vhack_current) or all with fresh."""
     kinds = sorted({arms.arm(a).vhack for a in plan.arms} - {"none"})
-    paths = []
+    paths, procs = [], []
     for k in kinds:
         path = ROOT / arms.vhack_path(k, plan.model)
-        current = path.exists() and vhack_current(path, plan.model, arms.PAIRS[k])
+        current = path.exists() and vhack_current(path, plan.model, k)
         if path.exists() and not plan.fresh and not current:
             print(f"{path.relative_to(ROOT)}: extracted for another model or pair set; extracting again", flush=True)
-        if plan.fresh or not current:
-            subprocess.run([PY, "scripts/extract_vhack_grad.py", *arms.vhack_extract_args(k, plan.model)], cwd=ROOT,
-                           check=True, stdout=subprocess.DEVNULL)
+        if plan.fresh or not current:  # the extractions run side by side (each its own process)
+            cmd = [PY, "scripts/extract_vhack_grad.py", *arms.vhack_extract_args(k, plan.model)]
+            procs.append((cmd, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                env=dict(os.environ, PGRPO_THREADS="1"))))
         paths.append(str(path.relative_to(ROOT)))
+    for cmd, p in procs:
+        _, err = p.communicate()
+        if p.returncode:
+            raise subprocess.CalledProcessError(p.returncode, cmd, stderr=err)
     return paths
 
 
@@ -238,8 +252,22 @@ def jobs(plan: Plan) -> list[tuple[str, list[str], list[str], list[str]]]:
             deps = [f"{m}_s{s}" for s in chunk if m and f"{m}_s{s}" in names]
             runs = [f"{arm}_s{s}" for s in chunk]
             cmd = train_cmd(plan, arm, chunk[0]) if plan.runs_per_process == 1 else batched_cmd(plan, arm, chunk)
+            if not plan.fresh and resumable(ROOT / plan.runs, runs):
+                cmd.append("--resume")
             out.append((runs[0] if len(runs) == 1 else f"{arm}_s{','.join(map(str, chunk))}", cmd, deps, runs))
     return out
+
+
+def resumable(runs_dir: Path, runs: list[str]) -> bool:
+    """Whether a job's runs were stopped after one and the same checkpointed step (each has ckpt/last.pt and no DONE):
+    the job resumes them (train.py --resume), as the pre-registration asks of a run that stops."""
+    import torch
+
+    ckpts = [runs_dir / r / "ckpt" / "last.pt" for r in runs]
+    if not all(c.exists() and not (c.parent.parent / "DONE").exists() for c in ckpts):
+        return False
+    steps = {torch.load(c, map_location="cpu", weights_only=False)["step"] for c in ckpts}
+    return len(steps) == 1
 
 
 def progress(run_dir: Path) -> int:
@@ -250,7 +278,7 @@ def progress(run_dir: Path) -> int:
 def report(running: dict, runs: Path, steps: int, n_total: int, out: Outcome, t0: float) -> None:
     """One progress line: runs done, failed and running (each running run's steps), and the time left estimated from
     the steps done so far."""
-    live = sorted(r for _, _, rs in running.values() for r in rs)
+    live = sorted(r for _, _, rs, _ in running.values() for r in rs)
     done_steps = steps * len(out.done) + sum(min(progress(runs / n), steps) for n in live)
     elapsed = time.time() - t0
     left = elapsed * (steps * n_total - done_steps) / done_steps if done_steps else float("nan")
@@ -261,17 +289,23 @@ def report(running: dict, runs: Path, steps: int, n_total: int, out: Outcome, t0
 
 
 def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan, parallel: int, deadline: float,
-            every_s: float = 30.0) -> Outcome:
-    """Run jobs `parallel` at a time until done or the deadline (time.time() seconds); the outcome names runs."""
+            every_s: float = 30.0, grade_workers: int = 0, late_starts: bool = False) -> Outcome:
+    """Run jobs `parallel` at a time until done or the deadline (time.time() seconds); the outcome names runs.
+    Once a job has finished, a job whose start would leave less time than the longest finished job took is not
+    started (skipped: it would be stopped at the deadline), unless late_starts (a stopped job resumes from its
+    checkpoint in a later call: `resumable`). grade_workers > 0 sets each job's sandbox workers."""
     runs = ROOT / plan.runs
     (runs / "_logs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1")
+    if grade_workers:
+        env["PGRPO_GRADE_WORKERS"] = str(grade_workers)
     pending, running, out = list(jobs_), {}, Outcome()
     n_runs = sum(len(j[3]) for j in jobs_)
     t0 = last = time.time()
+    longest = 0.0  # wall seconds of the longest finished job
     while pending or running:
         if time.time() > deadline:
-            for name, (p, log, rs) in running.items():
+            for name, (p, log, rs, _) in running.items():
                 p.terminate()
                 p.wait()
                 log.close()
@@ -280,18 +314,20 @@ def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan
             break
         for job in list(pending):
             name, cmd, deps, rs = job
-            if any(d in out.failed + out.skipped for d in deps):
+            if any(d in out.failed + out.skipped for d in deps) or (not late_starts and time.time() + longest > deadline):
                 pending.remove(job)
                 out.skipped += rs
             elif len(running) < parallel and all(d in out.done for d in deps):
                 pending.remove(job)
                 log = open(runs / "_logs" / f"{name}.log", "w")
-                running[name] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log, rs)
+                running[name] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log,
+                                 rs, time.time())
         time.sleep(1)
-        for name, (p, log, rs) in list(running.items()):
+        for name, (p, log, rs, started) in list(running.items()):
             if p.poll() is not None:
                 log.close()
                 del running[name]
+                longest = max(longest, time.time() - started)
                 (out.done if p.returncode == 0 else out.failed).extend(rs)
                 if p.returncode:
                     print(f"FAILED {name} (exit {p.returncode}; {plan.runs}/_logs/{name}.log)", flush=True)

@@ -3,6 +3,9 @@ metrics, eval rows, configuration and run_meta (checkpoints left out), split int
 
     python scripts/pack_runs.py out/runs "$OUT/runs" --max-mb 15     # -> $OUT/runs.part0.tgz, part1, ...
     for f in runs.part*.tgz; do tar xzf $f; done                     # here, then keep them in docs/results/<date>_<name>/
+    python scripts/pack_runs.py out/runs "$OUT/runs" --xz            # -> $OUT/runs.part0.tar.xz: step logs stored
+    python scripts/pack_runs.py --unpack runs.part0.tar.xz DEST      #    unzipped (xz packs them ~7x smaller), and
+                                                                     #    zipped again on unpacking (the same rows)
 
 A device call returns at most 8 files of 16 MiB; a results folder keeps the parts next to the numbers computed
 from them.
@@ -11,11 +14,16 @@ from them.
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import sys
 import tarfile
 from pathlib import Path
 
-KEEP = ("step_*.jsonl.gz", "metrics.jsonl", "eval.jsonl", "args.json", "arm.json", "run_meta.json", "DONE", "*.log")
+from projected_grpo.loop.logs import gzip_bytes
+
+KEEP = ("step_*.jsonl.gz", "metrics.jsonl", "eval.jsonl", "args.json", "arm.json", "run_meta.json", "DONE", "*.log",
+        "decisive_calls.jsonl")
 
 
 def fail(msg: str) -> None:
@@ -28,35 +36,67 @@ def evidence(runs: Path) -> list[Path]:
     return sorted({f for pattern in KEEP for f in runs.rglob(pattern) if "ckpt" not in f.parts and f.is_file()})
 
 
-def pack(runs: Path, prefix: Path, max_bytes: int) -> list[Path]:
-    """Files into prefix.partN.tgz, a new part once the uncompressed size passes max_bytes (step logs are already
-    compressed, so the parts stay under the limit)."""
+def pack(runs: Path, prefix: Path, max_bytes: int, xz: bool = False) -> list[Path]:
+    """Files into prefix.partN.tgz (or .tar.xz with xz), a new part once the packed size passes max_bytes. With xz
+    a step log is stored unzipped (step_NNNN.jsonl), which xz compresses far better than gzip's separate files."""
     parts, size, tar = [], 0, None
+    ext, mode = (".tar.xz", "w:xz") if xz else (".tgz", "w:gz")
     for f in evidence(runs):
-        if tar is None or size + f.stat().st_size > max_bytes:
+        data = f.read_bytes()
+        name = str(f.relative_to(runs.parent))
+        if xz and name.endswith(".jsonl.gz"):
+            data, name = gzip.decompress(data), name[:-3]
+        if tar is None or size + len(data) // (8 if xz else 1) > max_bytes:
             if tar:
                 tar.close()
-            parts.append(prefix.with_name(f"{prefix.name}.part{len(parts)}.tgz"))
-            tar, size = tarfile.open(parts[-1], "w:gz"), 0
-        tar.add(f, arcname=str(f.relative_to(runs.parent)))
-        size += f.stat().st_size
+            parts.append(prefix.with_name(f"{prefix.name}.part{len(parts)}{ext}"))
+            tar, size = tarfile.open(parts[-1], mode), 0
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime = len(data), int(f.stat().st_mtime)
+        tar.addfile(info, io.BytesIO(data))
+        size += len(data) // (8 if xz else 1)
     if tar:
         tar.close()
     return parts
 
 
+def unpack(part: Path, dest: Path) -> int:
+    """Extract a part into dest, zipping step logs stored unzipped as the run logs write them (logs.gzip_bytes);
+    the number of files."""
+    n = 0
+    with tarfile.open(part) as tar:
+        for m in tar.getmembers():
+            assert m.isfile() and not m.name.startswith("/") and ".." not in Path(m.name).parts, f"{part}: {m.name}"
+            data = tar.extractfile(m).read()
+            name = m.name
+            if Path(name).name.startswith("step_") and name.endswith(".jsonl"):
+                data, name = gzip_bytes(data), name + ".gz"
+            out = dest / name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+            n += 1
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", help="folder of run folders")
-    ap.add_argument("prefix", help="output path prefix; parts are PREFIX.partN.tgz")
+    ap.add_argument("runs", help="folder of run folders (with --unpack: a part)")
+    ap.add_argument("prefix", help="output path prefix; parts are PREFIX.partN.tgz (with --unpack: the destination)")
     ap.add_argument("--max-mb", type=float, default=15.0)
+    ap.add_argument("--xz", action="store_true", help="tar.xz parts with the step logs stored unzipped")
+    ap.add_argument("--unpack", action="store_true", help="extract the part RUNS into the folder PREFIX")
     a = ap.parse_args(argv)
     runs = Path(a.runs)
+    if a.unpack:
+        if not runs.is_file():
+            fail(f"{runs}: no such part")
+        print(f"unpacked {unpack(runs, Path(a.prefix))} files of {runs} into {a.prefix}")
+        return 0
     if not runs.is_dir():
         fail(f"{runs}: not a folder")
     if not evidence(runs):
         fail(f"{runs}: no run files ({', '.join(KEEP)}) under it")
-    parts = pack(runs, Path(a.prefix), int(a.max_mb * 2**20))
+    parts = pack(runs, Path(a.prefix), int(a.max_mb * 2**20), a.xz)
     print(f"packed {len(evidence(runs))} files of {runs} into {len(parts)} part(s): {', '.join(p.name for p in parts)}")
     return 0
 

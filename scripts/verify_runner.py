@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,7 +27,8 @@ from _gate_common import run_gate  # noqa: E402
 
 import _runner  # noqa: E402
 
-from projected_grpo.loop import cli  # noqa: E402
+from projected_grpo.loop import cli, logs  # noqa: E402
+from projected_grpo.method import arms  # noqa: E402
 
 
 def schedule(runs: Path, fresh: bool) -> dict[str, list[str]]:
@@ -200,18 +203,102 @@ def check_vhack_current(d: Path) -> None:
     from projected_grpo.method import arms
     from projected_grpo.loop.models import weights_id
     from projected_grpo.method.pairs import load_pairs, pairset_hash
-    spec = arms.PAIRS["own"]
-    good = dict(model_sha256=weights_id("organism:tiny"), pairset_hash=pairset_hash(load_pairs(str(_runner.ROOT / spec))))
-    for meta, want in ((good, True), (dict(good, model_sha256="0" * 64), False), (dict(good, pairset_hash="0" * 64), False)):
+    from projected_grpo.method import vhack
+    spec, v = arms.PAIRS["own"], arms.VHACK_FILES["own"]
+    policy, _, _ = vhack.wrapped_policy("organism:tiny", v.adapter, v.rank, v.quarantine, 0, "cpu")
+    good = dict(model_sha256=weights_id("organism:tiny"), pairset_hash=pairset_hash(load_pairs(str(_runner.ROOT / spec))),
+                model_identity=vhack.model_identity(policy), adapter_identity=vhack.adapter_identity(policy))
+    for meta, want in ((good, True), (dict(good, model_sha256="0" * 64), False), (dict(good, pairset_hash="0" * 64), False),
+                       (dict(good, model_identity="0" * 16), False), (dict(good, adapter_identity="0" * 16), False)):
         save_file({"x": torch.zeros(1)}, str(d / "v.safetensors"), metadata=meta)
-        assert _runner.vhack_current(d / "v.safetensors", "organism:tiny", spec) is want, (meta, want)
+        assert _runner.vhack_current(d / "v.safetensors", "organism:tiny", "own") is want, (meta, want)
 
+
+
+def check_decisive_plan(runs: Path) -> None:
+    """scripts/decisive.py gives every run the prereg's flags (prereg.RUN_FLAGS), a random-direction run the direction
+    seed DIRECTION_SEED_OFFSET + its training seed, and refuses another value of a registered flag (exit 2)."""
+    import decisive
+    from projected_grpo.method import prereg
+
+    _, plan = decisive.parse(["--seeds", "100-101", "--model", "organism:tiny", "--device", "cpu", "--runs", str(runs)])
+    assert set(plan.arms) == set(prereg.REGISTERED) and plan.arms[0] == "route", plan.arms
+    for name, cmd, waits, trains in _runner.jobs(plan):
+        got = {k[2:].replace("-", "_"): v for k, v in zip(cmd[2:], cmd[3:]) if k.startswith("--")}
+        for k, v in prereg.RUN_FLAGS.items():
+            assert str(got.get(k)) == str(v), f"decisive {name}: {k} {got.get(k)!r}, the prereg says {v!r}"
+        arm = name.rpartition("_s")[0]
+        if arms.arm(arm).intervention in arms.RANDOM_DIRECTION:
+            want = ",".join(str(prereg.DIRECTION_SEED_OFFSET + s) for s in (100, 101))
+            assert got.get("direction_seeds") == want, f"decisive {name}: direction seeds {got.get('direction_seeds')}"
+        if arms.arm(arm).matches:
+            assert waits == [f"route_s{s}" for s in (100, 101)], f"decisive {name} waits for {waits}"
+    for argv in (["--steps", "40"], ["--eval-every", "20"], ["--seeds", "0,1"], ["--", "--n-eval", "12"]):
+        try:
+            decisive.parse(argv)
+        except SystemExit as e:
+            assert e.code == 2, (argv, e.code)
+        else:
+            raise AssertionError(f"decisive.py {argv}: not refused without --registered-off")
+
+
+def check_deadline_skip(runs: Path) -> None:
+    """Once a job has finished, one that would not finish before the deadline (the longest finished job as the
+    estimate) is not started: skipped, not stopped half-way."""
+    plan = _runner.Plan(arms=["vanilla"], seeds=[0], model="organism:tiny", runs=str(runs), steps=1, eval_every=0)
+    nap = lambda name: (name, [sys.executable, "-c", "import time; time.sleep(1.5)"], [], [name])  # noqa: E731
+    t0 = time.time()
+    out = _runner.run_all([nap("a"), nap("b")], plan, parallel=1, deadline=t0 + 2.9, every_s=1e9)
+    assert out.done == ["a"] and out.skipped == ["b"] and not out.stopped, vars(out)
+    out = _runner.run_all([nap("a"), nap("b")], plan, parallel=1, deadline=time.time() + 9, every_s=1e9)
+    assert out.done == ["a", "b"], vars(out)
+    out = _runner.run_all([nap("a"), nap("b")], plan, parallel=1, deadline=time.time() + 2.9, every_s=1e9,
+                          late_starts=True)
+    assert out.done == ["a"] and out.stopped == ["b"], f"late_starts: {vars(out)}"
+
+
+def check_resume_jobs(runs: Path) -> None:
+    """A job whose runs all stopped after the same checkpointed step resumes them (--resume); checkpoints of different
+    steps, or a missing one, start the job from step 0."""
+    import torch
+
+    plan = _runner.Plan(arms=["vanilla"], seeds=[0, 1], model="organism:tiny", runs=str(runs), steps=20, eval_every=0,
+                        device="cpu", runs_per_process=2)
+    for seeds_steps, want in (({}, False), ({0: 9, 1: 9}, True), ({0: 9, 1: 4}, False), ({0: 9}, False)):
+        for s in (0, 1):
+            (runs / f"vanilla_s{s}" / "ckpt" / "last.pt").unlink(missing_ok=True)
+        for s, step in seeds_steps.items():
+            (runs / f"vanilla_s{s}" / "ckpt").mkdir(parents=True, exist_ok=True)
+            torch.save(dict(step=step), runs / f"vanilla_s{s}" / "ckpt" / "last.pt")
+        (cmd,) = [j[1] for j in _runner.jobs(plan)]
+        assert ("--resume" in cmd) is want, f"checkpoints {seeds_steps}: --resume {'--resume' in cmd}, want {want}"
+
+
+def check_pack_roundtrip(d: Path) -> None:
+    """pack_runs --xz stores step logs unzipped and --unpack writes them back as the logs write them, byte for byte."""
+    import pack_runs
+
+    run = d / "runs" / "vanilla_s0"
+    run.mkdir(parents=True)
+    logs.write_step(run, 0, [{"step": 0, "completion": "x" * 50}] * 8)
+    logs.write_jsonl(run / "metrics.jsonl", [{"step": 0}])
+    parts = pack_runs.pack(d / "runs", d / "p", 2**20, xz=True)
+    assert [p.name for p in parts] == ["p.part0.tar.xz"], parts
+    with tarfile.open(parts[0]) as tar:
+        names = tar.getnames()
+    assert "runs/vanilla_s0/step_0000.jsonl" in names, names
+    pack_runs.unpack(parts[0], d / "back")
+    for f in ("step_0000.jsonl.gz", "metrics.jsonl"):
+        assert (d / "back/runs/vanilla_s0" / f).read_bytes() == (run / f).read_bytes(), f"{f} changed by pack/unpack"
 
 def main() -> None:
     check_flags()
     with tempfile.TemporaryDirectory() as d:
         check_vhack_current(Path(d))
     check_recipe_values()
+    for check in (check_decisive_plan, check_deadline_skip, check_resume_jobs, check_pack_roundtrip):
+        with tempfile.TemporaryDirectory() as d:
+            check(Path(d))
     with tempfile.TemporaryDirectory() as d:
         check_other_config_refused(Path(d))
     with tempfile.TemporaryDirectory() as d:
@@ -235,7 +322,10 @@ def main() -> None:
           "also when seeds are packed into processes (--runs-per-process: each job waits for its seeds' matched runs), "
           "not for one finished earlier; finished runs skipped unless --fresh; bad driver flags refused with one line; the recipe's values reach train.py "
           "from the plan and from emergence.py; a finished run of another configuration (the intervention's flags included) "
-          "refused, one differing only in logs.CONFIG_EXCLUDED accepted; a v_hack file of other weights or another pair set is stale")
+          "refused, one differing only in logs.CONFIG_EXCLUDED accepted; a v_hack file of other weights, another pair set or another model or adapter identity is stale; "
+          "decisive.py gives every run the prereg's flags and direction seeds and refuses other values; a job that would "
+          "not finish before the deadline is skipped, not started (started and stopped with late_starts); a job whose runs "
+          "stopped at one checkpointed step resumes them; pack_runs --xz round-trips step logs byte for byte")
 
 
 if __name__ == "__main__":

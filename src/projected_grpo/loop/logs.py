@@ -30,10 +30,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def gzip_bytes(blob: bytes) -> bytes:
+    """A step log's bytes as written: gzip level 5 with no time stamp (equal rows, equal bytes)."""
+    return gzip.compress(blob, compresslevel=5, mtime=0)
+
+
 def write_step(run_dir: Path, step: int, rows: list[dict]) -> Path:
     path = run_dir / f"step_{step:04d}.jsonl.gz"
     blob = "".join(json.dumps(r, default=_jsonable) + "\n" for r in rows).encode()
-    atomic_write_bytes(path, gzip.compress(blob, compresslevel=5, mtime=0))  # no time stamp: equal rows, equal bytes
+    atomic_write_bytes(path, gzip_bytes(blob))
     return path
 
 
