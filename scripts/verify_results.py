@@ -99,6 +99,26 @@ def check_stamp() -> int:
         st = copy(lambda c: (c / "new.py").write_text("x = 1\n"))
         assert st["git_dirty"] is False, st
         cases += 1
+        # a copy with the .git of an earlier commit (a device call sends the .git of the session's start) and the
+        # stamp of the commit its files are: the stamp, clean; with a file changed besides: git's dirty claim
+        old_git = Path(t) / "old_git"
+        shutil.copytree(repo / ".git", old_git)
+        (repo / "a.txt").write_text("alpha 2\n")
+        (repo / GIT_STAMP).unlink()  # the stamp is not tracked (the project's .gitignore)
+        for args in (("add", "-A"), ("-c", "user.name=g", "-c", "user.email=g@g", "commit", "-qm", "y")):
+            subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+        new = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        stamp_commit.write_git_stamp(repo)
+        stale = Path(t) / "stale"
+        shutil.copytree(repo, stale, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        shutil.copytree(old_git, stale / ".git")
+        st = git_state(stale)
+        assert st["git_commit"] == new and st["git_dirty"] is False and st["git_commit_source"] == "stamp", st
+        (stale / "sub" / "b.py").write_text("changed\n")
+        st = git_state(stale)
+        assert st == dict(git_commit=head, git_dirty=True, git_commit_source="git"), st
+        cases += 1
         st = copy(lambda c: (c / GIT_STAMP).unlink())
         assert st == dict(git_commit="unknown", git_dirty="unknown", git_commit_source="none"), st
         cases += 1

@@ -86,7 +86,9 @@ table, written in the checkout by `scripts/stamp_commit.py` (write_git_stamp) an
 def git_state(repo: Path = pinned.REPO) -> dict:
     """git_commit: the commit the checkout is at; git_dirty: whether tracked files differ from it (untracked files
     are not counted); git_commit_source: where the claim comes from. In a git checkout of its own, git ('git').
-    In a copy of the tree without .git (a device call) that carries GIT_STAMP, the stamp ('stamp', stamped_state):
+    In a copy of the tree without .git (a device call) that carries GIT_STAMP, or whose .git says dirty while the
+    stamp's table matches every tracked file (a device copy with the .git of an earlier commit), the stamp ('stamp',
+    stamped_state):
     the commit is the stamp's claim, git_dirty is computed here from the copy's content against the stamp's file
     table, and git_tree_digest lets results.py check that table against the commit in the repository. Otherwise
     (no checkout, no stamp; a subfolder; an installed package) 'unknown' ('none')."""
@@ -95,10 +97,16 @@ def git_state(repo: Path = pinned.REPO) -> dict:
         return r.stdout.strip() if r.returncode == 0 else None
 
     top = git("rev-parse", "--show-toplevel")
+    stamp = (repo / GIT_STAMP).is_file()
     if top is not None and Path(top).resolve() == repo.resolve():
-        return dict(git_commit=git("rev-parse", "HEAD"), git_dirty=bool(git("status", "--porcelain", "--untracked-files=no")),
-                    git_commit_source="git")
-    if (repo / GIT_STAMP).is_file():  # not a checkout of its own
+        state = dict(git_commit=git("rev-parse", "HEAD"),
+                     git_dirty=bool(git("status", "--porcelain", "--untracked-files=no")), git_commit_source="git")
+        if state["git_dirty"] and stamp and not (stamped := stamped_state(repo))["git_dirty"]:
+            # a copy whose .git is older than its files (a device call sends the .git of the session's start) but
+            # whose stamp's table matches every tracked file: the stamp names the commit these files are
+            return stamped
+        return state
+    if stamp:  # not a checkout of its own
         return stamped_state(repo)
     return dict(git_commit="unknown", git_dirty="unknown", git_commit_source="none")
 
