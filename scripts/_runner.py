@@ -171,11 +171,12 @@ class Outcome:
     """not started: deadline, or the run they wait for failed"""
 
 
-def vhack_current(path: Path, model: str, kind: str) -> bool:
+def vhack_current(path: Path, model: str, kind: str, device: str = "") -> bool:
     """Whether a direction file of `kind` (arms.VHACK_FILES) was extracted from the model `model` resolves to now
     (by the weights' sha256: the `organism:cpu` file name stays when the pinned organism changes), from its pair file
     as it reads now (by the pair set's hash: an edited pair file needs a new v_hack), and under the model and adapter
-    identity the loader checks now (vhack.load_tensors: a file written before that identity changed is refused)."""
+    identity the loader checks now on the runs' device and its dtype (vhack.load_tensors: a file written before that
+    identity changed, or for bf16 on the GPU when the runs are float32 on the CPU, is refused)."""
     from projected_grpo.method import vhack
 
     with safe_open(str(path), "pt") as f:
@@ -184,7 +185,7 @@ def vhack_current(path: Path, model: str, kind: str) -> bool:
             meta.get("pairset_hash") != pairset_hash(load_pairs(f"{ROOT}/{arms.PAIRS[kind]}")):
         return False
     v = arms.VHACK_FILES[kind]
-    policy, _, _ = vhack.wrapped_policy(model, v.adapter, v.rank, v.quarantine, 0, "cpu")
+    policy, _, _ = vhack.wrapped_policy(model, v.adapter, v.rank, v.quarantine, 0, device)
     return (meta.get("model_identity"), meta.get("adapter_identity")) == (vhack.model_identity(policy),
                                                                           vhack.adapter_identity(policy))
 
@@ -195,7 +196,7 @@ def extract_vhacks(plan: Plan) -> list[str]:
     paths, procs = [], []
     for k in kinds:
         path = ROOT / arms.vhack_path(k, plan.model)
-        current = path.exists() and vhack_current(path, plan.model, k)
+        current = path.exists() and vhack_current(path, plan.model, k, plan.device)
         if path.exists() and not plan.fresh and not current:
             print(f"{path.relative_to(ROOT)}: extracted for another model or pair set; extracting again", flush=True)
         if plan.fresh or not current:  # the extractions run side by side (each its own process)

@@ -20,6 +20,8 @@ identity, micro-batches), resume runs 2 steps instead of 4. Every check runs in 
 
 from __future__ import annotations
 
+import json
+
 import math
 import os
 import signal
@@ -222,6 +224,17 @@ def check_resume(tmp: Path) -> int:
     ma = [m["reward"] for m in logs.read_jsonl(full / "metrics.jsonl")]
     mb = [m["reward"] for m in logs.read_jsonl(tmp / "resumed" / "metrics.jsonl")]
     assert ma == mb, (ma, mb)
+    # resuming with another direction file than the run's first steps read is refused (run_meta's vhack_sha256)
+    meta_path = full / "run_meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(dict(meta, vhack_sha256="0" * 64)))
+    try:
+        grpo.train(tiny_args(tmp, "full", steps=steps, n_eval=1, resume=True))
+    except AssertionError as e:
+        assert "was trained with direction file" in str(e), e
+    else:
+        raise AssertionError("resume with another direction file not refused")
+    meta_path.write_text(json.dumps(meta))
     # resuming with another optimizer recipe is refused (the checkpoint's would silently win over the args): the
     # finished run's checkpoint, read before anything runs
     for kw in (dict(weight_decay=0.5), dict(weight_decay_quarantine=0.5), dict(adam_eps=1e-4), dict(lr=0.5)):

@@ -211,7 +211,31 @@ def check_vhack_current(d: Path) -> None:
     for meta, want in ((good, True), (dict(good, model_sha256="0" * 64), False), (dict(good, pairset_hash="0" * 64), False),
                        (dict(good, model_identity="0" * 16), False), (dict(good, adapter_identity="0" * 16), False)):
         save_file({"x": torch.zeros(1)}, str(d / "v.safetensors"), metadata=meta)
-        assert _runner.vhack_current(d / "v.safetensors", "organism:tiny", "own") is want, (meta, want)
+        assert _runner.vhack_current(d / "v.safetensors", "organism:tiny", "own", "cpu") is want, (meta, want)
+    # the identity is the one on the runs' device and dtype: a file written for bf16 is stale for float32 runs, and
+    # extract_vhacks asks on the plan's device (a GPU call re-extracted every file because it asked on the CPU)
+    bf16, _ = vhack.load_policy("organism:tiny", "cpu", torch.bfloat16)
+    vhack.ad.wrap_model(bf16, vhack.ad.AdapterConfig(kind=v.adapter, rank=None, quarantine=v.quarantine, seed=0))
+    save_file({"x": torch.zeros(1)}, str(d / "v.safetensors"), metadata=dict(good, model_identity=vhack.model_identity(bf16)))
+    assert not _runner.vhack_current(d / "v.safetensors", "organism:tiny", "own", "cpu"), "bf16 identity taken as fp32's"
+    asked = []
+    real = _runner.vhack_current
+    _runner.vhack_current = lambda path, model, kind, device="": asked.append(device) or True
+    made, path = False, None
+    try:
+        plan = _runner.Plan(arms=["route"], seeds=[0], model="organism:tiny", runs=str(d / "runs"), steps=1,
+                            eval_every=0, device="cuda:7")
+        path = _runner.ROOT / arms.vhack_path("own", plan.model)
+        made = not path.exists()
+        if made:  # a placeholder, so that extract_vhacks asks whether it is current (it is removed below)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"x": torch.zeros(1)}, str(path), metadata=good)
+        _runner.extract_vhacks(plan)
+        assert asked == ["cuda:7"], f"extract_vhacks asked on {asked}, not the plan's device"
+    finally:
+        _runner.vhack_current = real
+        if made and path is not None:
+            path.unlink()
 
 
 

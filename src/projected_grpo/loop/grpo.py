@@ -645,6 +645,7 @@ class Trainer:
         """A run's folder before its first step: resumed from its checkpoint, or emptied of an earlier run's logs;
         args.json and run_meta.json written."""
         a = run.args
+        trained_with = logs.read_run_meta(run.run_dir, ("vhack_sha256",))["vhack_sha256"]
         if a.resume:
             self.load_ckpt(run)
         elif dd.is_main():
@@ -654,6 +655,11 @@ class Trainer:
         if dd.is_main():
             (run.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))
             meta = run_meta(self.model, a.model, self.device, a.intervention.vhack)
+            # a resumed run reads the direction file its first steps read (a file extracted again may differ in its
+            # last bits: extraction on the GPU is not bit-reproducible)
+            assert not a.resume or meta["vhack_sha256"] == trained_with, (
+                f"--resume: {run.run_dir} was trained with direction file sha256 {trained_with[:16]}, "
+                f"{a.intervention.vhack or 'no file'} is {meta['vhack_sha256'][:16]}")
             if len(self.runs) > 1:
                 meta["runs_per_process"] = [r.args.run for r in self.runs]
             (run.run_dir / "run_meta.json").write_text(json.dumps(meta, indent=2))
