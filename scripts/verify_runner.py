@@ -315,12 +315,31 @@ def check_pack_roundtrip(d: Path) -> None:
     for f in ("step_0000.jsonl.gz", "metrics.jsonl"):
         assert (d / "back/runs/vanilla_s0" / f).read_bytes() == (run / f).read_bytes(), f"{f} changed by pack/unpack"
 
+
+def check_content_hash(d: Path) -> None:
+    """run_meta's vhack_sha256 hashes a direction file's content, not its bytes: two saves of the same tensors and
+    metadata (safetensors writes metadata keys in a random order) hash alike; a changed value or metadata does not."""
+    import torch
+    from safetensors.torch import save_file
+
+    from projected_grpo.loop.models import safetensors_content_sha256 as digest
+
+    t = {"v_grad.a": torch.arange(6.0).view(2, 3), "v_grad.b": torch.ones(4, dtype=torch.bfloat16)}
+    meta = {f"k{i}": str(i) for i in range(12)}
+    for i in range(3):
+        save_file(t, str(d / f"{i}.safetensors"), metadata=meta)
+    assert len({digest(d / f"{i}.safetensors") for i in range(3)}) == 1, "equal content, different digests"
+    save_file(dict(t, **{"v_grad.b": torch.full((4,), 1.0078125, dtype=torch.bfloat16)}), str(d / "x.safetensors"),
+              metadata=meta)
+    save_file(t, str(d / "y.safetensors"), metadata=dict(meta, k0="zero"))
+    assert len({digest(d / f) for f in ("0.safetensors", "x.safetensors", "y.safetensors")}) == 3, "change unseen"
+
 def main() -> None:
     check_flags()
     with tempfile.TemporaryDirectory() as d:
         check_vhack_current(Path(d))
     check_recipe_values()
-    for check in (check_decisive_plan, check_deadline_skip, check_resume_jobs, check_pack_roundtrip):
+    for check in (check_decisive_plan, check_deadline_skip, check_resume_jobs, check_pack_roundtrip, check_content_hash):
         with tempfile.TemporaryDirectory() as d:
             check(Path(d))
     with tempfile.TemporaryDirectory() as d:

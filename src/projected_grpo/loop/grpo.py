@@ -655,8 +655,8 @@ class Trainer:
         if dd.is_main():
             (run.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))
             meta = run_meta(self.model, a.model, self.device, a.intervention.vhack)
-            # a resumed run reads the direction file its first steps read (a file extracted again may differ in its
-            # last bits: extraction on the GPU is not bit-reproducible)
+            # a resumed run reads direction content equal to what its first steps read (models.run_meta hashes the
+            # file's content: a file extracted again between the segments must hold the same tensors and metadata)
             assert not a.resume or meta["vhack_sha256"] == trained_with, (
                 f"--resume: {run.run_dir} was trained with direction file sha256 {trained_with[:16]}, "
                 f"{a.intervention.vhack or 'no file'} is {meta['vhack_sha256'][:16]}")

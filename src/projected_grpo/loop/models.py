@@ -26,6 +26,7 @@ import jaxtyping
 import torch
 import transformers
 from jaxtyping import Float, Int
+from safetensors import safe_open
 from torch import Tensor
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -74,8 +75,21 @@ def run_meta(model, spec: str, device: str, vhack: str = "") -> dict:
     return dict(device=str(device).split(":")[0], dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
                 torch=torch.__version__, transformers=transformers.__version__, model_sha256=weights_id(spec),
                 organism=Path(resolve(spec)).name if spec.startswith("organism:") else spec, cpu=cpu_model(),
-                vhack_sha256=pinned.file_sha256(Path(vhack)) if vhack else "",  # v_hack files are pinned by content
-                **git_state())
+                vhack_sha256=safetensors_content_sha256(Path(vhack)) if vhack else "", **git_state())
+
+
+def safetensors_content_sha256(path: Path) -> str:
+    """sha256 of a safetensors file's content: its metadata with sorted keys, then each tensor (sorted by name) as name,
+    dtype, shape and bytes. The file's own bytes are no content hash: safetensors writes the metadata in a random key
+    order, so two saves of the same direction file differ in their sha256 (three GPU calls of the decisive pilot)."""
+    h = hashlib.sha256()
+    with safe_open(str(path), "pt") as f:
+        h.update(json.dumps(f.metadata() or {}, sort_keys=True).encode())
+        for name in sorted(f.keys()):
+            t = f.get_tensor(name).contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 GIT_STAMP = ".git_commit.json"
