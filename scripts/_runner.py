@@ -253,20 +253,40 @@ def jobs(plan: Plan) -> list[tuple[str, list[str], list[str], list[str]]]:
             deps = [f"{m}_s{s}" for s in chunk if m and f"{m}_s{s}" in names]
             runs = [f"{arm}_s{s}" for s in chunk]
             cmd = train_cmd(plan, arm, chunk[0]) if plan.runs_per_process == 1 else batched_cmd(plan, arm, chunk)
-            if not plan.fresh and resumable(ROOT / plan.runs, runs):
+            if not plan.fresh and resumable(plan, arm, chunk):
                 cmd.append("--resume")
             out.append((runs[0] if len(runs) == 1 else f"{arm}_s{','.join(map(str, chunk))}", cmd, deps, runs))
     return out
 
 
-def resumable(runs_dir: Path, runs: list[str]) -> bool:
-    """Whether a job's runs were stopped after one and the same checkpointed step (each has ckpt/last.pt and no DONE):
-    the job resumes them (train.py --resume), as the pre-registration asks of a run that stops."""
+RESUME_REPLICATE = ("seed", "direction_seed", "match_run")
+"""Fields logs.CONFIG_EXCLUDED lets runs of one cell differ in, that a stopped run and its resumption must share."""
+
+
+def resumable(plan: "Plan", arm: str, seeds: list[int]) -> bool:
+    """Whether a job's runs were stopped after one and the same checkpointed step (each has ckpt/last.pt and no DONE)
+    with the configuration this call plans for them (any field but logs.CONFIG_EXCLUDED): the job resumes them
+    (train.py --resume), as the pre-registration asks of a run that stops. Otherwise the job starts them again."""
     import torch
 
-    ckpts = [runs_dir / r / "ckpt" / "last.pt" for r in runs]
-    if not all(c.exists() and not (c.parent.parent / "DONE").exists() for c in ckpts):
+    dirs = [ROOT / plan.runs / f"{arm}_s{s}" for s in seeds]
+    ckpts = [d / "ckpt" / "last.pt" for d in dirs]
+    if not all(c.exists() and not (d / "DONE").exists() for c, d in zip(ckpts, dirs)):
         return False
+    for d, s in zip(dirs, seeds):
+        try:
+            have, want = logs.read_args(d), planned_args(plan, arm, s)
+            diff = logs.differences(logs.config(have), logs.config(want))
+            for k in RESUME_REPLICATE:  # excluded when pooling runs, but a resumed run must keep its own
+                got, asked = (x.get(k, x.get("intervention", {}).get(k)) for x in (have, want))
+                if got != asked:
+                    diff[k] = (got, asked)
+        except (OSError, ValueError):
+            diff = {"args.json": ("unreadable", "")}
+        if diff:
+            print(f"{d.name}: stopped with {next(iter(diff))} {next(iter(diff.values()))[0]!r}, this call plans "
+                  f"{next(iter(diff.values()))[1]!r}: started again, not resumed", flush=True)
+            return False
     steps = {torch.load(c, map_location="cpu", weights_only=False)["step"] for c in ckpts}
     return len(steps) == 1
 

@@ -211,6 +211,8 @@ def check_resume(tmp: Path) -> int:
     grpo.train(tiny_args(tmp, "resumed", steps=steps, n_eval=1, stop_after=stop))
     torch.manual_seed(99)  # a different global RNG state must not matter after resume
     grpo.train(tiny_args(tmp, "resumed", steps=steps, n_eval=1, resume=True))
+    seg = json.loads((tmp / "resumed" / "run_meta.json").read_text())
+    assert "git_commit" in seg.get("resumed_from", {}), "a resumed run's run_meta lost the earlier segment's record"
     a, b = run_rows(full), run_rows(tmp / "resumed")
     assert len(a) == len(b) == steps * 16, (len(a), len(b))
     assert a == b, "resumed run's rollouts differ from the uninterrupted run's"

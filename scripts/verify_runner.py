@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tarfile
@@ -286,16 +287,27 @@ def check_resume_jobs(runs: Path) -> None:
     steps, or a missing one, start the job from step 0."""
     import torch
 
-    plan = _runner.Plan(arms=["vanilla"], seeds=[0, 1], model="organism:tiny", runs=str(runs), steps=20, eval_every=0,
-                        device="cpu", runs_per_process=2)
+    plan = _runner.Plan(arms=["erase-random"], seeds=[0, 1], model="organism:tiny", runs=str(runs), steps=20,
+                        eval_every=0, device="cpu", runs_per_process=2, direction_seed_offset=1000)
+    for s in (0, 1):  # the args.json each stopped run wrote: the planned configuration
+        (runs / f"erase-random_s{s}").mkdir(parents=True)
+        (runs / f"erase-random_s{s}" / "args.json").write_text(json.dumps(_runner.planned_args(plan, "erase-random", s)))
     for seeds_steps, want in (({}, False), ({0: 9, 1: 9}, True), ({0: 9, 1: 4}, False), ({0: 9}, False)):
         for s in (0, 1):
-            (runs / f"vanilla_s{s}" / "ckpt" / "last.pt").unlink(missing_ok=True)
+            (runs / f"erase-random_s{s}" / "ckpt" / "last.pt").unlink(missing_ok=True)
         for s, step in seeds_steps.items():
-            (runs / f"vanilla_s{s}" / "ckpt").mkdir(parents=True, exist_ok=True)
-            torch.save(dict(step=step), runs / f"vanilla_s{s}" / "ckpt" / "last.pt")
+            (runs / f"erase-random_s{s}" / "ckpt").mkdir(parents=True, exist_ok=True)
+            torch.save(dict(step=step), runs / f"erase-random_s{s}" / "ckpt" / "last.pt")
         (cmd,) = [j[1] for j in _runner.jobs(plan)]
         assert ("--resume" in cmd) is want, f"checkpoints {seeds_steps}: --resume {'--resume' in cmd}, want {want}"
+    # stopped with another direction seed than this call plans: started again, not resumed
+    for s in (0, 1):
+        (runs / f"erase-random_s{s}" / "ckpt").mkdir(parents=True, exist_ok=True)
+        torch.save(dict(step=9), runs / f"erase-random_s{s}" / "ckpt" / "last.pt")
+    assert "--resume" in _runner.jobs(plan)[0][1]
+    other = dataclasses.replace(plan, direction_seed_offset=2000)
+    (cmd,) = [j[1] for j in _runner.jobs(other)]
+    assert "--resume" not in cmd, "a run stopped with another direction seed was resumed"
 
 
 def check_pack_roundtrip(d: Path) -> None:

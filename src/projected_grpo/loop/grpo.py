@@ -646,6 +646,8 @@ class Trainer:
         args.json and run_meta.json written."""
         a = run.args
         trained_with = logs.read_run_meta(run.run_dir, ("vhack_sha256",))["vhack_sha256"]
+        meta_path = run.run_dir / "run_meta.json"
+        earlier = json.loads(meta_path.read_text()) if a.resume and meta_path.exists() else None
         if a.resume:
             self.load_ckpt(run)
         elif dd.is_main():
@@ -662,6 +664,8 @@ class Trainer:
                 f"{a.intervention.vhack or 'no file'} is {meta['vhack_sha256'][:16]}")
             if len(self.runs) > 1:
                 meta["runs_per_process"] = [r.args.run for r in self.runs]
+            if earlier is not None:  # each segment's record stays: where and at which commit the steps before ran
+                meta["resumed_from"] = earlier
             (run.run_dir / "run_meta.json").write_text(json.dumps(meta, indent=2))
 
     def run(self) -> Path | list[Path]:
