@@ -3,9 +3,9 @@
 #
 #   bash scripts/decisive_call.sh MODEL SEEDS BUDGET_MIN [more scripts/decisive.py flags]
 #
-# Before: out/decisive_parts/ (carried; ignored by git) holds the earlier calls' packed runs
-# (<tag>_runs.partN.tar.xz) and direction files (vhack_<tag>.tar); .git_commit.json (scripts/stamp_commit.py) is
-# carried so that every run records its commit. Runs finished earlier are unpacked and skipped; the direction files
+# Before: out/decisive_parts/ (carried; ignored by git) holds the latest call's packed runs (<tag>_runs.partN.tar.xz,
+# nothing older) and direction files (vhack_<tag>.tar); .git_commit.json (scripts/stamp_commit.py, written right
+# before the call on a clean tree) is carried so that every run records its commit; the call refuses to run otherwise. Runs finished earlier are unpacked and skipped; the direction files
 # extracted by the first call are reused, so every run of an arm reads the same file.
 # After: $OUT holds this call's log, every run of the organism packed again (pack_runs.py --xz) and the direction
 # files. Here: python scripts/pack_runs.py --unpack PART out/decisive, then keep the parts in docs/results/.
@@ -13,9 +13,13 @@ set -euo pipefail
 model=$1; seeds=$2; budget=$3; shift 3
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 tag=$(python3 -c 'import sys; from projected_grpo.method.arms import model_tag; print(model_tag(sys.argv[1]))' "$model")
+# every run must record the commit it runs at: the carried stamp, and the tree clean against it (models.git_state)
+python3 -c 'from projected_grpo.loop.models import git_state as g; s = g(); print("commit", s)
+assert s["git_commit_source"] in ("stamp", "git") and s["git_dirty"] is False, "not a clean stamped tree"' || exit 3
 mkdir -p out/decisive out/vhack
-for part in out/decisive_parts/"${tag}"_runs.part*.tar.xz; do
-  if [ -e "$part" ]; then python3 scripts/pack_runs.py --unpack "$part" out/decisive; fi
+# the parts of the latest call only (out/decisive_parts holds nothing else), in their order
+for part in $(ls -v out/decisive_parts/"${tag}"_runs.part*.tar.xz 2>/dev/null); do
+  python3 scripts/pack_runs.py --unpack "$part" out/decisive
 done
 if [ -e "out/decisive_parts/vhack_${tag}.tar" ]; then tar xf "out/decisive_parts/vhack_${tag}.tar" -C out; fi
 nvidia-smi --query-gpu=name --format=csv,noheader || true
@@ -24,4 +28,8 @@ python3 scripts/decisive.py --model "$model" --seeds "$seeds" --budget-min "$bud
   | tee "$OUT/decisive_${tag}.log" || rc=$?
 python3 scripts/pack_runs.py "out/decisive/${tag}" "$OUT/${tag}_runs" --xz --max-mb 14
 (cd out && tar cf "$OUT/vhack_${tag}.tar" vhack/"${tag}"_*.safetensors)
+# a call brings back at most 8 files of 16 MiB: say so loudly rather than lose parts
+n=$(ls "$OUT/${tag}"_runs.part*.tar.xz | wc -l)
+big=$(find "$OUT" -name "${tag}_runs.part*" -size +15M | wc -l)
+if [ "$n" -gt 6 ] || [ "$big" -gt 0 ]; then echo "PACKING TOO LARGE: $n parts, $big over 15 MiB" >&2; exit 4; fi
 exit $rc

@@ -27,6 +27,11 @@ KEEP = ("step_*.jsonl.gz", "metrics.jsonl", "eval.jsonl", "args.json", "arm.json
         "decisive_calls.jsonl")
 
 
+XZ_RATIO = 15
+"""Estimated compression of run files by xz (stage 1 of the decisive table: about 25x at preset 6, 30x at 9e); a
+part is closed once its estimated packed size passes --max-mb. Check the parts' real sizes (decisive_call.sh does)."""
+
+
 def fail(msg: str) -> None:
     print(f"pack_runs.py: {msg}", file=sys.stderr)
     raise SystemExit(2)
@@ -43,12 +48,13 @@ def pack(runs: Path, prefix: Path, max_bytes: int, xz: bool = False, best: bool 
     best: xz preset 9e (about a third smaller, several times slower: for what is kept in the repository)."""
     parts, size, tar = [], 0, None
     ext, mode = (".tar.xz", "w:xz") if xz else (".tgz", "w:gz")
+    ratio = XZ_RATIO if xz else 1  # step logs are already gzipped in .tgz parts
     for f in evidence(runs):
         data = f.read_bytes()
         name = str(f.relative_to(runs.parent))
         if xz and name.endswith(".jsonl.gz"):
             data, name = gzip.decompress(data), name[:-3]
-        if tar is None or size + len(data) // (8 if xz else 1) > max_bytes:
+        if tar is None or size + len(data) // ratio > max_bytes:
             if tar:
                 tar.close()
             parts.append(prefix.with_name(f"{prefix.name}.part{len(parts)}{ext}"))
@@ -57,7 +63,7 @@ def pack(runs: Path, prefix: Path, max_bytes: int, xz: bool = False, best: bool 
         info = tarfile.TarInfo(name)
         info.size, info.mtime = len(data), int(f.stat().st_mtime)
         tar.addfile(info, io.BytesIO(data))
-        size += len(data) // (8 if xz else 1)
+        size += len(data) // ratio
     if tar:
         tar.close()
     return parts
