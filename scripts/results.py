@@ -500,8 +500,12 @@ def pooled(per_org: dict[str, dict]) -> dict:
         return dict(note="not pooled: no organism has n >= 2 with nonzero spread")
     est, ses = [r["mean"] for r in ok.values()], [r["se"] for r in ok.values()]
     left = sorted(set(per_org) - set(ok))
-    return (prereg.random_effects(est, ses, prereg.BONFERRONI_LEVEL) | dict(organisms=list(ok), left_out=left,
-            at95=prereg.random_effects(est, ses, 0.95)))
+    out = (prereg.random_effects(est, ses, prereg.BONFERRONI_LEVEL) | dict(organisms=list(ok), left_out=left,
+           at95=prereg.random_effects(est, ses, 0.95)))
+    if len(ok) == 1:  # one organism: its own t interval, not a normal one
+        (r,) = ok.values()
+        out.update(lo=r["lo"], hi=r["hi"])
+    return out
 
 
 def contrasts(cs: tuple[prereg.Contrast, ...], orgs: dict[str, dict], step: int) -> list[dict]:
@@ -515,18 +519,36 @@ def contrasts(cs: tuple[prereg.Contrast, ...], orgs: dict[str, dict], step: int)
 
 
 def apply_holm(fam: list[dict], primary: str) -> dict:
-    """Holm over the family's contrasts on the primary organism that have a p-value (n >= 2); fills holm_p and
-    rejected in place; says which were left out."""
-    have = [r for r in fam if r["per_organism"][primary]["p"] is not None]
-    adj = prereg.holm([r["per_organism"][primary]["p"] for r in have])
-    for r, p in zip(have, adj):
-        r["holm_p"], r["rejected"] = p, p < prereg.ALPHA
-    left = [r["label"] for r in fam if r["per_organism"][primary]["p"] is None]
-    for r in fam:
-        r.setdefault("holm_p", None)
-        r.setdefault("rejected", None)
-    return dict(m=len(have), registered_m=prereg.M_FAMILY, left_out=left,
-                note="" if not left else f"Holm over {len(have)} of {prereg.M_FAMILY}: {', '.join(left)} have n < 2")
+    """Holm over all 12 family contrasts on the primary organism, as registered: a contrast without a p-value (n < 2)
+    counts as p = 1 (it can reject nothing and makes the others' adjustment no smaller); fills holm_p and rejected in
+    place (None for those without p); says which had none."""
+    ps = [r["per_organism"][primary]["p"] for r in fam]
+    adj = prereg.holm([1.0 if p is None else p for p in ps])
+    for r, p, q in zip(fam, ps, adj):
+        r["holm_p"], r["rejected"] = (None, None) if p is None else (q, q < prereg.ALPHA)
+    left = [r["label"] for r, p in zip(fam, ps) if p is None]
+    return dict(m=len(fam), registered_m=prereg.M_FAMILY, left_out=left,
+                note="" if not left else f"Holm over {len(fam)} of {prereg.M_FAMILY}, with {', '.join(left)} (n < 2) "
+                                         "counted as p = 1")
+
+
+def registered_status(orgs: dict[str, dict], primary: str, descends_from: str) -> str:
+    """'' when this table can be the registered test (runs checked with --descends-from, every family arm with
+    prereg.N_PRIMARY seeds on the primary organism); otherwise why it is interim."""
+    why = [] if descends_from else ["runs not checked for descent from the pre-registration (--descends-from)"]
+    by_arm = orgs[primary]["by_arm"]
+    short = sorted(a for c in prereg.FAMILY for a in (c.arm, c.control) if len(by_arm.get(a, {})) < prereg.N_PRIMARY)
+    if short:
+        why.append(f"fewer than {prereg.N_PRIMARY} seeds on {primary} for {', '.join(dict.fromkeys(short))}")
+    return "; ".join(why)
+
+
+def missing_runs(by_arm: dict[str, dict[int, dict]]) -> list[str]:
+    """Registered arms with no finished run, and arm x seed cells missing against the seeds some arm has."""
+    seeds = sorted({i for s in by_arm.values() for i in s})
+    absent = [f"{a} (no runs)" for a in sorted(prereg.REGISTERED) if a not in by_arm]
+    gaps = [f"{a}_s{i}" for a in sorted(set(by_arm) & prereg.REGISTERED) for i in seeds if i not in by_arm[a]]
+    return absent + gaps
 
 
 def emergence(by_arm: dict[str, dict[int, dict]]) -> dict:
@@ -568,7 +590,7 @@ def read_organism(tag: str, runs_dir: Path, a: argparse.Namespace) -> dict:
     return dict(runs_dir=str(runs_dir), by_arm=by_arm, meta=meta, unfinished=unfinished,
                 collapsed=[f"{arm}_s{i}" for arm, seeds in sorted(by_arm.items()) for i, s in sorted(seeds.items())
                            if s["collapsed"]],
-                emergence=emergence(by_arm), route_percentile=route_percentile(by_arm),
+                missing=missing_runs(by_arm), emergence=emergence(by_arm), route_percentile=route_percentile(by_arm),
                 per_seed={st: per_seed(by_arm, st) for st in (prereg.PRIMARY_STEP, prereg.SECONDARY_STEP)},
                 exploratory_arms=sorted(set(by_arm) - prereg.REGISTERED))
 
@@ -585,7 +607,7 @@ def decisive(a: argparse.Namespace) -> dict:
                            m=prereg.M_FAMILY, bonferroni_level=prereg.BONFERRONI_LEVEL,
                            emergence_floor=prereg.EMERGENCE_FLOOR, deployed=prereg.DEPLOYED,
                            held_out=list(prereg.HELD_OUT)),
-               primary=primary, holm=holm_info, family=fam,
+               primary=primary, interim=registered_status(orgs, primary, a.descends_from), holm=holm_info, family=fam,
                secondary=contrasts(prereg.SECONDARY, orgs, prereg.PRIMARY_STEP),
                step39=contrasts(tuple(replace(c, label=f"{c.label}@{prereg.SECONDARY_STEP}" if c.label else "")
                                       for c in prereg.FAMILY + prereg.SECONDARY), orgs, prereg.SECONDARY_STEP),
@@ -624,16 +646,18 @@ def pool_cell(p: dict) -> str:
     return f"{p['estimate']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}] (k {p['k']}{tau}{left})"
 
 
-def contrast_rows(rows: list[dict], orgs: list[str], holm_col: bool) -> list[str]:
+def contrast_rows(rows: list[dict], orgs: list[str], holm_col: bool, interim: bool = False) -> list[str]:
     head = ["label", "contrast", "outcome"] + [f"{t}: mean [Bonferroni] (n)" for t in orgs] + [f"{orgs[0]}: p"]
-    head += (["Holm p", "rejected"] if holm_col else []) + ["pooled (DL, Bonferroni level)"]
+    head += (["Holm p", "Holm p < 0.05 (interim: decides nothing)" if interim else "rejected"] if holm_col else [])
+    head += ["pooled (DL, Bonferroni level)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         po = r["per_organism"]
         cells = [r["label"] or "-", f"{r['arm']} - {r['control']}", r["outcome"]] + [ci(po[t]) for t in orgs]
         cells.append(num(po[orgs[0]]["p"], ".3g"))
         if holm_col:
-            cells += [num(r["holm_p"], ".3g"), "-" if r["rejected"] is None else ("**yes**" if r["rejected"] else "no")]
+            mark = ("yes" if interim else "**yes**") if r["rejected"] else "no"
+            cells += [num(r["holm_p"], ".3g"), "-" if r["rejected"] is None else mark]
         lines.append("| " + " | ".join(cells + [pool_cell(r["pooled"])]) + " |")
     return lines
 
@@ -655,6 +679,7 @@ def organism_markdown(tag: str, o: dict, primary: str) -> list[str]:
     lines = ["", f"## Organism {tag}{' (primary)' if tag == primary else ''}: {o['runs_dir']}", "",
              f"- emergence floor: {floor}",
              f"- unfinished runs (left out): {', '.join(o['unfinished']) or 'none'}",
+             f"- registered runs missing: {', '.join(o['missing']) or 'none'}",
              f"- collapsed runs (kept in, flagged): {', '.join(o['collapsed']) or 'none'}",
              f"- runs: " + ", ".join(f"{k} {v}" for k, v in o["meta"].items())]
     if pc:
@@ -668,7 +693,13 @@ def organism_markdown(tag: str, o: dict, primary: str) -> list[str]:
 
 def decisive_markdown(res: dict) -> str:
     p, orgs = res["prereg"], list(res["organisms"])
-    lines = [f"# The decisive table (pre-registration at {p['commit'][:12]})", "",
+    title = (f"# The decisive table (pre-registration at {p['commit'][:12]})" if not res["interim"] else
+             f"# Interim table, not the registered test (pre-registration at {p['commit'][:12]})")
+    lines = [title, ""]
+    if res["interim"]:
+        lines += [f"**Interim: {res['interim']}. It decides nothing (amendment 2); the Holm column is computed as "
+                  "registered and shown for reading only, and no contrast is called rejected.**", ""]
+    lines += [
              f"Deployed model (quarantine {p['deployed']}). hack: hinted strict hack, all mechanisms; solve: no-hint "
              f"solve, all difficulties; heldout_hack: strict hack on {', '.join(p['held_out'])}. Paired by training "
              f"seed (the seeds both arms have; n shown). Intervals: Bonferroni, t over seeds at level "
@@ -683,7 +714,7 @@ def decisive_markdown(res: dict) -> str:
              f"{res['holm']['m']} of {p['m']})", ""]
     if res["holm"]["note"]:
         lines += [f"**{res['holm']['note']}**", ""]
-    lines += contrast_rows(res["family"], orgs, True)
+    lines += contrast_rows(res["family"], orgs, True, interim=bool(res["interim"]))
     lines += ["", f"Organisms other than {res['primary']} and the pooled column are reported outside the family.", "",
               f"## Secondary contrasts (eval step {p['primary_step']}; outside the family, raw p)", ""]
     lines += contrast_rows(res["secondary"], orgs, False)

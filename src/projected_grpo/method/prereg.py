@@ -27,6 +27,8 @@ PRIMARY_STEP = 79
 """eval row of the primary horizon (evaluation after step 80)"""
 SECONDARY_STEP = 39
 """eval row of the secondary horizon (evaluation after step 40)"""
+N_PRIMARY = 20
+"""training seeds per arm on the primary organism (the registered n)"""
 FIRST_SEED = 100
 """training seeds are FIRST_SEED .. FIRST_SEED + n - 1"""
 EMERGENCE_FLOOR = 0.40
