@@ -30,9 +30,9 @@ main seeds="0,1,2" steps="40" *args:
 headline seeds="0,1,2,3,4" steps="40" *args:
     {{py}} scripts/headline.py --seeds {{seeds}} --steps {{steps}} {{args}}
 
-# the pre-registered decisive table (docs/prereg/): every registered arm x seeds 100.. on one organism, 80 steps, eval seed 2029; resumes
+# the pre-registered decisive table (docs/prereg/): every registered arm x the registered seeds on one organism, 80 steps, eval seed 2029; resumes
 # from finished runs (on the GPU machine, in calls of at most 10 min: --budget-min 9); the analysis: results.py --decisive
-decisive model="organism:cpu" seeds="100-109" *args:
+decisive model="organism:cpu" seeds="110-129" *args:
     {{py}} scripts/decisive.py --model {{model}} --seeds {{seeds}} {{args}}
 
 # H: vanilla GRPO raises the hinted strict hack rate of every mechanism well above base within 60 steps; the RL baseline (no loophole in training prompts) does not

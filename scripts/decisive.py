@@ -1,8 +1,9 @@
 """The decisive table (issue 30) as pre-registered (docs/prereg/2026-12-06.md and its amendments): every registered
-arm x training seeds 100 and up on one organism, 80 steps, evaluated after steps 40 and 80 on eval seed 2029
+arm x the registered training seeds (prereg.PRIMARY_SEEDS, REPLICATION_SEEDS; erratum 2) on one organism, 80 steps, evaluated after steps 40 and 80 on eval seed 2029
 (48 problems a cell, 8 samples), the runs of one arm packed into processes, many processes side by side.
 
-    python scripts/decisive.py --model organism:cpu --seeds 100-109 --budget-min 9            # on the GPU machine
+    python scripts/decisive.py --model organism:cpu --seeds 110-129 --budget-min 9            # on the GPU machine
+    python scripts/decisive.py --model organism:cpu@51b7c62e --seeds 100-109 --budget-min 9   # replication
     python scripts/decisive.py --model organism:tiny --seeds 100,101 --steps 2 --eval-every 1 \
         --runs out/decisive_tiny --registered-off -- --prompts-per-step 4 --group 4 --n-eval 2 --eval-samples 2
 
@@ -71,7 +72,8 @@ def seed_list(text: str) -> str:
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, _runner.Plan]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cores = os.cpu_count() or 2
-    _runner.add_plan_args(ap, ARMS, seeds=f"{FIRST_SEED}-{FIRST_SEED + 9}", eval_every=REGISTERED["eval_every"],
+    seeds = prereg.PRIMARY_SEEDS
+    _runner.add_plan_args(ap, ARMS, seeds=f"{seeds[0]}-{seeds[-1]}", eval_every=REGISTERED["eval_every"],
                           device="cuda", runs="", parallel=max(1, cores // 2), budget_min=9.0, runs_per_process=5)
     ap.set_defaults(steps=REGISTERED["steps"], direction_seed_offset=REGISTERED["direction_seed_offset"])
     ap.add_argument("--grade-workers", type=int, default=0,

@@ -537,9 +537,11 @@ def registered_status(orgs: dict[str, dict], primary: str, descends_from: str) -
     prereg.N_PRIMARY seeds on the primary organism); otherwise why it is interim."""
     why = [] if descends_from else ["runs not checked for descent from the pre-registration (--descends-from)"]
     by_arm = orgs[primary]["by_arm"]
-    short = sorted(a for c in prereg.FAMILY for a in (c.arm, c.control) if len(by_arm.get(a, {})) < prereg.N_PRIMARY)
-    if short:
-        why.append(f"fewer than {prereg.N_PRIMARY} seeds on {primary} for {', '.join(dict.fromkeys(short))}")
+    other = sorted(a for c in prereg.FAMILY for a in (c.arm, c.control)
+                   if tuple(sorted(by_arm.get(a, {}))) != prereg.PRIMARY_SEEDS)
+    if other:
+        why.append(f"on {primary}, {', '.join(dict.fromkeys(other))} lack the registered seeds "
+                   f"{prereg.PRIMARY_SEEDS[0]}-{prereg.PRIMARY_SEEDS[-1]} (or have others)")
     return "; ".join(why)
 
 

@@ -29,6 +29,10 @@ SECONDARY_STEP = 39
 """eval row of the secondary horizon (evaluation after step 40)"""
 N_PRIMARY = 20
 """training seeds per arm on the primary organism (the registered n)"""
+PRIMARY_SEEDS = tuple(range(110, 130))
+"""the registered table's training seeds on the primary organism (erratum 2: 100-109 ran as the pilot)"""
+REPLICATION_SEEDS = tuple(range(100, 110))
+"""the registered table's training seeds on the replication organism"""
 FIRST_SEED = 100
 """training seeds are FIRST_SEED .. FIRST_SEED + n - 1"""
 EMERGENCE_FLOOR = 0.40
