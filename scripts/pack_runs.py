@@ -75,7 +75,8 @@ def unpack(part: Path, dest: Path) -> int:
     n = 0
     with tarfile.open(part) as tar:
         for m in tar.getmembers():
-            assert m.isfile() and not m.name.startswith("/") and ".." not in Path(m.name).parts, f"{part}: {m.name}"
+            inside = (dest / m.name).resolve().is_relative_to(dest.resolve())
+            assert m.isfile() and inside, f"{part}: {m.name} is not a file inside {dest}"
             data = tar.extractfile(m).read()
             name = m.name
             if Path(name).name.startswith("step_") and name.endswith(".jsonl"):
