@@ -271,13 +271,14 @@ def check_deadline_skip(runs: Path) -> None:
     """Once a job has finished, one that would not finish before the deadline (the longest finished job as the
     estimate) is not started: skipped, not stopped half-way."""
     plan = _runner.Plan(arms=["vanilla"], seeds=[0], model="organism:tiny", runs=str(runs), steps=1, eval_every=0)
-    nap = lambda name: (name, [sys.executable, "-c", "import time; time.sleep(1.5)"], [], [name])  # noqa: E731
+    nap = lambda name: (name, [sys.executable, "-c", "import time; time.sleep(0.5)"], [], [name])  # noqa: E731
     t0 = time.time()
-    out = _runner.run_all([nap("a"), nap("b")], plan, parallel=1, deadline=t0 + 2.9, every_s=1e9)
+    out = _runner.run_all([nap("a"), nap("b")], plan, parallel=1, deadline=t0 + 1.8, every_s=1e9)
     assert out.done == ["a"] and out.skipped == ["b"] and not out.stopped, vars(out)
     out = _runner.run_all([nap("a"), nap("b")], plan, parallel=1, deadline=time.time() + 9, every_s=1e9)
     assert out.done == ["a", "b"], vars(out)
-    out = _runner.run_all([nap("a"), nap("b")], plan, parallel=1, deadline=time.time() + 2.9, every_s=1e9,
+    long_b = ("b", [sys.executable, "-c", "import time; time.sleep(3)"], [], ["b"])
+    out = _runner.run_all([nap("a"), long_b], plan, parallel=1, deadline=time.time() + 1.8, every_s=1e9,
                           late_starts=True)
     assert out.done == ["a"] and out.stopped == ["b"], f"late_starts: {vars(out)}"
 
