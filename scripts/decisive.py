@@ -90,10 +90,18 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, _runner.Plan]:
     changed = [k for k, v in REGISTERED.items() if getattr(a, k) != v]
     if any(int(s) < FIRST_SEED for s in a.seeds.split(",")):
         changed.append("seeds")
+    if a.device != "cuda":  # amendment 2: every registered run on the GPU of one H100
+        changed.append("device")
     if (changed or a.extra) and not a.registered_off:
         what = ", ".join(f"--{k.replace('_', '-')}" for k in changed) or f"extra flags {a.extra}"
         fail(f"{what}: not the pre-registered value (docs/prereg/2026-12-06.md); pass --registered-off for runs "
              f"outside the registered table")
+    if a.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            fail(f"--device {a.device}: no GPU on this machine (the registered runs are made on one H100, amendment "
+                 "2; --device cpu --registered-off runs the same arms here, outside the registered table)")
     a.extra = [*REGISTERED_EXTRA, *a.extra]
     plan = _runner.plan_from_args(a, fail)
     if not a.grade_workers:

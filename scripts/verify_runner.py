@@ -246,7 +246,8 @@ def check_decisive_plan(runs: Path) -> None:
     import decisive
     from projected_grpo.method import prereg
 
-    _, plan = decisive.parse(["--seeds", "100-101", "--model", "organism:tiny", "--device", "cpu", "--runs", str(runs)])
+    _, plan = decisive.parse(["--seeds", "100-101", "--model", "organism:tiny", "--device", "cpu", "--runs", str(runs),
+                              "--registered-off"])
     assert set(plan.arms) == set(prereg.REGISTERED) and plan.arms[0] == "route", plan.arms
     for name, cmd, waits, trains in _runner.jobs(plan):
         got = {k[2:].replace("-", "_"): v for k, v in zip(cmd[2:], cmd[3:]) if k.startswith("--")}
@@ -258,7 +259,8 @@ def check_decisive_plan(runs: Path) -> None:
             assert got.get("direction_seeds") == want, f"decisive {name}: direction seeds {got.get('direction_seeds')}"
         if arms.arm(arm).matches:
             assert waits == [f"route_s{s}" for s in (100, 101)], f"decisive {name} waits for {waits}"
-    for argv in (["--steps", "40"], ["--eval-every", "20"], ["--seeds", "0,1"], ["--", "--n-eval", "12"]):
+    for argv in (["--steps", "40"], ["--eval-every", "20"], ["--seeds", "0,1"], ["--", "--n-eval", "12"],
+                 ["--device", "cpu"]):
         try:
             decisive.parse(argv)
         except SystemExit as e:
