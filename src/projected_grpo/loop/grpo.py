@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import gzip
 import json
+import math
 import random
 import time
 import warnings
@@ -552,6 +553,9 @@ class Trainer:
         gns = {block: torch.nn.utils.clip_grad_norm_(ps, a.grad_clip).item() if a.grad_clip > 0
                else float("nan") for block, ps in (("deployed", ad.deployed_params(self.model)),
                                                    ("quarantine", ad.quarantine_params(self.model)))}
+        bad = {block: g for block, g in gns.items() if a.grad_clip > 0 and not math.isfinite(g)}
+        assert not bad, (f"{a.run}: non-finite gradient norm {bad} (inner iteration {it}): the run diverged, and its "
+                         "adapter would turn to NaN and keep training on garbage")
         run.opt.step()
         self.decay_to_seed(run)
         post = iv.after_step(self.model)
