@@ -49,7 +49,8 @@ REGISTERED = dict(steps=prereg.RUN_FLAGS["steps"], eval_every=prereg.RUN_FLAGS["
 REGISTERED_EXTRA = tuple(x for k, v in prereg.RUN_FLAGS.items() if k not in REGISTERED
                          for x in (f"--{k.replace('_', '-')}", str(v)))
 """The prereg's train.py flags every run gets (eval seed, eval size and samples, data seed, decoder)."""
-FIRST_SEED = prereg.FIRST_SEED
+REGISTERED_SEEDS = {"organism:cpu": prereg.PRIMARY_SEEDS, "organism:cpu@51b7c62e": prereg.REPLICATION_SEEDS}
+"""The registered training seeds of each organism (erratum 2); other seeds or organisms need --registered-off."""
 
 
 def fail(msg: str) -> None:
@@ -88,7 +89,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, _runner.Plan]:
     if not a.runs:
         a.runs = f"out/decisive/{arms.model_tag(a.model)}"
     changed = [k for k, v in REGISTERED.items() if getattr(a, k) != v]
-    if any(int(s) < FIRST_SEED for s in a.seeds.split(",")):
+    registered_seeds = REGISTERED_SEEDS.get(a.model, ())
+    if not set(int(s) for s in a.seeds.split(",")) <= set(registered_seeds):
         changed.append("seeds")
     if a.device != "cuda":  # amendment 2: every registered run on the GPU of one H100
         changed.append("device")

@@ -28,7 +28,7 @@ the tree without .git (a device call) counts only if it carried a stamp (scripts
 file table are this repository's.
 
     python scripts/results.py --decisive --organism-runs cpu=DIR [--organism-runs cpu@51b7c62e=DIR2] \
-        --descends-from 820dda77 --out out/decisive
+        --descends-from 820dda793ba77f7dcc809eddd1464a568b53ee92 --out out/decisive
 
 --decisive is the pre-registered decisive table (docs/prereg/2026-12-06*.md; projected_grpo.method.prereg holds what
 it binds): per organism (the first --organism-runs is the primary) each finished run's deployed outcomes at eval rows
@@ -51,6 +51,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 
 from projected_grpo.loop import logs  # noqa: E402
@@ -502,9 +503,11 @@ def pooled(per_org: dict[str, dict]) -> dict:
     left = sorted(set(per_org) - set(ok))
     out = (prereg.random_effects(est, ses, prereg.BONFERRONI_LEVEL) | dict(organisms=list(ok), left_out=left,
            at95=prereg.random_effects(est, ses, 0.95)))
-    if len(ok) == 1:  # one organism: its own t interval, not a normal one
+    if len(ok) == 1:  # one organism: its own t intervals, not normal ones
         (r,) = ok.values()
+        half95 = float(stats.t.ppf(0.975, r["n"] - 1)) * r["se"]
         out.update(lo=r["lo"], hi=r["hi"])
+        out["at95"] = dict(out["at95"], lo=r["mean"] - half95, hi=r["mean"] + half95)
     return out
 
 
@@ -535,7 +538,10 @@ def apply_holm(fam: list[dict], primary: str) -> dict:
 def registered_status(orgs: dict[str, dict], primary: str, descends_from: str) -> str:
     """'' when this table can be the registered test (runs checked with --descends-from, every family arm with
     prereg.N_PRIMARY seeds on the primary organism); otherwise why it is interim."""
-    why = [] if descends_from else ["runs not checked for descent from the pre-registration (--descends-from)"]
+    checked = orgs[primary]["meta"].get("descends_from")  # check_descent's full hash of --descends-from
+    why = [] if checked == prereg.PRE_REG_COMMIT else [
+        f"runs not checked for descent from the pre-registration's commit {prereg.PRE_REG_COMMIT[:12]} "
+        f"(--descends-from {descends_from or 'not given'})"]
     by_arm = orgs[primary]["by_arm"]
     other = sorted(a for c in prereg.FAMILY for a in (c.arm, c.control)
                    if tuple(sorted(by_arm.get(a, {}))) != prereg.PRIMARY_SEEDS)
@@ -609,7 +615,8 @@ def decisive(a: argparse.Namespace) -> dict:
                            m=prereg.M_FAMILY, bonferroni_level=prereg.BONFERRONI_LEVEL,
                            emergence_floor=prereg.EMERGENCE_FLOOR, deployed=prereg.DEPLOYED,
                            held_out=list(prereg.HELD_OUT)),
-               primary=primary, interim=registered_status(orgs, primary, a.descends_from), holm=holm_info, family=fam,
+               primary=primary, interim=(interim := registered_status(orgs, primary, a.descends_from)), holm=holm_info,
+               family=[dict(r, rejected=None) for r in fam] if interim else fam,
                secondary=contrasts(prereg.SECONDARY, orgs, prereg.PRIMARY_STEP),
                step39=contrasts(tuple(replace(c, label=f"{c.label}@{prereg.SECONDARY_STEP}" if c.label else "")
                                       for c in prereg.FAMILY + prereg.SECONDARY), orgs, prereg.SECONDARY_STEP),
@@ -658,8 +665,11 @@ def contrast_rows(rows: list[dict], orgs: list[str], holm_col: bool, interim: bo
         cells = [r["label"] or "-", f"{r['arm']} - {r['control']}", r["outcome"]] + [ci(po[t]) for t in orgs]
         cells.append(num(po[orgs[0]]["p"], ".3g"))
         if holm_col:
-            mark = ("yes" if interim else "**yes**") if r["rejected"] else "no"
-            cells += [num(r["holm_p"], ".3g"), "-" if r["rejected"] is None else mark]
+            if interim:  # nothing is rejected in an interim table: the Holm value read against 0.05, for reading
+                mark = "-" if r["holm_p"] is None else ("yes" if r["holm_p"] < prereg.ALPHA else "no")
+            else:
+                mark = "-" if r["rejected"] is None else ("**yes**" if r["rejected"] else "no")
+            cells += [num(r["holm_p"], ".3g"), mark]
         lines.append("| " + " | ".join(cells + [pool_cell(r["pooled"])]) + " |")
     return lines
 

