@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import sys
 import tarfile
@@ -259,12 +261,17 @@ def check_decisive_plan(runs: Path) -> None:
             assert got.get("direction_seeds") == want, f"decisive {name}: direction seeds {got.get('direction_seeds')}"
         if arms.arm(arm).matches:
             assert waits == [f"route_s{s}" for s in (100, 101)], f"decisive {name} waits for {waits}"
-    for argv in (["--steps", "40"], ["--eval-every", "20"], ["--seeds", "0,1"], ["--", "--n-eval", "12"],
-                 ["--device", "cpu"], ["--seeds", "100-109"], ["--model", "organism:cpu@51b7c62e", "--seeds", "110"]):
+    # each refused for its own flag (not, say, for the missing GPU of this machine)
+    for argv, flag in ((["--steps", "40"], "--steps"), (["--eval-every", "20"], "--eval-every"),
+                       (["--seeds", "0,1"], "--seeds"), (["--", "--n-eval", "12"], "extra flags"),
+                       (["--device", "cpu"], "--device"), (["--seeds", "100-109"], "--seeds"),
+                       (["--model", "organism:cpu@51b7c62e", "--seeds", "110"], "--seeds")):
+        err = io.StringIO()
         try:
-            decisive.parse(argv)
+            with contextlib.redirect_stderr(err):
+                decisive.parse(argv)
         except SystemExit as e:
-            assert e.code == 2, (argv, e.code)
+            assert e.code == 2 and flag in err.getvalue() and "registered-off" in err.getvalue(), (argv, err.getvalue())
         else:
             raise AssertionError(f"decisive.py {argv}: not refused without --registered-off")
 
