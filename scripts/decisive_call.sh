@@ -5,8 +5,8 @@
 #
 # Before: out/decisive_parts/ (carried; ignored by git) holds the latest call's packed runs (<tag>_runs.partN.tar.xz,
 # nothing older) and direction files (vhack_<tag>.tar); .git_commit.json (scripts/stamp_commit.py, written right
-# before the call on a clean tree) is carried so that every run records its commit; the call refuses to run otherwise. Runs finished earlier are unpacked and skipped; the direction files
-# extracted by the first call are reused, so every run of an arm reads the same file.
+# before the call on a clean tree) is carried so that every run records its commit; the call refuses to run
+# otherwise (exit 3). Runs finished earlier are unpacked and skipped; carried direction files are reused.
 # After: $OUT holds this call's log, every run of the organism packed again (pack_runs.py --xz) and the direction
 # files. Here: python scripts/pack_runs.py --unpack PART out/decisive, then keep the parts in docs/results/.
 set -euo pipefail
@@ -26,6 +26,7 @@ nvidia-smi --query-gpu=name --format=csv,noheader || true
 rc=0
 python3 scripts/decisive.py --model "$model" --seeds "$seeds" --budget-min "$budget" "$@" 2>&1 \
   | tee "$OUT/decisive_${tag}.log" || rc=$?
+if [ ! -d "out/decisive/${tag}" ]; then echo "decisive.py made no run folder (exit $rc)" >&2; exit "$((rc ? rc : 1))"; fi
 python3 scripts/pack_runs.py "out/decisive/${tag}" "$OUT/${tag}_runs" --xz --max-mb 14
 (cd out && tar cf "$OUT/vhack_${tag}.tar" vhack/"${tag}"_*.safetensors)
 # a call brings back at most 8 files of 16 MiB: say so loudly rather than lose parts
