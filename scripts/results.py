@@ -155,15 +155,20 @@ def collapsed(metrics: list[dict], head: int = 1, tail: int = 10, ratio: float =
     return first > 0 and last < ratio * first
 
 
+def run_folders(runs_dir: Path) -> list[tuple[str, int, Path]]:
+    """(arm, seed, folder) of every run folder <arm>_s<seed> in runs_dir, in name order."""
+    return [(m["arm"], int(m["seed"]), d) for d in sorted(p for p in runs_dir.iterdir() if p.is_dir())
+            if (m := RUN_RE.match(d.name))]
+
+
 def collect(runs_dir: Path, arms: list[str] | None, require_done: bool = False) -> dict[str, dict[int, dict]]:
     by_arm: dict[str, dict[int, dict]] = {}
-    for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
-        m = RUN_RE.match(d.name)
-        if not m or (arms and m["arm"] not in arms) or (require_done and not (d / "DONE").exists()):
+    for arm, seed, d in run_folders(runs_dir):
+        if (arms and arm not in arms) or (require_done and not (d / "DONE").exists()):
             continue
         s = run_summary(d)
         if s is not None:
-            by_arm.setdefault(m["arm"], {})[int(m["seed"])] = s
+            by_arm.setdefault(arm, {})[seed] = s
     return by_arm
 
 
@@ -452,17 +457,14 @@ def collect_decisive(runs_dir: Path) -> tuple[dict[str, dict[int, dict]], list[s
     """({arm: {seed: decisive_run}}, names of unfinished runs) of the run folders <arm>_s<seed> in runs_dir."""
     by_arm: dict[str, dict[int, dict]] = {}
     unfinished = []
-    for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
-        m = RUN_RE.match(d.name)
-        if not m:
-            continue
-        if int(m["seed"]) < prereg.FIRST_SEED:
-            fail(f"run {d}: seed {m['seed']} is below the prereg's first training seed {prereg.FIRST_SEED}")
+    for arm, seed, d in run_folders(runs_dir):
+        if seed < prereg.FIRST_SEED:
+            fail(f"run {d}: seed {seed} is below the prereg's first training seed {prereg.FIRST_SEED}")
         s = decisive_run(d)
         if s is None:
             unfinished.append(d.name)
         else:
-            by_arm.setdefault(m["arm"], {})[int(m["seed"])] = s
+            by_arm.setdefault(arm, {})[seed] = s
     return by_arm, unfinished
 
 
