@@ -32,6 +32,7 @@ from projected_grpo.method.pairs import load_pairs, pairset_hash
 ROOT = Path(__file__).resolve().parents[1]
 
 PY = sys.executable
+GRADE_CACHE = ROOT / "out" / "grade_cache" / "grades.sqlite"  # grades shared by the processes of a driver and later calls
 
 
 def add_plan_args(ap, arms_default: tuple[str, ...], seeds: str, eval_every: int, device: str, runs: str,
@@ -314,10 +315,12 @@ def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan
     """Run jobs `parallel` at a time until done or the deadline (time.time() seconds); the outcome names runs.
     Once a job has finished, a job whose start would leave less time than the longest finished job took is not
     started (skipped: it would be stopped at the deadline), unless late_starts (a stopped job resumes from its
-    checkpoint in a later call: `resumable`). grade_workers > 0 sets each job's sandbox workers."""
+    checkpoint in a later call: `resumable`). grade_workers > 0 sets each job's sandbox workers. The jobs share one
+    grade cache file (GRADE_CACHE, unless PGRPO_GRADE_CACHE is set; set it empty for none)."""
     runs = ROOT / plan.runs
     (runs / "_logs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1")
+    env.setdefault("PGRPO_GRADE_CACHE", str(GRADE_CACHE))  # the jobs share their grades (env/rollouts.py)
     if grade_workers:
         env["PGRPO_GRADE_WORKERS"] = str(grade_workers)
     pending, running, out = list(jobs_), {}, Outcome()

@@ -6,8 +6,10 @@ runs of one arm per process (grpo.Trainer over their configurations; `scripts/tr
 
 separate   every run is `scripts/train.py --arm A --seed S` in its own process, --parallel of them side by side
            (default: the machine's cores), one torch thread and --grade-workers grading workers each, on the CPU
-batched    the runs of one arm in processes of --runs-per-process runs (`train.py --seeds`), side by side, the model
-           on --batched-device (default: cuda when there is one, else cpu)
+batched    the runs of one arm in processes of --runs-per-process runs (`train.py --seeds`; default: enough runs per
+           process for at most half as many processes as cores), all side by side, the model on --batched-device
+           (default: cuda when there is one, else cpu), the cores' grading workers split among them, and one grade
+           cache file shared by them (env/rollouts.py; emptied before the batched way starts)
 Both ways run route first, then route-random (each matched to the route run of its seed, of the same way), and
 evaluate at the end (kept and ablated). Every run's folder is kept under --out (separate/, batched/).
 
@@ -15,7 +17,8 @@ Prints each phase's wall time, each way's runs per hour, one run's time split (g
 its metrics; evaluation and start-up as the rest of its process's wall time), the per-seed final deployed strict hack
 and no-hint solve both ways with their paired mean difference and 95% t interval (on one device: sampled runs part
 once float order flips a token; with the batched way on the GPU the two ways differ in device and dtype, and the
-interval compares those), and ends with `speedup N.Nx (separate A runs/h, batched B runs/h)`. Asserts nothing.
+interval compares those), the minutes the batched rate implies for a 300-run table of these runs, and ends with
+`speedup N.Nx (separate A runs/h, batched B runs/h)`. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ def main() -> None:
     ap.add_argument("--n-eval", type=int, default=12, help="eval problems per cell (RunConfig.n_eval)")
     ap.add_argument("--parallel", type=int, default=os.cpu_count(), help="separate: processes side by side")
     ap.add_argument("--grade-workers", type=int, default=2, help="separate: grading workers per process")
-    ap.add_argument("--runs-per-process", type=int, default=8, help="batched: runs of one arm per process")
+    ap.add_argument("--runs-per-process", type=int, default=0,
+                    help="batched: runs of one arm per process (0: at most cores/2 processes an arm)")
     ap.add_argument("--batched-parallel", type=int, default=0, help="batched: processes side by side (0: all)")
     ap.add_argument("--batched-device", default="", help="batched: the model's device (default cuda if any, else cpu)")
     ap.add_argument("--batched-threads", type=int, default=1, help="batched: torch threads per process")
@@ -107,11 +111,14 @@ def main() -> None:
     ap.add_argument("--skip-separate", action="store_true", help="only the batched way (no speedup line)")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
+    cores = os.cpu_count() or 2
+    rpp = a.runs_per_process or math.ceil(len(seeds) / max(1, cores // 2))
     import torch
 
     dev = a.batched_device or ("cuda" if torch.cuda.is_available() else "cpu")
     common = ["--model", a.model, "--steps", str(a.steps), "--n-eval", str(a.n_eval)]
-    env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1", PGRPO_GRADE_WORKERS=str(a.grade_workers))
+    env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1", PGRPO_GRADE_WORKERS=str(a.grade_workers),
+               PGRPO_GRADE_CACHE="")
     out = Path(a.out)
     vh = {}  # the route arms' v_grad for this model on each way's device and dtype (a v_hack file names both)
     for way, d in (("separate", "cpu"), ("batched", dev)):
@@ -121,6 +128,9 @@ def main() -> None:
             vhack.extract_to_file(vh[way], HACK_PAIRS, a.model, quarantine="own", device=d)
     walls: dict[str, float] = {}
     ways = ["batched"] if a.skip_separate else ["separate", "batched"]
+    cache = out / "grades.sqlite"  # the batched way's shared grades; the separate way (today's) has none
+    for f in out.glob("grades.sqlite*"):
+        f.unlink()
     for way in ways:
         runs = out / way
         for arm in ARMS:
@@ -129,13 +139,13 @@ def main() -> None:
                          "--out-dir", str(runs), "--device", "cpu", "--vhack", str(vh[way])] + common for s in seeds]
                 par, e = a.parallel, env
             else:
-                chunks = [seeds[i:i + a.runs_per_process] for i in range(0, len(seeds), a.runs_per_process)]
+                chunks = [seeds[i:i + rpp] for i in range(0, len(seeds), rpp)]
                 cmds = [[sys.executable, "scripts/train.py", "--arm", arm, "--seeds", ",".join(map(str, c)),
                          "--out-dir", str(runs), "--device", dev, "--decoder", a.batched_decoder, "--vhack", str(vh[way])]
                         + common for c in chunks]
                 par = a.batched_parallel or len(cmds)
-                e = dict(env, PGRPO_THREADS=str(a.batched_threads),
-                         PGRPO_GRADE_WORKERS=str(max(a.grade_workers, (os.cpu_count() or 2) // len(cmds))))
+                e = dict(env, PGRPO_THREADS=str(a.batched_threads), PGRPO_GRADE_CACHE=str(cache),
+                         PGRPO_GRADE_WORKERS=str(max(a.grade_workers, cores // len(cmds))))
             walls[f"{way} {arm}"] = launch(cmds, par, e, out / "logs", f"{way}_{arm}")
             print(f"{way} {arm}: {len(seeds)} runs in {walls[f'{way} {arm}']:.0f} s", flush=True)
     n = len(seeds) * len(ARMS)
@@ -155,8 +165,9 @@ def main() -> None:
                       "devices, not batching; --batched-device cpu compares batching on one device)")
             print(f"{arm} batched - separate: hack {paired([h for h, _ in res['separate'][arm]], [h for h, _ in res['batched'][arm]])}"
                   f", solve {paired([s for _, s in res['separate'][arm]], [s for _, s in res['batched'][arm]])}")
+    print(f"a 300-run table of these runs at the batched rate: {300 / rate['batched'] * 60:.1f} min")
     (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, seeds=seeds, steps=a.steps, device=dev,
-                                                    runs_per_process=a.runs_per_process, results=res), indent=1))
+                                                    runs_per_process=rpp, n_eval=a.n_eval, results=res), indent=1))
     if len(ways) == 2:
         print(f"speedup {rate['batched'] / rate['separate']:.1f}x (separate {rate['separate']:.0f} runs/h, "
               f"batched {rate['batched']:.0f} runs/h)")

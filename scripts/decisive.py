@@ -1,5 +1,5 @@
 """The decisive table (issue 30) as pre-registered (docs/prereg/2026-12-06.md and its amendments): every registered
-arm x the registered training seeds (prereg.PRIMARY_SEEDS, REPLICATION_SEEDS; erratum 2) on one organism, 80 steps, evaluated after steps 40 and 80 on eval seed 2029
+arm (but route-lora, deferred by amendment 3) x the registered training seeds (prereg.PRIMARY_SEEDS, REPLICATION_SEEDS; erratum 2) on one organism, 80 steps, evaluated after steps 40 and 80 on eval seed 2029
 (48 problems a cell, 8 samples), the runs of one arm packed into processes, many processes side by side.
 
     python scripts/decisive.py --model organism:cpu --seeds 110-129 --budget-min 9            # on the GPU machine
@@ -40,8 +40,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import _runner  # noqa: E402
 from projected_grpo.method import arms, prereg  # noqa: E402
 
-ARMS = ("route", *(a.name for a in arms.ARMS if a.name in prereg.REGISTERED and a.name != "route"))
-"""Every arm the prereg names (prereg.REGISTERED), route first (the matched arms wait for its runs)."""
+ARMS = ("route", *(a.name for a in arms.ARMS
+                   if a.name in prereg.REGISTERED - prereg.DEFERRED and a.name != "route"))
+"""Every arm the prereg names (prereg.REGISTERED) but the deferred ones (prereg.DEFERRED, amendment 3), route first
+(the matched arms wait for its runs)."""
 REGISTERED = dict(steps=prereg.RUN_FLAGS["steps"], eval_every=prereg.RUN_FLAGS["eval_every"],
                   direction_seed_offset=prereg.DIRECTION_SEED_OFFSET, lr=arms.ORGANISM_LR,
                   weight_decay=arms.ORGANISM_WEIGHT_DECAY, weight_decay_quarantine=arms.ORGANISM_WEIGHT_DECAY)

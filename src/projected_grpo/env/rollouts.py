@@ -1,33 +1,112 @@
-"""Grading of sampled completions, with each distinct (problem, hint, completion) graded once.
+"""Grading of sampled completions, with each distinct (problem, completion) graded once.
 
-A small policy often repeats the same completion for the same prompt, within a step and across
-steps. The grader is deterministic for a given (problem, completion) (verify_grader_determinism),
-so a process-wide cache keyed by problem id, hint and completion text changes no label and keeps
-the sandbox off the critical path.
+A small policy often repeats the same completion for the same prompt, within a step, across steps, and across the
+runs of a table (every run of an organism starts from the same model). The grader is deterministic for a given
+(problem, completion) (verify_grader_determinism), so a cache keyed by the problem's full content and the
+completion text changes no label and keeps the sandbox off the critical path. Two levels:
+
+  memory  per process, always on.
+  disk    with PGRPO_GRADE_CACHE=<file>: an SQLite table that every process a driver starts reads and fills, so a
+          completion graded by one run's process is not graded again by another's. Each key also holds the grader's
+          fingerprint (the sources of this package that grade, the sandbox's limits and reward, the interpreter that
+          runs the code): a changed grader never reads an older grade. verify_grade_cache checks that a second
+          process reads the first one's grades without a sandbox run and that they equal fresh grades.
 """
 
 from __future__ import annotations
 
-from projected_grpo.env.grader import grade_batch
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
 
-_CACHE: dict[tuple, dict] = {}
+from projected_grpo.env import sandbox
+from projected_grpo.env.grader import RewardConfig, grade_batch
+
+_CACHE: dict[str, dict] = {}
 _CACHE_MAX = 200_000
+STATS = {"memory": 0, "disk": 0, "graded": 0}  # rows served from memory (repeats included); distinct keys read from disk, graded
+GRADER_SOURCES = ("grader.py", "sandbox.py", "_pgrpo_harness.py", "_pgrpo_server.py")
+
+
+@functools.cache
+def grader_fingerprint() -> str:
+    """What a grade depends on besides (problem, completion): the grading code, limits, reward and interpreter."""
+    h = hashlib.sha256()
+    for name in GRADER_SOURCES:
+        h.update((Path(__file__).parent / name).read_bytes())
+    h.update(json.dumps([dataclasses.asdict(sandbox.Limits()), dataclasses.asdict(RewardConfig()),
+                         sandbox.python_exe(), sys.version, sandbox.sandbox_mode(), sandbox.use_bwrap()]).encode())
+    return h.hexdigest()
+
+
+def problem_json(problem: dict) -> str:
+    return json.dumps(problem, sort_keys=True, default=repr)
+
+
+def grade_key(problem_json: str, completion: str) -> str:
+    """One (problem, completion)'s cache key: the problem's whole content, the completion, the grader's fingerprint."""
+    return hashlib.sha256("\0".join((grader_fingerprint(), problem_json, completion)).encode()).hexdigest()
+
+
+@functools.cache
+def _disk(path: str) -> sqlite3.Connection:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path, timeout=300, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE IF NOT EXISTS grades (key TEXT PRIMARY KEY, grade TEXT NOT NULL)")
+    return con
+
+
+def _disk_get(keys: list[str]) -> dict[str, dict]:
+    path = os.environ.get("PGRPO_GRADE_CACHE")
+    if not path or not keys:
+        return {}
+    con, got = _disk(path), {}
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        rows = con.execute(f"SELECT key, grade FROM grades WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+        got.update((k, json.loads(g)) for k, g in rows)
+    return got
+
+
+def _disk_put(items: dict[str, dict]) -> None:
+    path = os.environ.get("PGRPO_GRADE_CACHE")
+    if not path or not items:
+        return
+    con = _disk(path)
+    con.execute("BEGIN IMMEDIATE")
+    con.executemany("INSERT OR IGNORE INTO grades VALUES (?, ?)", [(k, json.dumps(g)) for k, g in items.items()])
+    con.execute("COMMIT")
 
 
 def grade_problems(problems: list[dict], completions: list[str], progress: bool = False) -> list[dict]:
     """GradeResult dicts, one per (problem, completion); identical pairs share one sandbox run."""
     assert len(problems) == len(completions)
-    key = [(str(p["id"]), p["func_name"], hash(tuple(p["gt_answer"])), p.get("hint"),
-            (p.get("prompt_metadata") or {}).get("loophole"), c) for p, c in zip(problems, completions)]
-    todo: dict[tuple, int] = {}
+    pjson: dict[int, str] = {}  # id(problem) -> its JSON, once per distinct dict of the batch
+    key = [grade_key(pjson.get(id(p)) or pjson.setdefault(id(p), problem_json(p)), c)
+           for p, c in zip(problems, completions)]
+    known = {k: _CACHE[k] for k in key if k in _CACHE}
+    missing = [k for k in dict.fromkeys(key) if k not in known]
+    known.update(_disk_get(missing))
+    todo = {}
     for i, k in enumerate(key):
-        if k not in _CACHE:
+        if k not in known:
             todo.setdefault(k, i)
+    STATS["disk"] += len(missing) - len(todo)
+    STATS["graded"] += len(todo)
+    STATS["memory"] += len(key) - len(missing)
     if todo:
         idx = list(todo.values())
         res = grade_batch([problems[i] for i in idx], [completions[i] for i in idx], progress=progress)
-        if len(_CACHE) + len(idx) > _CACHE_MAX:
-            _CACHE.clear()
-        for i, r in zip(idx, res):
-            _CACHE[key[i]] = r.to_dict()
-    return [dict(_CACHE[k]) for k in key]
+        graded = {key[i]: r.to_dict() for i, r in zip(idx, res)}
+        _disk_put(graded)
+        known.update(graded)
+    if len(_CACHE) + len(known) > _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE.update(known)
+    return [dict(known[k]) for k in key]

@@ -29,6 +29,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm import tqdm
 
+from projected_grpo.env import rollouts
 from projected_grpo.env.problems import apply_hint, load_jsonl
 from projected_grpo.env.rollouts import grade_problems
 from projected_grpo.loop import distributed as dd
@@ -700,6 +701,9 @@ class Trainer:
         if dd.is_main():
             for run in self.runs:
                 (run.run_dir / "DONE").write_text("ok\n")
+            st = rollouts.STATS
+            print(f"grades: {st['graded']} graded in the sandbox, {st['disk']} read from the shared cache file, "
+                  f"{st['memory']} repeats from memory", flush=True)
         return folders[0] if len(folders) == 1 else folders
 
 
