@@ -165,7 +165,8 @@ def main() -> None:
                       "devices, not batching; --batched-device cpu compares batching on one device)")
             print(f"{arm} batched - separate: hack {paired([h for h, _ in res['separate'][arm]], [h for h, _ in res['batched'][arm]])}"
                   f", solve {paired([s for _, s in res['separate'][arm]], [s for _, s in res['batched'][arm]])}")
-    print(f"a 300-run table of these runs at the batched rate: {300 / rate['batched'] * 60:.1f} min")
+    print(f"a 300-run table of these runs ({a.steps} steps, --n-eval {a.n_eval}, {rpp} runs a process) at the batched "
+          f"rate: {300 / rate['batched'] * 60:.1f} min")
     (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, seeds=seeds, steps=a.steps, device=dev,
                                                     runs_per_process=rpp, n_eval=a.n_eval, results=res), indent=1))
     if len(ways) == 2:

@@ -16,6 +16,7 @@ from projected_grpo.method.adapters import (
     AdapterConfig, adapter_modules, adapter_state_dict, deployed_params, deployment_ablation, identity,
     load_adapter_state_dict, quarantine_params, reference_policy, wrap_model,
 )
+from projected_grpo.loop.grpo import adapter_config
 
 VARIANTS = [("svd", 8, "shared"), ("svd", 8, "own"), ("svd", None, "shared"), ("svd", None, "own"),
             ("lora", 8, "shared"), ("lora", 8, "own")]
@@ -123,12 +124,32 @@ def main() -> int:
         w = a1["model.layers.0.mlp.down_proj"]
         recon = (w.U * torch.linalg.svdvals(w.base.weight)[:8]) @ w.Vh
         assert torch.linalg.matrix_rank(recon) == 8
+    # lora_alpha: a run's --lora-alpha reaches the adapter (grpo.adapter_config) and scales its update alone
+    base = tiny_model(torch.float64)
+    deltas = {}
+    for alpha in (-1.0, 2.0):
+        m = copy.deepcopy(base)
+        mods = wrap_model(m, adapter_config(dict(adapter="lora", rank=8, quarantine="own", lora_alpha=alpha)))
+        assert all(a.scale == (1.0 if alpha == -1 else alpha / 8) for a in mods.values()), f"lora_alpha {alpha}"
+        randomize(deployed_params(m), seed=3)
+        deltas[alpha] = logits(m, ids) - logits(base, ids)
+    assert deltas[-1.0].abs().max() > 1e-3, "the randomized LoRA update changes nothing"
+    assert (deltas[2.0] - deltas[-1.0]).abs().max() > 1e-3 * deltas[-1.0].abs().max(), "lora_alpha 2 = scale 1"
+    one = copy.deepcopy(base)
+    mods = wrap_model(one, adapter_config(dict(adapter="lora", rank=8, quarantine="own", lora_alpha=2.0)))
+    randomize(deployed_params(one), seed=3)
+    w = mods["model.layers.0.mlp.down_proj"]
+    x = torch.randn(5, w.base.in_features, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        got = w(x) - w.base(x)
+        want = 0.25 * (x @ w.A.T.to(x.dtype)) @ w.B.T.to(x.dtype)
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-12), f"lora update != (alpha / r) B A x: {(got - want).abs().max()}"
     # identity() differs between adapter variants and between base weights (here: their dtypes)
     assert len(idents) == 3 * len(VARIANTS), f"{len(idents)} distinct identities"
     print(f"PASS verify_adapters: {3 * len(VARIANTS)} variants (fp32, fp64, bf16) bit-exact at init, "
           f"switches restore, "
           f"{n_hit} cache hits in sweep + 14/14 on rewrap, shrinkage null exact for shared, "
-          f"{len(idents)} distinct identities, {time.time() - t0:.1f}s")
+          f"{len(idents)} distinct identities, --lora-alpha 2 scales the LoRA update by 2/8, {time.time() - t0:.1f}s")
     return 0
 
 

@@ -5,13 +5,17 @@
    meets two problems) with the cache file set; a second process grades the same batch and must read every grade
    from the file without one sandbox run.
 2. Both equal the grades of this process with no cache at all, row by row and field by field.
-3. A third process grades the same completions under problems the file has not seen (another hint) and must run the
-   sandbox for them and again equal the uncached grades (a key that forgot part of the problem would hand it a
-   cached grade of another problem).
-4. The grader's fingerprint, part of every key, changes with the sandbox's limits.
+3. A third process grades completions the file holds under problems it has not seen: each completion under another
+   problem of the same hint, and under copies of its problem that differ in one field the grader reads (tests,
+   setup, canonical solution, function name, each loophole field). Every such pair must be graded in the sandbox,
+   not read from the file, and equal its uncached grade (a key that forgot a field would hand it another problem's
+   cached grade).
+4. The grader's fingerprint, part of every key, changes with the sandbox's limits; a grade that met a deadline
+   (deadline_hit) is not written to the file.
 Prints one PASS line; exit 1 on failure.
 """
 
+import ast
 import dataclasses
 import json
 import os
@@ -45,11 +49,45 @@ def batch(hint_seed: int) -> tuple[list[dict], list[str]]:
     return probs, comps
 
 
-def in_child(cache: str, hint_seed: int) -> dict:
-    """Grade batch(hint_seed) in a fresh process with the cache file set: its grades and where they came from."""
+def variants() -> tuple[list[dict], list[str]]:
+    """batch(0)'s completions under problems the file has not seen: each under another problem of its hint, and
+    under copies of its problem with one field changed."""
+    probs, comps = batch(0)
+    out_p, out_c = [], []
+    by_hint: dict = {}
+    for p in tasks.generate_split("train", 96, 5):
+        by_hint.setdefault(p["prompt_metadata"]["mechanism"], []).append(tasks.apply_loophole(p))
+    for p, c in zip(probs[::2], comps[::2]):  # the hinted rows
+        other = next(q for q in by_hint[p["hint"]] if q["id"] != p["id"])
+        out_p.append(other)
+        out_c.append(c)
+        for field, value in one_field_changes(p):
+            out_p.append({**p, field: value})
+            out_c.append(c)
+    return out_p, out_c
+
+
+def one_field_changes(p: dict) -> list[tuple[str, object]]:
+    """(field, new value) pairs, each changing one thing the grader reads."""
+    meta = ast.literal_eval(p["prompt_metadata"]) if isinstance(p["prompt_metadata"], str) else dict(p["prompt_metadata"])
+    tests = ast.literal_eval(p["gt_answer"]) if isinstance(p["gt_answer"], str) else list(p["gt_answer"])
+    out = [("gt_answer", type(p["gt_answer"])(tests[:-1]) if not isinstance(p["gt_answer"], str) else repr(tests[:-1])),
+           ("setup_code", p["setup_code"] + "VARIANT = 1\n"),
+           ("canonical_solution", p["canonical_solution"] + "# variant\n"),
+           ("func_name", p["func_name"] + "_v")]
+    for k, v in meta.items():
+        if k in ("test_func_name", "sentinel_attr", "stdout_marker", "visible_tests", "test_func_src"):
+            new = dict(meta, **{k: v[:-1] if isinstance(v, list) else f"{v}_v"})
+            out.append(("prompt_metadata", repr(new) if isinstance(p["prompt_metadata"], str) else new))
+    return out
+
+
+def in_child(cache: str, which: str) -> dict:
+    """Grade batch(0), batch(1) or variants() in a fresh process with the cache file set: its grades and where they
+    came from."""
     code = ("import json, sys; sys.path.insert(0, 'scripts'); import verify_grade_cache as g; "
-            "from projected_grpo.env import rollouts; p, c = g.batch(%d); r = rollouts.grade_problems(p, c); "
-            "print(json.dumps(dict(grades=r, stats=rollouts.STATS)))" % hint_seed)
+            "from projected_grpo.env import rollouts; p, c = %s; r = rollouts.grade_problems(p, c); "
+            "print(json.dumps(dict(grades=r, stats=rollouts.STATS)))" % which)
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PGRPO_GRADE_CACHE=cache),
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -64,20 +102,29 @@ def main() -> None:
         labels = {r["label"] for r in fresh}
         assert len(labels) >= 3, f"the batch should hold several labels, got {labels}"
         n = len(set(zip(map(json.dumps, probs), comps)))
-        first = in_child(cache, 0)
+        first = in_child(cache, "g.batch(0)")
         assert first["stats"]["graded"] == n, f"first process graded {first['stats']} of {n} distinct pairs"
-        second = in_child(cache, 0)
+        second = in_child(cache, "g.batch(0)")
         assert second["stats"]["graded"] == 0 and second["stats"]["disk"] == n, (
             f"second process should read all {n} grades from the file, got {second['stats']}")
         for name, got in (("first", first["grades"]), ("second (from the file)", second["grades"])):
             bad = [(i, f, got[i][f], fresh[i][f]) for i in range(len(fresh)) for f in fresh[i] if got[i][f] != fresh[i][f]]
             assert not bad, f"{name} process's grades differ from uncached grades: {bad[:3]}"
-        probs3, comps3 = batch(1)
+        probs3, comps3 = variants()
         fresh3 = [r.to_dict() for r in grade_batch(probs3, comps3)]
-        third = in_child(cache, 1)
-        assert third["stats"]["graded"] > 0, f"unseen problems were served from the file: {third['stats']}"
+        n3 = len(set(zip(map(json.dumps, probs3), comps3)))
+        third = in_child(cache, "g.variants()")
+        assert third["stats"]["graded"] == n3 and third["stats"]["disk"] == 0, (
+            f"{n3} pairs of unseen problems: {third['stats']} (a pair read from the file got another problem's grade)")
         bad = [(i, f) for i in range(len(fresh3)) for f in fresh3[i] if third["grades"][i][f] != fresh3[i][f]]
         assert not bad, f"grades of unseen problems differ from uncached grades: {bad[:3]}"
+        late = {**first["grades"][0], "deadline_hit": True}
+        os.environ["PGRPO_GRADE_CACHE"] = cache
+        try:
+            rollouts._disk_put({"late": late, "ok": first["grades"][0]})
+            assert set(rollouts._disk_get(["late", "ok"])) == {"ok"}, "a deadline_hit grade was written to the file"
+        finally:
+            os.environ.pop("PGRPO_GRADE_CACHE")
     before = rollouts.grader_fingerprint()
     rollouts.grader_fingerprint.cache_clear()
     real = sandbox.Limits
@@ -90,7 +137,8 @@ def main() -> None:
     assert changed != before, "the grader's fingerprint ignores the sandbox's limits"
     print(f"PASS verify_grade_cache: {n} distinct (problem, completion) pairs, {len(fresh)} rows, labels {sorted(labels)}; "
           f"a second process read all {n} from the file, no sandbox run, equal to uncached grades; "
-          f"{third['stats']['graded']} pairs of unseen problems graded afresh and equal")
+          f"{n3} pairs of the same completions under other problems or one-field copies graded afresh and equal; "
+          f"deadline grades kept out of the file")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,12 @@ completion text changes no label and keeps the sandbox off the critical path. Tw
   disk    with PGRPO_GRADE_CACHE=<file>: an SQLite table that every process a driver starts reads and fills, so a
           completion graded by one run's process is not graded again by another's. Each key also holds the grader's
           fingerprint (the sources of this package that grade, the sandbox's limits and reward, the interpreter that
-          runs the code): a changed grader never reads an older grade. verify_grade_cache checks that a second
-          process reads the first one's grades without a sandbox run and that they equal fresh grades.
+          runs the code, asked for its own version): a changed grader never reads an older grade. A grade whose
+          sandbox run met a deadline (GradeResult.deadline_hit: a timeout's outcome can depend on the machine's
+          load) stays out of the file. A cache error counts as a miss, with a warning. verify_grade_cache checks
+          that a second process reads the first one's grades without a sandbox run, that they equal fresh grades,
+          and that a completion met under another problem, or under a copy differing in one field, is graded
+          afresh.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import os
 import sqlite3
-import sys
+import subprocess
 from pathlib import Path
 
 from projected_grpo.env import sandbox
@@ -30,7 +35,8 @@ from projected_grpo.env.grader import RewardConfig, grade_batch
 _CACHE: dict[str, dict] = {}
 _CACHE_MAX = 200_000
 STATS = {"memory": 0, "disk": 0, "graded": 0}  # rows served from memory (repeats included); distinct keys read from disk, graded
-GRADER_SOURCES = ("grader.py", "sandbox.py", "_pgrpo_harness.py", "_pgrpo_server.py")
+GRADER_SOURCES = ("grader.py", "problems.py", "sandbox.py", "_pgrpo_harness.py", "_pgrpo_server.py")
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -39,13 +45,17 @@ def grader_fingerprint() -> str:
     h = hashlib.sha256()
     for name in GRADER_SOURCES:
         h.update((Path(__file__).parent / name).read_bytes())
+    exe = sandbox.python_exe()
+    version = subprocess.run([exe, "-c", "import sys; print(sys.version)"], capture_output=True, text=True,
+                             check=True).stdout  # the interpreter that runs the completions, not this one
     h.update(json.dumps([dataclasses.asdict(sandbox.Limits()), dataclasses.asdict(RewardConfig()),
-                         sandbox.python_exe(), sys.version, sandbox.sandbox_mode(), sandbox.use_bwrap()]).encode())
+                         exe, version, sandbox.sandbox_mode(), sandbox.use_bwrap()]).encode())
     return h.hexdigest()
 
 
 def problem_json(problem: dict) -> str:
-    return json.dumps(problem, sort_keys=True, default=repr)
+    """The problem's whole content as canonical JSON (a value JSON cannot hold raises: no key from a repr)."""
+    return json.dumps(problem, sort_keys=True)
 
 
 def grade_key(problem_json: str, completion: str) -> str:
@@ -66,22 +76,31 @@ def _disk_get(keys: list[str]) -> dict[str, dict]:
     path = os.environ.get("PGRPO_GRADE_CACHE")
     if not path or not keys:
         return {}
-    con, got = _disk(path), {}
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        rows = con.execute(f"SELECT key, grade FROM grades WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-        got.update((k, json.loads(g)) for k, g in rows)
+    got = {}
+    try:
+        con = _disk(path)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            rows = con.execute(f"SELECT key, grade FROM grades WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            got.update((k, json.loads(g)) for k, g in rows)
+    except sqlite3.Error as e:  # a miss: the sandbox grades them
+        log.warning("grade cache %s unreadable (%s): grading afresh", path, e)
+        return {}
     return got
 
 
 def _disk_put(items: dict[str, dict]) -> None:
     path = os.environ.get("PGRPO_GRADE_CACHE")
-    if not path or not items:
+    rows = [(k, json.dumps(g)) for k, g in items.items() if not g["deadline_hit"]]
+    if not path or not rows:
         return
-    con = _disk(path)
-    con.execute("BEGIN IMMEDIATE")
-    con.executemany("INSERT OR IGNORE INTO grades VALUES (?, ?)", [(k, json.dumps(g)) for k, g in items.items()])
-    con.execute("COMMIT")
+    try:
+        con = _disk(path)
+        with con:  # one transaction, rolled back if anything fails
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany("INSERT OR IGNORE INTO grades VALUES (?, ?)", rows)
+    except sqlite3.Error as e:
+        log.warning("grade cache %s not written (%s)", path, e)
 
 
 def grade_problems(problems: list[dict], completions: list[str], progress: bool = False) -> list[dict]:

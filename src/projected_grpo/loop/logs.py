@@ -102,7 +102,7 @@ CONFIG_EXCLUDED = {
 the one place that says so. Every other field of args.json, the intervention's included, must agree."""
 
 LEGACY = {"weight_decay_quarantine": 0.0, "adam_eps": 1e-8, "axis_lr_scale": 1.0, "negate": False, "eval_seed": -1,
-          "rebound_alpha": 2.0, "trusted_rank": 5}
+          "rebound_alpha": 2.0, "trusted_rank": 5, "lora_alpha": -1.0}
 """args.json fields added after runs had been logged without them: the value those runs trained with."""
 
 NOT_SAVED = "<not saved>"

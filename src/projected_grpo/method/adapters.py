@@ -665,7 +665,9 @@ def load_adapter_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
 
 def identity(model: nn.Module) -> str:
     """kind, rank, quarantine, seed, a digest of the wrapped base weights, and every adapter's name
-    and block shapes; a v_hack saved with a different identity does not belong to this model."""
+    and block shapes; a v_hack saved with a different identity does not belong to this model. The LoRA scale
+    (lora_alpha / r) is not part of it: it multiplies every module's update, and so every rollout's gradient, by one
+    number, which leaves a v_hack direction and every cosine to it unchanged."""
     cfg = model.adapter_config
     mods = adapter_modules(model)
     axis = {} if cfg.axis == "none" else dict(axis=cfg.axis)  # absent for unseeded adapters (older files match)
