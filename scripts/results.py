@@ -771,6 +771,8 @@ def decisive_plot(res: dict, out: Path) -> Path:
         ax.set_xlabel(f"mean paired difference [Bonferroni {prereg.BONFERRONI_LEVEL:.4f}]")
     axes[0].invert_yaxis()
     axes[-1].legend(fontsize=8)
+    if res["interim"]:
+        fig.suptitle("INTERIM: not the registered test (decides nothing)", color="firebrick")
     fig.tight_layout()
     path = out / "decisive_contrasts.png"
     fig.savefig(path, dpi=120)
