@@ -11,14 +11,14 @@ batched    the runs of one arm in processes of --runs-per-process runs (`train.p
            (default: cuda when there is one, else cpu), the cores' grading workers split among them, and one grade
            cache file shared by them (env/rollouts.py; emptied before the batched way starts)
 Both ways run route first, then route-random (each matched to the route run of its seed, of the same way), and
-evaluate at the end (kept and ablated). Every run's folder is kept under --out (separate/, batched/).
+evaluate once, at the end (kept and ablated; --eval-every 0). Every run's folder is kept under --out (separate/, batched/).
 
 Prints each phase's wall time, each way's runs per hour, one run's time split (generation, grading and training from
 its metrics; evaluation and start-up as the rest of its process's wall time), the per-seed final deployed strict hack
 and no-hint solve both ways with their paired mean difference and 95% t interval (on one device: sampled runs part
 once float order flips a token; with the batched way on the GPU the two ways differ in device and dtype, and the
 interval compares those), the minutes the batched rate implies for a 300-run table of these runs, and ends with
-`speedup N.Nx (separate A runs/h, batched B runs/h)`. Asserts nothing.
+`speedup N.Nx (separate A runs/h, batched B runs/h)`. Asserts only the workload's shape (one evaluation a run).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=os.cpu_count(), help="separate: processes side by side")
     ap.add_argument("--grade-workers", type=int, default=2, help="separate: grading workers per process")
     ap.add_argument("--runs-per-process", type=int, default=0,
-                    help="batched: runs of one arm per process (0: at most cores/2 processes an arm)")
+                    help="batched: runs of one arm per process (0: at most max(2, cores/2) processes an arm)")
     ap.add_argument("--batched-parallel", type=int, default=0, help="batched: processes side by side (0: all)")
     ap.add_argument("--batched-device", default="", help="batched: the model's device (default cuda if any, else cpu)")
     ap.add_argument("--batched-threads", type=int, default=1, help="batched: torch threads per process")
@@ -112,11 +112,13 @@ def main() -> None:
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     cores = os.cpu_count() or 2
-    rpp = a.runs_per_process or math.ceil(len(seeds) / max(1, cores // 2))
+    rpp = a.runs_per_process or math.ceil(len(seeds) / max(2, cores // 2))
     import torch
 
     dev = a.batched_device or ("cuda" if torch.cuda.is_available() else "cpu")
-    common = ["--model", a.model, "--steps", str(a.steps), "--n-eval", str(a.n_eval)]
+    # one evaluation, at the end (train.py's default --eval-every 10 would evaluate five times: the bench of sessions
+    # 11 and 13 did, by this omission)
+    common = ["--model", a.model, "--steps", str(a.steps), "--n-eval", str(a.n_eval), "--eval-every", "0"]
     env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1", PGRPO_GRADE_WORKERS=str(a.grade_workers),
                PGRPO_GRADE_CACHE="")
     out = Path(a.out)
@@ -154,6 +156,9 @@ def main() -> None:
         print(f"{w}: {n} runs of {a.steps} steps, {rate[w]:.0f} runs/h")
         split = time_split(out / w / f"route_s{seeds[0]}", walls[f"{w} route"])
         print(f"  route_s{seeds[0]} split (s): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
+    evals = {r["step"] for w in ways for arm in ARMS for s in seeds for r in logs.read_jsonl(out / w / f"{arm}_s{s}" / "eval.jsonl")}
+    assert evals == {a.steps - 1}, f"the runs evaluated at steps {sorted(evals)}, not once at the end"
+    print(f"workload: {a.steps} steps, one evaluation at step {a.steps - 1} (kept and ablated), --n-eval {a.n_eval}")
     res = {w: {arm: [final_rates(out / w / f"{arm}_s{s}") for s in seeds] for arm in ARMS} for w in ways}
     for arm in ARMS:
         for w in ways:
