@@ -1,5 +1,5 @@
 """The decisive table (issue 30) as pre-registered (docs/prereg/2026-12-06.md and its amendments): every registered
-arm (but route-lora, deferred by amendment 3) x the registered training seeds (prereg.PRIMARY_SEEDS, REPLICATION_SEEDS; erratum 2) on one organism, 80 steps, evaluated after steps 40 and 80 on eval seed 2029
+arm (but any that prereg.DEFERRED holds back; route-lora's LoRA scale: amendment 4) x the registered training seeds (prereg.PRIMARY_SEEDS, REPLICATION_SEEDS; erratum 2) on one organism, 80 steps, evaluated after steps 40 and 80 on eval seed 2029
 (48 problems a cell, 8 samples), the runs of one arm packed into processes, many processes side by side.
 
     python scripts/decisive.py --model organism:cpu --seeds 110-129 --budget-min 9            # on the GPU machine

@@ -83,6 +83,11 @@ OWN = dict(quarantine="own")
 LORA_RANK = 8
 """LoRA rank of the R6 arm (route-lora) and of its v_hack file (the distillation probe's R6 rank, docs/probe_distill.md)."""
 
+LORA_ALPHA = 1.0
+"""LoRA alpha of the R6 arm: its update is scaled by LORA_ALPHA / LORA_RANK = 1/8. At scale 1 the adapter collapsed
+under the adopted recipe; 1.0 is what erratum 3's rule chose from a screen of vanilla on the LoRA adapter (amendment 4,
+docs/results/2026-12-06_lora_screen/)."""
+
 TRUSTED_K = 5
 """Rank of the trusted-span file; the tdga arms project onto its first --trusted-rank rows (1 and 5)."""
 
@@ -170,7 +175,8 @@ ARMS: tuple[Arm, ...] = (
     Arm("route-lora", "route",
         "routing the top-scoring rollouts by cosine to a v_grad extracted for the LoRA adapter (rank 8, its own "
         "quarantine B_hack) lowers the deployed hack rate as route does with the SVD adapter (R6: not an artefact "
-        "of the SVD basis)", overrides=dict(OWN, route_frac=0.25, adapter="lora", rank=LORA_RANK), vhack="lora-own"),
+        "of the SVD basis)", overrides=dict(OWN, route_frac=0.25, adapter="lora", rank=LORA_RANK, lora_alpha=LORA_ALPHA),
+        vhack="lora-own"),
     Arm("route-grpo-vhack", "route",
         "routing by a v_grad extracted with the GRPO-contrastive loss (advantage +1 on the hack, -1 on the clean "
         "completion, summed over tokens as the training loss is) lowers the deployed hack rate at least as much as "
