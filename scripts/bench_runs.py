@@ -10,8 +10,9 @@ batched    the runs of one arm in processes of --runs-per-process runs (`train.p
            process for at most half as many processes as cores), all side by side, the model on --batched-device
            (default: cuda when there is one, else cpu), the cores' grading workers split among them, and one grade
            cache file shared by them (env/rollouts.py; emptied before the batched way starts)
-Both ways run route first, then route-random (each matched to the route run of its seed, of the same way), and
-evaluate once, at the end (kept and ablated; --eval-every 0). Every run's folder is kept under --out (separate/, batched/).
+Both ways start route's processes first; a route-random process starts once the route process of its seeds has
+finished (matched to the route run of its seed, of the same way) and a slot is free. Every run evaluates once, at the
+end (kept and ablated; --eval-every 0). Every run's folder is kept under --out (separate/, batched/).
 
 Prints each phase's wall time, each way's runs per hour, one run's time split (generation, grading and training from
 its metrics; evaluation and start-up as the rest of its process's wall time), the per-seed final deployed strict hack
@@ -43,26 +44,30 @@ ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("route", "route-random")
 
 
-def launch(cmds: list[list[str]], parallel: int, env: dict, log_dir: Path, desc: str) -> float:
-    """Run the commands, at most `parallel` at a time, each logging to log_dir; wall seconds. A failed one stops."""
+def launch(cmds: list[list[str]], deps: list[int | None], parallel: int, env: dict, log_dir: Path,
+           desc: str) -> tuple[float, list[float]]:
+    """Run the commands, at most `parallel` at a time, command i only once command deps[i] has finished (None: at
+    once), each logging to log_dir; (wall seconds of all, wall seconds of each). A failed one stops."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    t0, todo, running = time.time(), list(enumerate(cmds)), []
+    t0, todo, running, took = time.time(), list(range(len(cmds))), [], [0.0] * len(cmds)
     bar = tqdm(total=len(cmds), desc=desc)
     while todo or running:
-        while todo and len(running) < parallel:
-            i, cmd = todo.pop(0)
+        for i in [i for i in todo if deps[i] is None or took[deps[i]] > 0][:max(0, parallel - len(running))]:
+            todo.remove(i)
             f = (log_dir / f"{desc}_{i}.log").open("w")
-            running.append((subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT), cmd, f))
+            running.append((subprocess.Popen(cmds[i], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT), i, f,
+                            time.time()))
         for item in list(running):
-            p, cmd, f = item
+            p, i, f, started = item
             if p.poll() is not None:
                 f.close()
                 running.remove(item)
+                took[i] = time.time() - started
                 bar.update(1)
-                assert p.returncode == 0, f"{' '.join(cmd)} exited {p.returncode} (log {f.name})"
+                assert p.returncode == 0, f"{' '.join(cmds[i])} exited {p.returncode} (log {f.name})"
         time.sleep(0.2)
     bar.close()
-    return time.time() - t0
+    return time.time() - t0, took
 
 
 def final_rates(run: Path) -> tuple[float, float]:
@@ -133,28 +138,32 @@ def main() -> None:
     cache = out / "grades.sqlite"  # the batched way's shared grades; the separate way (today's) has none
     for f in out.glob("grades.sqlite*"):
         f.unlink()
+    took: dict[str, list[float]] = {}
     for way in ways:
         runs = out / way
-        for arm in ARMS:
-            if way == "separate":
-                cmds = [[sys.executable, "scripts/train.py", "--arm", arm, "--seed", str(s), "--run", f"{arm}_s{s}",
-                         "--out-dir", str(runs), "--device", "cpu", "--vhack", str(vh[way])] + common for s in seeds]
-                par, e = a.parallel, env
-            else:
-                chunks = [seeds[i:i + rpp] for i in range(0, len(seeds), rpp)]
-                cmds = [[sys.executable, "scripts/train.py", "--arm", arm, "--seeds", ",".join(map(str, c)),
-                         "--out-dir", str(runs), "--device", dev, "--decoder", a.batched_decoder, "--vhack", str(vh[way])]
-                        + common for c in chunks]
-                par = a.batched_parallel or len(cmds)
-                e = dict(env, PGRPO_THREADS=str(a.batched_threads), PGRPO_GRADE_CACHE=str(cache),
-                         PGRPO_GRADE_WORKERS=str(max(a.grade_workers, cores // len(cmds))))
-            walls[f"{way} {arm}"] = launch(cmds, par, e, out / "logs", f"{way}_{arm}")
-            print(f"{way} {arm}: {len(seeds)} runs in {walls[f'{way} {arm}']:.0f} s", flush=True)
+        if way == "separate":
+            units = [[s] for s in seeds]
+            par, e = a.parallel, env
+        else:
+            units = [seeds[i:i + rpp] for i in range(0, len(seeds), rpp)]
+            par = a.batched_parallel or len(units)
+            e = dict(env, PGRPO_THREADS=str(a.batched_threads), PGRPO_GRADE_CACHE=str(cache),
+                     PGRPO_GRADE_WORKERS=str(max(a.grade_workers, cores // par)))
+        cmds = []
+        for arm in ARMS:  # route's processes first; a route-random process waits for the route process of its seeds
+            for u in units:
+                where = (["--seed", str(u[0]), "--run", f"{arm}_s{u[0]}", "--device", "cpu"] if way == "separate" else
+                         ["--seeds", ",".join(map(str, u)), "--device", dev, "--decoder", a.batched_decoder])
+                cmds.append([sys.executable, "scripts/train.py", "--arm", arm, "--out-dir", str(runs), "--vhack",
+                             str(vh[way]), *where, *common])
+        deps = [None] * len(units) + list(range(len(units)))
+        walls[way], took[way] = launch(cmds, deps, par, e, out / "logs", way)
+        print(f"{way}: {len(cmds)} processes, {len(seeds) * len(ARMS)} runs in {walls[way]:.0f} s", flush=True)
     n = len(seeds) * len(ARMS)
-    rate = {w: n / sum(v for k, v in walls.items() if k.startswith(w)) * 3600 for w in ways}
+    rate = {w: n / walls[w] * 3600 for w in ways}
     for w in ways:
         print(f"{w}: {n} runs of {a.steps} steps, {rate[w]:.0f} runs/h")
-        split = time_split(out / w / f"route_s{seeds[0]}", walls[f"{w} route"])
+        split = time_split(out / w / f"route_s{seeds[0]}", took[w][0])
         print(f"  route_s{seeds[0]} split (s): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
     evals = {r["step"] for w in ways for arm in ARMS for s in seeds for r in logs.read_jsonl(out / w / f"{arm}_s{s}" / "eval.jsonl")}
     assert evals == {a.steps - 1}, f"the runs evaluated at steps {sorted(evals)}, not once at the end"
