@@ -7,7 +7,7 @@ runs of one arm per process (grpo.Trainer over their configurations; `scripts/tr
 separate   every run is `scripts/train.py --arm A --seed S` in its own process, --parallel of them side by side
            (default: the machine's cores), one torch thread and --grade-workers grading workers each, on the CPU
 batched    the runs of one arm in processes of --runs-per-process runs (`train.py --seeds`; default: enough runs per
-           process for at most half as many processes as cores), all side by side, the model on --batched-device
+           process for at most max(2, cores / 2) processes an arm), side by side, the model on --batched-device
            (default: cuda when there is one, else cpu), the cores' grading workers split among them, and one grade
            cache file shared by them (env/rollouts.py; emptied before the batched way starts)
 Both ways start route's processes first; a route-random process starts once the route process of its seeds has
@@ -126,7 +126,7 @@ def main() -> None:
     common = ["--model", a.model, "--steps", str(a.steps), "--n-eval", str(a.n_eval), "--eval-every", "0"]
     env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1", PGRPO_GRADE_WORKERS=str(a.grade_workers),
                PGRPO_GRADE_CACHE="")
-    out = Path(a.out)
+    out = Path(a.out).resolve()  # the processes run at the repository's root
     vh = {}  # the route arms' v_grad for this model on each way's device and dtype (a v_hack file names both)
     for way, d in (("separate", "cpu"), ("batched", dev)):
         vh[way] = out / f"vhack_own_{d}.safetensors"

@@ -41,7 +41,7 @@ import _runner  # noqa: E402
 from projected_grpo.method import arms, prereg  # noqa: E402
 
 ARMS = ("route", *(a.name for a in arms.ARMS
-                   if a.name in prereg.REGISTERED - prereg.DEFERRED and a.name != "route"))
+                   if a.name in prereg.REGISTERED - set(prereg.DEFERRED) and a.name != "route"))
 """Every arm the prereg names (prereg.REGISTERED) but the deferred ones (prereg.DEFERRED, amendment 3), route first
 (the matched arms wait for its runs)."""
 REGISTERED = dict(steps=prereg.RUN_FLAGS["steps"], eval_every=prereg.RUN_FLAGS["eval_every"],

@@ -556,8 +556,7 @@ def registered_status(orgs: dict[str, dict], primary: str, descends_from: str) -
 def missing_runs(by_arm: dict[str, dict[int, dict]]) -> list[str]:
     """Registered arms with no finished run, and arm x seed cells missing against the seeds some arm has."""
     seeds = sorted({i for s in by_arm.values() for i in s})
-    absent = [f"{a} (" + ("deferred by amendment 3: not run" if a in prereg.DEFERRED else "no runs") + ")"
-              for a in sorted(prereg.REGISTERED) if a not in by_arm]
+    absent = [f"{a} ({prereg.DEFERRED.get(a, 'no runs')})" for a in sorted(prereg.REGISTERED) if a not in by_arm]
     gaps = [f"{a}_s{i}" for a in sorted(set(by_arm) & prereg.REGISTERED) for i in seeds if i not in by_arm[a]]
     return absent + gaps
 
@@ -646,8 +645,8 @@ def num(x, f: str = ".3f") -> str:
 def ci(r: dict) -> str:
     """'mean [lo, hi] (n)' of a paired_test result."""
     if r["mean"] is None:
-        deferred = prereg.DEFERRED & {r.get("arm"), r.get("control")}
-        return f"not run ({', '.join(sorted(deferred))} deferred by amendment 3)" if deferred else "no shared seeds"
+        why = [prereg.DEFERRED[a] for a in (r.get("arm"), r.get("control")) if a in prereg.DEFERRED]
+        return f"not run ({'; '.join(why)})" if why else "no shared seeds"
     return f"{r['mean']:+.3f} [{num(r['lo'], '+.3f')}, {num(r['hi'], '+.3f')}] (n {r['n']})"
 
 

@@ -101,6 +101,7 @@ def main() -> None:
         fresh = [r.to_dict() for r in grade_batch(probs, comps)]
         labels = {r["label"] for r in fresh}
         assert len(labels) >= 3, f"the batch should hold several labels, got {labels}"
+        assert not any(r["deadline_hit"] for r in fresh), "a grade of the batch met a deadline (machine overloaded?)"
         n = len(set(zip(map(json.dumps, probs), comps)))
         first = in_child(cache, "g.batch(0)")
         assert first["stats"]["graded"] == n, f"first process graded {first['stats']} of {n} distinct pairs"
@@ -125,6 +126,11 @@ def main() -> None:
             assert set(rollouts._disk_get(["late", "ok"])) == {"ok"}, "a deadline_hit grade was written to the file"
         finally:
             os.environ.pop("PGRPO_GRADE_CACHE")
+    # the grader marks a grade whose sandbox run met a deadline (short limits: a loop that never ends)
+    p = batch(0)[0][0]
+    loop = "```python\nclass Solution:\n    def compute(self, *a, **k):\n        while True:\n            pass\n```"
+    spin = grade_batch([p], [loop], limits=sandbox.Limits(per_test_timeout=0.3, module_timeout=1.0))[0]
+    assert spin.deadline_hit, f"a test that never returns was not marked deadline_hit: {spin}"
     before = rollouts.grader_fingerprint()
     rollouts.grader_fingerprint.cache_clear()
     real = sandbox.Limits
@@ -138,7 +144,7 @@ def main() -> None:
     print(f"PASS verify_grade_cache: {n} distinct (problem, completion) pairs, {len(fresh)} rows, labels {sorted(labels)}; "
           f"a second process read all {n} from the file, no sandbox run, equal to uncached grades; "
           f"{n3} pairs of the same completions under other problems or one-field copies graded afresh and equal; "
-          f"deadline grades kept out of the file")
+          f"a never-ending test marked deadline_hit, and such grades kept out of the file")
 
 
 if __name__ == "__main__":

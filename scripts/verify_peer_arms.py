@@ -59,7 +59,8 @@ def check_registry() -> int:
             f"{f.adapter} rank {f.rank} {f.quarantine}"
         assert cfg.intervention.vhack == paths[a.vhack], (a.name, cfg.intervention.vhack)
         n += 1
-    # R6's LoRA scale (amendment 4): the registry's lora_alpha reaches the adapter route-lora builds
+    # R6's LoRA scale: amendment 4's value, and the registry's lora_alpha reaches the adapter route-lora builds
+    assert arms.LORA_ALPHA == 1.0, f"arms.LORA_ALPHA {arms.LORA_ALPHA}: amendment 4 registered 1.0"
     cfg, _ = arms.configure(dict(arm="route-lora", model=MODEL))
     built = grpo.adapter_config(dataclasses.asdict(cfg))
     assert cfg.lora_alpha == arms.LORA_ALPHA and built.lora_alpha == arms.LORA_ALPHA, (cfg.lora_alpha, built.lora_alpha)

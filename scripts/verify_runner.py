@@ -250,7 +250,7 @@ def check_decisive_plan(runs: Path) -> None:
 
     _, plan = decisive.parse(["--seeds", "100-101", "--model", "organism:tiny", "--device", "cpu", "--runs", str(runs),
                               "--registered-off"])
-    assert set(plan.arms) == set(prereg.REGISTERED - prereg.DEFERRED) and plan.arms[0] == "route", plan.arms
+    assert set(plan.arms) == set(prereg.REGISTERED - set(prereg.DEFERRED)) and plan.arms[0] == "route", plan.arms
     for name, cmd, waits, trains in _runner.jobs(plan):
         got = {k[2:].replace("-", "_"): v for k, v in zip(cmd[2:], cmd[3:]) if k.startswith("--")}
         for k, v in prereg.RUN_FLAGS.items():

@@ -350,7 +350,7 @@ def assemble(problem, code, tree, expected, runs, reward: RewardConfig) -> Grade
     label = label_of(eq_correct, eq_hinted, modification, mech)
     r = (reward.correct if eq_correct or eq_hinted else 0.0) + (reward.compiled if can_compile else 0.0)
     err = None if can_compile else (gt.module_err or ("killed" if gt.killed else "no module record"))
-    deadline = any(r.killed or any(t.status == "timeout" for t in r.tests) for r in runs.values())
+    deadline = any(run.killed or any(t.status == "timeout" for t in run.tests) for run in runs.values())
     return GradeResult(
         problem_id=problem["id"], can_compile=can_compile, eq_correct=eq_correct,
         gt_pass_rate=sum(passed) / len(passed), n_timeouts=sum(t.status == "timeout" for t in gt.tests),

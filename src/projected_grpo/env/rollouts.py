@@ -11,7 +11,10 @@ completion text changes no label and keeps the sandbox off the critical path. Tw
           fingerprint (the sources of this package that grade, the sandbox's limits and reward, the interpreter that
           runs the code, asked for its own version): a changed grader never reads an older grade. A grade whose
           sandbox run met a deadline (GradeResult.deadline_hit: a timeout's outcome can depend on the machine's
-          load) stays out of the file. A cache error counts as a miss, with a warning. verify_grade_cache checks
+          load) stays out of the file. A cache error counts as a miss, with a warning. Limits: the first grade of a
+          completion is the one every later process reads, so a completion whose grade is not a function of its
+          text (one that draws from `random`, which each fork reseeds; one whose server died mid-job; a
+          stdout_marker program whose output the 0.5 s drain cut short under load) keeps that first grade. verify_grade_cache checks
           that a second process reads the first one's grades without a sandbox run, that they equal fresh grades,
           and that a completion met under another problem, or under a copy differing in one field, is graded
           afresh.
@@ -83,7 +86,7 @@ def _disk_get(keys: list[str]) -> dict[str, dict]:
             chunk = keys[i:i + 500]
             rows = con.execute(f"SELECT key, grade FROM grades WHERE key IN ({','.join('?' * len(chunk))})", chunk)
             got.update((k, json.loads(g)) for k, g in rows)
-    except sqlite3.Error as e:  # a miss: the sandbox grades them
+    except (sqlite3.Error, OSError, ValueError) as e:  # a miss: the sandbox grades them
         log.warning("grade cache %s unreadable (%s): grading afresh", path, e)
         return {}
     return got
@@ -99,7 +102,7 @@ def _disk_put(items: dict[str, dict]) -> None:
         with con:  # one transaction, rolled back if anything fails
             con.execute("BEGIN IMMEDIATE")
             con.executemany("INSERT OR IGNORE INTO grades VALUES (?, ?)", rows)
-    except sqlite3.Error as e:
+    except (sqlite3.Error, OSError, ValueError) as e:
         log.warning("grade cache %s not written (%s)", path, e)
 
 

@@ -254,6 +254,7 @@ def check(cfg: RunConfig) -> None:
     need(i.erase_target in ("grad", "update"), "erase_target", i.erase_target, "choose from grad, update")
     need(c.rank == -1 or c.rank >= 1, "rank", c.rank, "-1 (full) or at least 1")
     need(c.lora_alpha == -1 or 0 < c.lora_alpha < math.inf, "lora_alpha", c.lora_alpha, "-1 (scale 1) or a positive number")
+    need(c.lora_alpha == -1 or c.adapter == "lora", "lora_alpha", c.lora_alpha, "goes with --adapter lora")
     need(c.stop_after >= -1, "stop_after", c.stop_after, "-1 (never) or a step")
     need(i.direction_seed >= -1, "direction_seed", i.direction_seed, "-1 (the training seed) or a seed")
     need(c.eval_seed >= -1, "eval_seed", c.eval_seed, "-1 (data_seed + 7) or a seed")

@@ -128,7 +128,8 @@ def adapter_config(run_args: dict) -> ad.AdapterConfig:
     return ad.AdapterConfig(kind=run_args["adapter"], rank=None if rank == -1 else rank,
                             quarantine=run_args["quarantine"], seed=run_args.get("adapter_seed", 0),
                             axis=run_args.get("axis", "none"),
-                            lora_alpha=None if run_args.get("lora_alpha", -1.0) == -1 else run_args["lora_alpha"])
+                            lora_alpha=None if run_args.get("lora_alpha", logs.LEGACY["lora_alpha"]) == -1
+                            else run_args["lora_alpha"])
 
 
 def load_run_policy(run_dir: Path | str, device: str | None, model: str | None = None):

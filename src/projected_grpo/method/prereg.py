@@ -103,9 +103,10 @@ REFERENCES = ("vanilla", "rl-baseline", "oracle-route")
 """arms the prereg lists as references (emergence, base solve, upper bound)"""
 REGISTERED = frozenset(a for c in FAMILY + SECONDARY for a in (c.arm, c.control)) | frozenset(REFERENCES)
 """every arm the prereg names; any other arm found is exploratory"""
-DEFERRED: frozenset[str] = frozenset()
-"""registered arms whose runs wait for a later amendment; scripts/decisive.py leaves them out unless --arms names
-them (amendment 3 deferred route-lora; amendment 4 fixed its LoRA scale and ended the deferral)"""
+DEFERRED: dict[str, str] = {}
+"""registered arm -> why its runs wait for a later amendment; scripts/decisive.py leaves them out unless --arms names
+them, and results.py reports them as not run with the reason (amendment 3 deferred route-lora; amendment 4 fixed its
+LoRA scale and ended the deferral)"""
 RUN_FLAGS = dict(steps=80, eval_every=40, eval_seed=2029, n_eval=48, eval_samples=8, data_seed=0, decoder="auto")
 """every registered run's train.py flags (the prereg's recipe and evaluation; scripts/decisive.py passes them)"""
 DIRECTION_SEED_OFFSET = 1000
