@@ -114,6 +114,9 @@ def main() -> None:
         assert res["arms"]["route"]["n"] == 2, res["arms"]["route"]["n"]
 
         (runs / "route_s1" / "DONE").unlink()  # the skip check for seed 0 alone
+        for bad in (["--lora-alpha", "2"], ["--adapter", "lora", "--rank", "8", "--lora-alpha", "0"]):
+            line = refusal(train.main, ["--arm", "vanilla", "--model", "organism:tiny", "--steps", "1", "--out-dir", str(t), *bad])
+            assert "--lora-alpha" in line, f"{bad}: not refused by name ({line!r})"
         skip = refusal(_runner.refuse_other_config, default, fail)
         assert "route_s0 finished with route_frac 0.5, this call asks 0.25" in skip, \
             f"a finished run of another route_frac would be skipped: {skip!r}"
