@@ -17,8 +17,10 @@ import argparse
 import gzip
 import io
 import lzma
+import os
 import sys
 import tarfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from projected_grpo.loop.logs import gzip_bytes
@@ -27,9 +29,10 @@ KEEP = ("step_*.jsonl.gz", "metrics.jsonl", "eval.jsonl", "args.json", "arm.json
         "decisive_calls.jsonl")
 
 
-XZ_RATIO = 15
-"""Estimated compression of run files by xz (stage 1 of the decisive table: about 25x at preset 6, 30x at 9e); a
-part is closed once its estimated packed size passes --max-mb. Check the parts' real sizes (decisive_call.sh does)."""
+XZ_RATIO = 25
+"""Estimated compression of run files by xz, on the safe side: a part is closed once its estimated packed size passes
+--max-mb (stage 1 of the decisive table measured about 38x at preset 6). Check the parts' real sizes (decisive_call.sh
+does)."""
 
 
 def fail(msg: str) -> None:
@@ -42,31 +45,52 @@ def evidence(runs: Path) -> list[Path]:
     return sorted({f for pattern in KEEP for f in runs.rglob(pattern) if "ckpt" not in f.parts and f.is_file()})
 
 
-def pack(runs: Path, prefix: Path, max_bytes: int, xz: bool = False, best: bool = False) -> list[Path]:
-    """Files into prefix.partN.tgz (or .tar.xz with xz), a new part once the packed size passes max_bytes. With xz
-    a step log is stored unzipped (step_NNNN.jsonl), which xz compresses far better than gzip's separate files;
-    best: xz preset 9e (about a third smaller, several times slower: for what is kept in the repository)."""
-    parts, size, tar = [], 0, None
-    ext, mode = (".tar.xz", "w:xz") if xz else (".tgz", "w:gz")
+def member(f: Path, runs: Path, xz: bool) -> tuple[str, bytes]:
+    """A file's name and bytes inside a part: with xz a step log is stored unzipped (step_NNNN.jsonl), which xz
+    compresses far better than gzip's separate files."""
+    data, name = f.read_bytes(), str(f.relative_to(runs.parent))
+    if xz and name.endswith(".jsonl.gz"):
+        data, name = gzip.decompress(data), name[:-3]
+    return name, data
+
+
+def split(runs: Path, max_bytes: int, xz: bool) -> list[list[Path]]:
+    """The evidence files in order, cut into parts: a new part once the estimated packed size passes max_bytes."""
     ratio = XZ_RATIO if xz else 1  # step logs are already gzipped in .tgz parts
+    groups: list[list[Path]] = []
+    size = 0
     for f in evidence(runs):
-        data = f.read_bytes()
-        name = str(f.relative_to(runs.parent))
-        if xz and name.endswith(".jsonl.gz"):
-            data, name = gzip.decompress(data), name[:-3]
-        if tar is None or size + len(data) // ratio > max_bytes:
-            if tar:
-                tar.close()
-            parts.append(prefix.with_name(f"{prefix.name}.part{len(parts)}{ext}"))
-            opts = dict(preset=9 | lzma.PRESET_EXTREME) if xz and best else {}
-            tar, size = tarfile.open(parts[-1], mode, **opts), 0
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime = len(data), int(f.stat().st_mtime)
-        tar.addfile(info, io.BytesIO(data))
-        size += len(data) // ratio
-    if tar:
-        tar.close()
-    return parts
+        n = len(member(f, runs, xz)[1]) // ratio
+        if not groups or size + n > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(f)
+        size += n
+    return groups
+
+
+def write_part(part: Path, files: list[Path], runs: Path, xz: bool, best: bool) -> Path:
+    """One part: a tar.xz (preset 9e with best) or a tgz of `files`."""
+    opts = dict(preset=9 | lzma.PRESET_EXTREME) if xz and best else {}
+    with tarfile.open(part, "w:xz" if xz else "w:gz", **opts) as tar:
+        for f in files:
+            name, data = member(f, runs, xz)
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), int(f.stat().st_mtime)
+            tar.addfile(info, io.BytesIO(data))
+    return part
+
+
+def pack(runs: Path, prefix: Path, max_bytes: int, xz: bool = False, best: bool = False) -> list[Path]:
+    """Files into prefix.partN.tgz (or .tar.xz with xz; best: xz preset 9e, about a third smaller and several times
+    slower, for what is kept in the repository), a new part once the estimated packed size passes max_bytes. The parts
+    are compressed side by side, one process each (xz packs about 10 MiB/s a core)."""
+    groups = split(runs, max_bytes, xz)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    ext = ".tar.xz" if xz else ".tgz"
+    parts = [prefix.with_name(f"{prefix.name}.part{i}{ext}") for i in range(len(groups))]
+    with ProcessPoolExecutor(max(1, min(len(groups), os.cpu_count() or 1))) as ex:
+        return list(ex.map(write_part, parts, groups, *zip(*[(runs, xz, best)] * len(groups))))
 
 
 def unpack(part: Path, dest: Path) -> int:
