@@ -59,7 +59,8 @@ def check_stamp() -> int:
     """A copy of a checkout without .git that carries the stamp (scripts/stamp_commit.py) records the stamp's commit,
     source 'stamp', the digest of the commit's file table, and git_dirty from its own content. On a small
     repository made here: the clean copy, a changed file, a missing file, a changed symlink target, an added
-    untracked file (not dirty, as git status --untracked-files=no), and a copy without the stamp."""
+    untracked file (not dirty, as git status --untracked-files=no), a results file changed (dirty) or left behind (clean:
+    models.LEFT_BEHIND), a code folder left behind (dirty), and a copy without the stamp."""
     import stamp_commit
     from projected_grpo.loop.models import GIT_STAMP, git_ls_tree, git_state, git_tree_digest
 
@@ -70,6 +71,8 @@ def check_stamp() -> int:
         (repo / "a.txt").write_text("alpha\n")
         (repo / "sub" / "b.py").write_bytes(b"print('b')\n\x00\xff")
         (repo / "link").symlink_to("a.txt")
+        (repo / "docs" / "results").mkdir(parents=True)
+        (repo / "docs" / "results" / "runs.tar.xz").write_bytes(b"runs")
         for args in (("init", "-q"), ("add", "-A"), ("-c", "user.name=g", "-c", "user.email=g@g", "commit", "-qm", "x")):
             subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -77,7 +80,7 @@ def check_stamp() -> int:
         assert git_state(repo) == dict(git_commit=head, git_dirty=False, git_commit_source="git"), git_state(repo)
         stamp = stamp_commit.write_git_stamp(repo)
         digest = git_tree_digest(git_ls_tree(repo, head))
-        assert stamp["git_commit"] == head and stamp["git_tree_digest"] == digest and len(stamp["files"]) == 3, stamp
+        assert stamp["git_commit"] == head and stamp["git_tree_digest"] == digest and len(stamp["files"]) == 4, stamp
 
         def copy(change=None) -> dict:
             c = Path(t) / f"copy{cases}"
@@ -91,13 +94,19 @@ def check_stamp() -> int:
                           git_changed=[]), st
         for change, why in ((lambda c: (c / "sub" / "b.py").write_bytes(b"print('B')\n"), ["sub/b.py"]),
                             (lambda c: (c / "a.txt").unlink(), ["a.txt"]),
-                            (lambda c: ((c / "link").unlink(), (c / "link").symlink_to("sub/b.py")), ["link"])):
+                            (lambda c: ((c / "link").unlink(), (c / "link").symlink_to("sub/b.py")), ["link"]),
+                            (lambda c: (c / "docs/results/runs.tar.xz").write_bytes(b"other"), ["docs/results/runs.tar.xz"]),
+                            (lambda c: shutil.rmtree(c / "sub"), ["sub/b.py"])):
             cases += 1
             st = copy(change)
             assert st["git_dirty"] is True and st["git_changed"] == why and st["git_commit"] == head, (why, st)
         cases += 1
         st = copy(lambda c: (c / "new.py").write_text("x = 1\n"))
         assert st["git_dirty"] is False, st
+        cases += 1
+        # results left behind by a device call (models.LEFT_BEHIND): absent is clean, changed is dirty (above)
+        st = copy(lambda c: shutil.rmtree(c / "docs"))
+        assert st["git_dirty"] is False and st["git_changed"] == [], st
         cases += 1
         # a copy with the .git of an earlier commit (a device call sends the .git of the session's start) and the
         # stamp of the commit its files are: the stamp, clean; with a file changed besides: git's dirty claim

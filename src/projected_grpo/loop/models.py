@@ -174,13 +174,23 @@ def write_git_stamp(repo: Path = pinned.REPO, out: Path | None = None) -> dict:
     return stamp
 
 
+LEFT_BEHIND = "docs/results/"
+"""Tracked files no run reads: results, their run archives and write-ups. A device call leaves them behind (its tree
+may not pass 64 MiB, and the archives alone pass it), so a stamped copy may lack them; one present must still match."""
+
+
+def left_behind(repo: Path, path: str) -> bool:
+    """Whether a stamped file is absent from the copy and is one that device calls leave behind (LEFT_BEHIND)."""
+    return path.startswith(LEFT_BEHIND) and not os.path.lexists(repo / path)
+
+
 def stamped_state(repo: Path) -> dict:
     """git_state from GIT_STAMP in a copy without .git: the stamp's commit, git_dirty from the copy's content (a
-    tracked file changed or missing against the stamp's table), git_tree_digest of that table, and up to 10 of the
-    changed paths."""
+    tracked file changed or missing against the stamp's table, but a results file left behind: LEFT_BEHIND),
+    git_tree_digest of that table, and up to 10 of the changed paths."""
     stamp = json.loads((repo / GIT_STAMP).read_text())
     files = stamp["files"]
-    changed = [path for mode, blob, path in files if not _matches(repo / path, mode, blob)]
+    changed = [path for mode, blob, path in files if not _matches(repo / path, mode, blob) and not left_behind(repo, path)]
     return dict(git_commit=str(stamp["git_commit"]), git_dirty=bool(changed), git_commit_source="stamp",
                 git_tree_digest=git_tree_digest(files), git_changed=changed[:10])
 
