@@ -6,9 +6,12 @@
 # Before: out/decisive_parts/ (carried; ignored by git) holds the latest call's packed runs (<tag>_runs.partN.tar.xz,
 # nothing older) and direction files (vhack_<tag>.tar); .git_commit.json (scripts/stamp_commit.py, written right
 # before the call on a clean tree) is carried so that every run records its commit; the call refuses to run
-# otherwise (exit 3). Runs finished earlier are unpacked and skipped; carried direction files are reused.
-# After: $OUT holds this call's log, every run of the organism packed again (pack_runs.py --xz) and the direction
-# files. Here: python scripts/pack_runs.py --unpack PART out/decisive, then keep the parts in docs/results/.
+# otherwise (exit 3). Runs finished earlier are unpacked and skipped; carried direction files are reused. A run folder
+# the machine already holds (a warm machine keeps out/ between calls) is never rewritten from a part
+# (pack_runs --keep-existing): its own copy is at least as new.
+# After: $OUT holds this call's log, every run of the organism packed again (pack_runs.py --xz), with the last
+# checkpoint of each unfinished run (--checkpoints: a call on a fresh machine resumes it), and the direction files.
+# Here: python scripts/pack_runs.py --unpack PART out/decisive, then keep the parts in docs/results/.
 set -euo pipefail
 model=$1; seeds=$2; budget=$3; shift 3
 export PYTHONPATH=src PYTHONUNBUFFERED=1
@@ -19,7 +22,7 @@ assert s["git_commit_source"] in ("stamp", "git") and s["git_dirty"] is False, "
 mkdir -p out/decisive out/vhack
 # the parts of the latest call only (out/decisive_parts holds nothing else), in their order
 for part in $(ls -v out/decisive_parts/"${tag}"_runs.part*.tar.xz 2>/dev/null); do
-  python3 scripts/pack_runs.py --unpack "$part" out/decisive
+  python3 scripts/pack_runs.py --unpack "$part" out/decisive --keep-existing
 done
 if [ -e "out/decisive_parts/vhack_${tag}.tar" ]; then tar xf "out/decisive_parts/vhack_${tag}.tar" -C out; fi
 nvidia-smi --query-gpu=name --format=csv,noheader || true
@@ -27,7 +30,7 @@ rc=0
 python3 scripts/decisive.py --model "$model" --seeds "$seeds" --budget-min "$budget" "$@" 2>&1 \
   | tee "$OUT/decisive_${tag}.log" || rc=$?
 if [ ! -d "out/decisive/${tag}" ]; then echo "decisive.py made no run folder (exit $rc)" >&2; exit "$((rc ? rc : 1))"; fi
-python3 scripts/pack_runs.py "out/decisive/${tag}" "$OUT/${tag}_runs" --xz --max-mb 14
+python3 scripts/pack_runs.py "out/decisive/${tag}" "$OUT/${tag}_runs" --xz --max-mb 14 --checkpoints
 (cd out && tar cf "$OUT/vhack_${tag}.tar" vhack/"${tag}"_*.safetensors)
 # a call brings back at most 8 files of 16 MiB: say so loudly rather than lose parts
 n=$(ls "$OUT/${tag}"_runs.part*.tar.xz | wc -l)

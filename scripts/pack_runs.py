@@ -40,9 +40,14 @@ def fail(msg: str) -> None:
     raise SystemExit(2)
 
 
-def evidence(runs: Path) -> list[Path]:
-    """The files of every run under `runs` that results are computed from, in a stable order."""
-    return sorted({f for pattern in KEEP for f in runs.rglob(pattern) if "ckpt" not in f.parts and f.is_file()})
+def evidence(runs: Path, checkpoints: bool = False) -> list[Path]:
+    """The files of every run under `runs` that results are computed from, in a stable order; with checkpoints also
+    the last checkpoint of every unfinished run (ckpt/last.pt of a run folder without DONE), so that a later call on
+    a fresh machine resumes it."""
+    files = {f for pattern in KEEP for f in runs.rglob(pattern) if "ckpt" not in f.parts and f.is_file()}
+    if checkpoints:
+        files |= {c for c in runs.glob("*/ckpt/last.pt") if not (c.parent.parent / "DONE").exists()}
+    return sorted(files)
 
 
 def member(f: Path, runs: Path, xz: bool) -> tuple[str, bytes]:
@@ -54,12 +59,12 @@ def member(f: Path, runs: Path, xz: bool) -> tuple[str, bytes]:
     return name, data
 
 
-def split(runs: Path, max_bytes: int, xz: bool) -> list[list[Path]]:
+def split(runs: Path, max_bytes: int, xz: bool, checkpoints: bool = False) -> list[list[Path]]:
     """The evidence files in order, cut into parts: a new part once the estimated packed size passes max_bytes."""
     ratio = XZ_RATIO if xz else 1  # step logs are already gzipped in .tgz parts
     groups: list[list[Path]] = []
     size = 0
-    for f in evidence(runs):
+    for f in evidence(runs, checkpoints):
         n = len(member(f, runs, xz)[1]) // ratio
         if not groups or size + n > max_bytes:
             groups.append([])
@@ -81,11 +86,12 @@ def write_part(part: Path, files: list[Path], runs: Path, xz: bool, best: bool) 
     return part
 
 
-def pack(runs: Path, prefix: Path, max_bytes: int, xz: bool = False, best: bool = False) -> list[Path]:
+def pack(runs: Path, prefix: Path, max_bytes: int, xz: bool = False, best: bool = False,
+         checkpoints: bool = False) -> list[Path]:
     """Files into prefix.partN.tgz (or .tar.xz with xz; best: xz preset 9e, about a third smaller and several times
     slower, for what is kept in the repository), a new part once the estimated packed size passes max_bytes. The parts
     are compressed side by side, one process each (xz packs about 10 MiB/s a core)."""
-    groups = split(runs, max_bytes, xz)
+    groups = split(runs, max_bytes, xz, checkpoints)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     ext = ".tar.xz" if xz else ".tgz"
     parts = [prefix.with_name(f"{prefix.name}.part{i}{ext}") for i in range(len(groups))]
@@ -93,14 +99,27 @@ def pack(runs: Path, prefix: Path, max_bytes: int, xz: bool = False, best: bool 
         return list(ex.map(write_part, parts, groups, *zip(*[(runs, xz, best)] * len(groups))))
 
 
-def unpack(part: Path, dest: Path) -> int:
+def unit(name: str) -> str:
+    """What a part's member belongs to: its run folder (TAG/RUN/...) or, for a file beside the runs, the file."""
+    parts = name.split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 else name
+
+
+def unpack(part: Path, dest: Path, keep_existing: bool = False) -> int:
     """Extract a part into dest, zipping step logs stored unzipped as the run logs write them (logs.gzip_bytes);
-    the number of files."""
+    the number of files written. keep_existing: a run folder (or a file beside the runs) that dest already holds is
+    left as it is, every file of it in the part skipped: on a machine that kept its runs between calls, its own copy
+    is at least as new as any carried part, and a part's older files mixed into a run that went on (or started again)
+    would make a run of two histories."""
     n = 0
     with tarfile.open(part) as tar:
-        for m in tar.getmembers():
+        members = tar.getmembers()
+        present = {unit(m.name) for m in members if (dest / unit(m.name)).exists()} if keep_existing else set()
+        for m in members:
             inside = (dest / m.name).resolve().is_relative_to(dest.resolve())
             assert m.isfile() and inside, f"{part}: {m.name} is not a file inside {dest}"
+            if unit(m.name) in present:
+                continue
             data = tar.extractfile(m).read()
             name = m.name
             if Path(name).name.startswith("step_") and name.endswith(".jsonl"):
@@ -120,19 +139,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--xz", action="store_true", help="tar.xz parts with the step logs stored unzipped")
     ap.add_argument("--best", action="store_true", help="with --xz: preset 9e (smaller, slower)")
     ap.add_argument("--unpack", action="store_true", help="extract the part RUNS into the folder PREFIX")
+    ap.add_argument("--keep-existing", action="store_true",
+                    help="with --unpack: leave run folders (and files beside them) that PREFIX already holds as they are")
+    ap.add_argument("--checkpoints", action="store_true",
+                    help="also pack the last checkpoint of every unfinished run (for a later call to resume it)")
     a = ap.parse_args(argv)
     runs = Path(a.runs)
     if a.unpack:
         if not runs.is_file():
             fail(f"{runs}: no such part")
-        print(f"unpacked {unpack(runs, Path(a.prefix))} files of {runs} into {a.prefix}")
+        n = unpack(runs, Path(a.prefix), a.keep_existing)
+        print(f"unpacked {n} files of {runs} into {a.prefix}" + (" (runs already there kept)" if a.keep_existing else ""))
         return 0
     if not runs.is_dir():
         fail(f"{runs}: not a folder")
     if not evidence(runs):
         fail(f"{runs}: no run files ({', '.join(KEEP)}) under it")
-    parts = pack(runs, Path(a.prefix), int(a.max_mb * 2**20), a.xz, a.best)
-    print(f"packed {len(evidence(runs))} files of {runs} into {len(parts)} part(s): {', '.join(p.name for p in parts)}")
+    parts = pack(runs, Path(a.prefix), int(a.max_mb * 2**20), a.xz, a.best, a.checkpoints)
+    print(f"packed {len(evidence(runs, a.checkpoints))} files of {runs} into {len(parts)} part(s): {', '.join(p.name for p in parts)}")
     return 0
 
 

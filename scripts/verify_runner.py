@@ -338,6 +338,38 @@ def check_pack_roundtrip(d: Path) -> None:
         assert (d / "back/runs/vanilla_s0" / f).read_bytes() == (run / f).read_bytes(), f"{f} changed by pack/unpack"
 
 
+def check_unpack_keeps_machine_runs(d: Path) -> None:
+    """decisive_call.sh unpacks the carried parts with keep_existing: a run folder (or a file beside the runs) the
+    machine already holds is left whole, none of the part's older files mixed into it (session 14 lost ten runs to
+    exactly that mix); runs it lacks are written. --checkpoints packs the last checkpoint of unfinished runs only."""
+    import pack_runs
+
+    runs = d / "kr" / "org"
+    for name, done in (("a_s0", True), ("b_s0", False)):
+        run = runs / name
+        (run / "ckpt").mkdir(parents=True)
+        logs.write_jsonl(run / "metrics.jsonl", [{"step": 0}, {"step": 1}])
+        logs.write_jsonl(run / "eval.jsonl", [{"step": 1}])
+        (run / "ckpt" / "last.pt").write_bytes(b"ckpt")
+        if done:
+            (run / "DONE").write_text("")
+    (runs / "decisive_calls.jsonl").write_text('{"call": 1}\n')
+    parts = pack_runs.pack(runs, d / "kr" / "p", 2**20, xz=True, checkpoints=True)
+    with tarfile.open(parts[0]) as tar:
+        names = set(tar.getnames())
+    assert "org/b_s0/ckpt/last.pt" in names and "org/a_s0/ckpt/last.pt" not in names, names
+    machine = d / "kr" / "machine"
+    (machine / "org" / "b_s0").mkdir(parents=True)  # b_s0 started again here: one metrics row so far, no eval yet
+    logs.write_jsonl(machine / "org" / "b_s0" / "metrics.jsonl", [{"step": 0, "again": True}])
+    (machine / "org" / "decisive_calls.jsonl").write_text('{"call": 2}\n')
+    pack_runs.unpack(parts[0], machine, keep_existing=True)
+    b = machine / "org" / "b_s0"
+    assert sorted(f.name for f in b.iterdir()) == ["metrics.jsonl"], list(b.iterdir())
+    assert logs.read_jsonl(b / "metrics.jsonl") == [{"step": 0, "again": True}], "a carried part rewrote a run here"
+    assert (machine / "org" / "decisive_calls.jsonl").read_text() == '{"call": 2}\n', "the call record was replaced"
+    assert (machine / "org" / "a_s0" / "DONE").exists(), "a run the machine lacks was not unpacked"
+
+
 def check_content_hash(d: Path) -> None:
     """run_meta's vhack_sha256 hashes a direction file's content, not its bytes: two saves of the same tensors and
     metadata (safetensors writes metadata keys in a random order) hash alike; a changed value or metadata does not."""
@@ -361,7 +393,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         check_vhack_current(Path(d))
     check_recipe_values()
-    for check in (check_decisive_plan, check_deadline_skip, check_resume_jobs, check_pack_roundtrip, check_content_hash):
+    for check in (check_decisive_plan, check_deadline_skip, check_resume_jobs, check_pack_roundtrip,
+                  check_unpack_keeps_machine_runs, check_content_hash):
         with tempfile.TemporaryDirectory() as d:
             check(Path(d))
     with tempfile.TemporaryDirectory() as d:
@@ -390,7 +423,8 @@ def main() -> None:
           "refused, one differing only in logs.CONFIG_EXCLUDED accepted; a v_hack file of other weights, another pair set or another model or adapter identity is stale; "
           "decisive.py gives every run the prereg's flags and direction seeds and refuses other values; a job that would "
           "not finish before the deadline is skipped, not started (started and stopped with late_starts); a job whose runs "
-          "stopped at one checkpointed step resumes them; pack_runs --xz round-trips step logs byte for byte")
+          "stopped at one checkpointed step resumes them; pack_runs --xz round-trips step logs byte for byte; carried parts never rewrite a run folder the "
+          "machine holds, and --checkpoints packs unfinished runs' checkpoints only")
 
 
 if __name__ == "__main__":
