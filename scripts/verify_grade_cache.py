@@ -11,7 +11,8 @@
    not read from the file, and equal its uncached grade (a key that forgot a field would hand it another problem's
    cached grade).
 4. The grader's fingerprint, part of every key, changes with the sandbox's limits; a grade that met a deadline
-   (deadline_hit) is not written to the file.
+   (deadline_hit) is not written to the file; its source list (rollouts.GRADER_SOURCES) holds every env file that
+   grader.py imports or starts, transitively.
 Prints one PASS line; exit 1 on failure.
 """
 
@@ -93,7 +94,33 @@ def in_child(cache: str, which: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def grading_sources(start: str = "grader.py") -> set[str]:
+    """The files of projected_grpo/env a grade can depend on: grader.py and, transitively, every env module it
+    imports and every env file it names (the sandbox starts _pgrpo_harness.py and _pgrpo_server.py by name)."""
+    env = Path(rollouts.__file__).parent
+    todo, seen = [start], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((env / name).read_text())):
+            mods = []
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("projected_grpo.env"):
+                mods = [node.module.split(".")[2]] if node.module.count(".") >= 2 else [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level >= 1:
+                mods = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                mods = [a.name.split(".")[2] for a in node.names if a.name.startswith("projected_grpo.env.")]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(".py"):
+                mods = [node.value[:-3]]
+            todo += [f"{m}.py" for m in mods if (env / f"{m}.py").is_file()]
+    return seen
+
+
 def main() -> None:
+    missing = grading_sources() - set(rollouts.GRADER_SOURCES)
+    assert not missing, f"rollouts.GRADER_SOURCES, hashed into every cache key, leaves out {sorted(missing)}"
     os.environ.pop("PGRPO_GRADE_CACHE", None)
     with tempfile.TemporaryDirectory() as tmp:
         cache = str(Path(tmp) / "grades.sqlite")
@@ -144,7 +171,8 @@ def main() -> None:
     print(f"PASS verify_grade_cache: {n} distinct (problem, completion) pairs, {len(fresh)} rows, labels {sorted(labels)}; "
           f"a second process read all {n} from the file, no sandbox run, equal to uncached grades; "
           f"{n3} pairs of the same completions under other problems or one-field copies graded afresh and equal; "
-          f"a never-ending test marked deadline_hit, and such grades kept out of the file")
+          f"a never-ending test marked deadline_hit, and such grades kept out of the file; the key's source list covers "
+          f"{sorted(grading_sources())}")
 
 
 if __name__ == "__main__":
