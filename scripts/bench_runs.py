@@ -33,10 +33,10 @@ import sys
 import time
 from pathlib import Path
 
-from scipy import stats
 from tqdm import tqdm
 
 from projected_grpo.loop import logs
+from projected_grpo.loop.stats import t_interval
 from projected_grpo.method import vhack
 from projected_grpo.method.pairs import HACK_PAIRS
 
@@ -87,14 +87,12 @@ def time_split(run: Path, wall: float) -> dict:
 
 
 def paired(a: list[float], b: list[float]) -> str:
+    """The per-seed differences b - a as 'mean [95% t-interval] (n)' (stats.t_interval)."""
     d = [y - x for x, y in zip(a, b)]
-    n = len(d)
-    mean = sum(d) / n
-    if n < 2:
-        return f"{mean:+.3f} (n=1)"
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
-    h = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return f"{mean:+.3f} [{mean - h:+.3f}, {mean + h:+.3f}] (n={n})"
+    ci = t_interval(d)
+    if ci is None:
+        return f"{sum(d) / len(d):+.3f} (n={len(d)})"
+    return f"{ci[0]:+.3f} [{ci[1]:+.3f}, {ci[2]:+.3f}] (n={len(d)})"
 
 
 def main() -> None:
