@@ -11,7 +11,7 @@
 # (pack_runs --keep-existing): its own copy is at least as new.
 # After: $OUT holds this call's log, every run of the organism packed again (pack_runs.py --xz), with the last
 # checkpoint of each unfinished run (--checkpoints: a call on a fresh machine resumes it), and the direction files.
-# Here: python scripts/pack_runs.py --unpack PART out/decisive, then keep the parts in docs/results/.
+# Here: python scripts/pack_runs.py --unpack PART... out/decisive, then keep the parts in docs/results/.
 set -euo pipefail
 model=$1; seeds=$2; budget=$3; shift 3
 export PYTHONPATH=src PYTHONUNBUFFERED=1
@@ -20,10 +20,10 @@ tag=$(python3 -c 'import sys; from projected_grpo.method.arms import model_tag; 
 python3 -c 'from projected_grpo.loop.models import git_state as g; s = g(); print("commit", s)
 assert s["git_commit_source"] in ("stamp", "git") and s["git_dirty"] is False, "not a clean stamped tree"' || exit 3
 mkdir -p out/decisive out/vhack
-# the parts of the latest call only (out/decisive_parts holds nothing else), in their order
-for part in $(ls -v out/decisive_parts/"${tag}"_runs.part*.tar.xz 2>/dev/null); do
-  python3 scripts/pack_runs.py --unpack "$part" out/decisive --keep-existing
-done
+# the parts of the latest call only (out/decisive_parts holds nothing else), all in one command: what the machine
+# holds is read once, before any part (a run is never split between parts, and one part's files never hide another's)
+parts=$(ls -v out/decisive_parts/"${tag}"_runs.part*.tar.xz 2>/dev/null || true)
+if [ -n "$parts" ]; then python3 scripts/pack_runs.py --unpack $parts out/decisive --keep-existing; fi
 if [ -e "out/decisive_parts/vhack_${tag}.tar" ]; then tar xf "out/decisive_parts/vhack_${tag}.tar" -C out; fi
 nvidia-smi --query-gpu=name --format=csv,noheader || true
 rc=0

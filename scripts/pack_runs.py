@@ -4,7 +4,7 @@ metrics, eval rows, configuration and run_meta (checkpoints left out), split int
     python scripts/pack_runs.py out/runs "$OUT/runs" --max-mb 15     # -> $OUT/runs.part0.tgz, part1, ...
     for f in runs.part*.tgz; do tar xzf $f; done                     # here, then keep them in docs/results/<date>_<name>/
     python scripts/pack_runs.py out/runs "$OUT/runs" --xz            # -> $OUT/runs.part0.tar.xz: step logs stored
-    python scripts/pack_runs.py --unpack runs.part0.tar.xz DEST      #    unzipped (xz packs them ~7x smaller), and
+    python scripts/pack_runs.py --unpack runs.part*.tar.xz DEST      #    unzipped (xz packs them ~7x smaller), and
                                                                      #    zipped again on unpacking (the same rows)
 
 A device call returns at most 8 files of 16 MiB; a results folder keeps the parts next to the numbers computed
@@ -18,6 +18,7 @@ import gzip
 import io
 import lzma
 import os
+import re
 import sys
 import tarfile
 from concurrent.futures import ProcessPoolExecutor
@@ -59,17 +60,42 @@ def member(f: Path, runs: Path, xz: bool) -> tuple[str, bytes]:
     return name, data
 
 
+RUN_DIR = re.compile(r".+_s\d+")
+"""A run folder's name (<arm>_s<seed>, the drivers' naming)."""
+
+
+def unit(name: str) -> str:
+    """What a file belongs to, in a part or on disk (a path relative to the packed folder's parent): the run folder
+    on its path (..../<arm>_s<seed>), or the file itself when no folder on its path is a run's (a process log, a
+    driver's call record)."""
+    parts = name.split("/")
+    for i, folder in enumerate(parts[:-1]):
+        if RUN_DIR.fullmatch(folder):
+            return "/".join(parts[: i + 1])
+    return name
+
+
+def packed_size(f: Path, runs: Path, xz: bool) -> int:
+    """A file's estimated size in a part: xz's text ratio (XZ_RATIO) for logs, none for checkpoints (float tensors
+    barely compress) or inside .tgz parts (step logs are gzipped already)."""
+    raw = len(member(f, runs, xz)[1])
+    return raw // XZ_RATIO if xz and f.suffix != ".pt" else raw
+
+
 def split(runs: Path, max_bytes: int, xz: bool, checkpoints: bool = False) -> list[list[Path]]:
-    """The evidence files in order, cut into parts: a new part once the estimated packed size passes max_bytes."""
-    ratio = XZ_RATIO if xz else 1  # step logs are already gzipped in .tgz parts
+    """The evidence files cut into parts, each run folder (unit) whole in one part: a new part once the next unit
+    would take the estimated packed size past max_bytes (a unit larger than that gets a part of its own)."""
+    units: dict[str, list[Path]] = {}
+    for f in evidence(runs, checkpoints):
+        units.setdefault(unit(str(f.relative_to(runs.parent))), []).append(f)
     groups: list[list[Path]] = []
     size = 0
-    for f in evidence(runs, checkpoints):
-        n = len(member(f, runs, xz)[1]) // ratio
-        if not groups or size + n > max_bytes:
+    for files in units.values():
+        n = sum(packed_size(f, runs, xz) for f in files)
+        if not groups or (groups[-1] and size + n > max_bytes):
             groups.append([])
             size = 0
-        groups[-1].append(f)
+        groups[-1] += files
         size += n
     return groups
 
@@ -99,23 +125,19 @@ def pack(runs: Path, prefix: Path, max_bytes: int, xz: bool = False, best: bool 
         return list(ex.map(write_part, parts, groups, *zip(*[(runs, xz, best)] * len(groups))))
 
 
-def unit(name: str) -> str:
-    """What a part's member belongs to: its run folder (TAG/RUN/...) or, for a file beside the runs, the file."""
-    parts = name.split("/")
-    return "/".join(parts[:2]) if len(parts) > 2 else name
-
-
-def unpack(part: Path, dest: Path, keep_existing: bool = False) -> int:
-    """Extract a part into dest, zipping step logs stored unzipped as the run logs write them (logs.gzip_bytes);
-    the number of files written. keep_existing: a run folder (or a file beside the runs) that dest already holds is
-    left as it is, every file of it in the part skipped: on a machine that kept its runs between calls, its own copy
-    is at least as new as any carried part, and a part's older files mixed into a run that went on (or started again)
-    would make a run of two histories."""
-    n = 0
-    with tarfile.open(part) as tar:
-        members = tar.getmembers()
-        present = {unit(m.name) for m in members if (dest / unit(m.name)).exists()} if keep_existing else set()
-        for m in members:
+def unpack(parts: list[Path], dest: Path, keep_existing: bool = False) -> int:
+    """Extract parts into dest, zipping step logs stored unzipped as the run logs write them (logs.gzip_bytes);
+    the number of files written. keep_existing: a run folder (or a file beside the runs) that dest held before the
+    first part was opened is left as it is, every file of it in the parts skipped: on a machine that kept its runs
+    between calls, its own copy is at least as new as any carried part, and a part's older files mixed into a run that
+    went on (or started again) would make a run of two histories. What dest holds is read once, before any part, so
+    that one part's files never make another part's files of the same run look present."""
+    opened = [tarfile.open(part) for part in parts]
+    try:
+        names = [(part, tar, m) for part, tar in zip(parts, opened) for m in tar.getmembers()]
+        present = {unit(m.name) for _, _, m in names if (dest / unit(m.name)).exists()} if keep_existing else set()
+        n = 0
+        for part, tar, m in names:
             inside = (dest / m.name).resolve().is_relative_to(dest.resolve())
             assert m.isfile() and inside, f"{part}: {m.name} is not a file inside {dest}"
             if unit(m.name) in present:
@@ -128,29 +150,37 @@ def unpack(part: Path, dest: Path, keep_existing: bool = False) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(data)
             n += 1
-    return n
+        return n
+    finally:
+        for tar in opened:
+            tar.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", help="folder of run folders (with --unpack: a part)")
-    ap.add_argument("prefix", help="output path prefix; parts are PREFIX.partN.tgz (with --unpack: the destination)")
+    ap.add_argument("paths", nargs="+", metavar="PATH",
+                    help="RUNS PREFIX: the folder of run folders and the parts' path prefix (PREFIX.partN.tgz); "
+                         "with --unpack: PART [PART ...] DEST, every part into the folder DEST")
     ap.add_argument("--max-mb", type=float, default=15.0)
     ap.add_argument("--xz", action="store_true", help="tar.xz parts with the step logs stored unzipped")
     ap.add_argument("--best", action="store_true", help="with --xz: preset 9e (smaller, slower)")
-    ap.add_argument("--unpack", action="store_true", help="extract the part RUNS into the folder PREFIX")
+    ap.add_argument("--unpack", action="store_true", help="extract the parts into the folder DEST")
     ap.add_argument("--keep-existing", action="store_true",
-                    help="with --unpack: leave run folders (and files beside them) that PREFIX already holds as they are")
+                    help="with --unpack: leave run folders (and files beside them) that DEST held before as they are")
     ap.add_argument("--checkpoints", action="store_true",
                     help="also pack the last checkpoint of every unfinished run (for a later call to resume it)")
     a = ap.parse_args(argv)
-    runs = Path(a.runs)
+    if len(a.paths) < 2 or (len(a.paths) > 2 and not a.unpack):
+        fail(f"{' '.join(a.paths)}: expected RUNS PREFIX, or with --unpack PART [PART ...] DEST")
     if a.unpack:
-        if not runs.is_file():
-            fail(f"{runs}: no such part")
-        n = unpack(runs, Path(a.prefix), a.keep_existing)
-        print(f"unpacked {n} files of {runs} into {a.prefix}" + (" (runs already there kept)" if a.keep_existing else ""))
+        parts, dest = [Path(x) for x in a.paths[:-1]], Path(a.paths[-1])
+        for part in parts:
+            if not part.is_file():
+                fail(f"{part}: no such part")
+        n = unpack(parts, dest, a.keep_existing)
+        print(f"unpacked {n} files of {len(parts)} part(s) into {dest}" + (" (runs already there kept)" if a.keep_existing else ""))
         return 0
+    runs, a.prefix = Path(a.paths[0]), a.paths[1]
     if not runs.is_dir():
         fail(f"{runs}: not a folder")
     if not evidence(runs):

@@ -106,6 +106,10 @@ def grading_sources(start: str = "grader.py") -> set[str]:
         seen.add(name)
         for node in ast.walk(ast.parse((env / name).read_text())):
             mods = []
+            imported = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            outside = [m for m in imported if m.startswith("projected_grpo") and not m.startswith("projected_grpo.env")]
+            assert not outside, f"{name} imports {outside}: a grade may depend on code outside env/ (extend GRADER_SOURCES)"
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("projected_grpo.env"):
                 mods = [node.module.split(".")[2]] if node.module.count(".") >= 2 else [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level >= 1:

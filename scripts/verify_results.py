@@ -73,6 +73,7 @@ def check_stamp() -> int:
         (repo / "link").symlink_to("a.txt")
         (repo / "docs" / "results").mkdir(parents=True)
         (repo / "docs" / "results" / "runs.tar.xz").write_bytes(b"runs")
+        (repo / "docs" / "notes.md").write_text("not a result\n")
         for args in (("init", "-q"), ("add", "-A"), ("-c", "user.name=g", "-c", "user.email=g@g", "commit", "-qm", "x")):
             subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -80,7 +81,7 @@ def check_stamp() -> int:
         assert git_state(repo) == dict(git_commit=head, git_dirty=False, git_commit_source="git"), git_state(repo)
         stamp = stamp_commit.write_git_stamp(repo)
         digest = git_tree_digest(git_ls_tree(repo, head))
-        assert stamp["git_commit"] == head and stamp["git_tree_digest"] == digest and len(stamp["files"]) == 4, stamp
+        assert stamp["git_commit"] == head and stamp["git_tree_digest"] == digest and len(stamp["files"]) == 5, stamp
 
         def copy(change=None) -> dict:
             c = Path(t) / f"copy{cases}"
@@ -96,7 +97,8 @@ def check_stamp() -> int:
                             (lambda c: (c / "a.txt").unlink(), ["a.txt"]),
                             (lambda c: ((c / "link").unlink(), (c / "link").symlink_to("sub/b.py")), ["link"]),
                             (lambda c: (c / "docs/results/runs.tar.xz").write_bytes(b"other"), ["docs/results/runs.tar.xz"]),
-                            (lambda c: shutil.rmtree(c / "sub"), ["sub/b.py"])):
+                            (lambda c: shutil.rmtree(c / "sub"), ["sub/b.py"]),
+                            (lambda c: (c / "docs/notes.md").unlink(), ["docs/notes.md"])):
             cases += 1
             st = copy(change)
             assert st["git_dirty"] is True and st["git_changed"] == why and st["git_commit"] == head, (why, st)
@@ -105,7 +107,7 @@ def check_stamp() -> int:
         assert st["git_dirty"] is False, st
         cases += 1
         # results left behind by a device call (models.LEFT_BEHIND): absent is clean, changed is dirty (above)
-        st = copy(lambda c: shutil.rmtree(c / "docs"))
+        st = copy(lambda c: shutil.rmtree(c / "docs" / "results"))
         assert st["git_dirty"] is False and st["git_changed"] == [], st
         cases += 1
         # a copy with the .git of an earlier commit (a device call sends the .git of the session's start) and the

@@ -333,7 +333,7 @@ def check_pack_roundtrip(d: Path) -> None:
     with tarfile.open(parts[0]) as tar:
         names = tar.getnames()
     assert "runs/vanilla_s0/step_0000.jsonl" in names, names
-    pack_runs.unpack(parts[0], d / "back")
+    pack_runs.unpack(parts, d / "back")
     for f in ("step_0000.jsonl.gz", "metrics.jsonl"):
         assert (d / "back/runs/vanilla_s0" / f).read_bytes() == (run / f).read_bytes(), f"{f} changed by pack/unpack"
 
@@ -362,12 +362,33 @@ def check_unpack_keeps_machine_runs(d: Path) -> None:
     (machine / "org" / "b_s0").mkdir(parents=True)  # b_s0 started again here: one metrics row so far, no eval yet
     logs.write_jsonl(machine / "org" / "b_s0" / "metrics.jsonl", [{"step": 0, "again": True}])
     (machine / "org" / "decisive_calls.jsonl").write_text('{"call": 2}\n')
-    pack_runs.unpack(parts[0], machine, keep_existing=True)
+    pack_runs.unpack(parts, machine, keep_existing=True)
     b = machine / "org" / "b_s0"
     assert sorted(f.name for f in b.iterdir()) == ["metrics.jsonl"], list(b.iterdir())
     assert logs.read_jsonl(b / "metrics.jsonl") == [{"step": 0, "again": True}], "a carried part rewrote a run here"
     assert (machine / "org" / "decisive_calls.jsonl").read_text() == '{"call": 2}\n', "the call record was replaced"
     assert (machine / "org" / "a_s0" / "DONE").exists(), "a run the machine lacks was not unpacked"
+    # many small parts (each run whole in one part), unpacked with keep_existing into an empty folder: every file back
+    for i in range(6):
+        run = runs / f"c_s{i}"
+        run.mkdir()
+        logs.write_jsonl(run / "metrics.jsonl", [{"step": k, "x": "y" * 400} for k in range(40)])
+        for k in range(3):
+            logs.write_step(run, k, [{"step": k, "completion": f"{i} {k} " + "z" * 300}] * 8)
+        (run / "DONE").write_text("")
+    parts = pack_runs.pack(runs, d / "kr" / "q", 600, xz=True, checkpoints=True)
+    assert len(parts) >= 4, f"expected many parts, got {len(parts)}"
+    for p in parts:
+        with tarfile.open(p) as tar:
+            units = {pack_runs.unit(n) for n in tar.getnames()}
+        for u in units - {"org/decisive_calls.jsonl"}:
+            assert all(pack_runs.unit(n) != u for q in parts if q != p for n in tarfile.open(q).getnames()), (
+                f"run {u} split between parts")
+    fresh = d / "kr" / "fresh"
+    pack_runs.unpack(parts, fresh, keep_existing=True)
+    want = sorted(str(f.relative_to(runs.parent)) for f in pack_runs.evidence(runs, checkpoints=True))
+    got = sorted(str(f.relative_to(fresh)) for f in fresh.rglob("*") if f.is_file())
+    assert got == want, f"a multi-part unpack into an empty folder lost {sorted(set(want) - set(got))[:5]}"
 
 
 def check_content_hash(d: Path) -> None:
