@@ -774,7 +774,7 @@ def decisive_plot(res: dict, out: Path) -> Path:
         fig.suptitle("INTERIM: not the registered test (decides nothing)", color="firebrick")
     fig.tight_layout()
     path = out / "decisive_contrasts.png"
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata={"Title": fig.get_suptitle() or "decisive contrasts"})  # the banner, readable
     plt.close(fig)
     return path
 

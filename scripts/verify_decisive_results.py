@@ -227,6 +227,10 @@ def check_refusals(t: Path, dirs: dict[str, Path]) -> int:
     got = [r["holm_p"] for r in fam]
     assert all((g is None) == (x is None) and (g is None or abs(g - w) < 1e-12) for g, w, x in zip(got, want, raw)), got
     assert "Interim table, not the registered test" in (out / "results.md").read_text(), "a 3-seed table not marked interim"
+    from PIL import Image
+
+    title = Image.open(out / "decisive_contrasts.png").text.get("Title", "")
+    assert title.startswith("INTERIM"), f"the interim table's plot carries no INTERIM banner (title {title!r})"
     broken = t / "broken"
     make_run(broken, "vanilla", prereg.FIRST_SEED, "cpu", steps=(prereg.SECONDARY_STEP,))
     for args, why in (([f"cpu={broken}"], "vanilla_s100"),
@@ -279,7 +283,7 @@ def main() -> None:
           f"hand computations; planted H1 route - route-random = {h1['per_organism']['cpu']['mean']:+.3f} (cpu), "
           f"{h1['per_organism']['rep']['mean']:+.3f} (rep), pooled {h1['pooled']['estimate']:+.3f}, Holm p "
           f"{h1['holm_p']:.2g} rejected; null H5 not rejected; step 39 (+0.105) and step 79 read from their own rows; "
-          f"unfinished run listed, run missing step 79 refused, Holm over 12 with 10 missing as p = 1 said, interim marked, emergence floor, collapsed "
+          f"unfinished run listed, run missing step 79 refused, Holm over 12 with 10 missing as p = 1 said, interim marked (results.md and the plot's banner), emergence floor, collapsed "
           f"and exploratory runs flagged; {n_refused} bad inputs refused (exit 2, one line)")
 
 
