@@ -84,6 +84,9 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, _runner.Plan]:
     ap.add_argument("--late-starts", action="store_true",
                     help="start processes that will not finish before the deadline (stopped there, they resume from "
                          "their last checkpoint in the next call on the same machine)")
+    ap.add_argument("--ckpt-every", type=int, default=0,
+                    help="checkpoint every N steps (0: train.py's default, 5); not part of a run's configuration "
+                         "(logs.CONFIG_EXCLUDED): slow runs stopped at a deadline lose fewer steps")
     ap.add_argument("--registered-off", action="store_true",
                     help="allow flags other than the prereg's (the runs are then not the registered table)")
     a = ap.parse_args(argv)
@@ -106,7 +109,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, _runner.Plan]:
         if not torch.cuda.is_available():
             fail(f"--device {a.device}: no GPU on this machine (the registered runs are made on one H100, amendment "
                  "2; --device cpu --registered-off runs the same arms here, outside the registered table)")
-    a.extra = [*REGISTERED_EXTRA, *a.extra]
+    a.extra = [*REGISTERED_EXTRA, *a.extra, *(["--ckpt-every", str(a.ckpt_every)] if a.ckpt_every else [])]
     plan = _runner.plan_from_args(a, fail)
     if not a.grade_workers:
         a.grade_workers = max(2, 2 * cores // a.parallel)

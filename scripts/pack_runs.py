@@ -103,13 +103,14 @@ def split(runs: Path, max_bytes: int, xz: bool, checkpoints: bool = False) -> li
 def write_part(part: Path, files: list[Path], runs: Path, xz: bool, best: bool) -> Path:
     """One part: a tar.xz (preset 9e with best) or a tgz of `files`."""
     opts = dict(preset=9 | lzma.PRESET_EXTREME) if xz and best else {}
-    with tarfile.open(part, "w:xz" if xz else "w:gz", **opts) as tar:
+    tmp = part.with_name(part.name + ".tmp")  # a call killed mid-pack leaves no whole-looking truncated part
+    with tarfile.open(tmp, "w:xz" if xz else "w:gz", **opts) as tar:
         for f in files:
             name, data = member(f, runs, xz)
             info = tarfile.TarInfo(name)
             info.size, info.mtime = len(data), int(f.stat().st_mtime)
             tar.addfile(info, io.BytesIO(data))
-    return part
+    return tmp.replace(part)
 
 
 def pack(runs: Path, prefix: Path, max_bytes: int, xz: bool = False, best: bool = False,

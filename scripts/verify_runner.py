@@ -261,6 +261,11 @@ def check_decisive_plan(runs: Path) -> None:
             assert got.get("direction_seeds") == want, f"decisive {name}: direction seeds {got.get('direction_seeds')}"
         if arms.arm(arm).matches:
             assert waits == [f"route_s{s}" for s in (100, 101)], f"decisive {name} waits for {waits}"
+    _, every = decisive.parse(["--seeds", "100-101", "--model", "organism:tiny", "--device", "cpu", "--runs", str(runs),
+                               "--registered-off", "--ckpt-every", "1"])
+    assert all(c[c.index("--ckpt-every") + 1] == "1" for _, c, _, _ in _runner.jobs(every) if "--ckpt-every" in c) and \
+        all("--ckpt-every" in c for _, c, _, _ in _runner.jobs(every)), "--ckpt-every did not reach train.py"
+    assert "ckpt_every" in logs.CONFIG_EXCLUDED, "checkpointing became part of a run's configuration"
     # each refused for its own flag (not, say, for the missing GPU of this machine)
     for argv, flag in ((["--steps", "40"], "--steps"), (["--eval-every", "20"], "--eval-every"),
                        (["--seeds", "0,1"], "--seeds"), (["--", "--n-eval", "12"], "extra flags"),
