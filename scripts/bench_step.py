@@ -24,6 +24,10 @@ Differences that remain (by construction of the two implementations):
   - completion length drives generation cost: mean completion tokens are printed for both.
 
 The grader's process-wide cache (rollouts._CACHE) is cleared before each half.
+
+--repeats N runs the pair N times, ours then TRL, seeds seed .. seed+N-1, so that a drift in the machine's load falls
+on both halves; it prints each repeat's ratio of rollouts/s and their mean with a 95% t-interval (n = N), and the table
+averages the repeats. One pair on the 2-core machine varied from 1.43x to 1.62x between calls (journal, session 15).
 TRL is optional (`pip install -e .[trl]`); without it the TRL half is skipped with a message.
 """
 
@@ -45,6 +49,7 @@ torch.set_num_threads(int(os.environ["PGRPO_THREADS"]))
 from projected_grpo.loop import grpo  # noqa: E402
 from projected_grpo.env import rollouts, sandbox  # noqa: E402
 from projected_grpo.env.rollouts import grade_problems  # noqa: E402
+from projected_grpo.loop.stats import t_interval  # noqa: E402
 
 GROUP, MAX_LEN, TEMP = 8, 48, 1.0
 PROMPTS = 8  # set from --prompts in main()
@@ -93,6 +98,11 @@ def bench_ours(model: str, steps: int, out_dir: str, seed: int, decoder: str = "
     n_trainable = sum(p.numel() for p in tr.model.parameters() if p.requires_grad)
     return dict(init=t_init, steps=timed, trainable=n_trainable,
                 **{k: mean([r[k] for r in timed]) for k in timed[0]})
+
+
+def average(halves: list[dict]) -> dict:
+    """Repeats of one half: numbers averaged (equal timed steps in each, so this is the mean over all of them)."""
+    return {k: (mean([h[k] for h in halves]) if isinstance(v, float) else v) for k, v in halves[0].items()}
 
 
 def tr_rows(tr, step: int) -> list[dict]:
@@ -203,21 +213,28 @@ def main() -> None:
     ap.add_argument("--trl-lr", type=float, default=None, help="TRL learning rate (default 1e-5 full, 2e-4 LoRA)")
     ap.add_argument("--skip-trl", action="store_true")
     ap.add_argument("--decoder", default="auto", help="ours: RunConfig.decoder (auto: the trainer's default)")
+    ap.add_argument("--repeats", type=int, default=1, help="pairs (ours, then TRL) at seeds seed..seed+N-1")
     a = ap.parse_args()
+    if a.repeats < 1 or a.steps < 1:
+        ap.error(f"--repeats {a.repeats} and --steps {a.steps}: each must be at least 1")
     global PROMPTS
     PROMPTS = a.prompts
     trl_lr = a.trl_lr if a.trl_lr is not None else (2e-4 if a.trl_lora else 1e-5)
     n_roll = PROMPTS * GROUP
     print(f"bench_step: model={a.model} steps={a.steps} (+1 warm-up) prompts/step={PROMPTS} group={GROUP} "
           f"max_len={MAX_LEN} T={TEMP} threads={torch.get_num_threads()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench_step_") as out_dir:
-        print(f"\n[ours] grpo.Trainer.step (SVD adapter, decoder {a.decoder})", flush=True)
-        ours = bench_ours(a.model, a.steps, out_dir, a.seed, a.decoder)
-        theirs = None
-        if not a.skip_trl:
-            print(f"\n[TRL] GRPOTrainer ({'LoRA r=%d' % a.trl_lora if a.trl_lora else 'full weights'}, lr={trl_lr})",
-                  flush=True)
-            theirs = bench_trl(a.model, a.steps, out_dir, a.seed, trl_lr, a.trl_lora)
+    pairs = []
+    for r in range(a.repeats):
+        with tempfile.TemporaryDirectory(prefix="bench_step_") as out_dir:
+            print(f"\n[ours, repeat {r + 1}/{a.repeats}] grpo.Trainer.step (SVD adapter, decoder {a.decoder})", flush=True)
+            ours = bench_ours(a.model, a.steps, out_dir, a.seed + r, a.decoder)
+            theirs = None
+            if not a.skip_trl:
+                print(f"\n[TRL, repeat {r + 1}/{a.repeats}] GRPOTrainer "
+                      f"({'LoRA r=%d' % a.trl_lora if a.trl_lora else 'full weights'}, lr={trl_lr})", flush=True)
+                theirs = bench_trl(a.model, a.steps, out_dir, a.seed + r, trl_lr, a.trl_lora)
+        pairs.append((ours, theirs))
+    ours, theirs = average([o for o, _ in pairs]), (average([t for _, t in pairs]) if pairs[0][1] else None)
 
     r_ours = n_roll / ours["wall"]
     print(f"\n== mean over {a.steps} timed steps ({n_roll} rollouts/step) ==")
@@ -235,6 +252,11 @@ def main() -> None:
         print(f"| optimizer s/step | {ours['t_opt']:.4f} | {theirs['t_opt']:.4f} | |")
         print(f"| mean completion tokens | {ours['comp_len']:.1f} | {theirs['comp_len']:.1f} | |")
         print(f"| setup s (problems, load, wrap; once) | {ours['init']:.1f} | {theirs['init']:.1f} | |")
+        ratios = [t["wall"] / o["wall"] for o, t in pairs]  # rollouts/s ratio: same rollouts per step both ways
+        ci = t_interval(ratios)
+        each = ", ".join(f"{x:.2f}" for x in ratios)
+        print(f"\nours / TRL rollouts/s per repeat (seeds {a.seed}..{a.seed + a.repeats - 1}): {each}"
+              + (f"; mean {ci[0]:.2f} [{ci[1]:.2f}, {ci[2]:.2f}] (95% t-interval, n = {len(ratios)})" if ci else ""))
     else:
         print(f"| s/step | {ours['wall']:.3f} | skipped | |")
         print(f"| rollouts/s | {r_ours:.2f} | skipped | |")
