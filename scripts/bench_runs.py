@@ -41,7 +41,7 @@ from projected_grpo.method import vhack
 from projected_grpo.method.pairs import HACK_PAIRS
 
 ROOT = Path(__file__).resolve().parents[1]
-ARMS = ("route", "route-random")
+ARMS = ("route", "route-random")  # the default; --arms picks from these
 
 
 def launch(cmds: list[list[str]], deps: list[int | None], parallel: int, env: dict, log_dir: Path,
@@ -98,6 +98,8 @@ def paired(a: list[float], b: list[float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7", help="training seeds of each arm")
+    ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated, of route and route-random, route first "
+                    "(route-random is matched to route's run of its seed)")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--model", default="organism:cpu")
     ap.add_argument("--n-eval", type=int, default=12, help="eval problems per cell (RunConfig.n_eval)")
@@ -114,6 +116,10 @@ def main() -> None:
     ap.add_argument("--skip-separate", action="store_true", help="only the batched way (no speedup line)")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
+    arms = tuple(a.arms.split(","))
+    if not arms or any(x not in ARMS for x in arms) or len(set(arms)) < len(arms) or (
+            "route-random" in arms and arms[0] != "route"):
+        ap.error(f"--arms {a.arms}: give route, or route,route-random (route-random needs route's runs)")
     cores = os.cpu_count() or 2
     rpp = a.runs_per_process or math.ceil(len(seeds) / max(2, cores // 2))
     import torch
@@ -148,26 +154,26 @@ def main() -> None:
             e = dict(env, PGRPO_THREADS=str(a.batched_threads), PGRPO_GRADE_CACHE=str(cache),
                      PGRPO_GRADE_WORKERS=str(max(a.grade_workers, cores // par)))
         cmds = []
-        for arm in ARMS:  # route's processes first; a route-random process waits for the route process of its seeds
+        for arm in arms:  # route's processes first; a route-random process waits for the route process of its seeds
             for u in units:
                 where = (["--seed", str(u[0]), "--run", f"{arm}_s{u[0]}", "--device", "cpu"] if way == "separate" else
                          ["--seeds", ",".join(map(str, u)), "--device", dev, "--decoder", a.batched_decoder])
                 cmds.append([sys.executable, "scripts/train.py", "--arm", arm, "--out-dir", str(runs), "--vhack",
                              str(vh[way]), *where, *common])
-        deps = [None] * len(units) + list(range(len(units)))
+        deps = [None] * len(units) + list(range(len(units))) * (len(arms) - 1)
         walls[way], took[way] = launch(cmds, deps, par, e, out / "logs", way)
-        print(f"{way}: {len(cmds)} processes, {len(seeds) * len(ARMS)} runs in {walls[way]:.0f} s", flush=True)
-    n = len(seeds) * len(ARMS)
+        print(f"{way}: {len(cmds)} processes, {len(seeds) * len(arms)} runs in {walls[way]:.0f} s", flush=True)
+    n = len(seeds) * len(arms)
     rate = {w: n / walls[w] * 3600 for w in ways}
     for w in ways:
         print(f"{w}: {n} runs of {a.steps} steps, {rate[w]:.0f} runs/h")
         split = time_split(out / w / f"route_s{seeds[0]}", took[w][0])
         print(f"  route_s{seeds[0]} split (s): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
-    evals = {r["step"] for w in ways for arm in ARMS for s in seeds for r in logs.read_jsonl(out / w / f"{arm}_s{s}" / "eval.jsonl")}
+    evals = {r["step"] for w in ways for arm in arms for s in seeds for r in logs.read_jsonl(out / w / f"{arm}_s{s}" / "eval.jsonl")}
     assert evals == {a.steps - 1}, f"the runs evaluated at steps {sorted(evals)}, not once at the end"
     print(f"workload: {a.steps} steps, one evaluation at step {a.steps - 1} (kept and ablated), --n-eval {a.n_eval}")
-    res = {w: {arm: [final_rates(out / w / f"{arm}_s{s}") for s in seeds] for arm in ARMS} for w in ways}
-    for arm in ARMS:
+    res = {w: {arm: [final_rates(out / w / f"{arm}_s{s}") for s in seeds] for arm in arms} for w in ways}
+    for arm in arms:
         for w in ways:
             print(f"{arm} {w}: deployed strict hack " + " ".join(f"{h:.3f}" for h, _ in res[w][arm])
                   + " | no-hint solve " + " ".join(f"{s:.3f}" for _, s in res[w][arm]))
@@ -179,7 +185,7 @@ def main() -> None:
                   f", solve {paired([s for _, s in res['separate'][arm]], [s for _, s in res['batched'][arm]])}")
     print(f"a 300-run table of these runs ({a.steps} steps, --n-eval {a.n_eval}, {rpp} runs a process) at the batched "
           f"rate: {300 / rate['batched'] * 60:.1f} min")
-    (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, seeds=seeds, steps=a.steps, device=dev,
+    (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, seeds=seeds, arms=arms, steps=a.steps, device=dev,
                                                     runs_per_process=rpp, n_eval=a.n_eval, results=res), indent=1))
     if len(ways) == 2:
         print(f"speedup {rate['batched'] / rate['separate']:.1f}x (separate {rate['separate']:.0f} runs/h, "
