@@ -3,6 +3,7 @@ runs of one arm per process (grpo.Trainer over their configurations; `scripts/tr
 
     python scripts/bench_runs.py                                   # route then route-random, seeds 0-7, 40 steps
     python scripts/bench_runs.py --seeds 0,1 --steps 3 --model organism:tiny --n-eval 2   # a quick check
+    python scripts/bench_runs.py --seeds 0,1,...,15 --arms route   # route alone (the 16-seed sampled comparison)
 
 separate   every run is `scripts/train.py --arm A --seed S` in its own process, --parallel of them side by side
            (default: the machine's cores), one torch thread and --grade-workers grading workers each, on the CPU

@@ -25,9 +25,10 @@ Differences that remain (by construction of the two implementations):
 
 The grader's process-wide cache (rollouts._CACHE) is cleared before each half.
 
---repeats N runs the pair N times, ours then TRL, seeds seed .. seed+N-1, so that a drift in the machine's load falls
-on both halves; it prints each repeat's ratio of rollouts/s and their mean with a 95% t-interval (n = N), and the table
-averages the repeats. One pair on the 2-core machine varied from 1.43x to 1.62x between calls (journal, session 15).
+--repeats N runs the pair N times at seeds seed .. seed+N-1, ours first on even repeats and TRL first on odd ones,
+so that neither a drift in the machine's load nor going first favours one half; it prints each repeat's ratio of
+rollouts/s and their mean with a 95% t-interval (n = N); the table averages the repeats' step times. One pair varied
+from 1.43x to 1.62x between calls on the 2-core machine (journal, 2026-12-06 session 15).
 TRL is optional (`pip install -e .[trl]`); without it the TRL half is skipped with a message.
 """
 
@@ -226,18 +227,29 @@ def main() -> None:
     pairs = []
     for r in range(a.repeats):
         with tempfile.TemporaryDirectory(prefix="bench_step_") as out_dir:
-            print(f"\n[ours, repeat {r + 1}/{a.repeats}] grpo.Trainer.step (SVD adapter, decoder {a.decoder})", flush=True)
-            ours = bench_ours(a.model, a.steps, out_dir, a.seed + r, a.decoder)
-            theirs = None
-            if not a.skip_trl:
+            def run_ours():
+                print(f"\n[ours, repeat {r + 1}/{a.repeats}] grpo.Trainer.step (SVD adapter, decoder {a.decoder})",
+                      flush=True)
+                return bench_ours(a.model, a.steps, out_dir, a.seed + r, a.decoder)
+
+            def run_trl():
+                if a.skip_trl:
+                    return None
                 print(f"\n[TRL, repeat {r + 1}/{a.repeats}] GRPOTrainer "
                       f"({'LoRA r=%d' % a.trl_lora if a.trl_lora else 'full weights'}, lr={trl_lr})", flush=True)
-                theirs = bench_trl(a.model, a.steps, out_dir, a.seed + r, trl_lr, a.trl_lora)
+                return bench_trl(a.model, a.steps, out_dir, a.seed + r, trl_lr, a.trl_lora)
+
+            if r % 2 == 0:
+                ours = run_ours()
+                theirs = run_trl()
+            else:
+                theirs = run_trl()
+                ours = run_ours()
         pairs.append((ours, theirs))
     ours, theirs = average([o for o, _ in pairs]), (average([t for _, t in pairs]) if pairs[0][1] else None)
 
     r_ours = n_roll / ours["wall"]
-    print(f"\n== mean over {a.steps} timed steps ({n_roll} rollouts/step) ==")
+    print(f"\n== mean over {a.steps} timed steps x {a.repeats} repeat(s) ({n_roll} rollouts/step) ==")
     print("| | ours (grpo.Trainer) | TRL GRPOTrainer | ours / TRL |")
     print("|---|---|---|---|")
     if theirs:
@@ -245,7 +257,7 @@ def main() -> None:
         print(f"| what trains | SVD adapter, {ours['trainable']:,} params | {theirs['mode']}, "
               f"{theirs['trainable']:,} params (trl {theirs['version']}) | |")
         print(f"| s/step | {ours['wall']:.3f} | {theirs['wall']:.3f} | {ours['wall'] / theirs['wall']:.2f} |")
-        print(f"| rollouts/s | {r_ours:.2f} | {r_trl:.2f} | {r_ours / r_trl:.2f} |")
+        print(f"| rollouts/s (ratio of the mean step times) | {r_ours:.2f} | {r_trl:.2f} | {r_ours / r_trl:.2f} |")
         print(f"| grading s/step | {ours['t_grade']:.3f} | {theirs['t_grade']:.3f} | |")
         print(f"| step minus grading s/step (generate + train) | {ours['wall'] - ours['t_grade']:.3f} | "
               f"{theirs['wall'] - theirs['t_grade']:.3f} | {(ours['wall'] - ours['t_grade']) / (theirs['wall'] - theirs['t_grade']):.2f} |")

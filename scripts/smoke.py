@@ -95,13 +95,14 @@ def start_gate(g: Path) -> int:
         return pid
     code = 1
     try:
-        # torch marks its parent-made thread pool stale in a fork and rebuilds it on the next set_num_threads; left to the
-        # loader's worker threads, two of them race that rebuild and one reads no pool ('Invalid thread pool!', CI stop 36)
-        import torch  # noqa: PLC0415
-        torch.set_num_threads(torch.get_num_threads())
         fd = os.open(LOGDIR / f"{g.stem}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
+        # torch marks its parent-made thread pool stale in a fork and rebuilds it at the next request for the pool; a new
+        # thread's first parallel op makes one, so the loader's worker threads can race that rebuild and one reads no
+        # pool ('Invalid thread pool!', CI stop 36). Rebuilt here, while the child has one thread.
+        import torch  # noqa: PLC0415
+        torch.set_num_threads(torch.get_num_threads())
         os.chdir(ROOT)
         sys.argv = [str(g)]
         try:
