@@ -5,9 +5,11 @@ route-subset and scorda-absorb (arms.MAIN), 3 seeds each.
 
 1. resolves the pinned CPU organism (data/organisms; its weights hash checked, nothing built)
 2. extracts the v_hack files the arms need from the hand-authored pairs (arms.vhack_extract_args)
-3. runs every (arm, seed) through scripts/train.py --arm, the seeds of one arm in one process (--runs-per-process,
-   default 3: train.py --seeds), `--parallel` processes at a time with one torch thread each (route-subset after
-   route), printing progress and the time left every 30 s
+3. runs every (arm, seed) through scripts/train.py --arm, one run a process by default (--runs-per-process K packs
+   K seeds of one arm into a process, train.py --seeds: on one CPU thread that is slower, 18.2 min against 12.6 for
+   the whole experiment on a 2-core Xeon, journal 2026-12-06/07 session 15), `--parallel` processes at a time with one
+   torch thread each (a route-subset run after the route run of its seed), printing progress and the time left every
+   30 s
 4. prints the results table (per-seed values, means, hierarchical bootstrap 95% intervals, paired
    differences from vanilla and from each arm's controls) and writes results.json and plots to --results
 
@@ -39,7 +41,7 @@ def fail(msg: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _runner.add_plan_args(ap, arms.MAIN, seeds="0,1,2", eval_every=20, device="", runs="out/runs", parallel=2,
-                          budget_min=600.0, runs_per_process=3)
+                          budget_min=600.0, runs_per_process=1)
     ap.add_argument("--results", default="out/results")
     a = ap.parse_args(argv)
     plan = _runner.plan_from_args(a, fail)
