@@ -25,10 +25,10 @@ Differences that remain (by construction of the two implementations):
 
 The grader's process-wide cache (rollouts._CACHE) is cleared before each half.
 
---repeats N runs the pair N times at seeds seed .. seed+N-1, ours first on even repeats and TRL first on odd ones,
+--repeats N runs the pair N times at seeds seed to seed+N-1, ours first in repeats 1, 3, 5, ... and TRL in 2, 4, ...,
 so that neither a drift in the machine's load nor going first favours one half; it prints each repeat's ratio of
 rollouts/s and their mean with a 95% t-interval (n = N); the table averages the repeats' step times. One pair varied
-from 1.43x to 1.62x between calls on the 2-core machine (journal, 2026-12-06 session 15).
+from 1.43x to 1.62x between calls on the 2-core machine (journal, 2026-12-06/07 session 15).
 TRL is optional (`pip install -e .[trl]`); without it the TRL half is skipped with a message.
 """
 
@@ -214,7 +214,7 @@ def main() -> None:
     ap.add_argument("--trl-lr", type=float, default=None, help="TRL learning rate (default 1e-5 full, 2e-4 LoRA)")
     ap.add_argument("--skip-trl", action="store_true")
     ap.add_argument("--decoder", default="auto", help="ours: RunConfig.decoder (auto: the trainer's default)")
-    ap.add_argument("--repeats", type=int, default=1, help="pairs (ours, then TRL) at seeds seed..seed+N-1")
+    ap.add_argument("--repeats", type=int, default=1, help="pairs of halves at seeds seed to seed+N-1, the first half alternating")
     a = ap.parse_args()
     if a.repeats < 1 or a.steps < 1:
         ap.error(f"--repeats {a.repeats} and --steps {a.steps}: each must be at least 1")
@@ -267,7 +267,7 @@ def main() -> None:
         ratios = [t["wall"] / o["wall"] for o, t in pairs]  # rollouts/s ratio: same rollouts per step both ways
         ci = t_interval(ratios)
         each = ", ".join(f"{x:.2f}" for x in ratios)
-        print(f"\nours / TRL rollouts/s per repeat (seeds {a.seed}..{a.seed + a.repeats - 1}): {each}"
+        print(f"\nours / TRL rollouts/s per repeat (seeds {a.seed} to {a.seed + a.repeats - 1}): {each}"
               + (f"; mean {ci[0]:.2f} [{ci[1]:.2f}, {ci[2]:.2f}] (95% t-interval, n = {len(ratios)})" if ci else ""))
     else:
         print(f"| s/step | {ours['wall']:.3f} | skipped | |")
