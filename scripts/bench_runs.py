@@ -118,7 +118,7 @@ def main() -> None:
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     arms = tuple(a.arms.split(","))
-    if not arms or any(x not in ARMS for x in arms) or len(set(arms)) < len(arms) or (
+    if any(x not in ARMS for x in arms) or len(set(arms)) < len(arms) or (
             "route-random" in arms and arms[0] != "route"):
         ap.error(f"--arms {a.arms}: give route, or route,route-random (route-random needs route's runs)")
     cores = os.cpu_count() or 2
