@@ -260,6 +260,19 @@ def jobs(plan: Plan) -> list[tuple[str, list[str], list[str], list[str]]]:
     return out
 
 
+def longest_first(jobs_: list[tuple[str, list[str], list[str], list[str]]]) -> list[tuple[str, list[str], list[str], list[str]]]:
+    """The same jobs, reordered so that the machine's last minutes are not spent on one run alone: first the jobs
+    other jobs wait for (route before its matched controls), then the arms that train a quarantine block (evaluated
+    twice, kept and ablated), then the rest; the order within each group is kept. Runs do not depend on the order."""
+    waited_for = {d for _, _, deps, _ in jobs_ for d in deps}
+
+    def rank(job) -> tuple[int, int]:
+        arm = job[3][0].rsplit("_s", 1)[0]
+        return (not any(r in waited_for for r in job[3]), arms.arm(arm).intervention not in arms.ROUTING)
+
+    return sorted(jobs_, key=rank)
+
+
 RESUME_REPLICATE = ("seed", "direction_seed", "match_run")
 """Fields logs.CONFIG_EXCLUDED lets runs of one cell differ in, that a stopped run and its resumption must share."""
 
