@@ -532,7 +532,11 @@ def apply_holm(fam: list[dict], primary: str) -> dict:
     for r, p, q in zip(fam, ps, adj):
         r["holm_p"], r["rejected"] = (None, None) if p is None else (q, q < prereg.ALPHA)
     left = [r["label"] for r, p in zip(fam, ps) if p is None]
-    return dict(m=len(fam), registered_m=prereg.M_FAMILY, left_out=left,
+    short = [p is None or r["per_organism"][primary]["n"] != prereg.N_PRIMARY for r, p in zip(fam, ps)]
+    if any(short):  # the decisions the missing runs cannot change, whatever p their contrasts get
+        for r, w in zip(fam, prereg.holm_whatever([1.0 if p is None else p for p in ps], short)):
+            r["whatever_missing"] = w
+    return dict(m=len(fam), registered_m=prereg.M_FAMILY, left_out=left, short=[r["label"] for r, s in zip(fam, short) if s],
                 note="" if not left else f"Holm over {len(fam)} of {prereg.M_FAMILY}, with {', '.join(left)} (n < 2) "
                                          "counted as p = 1")
 
@@ -661,6 +665,8 @@ def pool_cell(p: dict) -> str:
 def contrast_rows(rows: list[dict], orgs: list[str], holm_col: bool, interim: bool = False) -> list[str]:
     head = ["label", "contrast", "outcome"] + [f"{t}: mean [Bonferroni] (n)" for t in orgs] + [f"{orgs[0]}: p"]
     head += (["Holm p", "Holm p < 0.05 (interim: decides nothing)" if interim else "rejected"] if holm_col else [])
+    whatever = holm_col and any("whatever_missing" in r for r in rows)
+    head += ["Holm p < 0.05 whatever the short contrasts give (their p at 0 and at 1)"] if whatever else []
     head += ["pooled (DL, Bonferroni level)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -672,7 +678,7 @@ def contrast_rows(rows: list[dict], orgs: list[str], holm_col: bool, interim: bo
                 mark = "-" if r["holm_p"] is None else ("yes" if r["holm_p"] < prereg.ALPHA else "no")
             else:
                 mark = "-" if r["rejected"] is None else ("**yes**" if r["rejected"] else "no")
-            cells += [num(r["holm_p"], ".3g"), mark]
+            cells += [num(r["holm_p"], ".3g"), mark] + ([r["whatever_missing"]] if whatever else [])
         lines.append("| " + " | ".join(cells + [pool_cell(r["pooled"])]) + " |")
     return lines
 

@@ -10,7 +10,7 @@ and 0.1 above it at step 39; erase equal to erase-random on average. Checked: th
 and value on both organisms and pooled and is rejected by Holm; the null contrast is not; the family's Holm values
 are prereg.holm of its raw p; step 39 and step 79 are read from their own rows; kept rows are not read; per-seed
 tables; an unfinished run is left out and listed; a finished run missing a step is refused (exit 2, one line naming
-it); Holm over the 12 with missing contrasts as p = 1 (said), and a table short of the registered n marked interim; the emergence floor; collapsed and exploratory runs; --fresh; --descends-from
+it); Holm over the 12 with missing contrasts as p = 1 (said), the decisions no missing contrast can change (Holm with their p at 0 and at 1, on fixed inputs and against random values between), and a table short of the registered n marked interim; the emergence floor; collapsed and exploratory runs; --fresh; --descends-from
 wired; the plot written. Prints one PASS line; exit 1 on failure.
 """
 
@@ -123,6 +123,18 @@ def check_statistics() -> None:
     pw = prereg.percentile_within(0.35, draws, 2000, np.random.default_rng(0))
     assert pw["percentile"] == 30.0 and 0 <= pw["lo"] < 30 < pw["hi"] <= 100 and pw["n"] == 10, pw
     assert prereg.percentile_within(0.3, draws, 10, np.random.default_rng(0))["percentile"] == 25.0
+    # Holm whatever the unknown p: [.001, .004, .3, u] -> u = 0: .003, .008, .3; u = 1: .004, .012, .6 (same decisions)
+    got = prereg.holm_whatever([0.001, 0.004, 0.3, 0.5], [False, False, False, True])
+    assert got == ["rejected either way", "rejected either way", "not rejected either way", "open"], got
+    # [.03, u]: u = 0 -> .03 rejected; u = 1 -> .06 not: open
+    assert prereg.holm_whatever([0.03, 0.5], [False, True]) == ["open", "open"], prereg.holm_whatever([0.03, 0.5], [False, True])
+    rng = np.random.default_rng(1)  # any values of the unknown p give a decision inside the bracket
+    for _ in range(300):
+        ps, unknown = 10 ** rng.uniform(-4, 0, 12), rng.random(12) < 0.25
+        settled = prereg.holm_whatever(list(ps), list(unknown))
+        ps[unknown] = 10 ** rng.uniform(-5, 0, int(unknown.sum()))
+        for w, q in zip(settled, prereg.holm(list(ps))):
+            assert w == "open" or (w == "rejected either way") == (q < prereg.ALPHA), (w, q)
 
 
 def check_registry() -> None:
@@ -227,6 +239,9 @@ def check_refusals(t: Path, dirs: dict[str, Path]) -> int:
     got = [r["holm_p"] for r in fam]
     assert all((g is None) == (x is None) and (g is None or abs(g - w) < 1e-12) for g, w, x in zip(got, want, raw)), got
     assert "Interim table, not the registered test" in (out / "results.md").read_text(), "a 3-seed table not marked interim"
+    # the 10 contrasts without runs can take any p: open; the table says which decisions they cannot change
+    assert [r["whatever_missing"] for r, x in zip(fam, raw) if x is None] == ["open"] * 10, fam
+    assert "whatever the short contrasts give" in (out / "results.md").read_text(), "no column of settled decisions"
     from PIL import Image
 
     title = Image.open(out / "decisive_contrasts.png").text.get("Title", "")

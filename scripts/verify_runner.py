@@ -9,6 +9,8 @@
   twice), an unknown arm, seeds that are not integers
 - a finished run is skipped only when its saved configuration (args.json, the intervention's flags included) equals
   the one the call would run in every field but logs.CONFIG_EXCLUDED; otherwise refused naming the field
+- main_experiment's job order (_runner.longest_first): the same jobs, the waited-for runs first, then the quarantine
+  arms, then the rest
 """
 
 from __future__ import annotations
@@ -38,6 +40,19 @@ def schedule(runs: Path, fresh: bool) -> dict[str, list[str]]:
     plan = _runner.Plan(arms=["route-random", "route-subset"], seeds=[0], model="organism:tiny", runs=str(runs),
                         steps=2, eval_every=0, device="cpu", extra=[], fresh=fresh)
     return {name: waits for name, _, waits, _ in _runner.jobs(plan)}
+
+
+def check_longest_first(runs: Path) -> None:
+    """main_experiment's order (_runner.longest_first): the same jobs; the runs others wait for first, then the arms
+    that train a quarantine block, then the rest, each group in jobs' order."""
+    plan = _runner.Plan(arms=list(arms.MAIN), seeds=[0, 1], model="organism:tiny", runs=str(runs), steps=2,
+                        eval_every=0, device="cpu", extra=[], fresh=False)
+    jobs = _runner.jobs(plan)
+    got = [j[0] for j in _runner.longest_first(jobs)]
+    assert sorted(got) == sorted(j[0] for j in jobs), got
+    want = ["route_s0", "route_s1", "route-subset_s0", "route-subset_s1", "scorda-absorb_s0", "scorda-absorb_s1",
+            "vanilla_s0", "vanilla_s1", "erase_s0", "erase_s1"]
+    assert got == want, f"longest_first order {got}, expected {want}"
 
 
 def check_packing(runs: Path) -> None:
@@ -427,6 +442,8 @@ def main() -> None:
         check_other_config_refused(Path(d))
     with tempfile.TemporaryDirectory() as d:
         check_packing(Path(d))
+    with tempfile.TemporaryDirectory() as d:
+        check_longest_first(Path(d))
     with tempfile.TemporaryDirectory() as d:
         runs = Path(d)
         s = schedule(runs, fresh=False)

@@ -2,9 +2,11 @@
 level, from this folder's analysis/results.json (eval step 79, deployed model).
 
     python3 docs/results/2026-12-06_decisive_stage2/peer_contrasts.py
+    python3 docs/results/2026-12-06_decisive_stage2/peer_contrasts.py RESULTS_JSON ORGANISM   # another table's
 """
 
 import json
+import sys
 from pathlib import Path
 
 from projected_grpo.method import prereg
@@ -13,8 +15,8 @@ HERE = Path(__file__).resolve().parent
 OTHERS = ("tdga-r1", "tdga-r5", "rebound", "rebound-adv", "rl-baseline", "capacity", "oracle-route", "route-grpo-vhack")
 
 
-def main() -> None:
-    per_seed = json.loads((HERE / "analysis" / "results.json").read_text())["organisms"]["cpu"]["per_seed"]["79"]
+def main(results_json: str = str(HERE / "analysis" / "results.json"), organism: str = "cpu") -> None:
+    per_seed = json.loads(Path(results_json).read_text())["organisms"][organism]["per_seed"]["79"]
     for outcome in ("hack", "solve"):
         route = per_seed["route"][outcome]["values"]
         for arm in OTHERS:
@@ -25,4 +27,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:])

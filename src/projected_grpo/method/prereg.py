@@ -130,6 +130,17 @@ def holm(pvalues: list[float]) -> list[float]:
     return [float(x) for x in out]
 
 
+def holm_whatever(pvalues: list[float], unknown: list[bool], alpha: float = ALPHA) -> list[str]:
+    """Which Holm decisions a family's unfinished contrasts cannot change: each known p's decision with every unknown
+    p at 0 and at 1 (Holm's adjusted p never falls when another p rises, so any unknown values lie between the two).
+    Per contrast: 'rejected either way', 'not rejected either way', or 'open' (unknown ones are always 'open')."""
+    assert len(pvalues) == len(unknown)
+    low, high = (holm([v if not u else x for v, u in zip(pvalues, unknown)]) for x in (0.0, 1.0))
+    return ["open" if u or (a < alpha) != (b < alpha) else
+            ("rejected either way" if a < alpha else "not rejected either way")
+            for u, a, b in zip(unknown, low, high)]
+
+
 def paired_test(diffs: list[float], m: int) -> dict:
     """Per-seed differences: mean, two-sided one-sample t-test of mean 0 (p), Bonferroni interval at level
     1 - ALPHA/m (t, n - 1 degrees of freedom), n, standard error. Under 2 seeds p, interval and se are None. Zero
