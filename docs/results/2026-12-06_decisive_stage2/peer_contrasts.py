@@ -1,4 +1,4 @@
-"""Exploratory (not registered): route against the peer arms and capacity, paired by seed, at the family's Bonferroni
+"""Exploratory (not registered): route against the peer arms, capacity and vanilla, paired by seed, at the family's Bonferroni
 level, from this folder's analysis/results.json (eval step 79, deployed model).
 
     python3 docs/results/2026-12-06_decisive_stage2/peer_contrasts.py
@@ -12,7 +12,8 @@ from pathlib import Path
 from projected_grpo.method import prereg
 
 HERE = Path(__file__).resolve().parent
-OTHERS = ("tdga-r1", "tdga-r5", "rebound", "rebound-adv", "rl-baseline", "capacity", "oracle-route", "route-grpo-vhack")
+OTHERS = ("tdga-r1", "tdga-r5", "rebound", "rebound-adv", "rl-baseline", "capacity", "oracle-route", "route-grpo-vhack",
+          "vanilla")
 
 
 def main(results_json: str = str(HERE / "analysis" / "results.json"), organism: str = "cpu") -> None:
