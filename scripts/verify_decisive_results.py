@@ -131,9 +131,9 @@ def check_statistics() -> None:
     rng = np.random.default_rng(1)  # any values of the unknown p give a decision inside the bracket
     for _ in range(300):
         ps, unknown = 10 ** rng.uniform(-4, 0, 12), rng.random(12) < 0.25
-        settled = prereg.holm_whatever(list(ps), list(unknown))
+        settled = prereg.holm_whatever([float(x) for x in ps], [bool(u) for u in unknown])
         ps[unknown] = 10 ** rng.uniform(-5, 0, int(unknown.sum()))
-        for w, q in zip(settled, prereg.holm(list(ps))):
+        for w, q in zip(settled, prereg.holm([float(x) for x in ps])):
             assert w == "open" or (w == "rejected either way") == (q < prereg.ALPHA), (w, q)
 
 
