@@ -260,7 +260,11 @@ def jobs(plan: Plan) -> list[tuple[str, list[str], list[str], list[str]]]:
     return out
 
 
-def longest_first(jobs_: list[tuple[str, list[str], list[str], list[str]]]) -> list[tuple[str, list[str], list[str], list[str]]]:
+Job = tuple[str, list[str], list[str], list[str]]
+"""(job name, command, runs it waits for, runs it trains): an element of jobs()."""
+
+
+def longest_first(jobs_: list[Job]) -> list[Job]:
     """The same jobs, reordered so that the machine's last minutes are not spent on one run alone: first the jobs
     other jobs wait for (route before its matched controls), then the arms that train a quarantine block (evaluated
     twice, kept and ablated), then the rest; the order within each group is kept. Runs do not depend on the order."""

@@ -8,18 +8,18 @@ over seeds with a t-interval (eval.jsonl rows, cell 'all').
     python3 docs/results/2026-12-07_decisive/routing_enrichment.py out/decisive
 """
 
-import json
 import math
 import sys
 from pathlib import Path
 
+from projected_grpo.loop.logs import read_jsonl
 from projected_grpo.loop.stats import t_interval
 
 ARMS = ("route", "route-random", "route-placebo", "route-negated", "route-subset-matched")
 
 
 def enrichment(run: Path, steps: range) -> float:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = read_jsonl(run / "metrics.jsonl")
     d = [r["routed_hack_strict"] - r["hack_strict"] for r in rows
          if r["step"] in steps and not math.isnan(r.get("routed_hack_strict", math.nan))]  # NaN: no rollout routed
     assert d, f"{run}: no routed_hack_strict in steps {steps}"
@@ -27,7 +27,7 @@ def enrichment(run: Path, steps: range) -> float:
 
 
 def rate(run: Path, quarantine: str, step: int = 79, split: str = "nohint", field: str = "solve") -> float:
-    rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    rows = read_jsonl(run / "eval.jsonl")
     hit = [r[field] for r in rows if (r["step"], r["quarantine"], r["split"], r["cell"]) == (step, quarantine, split, "all")]
     assert len(hit) == 1, f"{run}: {len(hit)} {split} 'all' rows at step {step}, quarantine {quarantine}"
     return hit[0]
