@@ -21,6 +21,7 @@ and no-hint solve both ways with their paired mean difference and 95% t interval
 once float order flips a token; with the batched way on the GPU the two ways differ in device and dtype, and the
 interval compares those), the minutes the batched rate implies for a 300-run table of these runs, and ends with
 `speedup N.Nx (separate A runs/h, batched B runs/h)`. Asserts only the workload's shape (one evaluation a run).
+bench.json keeps the numbers with the commit (models.git_state), the CPU model and the GPU's name.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from projected_grpo.loop import logs
+from projected_grpo.loop import logs, models
 from projected_grpo.loop.stats import t_interval
 from projected_grpo.method import vhack
 from projected_grpo.method.pairs import HACK_PAIRS
@@ -186,8 +187,10 @@ def main() -> None:
                   f", solve {paired([s for _, s in res['separate'][arm]], [s for _, s in res['batched'][arm]])}")
     print(f"a 300-run table of these runs ({a.steps} steps, --n-eval {a.n_eval}, {rpp} runs a process) at the batched "
           f"rate: {300 / rate['batched'] * 60:.1f} min")
+    machine = dict(git=models.git_state(), cpu=models.cpu_model(),
+                   gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
     (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, seeds=seeds, arms=arms, steps=a.steps, device=dev,
-                                                    runs_per_process=rpp, n_eval=a.n_eval, results=res), indent=1))
+                                                    runs_per_process=rpp, n_eval=a.n_eval, results=res, **machine), indent=1))
     if len(ways) == 2:
         print(f"speedup {rate['batched'] / rate['separate']:.1f}x (separate {rate['separate']:.0f} runs/h, "
               f"batched {rate['batched']:.0f} runs/h)")
