@@ -51,8 +51,10 @@ REGISTERED = dict(steps=prereg.RUN_FLAGS["steps"], eval_every=prereg.RUN_FLAGS["
 REGISTERED_EXTRA = tuple(x for k, v in prereg.RUN_FLAGS.items() if k not in REGISTERED
                          for x in (f"--{k.replace('_', '-')}", str(v)))
 """The prereg's train.py flags every run gets (eval seed, eval size and samples, data seed, decoder)."""
-REGISTERED_SEEDS = {"organism:cpu": prereg.PRIMARY_SEEDS, "organism:cpu@51b7c62e": prereg.REPLICATION_SEEDS}
-"""The registered training seeds of each organism (erratum 2); other seeds or organisms need --registered-off."""
+REGISTERED_SEEDS = {"organism:cpu": prereg.PRIMARY_SEEDS, "organism:cpu@51b7c62e": prereg.REPLICATION_SEEDS,
+                    "organism:cpu@826cb3c1": prereg.THIRD_SEEDS}
+"""The registered training seeds of each organism (erratum 2, amendment 5); other seeds or organisms need
+--registered-off."""
 
 
 def fail(msg: str) -> None:

@@ -33,6 +33,8 @@ PRIMARY_SEEDS = tuple(range(110, 130))
 """the registered table's training seeds on the primary organism (erratum 2: 100-109 ran as the pilot)"""
 REPLICATION_SEEDS = tuple(range(100, 110))
 """the registered table's training seeds on the replication organism"""
+THIRD_SEEDS = tuple(range(100, 110))
+"""the training seeds on the third organism (amendment 5), as on the replication organism"""
 FIRST_SEED = 100
 """no training seed of the decisive table is below this (the registered seeds: PRIMARY_SEEDS, REPLICATION_SEEDS)"""
 EMERGENCE_FLOOR = 0.40

@@ -35,9 +35,10 @@ PINNED = {
 }
 """size -> sha256 of the pinned organism's weights (weights_sha256)"""
 
-FURTHER = {"cpu": ("51b7c62e3a577852542181db189de5f2bd03cc31c5285034e8a1d53e35a9f66c",)}
-"""size -> hash prefixes of the further pinned organisms (the next candidates that passed the choosing rule;
-organism as a random factor in the decisive table)"""
+FURTHER = {"cpu": ("51b7c62e3a577852542181db189de5f2bd03cc31c5285034e8a1d53e35a9f66c",  # seed 3, session 9
+                   "826cb3c1684a22f3828af670f6d283f64a1cfbfdd9d29de4c42bf7ada33b7f5b")}  # seed 8, session 18
+"""size -> hashes of the further pinned organisms (the next candidates that passed the choosing rule, in the order
+they were pinned; organism as a random factor in the decisive table)"""
 
 
 class OrganismError(ValueError):
