@@ -1,9 +1,10 @@
 """The decisive table (issue 30) as pre-registered (docs/prereg/2026-12-06.md and its amendments): every registered
-arm (but any that prereg.DEFERRED holds back; route-lora's LoRA scale: amendment 4) x the registered training seeds (prereg.PRIMARY_SEEDS, REPLICATION_SEEDS; erratum 2) on one organism, 80 steps, evaluated after steps 40 and 80 on eval seed 2029
+arm (but any that prereg.DEFERRED holds back; route-lora's LoRA scale: amendment 4) x the registered training seeds (prereg.PRIMARY_SEEDS, REPLICATION_SEEDS; erratum 2; THIRD_SEEDS: amendment 5) on one organism, 80 steps, evaluated after steps 40 and 80 on eval seed 2029
 (48 problems a cell, 8 samples), the runs of one arm packed into processes, many processes side by side.
 
     python scripts/decisive.py --model organism:cpu --seeds 110-129 --budget-min 9            # on the GPU machine
     python scripts/decisive.py --model organism:cpu@51b7c62e --seeds 100-109 --budget-min 9   # replication
+    python scripts/decisive.py --model organism:cpu@826cb3c1 --seeds 100-109 --budget-min 9   # third organism
     python scripts/decisive.py --model organism:tiny --seeds 100,101 --steps 2 --eval-every 1 \
         --runs out/decisive_tiny --registered-off -- --prompts-per-step 4 --group 4 --n-eval 2 --eval-samples 2
 

@@ -27,10 +27,12 @@ mkdir -p out/decisive out/vhack
 parts=$(ls -v out/decisive_parts/"${ftag}"_runs.part*.tar.xz 2>/dev/null || true)
 if [ -n "$parts" ]; then python3 scripts/pack_runs.py --unpack $parts out/decisive --keep-existing; fi
 if [ -e "out/decisive_parts/vhack_${ftag}.tar" ]; then tar xf "out/decisive_parts/vhack_${ftag}.tar" -C out; fi
-nvidia-smi --query-gpu=name --format=csv,noheader || true
+# the call's log names the GPU first (run_meta has no GPU-model field; amendment 5 pools only calls whose log names an H100)
+{ echo "gpu: $(nvidia-smi --query-gpu=name --format=csv,noheader || echo none)"; lscpu | grep "Model name" || true; } \
+  | tee "$OUT/decisive_${ftag}.log"
 rc=0
 python3 scripts/decisive.py --model "$model" --seeds "$seeds" --budget-min "$budget" "$@" 2>&1 \
-  | tee "$OUT/decisive_${ftag}.log" || rc=$?
+  | tee -a "$OUT/decisive_${ftag}.log" || rc=$?
 if [ ! -d "out/decisive/${tag}" ]; then echo "decisive.py made no run folder (exit $rc)" >&2; exit "$((rc ? rc : 1))"; fi
 python3 scripts/pack_runs.py "out/decisive/${tag}" "$OUT/${ftag}_runs" --xz --max-mb 14 --checkpoints
 (cd out && tar cf "$OUT/vhack_${ftag}.tar" vhack/"${tag}"_*.safetensors)

@@ -36,7 +36,8 @@ REPLICATION_SEEDS = tuple(range(100, 110))
 THIRD_SEEDS = tuple(range(100, 110))
 """the training seeds on the third organism (amendment 5), as on the replication organism"""
 FIRST_SEED = 100
-"""no training seed of the decisive table is below this (the registered seeds: PRIMARY_SEEDS, REPLICATION_SEEDS)"""
+"""no training seed of the decisive table is below this (the registered seeds: PRIMARY_SEEDS, REPLICATION_SEEDS,
+THIRD_SEEDS)"""
 EMERGENCE_FLOOR = 0.40
 """an organism counts only if vanilla's deployed hinted strict hack at PRIMARY_STEP, mean over seeds, reaches this"""
 ALPHA = 0.05
