@@ -694,9 +694,11 @@ class Trainer:
             bar.set_postfix(hack=f"{mean('hack_strict'):.2f}", solve=f"{mean('gt_pass'):.2f}", r=f"{mean('reward'):.2f}")
             if a.eval_every and (step + 1) % a.eval_every == 0 and step + 1 < a.steps:
                 self.evaluate(step)
-            if ((step + 1) % a.ckpt_every == 0 or step + 1 == a.steps) and dd.is_main():
-                for run in self.runs:
-                    self.save_ckpt(step, run)
+            if (step + 1) % a.ckpt_every == 0 or step + 1 == a.steps:
+                if dd.is_main():
+                    for run in self.runs:
+                        self.save_ckpt(step, run)
+                dd.barrier()  # every rank may read it next (a run resumed after stop_after), so none goes on before it exists
             if step == a.stop_after:
                 return folders[0] if len(folders) == 1 else folders
         self.evaluate(a.steps - 1)
