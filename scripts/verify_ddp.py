@@ -9,7 +9,8 @@ sampling is split across ranks. Two arms cover both places of the gradient all-r
 Checks: 2-process adapter weights equal the 1-process weights to float tolerance (and moved); the
 rank-0 step logs hold the same 16 rollouts per step with the same rewards, routing scores and
 regions; the routed fraction is 0.5 of the global batch; a 2-process route run stopped after step 0
-and resumed ends with the same weights as the uninterrupted one.
+and resumed ends with the same weights as the uninterrupted one, with rank 0's checkpoint of the stopped run written
+SLOW_SAVE_S late (a rank that resumed before it exists fails; seen failing without the loop's barrier after a save).
 
 `--cuda` (a machine with 2 GPUs; not part of `just smoke`): the same runs on cuda:0 and cuda:1 with NCCL, in bf16,
 layers not compiled, one rollout per forward-backward (micro_batch 1) in both runs, so that every pass has the same
@@ -38,6 +39,8 @@ from projected_grpo.method import interventions as iv  # noqa: E402
 from projected_grpo.loop.models import load_policy  # noqa: E402
 
 STEPS, PROMPTS, GROUP = 3, 4, 4
+SLOW_SAVE_S = 1.0
+"""seconds rank 0 waits before writing the stopped run's checkpoint (the race the loop's barrier after a save closes)"""
 TOL = 1e-4  # relative to the largest weight; summation order differs, and AdamW divides by sqrt(v)
 CUDA = "--cuda" in sys.argv[1:]
 
@@ -99,6 +102,14 @@ def worker(rank: int, world: int, port: int, tmp: str) -> None:
                       LOCAL_RANK=str(rank), PGRPO_DIST_BACKEND="nccl" if CUDA else "gloo")
     from projected_grpo.loop import distributed as dd
 
+    if rank == 0:  # rank 0 writes the stopped run's checkpoint slowly: rank 1 must wait for it before resuming
+        save = grpo.Trainer.save_ckpt
+
+        def slow_save(self, step, run=None):
+            if self.args.run == "route_resumed" and step == 0:
+                time.sleep(SLOW_SAVE_S)
+            save(self, step, run)
+        grpo.Trainer.save_ckpt = slow_save
     try:
         run_jobs(Path(tmp), "ddp")
     finally:
