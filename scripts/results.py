@@ -541,6 +541,25 @@ def apply_holm(fam: list[dict], primary: str) -> dict:
                                          "counted as p = 1")
 
 
+def replication_reading(fam: list[dict], primary: str) -> list[dict]:
+    """Amendment 5's reading of each family contrast on the organisms other than the primary (prereg.replication)
+    and across all of them (prereg.holds_across, from the pooled Bonferroni interval, with the last organism given
+    as the one the amendment added); empty with one organism."""
+    rows = []
+    for r in fam:
+        po, pool = r["per_organism"], r["pooled"]
+        if len(po) < 2:
+            return []
+        ref = po[primary]["mean"]
+        others = {t: prereg.replication(ref, e["lo"], e["hi"]) for t, e in po.items() if t != primary}
+        added = list(po)[-1]
+        across = prereg.holds_across(ref, pool.get("lo"), pool.get("hi"), [e["mean"] for e in po.values()],
+                                     others[added]) if pool.get("k") == len(po) else None
+        rows.append(dict(label=r["label"], arm=r["arm"], control=r["control"], outcome=r["outcome"],
+                         primary_mean=ref, on=others, holds_across=across))
+    return rows
+
+
 def registered_status(orgs: dict[str, dict], primary: str, descends_from: str) -> str:
     """'' when this table can be the registered test (runs checked with --descends-from, every family arm with
     prereg.N_PRIMARY seeds on the primary organism); otherwise why it is interim."""
@@ -626,6 +645,7 @@ def decisive(a: argparse.Namespace) -> dict:
                secondary=contrasts(prereg.SECONDARY, orgs, prereg.PRIMARY_STEP),
                step39=contrasts(tuple(replace(c, label=f"{c.label}@{prereg.SECONDARY_STEP}" if c.label else "")
                                       for c in prereg.FAMILY + prereg.SECONDARY), orgs, prereg.SECONDARY_STEP),
+               replication=replication_reading(fam, primary),
                exploratory=exploratory_contrasts(orgs),
                organisms={t: {k: v for k, v in o.items() if k != "by_arm"} for t, o in orgs.items()})
     return res
@@ -712,6 +732,29 @@ def organism_markdown(tag: str, o: dict, primary: str) -> list[str]:
     return lines
 
 
+def replication_markdown(res: dict) -> list[str]:
+    """Amendment 5's table: each family contrast's reading on the other organisms and across all of them."""
+    rows = res.get("replication") or []
+    if not rows:
+        return []
+    others = list(rows[0]["on"])
+    head = ["label", "contrast", "outcome", f"{res['primary']}: mean"] + [f"on {t}" for t in others]
+    head += [f"across all {len(others) + 1} organisms"]
+    lines = ["", f"## Replication (amendment 5's rule, step {res['prereg']['primary_step']}; outside the family)", "",
+             f"A contrast holds on an organism when that organism's Bonferroni interval excludes 0 on the side of "
+             f"{res['primary']}'s estimate, is reversed when it excludes 0 on the other side, and is otherwise not "
+             "replicated (inconclusive, not refuted). It holds across organisms when it holds on the last organism given "
+             f"({others[-1]}, the one amendment 5 added), the pooled interval over all of them excludes 0 on that side, "
+             "and no organism's estimate has the other sign. The rule reads "
+             f"the side of {res['primary']}'s estimate whether or not Holm rejects there.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        across = {True: "**holds**", False: "does not hold", None: "-"}[r["holds_across"]]
+        cells = [r["label"], f"{r['arm']} - {r['control']}", r["outcome"], num(r["primary_mean"], "+.3f")]
+        lines.append("| " + " | ".join(cells + [r["on"][t] or "-" for t in others] + [across]) + " |")
+    return lines
+
+
 def decisive_markdown(res: dict) -> str:
     p, orgs = res["prereg"], list(res["organisms"])
     title = (f"# The decisive table (pre-registration at {p['commit'][:12]})" if not res["interim"] else
@@ -741,6 +784,7 @@ def decisive_markdown(res: dict) -> str:
     lines += contrast_rows(res["secondary"], orgs, False)
     lines += ["", f"## Step {p['secondary_step']} (secondary: family and secondary contrasts)", ""]
     lines += contrast_rows(res["step39"], orgs, False)
+    lines += replication_markdown(res)
     extra = sorted({a for o in res["organisms"].values() for a in o["exploratory_arms"]})
     lines += ["", "## Exploratory (arms outside the pre-registered lists: " + (", ".join(extra) or "none") + ")", ""]
     if res["exploratory"]:

@@ -135,6 +135,18 @@ def check_statistics() -> None:
         ps[unknown] = 10 ** rng.uniform(-5, 0, int(unknown.sum()))
         for w, q in zip(settled, prereg.holm([float(x) for x in ps])):
             assert w == "open" or (w == "rejected either way") == (q < prereg.ALPHA), (w, q)
+    # amendment 5: the side of the primary's estimate decides; an interval touching 0 is inconclusive
+    rep = prereg.replication
+    assert [rep(-0.3, -0.5, -0.1), rep(-0.3, 0.1, 0.4), rep(-0.3, -0.2, 0.1), rep(0.2, 0.05, 0.3),
+            rep(0.2, -0.3, -0.01), rep(0.0, -0.3, -0.1), rep(None, -0.3, -0.1)] == [
+        prereg.HOLDS, prereg.REVERSED, prereg.NOT_REPLICATED, prereg.HOLDS, prereg.REVERSED, None, None]
+    across = prereg.holds_across
+    assert across(-0.3, -0.4, -0.1, [-0.3, -0.2, -0.25], prereg.HOLDS) is True
+    assert across(-0.3, -0.4, 0.01, [-0.3, -0.2, -0.25], prereg.HOLDS) is False, "pooled interval touches 0"
+    assert across(-0.3, -0.4, -0.1, [-0.3, 0.02, -0.25], prereg.HOLDS) is False, "an estimate of the other sign"
+    assert across(-0.3, -0.4, -0.1, [-0.3, -0.2, -0.25], prereg.NOT_REPLICATED) is False, "not held on the added one"
+    assert across(0.3, 0.1, 0.4, [0.3, 0.2, 0.25], prereg.HOLDS) is True
+    assert across(-0.3, None, None, [-0.3, -0.2], prereg.HOLDS) is None
 
 
 def check_registry() -> None:
@@ -210,7 +222,12 @@ def check_table(res: dict, out: Path) -> None:
     hand = 100 * (sum(x < pc["value"] for x in rr) + 0.5 * sum(x == pc["value"] for x in rr)) / 6
     assert pc["n"] == 6 and pc["percentile"] == hand and pc["lo"] <= hand <= pc["hi"], (pc, hand)
     assert cpu["exploratory_arms"] == ["absorb"] and find(res["exploratory"], "absorb", "vanilla", "hack"), cpu
+    # amendment 5's reading: the planted H1 holds on rep and across; the null H5 is inconclusive on rep
+    rr1, rr5 = (next(r for r in res["replication"] if r["label"] == lab) for lab in ("H1", "H5"))
+    assert rr1["on"] == {"rep": prereg.HOLDS} and rr1["holds_across"] is True, rr1
+    assert rr5["on"]["rep"] in (prereg.NOT_REPLICATED, None) and rr5["holds_across"] is not True, rr5
     md = (out / "results.md").read_text()
+    assert "## Replication (amendment 5's rule" in md and "| H1 | route - route-random | hack | " in md, md[-3000:]
     assert "| H1 | route - route-random | hack |" in md and "**not reached" in md and "## Exploratory" in md, md[:2000]
     assert (out / "decisive_contrasts.png").stat().st_size > 10_000
 

@@ -199,3 +199,35 @@ def percentile_within(value: float, draws: list[float], n_boot: int, rng: np.ran
     per = 100 * (np.sum(boot < value, axis=1) + 0.5 * np.sum(boot == value, axis=1)) / len(d)
     lo, hi = np.percentile(per, [2.5, 97.5])
     return dict(percentile=percentile_of(value, d), lo=float(lo), hi=float(hi), n=len(d), n_boot=n_boot)
+
+
+HOLDS, NOT_REPLICATED, REVERSED = "holds", "not replicated (inconclusive)", "reversed"
+"""amendment 5's three readings of a family contrast on an organism other than the primary"""
+
+
+def replication(primary_mean: float | None, lo: float | None, hi: float | None) -> str | None:
+    """Amendment 5: a family contrast holds on an organism when that organism's Bonferroni interval [lo, hi] excludes
+    0 on the side of the primary organism's estimate; reversed when it excludes 0 on the other side; otherwise not
+    replicated (inconclusive, not refuted). None when either side has no estimate or the primary's is exactly 0."""
+    if primary_mean is None or lo is None or hi is None or primary_mean == 0:
+        return None
+    side = 1.0 if primary_mean > 0 else -1.0
+    if side * lo > 0 and side * hi > 0:
+        return HOLDS
+    if side * lo < 0 and side * hi < 0:
+        return REVERSED
+    return NOT_REPLICATED
+
+
+def holds_across(primary_mean: float | None, pooled_lo: float | None, pooled_hi: float | None,
+                 estimates: list[float | None], added: str | None) -> bool | None:
+    """Amendment 5: a family contrast holds across organisms when it holds on the organism the amendment added
+    (`added`, its `replication` reading), the pooled Bonferroni interval over all organisms excludes 0 on the primary
+    estimate's side, and no organism's point estimate (`estimates`) has the other sign. None when something it needs
+    is missing."""
+    if primary_mean is None or primary_mean == 0 or pooled_lo is None or pooled_hi is None or added is None:
+        return None
+    if any(e is None for e in estimates):
+        return None
+    side = 1.0 if primary_mean > 0 else -1.0
+    return added == HOLDS and side * pooled_lo > 0 and side * pooled_hi > 0 and all(side * e >= 0 for e in estimates)
