@@ -541,10 +541,17 @@ def apply_holm(fam: list[dict], primary: str) -> dict:
                                          "counted as p = 1")
 
 
-def replication_reading(fam: list[dict], primary: str) -> list[dict]:
+def added_organism(orgs: dict[str, dict]) -> str | None:
+    """The organism amendment 5 added (its weights, prereg.THIRD_WEIGHTS), when the table has three with it among
+    them and it is not the primary; else None (then "holds across" is not read)."""
+    tags = [t for t, o in orgs.items() if o["meta"].get("model_sha256") == prereg.THIRD_WEIGHTS]
+    return tags[0] if len(orgs) == 3 and len(tags) == 1 and tags[0] != next(iter(orgs)) else None
+
+
+def replication_reading(fam: list[dict], primary: str, added: str | None) -> list[dict]:
     """Amendment 5's reading of each family contrast on the organisms other than the primary (prereg.replication)
-    and across all of them (prereg.holds_across, from the pooled Bonferroni interval, with the last organism given
-    as the one the amendment added); empty with one organism."""
+    and, when the added organism is in a table of three, across them (prereg.holds_across, from the pooled
+    Bonferroni interval over all three); empty with one organism."""
     rows = []
     for r in fam:
         po, pool = r["per_organism"], r["pooled"]
@@ -552,9 +559,10 @@ def replication_reading(fam: list[dict], primary: str) -> list[dict]:
             return []
         ref = po[primary]["mean"]
         others = {t: prereg.replication(ref, e["lo"], e["hi"]) for t, e in po.items() if t != primary}
-        added = list(po)[-1]
-        across = prereg.holds_across(ref, pool.get("lo"), pool.get("hi"), [e["mean"] for e in po.values()],
-                                     others[added]) if pool.get("k") == len(po) else None
+        whole = pool.get("k") == len(po)  # no organism left out of the pooling
+        across = None if added is None else prereg.holds_across(
+            ref, pool.get("lo") if whole else None, pool.get("hi") if whole else None,
+            [e["mean"] for e in po.values()], others[added])
         rows.append(dict(label=r["label"], arm=r["arm"], control=r["control"], outcome=r["outcome"],
                          primary_mean=ref, on=others, holds_across=across))
     return rows
@@ -645,7 +653,7 @@ def decisive(a: argparse.Namespace) -> dict:
                secondary=contrasts(prereg.SECONDARY, orgs, prereg.PRIMARY_STEP),
                step39=contrasts(tuple(replace(c, label=f"{c.label}@{prereg.SECONDARY_STEP}" if c.label else "")
                                       for c in prereg.FAMILY + prereg.SECONDARY), orgs, prereg.SECONDARY_STEP),
-               replication=replication_reading(fam, primary),
+               added=(added := added_organism(orgs)), replication=replication_reading(fam, primary, added),
                exploratory=exploratory_contrasts(orgs),
                organisms={t: {k: v for k, v in o.items() if k != "by_arm"} for t, o in orgs.items()})
     return res
@@ -737,21 +745,27 @@ def replication_markdown(res: dict) -> list[str]:
     rows = res.get("replication") or []
     if not rows:
         return []
-    others = list(rows[0]["on"])
+    others, added = list(rows[0]["on"]), res.get("added")
     head = ["label", "contrast", "outcome", f"{res['primary']}: mean"] + [f"on {t}" for t in others]
-    head += [f"across all {len(others) + 1} organisms"]
+    head += [f"across the {len(others) + 1} organisms"] if added else []
+    across = (f"It holds across organisms when it holds on {added} (the organism amendment 5 added), the pooled "
+              "interval over the three excludes 0 on that side, and no organism's estimate has the other sign."
+              if added else "Across organisms is not read: amendment 5 reads it over three organisms with the third "
+              f"(weights {prereg.THIRD_WEIGHTS[:8]}) among them.")
     lines = ["", f"## Replication (amendment 5's rule, step {res['prereg']['primary_step']}; outside the family)", "",
-             f"A contrast holds on an organism when that organism's Bonferroni interval excludes 0 on the side of "
-             f"{res['primary']}'s estimate, is reversed when it excludes 0 on the other side, and is otherwise not "
-             "replicated (inconclusive, not refuted). It holds across organisms when it holds on the last organism given "
-             f"({others[-1]}, the one amendment 5 added), the pooled interval over all of them excludes 0 on that side, "
-             "and no organism's estimate has the other sign. The rule reads "
-             f"the side of {res['primary']}'s estimate whether or not Holm rejects there.", "",
+             "Amendment 5 was written after the first two organisms' outcomes were read: these readings are a "
+             f"replication, not a new verdict; the registered verdicts are {res['primary']}'s. A contrast holds on an "
+             f"organism when that organism's Bonferroni interval excludes 0 on the side of {res['primary']}'s "
+             "estimate, is reversed when it excludes 0 on the other side, and is otherwise not replicated "
+             f"(inconclusive, not refuted). {across} The rule reads the side of {res['primary']}'s estimate whether or "
+             "not Holm rejects there, so a contrast near 0 on the primary can hold or be reversed elsewhere: read such "
+             "rows beside the primary interval. '-': no estimate on one side, or the primary's is exactly 0.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        across = {True: "**holds**", False: "does not hold", None: "-"}[r["holds_across"]]
         cells = [r["label"], f"{r['arm']} - {r['control']}", r["outcome"], num(r["primary_mean"], "+.3f")]
-        lines.append("| " + " | ".join(cells + [r["on"][t] or "-" for t in others] + [across]) + " |")
+        cells += [r["on"][t] or "-" for t in others]
+        cells += [{True: "**holds**", False: "does not hold", None: "-"}[r["holds_across"]]] if added else []
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

@@ -48,11 +48,11 @@ def planted(arm: str, i: int, step: int, outcome: str, organism: str) -> float:
         return round(0.2 + 0.02 * (i % 2), 2)
     base = (0.6 if step == prereg.PRIMARY_STEP else 0.4) + 0.02 * i
     if arm == "vanilla":
-        return round(base if organism == "cpu" else 0.3, 2)  # the replication organism misses the floor
+        return round(0.3 if organism == "rep" else base, 2)  # the replication organism misses the floor
     if arm == "route":  # 0.2 below route-random at step 79, 0.1 above at step 39 (spread 0.01)
         return round(base + (-0.2 if step == prereg.PRIMARY_STEP else 0.1) + 0.01 * (i % 2), 2)
-    if arm == "route-random":
-        return round(base, 2)
+    if arm == "route-random":  # on "third" 0.4 lower: route - route-random reversed there, route - the rest not
+        return round(base - (0.4 if organism == "third" else 0.0), 2)
     if arm in ("erase", "erase-random"):
         return round(0.5 + (NULL_DIFFS[i] if arm == "erase" else 0.0), 2)
     return round(base + noise, 2)
@@ -77,7 +77,7 @@ def make_run(runs: Path, arm: str, seed: int, organism: str, steps=STEPS, done: 
     """A run folder <arm>_s<seed> as run_summary and check_meta read it."""
     d = runs / f"{arm}_s{seed}"
     d.mkdir(parents=True)
-    sha = ("ab12" if organism == "cpu" else "ef56") * 16
+    sha = {"cpu": "ab12" * 16, "rep": "ef56" * 16, "third": prereg.THIRD_WEIGHTS}[organism]
     (d / "run_meta.json").write_text(json.dumps(dict(META, model_sha256=sha)))
     (d / "args.json").write_text(json.dumps(dict(ARGS, steps=80)))
     i = seed - prereg.FIRST_SEED
@@ -147,6 +147,10 @@ def check_statistics() -> None:
     assert across(-0.3, -0.4, -0.1, [-0.3, -0.2, -0.25], prereg.NOT_REPLICATED) is False, "not held on the added one"
     assert across(0.3, 0.1, 0.4, [0.3, 0.2, 0.25], prereg.HOLDS) is True
     assert across(-0.3, None, None, [-0.3, -0.2], prereg.HOLDS) is None
+    assert across(-0.3, None, None, [-0.3, 0.2], prereg.REVERSED) is False, "not held on the added one decides"
+    assert rep(-0.3, -0.5, 0.0) == rep(0.2, 0.0, 0.3) == prereg.NOT_REPLICATED, "an interval ending at 0 excludes it not"
+    assert across(-0.3, -0.4, 0.0, [-0.3, -0.2, -0.25], prereg.HOLDS) is False, "a pooled interval ending at 0"
+    assert across(-0.3, -0.4, -0.1, [-0.3, 0.0, -0.25], prereg.HOLDS) is True, "an estimate of 0 has no other sign"
 
 
 def check_registry() -> None:
@@ -222,14 +226,54 @@ def check_table(res: dict, out: Path) -> None:
     hand = 100 * (sum(x < pc["value"] for x in rr) + 0.5 * sum(x == pc["value"] for x in rr)) / 6
     assert pc["n"] == 6 and pc["percentile"] == hand and pc["lo"] <= hand <= pc["hi"], (pc, hand)
     assert cpu["exploratory_arms"] == ["absorb"] and find(res["exploratory"], "absorb", "vanilla", "hack"), cpu
-    # amendment 5's reading: the planted H1 holds on rep and across; the null H5 is inconclusive on rep
-    rr1, rr5 = (next(r for r in res["replication"] if r["label"] == lab) for lab in ("H1", "H5"))
-    assert rr1["on"] == {"rep": prereg.HOLDS} and rr1["holds_across"] is True, rr1
-    assert rr5["on"]["rep"] in (prereg.NOT_REPLICATED, None) and rr5["holds_across"] is not True, rr5
+    # amendment 5's reading with two organisms: on rep only; across is not read (it needs the third organism)
+    rr1 = next(r for r in res["replication"] if r["label"] == "H1")
+    assert rr1["on"] == {"rep": prereg.HOLDS} and res["added"] is None, (rr1, res["added"])
+    assert all(r["holds_across"] is None for r in res["replication"]), res["replication"]
     md = (out / "results.md").read_text()
-    assert "## Replication (amendment 5's rule" in md and "| H1 | route - route-random | hack | " in md, md[-3000:]
+    assert "| H1 | route - route-random | hack | -0.195 | holds |\n" in md and "Across organisms is not read" in md, md[-3000:]
     assert "| H1 | route - route-random | hack |" in md and "**not reached" in md and "## Exploratory" in md, md[:2000]
     assert (out / "decisive_contrasts.png").stat().st_size > 10_000
+
+
+def check_replication(t: Path, dirs: dict[str, Path]) -> dict:
+    """Amendment 5 over three organisms, the added one ("third", prereg.THIRD_WEIGHTS) given between the other two
+    (so neither the last nor the first non-primary organism stands in for it): H1 is reversed on third and holds on
+    rep, so it does not hold across; H4 holds on both and pooled, so it holds across."""
+    import results
+
+    third = t / "third"
+    for arm in ARMS:
+        for i in range(4):
+            if arm != "absorb":
+                make_run(third, arm, prereg.FIRST_SEED + i, "third")
+    res = quiet(results.main, ["--decisive", "--no-plots", "--fresh", "--out", str(t / "res3"),
+                               "--organism-runs", f"cpu={dirs['cpu']}", "--organism-runs", f"third={third}",
+                               "--organism-runs", f"rep={dirs['rep']}"])
+    assert res["added"] == "third", res["added"]
+    meta = lambda sha: dict(meta=dict(model_sha256=sha))  # noqa: E731
+    for order in (("cpu", "third", "rep"), ("cpu", "rep", "third"), ("third", "cpu", "rep"), ("cpu", "rep")):
+        orgs = {o: meta({"cpu": "ab12", "rep": "ef56", "third": prereg.THIRD_WEIGHTS}[o]) for o in order}
+        want = "third" if len(order) == 3 and order[0] != "third" else None
+        assert results.added_organism(orgs) == want, f"organisms {order}: added {results.added_organism(orgs)}, want {want}"
+    # an organism left out of the pooling (no spread): no pooled interval over the three, so across is not read
+    e = lambda m: dict(mean=m, lo=m - 0.1, hi=m + 0.05)  # noqa: E731
+    row = dict(label="H1", arm="route", control="route-random", outcome="hack",
+               per_organism={"cpu": e(-0.3), "third": e(-0.3), "rep": e(-0.2)}, pooled=dict(k=2, lo=-0.4, hi=-0.2))
+    got = results.replication_reading([row], "cpu", "third")[0]["holds_across"]
+    assert got is None, f"pooled over 2 of 3 organisms read as across: {got}"
+    assert results.replication_reading([dict(row, pooled=dict(k=3, lo=-0.4, hi=-0.2))], "cpu", "third")[0]["holds_across"]
+    rr = {r["label"]: r for r in res["replication"]}
+    assert rr["H1"]["on"] == {"third": prereg.REVERSED, "rep": prereg.HOLDS}, rr["H1"]
+    assert rr["H1"]["holds_across"] is False, f"H1 is reversed on the added organism, read {rr['H1']['holds_across']}"
+    h4 = find(res["family"], "route", "route-subset-matched", "hack")
+    assert h4["pooled"]["k"] == 3 and h4["pooled"]["hi"] < 0, h4["pooled"]
+    assert rr["H4"]["on"] == {"third": prereg.HOLDS, "rep": prereg.HOLDS} and rr["H4"]["holds_across"] is True, rr["H4"]
+    md = (t / "res3" / "results.md").read_text()
+    assert ("| H1 | route - route-random | hack | -0.195 | reversed | holds | does not hold |" in md
+            and "| H4 | route - route-subset-matched | hack |" in md and "| holds | holds | **holds** |" in md
+            and "written after the first two organisms' outcomes were read" in md), md[md.find("## Replication"):][:3000]
+    return rr
 
 
 def check_refusals(t: Path, dirs: dict[str, Path]) -> int:
@@ -309,6 +353,7 @@ def main() -> None:
         res = quiet(results.main, ["--decisive", "--organism-runs", f"cpu={dirs['cpu']}", "--organism-runs",
                             f"rep={dirs['rep']}", "--out", str(out)])
         check_table(res, out)
+        check_replication(t, dirs)
         n_refused = check_refusals(t, dirs)
     h1 = find(res["family"], "route", "route-random", "hack")
     print(f"PASS decisive_results: holm, paired t, Bonferroni interval, DerSimonian-Laird and percentile_within equal "
@@ -316,7 +361,8 @@ def main() -> None:
           f"{h1['per_organism']['rep']['mean']:+.3f} (rep), pooled {h1['pooled']['estimate']:+.3f}, Holm p "
           f"{h1['holm_p']:.2g} rejected; null H5 not rejected; step 39 (+0.105) and step 79 read from their own rows; "
           f"unfinished run listed, run missing step 79 refused, Holm over 12 with 10 missing as p = 1 said, interim marked (results.md and the plot's banner), emergence floor, collapsed "
-          f"and exploratory runs flagged; {n_refused} bad inputs refused (exit 2, one line)")
+          f"and exploratory runs flagged; amendment 5's replication reading (the added organism found by its weights, "
+          f"reversed/holds/across on three organisms, across not read on two); {n_refused} bad inputs refused (exit 2, one line)")
 
 
 if __name__ == "__main__":

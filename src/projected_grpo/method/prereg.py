@@ -35,6 +35,9 @@ REPLICATION_SEEDS = tuple(range(100, 110))
 """the registered table's training seeds on the replication organism"""
 THIRD_SEEDS = tuple(range(100, 110))
 """the training seeds on the third organism (amendment 5), as on the replication organism"""
+THIRD_WEIGHTS = "826cb3c1684a22f3828af670f6d283f64a1cfbfdd9d29de4c42bf7ada33b7f5b"
+"""the third organism's weights sha256 (amendment 5): "holds across organisms" is read over three organisms with it
+among them"""
 FIRST_SEED = 100
 """no training seed of the decisive table is below this (the registered seeds: PRIMARY_SEEDS, REPLICATION_SEEDS,
 THIRD_SEEDS)"""
@@ -223,11 +226,14 @@ def holds_across(primary_mean: float | None, pooled_lo: float | None, pooled_hi:
                  estimates: list[float | None], added: str | None) -> bool | None:
     """Amendment 5: a family contrast holds across organisms when it holds on the organism the amendment added
     (`added`, its `replication` reading), the pooled Bonferroni interval over all organisms excludes 0 on the primary
-    estimate's side, and no organism's point estimate (`estimates`) has the other sign. None when something it needs
-    is missing."""
-    if primary_mean is None or primary_mean == 0 or pooled_lo is None or pooled_hi is None or added is None:
+    estimate's side, and no organism's point estimate (`estimates`) has the other sign. False as soon as it does not
+    hold on the added organism; None when something else it needs is missing (pooled_lo None: no pooled interval over
+    all the organisms)."""
+    if primary_mean is None or primary_mean == 0 or added is None:
         return None
-    if any(e is None for e in estimates):
+    if added != HOLDS:
+        return False
+    if pooled_lo is None or pooled_hi is None or any(e is None for e in estimates):
         return None
     side = 1.0 if primary_mean > 0 else -1.0
-    return added == HOLDS and side * pooled_lo > 0 and side * pooled_hi > 0 and all(side * e >= 0 for e in estimates)
+    return side * pooled_lo > 0 and side * pooled_hi > 0 and all(side * e >= 0 for e in estimates)
