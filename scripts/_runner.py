@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PY = sys.executable
 GRADE_CACHE = ROOT / "out" / "grade_cache" / "grades.sqlite"  # grades shared by the processes of a driver and later calls
+KEPT_GRADES = "grades_kept.jsonl"  # with keep_grades: a job's own grades, in its first run's folder (pack_runs keeps it)
 
 
 def add_plan_args(ap, arms_default: tuple[str, ...], seeds: str, eval_every: int, device: str, runs: str,
@@ -328,12 +329,15 @@ def report(running: dict, runs: Path, steps: int, n_total: int, out: Outcome, t0
 
 
 def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan, parallel: int, deadline: float,
-            every_s: float = 30.0, grade_workers: int = 0, late_starts: bool = False) -> Outcome:
+            every_s: float = 30.0, grade_workers: int = 0, late_starts: bool = False,
+            keep_grades: bool = False) -> Outcome:
     """Run jobs `parallel` at a time until done or the deadline (time.time() seconds); the outcome names runs.
     Once a job has finished, a job whose start would leave less time than the longest finished job took is not
     started (skipped: it would be stopped at the deadline), unless late_starts (a stopped job resumes from its
     checkpoint in a later call: `resumable`). grade_workers > 0 sets each job's sandbox workers. The jobs share one
-    grade cache file (GRADE_CACHE, unless PGRPO_GRADE_CACHE is set; set it empty for none)."""
+    grade cache file (GRADE_CACHE, unless PGRPO_GRADE_CACHE is set; set it empty for none). keep_grades: each job
+    keeps every grade it receives, deadline-hit ones included, in its first run's folder (KEPT_GRADES, read first
+    when the job resumes: env/rollouts.py), so that a stopped evaluation restarts where it stopped."""
     runs = ROOT / plan.runs
     (runs / "_logs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1")
@@ -361,8 +365,9 @@ def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan
             elif len(running) < parallel and all(d in out.done for d in deps):
                 pending.remove(job)
                 log = open(runs / "_logs" / f"{name}.log", "w")
-                running[name] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log,
-                                 rs, time.time())
+                job_env = dict(env, PGRPO_GRADES_KEPT=str(runs / rs[0] / KEPT_GRADES)) if keep_grades else env
+                running[name] = (subprocess.Popen(cmd, cwd=ROOT, env=job_env, stdout=log, stderr=subprocess.STDOUT),
+                                 log, rs, time.time())
         time.sleep(1)
         for name, (p, log, rs, started) in list(running.items()):
             if p.poll() is not None:

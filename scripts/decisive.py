@@ -90,6 +90,10 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, _runner.Plan]:
     ap.add_argument("--ckpt-every", type=int, default=0,
                     help="checkpoint every N steps (0: train.py's default, 5); not part of a run's configuration "
                          "(logs.CONFIG_EXCLUDED): slow runs stopped at a deadline lose fewer steps")
+    ap.add_argument("--keep-grades", action="store_true",
+                    help="each process keeps every grade it receives, deadline-hit ones included, in its first run's "
+                         "folder (grades_kept.jsonl, packed with the run), and reads them first when it resumes: a "
+                         "stopped evaluation restarts where it stopped (erratum 8; not part of a run's configuration)")
     ap.add_argument("--registered-off", action="store_true",
                     help="allow flags other than the prereg's (the runs are then not the registered table)")
     a = ap.parse_args(argv)
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     t1 = time.time()
     outcome = _runner.run_all(jobs, plan, a.parallel, t0 + 60 * a.budget_min, grade_workers=a.grade_workers,
-                              late_starts=a.late_starts)
+                              late_starts=a.late_starts, keep_grades=a.keep_grades)
     wall = time.time() - t1
     runs = ROOT / plan.runs
     runs.mkdir(parents=True, exist_ok=True)
@@ -146,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                   date=datetime.datetime.now().isoformat(timespec="seconds"), model=a.model,
                   weights_sha256=weights_id(a.model), arms=plan.arms, seeds=plan.seeds, steps=plan.steps,
                   parallel=a.parallel, runs_per_process=a.runs_per_process, grade_workers=a.grade_workers,
+                  keep_grades=a.keep_grades,
                   cores=os.cpu_count(), wall_s_runs=round(wall, 1), registered=not a.registered_off,
                   runs_per_hour=round(len(outcome.done) / wall * 3600, 1) if wall > 0 else None, **vars(outcome))
     calls = runs / "decisive_calls.jsonl"

@@ -27,7 +27,7 @@ from pathlib import Path
 from projected_grpo.loop.logs import gzip_bytes
 
 KEEP = ("step_*.jsonl.gz", "metrics.jsonl", "eval.jsonl", "args.json", "arm.json", "run_meta.json", "DONE", "*.log",
-        "decisive_calls.jsonl")
+        "decisive_calls.jsonl", "grades_kept.jsonl")
 
 
 XZ_RATIO = 25

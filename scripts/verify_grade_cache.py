@@ -13,6 +13,10 @@
 4. The grader's fingerprint, part of every key, changes with the sandbox's limits; a grade that met a deadline
    (deadline_hit) is not written to the file; its source list (rollouts.GRADER_SOURCES) holds every env file that
    grader.py imports or starts, transitively.
+5. The kept-grades file (PGRPO_GRADES_KEPT): with chunks of 4 and the second chunk's grading failing, the first
+   chunk's grades are on disk; a fresh start (memory and the file's in-process copy cleared) reads them from the file
+   and grades only the rest, equal to uncached grades; a deadline_hit grade is kept there (unlike the shared file),
+   and a torn last line is skipped.
 Prints one PASS line; exit 1 on failure.
 """
 
@@ -122,6 +126,66 @@ def grading_sources(start: str = "grader.py") -> set[str]:
     return seen
 
 
+def fresh_process() -> None:
+    """What a new process starts with: an empty memory cache and no copy of the kept file."""
+    rollouts._CACHE.clear()
+    rollouts._kept.cache_clear()
+    for k in rollouts.STATS:
+        rollouts.STATS[k] = 0
+
+
+def check_kept() -> int:
+    """Part 5; returns how many grades the first chunk kept."""
+    probs, comps = batch(1)
+    fresh = [r.to_dict() for r in grade_batch(probs, comps)]
+    n = len(set(zip(map(json.dumps, probs), comps)))
+    real, chunk = rollouts.grade_batch, rollouts.KEPT_CHUNK
+    calls = []
+
+    def fails_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("second chunk stopped (the command ran out of time)")
+        return real(*a, **k)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        kept = Path(tmp) / "run" / "grades_kept.jsonl"
+        os.environ["PGRPO_GRADES_KEPT"] = str(kept)
+        try:
+            fresh_process()
+            rollouts.grade_batch, rollouts.KEPT_CHUNK = fails_second, 4
+            try:
+                rollouts.grade_problems(probs, comps)
+                raise AssertionError("the second chunk's failure did not reach the caller")
+            except RuntimeError:
+                pass
+            finally:
+                rollouts.grade_batch = real
+            lines = kept.read_text().splitlines()
+            assert len(lines) == 4, f"after the first chunk of 4 the kept file holds {len(lines)} grades"
+            with open(kept, "a") as f:
+                f.write('{"key": "torn')  # killed mid-write
+            fresh_process()
+            again = rollouts.grade_problems(probs, comps)
+            assert rollouts.STATS["kept"] == 4 and rollouts.STATS["graded"] == n - 4, (
+                f"a restart should read 4 kept grades and grade {n - 4}, got {rollouts.STATS}")
+            bad = [(i, f) for i in range(len(fresh)) for f in fresh[i] if again[i][f] != fresh[i][f]]
+            assert not bad, f"grades after a restart differ from uncached grades: {bad[:3]}"
+            fresh_process()
+            rollouts.grade_problems(probs, comps)
+            assert rollouts.STATS["kept"] == n and rollouts.STATS["graded"] == 0, (
+                f"a second restart should read all {n} grades from the kept file, got {rollouts.STATS}")
+            late = {**fresh[0], "deadline_hit": True}
+            rollouts._kept_put({"late": late})
+            fresh_process()
+            assert rollouts._kept_get(["late"]) == {"late": late}, "a deadline_hit grade was not kept in the run's file"
+        finally:
+            os.environ.pop("PGRPO_GRADES_KEPT")
+            rollouts.grade_batch, rollouts.KEPT_CHUNK = real, chunk
+            fresh_process()
+    return 4
+
+
 def main() -> None:
     missing = grading_sources() - set(rollouts.GRADER_SOURCES)
     assert not missing, f"rollouts.GRADER_SOURCES, hashed into every cache key, leaves out {sorted(missing)}"
@@ -157,6 +221,7 @@ def main() -> None:
             assert set(rollouts._disk_get(["late", "ok"])) == {"ok"}, "a deadline_hit grade was written to the file"
         finally:
             os.environ.pop("PGRPO_GRADE_CACHE")
+    n_kept = check_kept()
     # the grader marks a grade whose sandbox run met a deadline (short limits: a loop that never ends)
     p = batch(0)[0][0]
     loop = "```python\nclass Solution:\n    def compute(self, *a, **k):\n        while True:\n            pass\n```"
@@ -175,7 +240,8 @@ def main() -> None:
     print(f"PASS verify_grade_cache: {n} distinct (problem, completion) pairs, {len(fresh)} rows, labels {sorted(labels)}; "
           f"a second process read all {n} from the file, no sandbox run, equal to uncached grades; "
           f"{n3} pairs of the same completions under other problems or one-field copies graded afresh and equal; "
-          f"a never-ending test marked deadline_hit, and such grades kept out of the file; the key's source list covers "
+          f"a never-ending test marked deadline_hit, and such grades kept out of the file; the kept-grades file held the "
+          f"first chunk ({n_kept} grades) through a failed second chunk, deadline_hit included; the key's source list covers "
           f"{sorted(grading_sources())}")
 
 

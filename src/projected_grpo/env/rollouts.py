@@ -18,6 +18,12 @@ completion text changes no label and keeps the sandbox off the critical path. Tw
           that a second process reads the first one's grades without a sandbox run, that they equal fresh grades,
           and that a completion met under another problem, or under a copy differing in one field, is graded
           afresh.
+  kept    with PGRPO_GRADES_KEPT=<file>: one run's own jsonl of every grade it received, deadline-hit grades
+          included, appended after each KEPT_CHUNK distinct programs graded. A process that resumes the run reads
+          it first, so a stopped evaluation restarts where it stopped rather than from nothing; it extends the
+          per-process memory cache (which also keeps deadline-hit grades) across a restart. A torn last line (the
+          process killed mid-write) is skipped. verify_grade_cache checks that a chunk survives a failure of the
+          next one and that a deadline-hit grade is kept.
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ from projected_grpo.env.grader import RewardConfig, grade_batch
 
 _CACHE: dict[str, dict] = {}
 _CACHE_MAX = 200_000
-STATS = {"memory": 0, "disk": 0, "graded": 0}  # rows served from memory (repeats included); distinct keys read from disk, graded
+STATS = {"memory": 0, "kept": 0, "disk": 0, "graded": 0}  # rows served from memory (repeats included); distinct keys read from the kept file, from disk, graded
+KEPT_CHUNK = 256
+"""distinct programs graded between two appends to the kept-grades file (PGRPO_GRADES_KEPT)"""
 GRADER_SOURCES = ("grader.py", "problems.py", "sandbox.py", "_pgrpo_harness.py", "_pgrpo_server.py")
 log = logging.getLogger(__name__)
 
@@ -106,6 +114,45 @@ def _disk_put(items: dict[str, dict]) -> None:
         log.warning("grade cache %s not written (%s)", path, e)
 
 
+@functools.cache
+def _kept(path: str) -> dict[str, dict]:
+    """The kept-grades file's grades, read once a process (later appends also go into this dict)."""
+    got = {}
+    if Path(path).exists():
+        for line in Path(path).read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # a torn last line: that grade is graded again
+                continue
+            got[row["key"]] = row["grade"]
+    return got
+
+
+def _kept_get(keys: list[str]) -> dict[str, dict]:
+    path = os.environ.get("PGRPO_GRADES_KEPT")
+    if not path:
+        return {}
+    kept = _kept(path)
+    return {k: kept[k] for k in keys if k in kept}
+
+
+def _kept_put(items: dict[str, dict]) -> None:
+    """Append every grade, deadline-hit ones included, and flush to disk before grading goes on."""
+    path = os.environ.get("PGRPO_GRADES_KEPT")
+    if not path or not items:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        size, torn = f.seek(0, os.SEEK_END), False
+        if size:  # a torn last line (killed mid-write) must stay a line of its own
+            f.seek(size - 1)
+            torn = f.read(1) != b"\n"
+        f.write((("\n" if torn else "") + "".join(json.dumps(dict(key=k, grade=g)) + "\n" for k, g in items.items())).encode())
+        f.flush()
+        os.fsync(f.fileno())
+    _kept(path).update(items)
+
+
 def grade_problems(problems: list[dict], completions: list[str], progress: bool = False) -> list[dict]:
     """GradeResult dicts, one per (problem, completion); identical pairs share one sandbox run."""
     assert len(problems) == len(completions)
@@ -114,19 +161,25 @@ def grade_problems(problems: list[dict], completions: list[str], progress: bool 
            for p, c in zip(problems, completions)]
     known = {k: _CACHE[k] for k in key if k in _CACHE}
     missing = [k for k in dict.fromkeys(key) if k not in known]
-    known.update(_disk_get(missing))
+    kept = _kept_get(missing)
+    known.update(kept)
+    known.update(_disk_get([k for k in missing if k not in kept]))
     todo = {}
     for i, k in enumerate(key):
         if k not in known:
             todo.setdefault(k, i)
-    STATS["disk"] += len(missing) - len(todo)
+    STATS["kept"] += len(kept)
+    STATS["disk"] += len(missing) - len(kept) - len(todo)
     STATS["graded"] += len(todo)
     STATS["memory"] += len(key) - len(missing)
-    if todo:
-        idx = list(todo.values())
-        res = grade_batch([problems[i] for i in idx], [completions[i] for i in idx], progress=progress)
-        graded = {key[i]: r.to_dict() for i, r in zip(idx, res)}
+    idx = list(todo.values())
+    chunk = KEPT_CHUNK if os.environ.get("PGRPO_GRADES_KEPT") else max(len(idx), 1)
+    for lo in range(0, len(idx), chunk):  # with a kept file, each chunk is on disk before the next is graded
+        part = idx[lo:lo + chunk]
+        res = grade_batch([problems[i] for i in part], [completions[i] for i in part], progress=progress)
+        graded = {key[i]: r.to_dict() for i, r in zip(part, res)}
         _disk_put(graded)
+        _kept_put(graded)
         known.update(graded)
     if len(_CACHE) + len(known) > _CACHE_MAX:
         _CACHE.clear()

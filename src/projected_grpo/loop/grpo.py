@@ -706,8 +706,8 @@ class Trainer:
             for run in self.runs:
                 (run.run_dir / "DONE").write_text("ok\n")
             st = rollouts.STATS
-            print(f"grades: {st['graded']} graded in the sandbox, {st['disk']} read from the shared cache file, "
-                  f"{st['memory']} repeats from memory", flush=True)
+            print(f"grades: {st['graded']} graded in the sandbox, {st['kept']} read from the run's kept grades, "
+                  f"{st['disk']} from the shared cache file, {st['memory']} repeats from memory", flush=True)
         return folders[0] if len(folders) == 1 else folders
 
 
