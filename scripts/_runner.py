@@ -22,6 +22,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from projected_grpo.env import rollouts
 from projected_grpo.loop import logs
 from projected_grpo.loop.cli import given_fields
 from projected_grpo.loop.config import saved
@@ -33,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PY = sys.executable
 GRADE_CACHE = ROOT / "out" / "grade_cache" / "grades.sqlite"  # grades shared by the processes of a driver and later calls
-KEPT_GRADES = "grades_kept.jsonl"  # with keep_grades: a job's own grades, in its first run's folder (pack_runs keeps it)
 
 
 def add_plan_args(ap, arms_default: tuple[str, ...], seeds: str, eval_every: int, device: str, runs: str,
@@ -336,7 +336,7 @@ def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan
     started (skipped: it would be stopped at the deadline), unless late_starts (a stopped job resumes from its
     checkpoint in a later call: `resumable`). grade_workers > 0 sets each job's sandbox workers. The jobs share one
     grade cache file (GRADE_CACHE, unless PGRPO_GRADE_CACHE is set; set it empty for none). keep_grades: each job
-    keeps every grade it receives, deadline-hit ones included, in its first run's folder (KEPT_GRADES, read first
+    keeps every grade it receives, deadline-hit ones included, in its first run's folder (rollouts.KEPT_FILE, read first
     when the job resumes: env/rollouts.py), so that a stopped evaluation restarts where it stopped."""
     runs = ROOT / plan.runs
     (runs / "_logs").mkdir(parents=True, exist_ok=True)
@@ -365,7 +365,7 @@ def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan
             elif len(running) < parallel and all(d in out.done for d in deps):
                 pending.remove(job)
                 log = open(runs / "_logs" / f"{name}.log", "w")
-                job_env = dict(env, PGRPO_GRADES_KEPT=str(runs / rs[0] / KEPT_GRADES)) if keep_grades else env
+                job_env = dict(env, PGRPO_GRADES_KEPT=str(runs / rs[0] / rollouts.KEPT_FILE)) if keep_grades else env
                 running[name] = (subprocess.Popen(cmd, cwd=ROOT, env=job_env, stdout=log, stderr=subprocess.STDOUT),
                                  log, rs, time.time())
         time.sleep(1)

@@ -24,10 +24,11 @@ import tarfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from projected_grpo.env import rollouts
 from projected_grpo.loop.logs import gzip_bytes
 
 KEEP = ("step_*.jsonl.gz", "metrics.jsonl", "eval.jsonl", "args.json", "arm.json", "run_meta.json", "DONE", "*.log",
-        "decisive_calls.jsonl", "grades_kept.jsonl")
+        "decisive_calls.jsonl", rollouts.KEPT_FILE)
 
 
 XZ_RATIO = 25

@@ -843,6 +843,52 @@ def decisive_plot(res: dict, out: Path) -> Path:
     return path
 
 
+def arm_order(arms: set[str]) -> list[str]:
+    """vanilla and rl-baseline first, then the arms as the family and the secondary contrasts name them, the rest
+    sorted."""
+    named = ["vanilla", "rl-baseline"] + [a for c in prereg.FAMILY + prereg.SECONDARY for a in (c.arm, c.control)]
+    return [a for a in dict.fromkeys(named) if a in arms] + sorted(arms - set(named))
+
+
+def arms_plot(res: dict, out: Path) -> Path:
+    """Every arm's per-seed deployed hack and solve at the primary step, one column per organism: a dot per training
+    seed, a bar at the mean, vanilla's mean as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    orgs = list(res["organisms"])
+    tables = {t: o["per_seed"][prereg.PRIMARY_STEP] for t, o in res["organisms"].items()}
+    arms = arm_order({a for tb in tables.values() for a in tb})
+    fig, axes = plt.subplots(2, len(orgs), figsize=(4.2 * len(orgs), 11), sharey=True, squeeze=False)
+    for col, t in enumerate(orgs):
+        for row, outcome in enumerate(("hack", "solve")):
+            ax = axes[row][col]
+            for y, arm in enumerate(arms):
+                v = tables[t].get(arm, {}).get(outcome)
+                if not v:
+                    continue
+                xs = list(v["values"].values())
+                ax.plot(xs, [y + 0.12 * ((k % 5) - 2) / 2 for k in range(len(xs))], "o", ms=3, alpha=0.6,
+                        color="tab:red" if arm.startswith("route") else "tab:blue")
+                ax.plot([v["mean"]] * 2, [y - 0.35, y + 0.35], color="black", lw=2)
+            van = tables[t].get("vanilla", {}).get(outcome)
+            if van:
+                ax.axvline(van["mean"], color="grey", ls="--", lw=0.8)
+            ax.set_xlim(-0.02, 1.0)
+            ax.set_title(f"{t}: deployed {outcome}, eval step {prereg.PRIMARY_STEP}", fontsize=9)
+            ax.set_yticks(range(len(arms)), arms, fontsize=8)
+    axes[0][0].invert_yaxis()
+    fig.suptitle(("INTERIM: " if res["interim"] else "") + "per-seed rates (dots), arm means (bars), vanilla (dashed)",
+                 color="firebrick" if res["interim"] else "black")
+    fig.tight_layout()
+    path = out / "decisive_arms.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main_decisive(a: argparse.Namespace) -> dict:
     """--decisive: refuse an --out that holds a results.json unless --fresh, then write results.json, results.md and
     the plot."""
@@ -856,7 +902,7 @@ def main_decisive(a: argparse.Namespace) -> dict:
     (out / "results.json").write_text(json.dumps(jsonable(res), indent=1))
     print(md)
     if not a.no_plots:
-        print(f"plot: {decisive_plot(res, out)}")
+        print(f"plots: {decisive_plot(res, out)}, {arms_plot(res, out)}")
     return jsonable(res)
 
 

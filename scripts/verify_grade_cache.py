@@ -13,10 +13,10 @@
 4. The grader's fingerprint, part of every key, changes with the sandbox's limits; a grade that met a deadline
    (deadline_hit) is not written to the file; its source list (rollouts.GRADER_SOURCES) holds every env file that
    grader.py imports or starts, transitively.
-5. The kept-grades file (PGRPO_GRADES_KEPT): with chunks of 4 and the second chunk's grading failing, the first
-   chunk's grades are on disk; a fresh start (memory and the file's in-process copy cleared) reads them from the file
-   and grades only the rest, equal to uncached grades; a deadline_hit grade is kept there (unlike the shared file),
-   and a torn last line is skipped.
+5. The kept-grades file (PGRPO_GRADES_KEPT): a process killed (SIGKILL) while its second chunk of 4 grades leaves the
+   first chunk on disk; a restart (memory and the file's in-process copy cleared) reads it past a torn last line and
+   grades only the rest, equal to uncached grades; deadline-hit grades are kept there and not in the shared file;
+   grades read from the shared file are kept too; without a kept file a batch is graded in one call.
 Prints one PASS line; exit 1 on failure.
 """
 
@@ -28,6 +28,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from projected_grpo.env import rollouts, sandbox
@@ -134,56 +135,106 @@ def fresh_process() -> None:
         rollouts.STATS[k] = 0
 
 
-def check_kept() -> int:
-    """Part 5; returns how many grades the first chunk kept."""
+KILLED_CHILD = """
+import sys, time
+sys.path.insert(0, 'scripts')
+import verify_grade_cache as g
+from projected_grpo.env import rollouts
+rollouts.KEPT_CHUNK = 4
+real, calls = rollouts.grade_batch, []
+def second_hangs(*a, **k):  # the command's deadline falls while the second chunk grades
+    calls.append(1)
+    if len(calls) == 2:
+        time.sleep(120)
+    return real(*a, **k)
+rollouts.grade_batch = second_hangs
+rollouts.grade_problems(*g.batch(1))
+"""
+
+
+def kept_lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def check_kept() -> dict:
+    """Part 5: a process killed (SIGKILL) while its second chunk grades leaves the first chunk's grades in its kept
+    file; a restart reads them and grades only the rest; deadline-hit grades stay in the kept file (not in the shared
+    one), and grades read from the shared file are kept too (the shared file does not travel with a run); without a
+    kept file a batch is graded in one call, as before."""
     probs, comps = batch(1)
     fresh = [r.to_dict() for r in grade_batch(probs, comps)]
     n = len(set(zip(map(json.dumps, probs), comps)))
     real, chunk = rollouts.grade_batch, rollouts.KEPT_CHUNK
     calls = []
 
-    def fails_second(*a, **k):
+    def first_late(*a, **k):  # the restart's first chunk meets deadlines
         calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("second chunk stopped (the command ran out of time)")
+        out = real(*a, **k)
+        return [dataclasses.replace(r, deadline_hit=True) for r in out] if len(calls) == 1 else out
+
+    def counted(*a, **k):
+        calls.append(1)
         return real(*a, **k)
 
+    got = {}
     with tempfile.TemporaryDirectory() as tmp:
-        kept = Path(tmp) / "run" / "grades_kept.jsonl"
-        os.environ["PGRPO_GRADES_KEPT"] = str(kept)
+        shared, kept, kept2 = Path(tmp) / "shared.sqlite", Path(tmp) / "run" / "kept.jsonl", Path(tmp) / "run2" / "kept.jsonl"
+        env = dict(os.environ, PGRPO_GRADE_CACHE=str(shared), PGRPO_GRADES_KEPT=str(kept))
+        child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD], cwd=REPO, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        t0 = time.time()
+        while kept_lines(kept) < 4 and child.poll() is None and time.time() - t0 < 90:
+            time.sleep(0.05)
+        child.kill()
+        err = child.communicate()[1].decode()[-300:]
+        assert kept_lines(kept) == 4, f"killed in its second chunk, the process left {kept_lines(kept)} kept grades, want 4 ({err})"
+        with open(kept, "a") as f:
+            f.write('{"key": "torn')  # a write cut short
+        os.environ.update(PGRPO_GRADE_CACHE=str(shared), PGRPO_GRADES_KEPT=str(kept))
         try:
+            rollouts.KEPT_CHUNK = 4
             fresh_process()
-            rollouts.grade_batch, rollouts.KEPT_CHUNK = fails_second, 4
-            try:
-                rollouts.grade_problems(probs, comps)
-                raise AssertionError("the second chunk's failure did not reach the caller")
-            except RuntimeError:
-                pass
-            finally:
-                rollouts.grade_batch = real
-            lines = kept.read_text().splitlines()
-            assert len(lines) == 4, f"after the first chunk of 4 the kept file holds {len(lines)} grades"
-            with open(kept, "a") as f:
-                f.write('{"key": "torn')  # killed mid-write
-            fresh_process()
+            rollouts.grade_batch = first_late
             again = rollouts.grade_problems(probs, comps)
-            assert rollouts.STATS["kept"] == 4 and rollouts.STATS["graded"] == n - 4, (
-                f"a restart should read 4 kept grades and grade {n - 4}, got {rollouts.STATS}")
-            bad = [(i, f) for i in range(len(fresh)) for f in fresh[i] if again[i][f] != fresh[i][f]]
+            rollouts.grade_batch = real
+            st = dict(rollouts.STATS)
+            assert st["kept"] == 4 and st["disk"] == 0 and st["graded"] == n - 4, (
+                f"a restart should read 4 kept grades and grade the other {n - 4}: {st}")
+            late_keys = [k for k, g in rollouts._kept(str(kept)).items() if g["deadline_hit"]]
+            assert len(late_keys) == 4, f"the restart's 4 deadline-hit grades should be in the kept file: {len(late_keys)}"
+            assert not rollouts._disk_get(late_keys), "a deadline-hit grade reached the shared file"
+            bad = [(i, f) for i in range(len(fresh)) for f in fresh[i] if f != "deadline_hit" and again[i][f] != fresh[i][f]]
             assert not bad, f"grades after a restart differ from uncached grades: {bad[:3]}"
+            # another run's kept file beside the same shared file: shared grades are kept, the deadline-hit ones graded
+            os.environ["PGRPO_GRADES_KEPT"] = str(kept2)
             fresh_process()
             rollouts.grade_problems(probs, comps)
-            assert rollouts.STATS["kept"] == n and rollouts.STATS["graded"] == 0, (
-                f"a second restart should read all {n} grades from the kept file, got {rollouts.STATS}")
-            late = {**fresh[0], "deadline_hit": True}
-            rollouts._kept_put({"late": late})
+            st2 = dict(rollouts.STATS)
+            assert st2["kept"] == 0 and st2["disk"] == n - 4 and st2["graded"] == 4, st2
+            assert kept_lines(kept2) == n, f"grades read from the shared file were not kept: {kept_lines(kept2)} of {n}"
+            # the first run again: everything from its kept file, the deadline-hit grades as they were kept
+            os.environ["PGRPO_GRADES_KEPT"] = str(kept)
             fresh_process()
-            assert rollouts._kept_get(["late"]) == {"late": late}, "a deadline_hit grade was not kept in the run's file"
-        finally:
+            third = rollouts.grade_problems(probs, comps)
+            st3 = dict(rollouts.STATS)
+            assert st3["kept"] == n and st3["graded"] == 0, f"a second restart should read all {n} kept grades: {st3}"
+            assert sum(g["deadline_hit"] for g in third) >= 4, "the kept deadline-hit grades did not come back"
+            assert st3["kept_late"] == 4, f"4 of the kept grades read met a deadline, STATS says {st3['kept_late']}"
+            # no kept file: one grading call for the whole batch, as before the kept file existed
             os.environ.pop("PGRPO_GRADES_KEPT")
+            os.environ.pop("PGRPO_GRADE_CACHE")
+            fresh_process()
+            calls.clear()
+            rollouts.grade_batch = counted
+            rollouts.grade_problems(probs, comps)
+            assert len(calls) == 1, f"without a kept file the batch was graded in {len(calls)} calls"
+            got = dict(n=n, killed_kept=4)
+        finally:
+            for k in ("PGRPO_GRADES_KEPT", "PGRPO_GRADE_CACHE"):
+                os.environ.pop(k, None)
             rollouts.grade_batch, rollouts.KEPT_CHUNK = real, chunk
             fresh_process()
-    return 4
+    return got
 
 
 def main() -> None:
@@ -221,7 +272,7 @@ def main() -> None:
             assert set(rollouts._disk_get(["late", "ok"])) == {"ok"}, "a deadline_hit grade was written to the file"
         finally:
             os.environ.pop("PGRPO_GRADE_CACHE")
-    n_kept = check_kept()
+    kept = check_kept()
     # the grader marks a grade whose sandbox run met a deadline (short limits: a loop that never ends)
     p = batch(0)[0][0]
     loop = "```python\nclass Solution:\n    def compute(self, *a, **k):\n        while True:\n            pass\n```"
@@ -240,8 +291,9 @@ def main() -> None:
     print(f"PASS verify_grade_cache: {n} distinct (problem, completion) pairs, {len(fresh)} rows, labels {sorted(labels)}; "
           f"a second process read all {n} from the file, no sandbox run, equal to uncached grades; "
           f"{n3} pairs of the same completions under other problems or one-field copies graded afresh and equal; "
-          f"a never-ending test marked deadline_hit, and such grades kept out of the file; the kept-grades file held the "
-          f"first chunk ({n_kept} grades) through a failed second chunk, deadline_hit included; the key's source list covers "
+          f"a never-ending test marked deadline_hit, and such grades kept out of the file; a process killed in its second chunk "
+          f"left its first chunk's {kept['killed_kept']} grades in its kept file, a restart graded only the rest, and "
+          f"deadline-hit and shared-file grades were kept; the key's source list covers "
           f"{sorted(grading_sources())}")
 
 

@@ -6,6 +6,8 @@
 3. Resume: a run stopped after step 0 (fast tier, 2 steps; full tier: after step 1 of 4) and resumed gives the same
    rollouts, rewards and adapter weights as an uninterrupted run (tiny organism, CPU, same seed);
    grpo.load_run_policy loads the finished run's adapter exactly; resuming with another optimizer recipe is refused.
+   A run stopped in its evaluation resumes at that evaluation from the checkpoint saved before it, and a fresh start
+   removes an earlier attempt's checkpoint and kept grades.
 4. A step log written while the writer is killed (SIGKILL) is always either absent or complete (3 kill points;
    6 in the full tier).
 5. Micro-batched forward-backward (RunConfig.micro_batch) gives the one-pass step: the same adapter weights
@@ -36,6 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 from projected_grpo.method import adapters as ad  # noqa: E402
+from projected_grpo.env import rollouts  # noqa: E402
 from projected_grpo.loop import grpo, logs  # noqa: E402
 from projected_grpo.method.interventions import NoIntervention  # noqa: E402
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -343,12 +346,61 @@ def check_fold(tmp: Path) -> float:
 
 def check_fresh_start_drops_ckpt(tmp: Path) -> None:
     """A run started afresh in a folder that holds an earlier run's checkpoint removes it before its first step (a
-    later --resume would otherwise load the earlier run's adapter beside this run's args.json)."""
+    later --resume would otherwise load the earlier run's adapter beside this run's args.json), and an earlier
+    attempt's kept grades (rollouts.KEPT_FILE) with it."""
     d = tmp / "fresh"
     (d / "ckpt").mkdir(parents=True)
     (d / "ckpt" / "last.pt").write_bytes(b"an earlier run's checkpoint")
+    (d / rollouts.KEPT_FILE).write_text('{"key": "k", "grade": {}}\n')
     grpo.train(tiny_args(tmp, "fresh", steps=2, n_eval=1, stop_after=0, ckpt_every=100))
     assert not (d / "ckpt" / "last.pt").exists(), "a fresh start kept an earlier run's checkpoint"
+    assert not (d / rollouts.KEPT_FILE).exists(), "a fresh start kept an earlier attempt's kept grades"
+
+
+class StopInEvaluation(Exception):
+    """A command's deadline, met in the evaluation after step 0."""
+
+
+def check_resume_in_evaluation(tmp: Path) -> None:
+    """A run stopped in its evaluation after step 0 (of 2, an evaluation after every step) resumes from the checkpoint
+    saved before that evaluation: it trains no step again, runs the evaluation first, and ends with the same eval
+    rows, rollouts and adapter as an uninterrupted run."""
+    kw = dict(steps=2, n_eval=1, eval_every=1)
+    torch.manual_seed(0)
+    full = grpo.train(tiny_args(tmp, "ev_full", **kw))
+    real_eval, real_step = grpo.Trainer.evaluate, grpo.Trainer.step_runs
+    trained, evaluated = [], []
+
+    def stop_at_0(self, step):
+        if step == 0:
+            raise StopInEvaluation
+        return real_eval(self, step)
+
+    def count_step(self, step):
+        trained.append(step)
+        return real_step(self, step)
+
+    def note_eval(self, step):
+        evaluated.append(step)
+        return real_eval(self, step)
+
+    try:
+        grpo.Trainer.evaluate = stop_at_0
+        torch.manual_seed(0)
+        try:
+            grpo.train(tiny_args(tmp, "ev_stopped", **kw))
+            raise AssertionError("the evaluation after step 0 did not stop the run")
+        except StopInEvaluation:
+            pass
+        grpo.Trainer.evaluate, grpo.Trainer.step_runs = note_eval, count_step
+        grpo.train(tiny_args(tmp, "ev_stopped", resume=True, **kw))
+    finally:
+        grpo.Trainer.evaluate, grpo.Trainer.step_runs = real_eval, real_step
+    assert trained == [1] and evaluated == [0, 1], (
+        f"resumed in the evaluation after step 0: trained steps {trained}, evaluated after {evaluated} (want [1], [0, 1])")
+    ea, eb = (logs.read_jsonl(d / "eval.jsonl") for d in (full, tmp / "ev_stopped"))
+    assert ea == eb, "the resumed run's eval rows differ from the uninterrupted run's"
+    assert run_rows(full) == run_rows(tmp / "ev_stopped"), "the resumed run's rollouts differ"
 
 def main() -> None:
     check_toy_loss()
@@ -359,11 +411,12 @@ def main() -> None:
         fold_err = check_fold(tmp)
         n = check_resume(tmp)
         check_fresh_start_drops_ckpt(tmp)
+        check_resume_in_evaluation(tmp)
         k = check_kill_safe_logs(tmp)
         mb_moved, mb_err = check_micro_batches(tmp)
         kl = check_inner_iters(tmp)
     print(f"PASS grpo ({tier()} tier): toy Dr.GRPO loss/grad exact; capture identity bit-for-bit over {STEPS} steps "
-          f"({changed} tensors moved); folded forward = branch forward (loss and gradients within {fold_err:.1e}); resume equal over {n} rollouts, other recipes refused; {k} killed writes left "
+          f"({changed} tensors moved); folded forward = branch forward (loss and gradients within {fold_err:.1e}); resume equal over {n} rollouts, other recipes refused; a run stopped in an evaluation resumes there (no step trained again, eval rows equal); {k} killed writes left "
           f"complete files; micro-batches of 3 = one pass, a micro-batch of short rows cut to its own longest row with the same gradient; "
           f"({'no intervention, route' if FULL else 'route'}) within {mb_err:.1e} ({mb_moved} tensors moved); 2 inner iterations with KL: "
           f"first ratio exactly 1, kl {kl:.2e}")

@@ -32,6 +32,7 @@ from _gate_common import run_gate  # noqa: E402
 
 import _runner  # noqa: E402
 
+from projected_grpo.env import rollouts  # noqa: E402
 from projected_grpo.loop import cli, logs  # noqa: E402
 from projected_grpo.method import arms  # noqa: E402
 
@@ -313,13 +314,13 @@ def check_deadline_skip(runs: Path) -> None:
     # keep_grades: each job's grading keeps its grades in its first run's folder (the file pack_runs keeps)
     say = "import os; print(os.environ.get('PGRPO_GRADES_KEPT'))"
     job = ("k", [sys.executable, "-c", say], [], ["route_s3", "route_s4"])
-    for keep, want in ((True, str(runs / "route_s3" / _runner.KEPT_GRADES)), (False, "None")):
+    for keep, want in ((True, str(runs / "route_s3" / rollouts.KEPT_FILE)), (False, "None")):
         out = _runner.run_all([job], plan, parallel=1, deadline=time.time() + 9, every_s=1e9, keep_grades=keep)
         got = (runs / "_logs" / "k.log").read_text().strip()
         assert out.done == ["route_s3", "route_s4"] and got == want, f"keep_grades={keep}: the job saw {got!r}, want {want!r}"
     import pack_runs
 
-    assert _runner.KEPT_GRADES in pack_runs.KEEP, "pack_runs would leave a run's kept grades behind"
+    assert rollouts.KEPT_FILE in pack_runs.KEEP, "pack_runs would leave a run's kept grades behind"
 
 
 def check_resume_jobs(runs: Path) -> None:

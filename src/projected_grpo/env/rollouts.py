@@ -18,12 +18,14 @@ completion text changes no label and keeps the sandbox off the critical path. Tw
           that a second process reads the first one's grades without a sandbox run, that they equal fresh grades,
           and that a completion met under another problem, or under a copy differing in one field, is graded
           afresh.
-  kept    with PGRPO_GRADES_KEPT=<file>: one run's own jsonl of every grade it received, deadline-hit grades
-          included, appended after each KEPT_CHUNK distinct programs graded. A process that resumes the run reads
+  kept    with PGRPO_GRADES_KEPT=<file>: one run's own jsonl of every grade it received (graded in the sandbox or
+          read from the shared file), deadline-hit grades included, appended after each KEPT_CHUNK distinct
+          programs graded. A process that resumes the run reads
           it first, so a stopped evaluation restarts where it stopped rather than from nothing; it extends the
           per-process memory cache (which also keeps deadline-hit grades) across a restart. A torn last line (the
-          process killed mid-write) is skipped. verify_grade_cache checks that a chunk survives a failure of the
-          next one and that a deadline-hit grade is kept.
+          process killed mid-write) is skipped. One process writes a file (two would interleave appends).
+          verify_grade_cache checks that a chunk survives a process killed in the next one, that a restart
+          grades only the rest, and that deadline-hit grades and grades read from the shared file are kept.
 """
 
 from __future__ import annotations
@@ -43,7 +45,12 @@ from projected_grpo.env.grader import RewardConfig, grade_batch
 
 _CACHE: dict[str, dict] = {}
 _CACHE_MAX = 200_000
-STATS = {"memory": 0, "kept": 0, "disk": 0, "graded": 0}  # rows served from memory (repeats included); distinct keys read from the kept file, from disk, graded
+STATS = {"memory": 0, "kept": 0, "kept_late": 0, "disk": 0, "graded": 0}
+"""rows served from memory (repeats included); distinct keys read from the kept file (kept_late: of them, grades that
+met a deadline when first graded), read from the shared file, graded"""
+KEPT_FILE = "grades_kept.jsonl"
+"""the kept-grades file's name in a run's folder (scripts/_runner.run_all(keep_grades=True); grpo.Trainer.start removes
+an earlier attempt's when a run starts afresh)"""
 KEPT_CHUNK = 256
 """distinct programs graded between two appends to the kept-grades file (PGRPO_GRADES_KEPT)"""
 GRADER_SOURCES = ("grader.py", "problems.py", "sandbox.py", "_pgrpo_harness.py", "_pgrpo_server.py")
@@ -163,12 +170,15 @@ def grade_problems(problems: list[dict], completions: list[str], progress: bool 
     missing = [k for k in dict.fromkeys(key) if k not in known]
     kept = _kept_get(missing)
     known.update(kept)
-    known.update(_disk_get([k for k in missing if k not in kept]))
+    shared = _disk_get([k for k in missing if k not in kept])
+    known.update(shared)
+    _kept_put(shared)  # the shared file stays on its machine; the run's own file travels with the run
     todo = {}
     for i, k in enumerate(key):
         if k not in known:
             todo.setdefault(k, i)
     STATS["kept"] += len(kept)
+    STATS["kept_late"] += sum(g["deadline_hit"] for g in kept.values())
     STATS["disk"] += len(missing) - len(kept) - len(todo)
     STATS["graded"] += len(todo)
     STATS["memory"] += len(key) - len(missing)

@@ -641,8 +641,26 @@ class Trainer:
                 out[run.index] += [dict(r, quarantine="ablated") for r in out[run.index]]
             run.eval_rows += out[run.index]
             logs.write_jsonl(run.run_dir / "eval.jsonl", run.eval_rows)
+        st = rollouts.STATS  # where this process's grades came from so far (a resumed one: its kept grades read)
+        print(f"evaluation after step {step + 1} written; grades so far: {st['graded']} graded, {st['kept']} kept "
+              f"grades read ({st['kept_late']} of them deadline-hit), {st['disk']} from the shared cache, "
+              f"{st['memory']} repeats", flush=True)
         dd.barrier()
         return out[0] if len(self.runs) == 1 else [r for rows in out for r in rows]
+
+    def eval_due(self, step: int) -> bool:
+        """An evaluation follows this training step (eval_every; the last step's is run() 's final one)."""
+        a = self.args
+        return bool(a.eval_every) and (step + 1) % a.eval_every == 0 and step + 1 < a.steps
+
+    def eval_pending(self, step: int) -> bool:
+        """A resumed run's evaluation after `step` (its checkpoint's) is due and some run lacks its rows; the rows
+        any run has at that step are dropped, and evaluate() writes them all again."""
+        if not self.eval_due(step) or all(any(r["step"] == step for r in run.eval_rows) for run in self.runs):
+            return False
+        for run in self.runs:
+            run.eval_rows = [r for r in run.eval_rows if r["step"] != step]
+        return True
 
     def start(self, run: Run) -> None:
         """A run's folder before its first step: resumed from its checkpoint, or emptied of an earlier run's logs;
@@ -655,7 +673,9 @@ class Trainer:
             self.load_ckpt(run)
         elif dd.is_main():
             run.run_dir.mkdir(parents=True, exist_ok=True)
-            for f in list(logs.step_files(run.run_dir)) + [run.run_dir / n for n in ("metrics.jsonl", "eval.jsonl", "DONE")]:
+            # an earlier attempt's kept grades (env/rollouts.py) belong to runs that were not resumed
+            for f in list(logs.step_files(run.run_dir)) + [run.run_dir / n for n in ("metrics.jsonl", "eval.jsonl", "DONE",
+                                                                                     rollouts.KEPT_FILE)]:
                 f.unlink(missing_ok=True)
             # an earlier run's checkpoint would be resumed by a later --resume beside this run's args.json
             (run.run_dir / "ckpt" / "last.pt").unlink(missing_ok=True)
@@ -682,6 +702,8 @@ class Trainer:
         assert len(first) == 1, f"runs of one trainer resume from one step, got {sorted(first)}"
         start = first.pop()
         dd.barrier()
+        if start > 0 and self.eval_pending(start - 1):  # stopped in the evaluation after its checkpoint's step
+            self.evaluate(start - 1)
         name = a.run if len(self.runs) == 1 else f"{a.intervention.arm} x{len(self.runs)}"
         bar = tqdm(range(start, a.steps), desc=name, initial=start, total=a.steps, mininterval=1,
                    disable=not dd.is_main())
@@ -692,13 +714,15 @@ class Trainer:
             ss = self.step_runs(step)
             mean = lambda k: sum(s[k] for s in ss) / len(ss)  # noqa: E731
             bar.set_postfix(hack=f"{mean('hack_strict'):.2f}", solve=f"{mean('gt_pass'):.2f}", r=f"{mean('reward'):.2f}")
-            if a.eval_every and (step + 1) % a.eval_every == 0 and step + 1 < a.steps:
-                self.evaluate(step)
+            # the checkpoint before the evaluation: a run stopped in a long evaluation resumes at that evaluation
+            # (eval_pending), not at the step before it (a step trained again need not be bitwise the same on a GPU)
             if (step + 1) % a.ckpt_every == 0 or step + 1 == a.steps:
                 if dd.is_main():
                     for run in self.runs:
                         self.save_ckpt(step, run)
                 dd.barrier()  # every rank may read it next (a run resumed after stop_after), so none goes on before it exists
+            if self.eval_due(step):
+                self.evaluate(step)
             if step == a.stop_after:
                 return folders[0] if len(folders) == 1 else folders
         self.evaluate(a.steps - 1)
