@@ -871,7 +871,7 @@ def arms_plot(res: dict, out: Path) -> Path:
                     continue
                 xs = list(v["values"].values())
                 ax.plot(xs, [y + 0.12 * ((k % 5) - 2) / 2 for k in range(len(xs))], "o", ms=3, alpha=0.6,
-                        color="tab:red" if arm.startswith("route") else "tab:blue")
+                        color="tab:red" if "route" in arm else "tab:blue")
                 ax.plot([v["mean"]] * 2, [y - 0.35, y + 0.35], color="black", lw=2)
             van = tables[t].get("vanilla", {}).get(outcome)
             if van:
@@ -880,7 +880,7 @@ def arms_plot(res: dict, out: Path) -> Path:
             ax.set_title(f"{t}: deployed {outcome}, eval step {prereg.PRIMARY_STEP}", fontsize=9)
             ax.set_yticks(range(len(arms)), arms, fontsize=8)
     axes[0][0].invert_yaxis()
-    fig.suptitle(("INTERIM: " if res["interim"] else "") + "per-seed rates (dots), arm means (bars), vanilla (dashed)",
+    fig.suptitle(("INTERIM: " if res["interim"] else "") + "per-seed rates (dots; red: routing arms), arm means (bars), vanilla's mean (dashed)",
                  color="firebrick" if res["interim"] else "black")
     fig.tight_layout()
     path = out / "decisive_arms.png"

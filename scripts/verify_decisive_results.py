@@ -190,6 +190,8 @@ def expected_diff(arm: str, control: str, step: int, outcome: str, org: str, n: 
 
 
 def check_table(res: dict, out: Path) -> None:
+    import results
+
     fam, p79, p39 = res["family"], prereg.PRIMARY_STEP, prereg.SECONDARY_STEP
     h1 = find(fam, "route", "route-random", "hack")
     for org, n in (("cpu", 6), ("rep", 4)):
@@ -234,6 +236,8 @@ def check_table(res: dict, out: Path) -> None:
     assert "| H1 | route - route-random | hack | -0.195 | holds |\n" in md and "Across organisms is not read" in md, md[-3000:]
     assert "| H1 | route - route-random | hack |" in md and "**not reached" in md and "## Exploratory" in md, md[:2000]
     assert (out / "decisive_contrasts.png").stat().st_size > 10_000
+    assert (out / "decisive_arms.png").stat().st_size > 10_000, "no per-arm plot"
+    assert results.arm_order({"route", "zz", "vanilla", "erase"}) == ["vanilla", "route", "erase", "zz"]
 
 
 def check_replication(t: Path, dirs: dict[str, Path]) -> dict:
