@@ -228,6 +228,16 @@ def check_kept() -> dict:
             rollouts.grade_batch = counted
             rollouts.grade_problems(probs, comps)
             assert len(calls) == 1, f"without a kept file the batch was graded in {len(calls)} calls"
+            # under data parallel every rank would append to one file: refused
+            os.environ.update(PGRPO_GRADES_KEPT=str(kept), WORLD_SIZE="2")
+            fresh_process()
+            try:
+                rollouts.grade_problems(probs[:1], comps[:1])
+                raise RuntimeError("a kept file under WORLD_SIZE=2 was not refused")
+            except AssertionError as e:
+                assert "data parallel" in str(e), e
+            finally:
+                os.environ.pop("WORLD_SIZE")
             got = dict(n=n, killed_kept=4)
         finally:
             for k in ("PGRPO_GRADES_KEPT", "PGRPO_GRADE_CACHE"):

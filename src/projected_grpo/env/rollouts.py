@@ -139,6 +139,8 @@ def _kept_get(keys: list[str]) -> dict[str, dict]:
     path = os.environ.get("PGRPO_GRADES_KEPT")
     if not path:
         return {}
+    assert os.environ.get("WORLD_SIZE", "1") == "1", (
+        "PGRPO_GRADES_KEPT under data parallel: every rank would append to one file (one process a file)")
     kept = _kept(path)
     return {k: kept[k] for k in keys if k in kept}
 
