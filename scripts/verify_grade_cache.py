@@ -229,6 +229,7 @@ def check_kept() -> dict:
             rollouts.grade_problems(probs, comps)
             assert len(calls) == 1, f"without a kept file the batch was graded in {len(calls)} calls"
             # under data parallel every rank would append to one file: refused
+            world = os.environ.get("WORLD_SIZE")
             os.environ.update(PGRPO_GRADES_KEPT=str(kept), WORLD_SIZE="2")
             fresh_process()
             try:
@@ -238,6 +239,8 @@ def check_kept() -> dict:
                 assert "data parallel" in str(e), e
             finally:
                 os.environ.pop("WORLD_SIZE")
+                if world is not None:
+                    os.environ["WORLD_SIZE"] = world
             got = dict(n=n, killed_kept=4)
         finally:
             for k in ("PGRPO_GRADES_KEPT", "PGRPO_GRADE_CACHE"):

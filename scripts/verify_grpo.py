@@ -364,7 +364,8 @@ class StopInEvaluation(Exception):
 def check_resume_in_evaluation(tmp: Path) -> None:
     """A run stopped in its evaluation after step 0 (of 2, an evaluation after every step) resumes from the checkpoint
     saved before that evaluation: it trains no step again, runs the evaluation first, and ends with the same eval
-    rows, rollouts and adapter as an uninterrupted run."""
+    rows, rollouts and adapter as an uninterrupted run. A run stopped after a finished evaluation does not evaluate
+    again; with several runs, one missing its rows makes all evaluate again with none kept twice."""
     kw = dict(steps=2, n_eval=1, eval_every=1)
     torch.manual_seed(0)
     full = grpo.train(tiny_args(tmp, "ev_full", **kw))
@@ -401,6 +402,33 @@ def check_resume_in_evaluation(tmp: Path) -> None:
     ea, eb = (logs.read_jsonl(d / "eval.jsonl") for d in (full, tmp / "ev_stopped"))
     assert ea == eb, "the resumed run's eval rows differ from the uninterrupted run's"
     assert run_rows(full) == run_rows(tmp / "ev_stopped"), "the resumed run's rollouts differ"
+    sa, sb = (torch.load(d / "ckpt" / "last.pt", weights_only=False)["adapter"] for d in (full, tmp / "ev_stopped"))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa), "the resumed run's adapter differs from the uninterrupted run's"
+    # stopped after a finished evaluation (stop_after at step 0): the rows exist, so the resumed run does not evaluate again
+    trained.clear(), evaluated.clear()
+    try:
+        torch.manual_seed(0)
+        grpo.train(tiny_args(tmp, "ev_after", stop_after=0, **kw))
+        grpo.Trainer.evaluate, grpo.Trainer.step_runs = note_eval, count_step
+        grpo.train(tiny_args(tmp, "ev_after", resume=True, **kw))
+    finally:
+        grpo.Trainer.evaluate, grpo.Trainer.step_runs = real_eval, real_step
+    assert trained == [1] and evaluated == [1], f"resumed after a finished evaluation: trained {trained}, evaluated {evaluated}"
+    assert logs.read_jsonl(tmp / "ev_after" / "eval.jsonl") == ea, "resumed after a finished evaluation: eval rows differ"
+    (tmp / "ev_after" / "DONE").unlink()  # stopped between the final rows and DONE: evaluated again, rows kept once
+    grpo.train(tiny_args(tmp, "ev_after", resume=True, **kw))
+    assert logs.read_jsonl(tmp / "ev_after" / "eval.jsonl") == ea, "resumed before DONE: the final rows written twice"
+    # several runs, one with its rows at the step and one without: all evaluate again, no row kept twice
+    from types import SimpleNamespace
+
+    rows = lambda *steps: [dict(step=st, cell="all") for st in steps]  # noqa: E731
+    fake = SimpleNamespace(args=SimpleNamespace(eval_every=1, steps=2),
+                           runs=[SimpleNamespace(eval_rows=rows(-1, 0)), SimpleNamespace(eval_rows=rows(-1))])
+    fake.eval_due = lambda step: grpo.Trainer.eval_due(fake, step)
+    assert grpo.Trainer.eval_pending(fake, 0) is True, "a run without its rows at step 0 did not make the evaluation pending"
+    assert [r.eval_rows for r in fake.runs] == [rows(-1), rows(-1)], "the rows at the pending step were not dropped"
+    fake.runs = [SimpleNamespace(eval_rows=rows(-1, 0)), SimpleNamespace(eval_rows=rows(-1, 0))]
+    assert grpo.Trainer.eval_pending(fake, 0) is False and fake.runs[0].eval_rows == rows(-1, 0), "all rows there: pending"
 
 def main() -> None:
     check_toy_loss()

@@ -725,6 +725,8 @@ class Trainer:
                 self.evaluate(step)
             if step == a.stop_after:
                 return folders[0] if len(folders) == 1 else folders
+        for run in self.runs:  # a run stopped between its final rows and DONE evaluates again, its rows once
+            run.eval_rows = [r for r in run.eval_rows if r["step"] != a.steps - 1]
         self.evaluate(a.steps - 1)
         if dd.is_main():
             for run in self.runs:
