@@ -350,11 +350,14 @@ def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan
     longest = 0.0  # wall seconds of the longest finished job
     while pending or running:
         if time.time() > deadline:
-            for name, (p, log, rs, _) in running.items():
+            for name, (p, log, rs, started) in running.items():
                 p.terminate()
                 p.wait()
                 log.close()
-                out.stopped += rs
+                # a run that wrote DONE in this job before the process ended (an older DONE, e.g. under --fresh, is not)
+                finished = [r for r in rs if (runs / r / "DONE").exists() and (runs / r / "DONE").stat().st_mtime >= started]
+                out.done += finished
+                out.stopped += [r for r in rs if r not in finished]
             out.skipped += [r for j in pending for r in j[3]]
             break
         for job in list(pending):

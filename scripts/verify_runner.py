@@ -9,6 +9,7 @@
   twice), an unknown arm, seeds that are not integers
 - a finished run is skipped only when its saved configuration (args.json, the intervention's flags included) equals
   the one the call would run in every field but logs.CONFIG_EXCLUDED; otherwise refused naming the field
+- a process stopped at the deadline counts a run that wrote DONE during the job as done (an older DONE does not)
 - main_experiment's job order (_runner.longest_first): the same jobs, the waited-for runs first, then the quarantine
   arms, then the rest
 """
@@ -20,6 +21,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import sys
 import tarfile
 import tempfile
@@ -311,6 +313,17 @@ def check_deadline_skip(runs: Path) -> None:
     out = _runner.run_all([nap("a"), long_b], plan, parallel=1, deadline=time.time() + 1.8, every_s=1e9,
                           late_starts=True)
     assert out.done == ["a"] and out.stopped == ["b"], f"late_starts: {vars(out)}"
+    # a process stopped at the deadline after one of its runs wrote DONE: that run is done, the other stopped
+    (runs / "c_s0").mkdir(parents=True, exist_ok=True)
+    wrote = ("c", [sys.executable, "-c", f"import pathlib, time; pathlib.Path({str(runs / 'c_s0' / 'DONE')!r}).write_text('ok'); "
+                   "time.sleep(30)"], [], ["c_s0", "c_s1"])
+    out = _runner.run_all([wrote], plan, parallel=1, deadline=time.time() + 2.5, every_s=1e9, late_starts=True)
+    assert out.done == ["c_s0"] and out.stopped == ["c_s1"], f"a run with DONE counted as stopped: {vars(out)}"
+    (runs / "c_s1").mkdir(parents=True, exist_ok=True)
+    (runs / "c_s1" / "DONE").write_text("an earlier call's")  # older than the job: not this job's finish
+    os.utime(runs / "c_s1" / "DONE", (time.time() - 60, time.time() - 60))
+    out = _runner.run_all([wrote], plan, parallel=1, deadline=time.time() + 2.5, every_s=1e9, late_starts=True)
+    assert out.done == ["c_s0"] and out.stopped == ["c_s1"], f"an older DONE counted as this job's: {vars(out)}"
     # keep_grades: each job's grading keeps its grades in its first run's folder (the file pack_runs keeps)
     say = "import os; print(os.environ.get('PGRPO_GRADES_KEPT'))"
     job = ("k", [sys.executable, "-c", say], [], ["route_s3", "route_s4"])
