@@ -425,6 +425,7 @@ def check_resume_in_evaluation(tmp: Path) -> None:
     fake = SimpleNamespace(args=SimpleNamespace(eval_every=1, steps=2),
                            runs=[SimpleNamespace(eval_rows=rows(-1, 0)), SimpleNamespace(eval_rows=rows(-1))])
     fake.eval_due = lambda step: grpo.Trainer.eval_due(fake, step)
+    fake.drop_eval_rows = lambda step: grpo.Trainer.drop_eval_rows(fake, step)
     assert grpo.Trainer.eval_pending(fake, 0) is True, "a run without its rows at step 0 did not make the evaluation pending"
     assert [r.eval_rows for r in fake.runs] == [rows(-1), rows(-1)], "the rows at the pending step were not dropped"
     fake.runs = [SimpleNamespace(eval_rows=rows(-1, 0)), SimpleNamespace(eval_rows=rows(-1, 0))]

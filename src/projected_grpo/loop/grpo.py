@@ -658,9 +658,13 @@ class Trainer:
         any run has at that step are dropped, and evaluate() writes them all again."""
         if not self.eval_due(step) or all(any(r["step"] == step for r in run.eval_rows) for run in self.runs):
             return False
+        self.drop_eval_rows(step)
+        return True
+
+    def drop_eval_rows(self, step: int) -> None:
+        """Forget every run's eval rows at `step` (an evaluation about to run again writes them once)."""
         for run in self.runs:
             run.eval_rows = [r for r in run.eval_rows if r["step"] != step]
-        return True
 
     def start(self, run: Run) -> None:
         """A run's folder before its first step: resumed from its checkpoint, or emptied of an earlier run's logs;
@@ -725,8 +729,7 @@ class Trainer:
                 self.evaluate(step)
             if step == a.stop_after:
                 return folders[0] if len(folders) == 1 else folders
-        for run in self.runs:  # a run stopped between its final rows and DONE evaluates again, its rows once
-            run.eval_rows = [r for r in run.eval_rows if r["step"] != a.steps - 1]
+        self.drop_eval_rows(a.steps - 1)  # a run stopped between its final rows and DONE evaluates again, rows once
         self.evaluate(a.steps - 1)
         if dd.is_main():
             for run in self.runs:
