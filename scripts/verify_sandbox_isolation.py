@@ -223,6 +223,10 @@ def run_config(mode: str, no_bwrap: bool) -> str:
         r = run(code, "1")
         assert r.module_ok or name == "rlimits", f"{mode}: polluter {name} did not run: {r.module_err} {r.stderr[-300:]}"
         check_probe(name)
+        if mode == "process":  # the polluter again on a slot uid held through the probe, which runs on the next one:
+            with sandbox.UidLease(1) as lease:  # only the polluter's own teardown can clear what it left for a neighbour
+                sandbox.run_job_as(sandbox.Job("", code, [("value", "1")]), lease.uids[0], LIMITS)
+                check_probe(f"{name}, from another slot")
     r = run(ATTACK, "attack()")
     assert r.done and r.tests[0].status == "ok", f"attack job: {r.tests[0]} {r.stderr[-300:]}"
     n_hits, n_sockets, hits = r.tests[0].value

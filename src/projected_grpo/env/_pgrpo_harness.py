@@ -93,9 +93,14 @@ def clear_kernel_objects(sysv: bool = True):
     if _KEYCTL is not None:
         for ring in (-4, -5):  # KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING
             libc.syscall(_KEYCTL, 7, ring)  # KEYCTL_CLEAR
-    if not sysv:
-        return
-    me = os.getuid()
+    if sysv:
+        remove_sysv(os.getuid(), libc)
+
+
+def remove_sysv(uid: int, libc) -> None:
+    """Remove (IPC_RMID) the SysV shared memory, semaphores and message queues `uid` owns: as that uid before a
+    job (clear_kernel_objects), and as root after every per-process job (sandbox.run_job_as), since another slot's
+    job could otherwise see an object (permissions 0666) until this slot runs again."""
     for kind, uid_col, remove in (("shm", 7, lambda i: libc.shmctl(i, 0, None)),
                                   ("sem", 4, lambda i: libc.semctl(i, 0, 0)),
                                   ("msg", 7, lambda i: libc.msgctl(i, 0, None))):
@@ -105,7 +110,7 @@ def clear_kernel_objects(sysv: bool = True):
         except OSError:
             continue
         for row in rows:
-            if len(row) > uid_col and row[uid_col] == _str(me):
+            if len(row) > uid_col and row[uid_col] == _str(uid):
                 remove(_int(row[1]))  # IPC_RMID
 
 

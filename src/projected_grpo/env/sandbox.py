@@ -64,6 +64,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from projected_grpo.env._pgrpo_harness import remove_sysv
 from projected_grpo.env._pgrpo_server import kill_uid, remove_tree, remove_uid_files, set_limits, uid_pids
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,7 @@ class UidLease:
             _used_uids.add(uid)
             clear_uid(uid)              # leftovers of a previous holder that died without cleaning up
             remove_uid_files(uid)
+            remove_sysv(uid, _LIBC)
         if len(self.uids) < n:
             self.release()
             raise RuntimeError(f"no free slot uid: {SLOT_UID_COUNT} in use")
@@ -336,6 +338,9 @@ def job_payload(job: Job, limits: Limits, nonce: str) -> bytes:
 def preexec(lim: dict):
     """rlimits for the per-process child (runs after the uid drop, before exec): the server's set_limits."""
     return lambda: set_limits(lim)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)  # the C library, for remove_sysv after a per-process job
 
 
 def sweep_uid(uid: int | None):
@@ -465,6 +470,8 @@ def run_job_as(job: Job, uid: int | None, limits: Limits = Limits()) -> RunResul
         remove_tree(workdir)
         if uid is not None and not use_bwrap():
             remove_uid_files(uid)
+        if uid is not None:  # its SysV objects, which another slot's next job could otherwise see
+            remove_sysv(uid, _LIBC)
 
 
 def kill_group(proc, group: bool = True):
