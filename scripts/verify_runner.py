@@ -380,6 +380,9 @@ def check_pack_roundtrip(d: Path) -> None:
     pack_runs.unpack(parts, d / "back")
     for f in ("step_0000.jsonl.gz", "metrics.jsonl"):
         assert (d / "back/runs/vanilla_s0" / f).read_bytes() == (run / f).read_bytes(), f"{f} changed by pack/unpack"
+    pack_runs.unpack(parts, d / "lean", step_logs=False)  # what results.py reads, the step logs left out
+    got = sorted(f.name for f in (d / "lean/runs/vanilla_s0").iterdir())
+    assert got == ["metrics.jsonl"], f"unpack without step logs wrote {got}"
 
 
 def check_unpack_keeps_machine_runs(d: Path) -> None:
@@ -490,7 +493,7 @@ def main() -> None:
           "refused, one differing only in logs.CONFIG_EXCLUDED accepted; a v_hack file of other weights, another pair set or another model or adapter identity is stale; "
           "decisive.py gives every run the prereg's flags and direction seeds and refuses other values; a job that would "
           "not finish before the deadline is skipped, not started (started and stopped with late_starts); a job whose runs "
-          "stopped at one checkpointed step resumes them; pack_runs --xz round-trips step logs byte for byte; carried parts never rewrite a run folder the "
+          "stopped at one checkpointed step resumes them; pack_runs --xz round-trips step logs byte for byte (and leaves them out when asked); carried parts never rewrite a run folder the "
           "machine holds, and --checkpoints packs unfinished runs' checkpoints only")
 
 
