@@ -132,31 +132,32 @@ def unpack(parts: list[Path], dest: Path, keep_existing: bool = False, step_logs
     the number of files written. keep_existing: a run folder (or a file beside the runs) that dest held before the
     first part was opened is left as it is, every file of it in the parts skipped: on a machine that kept its runs
     between calls, its own copy is at least as new as any carried part, and a part's older files mixed into a run that
-    went on (or started again) would make a run of two histories. Whether dest held a unit is decided when the unit
-    is first met, before any of its files is written, so one part's files never make another part's files of the
-    same run look present. Each part is read once, in member order. step_logs=False leaves the step logs out
+    went on (or started again) would make a run of two histories. What dest holds is read once, before any part, so
+    that one part's files never make another part's files of the same run look present; every part's headers are read
+    before any file is written, so a truncated part writes nothing. step_logs=False leaves the step logs out
     (results.py reads none of them)."""
-    held: dict[str, bool] = {}  # unit -> dest held it before this unpack (decided at its first member)
-    n = 0
-    for part in parts:
-        with tarfile.open(part) as tar:
-            for m in tar:
-                inside = (dest / m.name).resolve().is_relative_to(dest.resolve())
-                assert m.isfile() and inside, f"{part}: {m.name} is not a file inside {dest}"
-                u = unit(m.name)
-                if u not in held:
-                    held[u] = keep_existing and (dest / u).exists()
-                is_step_log = Path(m.name).name.startswith("step_")
-                if held[u] or (is_step_log and not step_logs):
-                    continue
-                data, name = tar.extractfile(m).read(), m.name
-                if is_step_log and name.endswith(".jsonl"):
-                    data, name = gzip_bytes(data), name + ".gz"
-                out = dest / name
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(data)
-                n += 1
-    return n
+    opened = [tarfile.open(part) for part in parts]
+    try:
+        names = [(part, tar, m) for part, tar in zip(parts, opened) for m in tar.getmembers()]
+        present = {unit(m.name) for _, _, m in names if (dest / unit(m.name)).exists()} if keep_existing else set()
+        n = 0
+        for part, tar, m in names:
+            inside = (dest / m.name).resolve().is_relative_to(dest.resolve())
+            assert m.isfile() and inside, f"{part}: {m.name} is not a file inside {dest}"
+            is_step_log = Path(m.name).name.startswith("step_")
+            if unit(m.name) in present or (is_step_log and not step_logs):
+                continue
+            data, name = tar.extractfile(m).read(), m.name
+            if is_step_log and name.endswith(".jsonl"):
+                data, name = gzip_bytes(data), name + ".gz"
+            out = dest / name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+            n += 1
+        return n
+    finally:
+        for tar in opened:
+            tar.close()
 
 
 def main(argv: list[str] | None = None) -> int:

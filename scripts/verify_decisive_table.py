@@ -1,12 +1,15 @@
-"""Gate: the committed decisive table (docs/results/2026-12-07_decisive_final/) is the registered, complete table, and
-it is what results.py computes from the committed runs.
+"""Gate: the committed decisive table (docs/results/2026-12-07_decisive_final/) is the registered, complete table, its
+write-ups state it as it is, and it is what results.py computes from the committed runs.
 
-Both tiers: its results.json is not interim; no registered run of any organism is missing or unfinished; every family
-contrast has the registered n on the primary organism (20) and on the other two (10); Holm gave a verdict on each
-of the twelve; and the README's headline states the primary organism's twelve family intervals as results.json has
-them. Full tier (`just smoke-full`): the committed parts (PARTS, in the order the folder's README gives), unpacked
-without their step logs into a temporary folder, and `results.py --decisive` over the three organisms give a
-results.json and results.md equal to the committed ones. Prints one PASS line; exit 1 on failure.
+Both tiers: its results.json is not interim; on each organism every family contrast is read over exactly the
+registered seeds (prereg.PRIMARY_SEEDS on the primary organism, REPLICATION_SEEDS and THIRD_SEEDS on the other two),
+both arms of it having a value at each; Holm gave a verdict on each of the twelve. The folder's README gives the
+twelve family rows (label, contrast, outcome, interval, Holm p, verdict) as results.json has them, and H6 and S6 at
+n = 19 as the three-organism table without seed 115 (docs/results/2026-12-07_decisive_3org/) has them; the README's
+newest headline block states all twelve primary intervals. Full tier (`just smoke-full`): the committed parts (PARTS,
+in the order the folder's README gives), unpacked without their step logs into a temporary folder, and
+`results.py --decisive` over the three organisms and over the first two give the results.json and results.md of
+analysis/ and analysis_two_organisms/. Prints one PASS line; exit 1 on failure.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ PARTS = (
     ([f"2026-12-07_decisive/organism_cpu-51b7c62e_runs.part{i}.tar.xz" for i in range(3)], False),
     ([f"2026-12-07_decisive_3org/organism_cpu-826cb3c1_runs.part{i}.tar.xz" for i in range(3)], False),
 )
-ORGANISMS = {"cpu": ("organism_cpu", prereg.N_PRIMARY), "cpu@51b7c62e": ("organism_cpu@51b7c62e", 10),
-             "cpu@826cb3c1": ("organism_cpu@826cb3c1", 10)}
+ORGANISMS = {"cpu": ("organism_cpu", prereg.PRIMARY_SEEDS), "cpu@51b7c62e": ("organism_cpu@51b7c62e", prereg.REPLICATION_SEEDS),
+             "cpu@826cb3c1": ("organism_cpu@826cb3c1", prereg.THIRD_SEEDS)}
+N19 = R / "2026-12-07_decisive_3org/analysis/results.json"  # the same table without seed 115 (n = 19 for H6, S6)
+NEWEST = ("**The registered decisive table is complete", "The sections below were written before")
 
 
 def interval(cell: dict) -> str:
@@ -47,22 +52,46 @@ def interval(cell: dict) -> str:
 def check_complete(res: dict) -> None:
     assert res["interim"] == "", f"the committed table is interim: {res['interim']}"
     assert res["holm"]["short"] == [], f"Holm short of contrasts: {res['holm']['short']}"
-    for tag, (_, n) in ORGANISMS.items():
+    for tag, (_, seeds) in ORGANISMS.items():
         org = res["organisms"][tag]
         assert org["missing"] == [] and org["unfinished"] == [], (tag, org["missing"], org["unfinished"])
         for row in res["family"]:
-            got = row["per_organism"][tag]["n"]
-            assert got == n, f"{row['label']} on {tag}: n {got}, registered {n}"
+            cell = row["per_organism"][tag]
+            assert sorted(cell["seeds"]) == list(seeds) and cell["n"] == len(seeds), (
+                f"{row['label']} on {tag}: seeds {cell['seeds']}, registered {list(seeds)}")
+            for arm in (row["arm"], row["control"]):
+                got = org["per_seed"][str(prereg.PRIMARY_STEP)][arm][row["outcome"]]["values"]
+                assert sorted(map(int, got)) == list(seeds), f"{arm} on {tag}: seeds {sorted(got)}"
     assert all(row["rejected"] in (True, False) for row in res["family"]), "a family contrast without a Holm verdict"
 
 
-def check_readme(res: dict) -> int:
+def table_rows(text: str) -> dict[str, list[str]]:
+    """A markdown table's rows by their first cell."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    return {r[0]: r[1:] for r in rows}
+
+
+def check_readmes(res: dict) -> int:
+    rows, n19 = table_rows((TABLE / "README.md").read_text()), json.loads(N19.read_text())
+    for row in res["family"]:
+        cell = row["per_organism"]["cpu"]
+        got = rows.get(row["label"])
+        want = [f"{row['arm']} - {row['control']}", row["outcome"], interval(cell)]
+        assert got and got[:3] == want, f"folder README's {row['label']} row {got}, results.json {want}"
+        holm = float(got[3])
+        assert math.isclose(holm, row["holm_p"], rel_tol=0.05), f"{row['label']}: README Holm p {holm}, {row['holm_p']}"
+        assert got[4] == ("yes" if row["rejected"] else "no"), f"{row['label']}: README verdict {got[4]}"
+    for i, label in ((5, "H6, hack"), (11, "S6, solve")):
+        old, new = n19["family"][i]["per_organism"]["cpu"], res["family"][i]["per_organism"]["cpu"]
+        assert old["n"] == 19 and new["n"] == 20, (old["n"], new["n"])
+        want = [f"{interval(c)}, raw p {c['p']:.3f}" for c in (old, new)]
+        assert rows.get(label) == want, f"folder README's n = 19 / n = 20 row {label}: {rows.get(label)}, want {want}"
     readme = (ROOT / "README.md").read_text()
-    headline = readme[readme.index("## Headline finding"):]
-    headline = " ".join(headline[:headline.index("\n## ", 1)].split())  # line breaks read as spaces
+    block = readme[readme.index(NEWEST[0]):readme.index(NEWEST[1])]
+    block = " ".join(block.split())  # line breaks read as spaces
     for row in res["family"]:
         s = interval(row["per_organism"]["cpu"])
-        assert s in headline, f"README's headline lacks {row['label']} on the primary organism as results.json has it: {s}"
+        assert s in block, f"README's newest headline block lacks {row['label']} on the primary organism: {s}"
     return len(res["family"])
 
 
@@ -83,36 +112,39 @@ def same(a, b, path: str = "") -> None:
         assert a == b, f"{path}: recomputed {str(b)[:80]!r}, committed {str(a)[:80]!r}"
 
 
-def check_recomputed(res: dict) -> int:
+def check_recomputed() -> int:
     import pack_runs
 
     with tempfile.TemporaryDirectory() as t:
-        runs, out = Path(t) / "runs", Path(t) / "analysis"
+        runs = Path(t) / "runs"
         n = sum(pack_runs.unpack([R / p for p in parts], runs, keep_existing=keep, step_logs=False)
                 for parts, keep in PARTS)
-        argv = [sys.executable, "scripts/results.py", "--decisive", "--descends-from", prereg.PRE_REG_COMMIT,
-                "--out", str(out)]
-        for tag, (folder, _) in ORGANISMS.items():
-            argv += ["--organism-runs", f"{tag}={runs / folder}"]
-        proc = run_script(argv)
-        assert proc.returncode == 0, f"results.py exit {proc.returncode}: {proc.stderr[-300:]}"
-        # the runs' folder is named in both files: the committed ones name out/decisive (the README's unpack)
-        same(res, json.loads((out / "results.json").read_text().replace(str(runs), "out/decisive")))
-        md = (out / "results.md").read_text().replace(str(runs), "out/decisive")
-        assert md == (TABLE / "analysis/results.md").read_text(), "results.md recomputed differs from the committed one"
+        for folder, tags in (("analysis", list(ORGANISMS)), ("analysis_two_organisms", list(ORGANISMS)[:2])):
+            out = Path(t) / folder
+            argv = [sys.executable, "scripts/results.py", "--decisive", "--descends-from", prereg.PRE_REG_COMMIT,
+                    "--out", str(out)]
+            for tag in tags:
+                argv += ["--organism-runs", f"{tag}={runs / ORGANISMS[tag][0]}"]
+            proc = run_script(argv)
+            assert proc.returncode == 0, f"results.py exit {proc.returncode}: {proc.stderr[-300:]}"
+            # the runs' folder is named in both files: the committed ones name out/decisive (the README's unpack)
+            committed = json.loads((TABLE / folder / "results.json").read_text())
+            same(committed, json.loads((out / "results.json").read_text().replace(str(runs), "out/decisive")))
+            md = (out / "results.md").read_text().replace(str(runs), "out/decisive")
+            assert md == (TABLE / folder / "results.md").read_text(), f"{folder}/results.md recomputed differs"
     return n
 
 
 def main() -> None:
     res = json.loads((TABLE / "analysis/results.json").read_text())
     check_complete(res)
-    n_readme = check_readme(res)
-    what = "recomputed from the committed parts (%d files, step logs left out): results.json and results.md equal" % (
-        check_recomputed(res)) if full_tier() else "recomputing it from the parts: smoke-full"
+    n_readme = check_readmes(res)
+    what = ("recomputed from the committed parts (%d files, step logs left out): both tables' results.json and "
+            "results.md equal" % check_recomputed()) if full_tier() else "recomputing it from the parts: smoke-full"
     h6 = res["family"][5]["per_organism"]["cpu"]
-    print(f"PASS decisive_table: the committed table is complete (not interim; n 20/10/10 in every family contrast; "
-          f"Holm verdicts given; H6 {interval(h6)} at n {h6['n']}); README's headline has its {n_readme} primary "
-          f"intervals; {what}")
+    print(f"PASS decisive_table: the committed table is complete (not interim; the registered seeds in every family contrast; "
+          f"Holm verdicts given; H6 {interval(h6)} at n {h6['n']}); the folder README's {n_readme} family rows and its "
+          f"n = 19 / 20 rows are results.json's, README's newest headline block has the {n_readme} intervals; {what}")
 
 
 if __name__ == "__main__":

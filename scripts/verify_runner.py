@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import lzma
 import os
 import sys
 import tarfile
@@ -383,6 +384,21 @@ def check_pack_roundtrip(d: Path) -> None:
     pack_runs.unpack(parts, d / "lean", step_logs=False)  # what results.py reads, the step logs left out
     got = sorted(f.name for f in (d / "lean/runs/vanilla_s0").iterdir())
     assert got == ["metrics.jsonl"], f"unpack without step logs wrote {got}"
+    # a truncated part (a transfer cut short) writes nothing: every header is read before any file
+    for i in range(1, 6):
+        run = d / "runs" / f"vanilla_s{i}"
+        run.mkdir()
+        logs.write_jsonl(run / "metrics.jsonl", [{"step": k, "x": os.urandom(64).hex()} for k in range(400)])
+    whole = pack_runs.pack(d / "runs", d / "t", 2**24, xz=True)[0]
+    cut = d / "cut.part0.tar.xz"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 4])
+    try:
+        pack_runs.unpack([cut], d / "cut")
+        raise AssertionError("a truncated part unpacked without an error")
+    except (EOFError, tarfile.ReadError, lzma.LZMAError):
+        pass
+    wrote = [f for f in (d / "cut").rglob("*") if f.is_file()] if (d / "cut").exists() else []
+    assert not wrote, f"a truncated part wrote {len(wrote)} files before failing: {wrote[:3]}"
 
 
 def check_unpack_keeps_machine_runs(d: Path) -> None:
@@ -493,7 +509,7 @@ def main() -> None:
           "refused, one differing only in logs.CONFIG_EXCLUDED accepted; a v_hack file of other weights, another pair set or another model or adapter identity is stale; "
           "decisive.py gives every run the prereg's flags and direction seeds and refuses other values; a job that would "
           "not finish before the deadline is skipped, not started (started and stopped with late_starts); a job whose runs "
-          "stopped at one checkpointed step resumes them; pack_runs --xz round-trips step logs byte for byte (and leaves them out when asked); carried parts never rewrite a run folder the "
+          "stopped at one checkpointed step resumes them; pack_runs --xz round-trips step logs byte for byte (and leaves them out when asked; a truncated part writes nothing); carried parts never rewrite a run folder the "
           "machine holds, and --checkpoints packs unfinished runs' checkpoints only")
 
 
