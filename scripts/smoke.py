@@ -41,15 +41,17 @@ LOGDIR = ROOT / "out" / "smoke"
 # gates that keep both cores busy on purpose (grading under load): in `just smoke-full` nothing else may run beside
 # them; in `just smoke` they start first, loaded by the gates beside them (each prints the busy fraction it saw)
 EXCLUSIVE = ("verify_grader_canonical", "verify_grader_determinism") if os.environ.get("PGRPO_SMOKE_FULL") == "1" else ()
-# started first: the longest gate cold (inductor's C++ compile), then the grading gates that the others load
-FIRST = ("verify_per_sample_grads", "verify_grader_canonical", "verify_grader_determinism")
+# started first: the longest gate cold (inductor's C++ compile), the grading gates that the others load, and verify_runner (it sleeps)
+FIRST = ("verify_per_sample_grads", "verify_grader_canonical", "verify_grader_determinism", "verify_runner")
 # each gate's wall seconds in a run of the fast tier (no out/smoke/durations.json: a fresh clone) on the idle 2-core machine, 3 at
-# a time; the order they give (longest first) is used until a run has recorded real durations; unlisted gates: 5
-GUESS = {"verify_decoder": 73, "verify_per_sample_grads": 51, "verify_grader_canonical": 22, "verify_e2e_tiny": 22,
-         "verify_grpo": 14, "verify_batched_runs": 20, "verify_scorda": 13, "verify_probe": 13, "verify_routing": 12,
-         "verify_sandbox_adversarial": 9, "verify_ddp": 8, "verify_golden_trace": 8,
-         "verify_grader_determinism": 8, "verify_vhack": 7, "verify_sandbox_isolation": 6, "verify_organism": 6,
-         "verify_decisive_results": 6}
+# a time (session 20's cold runs); the order they give (longest first) is used until a run has recorded real durations;
+# unlisted gates: 5. verify_runner sleeps on purpose (about 16 s, little CPU): started last, it ran alone at the end.
+GUESS = {"verify_decoder": 35, "verify_per_sample_grads": 30, "verify_grpo": 22, "verify_scorda": 20,
+         "verify_runner": 16, "verify_probe": 15, "verify_e2e_tiny": 15, "verify_routing": 14,
+         "verify_grader_canonical": 13, "verify_batched_runs": 12, "verify_sandbox_adversarial": 11,
+         "verify_grader_determinism": 10, "verify_golden_trace": 10, "verify_sandbox_isolation": 10,
+         "verify_grade_cache": 9, "verify_vhack": 9, "verify_ddp": 8, "verify_organism": 6,
+         "verify_decisive_results": 6, "verify_results": 4}
 
 
 def gates(filters: list[str]) -> list[Path]:

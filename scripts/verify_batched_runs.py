@@ -89,7 +89,7 @@ def configs(tmp: Path, arm: str, tag: str) -> list[grpo.RunConfig]:
     vh = tmp / "vhack_own.safetensors"
     if not vh.exists():
         with float64_model():
-            vhack.extract_to_file(vh, HACK_PAIRS, "organism:tiny", quarantine="own")
+            vhack.extract_to_file(vh, HACK_PAIRS + "@style=stub", "organism:tiny", quarantine="own")  # 4 pairs: any fixed direction serves the batched = alone comparison
     out = []
     for seed in range(n_runs()):
         c = tiny_args(tmp, f"{tag}_{arm}_s{seed}", steps=n_steps(), seed=seed, quarantine="own", grad_clip=0.01,

@@ -82,16 +82,17 @@ def jobs(tag: str) -> list[tuple[str, str, dict]]:
     return out
 
 
-def teacher_only_sample(model, tok, prompts, temperature, max_new_tokens, generator_seed, **kw):
-    """grpo.sample in this gate: the teacher pool replaces every sampled rollout (n_teacher = group), so sampling is
-    skipped (an empty completion per prompt; the final evaluation, which nothing here reads, grades those). The global
-    generator is seeded as sample seeds it. Sampling 64 tokens per rollout was two thirds of each run's CPU time."""
-    torch.manual_seed(generator_seed)
-    return [[tok.eos_token_id] for _ in prompts]
+def teacher_only_sample_runs(self, runs, prompts, seeds):
+    """Trainer.sample_runs in this gate: the teacher pool replaces every sampled rollout (n_teacher = group), so sampling
+    is skipped (an empty completion per prompt; the final evaluation, which nothing here reads, grades those). The global
+    generator is seeded as sampling.sample seeds it. Sampling 64 tokens per rollout was two thirds of each run's CPU
+    time. (Patched on the Trainer: a module-level grpo.sample is no longer what the trainer calls.)"""
+    torch.manual_seed(seeds[0])
+    return [[[self.tok.eos_token_id] for _ in ps] for ps in prompts]
 
 
 def run_jobs(tmp: Path, tag: str) -> None:
-    grpo.sample = teacher_only_sample
+    grpo.Trainer.sample_runs = teacher_only_sample_runs
     for arm, run, kw in jobs(tag):
         torch.manual_seed(0)
         grpo.Trainer(args(tmp, run, arm, **kw), intervention(arm)).run()

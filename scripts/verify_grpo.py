@@ -208,12 +208,13 @@ def run_rows(run_dir: Path) -> list[tuple]:
 def check_resume(tmp: Path) -> int:
     # n_eval 1: the final evaluation (7 prompts instead of 14) is not compared
     steps, stop = (4, 1) if FULL else (2, 0)
+    short = {} if FULL else dict(max_new_tokens=16)
     torch.manual_seed(0)
-    full = grpo.train(tiny_args(tmp, "full", steps=steps, n_eval=1))
+    full = grpo.train(tiny_args(tmp, "full", steps=steps, n_eval=1, **short))
     torch.manual_seed(0)
-    grpo.train(tiny_args(tmp, "resumed", steps=steps, n_eval=1, stop_after=stop))
+    grpo.train(tiny_args(tmp, "resumed", steps=steps, n_eval=1, stop_after=stop, **short))
     torch.manual_seed(99)  # a different global RNG state must not matter after resume
-    grpo.train(tiny_args(tmp, "resumed", steps=steps, n_eval=1, resume=True))
+    grpo.train(tiny_args(tmp, "resumed", steps=steps, n_eval=1, resume=True, **short))
     seg = json.loads((tmp / "resumed" / "run_meta.json").read_text())
     assert "git_commit" in seg.get("resumed_from", {}), "a resumed run's run_meta lost the earlier segment's record"
     a, b = run_rows(full), run_rows(tmp / "resumed")
@@ -229,6 +230,8 @@ def check_resume(tmp: Path) -> int:
     ma = [m["reward"] for m in logs.read_jsonl(full / "metrics.jsonl")]
     mb = [m["reward"] for m in logs.read_jsonl(tmp / "resumed" / "metrics.jsonl")]
     assert ma == mb, (ma, mb)
+    grads = [m.get("grad_norm", 0.0) for m in logs.read_jsonl(full / "metrics.jsonl")]
+    assert any(r > 0 for r in ma) and any(g > 0 for g in grads), f"no reward or no gradient ({ma}, {grads}): vacuous"
     # resuming with another direction file than the run's first steps read is refused (run_meta's vhack_sha256)
     meta_path = full / "run_meta.json"
     meta = json.loads(meta_path.read_text())
@@ -366,7 +369,7 @@ def check_resume_in_evaluation(tmp: Path) -> None:
     saved before that evaluation: it trains no step again, runs the evaluation first, and ends with the same eval
     rows, rollouts and adapter as an uninterrupted run. A run stopped after a finished evaluation does not evaluate
     again; with several runs, one missing its rows makes all evaluate again with none kept twice."""
-    kw = dict(steps=2, n_eval=1, eval_every=1)
+    kw = dict(steps=2, n_eval=1, eval_every=1, max_new_tokens=16)  # the claim is where a run resumes, not what it samples
     torch.manual_seed(0)
     full = grpo.train(tiny_args(tmp, "ev_full", **kw))
     real_eval, real_step = grpo.Trainer.evaluate, grpo.Trainer.step_runs
