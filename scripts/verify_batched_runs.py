@@ -16,7 +16,7 @@ variance and runs differ). Compared per run and step, relative 1e-5:
     updates     every adapter tensor after every step (so each AdamW update; AdamW's eps at ADAM_EPS, see there), and
                 the optimizer's moments at the end
 Arms (`just smoke`: route and vanilla; `just smoke-full`: all three): vanilla (no capture: the folded forward,
-each run's rows through its own summed weight), route (own quarantine, v_grad extracted here from the hack pairs, per-rollout routing scores from the batched backward) and
+each run's rows through its own summed weight), route (own quarantine, v_grad extracted here from the 4 stub-style hack pairs, per-rollout routing scores from the batched backward) and
 erase-random (a different random direction per run: --direction-seed 100 + seed).
 
 Sampling: on the same model (float64) with 3 runs whose adapters differ (random singular-value offsets), each run

@@ -65,7 +65,7 @@ def intervention(arm: str):
 
 def args(tmp: Path, run: str, arm: str, **kw) -> grpo.RunConfig:
     # max_new_tokens 64: the teacher completions of the 16 problems are 25-61 tokens, so none is cut (nothing is
-    # sampled: teacher_only_sample)
+    # sampled: teacher_only_sample_runs)
     base = dict(run=run, out_dir=str(tmp / "runs"), model="organism:tiny", steps=STEPS, prompts_per_step=PROMPTS,
                 group=GROUP, max_new_tokens=64, n_train=16, n_eval=1, eval_samples=1, eval_every=0, ckpt_every=1, seed=3, lr=5e-2,
                 teacher_pool=str(tmp / "pool.jsonl"), n_teacher=GROUP, device="cuda" if CUDA else "cpu",
@@ -174,6 +174,8 @@ def main() -> int:
             assert moved[arm] > 0, f"{arm}: adapter did not move"
             ra, rb = step_rows(runs / f"{arm}_one", not CUDA), step_rows(runs / f"{arm}_ddp", not CUDA)
             assert len(ra) == len(rb) == STEPS * PROMPTS * GROUP, (len(ra), len(rb))
+            teacher = [r["teacher"] for d in ("one", "ddp") for f in logs.step_files(runs / f"{arm}_{d}") for r in logs.read_step(f)]
+            assert all(teacher), f"{arm}: {teacher.count(False)} rollouts not from the teacher pool (sampling is stubbed here)"
             # as multisets: of identical rollouts with tied routing scores either may be the routed one
             diff = [(x, y) for x, y in zip(sorted(ra), sorted(rb)) if x != y]
             assert not diff, f"{arm}: rank-0 step logs differ from the 1-process run's in {len(diff)} rows: {diff[:2]}"
