@@ -6,7 +6,8 @@ registered seeds (prereg.PRIMARY_SEEDS on the primary organism, REPLICATION_SEED
 both arms of it having a value at each; Holm gave a verdict on each of the twelve. The folder's README gives the
 twelve family rows (label, contrast, outcome, interval, Holm p, verdict) as results.json has them, and H6 and S6 at
 n = 19 as the three-organism table without seed 115 (docs/results/2026-12-07_decisive_3org/) has them; the README's
-newest headline block states all twelve primary intervals. Full tier (`just smoke-full`): the committed parts (PARTS,
+newest headline block states all twelve primary intervals; peer_contrasts.txt is what the stage-2 script prints from
+results.json. Full tier (`just smoke-full`): the committed parts (PARTS,
 in the order the folder's README gives), unpacked without their step logs into a temporary folder, and
 `results.py --decisive` over the three organisms and over the first two give the results.json and results.md of
 analysis/ and analysis_two_organisms/. Prints one PASS line; exit 1 on failure.
@@ -95,6 +96,17 @@ def check_readmes(res: dict) -> int:
     return len(res["family"])
 
 
+def check_peer_contrasts() -> None:
+    """peer_contrasts.txt is what the stage-2 script prints from analysis/results.json for each organism."""
+    script, table = R / "2026-12-06_decisive_stage2/peer_contrasts.py", TABLE / "analysis/results.json"
+    got = ""
+    for tag in ORGANISMS:
+        proc = run_script([sys.executable, str(script), str(table), tag])
+        assert proc.returncode == 0, f"peer_contrasts.py {tag}: exit {proc.returncode}: {proc.stderr[-200:]}"
+        got += f"## organism {tag}\n" + proc.stdout
+    assert got == (TABLE / "peer_contrasts.txt").read_text(), "peer_contrasts.txt differs from what results.json gives"
+
+
 def same(a, b, path: str = "") -> None:
     """Equal JSON values; floats to 1e-12 relative (another CPU may round the last bit of a library's sum)."""
     if isinstance(a, float) and isinstance(b, float):
@@ -139,12 +151,13 @@ def main() -> None:
     res = json.loads((TABLE / "analysis/results.json").read_text())
     check_complete(res)
     n_readme = check_readmes(res)
+    check_peer_contrasts()
     what = ("recomputed from the committed parts (%d files, step logs left out): both tables' results.json and "
             "results.md equal" % check_recomputed()) if full_tier() else "recomputing it from the parts: smoke-full"
     h6 = res["family"][5]["per_organism"]["cpu"]
     print(f"PASS decisive_table: the committed table is complete (not interim; the registered seeds in every family contrast; "
           f"Holm verdicts given; H6 {interval(h6)} at n {h6['n']}); the folder README's {n_readme} family rows and its "
-          f"n = 19 / 20 rows are results.json's, README's newest headline block has the {n_readme} intervals; {what}")
+          f"n = 19 / 20 rows are results.json's, README's newest headline block has the {n_readme} intervals, peer_contrasts.txt recomputed; {what}")
 
 
 if __name__ == "__main__":
