@@ -46,8 +46,10 @@ NEWEST = ("**The registered decisive table is complete", "The sections below wer
 
 
 def interval(cell: dict) -> str:
-    """How the README writes a contrast: mean [Bonferroni low, high]."""
-    return f"{cell['mean']:+.3f} [{cell['lo']:+.3f}, {cell['hi']:+.3f}]"
+    """How the README writes a contrast: results.py's 'mean [Bonferroni low, high]', without its '(n N)'."""
+    import results
+
+    return results.ci(cell).rsplit(" (n ", 1)[0]
 
 
 def check_complete(res: dict) -> None:
