@@ -48,16 +48,24 @@ def machine_cpu_s() -> float:
     return (f[0] + f[1] + f[2] + f[5] + f[6]) / os.sysconf("SC_CLK_TCK")
 
 
-def timed(fn, *args):
+def timed(fn, *args, **kwargs):
     """(fn's value, wall seconds, machine CPU seconds)."""
     c0, t0 = machine_cpu_s(), time.perf_counter()
-    out = fn(*args)
+    out = fn(*args, **kwargs)
     return out, time.perf_counter() - t0, machine_cpu_s() - c0
 
 
 def fresh_grades(problems: list[dict], texts: list[str]) -> list[dict]:
     rollouts._CACHE.clear()
     return rollouts.grade_problems(problems, texts)
+
+
+@torch.no_grad()
+def restore(model, start: dict) -> None:
+    """Every trainable tensor back to its value in `start` (the optimizer's moments are not reset: timing only)."""
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            p.copy_(start[n])
 
 
 def measure(arm: str) -> dict:
@@ -75,15 +83,9 @@ def measure(arm: str) -> dict:
     start = {n: p.detach().clone() for n, p in tr.model.named_parameters() if p.requires_grad}
     t_train = []
     for _ in range(4):
-        with torch.no_grad():
-            for n, p in tr.model.named_parameters():
-                if p.requires_grad:
-                    p.copy_(start[n])
+        restore(tr.model, start)
         t_train.append(timed(tr.train_runs, 0, rolls, plans)[1])
-    with torch.no_grad():
-        for n, p in tr.model.named_parameters():
-            if p.requires_grad:
-                p.copy_(start[n])
+    restore(tr.model, start)
     sampling = {"s": 0.0}
     sample = tr.sample_runs
 
