@@ -273,7 +273,7 @@ def tiny_trainer(tmp: Path, run: str, intervention, **kw) -> grpo.Trainer:
 
     base = dict(run=run, out_dir=str(tmp), model="organism:tiny", steps=1, prompts_per_step=4, group=4,
                 max_new_tokens=16, n_train=64, n_eval=1, eval_samples=1, eval_every=0, seed=0, lr=1e-2, device="cpu",
-                quarantine="own", warmup=1)
+                quarantine="own", warmup=1, micro_batch=0)  # one pass: the recorded batch is the step's whole batch
     base.update(kw)
     torch.manual_seed(0)
     tr = grpo.Trainer(grpo.RunConfig(**base), intervention)

@@ -112,7 +112,7 @@ def trained_batch(tr: grpo.Trainer, rows: list[dict], comps: list[list[int]], pr
 def backward(tr: grpo.Trainer, batch: dict) -> None:
     """The step's loss and its backward, as Trainer.step runs it (one inner iteration: the ratio is 1)."""
     a = tr.args
-    grpo.loss_backward(tr.model, grpo.micro_batches(len(batch["adv"]), a.micro_batch), batch["ids"], batch["attn"],
+    grpo.loss_backward(tr.model, grpo.micro_batches(len(batch["adv"]), grpo.pass_rows(a, tr.device)), batch["ids"], batch["attn"],
                        batch["mask"], batch["adv"], None, None, float(a.prompts_per_step * a.group * a.max_new_tokens),
                        a.clip_eps, a.kl_coef)
 

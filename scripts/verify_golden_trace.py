@@ -42,6 +42,9 @@ must equal the stored ones exactly. Elsewhere that part is skipped, with the rea
     python scripts/verify_golden_trace.py            the gate
     python scripts/verify_golden_trace.py --write    sample, grade and extract v_hack again, write the trace
                                                      (then say why in RESEARCH_JOURNAL.md)
+    python scripts/verify_golden_trace.py --rerecord the trace again from the stored rollouts, after a change that
+                                                     moves float rounding only (the old trace must hold within
+                                                     the tolerance first; then say why in the journal)
 
 Hidden flags `--break lr` (learning rate x 1.01) and `--break adv` (step 0's first nonzero advantage set to 0)
 must make the gate fail.
@@ -426,6 +429,29 @@ def write(tmp: Path) -> None:
           f"on {trace['meta']['cpu_model']}, torch {trace['meta']['torch']}. Now say why in RESEARCH_JOURNAL.md.")
 
 
+def rerecord(tmp: Path) -> None:
+    """Replay the stored rollouts with the current code and write trace.json and adapters.safetensors again; the
+    rollouts and the v_hack files stay. For a change of float rounding only: the current code must first reproduce
+    the stored trace within the tolerance (the gate without its exact part), and a sampled vanilla run must sample
+    the stored completions token for token and equal the new records exactly."""
+    trace, data, _ = load_golden()
+    old_args = dict(trace["meta"]["args"])
+    trace["meta"]["args"] = args_defaults()
+    tolerance_part(trace, data, load_golden()[2], tmp / "check", None)
+    new = {arm: replay(arm, data, tmp / "replay") for arm in ARMS}
+    sampled, _ = replay("vanilla", data, tmp / "sampled", sample=True, steps=SAMPLED_STEPS)
+    _, bad = compare("vanilla (sampled vs replayed)", sampled, new["vanilla"][0][:SAMPLED_STEPS], 0.0)
+    assert not bad, "a sampled run does not equal the replayed one exactly:\n  " + "\n  ".join(bad[:10])
+    trace["arms"] = {arm: recs for arm, (recs, _) in new.items()}
+    check_written(trace)
+    trace["meta"].update(environment(), rerecorded=time.strftime("%Y-%m-%d %H:%M:%S"), args_before_rerecord=old_args)
+    (GOLDEN / "trace.json").write_text(json.dumps(trace, indent=1) + "\n")
+    save_file({f"{arm}/{k}": v.contiguous() for arm, (_, state) in new.items() for k, v in state.items()},
+              str(GOLDEN / "adapters.safetensors"))
+    print(f"rewrote {GOLDEN.relative_to(ROOT)}/trace.json and adapters.safetensors from the stored rollouts on "
+          f"{trace['meta']['cpu_model']}, torch {trace['meta']['torch']}. Now say why in RESEARCH_JOURNAL.md.")
+
+
 def check_written(trace: dict) -> None:
     """The trace is worth keeping: every arm trains on every step, route routes on every step, the quarantine
     moves only under route, and no recorded decision sits within MIN_MARGIN of its switch."""
@@ -451,9 +477,9 @@ def load_golden() -> tuple[dict, dict, dict[str, Tensor]]:
     return trace, data, load_file(str(GOLDEN / "adapters.safetensors"))
 
 
-def gate(tmp: Path, brk: str | None) -> None:
-    t0 = time.time()
-    trace, data, tensors = load_golden()
+def tolerance_part(trace: dict, data: dict, tensors: dict[str, Tensor], tmp: Path, brk: str | None) -> tuple:
+    """Every arm replayed from the stored rollouts against the trace within RTOL: ((worst record error, where),
+    (worst final tensor error, where), tensors compared); raises AssertionError naming the first mismatches."""
     meta = trace["meta"]
     assert meta["organism_sha256"] == organism_sha256(), \
         f"{ORGANISM} is not the organism the trace was written with ({meta['organism_sha256'][:12]})"
@@ -477,6 +503,14 @@ def gate(tmp: Path, brk: str | None) -> None:
     if bad:
         raise AssertionError(f"{len(bad)} quantities differ from data/golden/trace.json (first 12):\n  "
                              + "\n  ".join(bad[:12]))
+    return worst, t_err, n
+
+
+def gate(tmp: Path, brk: str | None) -> None:
+    t0 = time.time()
+    trace, data, tensors = load_golden()
+    meta = trace["meta"]
+    worst, t_err, n = tolerance_part(trace, data, tensors, tmp, brk)
     env = environment()
     same = all(env[k] == meta[k] for k in ("cpu_model", "torch", "cpu_capability"))
     if same:
@@ -499,12 +533,16 @@ def gate(tmp: Path, brk: str | None) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--write", action="store_true", help="sample, grade, extract v_hack and write data/golden/")
+    ap.add_argument("--rerecord", action="store_true",
+                    help="write trace.json and adapters.safetensors again from the stored rollouts (rounding changes)")
     ap.add_argument("--break", dest="brk", choices=("lr", "adv"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as t, stable_bases():
         if a.write:
             write(Path(t))
+        elif a.rerecord:
+            rerecord(Path(t))
         else:
             try:
                 gate(Path(t), a.brk)

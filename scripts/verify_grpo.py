@@ -10,11 +10,13 @@
    removes an earlier attempt's checkpoint and kept grades.
 4. A step log written while the writer is killed (SIGKILL) is always either absent or complete (3 kill points;
    6 in the full tier).
-5. Micro-batched forward-backward (RunConfig.micro_batch) gives the one-pass step: the same adapter weights
+5. Micro-batched forward-backward (RunConfig.micro_batch; the fast tier its default, auto: a prompt group a pass on
+   the CPU; the full tier also 3 rows a pass) gives the one-pass step: the same adapter weights
    (float tolerance), the same per-step routing decisions, with no intervention and with routing by
    per-rollout gradients (quarantine own), over 1 step (2 in the full tier; the fast tier runs the routing case
    alone, which micro-batches the same forward-backward and also the per-rollout capture; loss_backward's micro-batched
-   gradient without an intervention is compared with the one-pass gradient directly in both tiers).
+   gradient without an intervention is compared with the one-pass gradient directly in both tiers, also for rows
+   with left padding, whose pass starts at their first column: grpo.live_columns).
 
 Fast tier (`just smoke`): the trainer checks run 1 step where the full tier (`just smoke-full`) runs 2 (capture
 identity, micro-batches), resume runs 2 steps instead of 4. Every check runs in both tiers.
@@ -120,7 +122,8 @@ def check_micro_batches(tmp: Path) -> tuple[int, float]:
     from projected_grpo.method import interventions as iv
 
     attn = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], dtype=torch.bool)
-    assert grpo.trimmed_length(attn) == 3 and grpo.trimmed_length(attn[:, :0].new_zeros(2, 4)) == 1
+    assert grpo.live_columns(attn) == slice(0, 3) and grpo.live_columns(attn.new_zeros(2, 4)) == slice(0, 4)
+    assert grpo.live_columns(torch.tensor([[0, 0, 1, 1, 0], [0, 1, 1, 0, 0]], dtype=torch.bool)) == slice(1, 4)
     # rows of different lengths: a micro-batch of short rows is cut to its own longest row, same gradient
     probe = grpo.Trainer(tiny_args(tmp, "mb_trim"), NoIntervention())
     g = torch.Generator().manual_seed(7)
@@ -150,7 +153,7 @@ def check_micro_batches(tmp: Path) -> tuple[int, float]:
         "log-probs from the completion start differ from those over every position"
     old = lp[1] + 0.1 * torch.randn(lp[1].shape, generator=g)  # the policy one inner iteration back
     ref = lp[1] - 0.2 * torch.rand(lp[1].shape, generator=g)
-    assert grpo.trimmed_length(attn[2:4]) == 6 < 14
+    assert grpo.live_columns(attn[2:4]) == slice(0, 6)
     for old_logp, ref_logp, kl in ((None, None, 0.0), (old, ref, 0.1)):
         grads = []
         for parts in (whole, split):
@@ -161,10 +164,28 @@ def check_micro_batches(tmp: Path) -> tuple[int, float]:
         assert err < 1e-6 and any(a.abs().sum() > 0 for a in grads[0]), \
             f"trimmed micro-batch gradient (kl {kl}) differs by {err}"
 
+    # left padding (short prompts, as collate pads them): a pass of the short-prompt rows starts at their first
+    # column; its log-probs and the gradient equal the one-pass ones at float tolerance
+    starts = torch.tensor([0, 0, 5, 6])
+    attn_l = (torch.arange(14)[None, :] >= starts[:, None]) & (torch.arange(14)[None, :] < torch.tensor([14, 13, 14, 12])[:, None])
+    mask_l = attn_l & (torch.arange(14)[None, :] >= starts[:, None] + 3)
+    assert grpo.live_columns(attn_l[2:4]) == slice(5, 14)
+    with torch.no_grad():
+        lp_l = [probe.logprobs(parts, ids, attn_l, mask_l) for parts in (whole, split)]
+    err_l = float((lp_l[0] - lp_l[1])[mask_l].abs().max())
+    assert err_l < 1e-5 and lp_l[0][mask_l].abs().min() > 0, f"left-trimmed micro-batch log-probs differ by {err_l}"
+    grads = []
+    for parts in (whole, split):
+        probe.opt.zero_grad(set_to_none=True)
+        grpo.loss_backward(probe.model, parts, ids, attn_l, mask_l, adv, None, None, 100.0, 0.2, 0.0)
+        grads.append([q.grad.clone() for q in ad.deployed_params(probe.model)])
+    err = max((a - b).abs().max().item() for a, b in zip(*grads))
+    assert err < 1e-6, f"left-trimmed micro-batch gradient differs by {err}"
+
     worst, moved = 0.0, 0
     for name in ("none", "route") if FULL else ("route",):
         outs = []
-        for mb in (0, 3):
+        for mb in (0, 3, -1) if FULL else (0, -1):  # -1: auto, one prompt group (4 rows) a pass on the CPU
             torch.manual_seed(0)
             args = tiny_args(tmp, f"mb_{name}_{mb}", micro_batch=mb, quarantine="own")
             torch.manual_seed(0)
@@ -181,16 +202,17 @@ def check_micro_batches(tmp: Path) -> tuple[int, float]:
             scores = [r.get("route_score") for s in range(STEPS)
                       for r in logs.read_step(logs.step_files(tr.run_dir)[s])]
             outs.append((params(tr), [(m["frac_trained"], m.get("n_routed")) for m in tr.metrics], scores))
-        (pa, ma, sa), (pb, mb_, sb) = outs
-        assert ma == mb_, f"{name}: micro-batched steps trained/routed differently: {ma} vs {mb_}"
-        if name == "route":  # each rollout keeps its own routing score (records stay aligned with rows)
-            pairs = [(x, y) for x, y in zip(sa, sb) if x is not None or y is not None]
-            assert pairs and all(x is not None and y is not None and abs(x - y) < 1e-4 for x, y in pairs), \
-                f"route: per-rollout routing scores differ between one pass and micro-batches: {pairs[:4]}"
+        (pa, ma, sa) = outs[0]
+        for pb, mb_, sb in outs[1:]:
+            assert ma == mb_, f"{name}: micro-batched steps trained/routed differently: {ma} vs {mb_}"
+            if name == "route":  # each rollout keeps its own routing score (records stay aligned with rows)
+                pairs = [(x, y) for x, y in zip(sa, sb) if x is not None or y is not None]
+                assert pairs and all(x is not None and y is not None and abs(x - y) < 1e-4 for x, y in pairs), \
+                    f"route: per-rollout routing scores differ between one pass and micro-batches: {pairs[:4]}"
+            for k in pa:
+                worst = max(worst, (pa[k] - pb[k]).abs().max().item())
+                moved += int(pa[k].abs().sum() > 0)
         assert sum(f for f, _ in ma) > 0, f"{name}: no step trained on anything: the check would be vacuous"
-        for k in pa:
-            worst = max(worst, (pa[k] - pb[k]).abs().max().item())
-            moved += int(pa[k].abs().sum() > 0)
         if name == "route":
             assert any(r for _, r in ma), "route: nothing routed: the check would be vacuous"
     assert moved > 0, "adapters did not move"
@@ -453,7 +475,7 @@ def main() -> None:
         kl = check_inner_iters(tmp)
     print(f"PASS grpo ({tier()} tier): toy Dr.GRPO loss/grad exact; capture identity bit-for-bit over {STEPS} steps "
           f"({changed} tensors moved); folded forward = branch forward (loss and gradients within {fold_err:.1e}); resume equal over {n} rollouts, other recipes refused; a run stopped in an evaluation resumes there (no step trained again, eval rows equal); {k} killed writes left "
-          f"complete files; micro-batches of 3 = one pass, a micro-batch of short rows cut to its own longest row with the same gradient; "
+          f"complete files; micro-batches (auto: a prompt group a pass{', and 3 rows' if FULL else ''}) = one pass, a micro-batch of short rows cut to its own columns on both sides with the same log-probs and gradient; "
           f"({'no intervention, route' if FULL else 'route'}) within {mb_err:.1e} ({mb_moved} tensors moved); 2 inner iterations with KL: "
           f"first ratio exactly 1, kl {kl:.2e}")
 

@@ -158,7 +158,7 @@ def main() -> None:
         path = tmp / "v.safetensors"
         vact = make_vhack(path)
         rb = iv.ReboundAdvantage(iv.LazyVhack(str(path)), beta=BETA)
-        tr = grpo.Trainer(tiny_args(tmp, "rebound", seed=0), rb)
+        tr = grpo.Trainer(tiny_args(tmp, "rebound", seed=0, micro_batch=0), rb)  # one pass: one loss call a step
         tr.run_dir.mkdir(parents=True, exist_ok=True)
         assert torch.equal(rb.v_act.cpu(), vact), "rebound-adv's v_act is not the pairs' v_act"
         seen = run_steps(tr, rb, range(steps), vact)

@@ -189,7 +189,7 @@ def loss_backward_runs(model, parts: list[slice], ids: Int[Tensor, "b t"], attn:
     acc: list[dict] = [{} for _ in segments]
     n_tok = [0.0 for _ in segments]
     for p in parts:
-        cols = slice(0, trimmed_length(attn[p]))  # the micro-batch's own longest row, not the shard's
+        cols = live_columns(attn[p])  # the micro-batch's own rows' columns, not the shard's
         with ad.batched_rows(model, run_of_row[p]) if run_of_row is not None else contextlib.nullcontext():
             logp = token_logprobs(model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]))
         olp = old_logp[p, cols] if old_logp is not None else logp.detach()
@@ -211,11 +211,13 @@ def loss_backward_runs(model, parts: list[slice], ids: Int[Tensor, "b t"], attn:
     return totals, [{name: v / max(n, 1.0) for name, v in a.items()} for a, n in zip(acc, n_tok)]
 
 
-def trimmed_length(attn: Bool[Tensor, "b t"]) -> int:
-    """Columns up to the last one any row attends to: the padding after it changes no loss term (causal
-    attention; masked out of the loss), so a micro-batch's forward-backward can stop there."""
+def live_columns(attn: Bool[Tensor, "b t"]) -> slice:
+    """The columns from the first one any row attends to through the last one: the left padding before it and the
+    right padding after it change no loss term (causal attention; rotary positions enter attention only as
+    differences, so dropping leading columns shifts every row's positions alike), so a micro-batch's
+    forward-backward runs on these columns only. The whole width when no row attends."""
     used = attn.any(dim=0).nonzero()
-    return int(used[-1]) + 1 if len(used) else 1
+    return slice(int(used[0]), int(used[-1]) + 1) if len(used) else slice(0, attn.shape[1])
 
 
 def micro_batches(n: int, size: int) -> list[slice]:
@@ -223,6 +225,14 @@ def micro_batches(n: int, size: int) -> list[slice]:
     assert size >= 0, f"micro_batch {size} < 0"
     size = size or max(n, 1)
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def pass_rows(args: RunConfig, device: str) -> int:
+    """Rollouts per forward-backward pass (micro_batches' size) of RunConfig.micro_batch on `device`: auto (-1) is
+    one prompt group on the CPU and every rollout in one pass elsewhere."""
+    if args.micro_batch >= 0:
+        return args.micro_batch
+    return args.group if str(device).startswith("cpu") else 0
 
 
 def group_advantages(rewards: Float[Tensor, "n g"], include: Bool[Tensor, "n g"] | None = None) -> Float[Tensor, "n g"]:
@@ -513,7 +523,7 @@ class Trainer:
             adv_rows.append(adv_b)
         adv_all = torch.cat(adv_rows)
         denom = float(a.prompts_per_step * a.group * a.max_new_tokens)
-        parts = micro_batches(len(rows), a.micro_batch)
+        parts = micro_batches(len(rows), pass_rows(a, self.device))
         everyone = (lambda: ad.batched_rows(self.model, run_of_row)) if batched else contextlib.nullcontext
         with torch.no_grad():
             old_logp = self.logprobs(parts, ids, attn, mask, run_of_row) if a.inner_iters > 1 else None
@@ -602,7 +612,7 @@ class Trainer:
         columns outside are 0. run_of_row: each row's run of a batched model."""
         out = torch.zeros(ids.shape, device=ids.device)
         for p in parts:
-            cols = slice(0, trimmed_length(attn[p]))
+            cols = live_columns(attn[p])
             with ad.batched_rows(self.model, run_of_row[p]) if run_of_row is not None else contextlib.nullcontext():
                 out[p, cols] = token_logprobs(self.model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]))
         return out
@@ -691,6 +701,7 @@ class Trainer:
             assert not a.resume or meta["vhack_sha256"] == trained_with, (
                 f"--resume: {run.run_dir} was trained with direction file sha256 {trained_with[:16]}, "
                 f"{a.intervention.vhack or 'no file'} is {meta['vhack_sha256'][:16]}")
+            meta["pass_rows"] = pass_rows(a, self.device)  # micro_batch as resolved here (auto: by device)
             if len(self.runs) > 1:
                 meta["runs_per_process"] = [r.args.run for r in self.runs]
             if earlier is not None:  # each segment's record stays: where and at which commit the steps before ran
