@@ -24,6 +24,7 @@ identity, micro-batches), resume runs 2 steps instead of 4. Every check runs in 
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import math
@@ -98,8 +99,8 @@ def params(tr) -> dict[str, torch.Tensor]:
 
 
 def check_hook_identity(tmp: Path) -> int:
-    """Capture changes no value: training with probes armed equals training without, bit for bit (both through the
-    adapter's branch forward: a capturing forward never folds, so folding is off here; check_fold compares them)."""
+    """Capture changes no value: training with probes armed equals training without, bit for bit, through the
+    adapter's branch forward (folding off here; check_fold covers the folded forward with and without capture)."""
     outs = []
     for iv in (NoIntervention(), CaptureOnly()):
         torch.manual_seed(0)
@@ -337,35 +338,55 @@ def check_inner_iters(tmp: Path) -> float:
 
 
 def check_fold(tmp: Path) -> float:
-    """A folded forward (one Linear of W + U diag(s) Vh, AdaptedLinear._fold) gives the loss and every adapter
-    gradient of the branch forward within 1e-5, with both blocks nonzero (own quarantine) and a nonzero deployed block
-    alone (shared); its largest relative difference."""
+    """A folded forward (one Linear of the summed weight, AdaptedLinear._fold) gives the loss and every adapter
+    gradient of the branch forward within 1e-5: with both blocks nonzero (own quarantine), a nonzero deployed block
+    alone (shared), and a nonzero axis piece (own quarantine, axis on the quarantine block, scorda's structure); and
+    under capture (ProbeTap) every rollout's per-rollout gradients within 1e-5 of the branch's, with the same values
+    and gradients as the folded forward without capture, bit for bit; its largest relative difference."""
     worst = 0.0
-    for q in ("own", "shared"):
-        tr = grpo.Trainer(tiny_args(tmp, f"fold_{q}", quarantine=q), NoIntervention())
+    for q, axis in (("own", "none"), ("shared", "none"), ("own", "quarantine")):
+        tr = grpo.Trainer(tiny_args(tmp, f"fold_{q}_{axis}", quarantine=q, axis=axis), NoIntervention())
         g = torch.Generator().manual_seed(1)
         with torch.no_grad():
             for m in ad.adapter_modules(tr.model).values():
                 m.delta_S.normal_(0, 0.3, generator=g)
                 m.delta_S_hack.normal_(0, 0.3, generator=g)
+                if axis != "none":
+                    for t in (m.axis_in, m.axis_out, m.axis_u_in, m.axis_c_out):  # zero until seeded
+                        t.normal_(0, 0.3, generator=g)
         ids = torch.randint(0, 500, (6, 40), generator=g)
         attn = torch.ones_like(ids, dtype=torch.bool)
         mask = torch.zeros_like(attn)
         mask[:, 20:] = True
         adv = torch.randn(6, generator=g)
         out = []
-        for on in (True, False):
+        for on, capture in ((True, False), (False, False), (True, True), (False, True)):
+            if capture and axis != "none":
+                continue  # scorda's arms form no per-rollout gradients
             tr.model.zero_grad(set_to_none=True)
-            with ad.folding(on):
+            with ad.folding(on), ad.capture_per_sample_grads(tr.model) if capture else contextlib.nullcontext():
                 loss, _ = grpo.loss_backward(tr.model, [slice(0, 6)], ids, attn, mask, adv, None, None, 100.0, 0.2, 0.0)
-            grads = [p.grad.clone() for p in ad.deployed_params(tr.model) + ad.quarantine_params(tr.model)]
-            out.append((float(loss), grads))
-        (la, ga), (lb, gb) = out
-        assert abs(la - lb) <= 1e-5 * max(abs(la), 1e-6), f"fold ({q}): loss {la} vs branch {lb}"
+            params_ = ad.deployed_params(tr.model) + ad.quarantine_params(tr.model) + [
+                t for m in ad.adapter_modules(tr.model).values() if m.axis != "none" for t in (m.axis_in, m.axis_out)]
+            grads = [p.grad.clone() for p in params_]
+            per = ad.per_sample_grad_matrix(tr.model) if capture else None
+            out.append((float(loss), grads, per))
+        (la, ga, _), (lb, gb, _) = out[:2]
+        assert abs(la - lb) <= 1e-5 * max(abs(la), 1e-6), f"fold ({q}, axis {axis}): loss {la} vs branch {lb}"
         for a, b in zip(ga, gb):
             err = float((a - b).norm() / max(float(b.norm()), 1e-12))
-            assert err <= 1e-5, f"fold ({q}): gradient differs from the branch forward's by rel {err:.1e}"
+            assert err <= 1e-5, f"fold ({q}, axis {axis}): gradient differs from the branch forward's by rel {err:.1e}"
             worst = max(worst, err)
+        if len(out) == 4:
+            (lc, gc, pc), (_, _, pd) = out[2:]
+            assert lc == la and all(torch.equal(a, c) for a, c in zip(ga, gc)), \
+                f"fold ({q}): capture changed the folded forward's loss or gradients"
+            for block in ("deployed", "quarantine"):
+                a, b = pc[block], pd[block]
+                err = float(((a - b).norm(dim=1) / b.norm(dim=1).clamp_min(1e-12)).max())
+                assert err <= 1e-5 and float(b.norm()) > 0, \
+                    f"fold ({q}): per-rollout {block} gradients differ from the branch's by rel {err:.1e}"
+                worst = max(worst, err)
     return worst
 
 
@@ -474,7 +495,7 @@ def main() -> None:
         mb_moved, mb_err = check_micro_batches(tmp)
         kl = check_inner_iters(tmp)
     print(f"PASS grpo ({tier()} tier): toy Dr.GRPO loss/grad exact; capture identity bit-for-bit over {STEPS} steps "
-          f"({changed} tensors moved); folded forward = branch forward (loss and gradients within {fold_err:.1e}); resume equal over {n} rollouts, other recipes refused; a run stopped in an evaluation resumes there (no step trained again, eval rows equal); {k} killed writes left "
+          f"({changed} tensors moved); folded forward = branch forward (loss, gradients and per-rollout gradients under capture, axis piece included, within {fold_err:.1e}; capture changes no folded value); resume equal over {n} rollouts, other recipes refused; a run stopped in an evaluation resumes there (no step trained again, eval rows equal); {k} killed writes left "
           f"complete files; micro-batches (auto: a prompt group a pass{', and 3 rows' if FULL else ''}) = one pass, a micro-batch of short rows cut to its own columns on both sides with the same log-probs and gradient; "
           f"({'no intervention, route' if FULL else 'route'}) within {mb_err:.1e} ({mb_moved} tensors moved); 2 inner iterations with KL: "
           f"first ratio exactly 1, kl {kl:.2e}")

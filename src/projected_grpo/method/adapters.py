@@ -182,6 +182,22 @@ def _per_run(name: str) -> property:
     return property(get)
 
 
+class ProbeTap(torch.autograd.Function):
+    """The identity on a folded svd layer's output y = x W_sum^T; its backward also gives the capture probe P
+    ([b, k]) its gradient, each rollout's dL/ds_b = sum_t h_bt * (gy_bt U), with h = x Vh^T: what the branch's
+    probe term h P_b receives, without a branch in the forward."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, h: Tensor, probe: Tensor, U: Tensor) -> Tensor:
+        ctx.save_for_backward(h, U)
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, gy: Tensor):
+        h, U = ctx.saved_tensors
+        return gy, None, (h.float() * (gy @ U.to(gy.dtype)).float()).sum(1), None
+
+
 class AdaptedLinear(nn.Module):
     """A frozen nn.Linear plus a deployed block and a quarantine block (see module docstring)."""
 
@@ -303,26 +319,40 @@ class AdaptedLinear(nn.Module):
             return self.base(x)  # reference policy: exactly the base Linear
         if self._fold(x):
             if self.active is not None:
-                return F.linear(x, self._folded_weight(self.active), self.base.bias)
-            self._runs_of(x)  # batched: each run's rows (consecutive) through its own summed weight
-            counts = torch.bincount(self.row_runs.cpu(), minlength=self.n_runs).tolist()
-            return torch.cat([F.linear(part, self._folded_weight(r), self.base.bias)
-                              for r, part in enumerate(x.split(counts))])
+                y = F.linear(x, self._folded_weight(self.active), self.base.bias)
+            else:
+                self._runs_of(x)  # batched: each run's rows (consecutive) through its own summed weight
+                counts = torch.bincount(self.row_runs.cpu(), minlength=self.n_runs).tolist()
+                y = torch.cat([F.linear(part, self._folded_weight(r), self.base.bias)
+                               for r, part in enumerate(x.split(counts))])
+            if self.probe is None:
+                return y
+            self._batched(x, self.probe)
+            with torch.no_grad():
+                h = x @ self._vh().to(x.dtype).T  # [b, t, k], as the branch forms it
+            return ProbeTap.apply(y, h, self.probe, self.U)
         return self.base(x) + (self._svd(x) if self.kind == "svd" else self._lora(x))
 
     def _fold(self, x: Tensor) -> bool:
-        """Whether this forward runs as one Linear of W + U diag(s) Vh (autograd through the sum gives s its
-        gradient): an svd adapter without an axis piece, no capture, float32 or float64 (in bf16 the
-        small update would round away in the sum), and enough tokens that forming the sum (d_out d_in k) costs less than
-        the branch (tokens x k x (d_in + d_out)): a training or scoring forward, not a decode step. Batched over runs,
-        each run's rows go through its own sum."""
-        if not self.fold or self.kind != "svd" or self.axis != "none" or self.probe is not None:
+        """Whether this forward runs as one Linear of the summed weight W + U diag(s) Vh (+ the axis piece's
+        a_out a_in^T - c_out u_in^T where it is on): autograd through the sum gives s (and a_in, a_out) their
+        gradients, and a capturing forward adds ProbeTap, whose backward forms each rollout's dL/ds from the layer's
+        input and output gradient. An svd adapter in float32 or float64 (in bf16 the small update would round away
+        in the sum), and enough tokens that forming the sum (d_out d_in k) costs less than the branch
+        (tokens x k x (d_in + d_out)): a training or scoring forward, not a decode step. Batched over runs, each
+        run's rows go through its own sum."""
+        if not self.fold or self.kind != "svd":
             return False
         tokens = x.numel() // self.d_in
         return x.dtype in (torch.float32, torch.float64) and tokens * (self.d_in + self.d_out) >= self.d_in * self.d_out
 
     def _folded_weight(self, run: int) -> Float[Tensor, "d_out d_in"]:
-        return self.base.weight + (self.U * self._s(run)) @ self._vh()
+        w = self.base.weight + (self.U * self._s(run)) @ self._vh()
+        axis_on = self.deployed_on if self.axis == "deployed" else self.quarantine_on
+        if self.axis == "none" or not axis_on:
+            return w
+        live = torch.outer(self.run_param("axis_out", run), self.run_param("axis_in", run))
+        return w + live - torch.outer(self.axis_c_out, self.axis_u_in)
 
     @torch.no_grad()
     def dense_update(self) -> Float[Tensor, "d_out d_in"]:
