@@ -14,8 +14,10 @@ registry, side by side with one torch thread each, then results.py (and diag_pin
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -337,13 +339,28 @@ def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan
     checkpoint in a later call: `resumable`). grade_workers > 0 sets each job's sandbox workers. The jobs share one
     grade cache file (GRADE_CACHE, unless PGRPO_GRADE_CACHE is set; set it empty for none). keep_grades: each job
     keeps every grade it receives, deadline-hit ones included, in its first run's folder (rollouts.KEPT_FILE, read first
-    when the job resumes: env/rollouts.py), so that a stopped evaluation restarts where it stopped."""
+    when the job resumes: env/rollouts.py), so that a stopped evaluation restarts where it stopped. Unless
+    PGRPO_SAMPLE_CACHE is set, the jobs share a sample cache folder of this call (loop/sample_cache.py), removed at
+    its end (set it empty for none)."""
     runs = ROOT / plan.runs
     (runs / "_logs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1")
     env.setdefault("PGRPO_GRADE_CACHE", str(GRADE_CACHE))  # the jobs share their grades (env/rollouts.py)
+    own_samples = "PGRPO_SAMPLE_CACHE" not in env  # the jobs share equal decodes (loop/sample_cache.py), this call only
+    if own_samples:
+        env["PGRPO_SAMPLE_CACHE"] = tempfile.mkdtemp(prefix="sample_cache_", dir=runs / "_logs")
     if grade_workers:
         env["PGRPO_GRADE_WORKERS"] = str(grade_workers)
+    try:
+        return _run_jobs(jobs_, plan, parallel, deadline, every_s, late_starts, keep_grades, env, runs)
+    finally:
+        if own_samples:
+            shutil.rmtree(env["PGRPO_SAMPLE_CACHE"], ignore_errors=True)
+
+
+def _run_jobs(jobs_, plan: Plan, parallel: int, deadline: float, every_s: float, late_starts: bool, keep_grades: bool,
+              env: dict, runs: Path) -> Outcome:
+    """run_all's loop: start, watch and stop the jobs."""
     pending, running, out = list(jobs_), {}, Outcome()
     n_runs = sum(len(j[3]) for j in jobs_)
     t0 = last = time.time()

@@ -34,6 +34,7 @@ from projected_grpo.env.problems import apply_hint, load_jsonl
 from projected_grpo.env.rollouts import grade_problems
 from projected_grpo.loop import distributed as dd
 from projected_grpo.loop import logs
+from projected_grpo.loop import sample_cache
 from projected_grpo.loop.config import PER_RUN, RunConfig, batchable, check
 from projected_grpo.loop.decoder import SUPPORTED as DECODER_SUPPORTED
 from projected_grpo.loop.diagnostics import block_diagnostics
@@ -654,7 +655,8 @@ class Trainer:
         st = rollouts.STATS  # where this process's grades came from so far (a resumed one: its kept grades read)
         print(f"evaluation after step {step + 1} written; grades so far: {st['graded']} graded, {st['kept']} kept "
               f"grades read ({st['kept_late']} of them deadline-hit), {st['disk']} from the shared cache, "
-              f"{st['memory']} repeats", flush=True)
+              f"{st['memory']} repeats; samplings read from the driver call's sample cache: {sample_cache.STATS['read']}",
+              flush=True)
         dd.barrier()
         return out[0] if len(self.runs) == 1 else [r for rows in out for r in rows]
 

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from projected_grpo.loop import sample_cache
 from projected_grpo.loop.decoder import DecodeConfig, cut_at_eos, decode
 from projected_grpo.method import adapters as ad
 
@@ -117,15 +118,28 @@ def sample(model, tok, prompts: list[list[int]], temperature: float, max_new_tok
     `temperature`. decoder "hf": transformers' generate with left padding, `batch_size` rows per
     call; "fast": projected_grpo.loop.decoder (CUDA graphs on CUDA), "fast-eager": the same without graphs (it
     sizes its own waves to the free memory). Either draws from one generator seeded `generator_seed`, as transformers'
-    multinomial sampling draws from the global one. `compile`: the fast decoder's DecodeConfig.compile.
+    multinomial sampling draws from the global one. `compile`: the fast decoder's DecodeConfig.compile. With
+    PGRPO_SAMPLE_CACHE set, the fast decoder's completions on the CPU are read from there when another process of the
+    driver call decoded the same key (loop/sample_cache.py).
     """
     check_special_tokens(tok)
     device = next(model.parameters()).device
     torch.manual_seed(generator_seed)
     gen = run_generator(generator_seed, device)
     if decoder != "hf":
-        return decode(model, prompts, temperature, max_new_tokens, tok.eos_token_id, tok.pad_token_id,
-                      cfg=decode_config(decoder, compile), generators=[gen]).tokens
+        cached = sample_cache.folder() is not None and device.type == "cpu" and ad.n_runs(model) == 1
+        if cached:  # the same decode in another process of this driver call (loop/sample_cache.py)
+            k = sample_cache.key(model, prompts, temperature=temperature, max_new_tokens=max_new_tokens,
+                                 generator_seed=generator_seed, decoder=decoder, compile=compile,
+                                 eos=tok.eos_token_id, pad=tok.pad_token_id)
+            hit = sample_cache.get(k)
+            if hit is not None:
+                return hit
+        out = decode(model, prompts, temperature, max_new_tokens, tok.eos_token_id, tok.pad_token_id,
+                     cfg=decode_config(decoder, compile), generators=[gen]).tokens
+        if cached:
+            sample_cache.put(k, out)
+        return out
     out: list[list[int]] = []
     was_training = model.training
     model.eval()

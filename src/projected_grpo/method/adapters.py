@@ -637,6 +637,14 @@ def _blocks(model: nn.Module, deployed: bool | None, quarantine: bool | None) ->
             m.deployed_on, m.quarantine_on = d, q
 
 
+@torch.no_grad()
+def merged_weight(m: AdaptedLinear) -> Float[Tensor, "d_out d_in"]:
+    """W plus the active blocks' update (AdaptedLinear.dense_update, in float32), in W's dtype: what a merged layer
+    multiplies by (merged_weights; loop/sample_cache.py hashes it)."""
+    w = m.base.weight
+    return (w.float() + m.dense_update()).to(w.dtype)
+
+
 @contextlib.contextmanager
 def merged_weights(model: nn.Module) -> Iterator[None]:
     """Inside: every adapted layer with an active block runs as one Linear whose weight is W plus that
@@ -645,8 +653,7 @@ def merged_weights(model: nn.Module) -> Iterator[None]:
     mods = [m for m in adapter_modules(model).values() if m.deployed_on or m.quarantine_on]
     try:
         for m in mods:
-            w = m.base.weight
-            m.merged = (w.float() + m.dense_update()).to(w.dtype)
+            m.merged = merged_weight(m)
             m.merged_blocks = (m.deployed_on, m.quarantine_on)
         yield
     finally:
