@@ -16,7 +16,8 @@
    per-rollout gradients (quarantine own), over 1 step (2 in the full tier; the fast tier runs the routing case
    alone, which micro-batches the same forward-backward and also the per-rollout capture; loss_backward's micro-batched
    gradient without an intervention is compared with the one-pass gradient directly in both tiers, also for rows
-   with left padding, whose pass starts at their first column: grpo.live_columns).
+   with left padding, whose pass starts at their first column: grpo.live_columns; and for one group's rows, whose
+   shared prompt runs once: grpo.shared_prompt_logprobs, taken by pass_logprobs only without capture).
 
 Fast tier (`just smoke`): the trainer checks run 1 step where the full tier (`just smoke-full`) runs 2 (capture
 identity, micro-batches), resume runs 2 steps instead of 4. Every check runs in both tiers.
@@ -100,12 +101,14 @@ def params(tr) -> dict[str, torch.Tensor]:
 
 def check_hook_identity(tmp: Path) -> int:
     """Capture changes no value: training with probes armed equals training without, bit for bit, through the
-    adapter's branch forward (folding off here; check_fold covers the folded forward with and without capture)."""
+    adapter's branch forward (folding off here; check_fold covers the folded forward with and without capture) in
+    one pass of every row (a pass of one group without capture runs its prompt once, shared_prompt_logprobs:
+    check_micro_batches compares that with token_logprobs)."""
     outs = []
     for iv in (NoIntervention(), CaptureOnly()):
         torch.manual_seed(0)
-        with ad.folding(False):
-            tr = grpo.Trainer(tiny_args(tmp, f"hook_{type(iv).__name__}"), iv)
+        with ad.folding(False):  # one pass of every row: no pass shares a prompt (no capture takes that path)
+            tr = grpo.Trainer(tiny_args(tmp, f"hook_{type(iv).__name__}", micro_batch=0), iv)
             tr.run_dir.mkdir(parents=True, exist_ok=True)
             for s in range(STEPS):
                 tr.step(s)
@@ -182,6 +185,38 @@ def check_micro_batches(tmp: Path) -> tuple[int, float]:
         grads.append([q.grad.clone() for q in ad.deployed_params(probe.model)])
     err = max((a - b).abs().max().item() for a, b in zip(*grads))
     assert err < 1e-6, f"left-trimmed micro-batch gradient differs by {err}"
+
+    # one GRPO group (a shared prompt of 9 tokens, completions of 1 to 6 tokens, right padding): the prompt forward once
+    # (shared_prompt_logprobs) gives token_logprobs' log-probs and gradient; pass_logprobs takes it only where the
+    # rows share the prompt and no capture is armed
+    prompt = torch.randint(4, 60, (1, 9), generator=g).expand(4, -1)
+    ids_g = torch.cat([prompt, torch.randint(4, 60, (4, 6), generator=g)], 1)
+    attn_g = torch.arange(15)[None, :] < torch.tensor([15, 13, 10, 11])[:, None]
+    mask_g = attn_g & (torch.arange(15)[None, :] >= 9)
+    assert grpo.completion_start(mask_g) == 9 and grpo.shares_prompt(ids_g, attn_g, 9)
+    assert not grpo.shares_prompt(ids, attn, 3) and not grpo.shares_prompt(ids_g, attn_g, 9, torch.tensor([0, 0, 1, 1]))
+    outs = []
+    for fn in (grpo.token_logprobs, grpo.shared_prompt_logprobs):
+        probe.opt.zero_grad(set_to_none=True)
+        lp_g = fn(probe.model, ids_g, attn_g, 9)
+        (lp_g * mask_g * torch.randn(4, 15, generator=torch.Generator().manual_seed(2))).sum().backward()
+        outs.append((lp_g.detach(), [q.grad.clone() for q in ad.deployed_params(probe.model)]))
+    (la, ga), (lb, gb) = outs
+    err_g = float((la - lb)[mask_g].abs().max())
+    assert la.shape == lb.shape and err_g < 1e-5 and not lb[:, :9].any(), f"shared-prompt log-probs differ by {err_g}"
+    err = max(float((a - b).norm() / b.norm()) for a, b in zip(ga, gb))
+    assert err < 1e-5, f"shared-prompt gradient differs by rel {err:.1e}"
+    calls = []
+    real_shared = grpo.shared_prompt_logprobs
+    grpo.shared_prompt_logprobs = lambda *a, **k: calls.append(1) or real_shared(*a, **k)
+    try:
+        with torch.no_grad():
+            grpo.pass_logprobs(probe.model, ids_g, attn_g, 9)
+            with ad.capture_per_sample_grads(probe.model):
+                grpo.pass_logprobs(probe.model, ids_g, attn_g, 9)
+    finally:
+        grpo.shared_prompt_logprobs = real_shared
+    assert calls == [1], f"pass_logprobs took the shared prompt {len(calls)} times of 1 (not under capture)"
 
     worst, moved = 0.0, 0
     for name in ("none", "route") if FULL else ("route",):
@@ -496,7 +531,7 @@ def main() -> None:
         kl = check_inner_iters(tmp)
     print(f"PASS grpo ({tier()} tier): toy Dr.GRPO loss/grad exact; capture identity bit-for-bit over {STEPS} steps "
           f"({changed} tensors moved); folded forward = branch forward (loss, gradients and per-rollout gradients under capture, axis piece included, within {fold_err:.1e}; capture changes no folded value); resume equal over {n} rollouts, other recipes refused; a run stopped in an evaluation resumes there (no step trained again, eval rows equal); {k} killed writes left "
-          f"complete files; micro-batches (auto: a prompt group a pass{', and 3 rows' if FULL else ''}) = one pass, a micro-batch of short rows cut to its own columns on both sides with the same log-probs and gradient; "
+          f"complete files; micro-batches (auto: a prompt group a pass{', and 3 rows' if FULL else ''}) = one pass, a micro-batch of short rows cut to its own columns on both sides with the same log-probs and gradient, and one group's shared prompt run once with the same; "
           f"({'no intervention, route' if FULL else 'route'}) within {mb_err:.1e} ({mb_moved} tensors moved); 2 inner iterations with KL: "
           f"first ratio exactly 1, kl {kl:.2e}")
 

@@ -116,6 +116,54 @@ def token_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], st
     return F.pad(selected_logprobs(model)(logits[:, :-1], ids[:, start:]), (start, 0))
 
 
+def shares_prompt(ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], start: int,
+                  runs: Int[Tensor, " b"] | None = None) -> bool:
+    """Whether a pass's rows share their first `start` columns (one GRPO group: the same prompt, no padding in it)
+    and one run."""
+    if ids.shape[0] < 2 or start < 2 or not bool(attn[:, :start].all()):
+        return False
+    return bool((ids[:, :start] == ids[:1, :start]).all()) and (runs is None or bool((runs == runs[0]).all()))
+
+
+def _rows_of(model, runs: Int[Tensor, " b"] | None) -> contextlib.AbstractContextManager:
+    return ad.batched_rows(model, runs) if runs is not None else contextlib.nullcontext()
+
+
+def shared_prompt_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], start: int,
+                           runs: Int[Tensor, " b"] | None = None) -> Float[Tensor, "b t"]:
+    """token_logprobs for rows that share their first `start` columns (shares_prompt): the prompt runs once, as one
+    row, and its keys and values, expanded to every row, are the cache the rows' completions attend to in a second
+    forward (positions continue after the prompt). Autograd sums the rows' gradients into the prompt's one forward.
+    The same log-probs and gradients as token_logprobs up to float rounding (verify_grpo), with the prompt's forward
+    done once instead of once a row. Needs no capture: a probe armed for the prompt's one row could not hold each
+    row's part."""
+    b, t = ids.shape
+    assert not ad.capturing(model), "shared_prompt_logprobs under capture: per-rollout gradients need a row per prompt"
+    with _rows_of(model, None if runs is None else runs[:1]):
+        out = model(input_ids=ids[:1, :start], attention_mask=attn[:1, :start].long(), use_cache=True,
+                    logits_to_keep=1)
+    cache = out.past_key_values
+    for layer in cache.layers:  # transformers' DynamicCache: [1, heads, start, head_dim] -> every row
+        layer.keys, layer.values = layer.keys.expand(b, -1, -1, -1), layer.values.expand(b, -1, -1, -1)
+    logits = out.logits[:, -1:].expand(b, -1, -1)  # predicts column `start`
+    if t - 1 > start:  # columns start+1 .. t-1 from the completions' forward (the last column feeds no prediction)
+        with _rows_of(model, runs):
+            rest = model(input_ids=ids[:, start:t - 1], attention_mask=attn[:, :t - 1].long(), past_key_values=cache,
+                         use_cache=True).logits
+        logits = torch.cat([logits, rest], 1)
+    return F.pad(selected_logprobs(model)(logits, ids[:, start:]), (start, 0))
+
+
+def pass_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], start: int,
+                  runs: Int[Tensor, " b"] | None = None) -> Float[Tensor, "b t"]:
+    """token_logprobs of one forward-backward pass (runs: each row's run of a batched model): its prompt once
+    (shared_prompt_logprobs) where the rows share it and no capture is armed, else one forward of every row."""
+    if shares_prompt(ids, attn, start, runs) and not ad.capturing(model):
+        return shared_prompt_logprobs(model, ids, attn, start, runs)
+    with _rows_of(model, runs):
+        return token_logprobs(model, ids, attn, start)
+
+
 def completion_start(mask: Bool[Tensor, "b t"]) -> int:
     """The first column any row's completion mask covers (1 when none does): positions before it are in no row's
     loss, so their log-probs need not be computed."""
@@ -191,8 +239,8 @@ def loss_backward_runs(model, parts: list[slice], ids: Int[Tensor, "b t"], attn:
     n_tok = [0.0 for _ in segments]
     for p in parts:
         cols = live_columns(attn[p])  # the micro-batch's own rows' columns, not the shard's
-        with ad.batched_rows(model, run_of_row[p]) if run_of_row is not None else contextlib.nullcontext():
-            logp = token_logprobs(model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]))
+        logp = pass_logprobs(model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]),
+                             None if run_of_row is None else run_of_row[p])
         olp = old_logp[p, cols] if old_logp is not None else logp.detach()
         loss = None
         for k, seg in enumerate(segments):
@@ -614,8 +662,8 @@ class Trainer:
         out = torch.zeros(ids.shape, device=ids.device)
         for p in parts:
             cols = live_columns(attn[p])
-            with ad.batched_rows(self.model, run_of_row[p]) if run_of_row is not None else contextlib.nullcontext():
-                out[p, cols] = token_logprobs(self.model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]))
+            out[p, cols] = pass_logprobs(self.model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]),
+                                         None if run_of_row is None else run_of_row[p])
         return out
 
     # -- evaluation --

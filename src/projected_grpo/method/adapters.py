@@ -779,12 +779,19 @@ def capture_per_sample_grads(model: nn.Module) -> Iterator[dict[str, AdaptedLine
         m.clear_records()
     hooks = [model.register_forward_pre_hook(arm, with_kwargs=True),
              model.register_forward_hook(disarm, always_call=True)]  # also after a forward that raised
+    model._pgrpo_capturing = True
     try:
         yield mods
     finally:
         for h in hooks:
             h.remove()
         disarm()
+        model._pgrpo_capturing = False
+
+
+def capturing(model: nn.Module) -> bool:
+    """Whether a capture_per_sample_grads context is open on `model` (its forwards arm probes)."""
+    return getattr(model, "_pgrpo_capturing", False)
 
 
 def clear_captured(model: nn.Module) -> None:
