@@ -13,12 +13,17 @@ registry, side by side with one torch thread each, then results.py (and diag_pin
 
 from __future__ import annotations
 
+import atexit
 import os
+import runpy
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -317,6 +322,100 @@ def progress(run_dir: Path) -> int:
     return len(m.read_text().splitlines()) if m.exists() else 0
 
 
+def on_cpu(plan: Plan) -> bool:
+    """Whether the plan's runs train on the CPU (--device cpu, or no --device on a machine without CUDA)."""
+    if plan.device:
+        return plan.device == "cpu"
+    import torch  # noqa: PLC0415
+
+    return not torch.cuda.is_available()
+
+
+PRELOAD = ("torch", "transformers", "transformers.models.qwen3.modeling_qwen3", "projected_grpo.loop.cli",
+           "projected_grpo.loop.grpo", "projected_grpo.env.grader", "projected_grpo.env.sandbox", "projected_grpo.method.vhack",
+           "projected_grpo.loop.plots")
+"""what a training job imports (scripts/train.py), imported once by preload: a forked job starts with it"""
+
+
+def preload(env: dict) -> None:
+    """Import PRELOAD in this process, with the jobs' environment, before any thread exists (the jobs are forks)."""
+    import importlib  # noqa: PLC0415
+
+    saved = dict(os.environ)
+    os.environ.update(env)  # as a job would see it at import time; this process's own is restored after
+    try:
+        for name in PRELOAD:
+            importlib.import_module(name)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+class ForkedJob:
+    """A job `python SCRIPT.py ARGS` run in a forked child of this process (its imports already done: preload), as
+    subprocess.Popen would run it: the environment, the working directory (the repository), stdout and stderr into
+    the log, SIGTERM to stop it; poll(), terminate(), wait() and returncode as Popen's."""
+
+    def __init__(self, cmd: list[str], env: dict, log):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.returncode: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:
+            self._child(cmd, env, log)
+
+    @staticmethod
+    def _child(cmd: list[str], env: dict, log) -> None:
+        code = 1
+        try:
+            # the runner's exit handlers and finalizers are not the job's: the job's exit would otherwise run them (and
+            # remove, say, a temporary folder of the runner's); the job's own register anew and run at its exit
+            atexit._clear()
+            for f in list(weakref.finalize._registry):
+                f.atexit = False
+            weakref.finalize._registered_with_atexit = False
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            sys.stdout.reconfigure(write_through=True)
+            os.environ.clear()
+            os.environ.update(env)
+            os.chdir(ROOT)
+            import torch  # noqa: PLC0415
+
+            # the pool torch marked stale in the fork is rebuilt now, while the child has one thread (scripts/smoke.py)
+            torch.set_num_threads(int(env.get("PGRPO_THREADS", "1")))
+            sys.argv = cmd[1:]
+            runpy.run_path(cmd[1], run_name="__main__")
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if not isinstance(e.code, (int, type(None))):
+                print(e.code, file=sys.stderr)
+        except BaseException:  # noqa: BLE001
+            traceback.print_exc()
+        finally:
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.returncode
+
+    def terminate(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+
+
 def report(running: dict, runs: Path, steps: int, n_total: int, out: Outcome, t0: float) -> None:
     """One progress line: runs done, failed and running (each running run's steps), and the time left estimated from
     the steps done so far."""
@@ -332,7 +431,7 @@ def report(running: dict, runs: Path, steps: int, n_total: int, out: Outcome, t0
 
 def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan, parallel: int, deadline: float,
             every_s: float = 30.0, grade_workers: int = 0, late_starts: bool = False,
-            keep_grades: bool = False) -> Outcome:
+            keep_grades: bool = False, preloaded: bool = False) -> Outcome:
     """Run jobs `parallel` at a time until done or the deadline (time.time() seconds); the outcome names runs.
     Once a job has finished, a job whose start would leave less time than the longest finished job took is not
     started (skipped: it would be stopped at the deadline), unless late_starts (a stopped job resumes from its
@@ -341,7 +440,8 @@ def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan
     keeps every grade it receives, deadline-hit ones included, in its first run's folder (rollouts.KEPT_FILE, read first
     when the job resumes: env/rollouts.py), so that a stopped evaluation restarts where it stopped. Unless
     PGRPO_SAMPLE_CACHE is set, the jobs share a sample cache folder of this call (loop/sample_cache.py), removed at
-    its end (set it empty for none)."""
+    its end (set it empty for none). preloaded: a job whose command is `python SCRIPT.py ...` runs in a forked child of
+    this process, which imported the training loop once (ForkedJob; CPU runs only: nothing here touches CUDA)."""
     runs = ROOT / plan.runs
     (runs / "_logs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1")
@@ -352,14 +452,16 @@ def run_all(jobs_: list[tuple[str, list[str], list[str], list[str]]], plan: Plan
     if grade_workers:
         env["PGRPO_GRADE_WORKERS"] = str(grade_workers)
     try:
-        return _run_jobs(jobs_, plan, parallel, deadline, every_s, late_starts, keep_grades, env, runs)
+        if preloaded:
+            preload(env)
+        return _run_jobs(jobs_, plan, parallel, deadline, every_s, late_starts, keep_grades, env, runs, preloaded)
     finally:
         if own_samples:
             shutil.rmtree(env["PGRPO_SAMPLE_CACHE"], ignore_errors=True)
 
 
 def _run_jobs(jobs_, plan: Plan, parallel: int, deadline: float, every_s: float, late_starts: bool, keep_grades: bool,
-              env: dict, runs: Path) -> Outcome:
+              env: dict, runs: Path, preloaded: bool = False) -> Outcome:
     """run_all's loop: start, watch and stop the jobs."""
     pending, running, out = list(jobs_), {}, Outcome()
     n_runs = sum(len(j[3]) for j in jobs_)
@@ -386,8 +488,10 @@ def _run_jobs(jobs_, plan: Plan, parallel: int, deadline: float, every_s: float,
                 pending.remove(job)
                 log = open(runs / "_logs" / f"{name}.log", "w")
                 job_env = dict(env, PGRPO_GRADES_KEPT=str(runs / rs[0] / rollouts.KEPT_FILE)) if keep_grades else env
-                running[name] = (subprocess.Popen(cmd, cwd=ROOT, env=job_env, stdout=log, stderr=subprocess.STDOUT),
-                                 log, rs, time.time())
+                forked = preloaded and len(cmd) > 1 and cmd[0] == PY and cmd[1].endswith(".py")
+                proc = ForkedJob(cmd, job_env, log) if forked else \
+                    subprocess.Popen(cmd, cwd=ROOT, env=job_env, stdout=log, stderr=subprocess.STDOUT)
+                running[name] = (proc, log, rs, time.time())
         time.sleep(1)
         for name, (p, log, rs, started) in list(running.items()):
             if p.poll() is not None:

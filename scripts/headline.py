@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = _runner.jobs(plan)
     print(f"{sum(len(j[3]) for j in jobs)} runs ({len(plan.arms)} arms x {len(plan.seeds)} seeds, finished ones "
           f"skipped) in {len(jobs)} processes, {a.parallel} at a time, budget {a.budget_min} min", flush=True)
-    outcome = _runner.run_all(jobs, plan, a.parallel, t0 + 60 * a.budget_min)
+    outcome = _runner.run_all(jobs, plan, a.parallel, t0 + 60 * a.budget_min, preloaded=_runner.on_cpu(plan))
     t_runs = time.time() - t0
     out = ROOT / a.out
     out.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     except OrganismError as e:
         fail(str(e))
     print(f"v_hack: {', '.join(_runner.extract_vhacks(plan)) or 'none needed'}", flush=True)
-    outcome = _runner.run_all(_runner.longest_first(_runner.jobs(plan)), plan, a.parallel, t0 + 60 * a.budget_min)
+    outcome = _runner.run_all(_runner.longest_first(_runner.jobs(plan)), plan, a.parallel, t0 + 60 * a.budget_min,
+                              preloaded=_runner.on_cpu(plan))
     print(f"\nruns finished in {(time.time() - t0) / 60:.1f} min; failed: {outcome.failed or 'none'}; stopped: "
           f"{outcome.stopped or 'none'}", flush=True)
     _runner.results(plan, a.results, allow_unequal_n=False)

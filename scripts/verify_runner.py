@@ -337,6 +337,47 @@ def check_deadline_skip(runs: Path) -> None:
     assert rollouts.KEPT_FILE in pack_runs.KEEP, "pack_runs would leave a run's kept grades behind"
 
 
+def check_forked(runs: Path) -> None:
+    """preloaded: a `python SCRIPT.py` job runs in a forked child of the runner (it finds a module only the runner
+    imported), with its arguments, the job's environment and its output in the log, and runs none of the runner's
+    exit handlers or finalizers at its exit (this check's temporary folder would vanish); a failing one is failed, one
+    running at the deadline is stopped; a `python -c` job is still a new process."""
+    import types
+
+    import atexit
+
+    plan = _runner.Plan(arms=["vanilla"], seeds=[0], model="organism:tiny", runs=str(runs), steps=1, eval_every=0)
+    sys.modules["_runner_fork_marker"] = types.ModuleType("_runner_fork_marker")
+    me = os.getpid()
+    runner_exit = lambda: os.getpid() != me and (runs / f"runner_handler_ran_in_{os.getpid()}").touch()  # noqa: E731
+    atexit.register(runner_exit)
+    try:
+        probe = runs / "probe_job.py"
+        probe.write_text("import os, sys\nprint('FORKED', '_runner_fork_marker' in sys.modules, 'THREADS', "
+                         "os.environ['PGRPO_THREADS'], 'CACHE', bool(os.environ.get('PGRPO_SAMPLE_CACHE')), 'ARGV', *sys.argv[1:])\n")
+        tell = "import sys; print('FORKED', '_runner_fork_marker' in sys.modules)"
+        out = _runner.run_all([("f", [sys.executable, str(probe), "x", "y"], [], ["f_s0"]),
+                               ("c", [sys.executable, "-c", tell], [], ["c_s0"])], plan, 1, time.time() + 60,
+                              every_s=1e9, preloaded=True)
+        got = (runs / "_logs" / "f.log").read_text().split()
+        assert out.done == ["f_s0", "c_s0"] and got == ["FORKED", "True", "THREADS", "1", "CACHE", "True", "ARGV", "x", "y"], \
+            f"a preloaded job: {got} ({vars(out)})"
+        assert (runs / "_logs" / "c.log").read_text().split() == ["FORKED", "False"], "a python -c job was forked"
+        assert "PGRPO_SAMPLE_CACHE" not in os.environ, "preload left the jobs' environment in the runner's"
+        ran = list(runs.glob("runner_handler_ran_in_*"))
+        assert not ran, f"a forked job ran the runner's exit handler at its exit: {ran}"
+        (runs / "bad.py").write_text("raise SystemExit(3)\n")
+        (runs / "sleepy.py").write_text("import time\ntime.sleep(60)\n")
+        t0 = time.time()
+        out = _runner.run_all([("b", [sys.executable, str(runs / "bad.py")], [], ["b_s0"]),
+                               ("s", [sys.executable, str(runs / "sleepy.py")], [], ["s_s0"])], plan, 2, t0 + 3,
+                              every_s=1e9, preloaded=True, late_starts=True)
+        assert out.failed == ["b_s0"] and out.stopped == ["s_s0"] and time.time() - t0 < 20, vars(out)
+    finally:
+        del sys.modules["_runner_fork_marker"]
+        atexit.unregister(runner_exit)
+
+
 def check_resume_jobs(runs: Path) -> None:
     """A job whose runs all stopped after the same checkpointed step resumes them (--resume); checkpoints of different
     steps, or a missing one, start the job from step 0."""
@@ -477,7 +518,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         check_vhack_current(Path(d))
     check_recipe_values()
-    for check in (check_decisive_plan, check_deadline_skip, check_resume_jobs, check_pack_roundtrip,
+    for check in (check_decisive_plan, check_deadline_skip, check_forked, check_resume_jobs, check_pack_roundtrip,
                   check_unpack_keeps_machine_runs, check_content_hash):
         with tempfile.TemporaryDirectory() as d:
             check(Path(d))
