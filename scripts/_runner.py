@@ -273,14 +273,15 @@ Job = tuple[str, list[str], list[str], list[str]]
 
 
 def longest_first(jobs_: list[Job]) -> list[Job]:
-    """The same jobs, reordered so that the machine's last minutes are not spent on one run alone: first the jobs
-    other jobs wait for (route before its matched controls), then the arms that train a quarantine block (evaluated
-    twice, kept and ablated), then the rest; the order within each group is kept. Runs do not depend on the order."""
+    """The same jobs, reordered so that the machine's last minutes are not spent on one long run alone: first the
+    jobs other jobs wait for (route before its matched controls), then the arms that train a quarantine block
+    (evaluated twice, kept and ablated), then the rest, and last the arms with no intervention (no hook, the cheapest
+    step: the lone last run is a short one); the order within each group is kept. Runs do not depend on the order."""
     waited_for = {d for _, _, deps, _ in jobs_ for d in deps}
 
-    def rank(job) -> tuple[int, int]:
-        arm = job[3][0].rsplit("_s", 1)[0]
-        return (not any(r in waited_for for r in job[3]), arms.arm(arm).intervention not in arms.ROUTING)
+    def rank(job) -> tuple[bool, bool, bool]:
+        kind = arms.arm(job[3][0].rsplit("_s", 1)[0]).intervention
+        return (not any(r in waited_for for r in job[3]), kind not in arms.ROUTING, kind == "none")
 
     return sorted(jobs_, key=rank)
 
