@@ -159,8 +159,8 @@ class RunConfig:
     divided by a fixed denominator, so micro-batches accumulate the same gradient up to float rounding (a 4B model
     needs them: 256 rollouts of 2136 tokens do not fit one pass). Each pass runs on its own rows' columns
     (grpo.live_columns): a group's rollouts share their prompt, so on the CPU a pass of one group has no column of
-    left padding, and the CPU step of the organism's recipe took 19-33% less time than in one pass (journal,
-    session 22). rebound-adv's advantage forward stays one pass"""
+    left padding, and without capture its prompt runs once (grpo.shared_prompt_logprobs; the step's time per arm:
+    docs/results/2026-12-07_main_speed_s22). rebound-adv's advantage forward stays one pass"""
     compile: str = "auto"
     """torch.compile the model's layers: for the training and log-prob forwards (models.compile_layers) and, with
     the fast decoder, the work around its attention (DecodeConfig.compile); auto (on CUDA with the fast decoder),

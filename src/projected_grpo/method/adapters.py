@@ -185,17 +185,24 @@ def _per_run(name: str) -> property:
 class ProbeTap(torch.autograd.Function):
     """The identity on a folded svd layer's output y = x W_sum^T; its backward also gives the capture probe P
     ([b, k]) its gradient, each rollout's dL/ds_b = sum_t h_bt * (gy_bt U), with h = x Vh^T: what the branch's
-    probe term h P_b receives, without a branch in the forward."""
+    probe term h P_b receives, without a branch in the forward. `shifted` (the own quarantine at full rank, whose
+    pieces are the deployed ones with Vh's rows shifted by one): h and U are the deployed block's, and the quarantine
+    half is formed from them (h rolled by one), which halves the work."""
 
     @staticmethod
-    def forward(ctx, y: Tensor, h: Tensor, probe: Tensor, U: Tensor) -> Tensor:
+    def forward(ctx, y: Tensor, h: Tensor, probe: Tensor, U: Tensor, shifted: bool) -> Tensor:
         ctx.save_for_backward(h, U)
+        ctx.shifted = shifted
         return y.view_as(y)
 
     @staticmethod
     def backward(ctx, gy: Tensor):
         h, U = ctx.saved_tensors
-        return gy, None, (h.float() * (gy @ U.to(gy.dtype)).float()).sum(1), None
+        hf, g = h.float(), (gy @ U.to(gy.dtype)).float()
+        grad = (hf * g).sum(1)
+        if ctx.shifted:  # own quarantine pieces u_i vh_{i+1 mod r}^T: h rolled by one, the same U (own_svd_basis)
+            grad = torch.cat([grad, (hf.roll(-1, dims=-1) * g).sum(1)], -1)
+        return gy, None, grad, None, None
 
 
 class AdaptedLinear(nn.Module):
@@ -229,6 +236,7 @@ class AdaptedLinear(nn.Module):
             u, _, vh, self.svd_cache_hit = svd_top_k(w, k, cfg.cache_dir, self.base_digest)
             if cfg.quarantine == "own":
                 u, vh = own_svd_basis(u, vh, r)
+            self.shifted_quarantine = cfg.quarantine == "own" and 2 * r > full  # own_svd_basis's shifted pieces
             # frozen bases: [U | U2] and [Vh ; Vh2] (k = r or 2r); recomputable, so not persistent
             self.register_buffer("U", u.to(w.dtype).contiguous(), persistent=False)
             self.register_buffer("Vh", vh.to(w.dtype).contiguous(), persistent=False)
@@ -328,9 +336,10 @@ class AdaptedLinear(nn.Module):
             if self.probe is None:
                 return y
             self._batched(x, self.probe)
+            shifted = self.shifted_quarantine and self.axis == "none"  # the quarantine's h and U from the deployed's
             with torch.no_grad():
-                h = x @ self._vh().to(x.dtype).T  # [b, t, k], as the branch forms it
-            return ProbeTap.apply(y, h, self.probe, self.U)
+                h = x @ (self._vh()[: self.r] if shifted else self._vh()).to(x.dtype).T  # [b, t, r or k]
+            return ProbeTap.apply(y, h, self.probe, self.U[:, : self.r] if shifted else self.U, shifted)
         return self.base(x) + (self._svd(x) if self.kind == "svd" else self._lora(x))
 
     def _fold(self, x: Tensor) -> bool:
