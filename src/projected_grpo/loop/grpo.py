@@ -157,8 +157,9 @@ def shared_prompt_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b
 def pass_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], start: int,
                   runs: Int[Tensor, " b"] | None = None) -> Float[Tensor, "b t"]:
     """token_logprobs of one forward-backward pass (runs: each row's run of a batched model): its prompt once
-    (shared_prompt_logprobs) where the rows share it and no capture is armed, else one forward of every row."""
-    if shares_prompt(ids, attn, start, runs) and not ad.capturing(model):
+    (shared_prompt_logprobs) where the rows share it, no capture is armed and the pass is on the CPU (the GPU path,
+    bf16 with compiled layers, has not been measured or checked with it), else one forward of every row."""
+    if ids.device.type == "cpu" and shares_prompt(ids, attn, start, runs) and not ad.capturing(model):
         return shared_prompt_logprobs(model, ids, attn, start, runs)
     with _rows_of(model, runs):
         return token_logprobs(model, ids, attn, start)
