@@ -14,6 +14,7 @@ registry, side by side with one torch thread each, then results.py (and diag_pin
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import runpy
 import shutil
@@ -339,7 +340,8 @@ PRELOAD = ("torch", "transformers", "transformers.models.qwen3.modeling_qwen3", 
 
 
 def preload(env: dict) -> None:
-    """Import PRELOAD in this process, with the jobs' environment, before any thread exists (the jobs are forks)."""
+    """Import PRELOAD in this process, with the jobs' environment (the jobs are forks of it). A thread pool torch made
+    here (the driver's v_hack extraction) is rebuilt in each child (ForkedJob._child)."""
     import importlib  # noqa: PLC0415
 
     saved = dict(os.environ)
@@ -353,9 +355,12 @@ def preload(env: dict) -> None:
 
 
 class ForkedJob:
-    """A job `python SCRIPT.py ARGS` run in a forked child of this process (its imports already done: preload), as
-    subprocess.Popen would run it: the environment, the working directory (the repository), stdout and stderr into
-    the log, SIGTERM to stop it; poll(), terminate(), wait() and returncode as Popen's."""
+    """A job `python SCRIPT.py ARGS` run in a forked child of this process (its imports already done: preload): its
+    environment, the working directory (the repository), stdout and stderr into the log, SIGTERM to stop it; poll(),
+    terminate(), wait() and returncode as Popen's. Unlike a new process, the child inherits the runner's open file
+    descriptors, hash seed and the state of modules the runner used; it runs its own exit handlers (not the
+    runner's) and then ends with os._exit, without joining threads it left running. A training job seeds its own
+    generators and leaves no thread working at its end."""
 
     def __init__(self, cmd: list[str], env: dict, log):
         sys.stdout.flush()
@@ -375,6 +380,7 @@ class ForkedJob:
             for f in list(weakref.finalize._registry):
                 f.atexit = False
             weakref.finalize._registered_with_atexit = False
+            atexit.register(logging.shutdown)  # registered at import by logging, which the runner imported
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
             sys.stdout.reconfigure(write_through=True)
@@ -395,10 +401,12 @@ class ForkedJob:
         except BaseException:  # noqa: BLE001
             traceback.print_exc()
         finally:
-            atexit._run_exitfuncs()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            try:  # whatever fails here, the child ends here: it never returns into the runner's loop
+                atexit._run_exitfuncs()
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
 
     def poll(self) -> int | None:
         if self.returncode is None:

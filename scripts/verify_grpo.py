@@ -186,24 +186,25 @@ def check_micro_batches(tmp: Path) -> tuple[int, float]:
     err = max((a - b).abs().max().item() for a, b in zip(*grads))
     assert err < 1e-6, f"left-trimmed micro-batch gradient differs by {err}"
 
-    # one GRPO group (a shared prompt of 9 tokens, completions of 1 to 6 tokens, right padding): the prompt forward once
-    # (shared_prompt_logprobs) gives token_logprobs' log-probs and gradient; pass_logprobs takes it only where the
-    # rows share the prompt and no capture is armed
-    prompt = torch.randint(4, 60, (1, 9), generator=g).expand(4, -1)
+    # one GRPO group (a shared prompt of P = 48 tokens, so that its one-row forward runs folded, completions of 1 to 6
+    # tokens, right padding): the prompt forward once (shared_prompt_logprobs) gives token_logprobs' log-probs and
+    # gradient; pass_logprobs takes it only where the rows share the prompt and no capture is armed
+    P = 48
+    prompt = torch.randint(4, 60, (1, P), generator=g).expand(4, -1)
     ids_g = torch.cat([prompt, torch.randint(4, 60, (4, 6), generator=g)], 1)
-    attn_g = torch.arange(15)[None, :] < torch.tensor([15, 13, 10, 11])[:, None]
-    mask_g = attn_g & (torch.arange(15)[None, :] >= 9)
-    assert grpo.completion_start(mask_g) == 9 and grpo.shares_prompt(ids_g, attn_g, 9)
-    assert not grpo.shares_prompt(ids, attn, 3) and not grpo.shares_prompt(ids_g, attn_g, 9, torch.tensor([0, 0, 1, 1]))
+    attn_g = torch.arange(P + 6)[None, :] < torch.tensor([P + 6, P + 4, P + 1, P + 2])[:, None]
+    mask_g = attn_g & (torch.arange(P + 6)[None, :] >= P)
+    assert grpo.completion_start(mask_g) == P and grpo.shares_prompt(ids_g, attn_g, P)
+    assert not grpo.shares_prompt(ids, attn, 3) and not grpo.shares_prompt(ids_g, attn_g, P, torch.tensor([0, 0, 1, 1]))
     outs = []
     for fn in (grpo.token_logprobs, grpo.shared_prompt_logprobs):
         probe.opt.zero_grad(set_to_none=True)
-        lp_g = fn(probe.model, ids_g, attn_g, 9)
-        (lp_g * mask_g * torch.randn(4, 15, generator=torch.Generator().manual_seed(2))).sum().backward()
+        lp_g = fn(probe.model, ids_g, attn_g, P)
+        (lp_g * mask_g * torch.randn(4, P + 6, generator=torch.Generator().manual_seed(2))).sum().backward()
         outs.append((lp_g.detach(), [q.grad.clone() for q in ad.deployed_params(probe.model)]))
     (la, ga), (lb, gb) = outs
     err_g = float((la - lb)[mask_g].abs().max())
-    assert la.shape == lb.shape and err_g < 1e-5 and not lb[:, :9].any(), f"shared-prompt log-probs differ by {err_g}"
+    assert la.shape == lb.shape and err_g < 1e-5 and not lb[:, :P].any(), f"shared-prompt log-probs differ by {err_g}"
     err = max(float((a - b).norm() / b.norm()) for a, b in zip(ga, gb))
     assert err < 1e-5, f"shared-prompt gradient differs by rel {err:.1e}"
     calls = []
@@ -211,15 +212,15 @@ def check_micro_batches(tmp: Path) -> tuple[int, float]:
     grpo.shared_prompt_logprobs = lambda *a, **k: calls.append(1) or real_shared(*a, **k)
     try:
         with torch.no_grad():
-            grpo.pass_logprobs(probe.model, ids_g, attn_g, 9)
+            grpo.pass_logprobs(probe.model, ids_g, attn_g, P)
             with ad.capture_per_sample_grads(probe.model):
-                grpo.pass_logprobs(probe.model, ids_g, attn_g, 9)
+                grpo.pass_logprobs(probe.model, ids_g, attn_g, P)
     finally:
         grpo.shared_prompt_logprobs = real_shared
     assert calls == [1], f"pass_logprobs took the shared prompt {len(calls)} times of 1 (not under capture)"
 
     worst, moved = 0.0, 0
-    for name in ("none", "route") if FULL else ("route",):
+    for name in ("none", "route"):  # none: auto's passes run each group's prompt once; route: capture, no sharing
         outs = []
         for mb in (0, 3, -1) if FULL else (0, -1):  # -1: auto, one prompt group (4 rows) a pass on the CPU
             torch.manual_seed(0)
@@ -356,19 +357,25 @@ def check_kill_safe_logs(tmp: Path) -> int:
 
 def check_inner_iters(tmp: Path) -> float:
     """A Trainer step with two inner iterations and the KL term, in micro-batches: the old and reference log-probs
-    are computed at the shapes loss_backward uses (trimmed width, completion start), so the first iteration's
-    ratio is exactly 1; returns the logged KL."""
+    are computed at the shapes and on the path loss_backward uses (trimmed width, completion start, shared prompt or
+    not), so the first iteration's ratio is exactly 1; returns the logged KL."""
     # completion_start is the earliest column any row's completion covers
     m = torch.zeros(3, 8, dtype=torch.bool)
     m[0, 5:], m[1, 3:6] = True, True
     assert grpo.completion_start(m) == 3 and grpo.completion_start(m[2:]) == 1, "completion_start is not the earliest"
-    torch.manual_seed(0)
-    tr = grpo.Trainer(tiny_args(tmp, "inner2", inner_iters=2, kl_coef=0.1, micro_batch=3), NoIntervention())
-    tr.run_dir.mkdir(parents=True, exist_ok=True)
-    out = tr.step(0)
-    assert out["frac_trained"] > 0, "the step trained on nothing: the check would be vacuous"
-    assert out["ratio_mean"] == 1.0, f"first inner iteration's ratio {out['ratio_mean']} != 1"
-    assert math.isfinite(out["kl"]) and out["kl"] >= 0, out["kl"]
+    # micro-batches of 3 rows (no shared prompt), and auto's passes of one group without and with capture (the old
+    # log-probs must take the path the loss pass takes: the shared prompt only without capture)
+    cases = ((3, NoIntervention()), (-1, CaptureOnly())) + (((-1, NoIntervention()),) if FULL else ())
+    for mb, iv_ in cases:
+        torch.manual_seed(0)
+        tr = grpo.Trainer(tiny_args(tmp, f"inner2_{mb}_{type(iv_).__name__}", inner_iters=2, kl_coef=0.1,
+                                    micro_batch=mb), iv_)
+        tr.run_dir.mkdir(parents=True, exist_ok=True)
+        out = tr.step(0)
+        assert out["frac_trained"] > 0, "the step trained on nothing: the check would be vacuous"
+        assert out["ratio_mean"] == 1.0, \
+            f"first inner iteration's ratio {out['ratio_mean']} != 1 (micro_batch {mb}, {type(iv_).__name__})"
+        assert math.isfinite(out["kl"]) and out["kl"] >= 0, out["kl"]
     return out["kl"]
 
 
@@ -379,8 +386,9 @@ def check_fold(tmp: Path) -> float:
     under capture (ProbeTap) every rollout's per-rollout gradients within 1e-5 of the branch's, with the same values
     and gradients as the folded forward without capture, bit for bit; its largest relative difference."""
     worst = 0.0
-    for q, axis in (("own", "none"), ("shared", "none"), ("own", "quarantine")):
-        tr = grpo.Trainer(tiny_args(tmp, f"fold_{q}_{axis}", quarantine=q, axis=axis), NoIntervention())
+    # own at full rank: the shifted pieces (ProbeTap's shortcut); own at rank 8: spare singular directions
+    for q, axis, rank in (("own", "none", -1), ("own", "none", 8), ("shared", "none", -1), ("own", "quarantine", -1)):
+        tr = grpo.Trainer(tiny_args(tmp, f"fold_{q}_{axis}_{rank}", quarantine=q, axis=axis, rank=rank), NoIntervention())
         g = torch.Generator().manual_seed(1)
         with torch.no_grad():
             for m in ad.adapter_modules(tr.model).values():
@@ -532,7 +540,7 @@ def main() -> None:
     print(f"PASS grpo ({tier()} tier): toy Dr.GRPO loss/grad exact; capture identity bit-for-bit over {STEPS} steps "
           f"({changed} tensors moved); folded forward = branch forward (loss, gradients and per-rollout gradients under capture, axis piece included, within {fold_err:.1e}; capture changes no folded value); resume equal over {n} rollouts, other recipes refused; a run stopped in an evaluation resumes there (no step trained again, eval rows equal); {k} killed writes left "
           f"complete files; micro-batches (auto: a prompt group a pass{', and 3 rows' if FULL else ''}) = one pass, a micro-batch of short rows cut to its own columns on both sides with the same log-probs and gradient, and one group's shared prompt run once with the same; "
-          f"({'no intervention, route' if FULL else 'route'}) within {mb_err:.1e} ({mb_moved} tensors moved); 2 inner iterations with KL: "
+          f"(no intervention, route) within {mb_err:.1e} ({mb_moved} tensors moved); 2 inner iterations with KL: "
           f"first ratio exactly 1, kl {kl:.2e}")
 
 

@@ -351,6 +351,7 @@ def check_forked(runs: Path) -> None:
     me = os.getpid()
     runner_exit = lambda: os.getpid() != me and (runs / f"runner_handler_ran_in_{os.getpid()}").touch()  # noqa: E731
     atexit.register(runner_exit)
+    keep = tempfile.TemporaryDirectory()  # the runner's finalizer (weakref.finalize): a job's exit must not run it
     try:
         probe = runs / "probe_job.py"
         probe.write_text("import os, sys\nprint('FORKED', '_runner_fork_marker' in sys.modules, 'THREADS', "
@@ -366,6 +367,7 @@ def check_forked(runs: Path) -> None:
         assert "PGRPO_SAMPLE_CACHE" not in os.environ, "preload left the jobs' environment in the runner's"
         ran = list(runs.glob("runner_handler_ran_in_*"))
         assert not ran, f"a forked job ran the runner's exit handler at its exit: {ran}"
+        assert Path(keep.name).is_dir(), "a forked job's exit removed the runner's temporary folder"
         (runs / "bad.py").write_text("raise SystemExit(3)\n")
         (runs / "sleepy.py").write_text("import time\ntime.sleep(60)\n")
         t0 = time.time()
@@ -376,6 +378,7 @@ def check_forked(runs: Path) -> None:
     finally:
         del sys.modules["_runner_fork_marker"]
         atexit.unregister(runner_exit)
+        keep.cleanup()
 
 
 def check_resume_jobs(runs: Path) -> None:

@@ -4,7 +4,7 @@ On the tiny organism (CPU, the fast decoder, 8 prompts x 2 samples, 24 new token
 
 1. Adapters that differ in structure but not in update have one model digest: the shared quarantine at zero, the own
    quarantine at zero, and the own quarantine with a seeded axis piece (exactly zero output), with both blocks on and
-   under deployment ablation. A quarantine offset moved by 1e-3 changes the digest, and its ablation gives the zero
+   under deployment ablation; the unwrapped base model has another (the decoder fuses its projections otherwise). A quarantine offset moved by 1e-3 changes the digest, and its ablation gives the zero
    model's digest back; one deployed offset moved by 1e-3 changes it again.
 2. A child process samples through the shared-quarantine model with the folder set, and writes one entry; this
    process, with the own-quarantine model (another adapter structure), reads it without decoding: its completions
@@ -90,6 +90,8 @@ def check_digests() -> int:
         with ad.deployment_ablation(m):
             digests[(q, axis, "ablated")] = sample_cache.model_digest(m)
     assert len(set(digests.values())) == 1, f"zero updates of other structures gave other digests: {digests}"
+    base, _ = load_policy("organism:tiny", "cpu")  # unwrapped: its projections fuse differently in the decoder
+    assert sample_cache.model_digest(base) not in digests.values(), "an unwrapped model shares the wrapped one's digest"
     m, _ = model("own")
     with torch.no_grad():
         next(iter(ad.adapter_modules(m).values())).delta_S_hack[0] += 1e-3

@@ -158,8 +158,8 @@ class RunConfig:
     group, `group` rollouts, on the CPU, all in one pass elsewhere, grpo.pass_rows); the loss is a sum over tokens
     divided by a fixed denominator, so micro-batches accumulate the same gradient up to float rounding (a 4B model
     needs them: 256 rollouts of 2136 tokens do not fit one pass). Each pass runs on its own rows' columns
-    (grpo.live_columns): a group's rollouts share their prompt, so on the CPU a pass of one group has no column of
-    left padding, and without capture its prompt runs once (grpo.shared_prompt_logprobs; the step's time per arm:
+    (grpo.live_columns): a group's rollouts share their prompt, so on the CPU, where the kept rollouts come in whole
+    groups, a pass of one group has no column of left padding, and without capture its prompt runs once (grpo.shared_prompt_logprobs; the step's time per arm:
     docs/results/2026-12-07_main_speed_s22). rebound-adv's advantage forward stays one pass"""
     compile: str = "auto"
     """torch.compile the model's layers: for the training and log-prob forwards (models.compile_layers) and, with

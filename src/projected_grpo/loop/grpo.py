@@ -38,8 +38,8 @@ from projected_grpo.loop import sample_cache
 from projected_grpo.loop.config import PER_RUN, RunConfig, batchable, check
 from projected_grpo.loop.decoder import SUPPORTED as DECODER_SUPPORTED
 from projected_grpo.loop.diagnostics import block_diagnostics
-from projected_grpo.loop.models import (compile_layers, default_device, load_policy, run_meta, selected_logprobs,
-                                        set_threads)
+from projected_grpo.loop.models import (compile_layers, default_device, layers_compiled, load_policy, run_meta,
+                                        selected_logprobs, set_threads)
 from projected_grpo.loop.sampling import collate, prompt_ids, sample_runs
 from projected_grpo.method import adapters as ad
 from projected_grpo.method.arms import build_intervention
@@ -157,9 +157,11 @@ def shared_prompt_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b
 def pass_logprobs(model, ids: Int[Tensor, "b t"], attn: Bool[Tensor, "b t"], start: int,
                   runs: Int[Tensor, " b"] | None = None) -> Float[Tensor, "b t"]:
     """token_logprobs of one forward-backward pass (runs: each row's run of a batched model): its prompt once
-    (shared_prompt_logprobs) where the rows share it, no capture is armed and the pass is on the CPU (the GPU path,
-    bf16 with compiled layers, has not been measured or checked with it), else one forward of every row."""
-    if ids.device.type == "cpu" and shares_prompt(ids, attn, start, runs) and not ad.capturing(model):
+    (shared_prompt_logprobs) where the rows share it, no capture is armed and the pass is on the CPU through a
+    rotary llama-family model with eager layers (the GPU path, bf16 with compiled layers, has not been measured or checked with it; compiled layers would
+    recompile for the cache), else one forward of every row."""
+    if (ids.device.type == "cpu" and rotary(model) and not layers_compiled(model) and not ad.capturing(model)
+            and shares_prompt(ids, attn, start, runs)):
         return shared_prompt_logprobs(model, ids, attn, start, runs)
     with _rows_of(model, runs):
         return token_logprobs(model, ids, attn, start)
@@ -239,7 +241,7 @@ def loss_backward_runs(model, parts: list[slice], ids: Int[Tensor, "b t"], attn:
     acc: list[dict] = [{} for _ in segments]
     n_tok = [0.0 for _ in segments]
     for p in parts:
-        cols = live_columns(attn[p])  # the micro-batch's own rows' columns, not the shard's
+        cols = pass_columns(model, attn[p])  # the micro-batch's own rows' columns, not the shard's
         logp = pass_logprobs(model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]),
                              None if run_of_row is None else run_of_row[p])
         olp = old_logp[p, cols] if old_logp is not None else logp.detach()
@@ -259,6 +261,20 @@ def loss_backward_runs(model, parts: list[slice], ids: Int[Tensor, "b t"], attn:
             n_tok[k] += w
         loss.backward()
     return totals, [{name: v / max(n, 1.0) for name, v in a.items()} for a, n in zip(acc, n_tok)]
+
+
+def pass_columns(model, attn: Bool[Tensor, "b t"]) -> slice:
+    """A pass's columns: live_columns for a model with rotary positions (the organism's and Qwen3's: a shift of every
+    row's positions changes no attention score), else from column 0 to the last live one (absolute positions would
+    move with the dropped columns)."""
+    cols = live_columns(attn)
+    return cols if rotary(model) else slice(0, cols.stop)
+
+
+def rotary(model) -> bool:
+    """Whether the model is a decoder of the llama family with rotary positions (model.model.rotary_emb): the
+    organism's and Qwen3's."""
+    return hasattr(getattr(model, "model", None), "rotary_emb")
 
 
 def live_columns(attn: Bool[Tensor, "b t"]) -> slice:
@@ -575,7 +591,9 @@ class Trainer:
         denom = float(a.prompts_per_step * a.group * a.max_new_tokens)
         parts = micro_batches(len(rows), pass_rows(a, self.device))
         everyone = (lambda: ad.batched_rows(self.model, run_of_row)) if batched else contextlib.nullcontext
-        with torch.no_grad():
+        # inside the intervention's capture context (nothing armed without grad), so that each pass takes the path the
+        # loss pass takes (pass_logprobs: no shared prompt under capture) and the first ratio is exactly 1
+        with torch.no_grad(), self.runs[live[0]].intervention.capture(self.model):
             old_logp = self.logprobs(parts, ids, attn, mask, run_of_row) if a.inner_iters > 1 else None
             ref_logp = None
             if a.kl_coef > 0:
@@ -662,7 +680,7 @@ class Trainer:
         columns outside are 0. run_of_row: each row's run of a batched model."""
         out = torch.zeros(ids.shape, device=ids.device)
         for p in parts:
-            cols = live_columns(attn[p])
+            cols = pass_columns(self.model, attn[p])
             out[p, cols] = pass_logprobs(self.model, ids[p, cols], attn[p, cols], completion_start(mask[p, cols]),
                                          None if run_of_row is None else run_of_row[p])
         return out
