@@ -354,6 +354,22 @@ def preload(env: dict) -> None:
         os.environ.update(saved)
 
 
+def run_as_main(argv: list[str]) -> int:
+    """Run the script argv[0] in this process as `python argv...` would run it; its exit code (SystemExit's; an
+    uncaught exception: its traceback and 1). Shared by forked jobs here and scripts/smoke.py's forked gates."""
+    sys.argv = list(argv)
+    try:
+        runpy.run_path(argv[0], run_name="__main__")
+        return 0
+    except SystemExit as e:
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=sys.stderr)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+        return 1
+
+
 class ForkedJob:
     """A job `python SCRIPT.py ARGS` run in a forked child of this process (its imports already done: preload): its
     environment, the working directory (the repository), stdout and stderr into the log, SIGTERM to stop it; poll(),
@@ -391,13 +407,7 @@ class ForkedJob:
 
             # the pool torch marked stale in the fork is rebuilt now, while the child has one thread (scripts/smoke.py)
             torch.set_num_threads(int(env.get("PGRPO_THREADS", "1")))
-            sys.argv = cmd[1:]
-            runpy.run_path(cmd[1], run_name="__main__")
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            if not isinstance(e.code, (int, type(None))):
-                print(e.code, file=sys.stderr)
+            code = run_as_main(cmd[1:])
         except BaseException:  # noqa: BLE001
             traceback.print_exc()
         finally:

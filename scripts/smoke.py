@@ -27,12 +27,10 @@ import atexit
 import json
 import os
 import resource
-import runpy
 import signal
 import subprocess
 import sys
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -86,6 +84,8 @@ def preload() -> None:
     torch.set_num_threads(int(os.environ.get("PGRPO_THREADS", "1")))
     from projected_grpo.loop import models  # noqa: PLC0415
     models.loaded_organism(models.resolve("organism:tiny"), torch.float32)  # most gates load it: once, here
+    sys.path.insert(0, str(ROOT / "scripts"))
+    importlib.import_module("_runner")  # run_as_main, which each forked gate runs its script with
 
 
 def start_gate(g: Path) -> int:
@@ -106,16 +106,9 @@ def start_gate(g: Path) -> int:
         import torch  # noqa: PLC0415
         torch.set_num_threads(torch.get_num_threads())
         os.chdir(ROOT)
-        sys.argv = [str(g)]
-        try:
-            runpy.run_path(str(g), run_name="__main__")
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            if not isinstance(e.code, (int, type(None))):
-                print(e.code, file=sys.stderr)
-        except BaseException:  # noqa: BLE001
-            traceback.print_exc()
+        from _runner import run_as_main  # noqa: PLC0415  (imported by preload)
+
+        code = run_as_main([str(g)])
         atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
