@@ -15,7 +15,8 @@ Both ways start route's processes first; a route-random process starts once the 
 finished (matched to the route run of its seed, of the same way) and a slot is free. Every run evaluates once, at the
 end (kept and ablated; --eval-every 0). Every run's folder is kept under --out (separate/, batched/).
 
-Prints each phase's wall time, each way's runs per hour, one run's time split (generation, grading and training from
+Prints each phase's wall time, each way's runs per hour and busy CPU-seconds a run (the whole machine's, from
+/proc/stat) with the completions graded in the sandbox, one run's time split (generation, grading and training from
 its metrics; evaluation and start-up as the rest of its process's wall time), the per-seed final deployed strict hack
 and no-hint solve both ways with their paired mean difference and 95% t interval (on one device: sampled runs part
 once float order flips a token; with the batched way on the GPU the two ways differ in device and dtype, and the
@@ -37,10 +38,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from projected_grpo.loop import logs, models
-from projected_grpo.loop.stats import t_interval
-from projected_grpo.method import vhack
-from projected_grpo.method.pairs import HACK_PAIRS
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gate_common import cpu_times  # noqa: E402
+from projected_grpo.loop import logs, models  # noqa: E402
+from projected_grpo.loop.stats import t_interval  # noqa: E402
+from projected_grpo.method import vhack  # noqa: E402
+from projected_grpo.method.pairs import HACK_PAIRS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("route", "route-random")  # the default; --arms picks from these
@@ -86,6 +89,17 @@ def time_split(run: Path, wall: float) -> dict:
     split = {k: sum(r[f"t_{k}"] for r in m) for k in ("generate", "grade", "train")}
     split["evaluation and start-up"] = wall - sum(split.values())
     return split
+
+
+def graded_in_sandbox(log_dir: Path, way: str) -> int:
+    """Completions the way's processes graded in the sandbox (each process's last 'grades:' line; the rest came
+    from memory or the shared cache file)."""
+    n = 0
+    for f in log_dir.glob(f"{way}_*.log"):
+        lines = [x for x in f.read_text().splitlines() if x.startswith("grades: ")]
+        assert lines, f"{f}: no 'grades:' line"
+        n += int(lines[-1].split()[1])
+    return n
 
 
 def paired(a: list[float], b: list[float]) -> str:
@@ -145,6 +159,7 @@ def main() -> None:
     for f in out.glob("grades.sqlite*"):
         f.unlink()
     took: dict[str, list[float]] = {}
+    cpu_s: dict[str, float] = {}  # the machine's busy CPU-seconds (all cores, every process) during each way
     for way in ways:
         runs = out / way
         if way == "separate":
@@ -163,7 +178,11 @@ def main() -> None:
                 cmds.append([sys.executable, "scripts/train.py", "--arm", arm, "--out-dir", str(runs), "--vhack",
                              str(vh[way]), *where, *common])
         deps = [None] * len(units) + list(range(len(units))) * (len(arms) - 1)
+        for f in (out / "logs").glob(f"{way}_*.log"):  # an earlier call's logs (graded_in_sandbox reads them all)
+            f.unlink()
+        (busy0, _), hz = cpu_times(), os.sysconf("SC_CLK_TCK")
         walls[way], took[way] = launch(cmds, deps, par, e, out / "logs", way)
+        cpu_s[way] = (cpu_times()[0] - busy0) / hz
         print(f"{way}: {len(cmds)} processes, {len(seeds) * len(arms)} runs in {walls[way]:.0f} s", flush=True)
     n = len(seeds) * len(arms)
     rate = {w: n / walls[w] * 3600 for w in ways}
@@ -171,6 +190,10 @@ def main() -> None:
         print(f"{w}: {n} runs of {a.steps} steps, {rate[w]:.0f} runs/h")
         split = time_split(out / w / f"route_s{seeds[0]}", took[w][0])
         print(f"  route_s{seeds[0]} split (s): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
+        graded = graded_in_sandbox(out / "logs", w)
+        print(f"  the machine's busy CPU: {cpu_s[w]:.0f} core-s, {cpu_s[w] / n:.1f} a run (of {cores} cores x "
+              f"{walls[w]:.0f} s: {cpu_s[w] / cores / walls[w]:.0%} busy); {graded} completions graded in the sandbox, "
+              f"{graded / n:.0f} a run")
     evals = {r["step"] for w in ways for arm in arms for s in seeds for r in logs.read_jsonl(out / w / f"{arm}_s{s}" / "eval.jsonl")}
     assert evals == {a.steps - 1}, f"the runs evaluated at steps {sorted(evals)}, not once at the end"
     print(f"workload: {a.steps} steps, one evaluation at step {a.steps - 1} (kept and ablated), --n-eval {a.n_eval}")
@@ -189,7 +212,7 @@ def main() -> None:
           f"rate: {300 / rate['batched'] * 60:.1f} min")
     machine = dict(git=models.git_state(), cpu=models.cpu_model(),
                    gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
-    (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, seeds=seeds, arms=arms, steps=a.steps, device=dev,
+    (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, busy_cpu_s=cpu_s, seeds=seeds, arms=arms, steps=a.steps, device=dev,
                                                     runs_per_process=rpp, n_eval=a.n_eval, results=res, **machine), indent=1))
     if len(ways) == 2:
         print(f"speedup {rate['batched'] / rate['separate']:.1f}x (separate {rate['separate']:.0f} runs/h, "

@@ -11,7 +11,20 @@ if [ -n "$need" ]; then
   $SUDO apt-get install -y -q $need >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q $need >/dev/null; }
 fi
 python3 -c "import torch" 2>/dev/null || python3 -m pip install -q "torch==2.13.0"
-python3 -m pip install -q -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
+# every dependency already satisfied (and the build backend present): install this checkout alone, without pip's
+# resolver and build isolation (about 4 s instead of 14 on the 2-core machine); otherwise the full install
+deps_met() {
+  python3 - <<'PY' 2>/dev/null
+import tomllib
+from importlib.metadata import version
+from packaging.requirements import Requirement
+t = tomllib.load(open("pyproject.toml", "rb"))
+for r in map(Requirement, t["project"]["dependencies"] + t["build-system"]["requires"]):
+    assert r.specifier.contains(version(r.name), prereleases=True), r
+PY
+}
+if deps_met; then flags="--no-deps --no-build-isolation"; else flags=""; fi
+python3 -m pip install -q -e . $flags 2>&1 | grep -v "Running pip as the 'root' user" || true
 command -v just >/dev/null || pyenv rehash 2>/dev/null || true
 command -v just >/dev/null || { echo "setup: 'just' not on PATH after installing rust-just" >&2; exit 1; }
 echo "setup: ok (python $(python3 -c 'import sys;print(sys.version.split()[0])'), torch $(python3 -c 'import torch;print(torch.__version__)'), bwrap: $(command -v bwrap || echo missing), tsp: $(command -v tsp || echo missing))"

@@ -6,7 +6,7 @@ On the tiny organism (CPU, the fast decoder, 8 prompts x 2 samples, 24 new token
    quarantine at zero, and the own quarantine with a seeded axis piece (exactly zero output), with both blocks on and
    under deployment ablation; the unwrapped base model has another (the decoder fuses its projections otherwise). A quarantine offset moved by 1e-3 changes the digest, and its ablation gives the zero
    model's digest back; one deployed offset moved by 1e-3 changes it again.
-2. A child process samples through the shared-quarantine model with the folder set, and writes one entry; this
+2. A forked child process samples through the shared-quarantine model with the folder set, and writes one entry; this
    process, with the own-quarantine model (another adapter structure), reads it without decoding: its completions
    equal a decode with no folder token for token, and the global torch generator is left where that decode leaves it.
 3. A changed model (deployed offsets moved by 0.5), a changed generator seed and a changed temperature each miss (decode and
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import torch
@@ -37,7 +37,6 @@ from projected_grpo.loop.models import load_policy  # noqa: E402
 from projected_grpo.method import adapters as ad  # noqa: E402
 from projected_grpo.organism import tasks  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = dict(temperature=1.0, max_new_tokens=24, decoder="fast-eager")
 
 
@@ -69,17 +68,30 @@ def nudge(m, by: float = 0.5) -> None:
             mod.delta_S[0] += by
 
 
-CHILD = """
-import sys
-sys.path.insert(0, {scripts!r})
-import torch
-import verify_sample_cache as v
-torch.set_num_threads(1)  # as this process (the thread count is part of the key)
-m, tok = v.model("shared")
-v.sample(m, tok, v.prompts(tok))
-from projected_grpo.loop import sample_cache
-assert sample_cache.STATS == dict(read=0, written=1), sample_cache.STATS
-"""
+def child(folder: Path) -> None:
+    """The writer: a forked process (its own memory, the shared folder on disk) that samples through the
+    shared-quarantine model once; exits 0 when it wrote exactly one entry and read none."""
+    status = 1
+    try:
+        os.environ.update(PGRPO_SAMPLE_CACHE=str(folder), PGRPO_THREADS="1")
+        sample_cache.STATS.update(read=0, written=0)
+        m, tok = model("shared")
+        sample(m, tok, prompts(tok))
+        assert sample_cache.STATS == dict(read=0, written=1), sample_cache.STATS
+        status = 0
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+    finally:
+        os._exit(status)  # never back into the gate's own code
+
+
+def run_child(folder: Path) -> None:
+    """Fork the writer and wait for it (forked: the interpreter's imports are not paid again)."""
+    pid = os.fork()
+    if pid == 0:
+        child(folder)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child process failed (its traceback is above)"
 
 
 def check_digests() -> int:
@@ -116,10 +128,7 @@ def check_reads_and_misses(folder: Path) -> str:
     mm, _ = model("own")
     nudge(mm)
     fresh_other["model"] = sample(mm, tok, pids)[0]
-    env = dict(os.environ, PGRPO_SAMPLE_CACHE=str(folder), PGRPO_THREADS="1")
-    child = subprocess.run([sys.executable, "-c", CHILD.format(scripts=str(ROOT / "scripts"))], cwd=ROOT, env=env,
-                           capture_output=True, text=True)
-    assert child.returncode == 0, f"the child process failed: {child.stderr[-1500:]}"
+    run_child(folder)
     assert len(list(folder.glob("*.json"))) == 1, "the child wrote no entry"
     os.environ["PGRPO_SAMPLE_CACHE"] = str(folder)
     torch.manual_seed(12345)  # the hit must leave the generator where a decode would, whatever came before
