@@ -200,24 +200,31 @@ def vhack_current(path: Path, model: str, kind: str, device: str = "") -> bool:
                                                                           vhack.adapter_identity(policy))
 
 
-def extract_vhacks(plan: Plan) -> list[str]:
-    """The v_hack files the plan's arms need, extracted where missing, stale (vhack_current) or all with fresh."""
+def extract_vhacks(plan: Plan, preloaded: bool = False) -> list[str]:
+    """The v_hack files the plan's arms need, extracted where missing, stale (vhack_current) or all with fresh. The
+    extractions run side by side, each its own process; preloaded (CPU plans): forked children of this process once it
+    has imported the training loop (preload), so that no extraction pays the imports again (ForkedJob)."""
     kinds = sorted({arms.arm(a).vhack for a in plan.arms} - {"none"})
     paths, procs = [], []
+    env = dict(os.environ, PGRPO_THREADS="1", PYTHONUNBUFFERED="1")
     for k in kinds:
         path = ROOT / arms.vhack_path(k, plan.model)
         current = path.exists() and vhack_current(path, plan.model, k, plan.device)
         if path.exists() and not plan.fresh and not current:
             print(f"{path.relative_to(ROOT)}: extracted for another model or pair set; extracting again", flush=True)
-        if plan.fresh or not current:  # the extractions run side by side (each its own process)
+        if plan.fresh or not current:
             cmd = [PY, "scripts/extract_vhack_grad.py", *arms.vhack_extract_args(k, plan.model)]
-            procs.append((cmd, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                                env=dict(os.environ, PGRPO_THREADS="1"))))
+            err = tempfile.TemporaryFile()  # the child's stdout and stderr, shown if it fails
+            if preloaded and not procs:
+                preload(env)
+            procs.append((cmd, err, ForkedJob(cmd, env, err) if preloaded else
+                          subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env)))
         paths.append(str(path.relative_to(ROOT)))
-    for cmd, p in procs:
-        _, err = p.communicate()
-        if p.returncode:
-            raise subprocess.CalledProcessError(p.returncode, cmd, stderr=err)
+    for cmd, err, p in procs:
+        if p.wait():
+            err.seek(0)
+            raise subprocess.CalledProcessError(p.returncode, cmd, stderr=err.read().decode(errors="replace"))
+        err.close()
     return paths
 
 
@@ -533,9 +540,16 @@ def finished_arms(plan: Plan) -> list[str]:
             if any((ROOT / plan.runs / f"{a}_s{s}" / "DONE").exists() for s in plan.seeds)]
 
 
-def results(plan: Plan, out_dir: str, allow_unequal_n: bool) -> None:
-    """scripts/results.py on the finished arms (table, results.json, plots) into out_dir."""
+def results(plan: Plan, out_dir: str, allow_unequal_n: bool, preloaded: bool = False) -> None:
+    """scripts/results.py on the finished arms (table, results.json, plots) into out_dir; preloaded: in a forked child
+    of this process (ForkedJob), which has imported the training loop already."""
     done = finished_arms(plan)
     assert done, "no finished runs"
     cmd = [PY, "scripts/results.py", "--runs", plan.runs, "--arms", ",".join(done), "--out", out_dir, "--require-done"]
-    subprocess.run(cmd + (["--allow-unequal-n"] if allow_unequal_n else []), cwd=ROOT, check=True)
+    cmd += ["--allow-unequal-n"] if allow_unequal_n else []
+    if not preloaded:
+        subprocess.run(cmd, cwd=ROOT, check=True)
+        return
+    code = ForkedJob(cmd, dict(os.environ), sys.stdout).wait()
+    if code:
+        raise subprocess.CalledProcessError(code, cmd)

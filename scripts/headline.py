@@ -76,7 +76,7 @@ def diag(plan: _runner.Plan, out: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     a, plan = parse(argv)
     t0 = time.time()
-    vh = _runner.extract_vhacks(plan)
+    vh = _runner.extract_vhacks(plan, preloaded=_runner.on_cpu(plan))
     print(f"v_hack: {', '.join(vh) or 'none needed'} ({time.time() - t0:.0f}s)", flush=True)
     jobs = _runner.jobs(plan)
     print(f"{sum(len(j[3]) for j in jobs)} runs ({len(plan.arms)} arms x {len(plan.seeds)} seeds, finished ones "
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "headline.json").write_text(json.dumps(record, indent=1))
         print(f"headline: no run finished within the budget; wrote {out / 'headline.json'}", file=sys.stderr)
         return 1
-    _runner.results(plan, str(out), allow_unequal_n=True)
+    _runner.results(plan, str(out), allow_unequal_n=True, preloaded=_runner.on_cpu(plan))
     from projected_grpo.loop.plots import plot_summary
 
     res = json.loads((out / "results.json").read_text())

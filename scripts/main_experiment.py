@@ -55,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"organism: {resolve(a.model)} (weights sha256 {weights_id(a.model)[:16]})", flush=True)
     except OrganismError as e:
         fail(str(e))
-    print(f"v_hack: {', '.join(_runner.extract_vhacks(plan)) or 'none needed'}", flush=True)
+    print(f"v_hack: {', '.join(_runner.extract_vhacks(plan, preloaded=_runner.on_cpu(plan))) or 'none needed'}", flush=True)
     outcome = _runner.run_all(_runner.longest_first(_runner.jobs(plan)), plan, a.parallel, t0 + 60 * a.budget_min,
                               preloaded=_runner.on_cpu(plan))
     print(f"\nruns finished in {(time.time() - t0) / 60:.1f} min; failed: {outcome.failed or 'none'}; stopped: "
           f"{outcome.stopped or 'none'}", flush=True)
-    _runner.results(plan, a.results, allow_unequal_n=False)
+    _runner.results(plan, a.results, allow_unequal_n=False, preloaded=_runner.on_cpu(plan))
     print(f"main experiment: {(time.time() - t0) / 60:.1f} min in all")
     return 1 if outcome.failed or outcome.stopped else 0
 

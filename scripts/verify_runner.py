@@ -10,6 +10,8 @@
 - a finished run is skipped only when its saved configuration (args.json, the intervention's flags included) equals
   the one the call would run in every field but logs.CONFIG_EXCLUDED; otherwise refused naming the field
 - a process stopped at the deadline counts a run that wrote DONE during the job as done (an older DONE does not)
+- preloaded (CPU drivers): a v_hack extraction in a forked child of the runner writes the same tensors and metadata as the
+  extraction script run in-process with one torch thread; a failing one raises with its output
 - main_experiment's job order (_runner.longest_first): the same jobs, the waited-for runs first, then the quarantine
   arms, then the rest
 """
@@ -23,6 +25,7 @@ import io
 import json
 import lzma
 import os
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -381,6 +384,53 @@ def check_forked(runs: Path) -> None:
         keep.cleanup()
 
 
+def check_forked_extraction(_: Path) -> None:
+    """preloaded: extract_vhacks runs each extraction in a forked child of the runner (no interpreter start); the
+    file it writes holds the same tensors and metadata as the extraction script run in this process with one torch
+    thread (as a fresh process with PGRPO_THREADS=1 runs it), on the tiny organism; a failing extraction raises."""
+    (_runner.ROOT / "out").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=_runner.ROOT / "out", prefix="verify_runner_") as t:  # extract_vhacks names
+        extraction_equal(Path(t))  # its files relative to the repository
+
+
+def extraction_equal(d: Path) -> None:
+    import extract_vhack_grad
+    import torch
+    from safetensors import safe_open
+
+    def content(path: Path) -> tuple[dict, dict]:
+        with safe_open(str(path), "pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+
+    plan = _runner.Plan(arms=["route"], seeds=[0], model="organism:tiny", runs=str(d / "runs"), steps=1,
+                        eval_every=0, device="cpu")
+    args = arms.vhack_extract_args("own", plan.model)
+    real_path, real_args = arms.vhack_path, arms.vhack_extract_args
+    try:
+        arms.vhack_path = lambda kind, model: str(d / "forked.safetensors")
+        arms.vhack_extract_args = lambda kind, model: real_args(kind, model) + ["--out", str(d / "forked.safetensors")]
+        assert _runner.extract_vhacks(plan, preloaded=True) == [str((d / "forked.safetensors").relative_to(_runner.ROOT))]
+        arms.vhack_extract_args = lambda kind, model: real_args(kind, model) + ["--pairs", str(d / "missing.md")]
+        (d / "forked.safetensors").rename(d / "first.safetensors")
+        try:
+            _runner.extract_vhacks(plan, preloaded=True)
+            raise AssertionError("a failing forked extraction did not raise")
+        except subprocess.CalledProcessError as e:
+            assert "missing.md" in e.stderr, f"the failure's output is not in the error: {e.stderr[-300:]}"
+    finally:
+        arms.vhack_path, arms.vhack_extract_args = real_path, real_args
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.chdir(_runner.ROOT):
+            extract_vhack_grad.main(args + ["--out", str(d / "direct.safetensors")])
+    finally:
+        torch.set_num_threads(threads)
+    (fa, ma), (fb, mb) = content(d / "first.safetensors"), content(d / "direct.safetensors")
+    assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa) and ma == mb, \
+        "the forked extraction's file differs from the extraction in this process"
+
+
 def check_resume_jobs(runs: Path) -> None:
     """A job whose runs all stopped after the same checkpointed step resumes them (--resume); checkpoints of different
     steps, or a missing one, start the job from step 0."""
@@ -521,7 +571,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         check_vhack_current(Path(d))
     check_recipe_values()
-    for check in (check_decisive_plan, check_deadline_skip, check_forked, check_resume_jobs, check_pack_roundtrip,
+    for check in (check_decisive_plan, check_deadline_skip, check_forked, check_forked_extraction, check_resume_jobs, check_pack_roundtrip,
                   check_unpack_keeps_machine_runs, check_content_hash):
         with tempfile.TemporaryDirectory() as d:
             check(Path(d))
@@ -553,7 +603,7 @@ def main() -> None:
           "refused, one differing only in logs.CONFIG_EXCLUDED accepted; a v_hack file of other weights, another pair set or another model or adapter identity is stale; "
           "decisive.py gives every run the prereg's flags and direction seeds and refuses other values; a job that would "
           "not finish before the deadline is skipped, not started (started and stopped with late_starts); a job whose runs "
-          "stopped at one checkpointed step resumes them; pack_runs --xz round-trips step logs byte for byte (and leaves them out when asked; a truncated part writes nothing); carried parts never rewrite a run folder the "
+          "stopped at one checkpointed step resumes them; a forked v_hack extraction writes what the script writes in-process; pack_runs --xz round-trips step logs byte for byte (and leaves them out when asked; a truncated part writes nothing); carried parts never rewrite a run folder the "
           "machine holds, and --checkpoints packs unfinished runs' checkpoints only")
 
 
