@@ -214,17 +214,21 @@ def extract_vhacks(plan: Plan, preloaded: bool = False) -> list[str]:
             print(f"{path.relative_to(ROOT)}: extracted for another model or pair set; extracting again", flush=True)
         if plan.fresh or not current:
             cmd = [PY, "scripts/extract_vhack_grad.py", *arms.vhack_extract_args(k, plan.model)]
-            err = tempfile.TemporaryFile()  # the child's stdout and stderr, shown if it fails
+            err = tempfile.TemporaryFile()  # the child's output (a fork's stdout too), written to stderr if it fails
             if preloaded and not procs:
                 preload(env)
             procs.append((cmd, err, ForkedJob(cmd, env, err) if preloaded else
                           subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env)))
         paths.append(str(path.relative_to(ROOT)))
-    for cmd, err, p in procs:
-        if p.wait():
-            err.seek(0)
-            raise subprocess.CalledProcessError(p.returncode, cmd, stderr=err.read().decode(errors="replace"))
+    failed = [(cmd, err, p.returncode) for cmd, err, p in procs if p.wait()]  # every extraction ends before a raise
+    for cmd, err, code in failed:
+        err.seek(0)
+        output = err.read().decode(errors="replace")
+        sys.stderr.write(f"{' '.join(map(str, cmd))} failed (exit {code}):\n{output}")
+    for _, err, _ in procs:
         err.close()
+    if failed:
+        raise subprocess.CalledProcessError(failed[0][2], failed[0][0], stderr=output if len(failed) == 1 else None)
     return paths
 
 
@@ -347,8 +351,10 @@ PRELOAD = ("torch", "transformers", "transformers.models.qwen3.modeling_qwen3", 
 
 
 def preload(env: dict) -> None:
-    """Import PRELOAD in this process, with the jobs' environment (the jobs are forks of it). A thread pool torch made
-    here (the driver's v_hack extraction) is rebuilt in each child (ForkedJob._child)."""
+    """Import PRELOAD in this process, with the environment of the first jobs forked from it (the v_hack extractions,
+    else the training jobs; later calls import nothing new). Of that environment only BEARTYPE, PGRPO_LEETCODE and
+    PGRPO_SHAPE_CALLS are read at import time, the same for both. A thread pool torch made here is rebuilt in each
+    child (ForkedJob._child)."""
     import importlib  # noqa: PLC0415
 
     saved = dict(os.environ)
@@ -406,6 +412,7 @@ class ForkedJob:
             atexit.register(logging.shutdown)  # registered at import by logging, which the runner imported
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # fds 1 and 2, whatever the runner redirected
             sys.stdout.reconfigure(write_through=True)
             os.environ.clear()
             os.environ.update(env)
@@ -542,7 +549,7 @@ def finished_arms(plan: Plan) -> list[str]:
 
 def results(plan: Plan, out_dir: str, allow_unequal_n: bool, preloaded: bool = False) -> None:
     """scripts/results.py on the finished arms (table, results.json, plots) into out_dir; preloaded: in a forked child
-    of this process (ForkedJob), which has imported the training loop already."""
+    of this process (ForkedJob), which has imported the training loop already; its stderr then goes to stdout too."""
     done = finished_arms(plan)
     assert done, "no finished runs"
     cmd = [PY, "scripts/results.py", "--runs", plan.runs, "--arms", ",".join(done), "--out", out_dir, "--require-done"]
@@ -550,6 +557,6 @@ def results(plan: Plan, out_dir: str, allow_unequal_n: bool, preloaded: bool = F
     if not preloaded:
         subprocess.run(cmd, cwd=ROOT, check=True)
         return
-    code = ForkedJob(cmd, dict(os.environ), sys.stdout).wait()
+    code = ForkedJob(cmd, dict(os.environ), sys.__stdout__).wait()
     if code:
         raise subprocess.CalledProcessError(code, cmd)

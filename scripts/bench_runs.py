@@ -38,12 +38,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gate_common import cpu_times  # noqa: E402
-from projected_grpo.loop import logs, models  # noqa: E402
-from projected_grpo.loop.stats import t_interval  # noqa: E402
-from projected_grpo.method import vhack  # noqa: E402
-from projected_grpo.method.pairs import HACK_PAIRS  # noqa: E402
+from projected_grpo.loop import logs, models
+from projected_grpo.loop.stats import t_interval
+from projected_grpo.method import vhack
+from projected_grpo.method.pairs import HACK_PAIRS
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("route", "route-random")  # the default; --arms picks from these
@@ -89,6 +87,13 @@ def time_split(run: Path, wall: float) -> dict:
     split = {k: sum(r[f"t_{k}"] for r in m) for k in ("generate", "grade", "train")}
     split["evaluation and start-up"] = wall - sum(split.values())
     return split
+
+
+def busy_jiffies() -> int:
+    """The machine's busy CPU time since boot in clock ticks: user, nice, system, irq and softirq of /proc/stat's first
+    line (not idle, iowait, steal; guest time is already inside user and nice)."""
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, Path("/proc/stat").read_text().split()[1:8])
+    return user + nice + system + irq + softirq
 
 
 def graded_in_sandbox(log_dir: Path, way: str) -> int:
@@ -180,20 +185,21 @@ def main() -> None:
         deps = [None] * len(units) + list(range(len(units))) * (len(arms) - 1)
         for f in (out / "logs").glob(f"{way}_*.log"):  # an earlier call's logs (graded_in_sandbox reads them all)
             f.unlink()
-        (busy0, _), hz = cpu_times(), os.sysconf("SC_CLK_TCK")
+        busy0, hz = busy_jiffies(), os.sysconf("SC_CLK_TCK")
         walls[way], took[way] = launch(cmds, deps, par, e, out / "logs", way)
-        cpu_s[way] = (cpu_times()[0] - busy0) / hz
+        cpu_s[way] = (busy_jiffies() - busy0) / hz
         print(f"{way}: {len(cmds)} processes, {len(seeds) * len(arms)} runs in {walls[way]:.0f} s", flush=True)
     n = len(seeds) * len(arms)
     rate = {w: n / walls[w] * 3600 for w in ways}
+    graded: dict[str, int] = {}
     for w in ways:
         print(f"{w}: {n} runs of {a.steps} steps, {rate[w]:.0f} runs/h")
         split = time_split(out / w / f"route_s{seeds[0]}", took[w][0])
         print(f"  route_s{seeds[0]} split (s): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
-        graded = graded_in_sandbox(out / "logs", w)
+        graded[w] = graded_in_sandbox(out / "logs", w)
         print(f"  the machine's busy CPU: {cpu_s[w]:.0f} core-s, {cpu_s[w] / n:.1f} a run (of {cores} cores x "
-              f"{walls[w]:.0f} s: {cpu_s[w] / cores / walls[w]:.0%} busy); {graded} completions graded in the sandbox, "
-              f"{graded / n:.0f} a run")
+              f"{walls[w]:.0f} s: {cpu_s[w] / cores / walls[w]:.0%} busy); {graded[w]} completions graded in the "
+              f"sandbox, {graded[w] / n:.0f} a run")
     evals = {r["step"] for w in ways for arm in arms for s in seeds for r in logs.read_jsonl(out / w / f"{arm}_s{s}" / "eval.jsonl")}
     assert evals == {a.steps - 1}, f"the runs evaluated at steps {sorted(evals)}, not once at the end"
     print(f"workload: {a.steps} steps, one evaluation at step {a.steps - 1} (kept and ablated), --n-eval {a.n_eval}")
@@ -212,7 +218,7 @@ def main() -> None:
           f"rate: {300 / rate['batched'] * 60:.1f} min")
     machine = dict(git=models.git_state(), cpu=models.cpu_model(),
                    gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
-    (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, busy_cpu_s=cpu_s, seeds=seeds, arms=arms, steps=a.steps, device=dev,
+    (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, busy_cpu_s=cpu_s, graded_in_sandbox=graded, seeds=seeds, arms=arms, steps=a.steps, device=dev,
                                                     runs_per_process=rpp, n_eval=a.n_eval, results=res, **machine), indent=1))
     if len(ways) == 2:
         print(f"speedup {rate['batched'] / rate['separate']:.1f}x (separate {rate['separate']:.0f} runs/h, "

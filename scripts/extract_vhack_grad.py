@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from projected_grpo.loop import models
 from projected_grpo.method import vhack
 
 
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="write the trusted span of rank --k (the clean completions' gradients), not v_hack")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
+    models.set_threads()  # one torch thread unless PGRPO_THREADS says otherwise, forked by a driver or not
     if a.trusted_span:
         assert a.loss == "nll", "--trusted-span: the clean completions' gradients are of the NLL loss"
         meta = vhack.extract_trusted_to_file(a.out, a.pairs, a.model, a.adapter, a.rank, a.quarantine, a.adapter_seed,

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _gate_common import run_gate  # noqa: E402
+from _gate_common import full_tier, run_gate  # noqa: E402
 
 import _runner  # noqa: E402
 
@@ -385,9 +385,11 @@ def check_forked(runs: Path) -> None:
 
 
 def check_forked_extraction(_: Path) -> None:
-    """preloaded: extract_vhacks runs each extraction in a forked child of the runner (no interpreter start); the
-    file it writes holds the same tensors and metadata as the extraction script run in this process with one torch
-    thread (as a fresh process with PGRPO_THREADS=1 runs it), on the tiny organism; a failing extraction raises."""
+    """preloaded: extract_vhacks runs each extraction in a forked child of the runner (no interpreter start); on the
+    tiny organism the file it writes holds the same tensors and metadata as the extraction script run as a fresh
+    process (full tier) or in this process (fast tier: shares the runner's state with the fork, so it checks the
+    arguments, the thread count and the output path, not independence from inherited state); a failing extraction
+    raises, its output written to stderr and held by the error."""
     (_runner.ROOT / "out").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=_runner.ROOT / "out", prefix="verify_runner_") as t:  # extract_vhacks names
         extraction_equal(Path(t))  # its files relative to the repository
@@ -404,31 +406,37 @@ def extraction_equal(d: Path) -> None:
 
     plan = _runner.Plan(arms=["route"], seeds=[0], model="organism:tiny", runs=str(d / "runs"), steps=1,
                         eval_every=0, device="cpu")
-    args = arms.vhack_extract_args("own", plan.model)
+    args = arms.vhack_extract_args("own", plan.model) + ["--device", "cpu"]
     real_path, real_args = arms.vhack_path, arms.vhack_extract_args
     try:
         arms.vhack_path = lambda kind, model: str(d / "forked.safetensors")
-        arms.vhack_extract_args = lambda kind, model: real_args(kind, model) + ["--out", str(d / "forked.safetensors")]
+        arms.vhack_extract_args = lambda kind, model: real_args(kind, model) + [
+            "--device", "cpu", "--out", str(d / "forked.safetensors")]
         assert _runner.extract_vhacks(plan, preloaded=True) == [str((d / "forked.safetensors").relative_to(_runner.ROOT))]
         arms.vhack_extract_args = lambda kind, model: real_args(kind, model) + ["--pairs", str(d / "missing.md")]
         (d / "forked.safetensors").rename(d / "first.safetensors")
         try:
-            _runner.extract_vhacks(plan, preloaded=True)
+            with contextlib.redirect_stderr(io.StringIO()):
+                _runner.extract_vhacks(plan, preloaded=True)
             raise AssertionError("a failing forked extraction did not raise")
         except subprocess.CalledProcessError as e:
             assert "missing.md" in e.stderr, f"the failure's output is not in the error: {e.stderr[-300:]}"
     finally:
         arms.vhack_path, arms.vhack_extract_args = real_path, real_args
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.chdir(_runner.ROOT):
-            extract_vhack_grad.main(args + ["--out", str(d / "direct.safetensors")])
-    finally:
-        torch.set_num_threads(threads)
-    (fa, ma), (fb, mb) = content(d / "first.safetensors"), content(d / "direct.safetensors")
+    ref = args + ["--out", str(d / "reference.safetensors")]
+    if full_tier():
+        subprocess.run([sys.executable, "scripts/extract_vhack_grad.py", *ref], cwd=_runner.ROOT, check=True,
+                       env=dict(os.environ, PGRPO_THREADS="1"), stdout=subprocess.DEVNULL)
+    else:
+        threads = torch.get_num_threads()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.chdir(_runner.ROOT):
+                extract_vhack_grad.main(ref)  # sets one torch thread (PGRPO_THREADS unset or 1 in the gates)
+        finally:
+            torch.set_num_threads(threads)
+    (fa, ma), (fb, mb) = content(d / "first.safetensors"), content(d / "reference.safetensors")
     assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa) and ma == mb, \
-        "the forked extraction's file differs from the extraction in this process"
+        f"the forked extraction's file differs from the extraction {'in a fresh process' if full_tier() else 'in this process'}"
 
 
 def check_resume_jobs(runs: Path) -> None:

@@ -6,7 +6,7 @@ On the tiny organism (CPU, the fast decoder, 8 prompts x 2 samples, 24 new token
    quarantine at zero, and the own quarantine with a seeded axis piece (exactly zero output), with both blocks on and
    under deployment ablation; the unwrapped base model has another (the decoder fuses its projections otherwise). A quarantine offset moved by 1e-3 changes the digest, and its ablation gives the zero
    model's digest back; one deployed offset moved by 1e-3 changes it again.
-2. A forked child process samples through the shared-quarantine model with the folder set, and writes one entry; this
+2. A child process (fast tier: a fork of this one; full tier: a fresh interpreter) samples through the shared-quarantine model with the folder set, and writes one entry; this
    process, with the own-quarantine model (another adapter structure), reads it without decoding: its completions
    equal a decode with no folder token for token, and the global torch generator is left where that decode leaves it.
 3. A changed model (deployed offsets moved by 0.5), a changed generator seed and a changed temperature each miss (decode and
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gate_common import run_gate  # noqa: E402
+from _gate_common import full_tier, run_gate  # noqa: E402
 
 from projected_grpo.loop import sample_cache, sampling  # noqa: E402
 from projected_grpo.loop.models import load_policy  # noqa: E402
@@ -74,6 +75,7 @@ def child(folder: Path) -> None:
     status = 1
     try:
         os.environ.update(PGRPO_SAMPLE_CACHE=str(folder), PGRPO_THREADS="1")
+        torch.set_num_threads(1)  # as this process (the thread count is part of the key)
         sample_cache.STATS.update(read=0, written=0)
         m, tok = model("shared")
         sample(m, tok, prompts(tok))
@@ -86,7 +88,14 @@ def child(folder: Path) -> None:
 
 
 def run_child(folder: Path) -> None:
-    """Fork the writer and wait for it (forked: the interpreter's imports are not paid again)."""
+    """Run the writer and wait for it. Fast tier: a fork of this process (no second interpreter start; it shares this
+    process's hash seed and module state, which the CPU drivers' forked jobs share too). Full tier: a fresh
+    interpreter, as the GPU drivers start their jobs."""
+    if full_tier():
+        code = f"import sys, pathlib; sys.path.insert(0, {str(Path(__file__).parent)!r}); import verify_sample_cache as v; " \
+               f"v.child(pathlib.Path({str(folder)!r}))"
+        assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "the child process failed (its traceback is above)"
+        return
     pid = os.fork()
     if pid == 0:
         child(folder)
