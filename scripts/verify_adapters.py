@@ -1,5 +1,5 @@
-"""Gate: adapters start at the base model, block switches restore state, the SVD cache hits,
-only adapter tensors train, and the shrinkage null holds exactly for a shared quarantine.
+"""Gate: adapters start at the base model, block switches restore state, the SVD cache hits, its factors do not
+depend on the thread count, only adapter tensors train, and the shrinkage null holds exactly for a shared quarantine.
 
     python scripts/verify_adapters.py
 """
@@ -102,7 +102,24 @@ def check_variant(kind, rank, quarantine, dtype, cache_dir, ids):
     return tag, identity(model), hits, (gd - gq).abs().max().item()
 
 
+def check_svd_threads() -> None:
+    """svd_top_k's factors do not depend on the caller's torch thread count (the SVD cache keeps the first process's
+    factors, so a run's adapter would otherwise depend on which process filled it), and the count is restored."""
+    from projected_grpo.method.adapters import svd_top_k
+
+    g = torch.Generator().manual_seed(5)
+    for shape in ((384, 128), (128, 384), (128, 128)):  # the CPU organism's MLP and attention shapes
+        w = torch.randn(shape, generator=g)
+        got = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            got.append(svd_top_k(w, min(shape), None, "")[:3])
+            assert torch.get_num_threads() == n, "svd_top_k left another thread count"
+        assert all(torch.equal(a, b) for a, b in zip(*got)), f"SVD factors of a {shape} weight differ with the thread count"
+
+
 def main() -> int:
+    check_svd_threads()
     torch.set_num_threads(1)  # tiny ops on 2 shared cores: 2 threads ran ~100x slower under load
     t0 = time.time()
     ids = torch.randint(0, 100, (3, 12), generator=torch.Generator().manual_seed(0))
@@ -149,7 +166,7 @@ def main() -> int:
     print(f"PASS verify_adapters: {3 * len(VARIANTS)} variants (fp32, fp64, bf16) bit-exact at init, "
           f"switches restore, "
           f"{n_hit} cache hits in sweep + 14/14 on rewrap, shrinkage null exact for shared, "
-          f"{len(idents)} distinct identities, --lora-alpha 2 scales the LoRA update by 2/8, {time.time() - t0:.1f}s")
+          f"{len(idents)} distinct identities, SVD factors the same on 1 and 2 threads, --lora-alpha 2 scales the LoRA update by 2/8, {time.time() - t0:.1f}s")
     return 0
 
 

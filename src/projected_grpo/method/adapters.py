@@ -128,12 +128,21 @@ def weight_digest(w: Float[Tensor, "o i"]) -> str:
 def svd_top_k(
     w: Float[Tensor, "o i"], k: int, cache_dir: str | None, digest: str
 ) -> tuple[Float[Tensor, "o k"], Float[Tensor, " k"], Float[Tensor, "k i"], bool]:
-    """Top-k singular triplets of w in float32 on w's device; returns (U, S, Vh, cache_hit)."""
+    """Top-k singular triplets of w in float32 on w's device; returns (U, S, Vh, cache_hit). On the CPU the SVD runs
+    on one torch thread whatever the caller's count: LAPACK's factors differ in their last bits with the thread count
+    (on the CPU organism's weights, 36 of 84 factors differed between 1 and 2 threads), and the cache keeps whichever
+    process computed them first."""
     path = Path(cache_dir) / f"{digest[:40]}_k{k}.safetensors" if cache_dir else None
     if path is not None and path.exists():
         f = load_file(str(path), device=str(w.device))
         return f["U"], f["S"], f["Vh"], True
-    u, s, vh = torch.linalg.svd(w.detach().float(), full_matrices=False)
+    threads = torch.get_num_threads()
+    if w.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        u, s, vh = torch.linalg.svd(w.detach().float(), full_matrices=False)
+    finally:
+        torch.set_num_threads(threads)
     u, s, vh = u[:, :k].contiguous(), s[:k].contiguous(), vh[:k].contiguous()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
