@@ -384,7 +384,9 @@ def check_fold(tmp: Path) -> float:
     gradient of the branch forward within 1e-5: with both blocks nonzero (own quarantine), a nonzero deployed block
     alone (shared), and a nonzero axis piece (own quarantine, axis on the quarantine block, scorda's structure); and
     under capture (ProbeTap) every rollout's per-rollout gradients within 1e-5 of the branch's, with the same values
-    and gradients as the folded forward without capture, bit for bit; its largest relative difference."""
+    and gradients as the folded forward without capture, bit for bit; under capture without the summed gradient
+    (summed=False, route's) the same loss and per-rollout gradients bit for bit and no factor's .grad formed; its
+    largest relative difference."""
     worst = 0.0
     # own at full rank: the shifted pieces (ProbeTap's shortcut); own at rank 8: spare singular directions
     for q, axis, rank in (("own", "none", -1), ("own", "none", 8), ("shared", "none", -1), ("own", "quarantine", -1)):
@@ -424,6 +426,14 @@ def check_fold(tmp: Path) -> float:
             (lc, gc, pc), (_, _, pd) = out[2:]
             assert lc == la and all(torch.equal(a, c) for a, c in zip(ga, gc)), \
                 f"fold ({q}): capture changed the folded forward's loss or gradients"
+            # summed=False (route's capture): the same loss and per-rollout gradients bit for bit, no summed .grad
+            tr.model.zero_grad(set_to_none=True)
+            with ad.capture_per_sample_grads(tr.model, summed=False):
+                lu, _ = grpo.loss_backward(tr.model, [slice(0, 6)], ids, attn, mask, adv, None, None, 100.0, 0.2, 0.0)
+            pu = ad.per_sample_grad_matrix(tr.model)
+            assert float(lu) == lc and all(torch.equal(pu[b], pc[b]) for b in pc), \
+                f"fold ({q}): capture without the summed gradient changed the loss or the per-rollout gradients"
+            assert all(p.grad is None for p in params_), f"fold ({q}): summed=False still formed the summed gradient"
             for block in ("deployed", "quarantine"):
                 a, b = pc[block], pd[block]
                 err = float(((a - b).norm(dim=1) / b.norm(dim=1).clamp_min(1e-12)).max())

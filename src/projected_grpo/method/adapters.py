@@ -221,6 +221,9 @@ class AdaptedLinear(nn.Module):
     fold = True
     """Training and scoring forwards may run as one Linear of the summed weight (`_fold`); `folding(False)` turns it
     off (gates that compare capture with no capture bit for bit, or a reference built on the branch)."""
+    summed = True
+    """False inside capture_per_sample_grads(summed=False): a capturing folded forward builds its summed weight
+    outside autograd."""
 
     def __init__(self, base: nn.Linear, cfg: AdapterConfig, name: str):
         super().__init__()
@@ -335,13 +338,18 @@ class AdaptedLinear(nn.Module):
         if not (self.deployed_on or self.quarantine_on):
             return self.base(x)  # reference policy: exactly the base Linear
         if self._fold(x):
+            # capture_per_sample_grads(summed=False): the factors get their .grad from the probes, not through the sum
+            outside = torch.no_grad() if self.probe is not None and not self.summed else contextlib.nullcontext()
             if self.active is not None:
-                y = F.linear(x, self._folded_weight(self.active), self.base.bias)
+                with outside:
+                    w = self._folded_weight(self.active)
+                y = F.linear(x, w, self.base.bias)
             else:
                 self._runs_of(x)  # batched: each run's rows (consecutive) through its own summed weight
                 counts = torch.bincount(self.row_runs.cpu(), minlength=self.n_runs).tolist()
-                y = torch.cat([F.linear(part, self._folded_weight(r), self.base.bias)
-                               for r, part in enumerate(x.split(counts))])
+                with outside:
+                    ws = [self._folded_weight(r) for r in range(len(counts))]
+                y = torch.cat([F.linear(part, w, self.base.bias) for w, part in zip(ws, x.split(counts))])
             if self.probe is None:
                 return y
             self._batched(x, self.probe)
@@ -771,10 +779,14 @@ def config_dict(model: nn.Module) -> dict:
 
 
 @contextlib.contextmanager
-def capture_per_sample_grads(model: nn.Module) -> Iterator[dict[str, AdaptedLinear]]:
+def capture_per_sample_grads(model: nn.Module, summed: bool = True) -> Iterator[dict[str, AdaptedLinear]]:
     """Forwards of `model` (with grad enabled) inside arm zero probes whose .grad after the backward is
     each rollout's gradient. Clears earlier records on entry; records stay readable after exit until the
-    next capture or clear_captured()."""
+    next capture or clear_captured(). summed=False: the caller writes every trainable factor's .grad from the
+    per-rollout gradients (write_routed_grads), so the backward need not form the summed gradient: a folded
+    forward then builds its summed weight outside autograd, and the backward skips that weight's gradient (a
+    d_out x d_in product over every token) and leaves the factors' .grad None; the values, the probes' gradients and
+    the gradient to the layer's input stay the same, bit for bit."""
     mods = adapter_modules(model)
     assert mods, "model has no adapters"
     # checkpoint recomputation would run the forward again with the probes disarmed
@@ -795,6 +807,7 @@ def capture_per_sample_grads(model: nn.Module) -> Iterator[dict[str, AdaptedLine
 
     for m in mods.values():
         m.clear_records()
+        m.summed = summed
     hooks = [model.register_forward_pre_hook(arm, with_kwargs=True),
              model.register_forward_hook(disarm, always_call=True)]  # also after a forward that raised
     model._pgrpo_capturing = True
@@ -804,6 +817,8 @@ def capture_per_sample_grads(model: nn.Module) -> Iterator[dict[str, AdaptedLine
         for h in hooks:
             h.remove()
         disarm()
+        for m in mods.values():
+            m.summed = True
         model._pgrpo_capturing = False
 
 

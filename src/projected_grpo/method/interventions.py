@@ -509,7 +509,8 @@ class Route(NoIntervention):
             self.V = resolve_v(self.V, model, device, self.gate == "random", self.direction_seed, self.negate)
 
     def capture(self, model) -> contextlib.AbstractContextManager:
-        return ad.capture_per_sample_grads(model)
+        # after_backward writes every factor's .grad from the per-rollout gradients (writes_grads): no summed gradient
+        return ad.capture_per_sample_grads(model, summed=False)
 
     def scores(self, model, ctx: StepContext) -> Tensor:
         b = len(ctx.rows)
