@@ -385,7 +385,8 @@ def check_fold(tmp: Path) -> float:
     alone (shared), and a nonzero axis piece (own quarantine, axis on the quarantine block, scorda's structure); and
     under capture (ProbeTap) every rollout's per-rollout gradients within 1e-5 of the branch's, with the same values
     and gradients as the folded forward without capture, bit for bit; under capture without the summed gradient
-    (summed=False, route's) the same loss and per-rollout gradients bit for bit and no factor's .grad formed; its
+    (summed=False, route's and erase's) the same loss and per-rollout gradients bit for bit, no factor's .grad formed,
+    and the deployed factors' gradient filled from the per-rollout gradients (erase's) within 1e-5 of autograd's; its
     largest relative difference."""
     worst = 0.0
     # own at full rank: the shifted pieces (ProbeTap's shortcut); own at rank 8: spare singular directions
@@ -434,6 +435,12 @@ def check_fold(tmp: Path) -> float:
             assert float(lu) == lc and all(torch.equal(pu[b], pc[b]) for b in pc), \
                 f"fold ({q}): capture without the summed gradient changed the loss or the per-rollout gradients"
             assert all(p.grad is None for p in params_), f"fold ({q}): summed=False still formed the summed gradient"
+            # erase's: the deployed factors' summed gradient filled in from the per-rollout gradients
+            assert ad.fill_summed_grads(tr.model) == len(ad.adapter_modules(tr.model)), "not every folded module filled"
+            for p, want in zip(ad.deployed_params(tr.model), gc):
+                err = float((p.grad - want).norm() / max(float(want.norm()), 1e-12))
+                assert err <= 1e-5, f"fold ({q}): the filled summed gradient differs from autograd's by rel {err:.1e}"
+                worst = max(worst, err)
             for block in ("deployed", "quarantine"):
                 a, b = pc[block], pd[block]
                 err = float(((a - b).norm(dim=1) / b.norm(dim=1).clamp_min(1e-12)).max())

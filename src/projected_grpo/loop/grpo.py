@@ -618,6 +618,8 @@ class Trainer:
         """One run's hook point, clipping and optimizer step after the backward (its adapter active)."""
         a, iv = run.args, run.intervention
         params = [p for g in run.opt.param_groups for p in g["params"]]
+        if iv.sums_probes:  # folded layers formed no summed gradient under capture: the per-rollout gradients' sum
+            ad.fill_summed_grads(self.model)
         if not iv.writes_grads:  # the hook acts on the gradient summed over ranks
             dd.all_reduce_grads(params)
         # the hook point: interventions act on the gradients here

@@ -857,6 +857,20 @@ def _write_block(params: list[nn.Parameter], G: Float[Tensor, "b p"], w: Float[T
         p.grad = g.view_as(p).to(p.dtype).clone()
 
 
+def fill_summed_grads(model: nn.Module) -> int:
+    """After a backward under capture_per_sample_grads(summed=False): each deployed factor whose .grad the backward
+    left None (a folded layer) gets the sum of its per-rollout gradients, the gradient of the summed loss. Layers whose
+    backward formed it (not folded: bf16, LoRA, few tokens) keep theirs. Returns the number of modules filled."""
+    filled = 0
+    for m in adapter_modules(model).values():
+        params = m.deployed_parameters()
+        if all(p.grad is None for p in params):
+            G = m.per_sample_grads()["deployed"]
+            _write_block(params, G, torch.ones(G.shape[0]), True)
+            filled += 1
+    return filled
+
+
 def write_routed_grads(
     model: nn.Module, w_deployed: Float[Tensor, " b"], w_quarantine: Float[Tensor, " b"]
 ) -> None:

@@ -87,6 +87,9 @@ class NoIntervention:
     summed across ranks after the hook; False: the hook sees the gradient summed across ranks."""
     reads_labels = False
     """True only for the oracle references: the step context then carries the sealed ground-truth labels"""
+    sums_probes = False
+    """True: capture() forms no summed gradient in folded layers, and Trainer.update fills each deployed factor's
+    .grad with the sum of its per-rollout gradients before the all-reduce and the hook (Erase)"""
 
     def setup(self, model, tok, device: str) -> None:
         """Once, after the adapter exists: load and check what the intervention needs."""
@@ -232,8 +235,13 @@ class Erase(NoIntervention):
         self.V = {n: orthonormal_rows(v) for n, v in V.items()}
         self.mods = ad.adapter_modules(model)
 
+    sums_probes = True
+    """The capture forms no summed gradient in folded layers (summed=False): Trainer.update fills it from the
+    per-rollout gradients (adapters.fill_summed_grads) before the all-reduce and this hook."""
+
     def capture(self, model) -> contextlib.AbstractContextManager:
-        return ad.capture_per_sample_grads(model)  # zero probes (no value changes): for the per-rollout alignment score
+        # zero probes (no value changes): for the per-rollout alignment score and, in folded layers, the gradient
+        return ad.capture_per_sample_grads(model, summed=False)
 
     def after_backward(self, model, ctx: StepContext) -> dict:
         G = {n: m.per_sample_grads()["deployed"] for n, m in self.mods.items()}
