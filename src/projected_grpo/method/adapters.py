@@ -224,6 +224,9 @@ class AdaptedLinear(nn.Module):
     summed = True
     """False inside capture_per_sample_grads(summed=False): a capturing folded forward builds its summed weight
     outside autograd."""
+    unsummed_pass = False
+    """Set by such a forward, cleared when a capture starts: some pass of the capture formed no summed gradient here
+    (fill_summed_grads); passes of one step may differ, since folding depends on a pass's token count."""
 
     def __init__(self, base: nn.Linear, cfg: AdapterConfig, name: str):
         super().__init__()
@@ -339,7 +342,9 @@ class AdaptedLinear(nn.Module):
             return self.base(x)  # reference policy: exactly the base Linear
         if self._fold(x):
             # capture_per_sample_grads(summed=False): the factors get their .grad from the probes, not through the sum
-            outside = torch.no_grad() if self.probe is not None and not self.summed else contextlib.nullcontext()
+            unsummed = self.probe is not None and not self.summed
+            self.unsummed_pass |= unsummed  # fill_summed_grads: some pass of this capture left the factors out
+            outside = torch.no_grad() if unsummed else contextlib.nullcontext()
             if self.active is not None:
                 with outside:
                     w = self._folded_weight(self.active)
@@ -807,7 +812,7 @@ def capture_per_sample_grads(model: nn.Module, summed: bool = True) -> Iterator[
 
     for m in mods.values():
         m.clear_records()
-        m.summed = summed
+        m.summed, m.unsummed_pass = summed, False
     hooks = [model.register_forward_pre_hook(arm, with_kwargs=True),
              model.register_forward_hook(disarm, always_call=True)]  # also after a forward that raised
     model._pgrpo_capturing = True
@@ -858,13 +863,14 @@ def _write_block(params: list[nn.Parameter], G: Float[Tensor, "b p"], w: Float[T
 
 
 def fill_summed_grads(model: nn.Module) -> int:
-    """After a backward under capture_per_sample_grads(summed=False): each deployed factor whose .grad the backward
-    left None (a folded layer) gets the sum of its per-rollout gradients, the gradient of the summed loss. Layers whose
-    backward formed it (not folded: bf16, LoRA, few tokens) keep theirs. Returns the number of modules filled."""
+    """After a backward under capture_per_sample_grads(summed=False): in each module where some pass folded without
+    the summed gradient (unsummed_pass), the deployed factors' .grad becomes the sum of their per-rollout gradients,
+    the gradient of the summed loss over every pass (it replaces what passes that did not fold left). Modules where
+    no pass folded (bf16, LoRA, few tokens) keep the backward's. Returns the number of modules filled."""
     filled = 0
     for m in adapter_modules(model).values():
         params = m.deployed_parameters()
-        if all(p.grad is None for p in params):
+        if m.unsummed_pass:
             G = m.per_sample_grads()["deployed"]
             _write_block(params, G, torch.ones(G.shape[0]), True)
             filled += 1
