@@ -96,6 +96,8 @@ class Student:
             logp = token_logprobs(self.model, ids, attn)
             loss, _ = grpo_loss(logp, old_logp, None, adv, mask, denom, eps, 0.0)
             loss.backward()
+        if self.erase:  # folded layers formed no summed gradient under erase's capture (Trainer.update does the same)
+            ad.fill_summed_grads(self.model)
         diag = self.erase.after_backward(self.model, iv.StepContext(step=0, device=self.device, adv=adv))["step"] if self.erase else {}
         torch.nn.utils.clip_grad_norm_(ad.deployed_params(self.model), 1.0)
         self.opt.step()

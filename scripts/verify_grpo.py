@@ -450,6 +450,9 @@ def check_fold(tmp: Path) -> float:
                 with ad.capture_per_sample_grads(tr.model, summed=summed):
                     grpo.loss_backward(tr.model, two, ids, attn, mask, adv, None, None, 100.0, 0.2, 0.0)
                 if not summed:
+                    mixed = [n for n, m in ad.adapter_modules(tr.model).items()
+                             if m.unsummed_pass and m.delta_S.grad is not None]
+                    assert mixed, f"fold ({q}): no module folded in one pass and not in the other (the case is vacuous)"
                     ad.fill_summed_grads(tr.model)
                 sums.append([p.grad.clone() for p in ad.deployed_params(tr.model)])
             for want, got in zip(*sums):

@@ -252,6 +252,7 @@ class Erase(NoIntervention):
         per_module = []  # (cos_in, cos_out, fired) per module, read back to the host once
         for n, m in self.mods.items():
             if any(p.grad is None for p in m.deployed_parameters()):
+                assert not m.unsummed_pass, f"{n}: no summed gradient: call adapters.fill_summed_grads before the hook"
                 continue
             g = deployed_grad(m)
             v = self.V[n]
