@@ -20,6 +20,7 @@ from torch import Tensor
 
 from projected_grpo.env.problems import load_jsonl
 from projected_grpo.loop import grpo, logs
+from projected_grpo.loop.models import cpu_jiffies
 from projected_grpo.method import adapters as ad
 from projected_grpo.method.pairs import DEFAULT_LEETCODE
 from projected_grpo.organism import tasks
@@ -60,10 +61,10 @@ class BusyCores:
 
 
 def cpu_times() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine since boot (/proc/stat's first line)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
+    """(busy, total) jiffies of the whole machine since boot (models.cpu_jiffies): busy is everything but idle and
+    iowait, steal included (the grading gates ask whether the machine was free, not whose work it did)."""
+    j = cpu_jiffies()
+    return sum(j.values()) - j["idle"] - j["iowait"], sum(j.values())
 
 
 class MachineLoad:

@@ -43,6 +43,15 @@ def set_threads() -> None:
     torch.set_num_threads(int(os.environ.get("PGRPO_THREADS", "1")))
 
 
+CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def cpu_jiffies() -> dict[str, int]:
+    """The whole machine's CPU time since boot in clock ticks by kind, from /proc/stat's first line (guest time is
+    already inside user and nice)."""
+    return dict(zip(CPU_FIELDS, map(int, Path("/proc/stat").read_text().split()[1:1 + len(CPU_FIELDS)])))
+
+
 def cpu_model() -> str:
     """The CPU's model name (floating point differs between CPU kinds enough to build different organisms)."""
     try:
