@@ -213,7 +213,7 @@ def extract_vhacks(plan: Plan, preloaded: bool = False) -> list[str]:
         if path.exists() and not plan.fresh and not current:
             print(f"{path.relative_to(ROOT)}: extracted for another model or pair set; extracting again", flush=True)
         if plan.fresh or not current:
-            cmd = [PY, "scripts/extract_vhack_grad.py", *arms.vhack_extract_args(k, plan.model)]
+            cmd = [PY, "scripts/extract_vhack_grad.py", *arms.vhack_extract_args(k, plan.model, plan.device)]
             err = tempfile.TemporaryFile()  # the child's output (a fork's stdout too), written to stderr if it fails
             if preloaded and not procs:
                 preload(env)
@@ -385,22 +385,23 @@ def run_as_main(argv: list[str]) -> int:
 
 class ForkedJob:
     """A job `python SCRIPT.py ARGS` run in a forked child of this process (its imports already done: preload): its
-    environment, the working directory (the repository), stdout and stderr into the log, SIGTERM to stop it; poll(),
+    environment, the working directory (the repository), stdout into the log and stderr into `err` (default: the log
+    too), SIGTERM to stop it; poll(),
     terminate(), wait() and returncode as Popen's. Unlike a new process, the child inherits the runner's open file
     descriptors, hash seed and the state of modules the runner used; it runs its own exit handlers (not the
     runner's) and then ends with os._exit, without joining threads it left running. A training job seeds its own
     generators and leaves no thread working at its end."""
 
-    def __init__(self, cmd: list[str], env: dict, log):
+    def __init__(self, cmd: list[str], env: dict, log, err=None):
         sys.stdout.flush()
         sys.stderr.flush()
         self.returncode: int | None = None
         self.pid = os.fork()
         if self.pid == 0:
-            self._child(cmd, env, log)
+            self._child(cmd, env, log, log if err is None else err)
 
     @staticmethod
-    def _child(cmd: list[str], env: dict, log) -> None:
+    def _child(cmd: list[str], env: dict, log, err) -> None:
         code = 1
         try:
             # the runner's exit handlers and finalizers are not the job's: the job's exit would otherwise run them (and
@@ -411,7 +412,7 @@ class ForkedJob:
             weakref.finalize._registered_with_atexit = False
             atexit.register(logging.shutdown)  # registered at import by logging, which the runner imported
             os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
+            os.dup2(err.fileno(), 2)
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # fds 1 and 2, whatever the runner redirected
             sys.stdout.reconfigure(write_through=True)
             os.environ.clear()
@@ -549,7 +550,7 @@ def finished_arms(plan: Plan) -> list[str]:
 
 def results(plan: Plan, out_dir: str, allow_unequal_n: bool, preloaded: bool = False) -> None:
     """scripts/results.py on the finished arms (table, results.json, plots) into out_dir; preloaded: in a forked child
-    of this process (ForkedJob), which has imported the training loop already; its stderr then goes to stdout too."""
+    of this process (ForkedJob), which has imported the training loop already."""
     done = finished_arms(plan)
     assert done, "no finished runs"
     cmd = [PY, "scripts/results.py", "--runs", plan.runs, "--arms", ",".join(done), "--out", out_dir, "--require-done"]
@@ -557,6 +558,6 @@ def results(plan: Plan, out_dir: str, allow_unequal_n: bool, preloaded: bool = F
     if not preloaded:
         subprocess.run(cmd, cwd=ROOT, check=True)
         return
-    code = ForkedJob(cmd, dict(os.environ), sys.__stdout__).wait()
+    code = ForkedJob(cmd, dict(os.environ), sys.__stdout__, sys.__stderr__).wait()
     if code:
         raise subprocess.CalledProcessError(code, cmd)

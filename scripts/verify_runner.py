@@ -342,7 +342,8 @@ def check_deadline_skip(runs: Path) -> None:
 
 def check_forked(runs: Path) -> None:
     """preloaded: a `python SCRIPT.py` job runs in a forked child of the runner (it finds a module only the runner
-    imported), with its arguments, the job's environment and its output in the log, and runs none of the runner's
+    imported), with its arguments, the job's environment and its output in the log (stderr in a file of its own where
+    given one), and runs none of the runner's
     exit handlers or finalizers at its exit (this check's temporary folder would vanish); a failing one is failed, one
     running at the deadline is stopped; a `python -c` job is still a new process."""
     import types
@@ -367,6 +368,11 @@ def check_forked(runs: Path) -> None:
         assert out.done == ["f_s0", "c_s0"] and got == ["FORKED", "True", "THREADS", "1", "CACHE", "True", "ARGV", "x", "y"], \
             f"a preloaded job: {got} ({vars(out)})"
         assert (runs / "_logs" / "c.log").read_text().split() == ["FORKED", "False"], "a python -c job was forked"
+        (runs / "two_streams.py").write_text("import sys\nprint('OUT')\nprint('ERR', file=sys.stderr)\n")
+        with (runs / "out.txt").open("w") as o, (runs / "err.txt").open("w") as e:
+            assert _runner.ForkedJob([sys.executable, str(runs / "two_streams.py")], dict(os.environ), o, e).wait() == 0
+        streams = [(runs / f).read_text().split() for f in ("out.txt", "err.txt")]
+        assert streams == [["OUT"], ["ERR"]], f"a forked job's stdout and stderr went to {streams}, not their own files"
         assert "PGRPO_SAMPLE_CACHE" not in os.environ, "preload left the jobs' environment in the runner's"
         ran = list(runs.glob("runner_handler_ran_in_*"))
         assert not ran, f"a forked job ran the runner's exit handler at its exit: {ran}"
@@ -385,8 +391,8 @@ def check_forked(runs: Path) -> None:
 
 
 def check_forked_extraction(_: Path) -> None:
-    """preloaded: extract_vhacks runs each extraction in a forked child of the runner (no interpreter start); on the
-    tiny organism the file it writes holds the same tensors and metadata as the extraction script run as a fresh
+    """preloaded: extract_vhacks runs each extraction in a forked child of the runner (no interpreter start), on the
+    plan's device (a file names its device and dtype, and a run on another device refuses it); on the tiny organism the file it writes holds the same tensors and metadata as the extraction script run as a fresh
     process (full tier) or in this process (fast tier: shares the runner's state with the fork, so it checks the
     arguments, the thread count and the output path, not independence from inherited state); a failing extraction
     raises, its output written to stderr and held by the error."""
@@ -406,14 +412,20 @@ def extraction_equal(d: Path) -> None:
 
     plan = _runner.Plan(arms=["route"], seeds=[0], model="organism:tiny", runs=str(d / "runs"), steps=1,
                         eval_every=0, device="cpu")
-    args = arms.vhack_extract_args("own", plan.model) + ["--device", "cpu"]
-    real_path, real_args = arms.vhack_path, arms.vhack_extract_args
+    args = arms.vhack_extract_args("own", plan.model, "cpu")
+    assert args[-2:] == ["--device", "cpu"], args
+    real_path, real_args, devices = arms.vhack_path, arms.vhack_extract_args, []
+
+    def forked_args(kind, model, device=""):  # the registry's arguments on the device the runner passes
+        devices.append(device)
+        return real_args(kind, model, device) + ["--out", str(d / "forked.safetensors")]
     try:
         arms.vhack_path = lambda kind, model: str(d / "forked.safetensors")
-        arms.vhack_extract_args = lambda kind, model: real_args(kind, model) + [
-            "--device", "cpu", "--out", str(d / "forked.safetensors")]
+        arms.vhack_extract_args = forked_args
         assert _runner.extract_vhacks(plan, preloaded=True) == [str((d / "forked.safetensors").relative_to(_runner.ROOT))]
-        arms.vhack_extract_args = lambda kind, model: real_args(kind, model) + ["--pairs", str(d / "missing.md")]
+        assert devices == [plan.device], f"extract_vhacks extracted on device {devices}, not the plan's {plan.device!r}"
+        arms.vhack_extract_args = lambda kind, model, device="": real_args(kind, model, device) + [
+            "--pairs", str(d / "missing.md")]
         (d / "forked.safetensors").rename(d / "first.safetensors")
         try:
             with contextlib.redirect_stderr(io.StringIO()):

@@ -275,10 +275,14 @@ def vhack_path(kind: VhackKind, model: str) -> str:
     return f"out/vhack/{model_tag(model)}{VHACK_FILES[kind].suffix()}.safetensors"
 
 
-def vhack_extract_args(kind: VhackKind, model: str) -> list[str]:
-    """scripts/extract_vhack_grad.py arguments that write vhack_path(kind, model) as VHACK_FILES[kind] says."""
+def vhack_extract_args(kind: VhackKind, model: str, device: str = "") -> list[str]:
+    """scripts/extract_vhack_grad.py arguments that write vhack_path(kind, model) as VHACK_FILES[kind] says, on
+    `device` ('' = the script's default); a file names the device and dtype it was extracted on, and a run loads only
+    a file of its own (vhack.load_tensors)."""
     f = VHACK_FILES[kind]
     args = ["--pairs", f.pairs, "--model", model, "--quarantine", f.quarantine, "--out", vhack_path(kind, model)]
+    if device:
+        args += ["--device", device]
     if (f.adapter, f.rank) != ("svd", -1):
         args += ["--adapter", f.adapter, "--rank", str(f.rank)]
     if f.loss != "nll":
@@ -346,7 +350,7 @@ def check_inputs(cfg: RunConfig) -> None:
     if i.vhack and not Path(i.vhack).exists():
         kind = a.vhack if a.vhack != "none" else "shared"
         raise ConfigError(f"--vhack {i.vhack}: no such file (extract it: python scripts/extract_vhack_grad.py "
-                          f"{' '.join(vhack_extract_args(kind, cfg.model))})")
+                          f"{' '.join(vhack_extract_args(kind, cfg.model, cfg.device))})")
     if a.intervention not in MATCHED:
         return
     run = Path(i.match_run)
