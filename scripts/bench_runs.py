@@ -16,7 +16,9 @@ finished (matched to the route run of its seed, of the same way) and a slot is f
 end (kept and ablated; --eval-every 0). Every run's folder is kept under --out (separate/, batched/).
 
 Prints each phase's wall time, each way's runs per hour and busy CPU-seconds a run (the whole machine's, from
-/proc/stat) with the completions graded in the sandbox, one run's time split (generation, grading and training from
+/proc/stat) with the completions graded in the sandbox and the CPU-seconds the sandbox servers reported for them
+(grading's bound: separate busy CPU over batched sandbox CPU, the most the batched way could gain if all but the
+sandbox's grading cost nothing), one run's time split (generation, grading and training from
 its metrics; evaluation and start-up as the rest of its process's wall time), the per-seed final deployed strict hack
 and no-hint solve both ways with their paired mean difference and 95% t interval (on one device: sampled runs part
 once float order flips a token; with the batched way on the GPU the two ways differ in device and dtype, and the
@@ -31,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -96,15 +99,18 @@ def busy_jiffies() -> int:
     return j["user"] + j["nice"] + j["system"] + j["irq"] + j["softirq"]
 
 
-def graded_in_sandbox(log_dir: Path, way: str) -> int:
-    """Completions the way's processes graded in the sandbox (each process's last 'grades:' line; the rest came
-    from memory or the shared cache file)."""
-    n = 0
+def sandbox_work(log_dir: Path, way: str) -> tuple[int, float]:
+    """(completions the way's processes graded in the sandbox, CPU-seconds their sandbox servers reported for the
+    jobs): each process's last 'grades:' line (the other completions came from memory or the shared cache file)."""
+    n, cpu = 0, 0.0
     for f in log_dir.glob(f"{way}_*.log"):
         lines = [x for x in f.read_text().splitlines() if x.startswith("grades: ")]
         assert lines, f"{f}: no 'grades:' line"
         n += int(lines[-1].split()[1])
-    return n
+        m = re.search(r"sandbox server jobs, ([0-9.]+) CPU-s", lines[-1])
+        assert m, f"{f}: the 'grades:' line names no sandbox CPU: {lines[-1]}"
+        cpu += float(m.group(1))
+    return n, cpu
 
 
 def paired(a: list[float], b: list[float]) -> str:
@@ -183,7 +189,7 @@ def main() -> None:
                 cmds.append([sys.executable, "scripts/train.py", "--arm", arm, "--out-dir", str(runs), "--vhack",
                              str(vh[way]), *where, *common])
         deps = [None] * len(units) + list(range(len(units))) * (len(arms) - 1)
-        for f in (out / "logs").glob(f"{way}_*.log"):  # an earlier call's logs (graded_in_sandbox reads them all)
+        for f in (out / "logs").glob(f"{way}_*.log"):  # an earlier call's logs (sandbox_work reads them all)
             f.unlink()
         busy0, hz = busy_jiffies(), os.sysconf("SC_CLK_TCK")
         walls[way], took[way] = launch(cmds, deps, par, e, out / "logs", way)
@@ -192,14 +198,19 @@ def main() -> None:
     n = len(seeds) * len(arms)
     rate = {w: n / walls[w] * 3600 for w in ways}
     graded: dict[str, int] = {}
+    sandbox_cpu: dict[str, float] = {}  # CPU-seconds the sandbox servers reported (job processes and servers)
     for w in ways:
         print(f"{w}: {n} runs of {a.steps} steps, {rate[w]:.0f} runs/h")
         split = time_split(out / w / f"route_s{seeds[0]}", took[w][0])
         print(f"  route_s{seeds[0]} split (s): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
-        graded[w] = graded_in_sandbox(out / "logs", w)
+        graded[w], sandbox_cpu[w] = sandbox_work(out / "logs", w)
         print(f"  the machine's busy CPU: {cpu_s[w]:.0f} core-s, {cpu_s[w] / n:.1f} a run (of {cores} cores x "
               f"{walls[w]:.0f} s: {cpu_s[w] / cores / walls[w]:.0%} busy); {graded[w]} completions graded in the "
-              f"sandbox, {graded[w] / n:.0f} a run")
+              f"sandbox, {graded[w] / n:.0f} a run, its servers {sandbox_cpu[w] / n:.1f} CPU-s a run")
+    if len(ways) == 2 and sandbox_cpu["batched"] > 0:
+        print(f"grading's bound: the batched way's sandbox servers use {sandbox_cpu['batched'] / n:.1f} CPU-s a run, "
+              f"a separate run {cpu_s['separate'] / n:.1f} busy CPU-s in all; where the cores limit both ways, at most "
+              f"{cpu_s['separate'] / sandbox_cpu['batched']:.1f}x, were all but the sandbox's work free")
     evals = {r["step"] for w in ways for arm in arms for s in seeds for r in logs.read_jsonl(out / w / f"{arm}_s{s}" / "eval.jsonl")}
     assert evals == {a.steps - 1}, f"the runs evaluated at steps {sorted(evals)}, not once at the end"
     print(f"workload: {a.steps} steps, one evaluation at step {a.steps - 1} (kept and ablated), --n-eval {a.n_eval}")
@@ -218,7 +229,7 @@ def main() -> None:
           f"rate: {300 / rate['batched'] * 60:.1f} min")
     machine = dict(git=models.git_state(), cpu=models.cpu_model(),
                    gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
-    (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, busy_cpu_s=cpu_s, graded_in_sandbox=graded, seeds=seeds, arms=arms, steps=a.steps, device=dev,
+    (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, busy_cpu_s=cpu_s, graded_in_sandbox=graded, sandbox_cpu_s=sandbox_cpu, seeds=seeds, arms=arms, steps=a.steps, device=dev,
                                                     runs_per_process=rpp, n_eval=a.n_eval, results=res, **machine), indent=1))
     if len(ways) == 2:
         print(f"speedup {rate['batched'] / rate['separate']:.1f}x (separate {rate['separate']:.0f} runs/h, "

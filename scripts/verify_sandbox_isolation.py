@@ -235,9 +235,38 @@ def run_config(mode: str, no_bwrap: bool) -> str:
     check_probe("attack")
     if mode == "server":
         assert server_pid() == pid0 and sandbox.SERVERS.all[0].restarts == 0, "the server was restarted"
+        cpu = check_cpu_report()
         check_restart()
         sandbox.SERVERS.close()
+        return f"server/{'inner-only' if no_bwrap else 'bwrap'} (3 jobs of 0.6 CPU-s reported as {cpu:.2f})"
     return f"{mode}/{'inner-only' if no_bwrap else 'bwrap'}"
+
+
+BURN = """
+import os, time
+def burn(s):
+    t = time.process_time()
+    while time.process_time() - t < s:
+        pass
+pid = os.fork()
+if pid == 0:
+    burn(0.1)
+    os._exit(0)
+burn(0.1)
+os.waitpid(pid, 0)
+"""
+
+
+def check_cpu_report():
+    """The CPU-seconds a server reports for a job (sandbox.SERVER_CPU) hold the job's own and its child's: three jobs
+    that each burn 0.1 s in the job process and 0.1 s in a child report at least 0.6 s, and at most 1.5 s."""
+    jobs0, cpu0 = sandbox.SERVER_CPU["jobs"], sandbox.SERVER_CPU["cpu_s"]
+    for _ in range(3):
+        r = run(BURN, "1")
+        assert r.module_ok, f"burn job: {r.module_err} {r.stderr[-300:]}"
+    jobs, cpu = sandbox.SERVER_CPU["jobs"] - jobs0, sandbox.SERVER_CPU["cpu_s"] - cpu0
+    assert jobs == 3 and 0.6 <= cpu <= 1.5, f"3 jobs of 0.2 CPU-s each reported as {jobs} jobs, {cpu:.3f} CPU-s"
+    return cpu
 
 
 def check_restart():
@@ -262,7 +291,7 @@ def main():
                if nb or shutil.which("bwrap")]
     print(f"PASS verify_sandbox_isolation: {len(POLLUTERS)} polluters (files, globals/builtins/sys.modules/harness, "
           f"daemons, keyring/SysV shm, rlimits/process table/file size) left nothing for the next job, 1 attacker reached no process "
-          f"or socket and the server kept serving without restart; a server killed between jobs and mid-job was restarted and the next job graded; {', '.join(configs)}")
+          f"or socket and the server kept serving without restart; a server killed between jobs and mid-job was restarted and the next job graded; a server's CPU report holds a job's processes; {', '.join(configs)}")
 
 
 if __name__ == "__main__":

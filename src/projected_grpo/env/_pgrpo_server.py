@@ -11,8 +11,9 @@ Protocol on the SOCK_SEQPACKET socket SOCK_FD (one JSON message each):
                        the parent writes the job's JSON on it and closes it), result pipe,
                        stdout, stderr (write ends)
     parent -> server   {"op": "kill", "seq": k}                  kill job k now (a deadline passed)
-    server -> parent   {"exit": code, "seq": k, "clean": bool}   job k's process exited, every
-                       process of the slot uid is killed and reaped, its files are removed
+    server -> parent   {"exit": code, "seq": k, "clean": bool, "cpu": s}   job k's process exited, every
+                       process of the slot uid is killed and reaped, its files are removed; s: the CPU
+                       seconds of the job's processes and of this server while it served the job
 
 The server reads the job (trusted: the parent's) and compiles its trusted setup code before it
 forks, so a job neither parses nor compiles them itself. A job child: new session (own process
@@ -336,6 +337,12 @@ def declarative_setup(tree: ast.Module) -> bool:
 
 # ----------------------------------------------------------------------------- one job
 
+def cpu_seconds() -> float:
+    """User and system CPU seconds of this server and of its reaped children (the jobs and their leftovers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 class Server:
     def __init__(self, sock: socket.socket, uid: int, pidns: bool):
         self.sock, self.uid, self.pidns = sock, uid, pidns
@@ -343,6 +350,7 @@ class Server:
 
     def run(self, req: dict, fds: list[int]) -> dict:
         self.n += 1
+        cpu0 = cpu_seconds()
         job_fd, fds = fds[0], fds[1:]
         try:
             job = read_job(job_fd)
@@ -366,7 +374,7 @@ class Server:
         except OSError:
             remove_tree(workdir)
         remove_uid_files(self.uid)
-        return {"exit": code, "seq": req["seq"], "clean": clean}
+        return {"exit": code, "seq": req["seq"], "clean": clean, "cpu": round(cpu_seconds() - cpu0, 6)}
 
     def supervise(self, pid: int, seq: int) -> int:
         """Wait for the job's process to exit; a kill request kills every process of the slot."""

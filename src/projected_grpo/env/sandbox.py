@@ -761,6 +761,12 @@ def write_all(fd: int, data: bytes, deadline: float):
                 return
 
 
+SERVER_CPU = {"jobs": 0, "cpu_s": 0.0}
+"""this process's jobs run in sandbox servers and the CPU seconds their servers reported for them (the job's
+processes and the server's own work for it; not this process's share of grading)"""
+_SERVER_CPU_LOCK = threading.Lock()
+
+
 class ServerJob:
     """One job running in a sandbox server, as collect() sees it."""
 
@@ -785,6 +791,9 @@ class ServerJob:
                 return False
             if msg.get("seq") == self.seq and "exit" in msg:
                 self.report = msg
+                with _SERVER_CPU_LOCK:
+                    SERVER_CPU["jobs"] += 1
+                    SERVER_CPU["cpu_s"] += msg.get("cpu", 0.0)
         return self.report is not None
 
     def poll(self):

@@ -29,7 +29,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm import tqdm
 
-from projected_grpo.env import rollouts
+from projected_grpo.env import rollouts, sandbox
 from projected_grpo.env.problems import apply_hint, load_jsonl
 from projected_grpo.env.rollouts import grade_problems
 from projected_grpo.loop import distributed as dd
@@ -816,9 +816,10 @@ class Trainer:
         if dd.is_main():
             for run in self.runs:
                 (run.run_dir / "DONE").write_text("ok\n")
-            st = rollouts.STATS
+            st, cpu = rollouts.STATS, sandbox.SERVER_CPU
             print(f"grades: {st['graded']} graded in the sandbox, {st['kept']} read from the run's kept grades, "
-                  f"{st['disk']} from the shared cache file, {st['memory']} repeats from memory", flush=True)
+                  f"{st['disk']} from the shared cache file, {st['memory']} repeats from memory; "
+                  f"{cpu['jobs']} sandbox server jobs, {cpu['cpu_s']:.1f} CPU-s", flush=True)
         return folders[0] if len(folders) == 1 else folders
 
 
