@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not Path(p).is_file():
             kind = "own" if k == "v_grad" else "placebo-own"
             fail(f"--{'vhack' if k == 'v_grad' else 'placebo'} {p}: no such file (python scripts/extract_vhack_grad.py "
-                 f"{' '.join(arms.vhack_extract_args(kind, a.model))})")
+                 f"{' '.join(arms.vhack_extract_args(kind, a.model, 'cpu'))})")
     frac = route_frac()
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -69,7 +69,7 @@ def check_registry() -> int:
 
 def extract(kind: str, out: Path) -> None:
     """The registry's file of `kind` for the tiny organism, written to `out` (pairs cut in the fast tier)."""
-    args = arms.vhack_extract_args(kind, MODEL)
+    args = arms.vhack_extract_args(kind, MODEL, "cpu")  # the gate loads it on the CPU
     args[args.index("--out") + 1] = str(out)
     if not sp.full_tier():
         args[args.index("--pairs") + 1] += FAST_PAIRS

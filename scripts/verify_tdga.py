@@ -45,7 +45,7 @@ TOL = 1e-5
 
 def extract_file(out: Path) -> str:
     """The registry's trusted-span file for the tiny organism, written to `out`; returns the pair spec used."""
-    args = arms.vhack_extract_args("trusted", MODEL)
+    args = arms.vhack_extract_args("trusted", MODEL, "cpu")  # the gate loads it on the CPU
     args[args.index("--out") + 1] = str(out)
     if not sp.full_tier():
         args[args.index("--pairs") + 1] += FAST_PAIRS

@@ -12,8 +12,10 @@ Protocol on the SOCK_SEQPACKET socket SOCK_FD (one JSON message each):
                        stdout, stderr (write ends)
     parent -> server   {"op": "kill", "seq": k}                  kill job k now (a deadline passed)
     server -> parent   {"exit": code, "seq": k, "clean": bool, "cpu": s}   job k's process exited, every
-                       process of the slot uid is killed and reaped, its files are removed; s: the CPU
-                       seconds of the job's processes and of this server while it served the job
+                       process of the slot uid is killed and reaped (without a pid namespace: every
+                       descendant, found by this subreaper's children; a full /proc scan of the uid at
+                       start), its files are removed; s: the CPU seconds of the job's processes and of
+                       this server while it served the job
 
 The server reads the job (trusted: the parent's) and compiles its trusted setup code before it
 forks, so a job neither parses nor compiles them itself. A job child: new session (own process
@@ -405,12 +407,13 @@ class Server:
             return
         kill_uid(self.uid)  # without a pid namespace: every process of the slot uid, by pidfd
 
-    def clear_slot(self, timeout: float = 5.0) -> bool:
-        """Kill and reap until no process of the slot uid is left (orphans come to this subreaper)."""
+    def clear_slot(self, timeout: float = 5.0, scan: bool = False) -> bool:
+        """Kill and reap until no process of the slot uid is left (orphans come to this subreaper); scan: without a
+        pid namespace, look for the slot uid's processes in /proc, not only among this server's children (at start)."""
         end, delay = time.monotonic() + timeout, 0.0005
         while True:
             self.reap()
-            if not self.others_alive():
+            if not self.others_alive(scan):
                 return True
             if time.monotonic() > end:
                 return False
@@ -418,20 +421,24 @@ class Server:
             time.sleep(delay)
             delay = min(2 * delay, 0.02)
 
-    def others_alive(self) -> bool:
+    def others_alive(self, scan: bool = False) -> bool:
         """Whether a process of the slot is left (zombies included). In a private pid namespace:
         kill(-1, 0) finds every process of the namespace but its init (bubblewrap's) and this
         server, so it answers without scanning /proc. Without one: whether this server has a child.
-        The slot uid's processes are this server's descendants (a job is its child, a process can
-        take the slot uid only from a job, and the lease killed any earlier holder's), and this
+        The slot uid's processes are this server's descendants (a job is its child; short of root, a
+        process takes the slot uid only from a job; the lease and this server's start kill an earlier
+        holder's), and this
         server is their subreaper, so an orphan becomes its child: a descendant is left exactly when
-        a child is (a /proc scan of the slot uid cost up to 1 ms a job beside a few hundred processes)."""
+        a child is (a /proc scan of the slot uid cost up to 1 ms a job beside a few hundred processes).
+        scan: the /proc scan of the slot uid instead (at the server's start, before it has children)."""
         if self.pidns:
             try:
                 os.kill(-1, 0)
             except ProcessLookupError:
                 return False
             return True
+        if scan:
+            return bool(uid_pids(self.uid))
         try:
             os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
@@ -469,7 +476,7 @@ def main():
     server = Server(sock, uid, pidns)
     gc.collect()
     gc.freeze()  # objects of the server stay out of the jobs' collections: fewer copy-on-write page faults
-    server.clear_slot()
+    server.clear_slot(scan=True)
     remove_uid_files(uid)
     send(sock, {"ready": os.getpid()})
     while True:

@@ -763,7 +763,9 @@ def write_all(fd: int, data: bytes, deadline: float):
 
 SERVER_CPU = {"jobs": 0, "cpu_s": 0.0}
 """this process's jobs run in sandbox servers and the CPU seconds their servers reported for them (the job's
-processes and the server's own work for it; not this process's share of grading)"""
+processes, the children they reaped, the leftovers the server reaped, and the server's own work for it; not this
+process's share of grading). A measurement, not a limit: a job that has its children reaped by the kernel (SIGCHLD
+ignored) keeps their CPU out of it. A forked child keeps its parent's counts, as rollouts.STATS does."""
 _SERVER_CPU_LOCK = threading.Lock()
 
 
@@ -883,12 +885,13 @@ SERVERS = ServerPool()
 def _fresh_pool_in_child():
     """A forked child (a worker of torch.multiprocessing, a smoke gate) starts with no servers of its
     own: the parent's sockets stay the parent's, and the starter thread does not survive a fork."""
-    global SERVERS, _STARTER
+    global SERVERS, _STARTER, _SERVER_CPU_LOCK
     for server in SERVERS.all:
         if server.sock is not None:
             server.sock.close()
     SERVERS = ServerPool()
     _STARTER = ThreadPoolExecutor(1, thread_name_prefix="pgrpo-sandbox-starter")
+    _SERVER_CPU_LOCK = threading.Lock()  # a thread of the parent may have held it at the fork
 
 
 os.register_at_fork(after_in_child=_fresh_pool_in_child)

@@ -4,9 +4,9 @@ leftover processes by scanning /proc. Per job: the forked job process's CPU, its
 process's CPU, for 200 jobs of `pass`, four passes (the accounting of session 23's trivial_jobs.py). A one-off
 script kept beside its output; run it from the repository's root, once per setting:
 
-    PYTHONPATH=src python3 docs/results/2026-12-07_sandbox_plain_s24/plain_jobs.py                  # bubblewrap
-    PGRPO_NO_BWRAP=1 PYTHONPATH=src python3 docs/results/2026-12-07_sandbox_plain_s24/plain_jobs.py # plain
-    PGRPO_NO_BWRAP=1 PYTHONPATH=src python3 docs/results/2026-12-07_sandbox_plain_s24/plain_jobs.py --others 300
+    PYTHONPATH=src python3 docs/results/2026-12-07_grading_bound_s24/plain_jobs.py                  # bubblewrap
+    PGRPO_NO_BWRAP=1 PYTHONPATH=src python3 docs/results/2026-12-07_grading_bound_s24/plain_jobs.py # plain
+    PGRPO_NO_BWRAP=1 PYTHONPATH=src python3 docs/results/2026-12-07_grading_bound_s24/plain_jobs.py --others 300
 """
 
 import argparse
