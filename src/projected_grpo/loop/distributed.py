@@ -10,7 +10,7 @@ What each rank does in one GRPO step (grpo.Trainer):
   every rank identically; the kept rollouts are then split contiguously across ranks for training
 - adapter gradients are summed across ranks (`all_reduce_grads`): before the intervention's hook
   for hooks that act on the summed gradient (erase), after it for hooks that write gradients from
-  this rank's per-rollout gradients (route: `writes_grads`); routing scores are gathered so that
+  this rank's per-rollout gradients (route: `hook_grad = "written"`); routing scores are gathered so that
   thresholds and a routed-fraction target apply to the global batch, and each rank routes its own
   rollouts by them
 - rank 0 alone writes logs and checkpoints and runs evaluation; resume loads rank 0's checkpoint

@@ -618,15 +618,16 @@ class Trainer:
         """One run's hook point, clipping and optimizer step after the backward (its adapter active)."""
         a, iv = run.args, run.intervention
         params = [p for g in run.opt.param_groups for p in g["params"]]
-        if iv.sums_probes:  # folded layers formed no summed gradient under capture: the per-rollout gradients' sum
+        assert iv.hook_grad in ("summed", "filled", "written"), iv.hook_grad
+        if iv.hook_grad == "filled":  # folded layers formed no summed gradient under capture: the per-rollout sum
             ad.fill_summed_grads(self.model)
-        if not iv.writes_grads:  # the hook acts on the gradient summed over ranks
+        if iv.hook_grad != "written":  # the hook acts on the gradient summed over ranks
             dd.all_reduce_grads(params)
         # the hook point: interventions act on the gradients here
         lengths = torch.tensor([len(comps[i]) for i in plan["shard"]])
         hook = iv.after_backward(self.model, dataclasses.replace(plan["ctx"], iter=it, rows=plan["shard"], adv=adv_b,
                                                                  lengths=lengths))
-        if iv.writes_grads:  # the hook wrote this rank's rollouts' gradients
+        if iv.hook_grad == "written":  # the hook wrote this rank's rollouts' gradients
             dd.all_reduce_grads(params)
         if not iv.trains_quarantine:  # only routing arms may move the quarantine block
             for p in ad.quarantine_params(self.model):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 import zlib
 
 import torch
@@ -41,6 +42,8 @@ from projected_grpo.loop import distributed as dd
 from projected_grpo.method import adapters as ad
 from projected_grpo.method.pairs import load_pairs
 from projected_grpo.method.vhack import layer_input_contrast, load_trusted, load_vact, load_vhack
+
+HookGrad = Literal["summed", "filled", "written"]  # the gradient an intervention's hook meets (NoIntervention.hook_grad)
 
 
 class GroundTruthLabels:
@@ -82,14 +85,15 @@ class NoIntervention:
     """Vanilla GRPO: every hook is the identity; the quarantine block is not trained."""
 
     trains_quarantine = False
-    writes_grads = False
-    """True: after_backward writes param.grad from this rank's per-rollout gradients, so gradients are
-    summed across ranks after the hook; False: the hook sees the gradient summed across ranks."""
+    hook_grad: HookGrad = "summed"
+    """The gradient after_backward meets (Trainer.update):
+    summed   autograd's gradient, summed across ranks before the hook;
+    filled   capture() formed no summed gradient in folded layers: Trainer.update fills each deployed factor's .grad
+             with the sum of its per-rollout gradients (adapters.fill_summed_grads), then sums across ranks (Erase);
+    written  after_backward writes every factor's .grad from this rank's per-rollout gradients, summed across ranks
+             after the hook (Route)."""
     reads_labels = False
     """True only for the oracle references: the step context then carries the sealed ground-truth labels"""
-    sums_probes = False
-    """True: capture() forms no summed gradient in folded layers, and Trainer.update fills each deployed factor's
-    .grad with the sum of its per-rollout gradients before the all-reduce and the hook (Erase)"""
 
     def setup(self, model, tok, device: str) -> None:
         """Once, after the adapter exists: load and check what the intervention needs."""
@@ -235,9 +239,7 @@ class Erase(NoIntervention):
         self.V = {n: orthonormal_rows(v) for n, v in V.items()}
         self.mods = ad.adapter_modules(model)
 
-    sums_probes = True
-    """The capture forms no summed gradient in folded layers (summed=False): Trainer.update fills it from the
-    per-rollout gradients (adapters.fill_summed_grads) before the all-reduce and this hook."""
+    hook_grad = "filled"  # the capture forms no summed gradient in folded layers (summed=False)
 
     def capture(self, model) -> contextlib.AbstractContextManager:
         # zero probes (no value changes): for the per-rollout alignment score and, in folded layers, the gradient
@@ -495,7 +497,7 @@ class Route(NoIntervention):
     """
 
     trains_quarantine = True
-    writes_grads = True
+    hook_grad = "written"
 
     def __init__(self, vhack, gate: str = "grad", t_absorb: float = 1.0,
                  t_route: float = 1.0, route_frac: float = 0.0, match_frac: list[float] | None = None, seed: int = 0,
@@ -518,7 +520,7 @@ class Route(NoIntervention):
             self.V = resolve_v(self.V, model, device, self.gate == "random", self.direction_seed, self.negate)
 
     def capture(self, model) -> contextlib.AbstractContextManager:
-        # after_backward writes every factor's .grad from the per-rollout gradients (writes_grads): no summed gradient
+        # after_backward writes every factor's .grad from the per-rollout gradients (hook_grad): no summed gradient
         return ad.capture_per_sample_grads(model, summed=False)
 
     def scores(self, model, ctx: StepContext) -> Tensor:
