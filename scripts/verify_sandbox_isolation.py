@@ -93,14 +93,24 @@ if os.fork() == 0:
         time.sleep(60)
         os._exit(0)
     os._exit(0)
+made = ['subreaper daemon']
 SYS_CLONE = {'x86_64': 56, 'aarch64': 220}[os.uname().machine]
-if libc.syscall(SYS_CLONE, 0x8000 | 17, 0, 0, 0, 0) == 0:  # CLONE_PARENT | SIGCHLD
+sibling = libc.syscall(SYS_CLONE, 0x8000 | 17, 0, 0, 0, 0)  # CLONE_PARENT | SIGCHLD
+if sibling == 0:
     time.sleep(60)
     os._exit(0)
+assert sibling > 0, f'clone(CLONE_PARENT) failed: errno {ctypes.get_errno()}'
+made.append('CLONE_PARENT sibling')
+r, w = os.pipe()
 if os.fork() == 0:
-    if libc.unshare(0x10000000 | 0x20000000) == 0 and os.fork() == 0:  # CLONE_NEWUSER | CLONE_NEWPID
+    ok = libc.unshare(0x10000000 | 0x20000000) == 0  # CLONE_NEWUSER | CLONE_NEWPID
+    if ok and os.fork() == 0:
         time.sleep(60)
+        os._exit(0)
+    os.write(w, b'1' if ok else b'0')
     os._exit(0)
+if os.read(r, 1) == b'1':
+    made.append('pid-namespace init')
 time.sleep(0.2)
 """,
     "kernel objects": KERNEL + "assert kernel_objects(True) == ['user keyring', 'sysv shm'], kernel_objects(False)\n",
@@ -242,8 +252,10 @@ def run_config(mode: str, no_bwrap: bool) -> str:
     check_probe("nothing")
     pid0 = server_pid()
     for name, code in POLLUTERS.items():
-        r = run(code, "1")
+        r = run(code, "made" if name == "escapes" else "1")
         assert r.module_ok or name == "rlimits", f"{mode}: polluter {name} did not run: {r.module_err} {r.stderr[-300:]}"
+        if name == "escapes":  # the sibling always; the namespace where the kernel lets an unprivileged user make one
+            made = r.tests[0].value
         check_probe(name)
         if mode == "process":  # the polluter again on a slot uid held through the probe, which runs on the next one:
             with sandbox.UidLease(1) as lease:  # only the polluter's own teardown can clear what it left for a neighbour
@@ -260,8 +272,9 @@ def run_config(mode: str, no_bwrap: bool) -> str:
         cpu = check_cpu_report()
         check_restart()
         sandbox.SERVERS.close()
-        return f"server/{'inner-only' if no_bwrap else 'bwrap'} (3 jobs of 0.2 CPU-s each reported as {cpu:.2f})"
-    return f"{mode}/{'inner-only' if no_bwrap else 'bwrap'}"
+        return (f"server/{'inner-only' if no_bwrap else 'bwrap'} (escapes made: {', '.join(made)}; 3 jobs of 0.2 CPU-s "
+                f"each reported as {cpu:.2f})")
+    return f"{mode}/{'inner-only' if no_bwrap else 'bwrap'} (escapes made: {', '.join(made)})"
 
 
 BURN = """
