@@ -41,6 +41,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from projected_grpo.env import sandbox
 from projected_grpo.loop import logs, models
 from projected_grpo.loop.stats import t_interval
 from projected_grpo.method import vhack
@@ -213,7 +214,9 @@ def main() -> None:
               f"{cpu_s['separate'] / sandbox_cpu['batched']:.1f}x, were all but the sandbox's work free")
     evals = {r["step"] for w in ways for arm in arms for s in seeds for r in logs.read_jsonl(out / w / f"{arm}_s{s}" / "eval.jsonl")}
     assert evals == {a.steps - 1}, f"the runs evaluated at steps {sorted(evals)}, not once at the end"
-    print(f"workload: {a.steps} steps, one evaluation at step {a.steps - 1} (kept and ablated), --n-eval {a.n_eval}")
+    box = "bubblewrap" if sandbox.use_bwrap() else "inner layer only (no bubblewrap)"
+    print(f"workload: {a.steps} steps, one evaluation at step {a.steps - 1} (kept and ablated), --n-eval {a.n_eval}; "
+          f"sandbox: {box}")
     res = {w: {arm: [final_rates(out / w / f"{arm}_s{s}") for s in seeds] for arm in arms} for w in ways}
     for arm in arms:
         for w in ways:
@@ -227,7 +230,7 @@ def main() -> None:
                   f", solve {paired([s for _, s in res['separate'][arm]], [s for _, s in res['batched'][arm]])}")
     print(f"a 300-run table of these runs ({a.steps} steps, --n-eval {a.n_eval}, {rpp} runs a process) at the batched "
           f"rate: {300 / rate['batched'] * 60:.1f} min")
-    machine = dict(git=models.git_state(), cpu=models.cpu_model(),
+    machine = dict(git=models.git_state(), cpu=models.cpu_model(), sandbox=box,
                    gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
     (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, busy_cpu_s=cpu_s, graded_in_sandbox=graded, sandbox_cpu_s=sandbox_cpu, seeds=seeds, arms=arms, steps=a.steps, device=dev,
                                                     runs_per_process=rpp, n_eval=a.n_eval, results=res, **machine), indent=1))
