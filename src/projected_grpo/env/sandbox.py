@@ -289,7 +289,9 @@ def outer_layer(exe: str, binds: list[tuple[str, str]], user_ns: bool) -> list[s
     no network, private pid space, die-with-parent, new session. `binds`: (file, path inside),
     read-only. user_ns=False (the server, root): no user namespace, so jobs can take slot uids."""
     real_exe = os.path.realpath(exe)
-    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp"]
+    bwrap = shutil.which("bwrap")  # by the caller's PATH (use_bwrap found it there): the spawn's environment is scrubbed
+    assert bwrap is not None, "bwrap not found on PATH"
+    cmd = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp"]
     for d in HIDDEN_DIRS:  # hide data / repo / home dirs unless the interpreter lives there
         if os.path.isdir(d) and not real_exe.startswith(d + "/"):
             cmd += ["--tmpfs", d]
