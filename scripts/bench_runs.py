@@ -215,8 +215,9 @@ def main() -> None:
     evals = {r["step"] for w in ways for arm in arms for s in seeds for r in logs.read_jsonl(out / w / f"{arm}_s{s}" / "eval.jsonl")}
     assert evals == {a.steps - 1}, f"the runs evaluated at steps {sorted(evals)}, not once at the end"
     box = "bubblewrap" if sandbox.use_bwrap() else "inner layer only (no bubblewrap)"
-    print(f"workload: {a.steps} steps, one evaluation at step {a.steps - 1} (kept and ablated), --n-eval {a.n_eval}; "
-          f"sandbox: {box}")
+    weights = models.weights_id(a.model)
+    print(f"workload: {a.model} (weights {weights[:16]}), {a.steps} steps, one evaluation at step {a.steps - 1} (kept "
+          f"and ablated), --n-eval {a.n_eval}; sandbox: {box}")
     res = {w: {arm: [final_rates(out / w / f"{arm}_s{s}") for s in seeds] for arm in arms} for w in ways}
     for arm in arms:
         for w in ways:
@@ -230,7 +231,7 @@ def main() -> None:
                   f", solve {paired([s for _, s in res['separate'][arm]], [s for _, s in res['batched'][arm]])}")
     print(f"a 300-run table of these runs ({a.steps} steps, --n-eval {a.n_eval}, {rpp} runs a process) at the batched "
           f"rate: {300 / rate['batched'] * 60:.1f} min")
-    machine = dict(git=models.git_state(), cpu=models.cpu_model(), sandbox=box,
+    machine = dict(git=models.git_state(), cpu=models.cpu_model(), sandbox=box, model_sha256=weights,
                    gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
     (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, busy_cpu_s=cpu_s, graded_in_sandbox=graded, sandbox_cpu_s=sandbox_cpu, seeds=seeds, arms=arms, steps=a.steps, device=dev,
                                                     runs_per_process=rpp, n_eval=a.n_eval, results=res, **machine), indent=1))

@@ -179,11 +179,17 @@ def python_exe() -> str:
 _warned_no_bwrap = False
 
 
+def bwrap_exe() -> str | None:
+    """bubblewrap's path on this process's PATH (a server's spawn gets a scrubbed environment, so it is started by
+    this path; a bwrap carried to a machine off /usr/bin works), or None."""
+    return shutil.which("bwrap")
+
+
 def use_bwrap() -> bool:
     global _warned_no_bwrap
     if os.environ.get("PGRPO_NO_BWRAP") == "1":
         return False
-    if shutil.which("bwrap") is None:
+    if bwrap_exe() is None:
         if not _warned_no_bwrap:
             log.warning("bwrap not found: running with the inner sandbox layer only")
             _warned_no_bwrap = True
@@ -289,7 +295,7 @@ def outer_layer(exe: str, binds: list[tuple[str, str]], user_ns: bool) -> list[s
     no network, private pid space, die-with-parent, new session. `binds`: (file, path inside),
     read-only. user_ns=False (the server, root): no user namespace, so jobs can take slot uids."""
     real_exe = os.path.realpath(exe)
-    bwrap = shutil.which("bwrap")  # by the caller's PATH (use_bwrap found it there): the spawn's environment is scrubbed
+    bwrap = bwrap_exe()
     assert bwrap is not None, "bwrap not found on PATH"
     cmd = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp"]
     for d in HIDDEN_DIRS:  # hide data / repo / home dirs unless the interpreter lives there
