@@ -85,11 +85,23 @@ def final_rates(run: Path) -> tuple[float, float]:
     return cell[("ablated", "hinted")]["hack_strict"], cell[("kept", "nohint")]["solve"]
 
 
+PHASES = ("generate", "grade", "train")
+
+
 def time_split(run: Path, wall: float) -> dict:
     """One run's seconds in generation, grading and training (its metrics), and the rest of its process's wall."""
     m = logs.read_jsonl(run / "metrics.jsonl")
-    split = {k: sum(r[f"t_{k}"] for r in m) for k in ("generate", "grade", "train")}
+    split = {k: sum(r[f"t_{k}"] for r in m) for k in PHASES}
     split["evaluation and start-up"] = wall - sum(split.values())
+    return split
+
+
+def cpu_split(run: Path, process_cpu: float) -> dict:
+    """The CPU seconds of one run's process's own threads in generation, grading and training (its metrics' t_cpu_*
+    columns: the process's, whatever its number of runs), and the rest of the process's CPU (start-up, evaluation)."""
+    m = logs.read_jsonl(run / "metrics.jsonl")
+    split = {k: sum(r[f"t_cpu_{k}"] for r in m) for k in PHASES}
+    split["evaluation and start-up"] = process_cpu - sum(split.values())
     return split
 
 
@@ -100,18 +112,30 @@ def busy_jiffies() -> int:
     return j["user"] + j["nice"] + j["system"] + j["irq"] + j["softirq"]
 
 
-def sandbox_work(log_dir: Path, way: str) -> tuple[int, float]:
+def last_line(f: Path, prefix: str) -> str:
+    lines = [x for x in f.read_text().splitlines() if x.startswith(prefix)]
+    assert lines, f"{f}: no {prefix!r} line"
+    return lines[-1]
+
+
+def process_cpu(log: Path) -> float:
+    """The CPU-seconds of a training process's own threads (its log's 'process cpu:' line, grpo.Trainer.run)."""
+    return float(last_line(log, "process cpu: ").split()[2])
+
+
+def sandbox_work(log_dir: Path, way: str) -> tuple[int, float, float]:
     """(completions the way's processes graded in the sandbox, CPU-seconds their sandbox servers reported for the
-    jobs): each process's last 'grades:' line (the other completions came from memory or the shared cache file)."""
-    n, cpu = 0, 0.0
+    jobs, CPU-seconds of the processes' own threads): each process's last 'grades:' line (the other completions came
+    from memory or the shared cache file) and its 'process cpu:' line."""
+    n, cpu, own = 0, 0.0, 0.0
     for f in log_dir.glob(f"{way}_*.log"):
-        lines = [x for x in f.read_text().splitlines() if x.startswith("grades: ")]
-        assert lines, f"{f}: no 'grades:' line"
-        n += int(lines[-1].split()[1])
-        m = re.search(r"sandbox server jobs, ([0-9.]+) CPU-s", lines[-1])
-        assert m, f"{f}: the 'grades:' line names no sandbox CPU: {lines[-1]}"
+        line = last_line(f, "grades: ")
+        n += int(line.split()[1])
+        m = re.search(r"sandbox server jobs, ([0-9.]+) CPU-s", line)
+        assert m, f"{f}: the 'grades:' line names no sandbox CPU: {line}"
         cpu += float(m.group(1))
-    return n, cpu
+        own += process_cpu(f)
+    return n, cpu, own
 
 
 def paired(a: list[float], b: list[float]) -> str:
@@ -138,6 +162,8 @@ def main() -> None:
     ap.add_argument("--batched-parallel", type=int, default=0, help="batched: processes side by side (0: all)")
     ap.add_argument("--batched-device", default="", help="batched: the model's device (default cuda if any, else cpu)")
     ap.add_argument("--batched-threads", type=int, default=1, help="batched: torch threads per process")
+    ap.add_argument("--batched-cuda-sync", default="spin", choices=models.CUDA_SYNC,
+                    help="batched on CUDA: PGRPO_CUDA_SYNC (blocking: a thread waiting for the GPU sleeps)")
     ap.add_argument("--batched-decoder", default="auto", help="batched: --decoder (hf samples all runs of a process in "
                     "one generate call; the fast decoder samples them one after another)")
     ap.add_argument("--out", default="out/bench_runs")
@@ -181,7 +207,7 @@ def main() -> None:
             units = [seeds[i:i + rpp] for i in range(0, len(seeds), rpp)]
             par = a.batched_parallel or len(units)
             e = dict(env, PGRPO_THREADS=str(a.batched_threads), PGRPO_GRADE_CACHE=str(cache),
-                     PGRPO_GRADE_WORKERS=str(max(a.grade_workers, cores // par)))
+                     PGRPO_GRADE_WORKERS=str(max(a.grade_workers, cores // par)), PGRPO_CUDA_SYNC=a.batched_cuda_sync)
         cmds = []
         for arm in arms:  # route's processes first; a route-random process waits for the route process of its seeds
             for u in units:
@@ -200,14 +226,20 @@ def main() -> None:
     rate = {w: n / walls[w] * 3600 for w in ways}
     graded: dict[str, int] = {}
     sandbox_cpu: dict[str, float] = {}  # CPU-seconds the sandbox servers reported (job processes and servers)
+    own_cpu: dict[str, float] = {}  # CPU-seconds of the training processes' own threads
     for w in ways:
         print(f"{w}: {n} runs of {a.steps} steps, {rate[w]:.0f} runs/h")
-        split = time_split(out / w / f"route_s{seeds[0]}", took[w][0])
-        print(f"  route_s{seeds[0]} split (s): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
-        graded[w], sandbox_cpu[w] = sandbox_work(out / "logs", w)
+        first = out / w / f"route_s{seeds[0]}"
+        split = time_split(first, took[w][0])
+        print(f"  route_s{seeds[0]} process's wall (s): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
+        csplit = cpu_split(first, process_cpu(out / "logs" / f"{w}_0.log"))
+        print(f"  route_s{seeds[0]} process's own CPU (s): " + ", ".join(f"{k} {v:.1f}" for k, v in csplit.items()))
+        graded[w], sandbox_cpu[w], own_cpu[w] = sandbox_work(out / "logs", w)
         print(f"  the machine's busy CPU: {cpu_s[w]:.0f} core-s, {cpu_s[w] / n:.1f} a run (of {cores} cores x "
               f"{walls[w]:.0f} s: {cpu_s[w] / cores / walls[w]:.0%} busy); {graded[w]} completions graded in the "
-              f"sandbox, {graded[w] / n:.0f} a run, its servers {sandbox_cpu[w] / n:.1f} CPU-s a run")
+              f"sandbox, {graded[w] / n:.0f} a run")
+        print(f"  CPU-s a run: training processes' own threads {own_cpu[w] / n:.1f}, sandbox servers "
+              f"{sandbox_cpu[w] / n:.1f}, the rest of the machine's busy CPU {(cpu_s[w] - own_cpu[w] - sandbox_cpu[w]) / n:.1f}")
     if len(ways) == 2 and sandbox_cpu["batched"] > 0:
         print(f"grading's bound: the batched way's sandbox servers use {sandbox_cpu['batched'] / n:.1f} CPU-s a run, "
               f"a separate run {cpu_s['separate'] / n:.1f} busy CPU-s in all; where the cores limit both ways, at most "
@@ -233,8 +265,9 @@ def main() -> None:
           f"rate: {300 / rate['batched'] * 60:.1f} min")
     machine = dict(git=models.git_state(), cpu=models.cpu_model(), sandbox=box, model_sha256=weights,
                    gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
-    (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, busy_cpu_s=cpu_s, graded_in_sandbox=graded, sandbox_cpu_s=sandbox_cpu, seeds=seeds, arms=arms, steps=a.steps, device=dev,
-                                                    runs_per_process=rpp, n_eval=a.n_eval, results=res, **machine), indent=1))
+    (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, busy_cpu_s=cpu_s, graded_in_sandbox=graded, sandbox_cpu_s=sandbox_cpu, process_cpu_s=own_cpu, seeds=seeds, arms=arms, steps=a.steps, device=dev,
+                                                    runs_per_process=rpp, batched_parallel=a.batched_parallel,
+                                                    cuda_sync=a.batched_cuda_sync, n_eval=a.n_eval, results=res, **machine), indent=1))
     if len(ways) == 2:
         print(f"speedup {rate['batched'] / rate['separate']:.1f}x (separate {rate['separate']:.0f} runs/h, "
               f"batched {rate['batched']:.0f} runs/h)")

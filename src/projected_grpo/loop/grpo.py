@@ -38,8 +38,8 @@ from projected_grpo.loop import sample_cache
 from projected_grpo.loop.config import PER_RUN, RunConfig, batchable, check
 from projected_grpo.loop.decoder import SUPPORTED as DECODER_SUPPORTED
 from projected_grpo.loop.diagnostics import block_diagnostics
-from projected_grpo.loop.models import (compile_layers, default_device, layers_compiled, load_policy, run_meta,
-                                        selected_logprobs, set_threads)
+from projected_grpo.loop.models import (compile_layers, default_device, layers_compiled, load_policy,
+                                        process_cpu_s, run_meta, selected_logprobs, set_cuda_sync, set_threads)
 from projected_grpo.loop.sampling import collate, prompt_ids, sample_runs
 from projected_grpo.method import adapters as ad
 from projected_grpo.method.arms import build_intervention
@@ -415,6 +415,7 @@ class Trainer:
         assert len(cfgs) == 1 or dd.world() == 1, "several runs per process run in one process (no DDP)"
         self.args = args = cfgs[0]  # the fields every run shares (and the first run's own)
         self.device = dd.device(args.device or default_device())
+        set_cuda_sync(self.device)
         self.model, self.tok = load_policy(args.model, self.device)
         ad.wrap_model(self.model, adapter_config(dataclasses.asdict(args)))
         self.decoder = args.decoder if args.decoder != "auto" else default_decoder(self.model, self.device)
@@ -527,24 +528,27 @@ class Trainer:
 
     def step_runs(self, step: int) -> list[dict]:
         a = self.args
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         rolls = self.rollouts(step)
-        t_gen = time.time() - t0
+        t_gen, c_gen = time.time() - t0, time.process_time() - c0
         texts = [self.tok.batch_decode(comps, skip_special_tokens=True) for _, _, comps, _ in rolls]
         mine = dd.group_rows(a.prompts_per_step, a.group)
         graded = grade_problems([p for probs, _, _, _ in rolls for p in probs[mine]], [t for ts in texts for t in ts[mine]])
         n_mine = len(graded) // len(rolls)
         grades = [dd.gather_lists(graded[k * n_mine:(k + 1) * n_mine]) for k in range(len(rolls))]
-        t_grade = time.time() - t0 - t_gen
+        t_grade, c_grade = time.time() - t0 - t_gen, time.process_time() - c0 - c_gen
         plans = [self.plan(run, step, g) for run, g in zip(self.runs, grades)]
-        t1 = time.time()
+        t1, c1 = time.time(), time.process_time()
         trained = self.train_runs(step, rolls, plans)
         with warnings.catch_warnings():  # the schedule counts GRPO steps, also steps with nothing to train on
             warnings.simplefilter("ignore", UserWarning)
             for run in self.runs:
                 run.sched.step()
-        t_train = time.time() - t1
-        times = dict(t_generate=t_gen, t_grade=t_grade, t_train=t_train)
+        t_train, c_train = time.time() - t1, time.process_time() - c1
+        # wall seconds of the process's phases, and the CPU seconds of its threads in them (t_cpu_*; the sandbox
+        # servers' CPU is theirs, sandbox.SERVER_CPU); with several runs a process, every run's row holds the process's
+        times = dict(t_generate=t_gen, t_grade=t_grade, t_train=t_train, t_cpu_generate=c_gen, t_cpu_grade=c_grade,
+                     t_cpu_train=c_train)
         return [self.log_step(run, step, roll, txt, g, plan, diag, per_rollout, times)
                 for run, roll, txt, g, plan, (diag, per_rollout) in zip(self.runs, rolls, texts, grades, plans, trained)]
 
@@ -821,6 +825,7 @@ class Trainer:
             print(f"grades: {st['graded']} graded in the sandbox, {st['kept']} read from the run's kept grades, "
                   f"{st['disk']} from the shared cache file, {st['memory']} repeats from memory; "
                   f"{cpu['jobs']} sandbox server jobs, {cpu['cpu_s']:.1f} CPU-s", flush=True)
+            print(f"process cpu: {process_cpu_s():.1f} CPU-s (this process's threads, user and system)", flush=True)
         return folders[0] if len(folders) == 1 else folders
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import functools
 import hashlib
 import json
 import os
 import platform
+import resource
 import subprocess
 from pathlib import Path
 from typing import Callable, Iterator
@@ -41,6 +43,31 @@ def set_threads() -> None:
     """One torch thread unless PGRPO_THREADS says otherwise: on a 2-core machine a second thread
     competing with the sandbox workers (or another run) slows matmuls several-fold."""
     torch.set_num_threads(int(os.environ.get("PGRPO_THREADS", "1")))
+
+
+def process_cpu_s() -> float:
+    """User and system CPU seconds of this process's threads so far (its reaped children's not included)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+CUDA_SYNC = ("spin", "blocking")
+
+
+def set_cuda_sync(device: str) -> None:
+    """PGRPO_CUDA_SYNC=blocking: a CPU thread waiting for the GPU sleeps instead of spinning (the driver's
+    CU_CTX_SCHED_BLOCKING_SYNC on the device's primary context), leaving its core to the sandbox's jobs; spin (the
+    default): the driver's own choice. Must run before this process first uses the device."""
+    mode = os.environ.get("PGRPO_CUDA_SYNC", "spin")
+    assert mode in CUDA_SYNC, f"PGRPO_CUDA_SYNC={mode!r}: one of {', '.join(CUDA_SYNC)}"
+    if mode == "spin" or not device.startswith("cuda"):
+        return
+    assert not torch.cuda.is_initialized(), "PGRPO_CUDA_SYNC=blocking: CUDA was already in use in this process"
+    lib = ctypes.CDLL("libcuda.so.1")
+    dev, index = ctypes.c_int(), int(device.partition(":")[2] or 0)
+    assert lib.cuInit(0) == 0 and lib.cuDeviceGet(ctypes.byref(dev), index) == 0, "libcuda: no device " + device
+    rc = lib.cuDevicePrimaryCtxSetFlags(dev, 0x04)  # CU_CTX_SCHED_BLOCKING_SYNC
+    assert rc == 0, f"cuDevicePrimaryCtxSetFlags: CUDA error {rc}"
 
 
 CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
