@@ -12,7 +12,8 @@ batched    the runs of one arm in processes of --runs-per-process runs (`train.p
            (default: cuda when there is one, else cpu), the cores' grading workers split among them, and one grade
            cache file shared by them (env/rollouts.py; emptied before the batched way starts)
 Both ways start route's processes first; a route-random process starts once the route process of its seeds has
-finished (matched to the route run of its seed, of the same way) and a slot is free. Every run evaluates once, at the
+finished (matched to the route run of its seed, of the same way) and a slot is free; with --follow, at once, reading
+route's per-step routed fraction as route logs it (train.py --match-follow). Every run evaluates once, at the
 end (kept and ablated; --eval-every 0). Every run's folder is kept under --out (separate/, batched/).
 
 Prints each phase's wall time, each way's runs per hour and busy CPU-seconds a run (the whole machine's, from
@@ -34,6 +35,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -71,6 +73,9 @@ def launch(cmds: list[list[str]], deps: list[int | None], parallel: int, env: di
                 running.remove(item)
                 took[i] = time.time() - started
                 bar.update(1)
+                if p.returncode != 0:  # the others stop too (a follower would wait for a run that never logs)
+                    for q, _, _, _ in running:
+                        q.kill()
                 assert p.returncode == 0, f"{' '.join(cmds[i])} exited {p.returncode} (log {f.name})"
         time.sleep(0.2)
     bar.close()
@@ -166,6 +171,8 @@ def main() -> None:
                     help="batched on CUDA: PGRPO_CUDA_SYNC (blocking: a thread waiting for the GPU sleeps)")
     ap.add_argument("--batched-decoder", default="auto", help="batched: --decoder (hf samples all runs of a process in "
                     "one generate call; the fast decoder samples them one after another)")
+    ap.add_argument("--follow", action="store_true", help="route-random's processes start with route's and follow "
+                    "its per-step routed fraction as route logs it (--match-follow), instead of waiting for route to end")
     ap.add_argument("--out", default="out/bench_runs")
     ap.add_argument("--skip-separate", action="store_true", help="only the batched way (no speedup line)")
     a = ap.parse_args()
@@ -215,7 +222,11 @@ def main() -> None:
                          ["--seeds", ",".join(map(str, u)), "--device", dev, "--decoder", a.batched_decoder])
                 cmds.append([sys.executable, "scripts/train.py", "--arm", arm, "--out-dir", str(runs), "--vhack",
                              str(vh[way]), *where, *common])
-        deps = [None] * len(units) + list(range(len(units))) * (len(arms) - 1)
+        if a.follow:
+            cmds = [c + ["--match-follow"] if "route-random" in c else c for c in cmds]
+        deps = [None] * len(units) + ([None] * len(units) if a.follow else list(range(len(units)))) * (len(arms) - 1)
+        if runs.exists():  # a follower must never read an earlier call's run folders
+            shutil.rmtree(runs)
         for f in (out / "logs").glob(f"{way}_*.log"):  # an earlier call's logs (sandbox_work reads them all)
             f.unlink()
         busy0, hz = busy_jiffies(), os.sysconf("SC_CLK_TCK")
@@ -266,7 +277,7 @@ def main() -> None:
     machine = dict(git=models.git_state(), cpu=models.cpu_model(), sandbox=box, model_sha256=weights,
                    gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
     (out / "bench.json").write_text(json.dumps(dict(walls=walls, rate=rate, busy_cpu_s=cpu_s, graded_in_sandbox=graded, sandbox_cpu_s=sandbox_cpu, process_cpu_s=own_cpu, seeds=seeds, arms=arms, steps=a.steps, device=dev,
-                                                    runs_per_process=rpp, batched_parallel=a.batched_parallel,
+                                                    runs_per_process=rpp, batched_parallel=a.batched_parallel, follow=a.follow,
                                                     cuda_sync=a.batched_cuda_sync, n_eval=a.n_eval, results=res, **machine), indent=1))
     if len(ways) == 2:
         print(f"speedup {rate['batched'] / rate['separate']:.1f}x (separate {rate['separate']:.0f} runs/h, "

@@ -53,6 +53,10 @@ class InterventionConfig:
     """route-random, route-subset(-signed, -matched): run folder whose per-step routed fraction (and positive-advantage
     share among the routed; -matched: routed counts per advantage-sign and length-tercile cell, from its step logs)
     to match ('' = <out-dir>/<matched arm>_s<seed>)"""
+    match_follow: bool = False
+    """matched controls: read the matched run's per-step values as it logs them, so the control can run beside it
+    (each step waits for the matched run's row of that step; arms.FollowedSchedule); off: the matched run must have
+    logged its steps before this run starts"""
     monitor_accuracy: float = 1.0
     """gt-*: accuracy of the ground-truth monitor"""
     pairs: str = HACK_PAIRS

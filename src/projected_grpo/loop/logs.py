@@ -93,6 +93,8 @@ CONFIG_EXCLUDED = {
     "run": "the run folder's name (<arm>_s<seed>)",
     "out_dir": "the folder that holds the run folder",
     "match_run": "a matched control's matched run folder, <out_dir>/<matched arm>_s<seed>: it differs with seed and out_dir",
+    "match_follow": "whether a matched control read its matched run's per-step values while that run trained or after it "
+                    "had: the same values (arms.FollowedSchedule checks the rows it read)",
     "resume": "whether the run continued from its last checkpoint (verify_grpo: a resumed run equals an uninterrupted one)",
     "ckpt_every": "how often a checkpoint is written; training never reads one back except under resume",
     "device": "the flag ('' = cuda if available); the device the run used is run_meta.json's, which every run in one "

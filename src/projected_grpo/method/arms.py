@@ -19,6 +19,7 @@ scripts/verify_arms.py checks they agree). Adding an arm is one entry in ARMS (t
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -354,7 +355,11 @@ def check_inputs(cfg: RunConfig) -> None:
     if a.intervention not in MATCHED:
         return
     run = Path(i.match_run)
-    if not (run / "metrics.jsonl").exists():
+    if i.match_follow:
+        if a.intervention == "route-subset-matched":
+            raise ConfigError(f"--match-follow: --arm {a.name} reads the matched run's step logs (not built)")
+        wait_for(run / "args.json", FOLLOW_TIMEOUT_S)  # the matched run, started beside this one, writes it first
+    elif not (run / "metrics.jsonl").exists():
         raise ConfigError(f"--match-run {run}: no metrics.jsonl (run the {a.matches} arm of this seed first)")
     if not (run / "args.json").exists():
         raise ConfigError(f"--match-run {run}: no args.json (not a run folder)")
@@ -368,14 +373,60 @@ def check_inputs(cfg: RunConfig) -> None:
                           f"copies its schedule from a run of the same recipe)")
 
 
-def matched_schedule(run: str, key: str) -> list[float]:
-    """Per-step values of metrics.jsonl's `key` in the matched run's folder; a step without it (nothing trained) or
-    with nan (nothing routed) reads 0."""
+def matched_values(rows: list[dict], key: str) -> list[float]:
+    """Per-step values of `key` in metrics rows; a step without it (nothing trained) or with nan (nothing routed)
+    reads 0."""
+    vals = [r.get(key, 0.0) for r in sorted(rows, key=lambda r: r["step"])]
+    return [0.0 if math.isnan(v) else float(v) for v in vals]
+
+
+def matched_schedule(run: str, key: str, follow: bool = False) -> list[float] | FollowedSchedule:
+    """The matched run's per-step values of metrics.jsonl's `key` (matched_values); follow: read as it logs them."""
+    if follow:
+        return FollowedSchedule(run, key)
     m = logs.read_jsonl(Path(run) / "metrics.jsonl")
     if not any(key in r for r in m):
         raise ConfigError(f"--match-run {run}: no metrics.jsonl with '{key}' (a route run logged by this version)")
-    vals = [r.get(key, 0.0) for r in sorted(m, key=lambda r: r["step"])]
-    return [0.0 if math.isnan(v) else float(v) for v in vals]
+    return matched_values(m, key)
+
+
+FOLLOW_TIMEOUT_S = 1800.0
+"""--match-follow: the longest wait for the matched run's next row before the run fails"""
+
+
+class FollowedSchedule:
+    """A matched run's per-step values read while that run is still training (--match-follow). Entry t is the value
+    matched_schedule would give once the run has finished: it waits until the run's metrics.jsonl (rewritten whole,
+    atomically, after every step) has step t's row. Its length is the run's step count (args.json), so a step past
+    it reads the last entry, as with a finished run's list. Each read also checks that the rows of the steps read
+    before still hold the values read then (a run folder started afresh under the follower fails it, not
+    silently)."""
+
+    def __init__(self, run: str, key: str, timeout: float = FOLLOW_TIMEOUT_S, poll: float = 0.1):
+        self.run, self.key, self.timeout, self.poll = Path(run), key, timeout, poll
+        self.seen: list[float] = []
+
+    def __len__(self) -> int:
+        return int(logs.read_args(self.run)["steps"])
+
+    def __getitem__(self, step: int) -> float:
+        assert 0 <= step < len(self), f"--match-run {self.run}: step {step} of a {len(self)}-step run"
+        end = time.monotonic() + self.timeout
+        while True:
+            rows = logs.read_jsonl(self.run / "metrics.jsonl")
+            if len(rows) > step:
+                break
+            if time.monotonic() > end:
+                raise TimeoutError(f"--match-run {self.run}: no row for step {step} within {self.timeout:.0f} s "
+                                   f"(--match-follow)")
+            time.sleep(self.poll)
+        vals = matched_values(rows, self.key)
+        assert [r["step"] for r in sorted(rows, key=lambda r: r["step"])] == list(range(len(rows))), (
+            f"--match-run {self.run}: metrics.jsonl steps are not 0..{len(rows) - 1}")
+        assert vals[:len(self.seen)] == self.seen[:len(vals)], (
+            f"--match-run {self.run}: its rows changed while followed (the run was started again under this one)")
+        self.seen = vals[:step + 1]
+        return vals[step]
 
 
 def matched_cells(run: str) -> list[tuple[list[int], int]]:
@@ -400,6 +451,14 @@ def matched_cells(run: str) -> list[tuple[list[int], int]]:
     return out
 
 
+def wait_for(path: Path, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > end:
+            raise ConfigError(f"--match-follow: {path} did not appear within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def build_intervention(cfg: RunConfig) -> iv.NoIntervention:
     """The intervention object of the arm's intervention kind (INTERVENTIONS), from the run configuration."""
     i, seed = cfg.intervention, cfg.seed
@@ -416,8 +475,8 @@ def build_intervention(cfg: RunConfig) -> iv.NoIntervention:
         return iv.Route(V, gate="grad", t_absorb=i.t_absorb, t_route=i.t_route, route_frac=i.route_frac,
                         negate=i.negate)
     if kind in MATCHED:
-        frac = matched_schedule(i.match_run, "routed_frac")
-        pos = matched_schedule(i.match_run, "pos_share_routed") if kind == "route-subset-signed" else None
+        frac = matched_schedule(i.match_run, "routed_frac", i.match_follow)
+        pos = matched_schedule(i.match_run, "pos_share_routed", i.match_follow) if kind == "route-subset-signed" else None
         cells = matched_cells(i.match_run) if kind == "route-subset-matched" else None
         gate = {"route-random": "random", "route-subset": "subset", "route-subset-signed": "subset-signed",
                 "route-subset-matched": "subset-cells"}[kind]
