@@ -15,6 +15,9 @@
 5. scorda-placebo's configuration is scorda-absorb's but for the pairs, and the axis its intervention seeds (built
    and set up on the tiny organism) is the placebo pairs' input contrast, not the hack pairs'; arms.matched_cells
    reads a route run's routed counts per (advantage sign, length tercile) cell from its step log.
+6. --match-follow (arms.FollowedSchedule): each step's matched value is read only once the matched run has logged
+   that step (a writer thread logs rows one by one), equals the finished run's, and a changed earlier row or a run
+   that stops logging fails the follower; the command line's flag builds a follower into route-random.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import json
 import re
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,12 +171,61 @@ def check_results(tmp: Path) -> dict:
     return dict(d_reverse=vs["scorda-reverse"]["hack_strict_ablated"][0], need=need, hw=(hi - lo) / 2)
 
 
+def check_follow(tmp: Path) -> float:
+    """arms.FollowedSchedule (--match-follow): entry t is the finished run's value (matched_schedule), read only
+    once the matched run has logged step t; rows that change under the follower, and a run that stops logging, fail
+    it. Returns the longest wait of a read (s)."""
+    run = tmp / "follow" / "route_s0"
+    run.mkdir(parents=True)
+    (run / "args.json").write_text(json.dumps({"steps": 4}))
+    rows = [dict(step=0, routed_frac=0.25), dict(step=1), dict(step=2, routed_frac=float("nan")),
+            dict(step=3, routed_frac=0.5)]
+    announced: list[int] = []  # steps the writer is about to log (appended before the file is written)
+
+    def writer():
+        for k in range(len(rows)):
+            time.sleep(0.1)
+            announced.append(k)
+            logs.write_jsonl(run / "metrics.jsonl", rows[:k + 1])
+
+    th = threading.Thread(target=writer)
+    th.start()
+    fs = arms.FollowedSchedule(str(run), "routed_frac", timeout=20, poll=0.005)
+    got, waits = [], []
+    for t in range(len(rows)):
+        t0 = time.monotonic()
+        got.append(fs[t])
+        waits.append(time.monotonic() - t0)
+        assert len(announced) > t, f"step {t} read before the matched run logged it (announced {announced})"
+    th.join()
+    assert got == arms.matched_schedule(str(run), "routed_frac") == [0.25, 0.0, 0.0, 0.5], got
+    assert len(fs) == 4
+    logs.write_jsonl(run / "metrics.jsonl", [dict(step=0, routed_frac=0.75)])  # the run started again under it
+    try:
+        fs[0]
+        raise RuntimeError("a follower read a changed row without failing")
+    except AssertionError as e:
+        assert "changed while followed" in str(e), e
+    try:
+        arms.FollowedSchedule(str(run), "routed_frac", timeout=0.2, poll=0.01)[2]
+        raise RuntimeError("a follower of a run that stopped logging did not time out")
+    except TimeoutError:
+        pass
+    # the command line's --match-follow builds a follower into route-random (matched run: the one above)
+    cfg, _ = arms.configure(dict(arm="route-random", seed=0, out_dir=str(tmp / "follow"), match_follow=True,
+                                 vhack=str(tmp / "unused.safetensors")))
+    built = arms.build_intervention(cfg)
+    assert isinstance(built.match_frac, arms.FollowedSchedule), type(built.match_frac)
+    return max(waits)
+
+
 def main() -> None:
     n_rec = check_justfile()
     check_registry()
     with tempfile.TemporaryDirectory() as t:
         n_built = check_build(Path(t))
         r = check_results(Path(t))
+        wait = check_follow(Path(t))
     sp = check_scorda_placebo()
     n_oracle = sum(a.oracle for a in arms.ARMS)
     print(f"PASS arms: {len(arms.ARMS)} registry arms, {n_rec} generated justfile recipes with the registry's # H: "
@@ -180,7 +234,8 @@ def main() -> None:
           f"controls exact (scorda-absorb - scorda-reverse = {r['d_reverse']:+.3f}), vanilla half-width "
           f"{r['hw']:.3f} -> {r['need']} seeds for +-0.05; scorda-placebo = scorda-absorb but for the pairs, its seeded "
           f"axis = the placebo pairs' contrast ({sp['layers']} layers, 1 - min cos {sp['err']:.1e}), not the hack "
-          f"pairs' (max cos {sp['hack']:.3f})")
+          f"pairs' (max cos {sp['hack']:.3f}); --match-follow reads each step's value once the matched run logged it "
+          f"(longest wait {wait:.2f} s), the finished run's values, and fails on changed rows and a stalled run")
 
 
 if __name__ == "__main__":
