@@ -190,7 +190,7 @@ def check_follow(tmp: Path) -> float:
 
     th = threading.Thread(target=writer)
     th.start()
-    fs = arms.FollowedSchedule(str(run), "routed_frac", timeout=20, poll=0.005)
+    fs = arms.FollowedSchedule(str(run), "routed_frac", timeout=20.0, poll=0.005)
     got, waits = [], []
     for t in range(len(rows)):
         t0 = time.monotonic()
