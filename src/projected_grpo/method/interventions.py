@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 import zlib
 
 import torch
@@ -469,6 +469,16 @@ def cell_subset(u: Float[Tensor, " b"], cells: Int[Tensor, " b"], want: list[int
     return routed
 
 
+@runtime_checkable
+class Schedule(Protocol):
+    """Per-step values of a matched run: a list, or arms.FollowedSchedule (read as the matched run logs them; a
+    type check must not index it, since reading an entry waits for the matched run)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, step: int) -> float: ...
+
+
 class Route(NoIntervention):
     """Per-rollout gradient routing with pinning.
 
@@ -500,8 +510,8 @@ class Route(NoIntervention):
     hook_grad = "written"
 
     def __init__(self, vhack, gate: str = "grad", t_absorb: float = 1.0,
-                 t_route: float = 1.0, route_frac: float = 0.0, match_frac: list[float] | None = None, seed: int = 0,
-                 match_pos_share: list[float] | None = None, direction_seed: int = 0, negate: bool = False,
+                 t_route: float = 1.0, route_frac: float = 0.0, match_frac: Schedule | None = None, seed: int = 0,
+                 match_pos_share: Schedule | None = None, direction_seed: int = 0, negate: bool = False,
                  match_cells: list[tuple[list[int], int]] | None = None):
         assert gate in ROUTE_GATES, gate
         assert gate not in ("subset", "subset-signed") or match_frac is not None, f"gate={gate} needs match_frac"
