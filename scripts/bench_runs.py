@@ -12,8 +12,9 @@ batched    the runs of one arm in processes of --runs-per-process runs (`train.p
            (default: cuda when there is one, else cpu), the cores' grading workers split among them, and one grade
            cache file shared by them (env/rollouts.py; emptied before the batched way starts)
 Both ways start route's processes first; a route-random process starts once the route process of its seeds has
-finished (matched to the route run of its seed, of the same way) and a slot is free; with --follow, at once, reading
-route's per-step routed fraction as route logs it (train.py --match-follow). Every run evaluates once, at the
+finished (matched to the route run of its seed, of the same way) and a slot is free; with --follow, the batched way
+starts every process at once, route-random's reading route's per-step routed fraction as route logs it (train.py
+--match-follow). Every run evaluates once, at the
 end (kept and ablated; --eval-every 0). Every run's folder is kept under --out (separate/, batched/).
 
 Prints each phase's wall time, each way's runs per hour and busy CPU-seconds a run (the whole machine's, from
@@ -171,8 +172,9 @@ def main() -> None:
                     help="batched on CUDA: PGRPO_CUDA_SYNC (blocking: a thread waiting for the GPU sleeps)")
     ap.add_argument("--batched-decoder", default="auto", help="batched: --decoder (hf samples all runs of a process in "
                     "one generate call; the fast decoder samples them one after another)")
-    ap.add_argument("--follow", action="store_true", help="route-random's processes start with route's and follow "
-                    "its per-step routed fraction as route logs it (--match-follow), instead of waiting for route to end")
+    ap.add_argument("--follow", action="store_true", help="batched: route-random's processes start with route's and "
+                    "follow its per-step routed fraction as route logs it (--match-follow), instead of waiting for "
+                    "route to end; --batched-parallel 0 then means every process at once")
     ap.add_argument("--out", default="out/bench_runs")
     ap.add_argument("--skip-separate", action="store_true", help="only the batched way (no speedup line)")
     a = ap.parse_args()
@@ -212,9 +214,11 @@ def main() -> None:
             par, e = a.parallel, env
         else:
             units = [seeds[i:i + rpp] for i in range(0, len(seeds), rpp)]
-            par = a.batched_parallel or len(units)
+            # following, every process at once (route-random's beside route's); grading workers as one arm's
+            par = a.batched_parallel or len(units) * (len(arms) if a.follow else 1)
             e = dict(env, PGRPO_THREADS=str(a.batched_threads), PGRPO_GRADE_CACHE=str(cache),
-                     PGRPO_GRADE_WORKERS=str(max(a.grade_workers, cores // par)), PGRPO_CUDA_SYNC=a.batched_cuda_sync)
+                     PGRPO_GRADE_WORKERS=str(max(a.grade_workers, cores // len(units))),
+                     PGRPO_CUDA_SYNC=a.batched_cuda_sync)
         cmds = []
         for arm in arms:  # route's processes first; a route-random process waits for the route process of its seeds
             for u in units:
@@ -222,9 +226,10 @@ def main() -> None:
                          ["--seeds", ",".join(map(str, u)), "--device", dev, "--decoder", a.batched_decoder])
                 cmds.append([sys.executable, "scripts/train.py", "--arm", arm, "--out-dir", str(runs), "--vhack",
                              str(vh[way]), *where, *common])
-        if a.follow:
+        follow = a.follow and way == "batched"  # the separate way stays today's: route-random after route
+        if follow:
             cmds = [c + ["--match-follow"] if "route-random" in c else c for c in cmds]
-        deps = [None] * len(units) + ([None] * len(units) if a.follow else list(range(len(units)))) * (len(arms) - 1)
+        deps = [None] * len(units) + ([None] * len(units) if follow else list(range(len(units)))) * (len(arms) - 1)
         if runs.exists():  # a follower must never read an earlier call's run folders
             shutil.rmtree(runs)
         for f in (out / "logs").glob(f"{way}_*.log"):  # an earlier call's logs (sandbox_work reads them all)

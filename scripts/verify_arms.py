@@ -177,7 +177,7 @@ def check_follow(tmp: Path) -> float:
     it. Returns the longest wait of a read (s)."""
     run = tmp / "follow" / "route_s0"
     run.mkdir(parents=True)
-    (run / "args.json").write_text(json.dumps({"steps": 4}))
+    (run / "args.json").write_text(json.dumps({"steps": 4, "intervention": {"arm": "route"}}))
     rows = [dict(step=0, routed_frac=0.25), dict(step=1), dict(step=2, routed_frac=float("nan")),
             dict(step=3, routed_frac=0.5)]
     announced: list[int] = []  # steps the writer is about to log (appended before the file is written)
@@ -214,8 +214,18 @@ def check_follow(tmp: Path) -> float:
     # the command line's --match-follow builds a follower into route-random (matched run: the one above)
     cfg, _ = arms.configure(dict(arm="route-random", seed=0, out_dir=str(tmp / "follow"), match_follow=True,
                                  vhack=str(tmp / "unused.safetensors")))
+    logs.write_jsonl(run / "metrics.jsonl", rows)
     built = arms.build_intervention(cfg)
     assert isinstance(built.match_frac, arms.FollowedSchedule), type(built.match_frac)
+    assert built.scheduled(built.match_frac, 0) == 0.25 and built.scheduled(built.match_frac, 9) == 0.5  # past the end
+    (tmp / "follow" / "other_s0").mkdir()
+    (tmp / "follow" / "other_s0" / "args.json").write_text(json.dumps({"steps": 4, "intervention": {"arm": "vanilla"}}))
+    try:
+        arms.check_inputs(arms.configure(dict(arm="route-random", seed=0, match_follow=True, vhack="",
+                                              match_run=str(tmp / "follow" / "other_s0")))[0])
+        raise RuntimeError("a follower of a vanilla run was accepted")
+    except config.ConfigError as e:
+        assert "a vanilla run, not route" in str(e), e
     return max(waits)
 
 

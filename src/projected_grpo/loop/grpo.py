@@ -770,7 +770,8 @@ class Trainer:
             # an earlier run's checkpoint would be resumed by a later --resume beside this run's args.json
             (run.run_dir / "ckpt" / "last.pt").unlink(missing_ok=True)
         if dd.is_main():
-            (run.run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(a), indent=2))
+            # atomically: a matched control started beside this run (--match-follow) reads it as soon as it exists
+            logs.atomic_write_bytes(run.run_dir / "args.json", json.dumps(dataclasses.asdict(a), indent=2).encode())
             meta = run_meta(self.model, a.model, self.device, a.intervention.vhack)
             # a resumed run reads direction content equal to what its first steps read (models.run_meta hashes the
             # file's content: a file extracted again between the segments must hold the same tensors and metadata)

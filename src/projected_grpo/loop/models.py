@@ -62,11 +62,17 @@ def set_cuda_sync(device: str) -> None:
     assert mode in CUDA_SYNC, f"PGRPO_CUDA_SYNC={mode!r}: one of {', '.join(CUDA_SYNC)}"
     if mode == "spin" or not device.startswith("cuda"):
         return
-    assert not torch.cuda.is_initialized(), "PGRPO_CUDA_SYNC=blocking: CUDA was already in use in this process"
+    assert not torch.cuda.is_initialized(), ("PGRPO_CUDA_SYNC=blocking: CUDA was already in use in this process (it is "
+                                             "built for one process a GPU, not data parallel)")
     lib = ctypes.CDLL("libcuda.so.1")
+    set_flags = lib.cuDevicePrimaryCtxSetFlags_v2
+    set_flags.argtypes = [ctypes.c_int, ctypes.c_uint]
     dev, index = ctypes.c_int(), int(device.partition(":")[2] or 0)
-    assert lib.cuInit(0) == 0 and lib.cuDeviceGet(ctypes.byref(dev), index) == 0, "libcuda: no device " + device
-    rc = lib.cuDevicePrimaryCtxSetFlags(dev, 0x04)  # CU_CTX_SCHED_BLOCKING_SYNC
+    rc = lib.cuInit(0)
+    assert rc == 0, f"cuInit: CUDA error {rc}"
+    rc = lib.cuDeviceGet(ctypes.byref(dev), index)
+    assert rc == 0, f"cuDeviceGet({index}): CUDA error {rc}"
+    rc = set_flags(dev.value, 0x04)  # CU_CTX_SCHED_BLOCKING_SYNC
     assert rc == 0, f"cuDevicePrimaryCtxSetFlags: CUDA error {rc}"
 
 

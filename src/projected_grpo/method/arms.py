@@ -359,6 +359,9 @@ def check_inputs(cfg: RunConfig) -> None:
         if a.intervention == "route-subset-matched":
             raise ConfigError(f"--match-follow: --arm {a.name} reads the matched run's step logs (not built)")
         wait_for(run / "args.json", FOLLOW_TIMEOUT_S)  # the matched run, started beside this one, writes it first
+        matched = logs.read_args(run).get("intervention", {}).get("arm")
+        if matched != a.matches:  # a follower cannot wait for a key to be missing: the arm says what the run logs
+            raise ConfigError(f"--match-run {run}: a {matched} run, not {a.matches} (--arm {a.name} matches {a.matches})")
     elif not (run / "metrics.jsonl").exists():
         raise ConfigError(f"--match-run {run}: no metrics.jsonl (run the {a.matches} arm of this seed first)")
     if not (run / "args.json").exists():
@@ -399,15 +402,17 @@ class FollowedSchedule:
     matched_schedule would give once the run has finished: it waits until the run's metrics.jsonl (rewritten whole,
     atomically, after every step) has step t's row. Its length is the run's step count (args.json), so a step past
     it reads the last entry, as with a finished run's list. Each read also checks that the rows of the steps read
-    before still hold the values read then (a run folder started afresh under the follower fails it, not
-    silently)."""
+    before still hold the values read then: a matched folder started afresh under the follower fails a later read
+    where its values differ (not one whose values match, nor after the last read). A driver that follows therefore
+    starts from empty run folders (scripts/bench_runs.py --follow removes them)."""
 
     def __init__(self, run: str, key: str, timeout: float = FOLLOW_TIMEOUT_S, poll: float = 0.1):
         self.run, self.key, self.timeout, self.poll = Path(run), key, timeout, poll
+        self.steps = int(logs.read_args(self.run)["steps"])
         self.seen: list[float] = []
 
     def __len__(self) -> int:
-        return int(logs.read_args(self.run)["steps"])
+        return self.steps
 
     def __getitem__(self, step: int) -> float:
         assert 0 <= step < len(self), f"--match-run {self.run}: step {step} of a {len(self)}-step run"

@@ -545,7 +545,7 @@ class Route(NoIntervention):
             return torch.rand(b, generator=step_generator(self.seed, ctx.step))
         return torch.zeros(b)
 
-    def scheduled(self, schedule: list, step: int):
+    def scheduled(self, schedule: Schedule, step: int):
         """The schedule's entry for the step (its last one past its end)."""
         return schedule[min(step, len(schedule) - 1)]
 
