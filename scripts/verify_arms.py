@@ -221,7 +221,9 @@ def check_follow(tmp: Path) -> float:
     (tmp / "follow" / "other_s0").mkdir()
     (tmp / "follow" / "other_s0" / "args.json").write_text(json.dumps({"steps": 4, "intervention": {"arm": "vanilla"}}))
     try:
-        arms.check_inputs(arms.configure(dict(arm="route-random", seed=0, match_follow=True, vhack="",
+        (tmp / "follow" / "v.safetensors").touch()  # check_inputs looks for the file only
+        arms.check_inputs(arms.configure(dict(arm="route-random", seed=0, match_follow=True,
+                                              vhack=str(tmp / "follow" / "v.safetensors"),
                                               match_run=str(tmp / "follow" / "other_s0")))[0])
         raise RuntimeError("a follower of a vanilla run was accepted")
     except config.ConfigError as e:
