@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from projected_grpo.method import adapters as ad  # noqa: E402
 from projected_grpo.env import rollouts  # noqa: E402
-from projected_grpo.loop import grpo, logs  # noqa: E402
+from projected_grpo.env import sandbox  # noqa: E402
+from projected_grpo.loop import grpo, logs, models  # noqa: E402
 from projected_grpo.method.interventions import NoIntervention  # noqa: E402
 sys.path.insert(0, str(ROOT / "scripts"))
 from _gate_common import full_tier, tier, tiny_args  # noqa: E402
@@ -264,12 +265,32 @@ def run_rows(run_dir: Path) -> list[tuple]:
     return rows
 
 
+def check_cpu_columns(rows: list[dict], process_cpu: float) -> float:
+    """The phases' CPU columns (t_cpu_*, bench_runs' split): each phase's CPU is within what the process's threads
+    could spend in its wall time (generation and training: torch's threads; grading: the grading workers too,
+    and the sandbox starter), and the phases together spend no more than the process did in the whole run (start-up
+    and evaluation besides); training has some. Returns their sum."""
+    t = torch.get_num_threads()
+    threads = {"generate": t, "grade": t + sandbox.n_workers() + 1, "train": t}
+    total = 0.0
+    for r in rows:
+        for k, n in threads.items():
+            c, w = r[f"t_cpu_{k}"], r[f"t_{k}"]
+            assert 0 <= c <= w * n + 0.02, f"step {r['step']}: {k} used {c:.3f} CPU-s in {w:.3f} s of wall"
+            total += c
+    assert 0 < sum(r["t_cpu_train"] for r in rows), "no CPU in training"
+    assert total <= process_cpu + 0.05, f"the phases' CPU {total:.2f} s exceeds the process's {process_cpu:.2f} s"
+    return total
+
+
 def check_resume(tmp: Path) -> int:
     # n_eval 1: the final evaluation (7 prompts instead of 14) is not compared
     steps, stop = (4, 1) if FULL else (2, 0)
     short = {} if FULL else dict(max_new_tokens=16)
     torch.manual_seed(0)
+    cpu0 = models.process_cpu_s()
     full = grpo.train(tiny_args(tmp, "full", steps=steps, n_eval=1, **short))
+    check_cpu_columns(logs.read_jsonl(full / "metrics.jsonl"), models.process_cpu_s() - cpu0)
     torch.manual_seed(0)
     grpo.train(tiny_args(tmp, "resumed", steps=steps, n_eval=1, stop_after=stop, **short))
     torch.manual_seed(99)  # a different global RNG state must not matter after resume (sampling reseeds it every step,
