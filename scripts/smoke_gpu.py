@@ -24,6 +24,9 @@ mode (the same kernels replayed), and its per-token log-probs agree with the tra
 (grpo.token_logprobs) within 0.1 (bf16); greedy agreement with transformers' generate is printed.
 The arms then run with the first decoder that passed (fast, fast-eager, else hf; `--decoder` forces one).
 
+First (CUDA only) PGRPO_CUDA_SYNC=blocking is checked: a process waiting for the GPU spends a small share of the
+wait as CPU time, where spin spends most of it (check_cuda_sync; `--sync-only` runs only this check).
+
 Then compiled decoder layers (models.compile_layers) are checked against eager ones in bf16 with
 per-rollout capture (loss and every rollout's gradient within 5e-2, two sequence lengths). The arms run
 with --compile off (`--compile` here; train.py's default, auto, compiles on CUDA, and every adapter
@@ -195,6 +198,43 @@ def check_compile(model_dir: Path, device: str) -> str:
     return f"per-rollout grads rel err {worst:.2g}, loss rel err {dloss:.2g} (bf16, < 5e-2)"
 
 
+SYNC_PROBE = """
+import os, time, torch
+from projected_grpo.loop import models
+models.set_cuda_sync("cuda")
+x = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+for _ in range(3):
+    (x @ x).sum().item()
+wall, cpu = time.perf_counter(), time.process_time()
+for _ in range(60):
+    y = x
+    for _ in range(20):
+        y = x @ y
+    y.sum().item()  # the CPU waits here for about 20 matmuls of the GPU
+print(time.process_time() - cpu, time.perf_counter() - wall)
+"""
+
+
+def check_cuda_sync() -> str:
+    """PGRPO_CUDA_SYNC=blocking (models.set_cuda_sync): while this process waits for the GPU its thread sleeps, so
+    its CPU time is a small share of the wait; with spin (the driver's default here) the same wait is CPU time.
+    Each mode runs in a fresh interpreter (the flag must be set before the process first uses CUDA). The spin
+    measurement is the control: it shows the probe can see a thread that spins."""
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    share = {}
+    for mode in ("spin", "blocking"):
+        env = dict(os.environ, PGRPO_CUDA_SYNC=mode, PYTHONPATH=str(ROOT / "src"))
+        r = subprocess.run([sys.executable, "-c", SYNC_PROBE], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"PGRPO_CUDA_SYNC={mode}: probe failed: {r.stderr[-800:]}"
+        cpu, wall = map(float, r.stdout.split()[-2:])
+        share[mode] = cpu / wall
+    assert share["spin"] > 0.7, f"spin used {share['spin']:.0%} of its wait as CPU: the probe saw no spinning"
+    assert share["blocking"] < 0.3, f"blocking used {share['blocking']:.0%} of its wait as CPU (spin {share['spin']:.0%})"
+    return f"CPU a second of waiting for the GPU: spin {share['spin']:.2f} s, blocking {share['blocking']:.2f} s"
+
+
 def check_run(run_dir: Path, steps: int) -> str:
     assert (run_dir / "DONE").exists(), f"{run_dir.name}: no DONE"
     m = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -222,6 +262,7 @@ def main() -> int:
     ap.add_argument("--compile", default="off", choices=("off", "on", "auto"),
                     help="train.py --compile of every arm (the route arm also runs once with on)")
     ap.add_argument("--decoder", default="", help="rollout decoder of the arms (default: first that passes the check)")
+    ap.add_argument("--sync-only", action="store_true", help="only the PGRPO_CUDA_SYNC check (check_cuda_sync)")
     a = ap.parse_args()
     import torch
 
@@ -238,6 +279,18 @@ def main() -> int:
     arms = A.closure(arms)
     passed, failed = [], []
     t_all = time.time()
+    if a.device == "cuda":
+        try:
+            t0 = time.time()
+            msg = check_cuda_sync()
+            passed.append("cuda-sync")
+            print(f"PASS cuda-sync                     {time.time() - t0:5.1f}s  {msg}", flush=True)
+        except Exception:
+            failed.append("cuda-sync")
+            print("FAIL cuda-sync\n    " + "\n    ".join(traceback.format_exc().splitlines()[-12:]), flush=True)
+        if a.sync_only:
+            print(f"{len(passed)} passed, {len(failed)} failed")
+            return 1 if failed else 0
     with tempfile.TemporaryDirectory() as t:
         t = Path(a.keep) if a.keep else Path(t)
         t.mkdir(parents=True, exist_ok=True)
