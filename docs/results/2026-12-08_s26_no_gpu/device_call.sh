@@ -16,9 +16,13 @@ echo "bench sync: $SYNC  (t=$((SECONDS-T0)) s)"
 python3 scripts/bench_runs.py --seeds 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 --runs-per-process 4 --follow --batched-cuda-sync $SYNC 2>&1 | tee $OUT/bench_rpp4.log | grep -v "it/s\|s/it" | tail -60
 cp out/bench_runs/bench.json $OUT/bench_rpp4.json 2>/dev/null
 echo "t=$((SECONDS-T0)) s"
-LEFT=$((575-(SECONDS-T0)))
-if [ $LEFT -gt 100 ]; then
-  timeout $LEFT python3 scripts/bench_runs.py --seeds 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 --runs-per-process 8 --follow --batched-cuda-sync $SYNC --skip-separate --out out/bench_rpp8 2>&1 | tee $OUT/bench_rpp8.log | grep -v "it/s\|s/it" | tail -40
-  cp out/bench_rpp8/bench.json $OUT/bench_rpp8.json 2>/dev/null
+# where one batched process's own CPU goes: route, 4 runs, alone on the machine, under cProfile (inflates Python-heavy
+# parts, main thread only; read it for proportions)
+if [ $((SECONDS-T0)) -lt 470 ]; then
+  PGRPO_THREADS=1 PGRPO_GRADE_WORKERS=4 PGRPO_GRADE_CACHE= PGRPO_CUDA_SYNC=$SYNC timeout $((560-(SECONDS-T0))) \
+    python3 -m cProfile -o $OUT/batched_route_s0-3.prof scripts/train.py --arm route --seeds 0,1,2,3 --out-dir out/prof \
+    --vhack out/bench_runs/vhack_own_cuda.safetensors --device cuda --model organism:cpu --steps 40 --n-eval 12 \
+    --eval-every 0 2>&1 | grep -v "it/s\|s/it" | tail -4
+  python3 -c "import pstats; s = pstats.Stats('$OUT/batched_route_s0-3.prof'); s.sort_stats('tottime').print_stats(40); s.sort_stats('cumulative').print_stats(40)" > $OUT/batched_route_prof.txt 2>&1
 fi
 echo "t=$((SECONDS-T0)) s"
