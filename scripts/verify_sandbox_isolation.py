@@ -10,8 +10,9 @@ it must see a pristine job: no such file, globals, processes of its uid, the con
 and a working fork. An attacker job tries to signal (SIGKILL, SIGSTOP), ptrace and write to every
 process it can see and looks for any inherited socket or extra fd; every attempt must fail, and
 the server must keep serving without a restart. A server killed between two jobs, or during one,
-is restarted and the next job graded, the job in flight ending at once. Runs in both sandboxes, with bwrap and with the
-inner layer alone. Prints one PASS line; nonzero exit on failure.
+is restarted and the next job graded, the job in flight ending at once. A slot uid whose live process outlives every
+kill (a respawner outside) is never leased, and a server started on it refuses to serve. Runs in both sandboxes, with
+bwrap and with the inner layer alone. Prints one PASS line; nonzero exit on failure.
 """
 
 import os
@@ -25,7 +26,7 @@ import time
 os.environ["PGRPO_GRADE_WORKERS"] = "1"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gate_common import run_gate  # noqa: E402
+from _gate_common import full_tier, run_gate  # noqa: E402
 
 from projected_grpo.env import sandbox  # noqa: E402  # noqa: E402
 
@@ -320,13 +321,84 @@ def check_restart():
     assert r.tests[0].value == 42, f"after a server killed mid-job: {r.tests[0]}"
 
 
+RESPAWNER = """
+import os, sys, time
+uid = int(sys.argv[1])
+while True:  # a root daemon outside the sandbox that keeps a live process of the slot uid, whatever kills it
+    if os.fork() == 0:
+        os.setgid(uid)
+        os.setuid(uid)
+        time.sleep(60)
+        os._exit(0)
+    time.sleep(0.002)
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+"""
+
+
+def check_unclearable_slot() -> str:
+    """A slot uid with a live process that outlives every kill (kept alive by a root respawner outside the sandbox)
+    is never used: clear_uid says so, a lease skips the uid, and (full tier, 5 s) a server without bubblewrap started
+    on it refuses to serve (its own scan finds the process). Afterwards the uid clears and leases again."""
+    import fcntl  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    probe = sandbox.UidLease(1)
+    uid = probe.uids[0]
+    respawner = subprocess.Popen([sys.executable, "-c", RESPAWNER, str(uid)], start_new_session=True)
+    saved = sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S, os.environ.get("PGRPO_NO_BWRAP")
+    hold = None
+    try:
+        time.sleep(0.3)
+        assert not sandbox.clear_uid(uid, timeout=0.3), f"slot uid {uid}: clear_uid reported clean beside a respawner"
+        # the lease tries this uid first; the probe's lock is dropped just before, so no other gate takes the uid
+        sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S = uid, 4, 0.3
+        probe.release()
+        lease = sandbox.UidLease(1)
+        lease.release()
+        hold = os.open(os.path.join(sandbox._lock_dir(), str(uid)), os.O_RDWR)  # other gates' leases keep off it
+        try:
+            fcntl.flock(hold, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another lease is trying it now (it will skip it too)
+        assert uid in lease.skipped and uid not in lease.uids, (
+            f"a lease beside a live process of slot uid {uid} gave {lease.uids} (skipped {lease.skipped})")
+        refused = "not run (fast tier)"
+        if full_tier():
+            os.environ["PGRPO_NO_BWRAP"] = "1"
+            try:
+                server = sandbox.SandboxServer(uid)
+                server.stop()
+                raise AssertionError(f"a server started on slot uid {uid} beside a live process of it")
+            except RuntimeError as e:
+                assert "refused to serve" in str(e), f"the server on slot uid {uid} failed otherwise: {e}"
+                refused = "refused"
+    finally:
+        os.killpg(respawner.pid, signal.SIGKILL)
+        respawner.wait()
+        if hold is not None:
+            os.close(hold)
+        sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S = saved[:3]
+        if saved[3] is None:
+            os.environ.pop("PGRPO_NO_BWRAP", None)
+        else:
+            os.environ["PGRPO_NO_BWRAP"] = saved[3]
+        probe.release()
+    assert sandbox.clear_uid(uid), f"slot uid {uid} did not clear once its respawner was killed"
+    return f"a lease skipped slot uid {uid} while a respawner kept a process of it alive; a server on it: {refused}"
+
+
 def main():
     assert os.geteuid() == 0, "this gate needs root (slot uids)"
+    unclearable = check_unclearable_slot()
     configs = [run_config(mode, nb) for mode in sandbox.SANDBOX_MODES for nb in (False, True)
                if nb or shutil.which("bwrap")]
     print(f"PASS verify_sandbox_isolation: {len(POLLUTERS)} polluters (files, globals/builtins/sys.modules/harness, "
           f"daemons, subreaper/CLONE_PARENT/pid-namespace escapes, keyring/SysV shm, rlimits/process table/file size) left nothing for the next job, 1 attacker reached no process "
-          f"or socket and the server kept serving without restart; a server killed between jobs and mid-job was restarted and the next job graded; a server's CPU report holds a job's processes; {', '.join(configs)}")
+          f"or socket and the server kept serving without restart; a server killed between jobs and mid-job was restarted and the next job graded; a server's CPU report holds a job's processes; {unclearable}; {', '.join(configs)}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ bubblewrap). It runs as root and never executes untrusted code itself. The harne
 once, here, so a job costs a fork instead of an interpreter start.
 
 Protocol on the SOCK_SEQPACKET socket SOCK_FD (one JSON message each):
-    server -> parent   {"ready": pid}                                   once, after start
+    server -> parent   {"ready": pid}                                   once, after start; or instead
+                       {"unclean": why} and exit: a live process of the slot uid outlived the start's kills
     parent -> server   {"op": "run", "seq": k, "limits": {...}}  + 4 fds: the job pipe (read end;
                        the parent writes the job's JSON on it and closes it), result pipe,
                        stdout, stderr (write ends)
@@ -476,7 +477,11 @@ def main():
     server = Server(sock, uid, pidns)
     gc.collect()
     gc.freeze()  # objects of the server stay out of the jobs' collections: fewer copy-on-write page faults
-    server.clear_slot(scan=True)
+    if not server.clear_slot(scan=True) and (pidns or any(not zombie for _, zombie in uid_pids(uid))):
+        # a live process of the slot uid outlived the kills (something outside keeps starting them): it could
+        # signal or ptrace this slot's jobs, so this server never serves
+        send(sock, {"unclean": f"a live process of slot uid {uid} outlived 5 s of kills at the server's start"})
+        return
     remove_uid_files(uid)
     send(sock, {"ready": os.getpid()})
     while True:

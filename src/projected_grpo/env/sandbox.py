@@ -235,6 +235,7 @@ class UidLease:
     def __init__(self, n: int):
         self.fds: list[int] = []
         self.uids: list[int | None] = []
+        self.skipped: list[int] = []  # free uids not leased: a live process of the uid outlived clear_uid
         if os.geteuid() != 0:
             self.uids = [None] * n
             return
@@ -249,10 +250,14 @@ class UidLease:
             except BlockingIOError:
                 os.close(fd)
                 continue
+            if not clear_uid(uid):      # leftovers of a previous holder that died without cleaning up
+                log.warning("slot uid %d: a live process of it outlived clearing; the lease skips it", uid)
+                self.skipped.append(uid)  # never used: its process could signal or ptrace the slot's jobs
+                os.close(fd)
+                continue
             self.fds.append(fd)
             self.uids.append(uid)
             _used_uids.add(uid)
-            clear_uid(uid)              # leftovers of a previous holder that died without cleaning up
             remove_uid_files(uid)
             remove_sysv(uid, _LIBC)
         if len(self.uids) < n:
@@ -376,12 +381,19 @@ def become_subreaper():
         log.warning("could not become a child subreaper: zombies of slot uids are left to init")
 
 
-def clear_uid(uid: int | None, timeout: float = 5.0):
+CLEAR_TIMEOUT_S = 5.0
+"""how long clear_uid keeps killing before it gives up on a slot uid"""
+
+
+def clear_uid(uid: int | None, timeout: float | None = None) -> bool:
     """Sweep and reap `uid` until none of its processes is left (SIGKILL is asynchronous, and a
     process forking during a sweep can escape it), so the next job of the slot starts from zero.
-    Zombies that are not this process's children (no subreaper) are left to their parent."""
+    Zombies that are not this process's children (no subreaper) are left to their parent. Returns
+    whether no live process of `uid` is left (a zombie cannot act); False only after `timeout`
+    (CLEAR_TIMEOUT_S) of kills, e.g. while something outside the sandbox keeps starting processes as the uid."""
     if uid is None:
-        return
+        return True
+    timeout = CLEAR_TIMEOUT_S if timeout is None else timeout
     end = time.monotonic() + timeout
     delay = 0.001
     while True:
@@ -394,10 +406,10 @@ def clear_uid(uid: int | None, timeout: float = 5.0):
                     pass
         procs = uid_pids(uid)
         if not procs or (not _subreaper and all(z for _, z in procs)):
-            return
+            return True
         if time.monotonic() > end:
-            log.warning("slot uid %d: processes still there after %.0f s: %s", uid, timeout, procs[:5])
-            return
+            log.warning("slot uid %d: processes still there after %.1f s: %s", uid, timeout, procs[:5])
+            return all(z for _, z in procs)
         if not all(z for _, z in procs):
             sweep_uid(uid)
         time.sleep(delay)
@@ -654,6 +666,9 @@ class SandboxServer:
     def start(self):
         _STARTER.submit(self._spawn).result()
         msg = self.recv(self.start_timeout)
+        if msg and "unclean" in msg:  # the server found a live process of its slot uid it could not kill
+            self.stop()
+            raise RuntimeError(f"sandbox server for slot uid {self.uid} refused to serve: {msg['unclean']}")
         if not msg or "ready" not in msg:
             self.stop()
             raise RuntimeError(f"sandbox server for slot uid {self.uid} did not start within "
@@ -669,7 +684,8 @@ class SandboxServer:
         theirs.close()
         self.sock = ours
 
-    def stop(self):
+    def stop(self) -> bool:
+        """Kill the server and clear its slot; returns whether no live process of the slot uid is left."""
         if self.proc is not None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -682,14 +698,17 @@ class SandboxServer:
         if self.sock is not None:
             self.sock.close()
         self.proc, self.sock = None, None
-        clear_uid(self.uid)  # from outside: whatever of the slot may have outlived the server
+        clean = clear_uid(self.uid)  # from outside: whatever of the slot may have outlived the server
         if not use_bwrap():
             remove_uid_files(self.uid)
+        return clean
 
     def restart(self, why: str):
         self.restarts += 1
         log.warning("sandbox server of slot uid %d: %s; restarting it (restart %d)", self.uid, why, self.restarts)
-        self.stop()
+        if not self.stop():
+            raise RuntimeError(f"sandbox server of slot uid {self.uid}: a live process of the slot outlived the "
+                               f"server's stop ({why}); not restarting on that uid")
         self.start()
 
     def send(self, msg: dict, fds: list[int] | None = None):
