@@ -11,7 +11,8 @@ and a working fork. An attacker job tries to signal (SIGKILL, SIGSTOP), ptrace a
 process it can see and looks for any inherited socket or extra fd; every attempt must fail, and
 the server must keep serving without a restart. A server killed between two jobs, or during one,
 is restarted and the next job graded, the job in flight ending at once. A slot uid whose live process outlives every
-kill (a respawner outside) is never leased, and a server started on it refuses to serve. Runs in both sandboxes, with
+kill (a respawner outside) is never leased, a server without bubblewrap started on it refuses to serve, and a
+restarted server moves off it. Runs in both sandboxes, with
 bwrap and with the inner layer alone. Prints one PASS line; nonzero exit on failure.
 """
 
@@ -322,12 +323,15 @@ def check_restart():
 
 
 RESPAWNER = """
-import os, sys, time
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None)
+libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG: dies with the gate
 uid = int(sys.argv[1])
 while True:  # a root daemon outside the sandbox that keeps a live process of the slot uid, whatever kills it
     if os.fork() == 0:
         os.setgid(uid)
         os.setuid(uid)
+        libc.prctl(1, 9, 0, 0, 0)  # and its processes die with it (the uid change cleared the setting)
         time.sleep(60)
         os._exit(0)
     time.sleep(0.002)
@@ -341,54 +345,68 @@ while True:  # a root daemon outside the sandbox that keeps a live process of th
 
 def check_unclearable_slot() -> str:
     """A slot uid with a live process that outlives every kill (kept alive by a root respawner outside the sandbox)
-    is never used: clear_uid says so, a lease skips the uid, and (full tier, 5 s) a server without bubblewrap started
-    on it refuses to serve (its own scan finds the process). Afterwards the uid clears and leases again."""
-    import fcntl  # noqa: PLC0415
+    is never used: clear_uid says so; a lease skips the uid (leasing from a private lock directory whose only uid is
+    this one, so no other gate's lease takes part); (full tier, 5 s) a server without bubblewrap started on it refuses
+    to serve (its own scan finds the process; with bubblewrap its pid namespace cannot see it, and the parent's
+    checks cover that mode); and a server whose restart finds the process moves to another uid and serves there.
+    Afterwards the uid clears."""
     import subprocess  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
 
-    probe = sandbox.UidLease(1)
+    probe = sandbox.UidLease(1)  # held throughout: no other gate leases the uid while its respawner runs
     uid = probe.uids[0]
     respawner = subprocess.Popen([sys.executable, "-c", RESPAWNER, str(uid)], start_new_session=True)
-    saved = sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S, os.environ.get("PGRPO_NO_BWRAP")
-    hold = None
+    saved = (sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S,
+             os.environ.get("PGRPO_NO_BWRAP"))
+    done = []
     try:
         time.sleep(0.3)
         assert not sandbox.clear_uid(uid, timeout=0.3), f"slot uid {uid}: clear_uid reported clean beside a respawner"
-        # the lease tries this uid first; the probe's lock is dropped just before, so no other gate takes the uid
-        sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S = uid, 4, 0.3
-        probe.release()
-        lease = sandbox.UidLease(1)
-        lease.release()
-        hold = os.open(os.path.join(sandbox._lock_dir(), str(uid)), os.O_RDWR)  # other gates' leases keep off it
-        try:
-            fcntl.flock(hold, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pass  # another lease is trying it now (it will skip it too)
-        assert uid in lease.skipped and uid not in lease.uids, (
-            f"a lease beside a live process of slot uid {uid} gave {lease.uids} (skipped {lease.skipped})")
-        refused = "not run (fast tier)"
+        sandbox.CLEAR_TIMEOUT_S = 0.3
+        with tempfile.TemporaryDirectory() as private:
+            sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT = private, uid, 1
+            try:
+                sandbox.UidLease(1).release()
+                raise AssertionError(f"a lease beside a live process of slot uid {uid} was given it")
+            except RuntimeError as e:
+                assert f"skipped [{uid}]" in str(e), f"a lease beside a live process of slot uid {uid}: {e}"
+            finally:
+                sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT = saved[:3]
+        done.append("a lease skipped it")
         if full_tier():
             os.environ["PGRPO_NO_BWRAP"] = "1"
             try:
-                server = sandbox.SandboxServer(uid)
-                server.stop()
-                raise AssertionError(f"a server started on slot uid {uid} beside a live process of it")
+                sandbox.SandboxServer(uid).stop()
+                raise AssertionError(f"a server without bubblewrap started on slot uid {uid} beside a live process")
             except RuntimeError as e:
                 assert "refused to serve" in str(e), f"the server on slot uid {uid} failed otherwise: {e}"
-                refused = "refused"
+            done.append("a server without bubblewrap refused it")
+        if saved[4] is None:
+            os.environ.pop("PGRPO_NO_BWRAP", None)
+        else:
+            os.environ["PGRPO_NO_BWRAP"] = saved[4]
+        if sandbox.use_bwrap():  # a server there starts (its namespace cannot see the process); its restart moves
+            server = sandbox.SandboxServer(uid, lease=probe)
+            server.restart("a restart of the gate")
+            r = server.run(sandbox.Job("", "x = 41\n", [("value", "x + 1")]), LIMITS)
+            moved = server.uid
+            server.stop()
+            server.lease.release()
+            assert moved != uid and r.tests[0].value == 42, f"a restart beside a live process of slot uid {uid} " \
+                                                            f"served on {moved}: {r.tests[0]}"
+            done.append(f"a restarted server moved to slot uid {moved}")
     finally:
         os.killpg(respawner.pid, signal.SIGKILL)
         respawner.wait()
-        if hold is not None:
-            os.close(hold)
-        sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S = saved[:3]
-        if saved[3] is None:
+        sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S = saved[:4]
+        if saved[4] is None:
             os.environ.pop("PGRPO_NO_BWRAP", None)
         else:
-            os.environ["PGRPO_NO_BWRAP"] = saved[3]
+            os.environ["PGRPO_NO_BWRAP"] = saved[4]
+        clean = sandbox.clear_uid(uid)  # reaps the respawner's processes on every path
         probe.release()
-    assert sandbox.clear_uid(uid), f"slot uid {uid} did not clear once its respawner was killed"
-    return f"a lease skipped slot uid {uid} while a respawner kept a process of it alive; a server on it: {refused}"
+    assert clean, f"slot uid {uid} did not clear once its respawner was killed"
+    return f"beside a respawner keeping a process of slot uid {uid} alive: " + ", ".join(done)
 
 
 def main():

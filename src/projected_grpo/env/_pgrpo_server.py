@@ -59,6 +59,7 @@ JOB_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}  # a job's environment, w
 # compiler's memory already allocated in the server instead of taking page faults for it
 WARM_UP = "from typing import *\nclass C:\n    def f(self, x: List[int]) -> int:\n        return sum(y for y in x if y)\n"
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
+CLEAR_TIMEOUT_S = 5.0  # how long clear_slot kills before it gives up (within the parent's start_timeout of 10 s)
 CLONE_NEWIPC = 0x08000000
 
 
@@ -408,7 +409,7 @@ class Server:
             return
         kill_uid(self.uid)  # without a pid namespace: every process of the slot uid, by pidfd
 
-    def clear_slot(self, timeout: float = 5.0, scan: bool = False) -> bool:
+    def clear_slot(self, timeout: float = CLEAR_TIMEOUT_S, scan: bool = False) -> bool:
         """Kill and reap until no process of the slot uid is left (orphans come to this subreaper); scan: without a
         pid namespace, look for the slot uid's processes in /proc, not only among this server's children (at start)."""
         end, delay = time.monotonic() + timeout, 0.0005
@@ -480,7 +481,8 @@ def main():
     if not server.clear_slot(scan=True) and (pidns or any(not zombie for _, zombie in uid_pids(uid))):
         # a live process of the slot uid outlived the kills (something outside keeps starting them): it could
         # signal or ptrace this slot's jobs, so this server never serves
-        send(sock, {"unclean": f"a live process of slot uid {uid} outlived 5 s of kills at the server's start"})
+        send(sock, {"unclean": f"a live process of slot uid {uid} outlived {CLEAR_TIMEOUT_S:.0f} s of kills at the "
+                               f"server's start"})
         return
     remove_uid_files(uid)
     send(sock, {"ready": os.getpid()})

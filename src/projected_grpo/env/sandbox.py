@@ -262,7 +262,8 @@ class UidLease:
             remove_sysv(uid, _LIBC)
         if len(self.uids) < n:
             self.release()
-            raise RuntimeError(f"no free slot uid: {SLOT_UID_COUNT} in use")
+            why = f"; skipped {self.skipped}: a live process of each outlived clearing" if self.skipped else ""
+            raise RuntimeError(f"no free slot uid of {SLOT_UID_COUNT}{why}")
 
     def release(self):
         for fd in self.fds:
@@ -408,7 +409,12 @@ def clear_uid(uid: int | None, timeout: float | None = None) -> bool:
         if not procs or (not _subreaper and all(z for _, z in procs)):
             return True
         if time.monotonic() > end:
-            log.warning("slot uid %d: processes still there after %.1f s: %s", uid, timeout, procs[:5])
+            if not all(z for _, z in procs):  # one last sweep, and a moment for killed processes to finish exiting
+                sweep_uid(uid)
+                time.sleep(0.05)
+                procs = uid_pids(uid)
+            if procs:
+                log.warning("slot uid %d: processes still there after %.1f s: %s", uid, timeout, procs[:5])
             return all(z for _, z in procs)
         if not all(z for _, z in procs):
             sweep_uid(uid)
@@ -655,8 +661,10 @@ _STARTER = ThreadPoolExecutor(1, thread_name_prefix="pgrpo-sandbox-starter")
 class SandboxServer:
     """The sandbox server of one slot uid (held by this process for its lifetime)."""
 
-    def __init__(self, uid: int, limits: Limits = Limits()):
-        self.uid, self.start_timeout = uid, limits.start_timeout
+    def __init__(self, uid: int, limits: Limits = Limits(), lease: UidLease | None = None):
+        """`lease`: the lease that holds `uid` (ServerPool's); with it, a restart whose stop leaves a live process of
+        the uid moves the server to a freshly leased uid; without it, such a restart raises."""
+        self.uid, self.start_timeout, self.lease = uid, limits.start_timeout, lease
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
         self.seq = 0
@@ -707,9 +715,20 @@ class SandboxServer:
         self.restarts += 1
         log.warning("sandbox server of slot uid %d: %s; restarting it (restart %d)", self.uid, why, self.restarts)
         if not self.stop():
+            self.move_to_fresh_uid(why)
+        self.start()
+
+    def move_to_fresh_uid(self, why: str):
+        """A live process of the slot uid outlived the server's stop: never serve on that uid again (the process
+        could signal or ptrace the next jobs); lease another one (the old one is still held, so never the same)."""
+        if self.lease is None:
             raise RuntimeError(f"sandbox server of slot uid {self.uid}: a live process of the slot outlived the "
                                f"server's stop ({why}); not restarting on that uid")
-        self.start()
+        old, self.lease = self.lease, UidLease(1)
+        log.warning("slot uid %d: a live process outlived the server's stop (%s); moving to slot uid %d",
+                    self.uid, why, self.lease.uids[0])
+        self.uid = self.lease.uids[0]
+        old.release()
 
     def send(self, msg: dict, fds: list[int] | None = None):
         try:
@@ -865,7 +884,6 @@ class ServerPool:
         self.cv = threading.Condition()
         self.idle: list[SandboxServer] = []
         self.all: list[SandboxServer] = []
-        self.leases: list[UidLease] = []
 
     def uids(self) -> set[int]:
         return {s.uid for s in self.all}
@@ -877,8 +895,11 @@ class ServerPool:
             if self.idle:
                 return self.idle.pop()
             lease = UidLease(1)
-            server = SandboxServer(lease.uids[0])
-            self.leases.append(lease)
+            try:
+                server = SandboxServer(lease.uids[0], lease=lease)
+            except BaseException:
+                lease.release()
+                raise
             self.all.append(server)
             return server
 
@@ -893,9 +914,8 @@ class ServerPool:
             assert len(self.idle) == len(self.all), "close() while jobs are running"
             for server in self.all:
                 server.stop()
-            for lease in self.leases:
-                lease.release()
-            self.idle, self.all, self.leases = [], [], []
+                server.lease.release()
+            self.idle, self.all = [], []
 
     @contextlib.contextmanager
     def slot(self):
