@@ -11,8 +11,8 @@ and a working fork. An attacker job tries to signal (SIGKILL, SIGSTOP), ptrace a
 process it can see and looks for any inherited socket or extra fd; every attempt must fail, and
 the server must keep serving without a restart. A server killed between two jobs, or during one,
 is restarted and the next job graded, the job in flight ending at once. A slot uid whose live process outlives every
-kill (a respawner outside) is never leased, a server without bubblewrap started on it refuses to serve, and a
-restarted server moves off it. Runs in both sandboxes, with
+kill (simulated: the kills switched off beside a sleeping process of the uid) is never leased, a server's start-up
+decision refuses it, and a restarted server moves off it. Runs in both sandboxes, with
 bwrap and with the inner layer alone. Prints one PASS line; nonzero exit on failure.
 """
 
@@ -27,7 +27,7 @@ import time
 os.environ["PGRPO_GRADE_WORKERS"] = "1"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gate_common import full_tier, run_gate  # noqa: E402
+from _gate_common import run_gate  # noqa: E402
 
 from projected_grpo.env import sandbox  # noqa: E402  # noqa: E402
 
@@ -322,47 +322,37 @@ def check_restart():
     assert r.tests[0].value == 42, f"after a server killed mid-job: {r.tests[0]}"
 
 
-RESPAWNER = """
+SLEEPER = """
 import ctypes, os, sys, time
-libc = ctypes.CDLL(None)
-libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG: dies with the gate
 uid = int(sys.argv[1])
-while True:  # a root daemon outside the sandbox that keeps a live process of the slot uid, whatever kills it
-    if os.fork() == 0:
-        os.setgid(uid)
-        os.setuid(uid)
-        libc.prctl(1, 9, 0, 0, 0)  # and its processes die with it (the uid change cleared the setting)
-        time.sleep(60)
-        os._exit(0)
-    time.sleep(0.002)
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
-    except ChildProcessError:
-        pass
+os.setgid(uid)
+os.setuid(uid)
+ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG (set after the uid change, which clears it): dies with the gate
+print("up", flush=True)
+time.sleep(60)
 """
 
 
 def check_unclearable_slot() -> str:
-    """A slot uid with a live process that outlives every kill (kept alive by a root respawner outside the sandbox)
-    is never used: clear_uid says so; a lease skips the uid (leasing from a private lock directory whose only uid is
-    this one, so no other gate's lease takes part); (full tier, 5 s) a server without bubblewrap started on it refuses
-    to serve (its own scan finds the process; with bubblewrap its pid namespace cannot see it, and the parent's
-    checks cover that mode); and a server whose restart finds the process moves to another uid and serves there.
-    Afterwards the uid clears."""
+    """A slot uid whose live process outlives every kill is never used. The kills are switched off for the check
+    (sandbox.sweep_uid, the server's kill_all), and a process of the uid sleeps: clear_uid says the slot is not clean;
+    a lease skips the uid (leasing from a private lock directory whose only uid is this one, so no other gate's lease
+    takes part); a server restarted on it moves to another uid and grades there; and the server's start-up decision
+    (_pgrpo_server.start_refusal, without a pid namespace) refuses. Afterwards, kills on, the uid clears."""
     import subprocess  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 
-    probe = sandbox.UidLease(1)  # held throughout: no other gate leases the uid while its respawner runs
+    from projected_grpo.env import _pgrpo_server  # noqa: PLC0415
+
+    probe = sandbox.UidLease(1)  # held throughout: no other gate leases the uid while its process lives
     uid = probe.uids[0]
-    respawner = subprocess.Popen([sys.executable, "-c", RESPAWNER, str(uid)], start_new_session=True)
-    saved = (sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S,
-             os.environ.get("PGRPO_NO_BWRAP"))
+    sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER, str(uid)], stdout=subprocess.PIPE, text=True)
+    saved = sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S, sandbox.sweep_uid
     done = []
     try:
-        time.sleep(0.3)
-        assert not sandbox.clear_uid(uid, timeout=0.3), f"slot uid {uid}: clear_uid reported clean beside a respawner"
-        sandbox.CLEAR_TIMEOUT_S = 0.3
+        assert sleeper.stdout.readline().strip() == "up", "the slot uid's process did not start"
+        sandbox.sweep_uid, sandbox.CLEAR_TIMEOUT_S = (lambda _uid: None), 0.2
+        assert not sandbox.clear_uid(uid), f"slot uid {uid}: clear_uid reported clean beside a live process"
         with tempfile.TemporaryDirectory() as private:
             sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT = private, uid, 1
             try:
@@ -373,20 +363,14 @@ def check_unclearable_slot() -> str:
             finally:
                 sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT = saved[:3]
         done.append("a lease skipped it")
-        if full_tier():
-            os.environ["PGRPO_NO_BWRAP"] = "1"
-            try:
-                sandbox.SandboxServer(uid).stop()
-                raise AssertionError(f"a server without bubblewrap started on slot uid {uid} beside a live process")
-            except RuntimeError as e:
-                assert "refused to serve" in str(e), f"the server on slot uid {uid} failed otherwise: {e}"
-            done.append("a server without bubblewrap refused it")
-        if saved[4] is None:
-            os.environ.pop("PGRPO_NO_BWRAP", None)
-        else:
-            os.environ["PGRPO_NO_BWRAP"] = saved[4]
+        server = _pgrpo_server.Server(None, uid, pidns=False)
+        server.kill_all = lambda: None
+        why = _pgrpo_server.start_refusal(server, timeout=0.2)
+        assert why and "outlived" in why, f"the server's start-up decision beside a live process of slot uid {uid}: {why}"
+        done.append("a server's start refused it")
         if sandbox.use_bwrap():  # a server there starts (its namespace cannot see the process); its restart moves
             server = sandbox.SandboxServer(uid, lease=probe)
+            probe = None  # the server's lease now: released by the move
             server.restart("a restart of the gate")
             r = server.run(sandbox.Job("", "x = 41\n", [("value", "x + 1")]), LIMITS)
             moved = server.uid
@@ -396,17 +380,14 @@ def check_unclearable_slot() -> str:
                                                             f"served on {moved}: {r.tests[0]}"
             done.append(f"a restarted server moved to slot uid {moved}")
     finally:
-        os.killpg(respawner.pid, signal.SIGKILL)
-        respawner.wait()
-        sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S = saved[:4]
-        if saved[4] is None:
-            os.environ.pop("PGRPO_NO_BWRAP", None)
-        else:
-            os.environ["PGRPO_NO_BWRAP"] = saved[4]
-        clean = sandbox.clear_uid(uid)  # reaps the respawner's processes on every path
-        probe.release()
-    assert clean, f"slot uid {uid} did not clear once its respawner was killed"
-    return f"beside a respawner keeping a process of slot uid {uid} alive: " + ", ".join(done)
+        sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S, sandbox.sweep_uid = saved
+        sleeper.kill()
+        sleeper.wait()
+        clean = sandbox.clear_uid(uid)
+        if probe is not None:
+            probe.release()
+    assert clean, f"slot uid {uid} did not clear once its process was killed"
+    return f"beside a live process of slot uid {uid} that outlived the kills: " + ", ".join(done)
 
 
 def main():

@@ -458,6 +458,18 @@ class Server:
                 return
 
 
+def start_refusal(server: Server, timeout: float = CLEAR_TIMEOUT_S) -> str | None:
+    """Why `server` must not serve, or None: a live process of its slot uid outlived `timeout` of kills at its start
+    (something outside keeps starting them). It could signal or ptrace the slot's jobs, which run as the same uid.
+    Without a pid namespace the scan sees the whole machine; in one (bubblewrap), only the namespace, and the
+    parent's checks of the uid are the guard against processes outside."""
+    if server.clear_slot(timeout, scan=True):
+        return None
+    if not server.pidns and all(zombie for _, zombie in uid_pids(server.uid)):
+        return None  # zombies only: they cannot act
+    return f"a live process of slot uid {server.uid} outlived {timeout:.1f} s of kills at the server's start"
+
+
 def main():
     global harness
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -478,11 +490,9 @@ def main():
     server = Server(sock, uid, pidns)
     gc.collect()
     gc.freeze()  # objects of the server stay out of the jobs' collections: fewer copy-on-write page faults
-    if not server.clear_slot(scan=True) and (pidns or any(not zombie for _, zombie in uid_pids(uid))):
-        # a live process of the slot uid outlived the kills (something outside keeps starting them): it could
-        # signal or ptrace this slot's jobs, so this server never serves
-        send(sock, {"unclean": f"a live process of slot uid {uid} outlived {CLEAR_TIMEOUT_S:.0f} s of kills at the "
-                               f"server's start"})
+    unclean = start_refusal(server)
+    if unclean:
+        send(sock, {"unclean": unclean})
         return
     remove_uid_files(uid)
     send(sock, {"ready": os.getpid()})
