@@ -339,6 +339,7 @@ def check_unclearable_slot() -> str:
     a lease skips the uid (leasing from a private lock directory whose only uid is this one, so no other gate's lease
     takes part); a server restarted on it moves to another uid and grades there; and the server's start-up decision
     (_pgrpo_server.start_refusal, without a pid namespace) refuses. Afterwards, kills on, the uid clears."""
+    import socket  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 
@@ -363,9 +364,11 @@ def check_unclearable_slot() -> str:
             finally:
                 sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT = saved[:3]
         done.append("a lease skipped it")
-        server = _pgrpo_server.Server(None, uid, pidns=False)
-        server.kill_all = lambda: None
-        why = _pgrpo_server.start_refusal(server, timeout=0.2)
+        ours, theirs = socket.socketpair()  # the server's control socket (unused by the decision)
+        with ours, theirs:
+            server = _pgrpo_server.Server(theirs, uid, pidns=False)
+            server.kill_all = lambda: None
+            why = _pgrpo_server.start_refusal(server, timeout=0.2)
         assert why and "outlived" in why, f"the server's start-up decision beside a live process of slot uid {uid}: {why}"
         done.append("a server's start refused it")
         if sandbox.use_bwrap():  # a server there starts (its namespace cannot see the process); its restart moves
