@@ -11,8 +11,8 @@ and a working fork. An attacker job tries to signal (SIGKILL, SIGSTOP), ptrace a
 process it can see and looks for any inherited socket or extra fd; every attempt must fail, and
 the server must keep serving without a restart. A server killed between two jobs, or during one,
 is restarted and the next job graded, the job in flight ending at once. A slot uid whose live process outlives every
-kill (simulated: the kills switched off beside a sleeping process of the uid) is never leased, a server's start-up
-decision refuses it, and a restarted server moves off it. Runs in both sandboxes, with
+kill (simulated: the kills switched off beside a sleeping process of the uid) is not leased, the server's start-up
+decision (start_refusal, called in-process) refuses it, and a server restarted on it moves off it (where bubblewrap runs). Runs in both sandboxes, with
 bwrap and with the inner layer alone. Prints one PASS line; nonzero exit on failure.
 """
 
@@ -349,7 +349,7 @@ def check_unclearable_slot() -> str:
     uid = probe.uids[0]
     sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER, str(uid)], stdout=subprocess.PIPE, text=True)
     saved = sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S, sandbox.sweep_uid
-    done = []
+    done, retired = [], []
     try:
         assert sleeper.stdout.readline().strip() == "up", "the slot uid's process did not start"
         sandbox.sweep_uid, sandbox.CLEAR_TIMEOUT_S = (lambda _uid: None), 0.2
@@ -373,12 +373,20 @@ def check_unclearable_slot() -> str:
         done.append("a server's start refused it")
         if sandbox.use_bwrap():  # a server there starts (its namespace cannot see the process); its restart moves
             server = sandbox.SandboxServer(uid, lease=probe)
-            probe = None  # the server's lease now: released by the move
-            server.restart("a restart of the gate")
-            r = server.run(sandbox.Job("", "x = 41\n", [("value", "x + 1")]), LIMITS)
-            moved = server.uid
-            server.stop()
-            server.lease.release()
+            probe = None  # the server's lease now (kept until its close)
+            try:
+                server.restart("a restart of the gate")
+                r = server.run(sandbox.Job("", "x = 41\n", [("value", "x + 1")]), LIMITS)
+                moved = server.uid
+            finally:
+                sandbox.CLEAR_TIMEOUT_S, sandbox.sweep_uid = saved[3:]  # kills on before the moved server stops
+                if server.retired:  # moved: the new uid's lease goes now; the retired one holds `uid` until the cleanup
+                    retired = list(server.retired)
+                    server.lease.release()
+                else:
+                    retired = [server.lease]
+                server.lease = None
+                server.stop()
             assert moved != uid and r.tests[0].value == 42, f"a restart beside a live process of slot uid {uid} " \
                                                             f"served on {moved}: {r.tests[0]}"
             done.append(f"a restarted server moved to slot uid {moved}")
@@ -386,9 +394,10 @@ def check_unclearable_slot() -> str:
         sandbox.LOCK_DIR, sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_COUNT, sandbox.CLEAR_TIMEOUT_S, sandbox.sweep_uid = saved
         sleeper.kill()
         sleeper.wait()
-        clean = sandbox.clear_uid(uid)
-        if probe is not None:
-            probe.release()
+        clean = sandbox.clear_uid(uid)  # while the uid is still held (the probe's lease, or the moved server's retired one)
+        for lease in [probe, *retired]:
+            if lease is not None:
+                lease.release()
     assert clean, f"slot uid {uid} did not clear once its process was killed"
     return f"beside a live process of slot uid {uid} that outlived the kills: " + ", ".join(done)
 

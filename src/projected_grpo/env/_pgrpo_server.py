@@ -59,7 +59,7 @@ JOB_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}  # a job's environment, w
 # compiler's memory already allocated in the server instead of taking page faults for it
 WARM_UP = "from typing import *\nclass C:\n    def f(self, x: List[int]) -> int:\n        return sum(y for y in x if y)\n"
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
-CLEAR_TIMEOUT_S = 5.0  # how long clear_slot kills before it gives up (within the parent's start_timeout of 10 s)
+CLEAR_TIMEOUT_S = 5.0  # how long clear_slot kills before it gives up (the parent waits start_timeout, 10 s, for ready)
 CLONE_NEWIPC = 0x08000000
 
 

@@ -252,7 +252,7 @@ class UidLease:
                 continue
             if not clear_uid(uid):      # leftovers of a previous holder that died without cleaning up
                 log.warning("slot uid %d: a live process of it outlived clearing; the lease skips it", uid)
-                self.skipped.append(uid)  # never used: its process could signal or ptrace the slot's jobs
+                self.skipped.append(uid)  # not used: its process could signal or ptrace the slot's jobs
                 os.close(fd)
                 continue
             self.fds.append(fd)
@@ -659,12 +659,13 @@ _STARTER = ThreadPoolExecutor(1, thread_name_prefix="pgrpo-sandbox-starter")
 
 
 class SandboxServer:
-    """The sandbox server of one slot uid (held by this process for its lifetime)."""
+    """The sandbox server of one slot uid (held by this process while the server serves on it)."""
 
     def __init__(self, uid: int, limits: Limits = Limits(), lease: UidLease | None = None):
         """`lease`: the lease that holds `uid` (ServerPool's); with it, a restart whose stop leaves a live process of
         the uid moves the server to a freshly leased uid; without it, such a restart raises."""
         self.uid, self.start_timeout, self.lease = uid, limits.start_timeout, lease
+        self.retired: list[UidLease] = []  # leases of uids this server moved off (a live process outlived a stop)
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
         self.seq = 0
@@ -719,8 +720,9 @@ class SandboxServer:
         self.start()
 
     def move_to_fresh_uid(self, why: str):
-        """A live process of the slot uid outlived the server's stop: never serve on that uid again (the process
-        could signal or ptrace the next jobs); lease another one (the old one is still held, so never the same)."""
+        """A live process of the slot uid outlived the server's stop: stop serving on that uid (the process could
+        signal or ptrace the next jobs) and lease another one. The old lease is kept until close(), so no lease of this
+        process or another takes the uid meanwhile (a later lease, once it is released, checks it again)."""
         if self.lease is None:
             raise RuntimeError(f"sandbox server of slot uid {self.uid}: a live process of the slot outlived the "
                                f"server's stop ({why}); not restarting on that uid")
@@ -728,7 +730,15 @@ class SandboxServer:
         log.warning("slot uid %d: a live process outlived the server's stop (%s); moving to slot uid %d",
                     self.uid, why, self.lease.uids[0])
         self.uid = self.lease.uids[0]
-        old.release()
+        self.retired.append(old)
+
+    def close(self):
+        """Stop the server and release its leases (its uid's and those of uids it moved off)."""
+        self.stop()
+        for lease in [self.lease, *self.retired]:
+            if lease is not None:
+                lease.release()
+        self.retired = []
 
     def send(self, msg: dict, fds: list[int] | None = None):
         try:
@@ -769,6 +779,10 @@ class SandboxServer:
             except ServerDied as e:
                 self.restart(f"refused a job ({e})")
                 self.send({"op": "run", "seq": self.seq, "limits": job_limits(job, limits)}, [job_r, res_w, out_w, err_w])
+        except BaseException:  # no job started: the parent's ends too
+            for f in (job_w, res_r, out_r, err_r):
+                os.close(f)
+            raise
         finally:
             for f in (job_r, res_w, out_w, err_w):
                 os.close(f)
@@ -913,8 +927,7 @@ class ServerPool:
         with self.cv:
             assert len(self.idle) == len(self.all), "close() while jobs are running"
             for server in self.all:
-                server.stop()
-                server.lease.release()
+                server.close()
             self.idle, self.all = [], []
 
     @contextlib.contextmanager
