@@ -94,20 +94,13 @@ def final_rates(run: Path) -> tuple[float, float]:
 PHASES = ("generate", "grade", "train")
 
 
-def time_split(run: Path, wall: float) -> dict:
-    """One run's seconds in generation, grading and training (its metrics), and the rest of its process's wall."""
+def phase_split(run: Path, total: float, column: str) -> dict:
+    """One run's process's seconds in generation, grading and training from its metrics (column "t_": wall;
+    "t_cpu_": the CPU of the process's own threads, whatever its number of runs), and the rest of `total` (the
+    process's wall or CPU: start-up and evaluation)."""
     m = logs.read_jsonl(run / "metrics.jsonl")
-    split = {k: sum(r[f"t_{k}"] for r in m) for k in PHASES}
-    split["evaluation and start-up"] = wall - sum(split.values())
-    return split
-
-
-def cpu_split(run: Path, process_cpu: float) -> dict:
-    """The CPU seconds of one run's process's own threads in generation, grading and training (its metrics' t_cpu_*
-    columns: the process's, whatever its number of runs), and the rest of the process's CPU (start-up, evaluation)."""
-    m = logs.read_jsonl(run / "metrics.jsonl")
-    split = {k: sum(r[f"t_cpu_{k}"] for r in m) for k in PHASES}
-    split["evaluation and start-up"] = process_cpu - sum(split.values())
+    split = {k: sum(r[f"{column}{k}"] for r in m) for k in PHASES}
+    split["evaluation and start-up"] = total - sum(split.values())
     return split
 
 
@@ -246,9 +239,9 @@ def main() -> None:
     for w in ways:
         print(f"{w}: {n} runs of {a.steps} steps, {rate[w]:.0f} runs/h")
         first = out / w / f"route_s{seeds[0]}"
-        split = time_split(first, took[w][0])
+        split = phase_split(first, took[w][0], "t_")
         print(f"  route_s{seeds[0]} process's wall (s): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
-        csplit = cpu_split(first, process_cpu(out / "logs" / f"{w}_0.log"))
+        csplit = phase_split(first, process_cpu(out / "logs" / f"{w}_0.log"), "t_cpu_")
         print(f"  route_s{seeds[0]} process's own CPU (s): " + ", ".join(f"{k} {v:.1f}" for k, v in csplit.items()))
         graded[w], sandbox_cpu[w], own_cpu[w] = sandbox_work(out / "logs", w)
         print(f"  the machine's busy CPU: {cpu_s[w]:.0f} core-s, {cpu_s[w] / n:.1f} a run (of {cores} cores x "
