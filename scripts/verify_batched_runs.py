@@ -32,7 +32,7 @@ rows' runs and raised; seen failing that way).
 
 Deliberate breaks, run by the gate itself in `just smoke-full` (each must make the comparison fail):
     swap        in batched forwards, rows of run 0 go through run 1's adapter and back (AdaptedLinear._by_row, and
-                _folded_weight for the folded path)
+                _folded_weights for the folded path)
     clip        each run's clipping uses the deployed-block norm of the run before it in the batch
 """
 
@@ -182,20 +182,20 @@ def broken(tr: grpo.Trainer, how: str):
         real = ad.AdaptedLinear._by_row
 
         def swapped(self, per_run):
-            per_run = list(per_run)
-            per_run[0], per_run[1] = per_run[1], per_run[0]
-            return real(self, per_run)
+            order = list(range(per_run.shape[0]))
+            order[0], order[1] = 1, 0
+            return real(self, per_run[order])
 
-        real_fold = ad.AdaptedLinear._folded_weight
+        real_fold = ad.AdaptedLinear._folded_weights
 
-        def swapped_fold(self, run):  # the folded path (no capture): run 0's rows through run 1's summed weight
-            return real_fold(self, {0: 1, 1: 0}.get(run, run) if self.active is None else run)
+        def swapped_fold(self, runs):  # the folded path (no capture): run 0's rows through run 1's summed weight
+            return real_fold(self, [{0: 1, 1: 0}.get(r, r) for r in runs] if self.active is None else runs)
 
-        ad.AdaptedLinear._by_row, ad.AdaptedLinear._folded_weight = swapped, swapped_fold
+        ad.AdaptedLinear._by_row, ad.AdaptedLinear._folded_weights = swapped, swapped_fold
         try:
             yield
         finally:
-            ad.AdaptedLinear._by_row, ad.AdaptedLinear._folded_weight = real, real_fold
+            ad.AdaptedLinear._by_row, ad.AdaptedLinear._folded_weights = real, real_fold
     elif how == "clip":
         real_clip = torch.nn.utils.clip_grad_norm_
         last: dict[int, float] = {}
@@ -352,8 +352,96 @@ def check_waves() -> int:
     return sum(sizes)
 
 
+VARIANTS = (("svd", "shared", "none"), ("svd", "own", "none"), ("svd", "own", "quarantine"), ("svd", "own", "deployed"),
+            ("lora", "shared", "none"), ("lora", "own", "none"))
+
+
+def adapted_layer(kind: str, quarantine: str, axis: str, runs: int) -> torch.nn.Module:
+    """One AdaptedLinear (16 -> 12, float64; adapter tensors float32) of `runs` runs whose trainable tensors (and axis seeds) are random and differ."""
+    g = torch.Generator().manual_seed(3)
+    model = torch.nn.ModuleDict({"proj": torch.nn.Linear(16, 12, dtype=torch.float64)})
+    with torch.no_grad():
+        model.proj.weight.normal_(0, 0.3, generator=g)
+    ad.wrap_model(model, ad.AdapterConfig(kind=kind, rank=4, quarantine=quarantine, axis=axis, targets="proj", cache_dir=None))
+    ad.add_runs(model, runs)
+    m = model.proj
+    with torch.no_grad():
+        for name in ("axis_u_in", "axis_c_out"):
+            if hasattr(m, name):
+                getattr(m, name).normal_(0, 0.5, generator=g)
+        for p in m.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+def count_ops(fn) -> int:
+    """aten operations dispatched while fn runs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    n = [0]
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            n[0] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return n[0]
+
+
+def check_adapter_forms() -> tuple[float, dict[int, int]]:
+    """A batched forward and backward of one adapted layer = each run's rows alone (outputs and every run's gradients,
+    relative 1e-6: a float64 layer, its adapter tensors float32), for every adapter form (svd shared / own / own with either axis piece, lora shared / own),
+    folded and not, over rows of runs 0, 0, 1, 3, 3, 3 (run 2 has none); and the branch forms' operations do not grow
+    with the runs (a batched forward of 2 and of 6 runs, every run with rows, dispatch as many aten operations: each is
+    a kernel launch on a GPU; seen failing with _s_runs formed run by run). Returns (worst rel, {runs: operations})."""
+    rows = torch.tensor([0, 0, 1, 3, 3, 3])
+    x = torch.randn(6, 5, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    worst = 0.0
+    for kind, quarantine, axis in VARIANTS:
+        for fold in (True, False):
+            model = adapted_layer(kind, quarantine, axis, 4)
+            params = [p for p in model.parameters() if p.requires_grad]
+            with ad.folding(fold):
+                with ad.batched_rows(model, rows):
+                    y = model.proj(x)
+                got = torch.autograd.grad((y * y).sum(), params, allow_unused=True)
+                want_y, want = torch.zeros_like(y), [torch.zeros_like(p) for p in params]
+                for r in range(4):
+                    sel = (rows == r).nonzero().flatten()
+                    if not len(sel):
+                        continue
+                    with ad.active_run(model, r):
+                        y_r = model.proj(x[sel])
+                    want_y[sel] = y_r.detach()
+                    for w, gr in zip(want, torch.autograd.grad((y_r * y_r).sum(), params, allow_unused=True)):
+                        if gr is not None:
+                            w += gr
+            tag = f"{kind} {quarantine} axis={axis} fold={fold}"
+            worst = max(worst, tensor_rel(y.detach(), want_y))
+            for p, g, w in zip(params, got, want):
+                worst = max(worst, tensor_rel(torch.zeros_like(p) if g is None else g, w))
+            assert worst < 1e-6, f"{tag}: a batched forward differs from the runs alone (rel {worst:.1e})"
+    ops = {}
+    for kind, quarantine, axis in VARIANTS:
+        counts = {}
+        for runs in (2, 6):
+            model = adapted_layer(kind, quarantine, axis, runs)
+            rr = torch.arange(runs).repeat_interleave(2)
+            xr = torch.randn(2 * runs, 5, 16, dtype=torch.float64)
+            with ad.folding(False), ad.batched_rows(model, rr):
+                counts[runs] = count_ops(lambda: model.proj(xr))
+        assert counts[2] == counts[6], (f"{kind} {quarantine} axis={axis}: a batched forward of 2 runs dispatches "
+                                        f"{counts[2]} aten operations, of 6 runs {counts[6]}")
+        ops = counts
+    return worst, ops
+
+
 def main() -> None:
     t0 = time.time()
+    forms_rel, forms_ops = check_adapter_forms()
     n_waves = check_waves()
     n_sampled = {d: check_sampling(d) for d in ("hf", "fast-eager")}
     if full_tier():
@@ -370,7 +458,9 @@ def main() -> None:
           + (f"; deliberate breaks fail: {breaks}" if breaks else "")
           + f"; sampling: 3 runs together = each alone, token for token ({', '.join(f'{d} {n}' for d, n in n_sampled.items())} "
           + f"completions){', swapped seeds differ' if full_tier() else ''}; greedy over uneven runs in several "
-          + f"waves = each alone ({n_waves} rows); {time.time() - t0:.0f}s")
+          + f"waves = each alone ({n_waves} rows); one adapted layer batched = its runs alone in {len(VARIANTS)} forms x "
+          + f"folded or not (rel {forms_rel:.1e}), the same {forms_ops[2]} aten operations for 2 and 6 runs; "
+          + f"{time.time() - t0:.0f}s")
 
 
 if __name__ == "__main__":

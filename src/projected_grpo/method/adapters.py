@@ -352,9 +352,11 @@ class AdaptedLinear(nn.Module):
             else:
                 self._runs_of(x)  # batched: each run's rows (consecutive) through its own summed weight
                 counts = torch.bincount(self.row_runs.cpu(), minlength=self.n_runs).tolist()
+                present = [r for r, c in enumerate(counts) if c]  # only the runs with rows in this forward
                 with outside:
-                    ws = [self._folded_weight(r) for r in range(len(counts))]
-                y = torch.cat([F.linear(part, w, self.base.bias) for w, part in zip(ws, x.split(counts))])
+                    ws = self._folded_weights(present)
+                parts = [part for part in x.split(counts) if part.shape[0]]
+                y = torch.cat([F.linear(part, w, self.base.bias) for w, part in zip(ws.unbind(), parts)])
             if self.probe is None:
                 return y
             self._batched(x, self.probe)
@@ -383,6 +385,19 @@ class AdaptedLinear(nn.Module):
         if self.axis == "none" or not axis_on:
             return w
         live = torch.outer(self.run_param("axis_out", run), self.run_param("axis_in", run))
+        return w + live - torch.outer(self.axis_c_out, self.axis_u_in)
+
+    # The *_runs forms below are the batched mode's: the same arithmetic as the one-run forms above for several runs
+    # at once, in a number of operations that does not grow with the runs (each is a kernel launch on a GPU). The one-run
+    # forms stay as they are: a run alone (and a compiled layer, which only a run alone has) computes what it did before.
+
+    def _folded_weights(self, runs: list[int]) -> Float[Tensor, "n d_out d_in"]:
+        """_folded_weight of each of `runs`."""
+        w = self.base.weight + (self.U * self._s_runs(runs)[:, None, :]) @ self._vh()
+        axis_on = self.deployed_on if self.axis == "deployed" else self.quarantine_on
+        if self.axis == "none" or not axis_on:
+            return w
+        live = self._stacked("axis_out", runs)[:, :, None] * self._stacked("axis_in", runs)[:, None, :]
         return w + live - torch.outer(self.axis_c_out, self.axis_u_in)
 
     @torch.no_grad()
@@ -431,9 +446,13 @@ class AdaptedLinear(nn.Module):
             f"{self.name}: capture needs [batch, time, d_in] inputs of the armed batch {probe.shape[0]}, "
             f"got {tuple(x.shape)}")
 
-    def _by_row(self, per_run: list[Tensor]) -> Tensor:
-        """Batched mode: each row's run's tensor, [rows, *shape]."""
-        return torch.stack(per_run)[self.row_runs]
+    def _by_row(self, per_run: Tensor) -> Tensor:
+        """Batched mode: each row's run's tensor, [rows, *shape], from every run's [runs, *shape]."""
+        return per_run[self.row_runs]
+
+    def _stacked(self, name: str, runs: list[int] | None = None) -> Tensor:
+        """Trainable tensor `name` of `runs` (all runs when None), [runs, *shape]: one stack, however many runs."""
+        return torch.stack([self.run_param(name, r) for r in (range(self.n_runs) if runs is None else runs)])
 
     def _runs_of(self, x: Tensor) -> None:
         assert x.ndim == 3 and x.shape[0] == self.row_runs.shape[0], (
@@ -446,13 +465,19 @@ class AdaptedLinear(nn.Module):
         dSh = self._gate(self.run_param("delta_S_hack", run), self.quarantine_on)
         return dS + dSh if self.quarantine == "shared" else torch.cat([dS, dSh])
 
+    def _s_runs(self, runs: list[int] | None = None) -> Float[Tensor, "n k"]:
+        """_s of `runs` (all runs when None), formed together."""
+        dS = self._gate(self._stacked("delta_S", runs), self.deployed_on)
+        dSh = self._gate(self._stacked("delta_S_hack", runs), self.quarantine_on)
+        return dS + dSh if self.quarantine == "shared" else torch.cat([dS, dSh], 1)
+
     def _svd(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
         h = x @ self._vh().to(x.dtype).T  # [*, k]
         if self.active is not None:
             z = h * self._s(self.active).to(x.dtype)
         else:
             self._runs_of(x)
-            z = h * self._by_row([self._s(r) for r in range(self.n_runs)]).to(x.dtype)[:, None, :]
+            z = h * self._by_row(self._s_runs()).to(x.dtype)[:, None, :]
         if self.probe is not None:  # capturing: + h P_b (zero), its grad the rollout's dL/ds, formed in float32
             self._batched(x, self.probe)  # (a term of its own: s's gradient is summed as without capture)
             z = z + (h.float() * self.probe[:, None, :]).to(x.dtype)
@@ -479,8 +504,8 @@ class AdaptedLinear(nn.Module):
         if self.active is not None:
             live = (x @ self.axis_in.to(dt))[..., None] * self.axis_out.to(dt)
         else:
-            a_in = self._by_row([self.run_param("axis_in", r) for r in range(self.n_runs)]).to(dt)
-            a_out = self._by_row([self.run_param("axis_out", r) for r in range(self.n_runs)]).to(dt)
+            a_in = self._by_row(self._stacked("axis_in")).to(dt)
+            a_out = self._by_row(self._stacked("axis_out")).to(dt)
             live = torch.einsum("btd,bd->bt", x, a_in)[..., None] * a_out[:, None, :]
         return live - seed
 
@@ -492,14 +517,23 @@ class AdaptedLinear(nn.Module):
             return (A + Ah).to(dt), self.B.to(dt)
         return torch.cat([A, Ah], 0).to(dt), torch.cat([self.B.to(dt), self.run_param("B_hack", run).to(dt)], 1)
 
+    def _lora_weights_runs(self, runs: list[int] | None, dt: torch.dtype) -> tuple[Tensor, Tensor]:
+        """_lora_weights of `runs` (all runs when None), formed together: ([n, k, d_in], [n, d_out, k])."""
+        A = self._gate(self._stacked("A", runs), self.deployed_on)
+        Ah = self._gate(self._stacked("A_hack", runs), self.quarantine_on)
+        B = self.B.to(dt).expand(A.shape[0], *self.B.shape)
+        if self.quarantine == "shared":
+            return (A + Ah).to(dt), B
+        return torch.cat([A, Ah], 1).to(dt), torch.cat([B, self._stacked("B_hack", runs).to(dt)], 2)
+
     def _lora(self, x: Float[Tensor, "*lead d_in"]) -> Float[Tensor, "*lead d_out"]:
         if self.active is not None:
             a_w, b_w = self._lora_weights(self.active, x.dtype)
             a = x @ a_w.T  # [*, k]
         else:
             self._runs_of(x)
-            ws = [self._lora_weights(r, x.dtype) for r in range(self.n_runs)]
-            a_rows, b_rows = self._by_row([w[0] for w in ws]), self._by_row([w[1] for w in ws])
+            a_all, b_all = self._lora_weights_runs(None, x.dtype)
+            a_rows, b_rows = self._by_row(a_all), self._by_row(b_all)
             a = torch.einsum("btd,bkd->btk", x, a_rows)
         if self.probe is not None:  # capturing: + x P_b^T (zero), its grad the rollout's dL/dA
             self._batched(x, self.probe)
