@@ -450,7 +450,7 @@ class Wave:
         self.logits = torch.zeros((b, arch.vocab), dtype=torch.float32, device=device)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pool = None
-        self.use_graphs = cfg.mode == "graph" or (cfg.mode == "auto" and torch.device(device).type == "cuda")
+        self.use_graphs = uses_graphs(cfg, device)
         assert not self.use_graphs or torch.device(device).type == "cuda", "mode graph needs CUDA"
         self.model: nn.Module | None = None  # set for several runs of one batched model (adapters.add_runs)
         # each row's run, a persistent buffer refilled per wave, since captured graphs read it
@@ -563,6 +563,13 @@ class Wave:
 
 # ---- waves ----------------------------------------------------------------------------------------
 
+def uses_graphs(cfg: DecodeConfig, device) -> bool:
+    """Whether decode steps replay CUDA graphs (mode graph, or auto on CUDA). A graph replays the row layout it was
+    captured with, so a batched model's rows then read their runs from a buffer (unmerged adapters), never from split
+    sizes fixed at capture (merged per-run weights)."""
+    return cfg.mode == "graph" or (cfg.mode == "auto" and torch.device(device).type == "cuda")
+
+
 def plan_waves(n: int, G: int, P: int, new: int, arch: Arch, dtype: torch.dtype, device,
                cfg: DecodeConfig) -> tuple[int, int]:
     """(waves, groups per wave): the fewest equal waves of n groups of G rows whose KV cache and buffers fit."""
@@ -616,7 +623,8 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
     """Sample one completion per prompt. generators None: from the global torch generator (seed it before calling).
     Else the prompts come as consecutive blocks of sizes[k] rows, block k drawn from generators[k] (a block's draws
     do not depend on the other blocks when every block fits one wave); runs[k]: the run of a batched model
-    (adapters.add_runs) block k goes through (then the adapters are not merged: each row has its run's)."""
+    (adapters.add_runs) block k goes through: each row through its run's merged weight (eager steps; not fused), or
+    through its run's unmerged adapter where the steps replay CUDA graphs (uses_graphs)."""
     cfg = cfg or DecodeConfig()
     assert pad_id != eos_id, "pad id equals eos id"
     assert max_new_tokens >= 1 and prompts
@@ -624,11 +632,11 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
     sizes = sizes or [len(prompts)]
     assert sum(sizes) == len(prompts) and (generators is None or len(generators) == len(sizes)), (sizes, generators)
     assert runs is None or len(runs) == len(sizes), (runs, sizes)
-    if runs is not None:  # each row its run's adapter: no merged (per-run) weights
-        cfg = dataclasses.replace(cfg, merge=False, fuse=False)
     arch = arch_of(model, cfg.compile)
     p = next(model.parameters())
     dtype, device = arch.embed.weight.dtype, p.device
+    if runs is not None:  # each row its run's adapter: a merged weight per run (eager), not fused; unmerged in graphs
+        cfg = dataclasses.replace(cfg, merge=cfg.merge and not uses_graphs(cfg, device), fuse=False)
     G = math.gcd(prompt_group(prompts, cfg.share_prompts), *sizes)  # a group never spans two blocks
     unique = prompts[::G]
     block_of_row = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
@@ -638,7 +646,7 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
     wave = None
     try:
         # merged before planning: the merged weights take memory the cache cannot
-        with ad.merged_weights(model) if cfg.merge else contextlib.nullcontext(), \
+        with ad.merged_weights(model, runs=runs is not None) if cfg.merge else contextlib.nullcontext(), \
                 fused_projections(arch) if cfg.fuse else contextlib.nullcontext(0) as n_fused, \
                 shape_checks_off() if cfg.compile else contextlib.nullcontext():
             waves, n = plan_waves(len(unique), G, P, max_new_tokens, arch, dtype, device, cfg)

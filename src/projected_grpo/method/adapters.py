@@ -282,6 +282,7 @@ class AdaptedLinear(nn.Module):
         self.n_runs = 1
         self.active: int | None = 0  # the run whose adapter this module is; None: batched (row_runs)
         self.row_runs: Tensor | None = None  # batched mode: the run of each row of the forward's batch
+        self.row_counts: list[int] | None = None  # batched mode: rows of each run (row_runs counted once, on the host)
         self._records: list[list[dict]] = [[]]  # per run, one per captured forward: its probes and block switches
         self.probe: Tensor | None = None  # armed by a capturing forward (svd: P, lora: P of A)
         self.probe_b: Tensor | None = None  # lora own: Q of B_hack
@@ -337,7 +338,12 @@ class AdaptedLinear(nn.Module):
         if self.merged is not None:
             if self.merged_blocks != (self.deployed_on, self.quarantine_on):
                 raise RuntimeError(f"{self.name}: blocks switched inside merged_weights; the merged weight is stale")
-            return F.linear(x, self.merged, self.base.bias)
+            if self.merged.ndim == 2:
+                return F.linear(x, self.merged, self.base.bias)
+            # each run's merged weight (merged_weights(runs=True)): each run's rows (consecutive) through its own
+            assert self.active is None and self.row_counts is not None, f"{self.name}: per-run merged weights need batched rows"
+            parts = x.split(self.row_counts)
+            return torch.cat([F.linear(part, w, self.base.bias) for w, part in zip(self.merged, parts) if part.shape[0]])
         if not (self.deployed_on or self.quarantine_on):
             return self.base(x)  # reference policy: exactly the base Linear
         if self._fold(x):
@@ -630,16 +636,17 @@ def n_runs(model: nn.Module) -> int:
 
 
 @contextlib.contextmanager
-def _mode(model: nn.Module, active: int | None, row_runs: Tensor | None) -> Iterator[None]:
+def _mode(model: nn.Module, active: int | None, row_runs: Tensor | None, row_counts: list[int] | None = None
+          ) -> Iterator[None]:
     mods = list(adapter_modules(model).values())
-    saved = [(m.active, m.row_runs) for m in mods]
+    saved = [(m.active, m.row_runs, m.row_counts) for m in mods]
     try:
         for m in mods:
-            m.active, m.row_runs = active, row_runs
+            m.active, m.row_runs, m.row_counts = active, row_runs, row_counts
         yield
     finally:
-        for m, (a, rr) in zip(mods, saved):
-            m.active, m.row_runs = a, rr
+        for m, (a, rr, rc) in zip(mods, saved):
+            m.active, m.row_runs, m.row_counts = a, rr, rc
 
 
 def active_run(model: nn.Module, run: int) -> contextlib.AbstractContextManager:
@@ -654,7 +661,8 @@ def batched_rows(model: nn.Module, run_of_row: Tensor) -> contextlib.AbstractCon
     assert bool((run_of_row[1:] >= run_of_row[:-1]).all()), "batched rows must be sorted by run"
     assert len(run_of_row) == 0 or 0 <= int(run_of_row[0]) and int(run_of_row[-1]) < n_runs(model), "run index"
     dev = next(iter(adapter_modules(model).values())).base.weight.device
-    return _mode(model, None, run_of_row.to(dev))
+    counts = torch.bincount(run_of_row.cpu(), minlength=n_runs(model)).tolist()
+    return _mode(model, None, run_of_row.to(dev), counts)
 
 
 def _axis_seeds(m: "AdaptedLinear") -> list[tuple[nn.Parameter, Tensor]]:
@@ -711,15 +719,27 @@ def merged_weight(m: AdaptedLinear) -> Float[Tensor, "d_out d_in"]:
 
 
 @contextlib.contextmanager
-def merged_weights(model: nn.Module) -> Iterator[None]:
+def merged_weights(model: nn.Module, runs: bool = False) -> Iterator[None]:
     """Inside: every adapted layer with an active block runs as one Linear whose weight is W plus that
     update (for decoding: one matmul per layer instead of three). Costs one more copy of the adapted
-    weights; no gradients flow; switching blocks inside is an error (the merged weight would be stale)."""
+    weights; no gradients flow; switching blocks inside is an error (the merged weight would be stale).
+    runs: one merged weight per run of a batched model ([runs, d_out, d_in], each made under active_run, so each is
+    the weight the run alone would merge); inside batched_rows each run's rows go through its own."""
     mods = [m for m in adapter_modules(model).values() if m.deployed_on or m.quarantine_on]
     try:
         for m in mods:
-            m.merged = merged_weight(m)
             m.merged_blocks = (m.deployed_on, m.quarantine_on)
+        if runs:
+            per_run = [[] for _ in mods]
+            for r in range(n_runs(model)):
+                with active_run(model, r):
+                    for ws, m in zip(per_run, mods):
+                        ws.append(merged_weight(m))
+            for ws, m in zip(per_run, mods):
+                m.merged = torch.stack(ws)
+        else:
+            for m in mods:
+                m.merged = merged_weight(m)
         yield
     finally:
         for m in mods:
