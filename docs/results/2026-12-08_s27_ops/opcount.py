@@ -48,6 +48,11 @@ argv = ["--arm", "route", "--seeds" if R > 1 else "--seed", ",".join(map(str, ra
         str(vh), "--device", "cpu", "--model", "organism:cpu", "--steps", str(STEPS), "--n-eval", "12", "--eval-every",
         "0"] + EXTRA
 torch.set_num_threads(1)
+if __import__("os").environ.get("OPCOUNT_FOREACH"):  # AdamW and clipping as on CUDA, where both default to foreach
+    import torch.nn.utils.clip_grad as _clip
+    _adamw_init, _clip_norm = torch.optim.AdamW.__init__, _clip.clip_grad_norm_
+    torch.optim.AdamW.__init__ = lambda self, *a, **k: _adamw_init(self, *a, **dict(k, foreach=True))
+    torch.nn.utils.clip_grad_norm_ = lambda *a, **k: _clip_norm(*a, **dict(k, foreach=True))
 with Count() if MODE == "count" else __import__("contextlib").nullcontext():
     cli.train(argv, "train.py", "")
 CPU["train"] -= CPU["update"]  # train_runs' CPU without its nested per-run updates
