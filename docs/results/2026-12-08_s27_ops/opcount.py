@@ -48,6 +48,9 @@ argv = ["--arm", "route", "--seeds" if R > 1 else "--seed", ",".join(map(str, ra
         str(vh), "--device", "cpu", "--model", "organism:cpu", "--steps", str(STEPS), "--n-eval", "12", "--eval-every",
         "0"] + EXTRA
 torch.set_num_threads(1)
+if __import__("os").environ.get("OPCOUNT_NOFOLD"):  # the branch forward, as on CUDA, where the organism is bf16 (no folding)
+    from projected_grpo.method import adapters
+    adapters.AdaptedLinear.fold = False
 if __import__("os").environ.get("OPCOUNT_FOREACH"):  # AdamW and clipping as on CUDA, where both default to foreach
     import torch.nn.utils.clip_grad as _clip
     _adamw_init, _clip_norm = torch.optim.AdamW.__init__, _clip.clip_grad_norm_
