@@ -22,7 +22,7 @@ erase-random (a different random direction per run: --direction-seed 100 + seed)
 Sampling: on the same model (float64) with 3 runs whose adapters differ (random singular-value offsets), each run
 drawing from its own generator, sampling.sample_runs gives every run the completions sampling.sample gives it alone
 (under adapters.active_run), token for token, with transformers' generate (one call for all runs) and with the fast
-decoder (one decode for all runs, unmerged); seen failing (smoke-full, by the gate itself) with two runs' generator
+decoder (one decode for all runs, eager: each run's rows through its own merged weights); seen failing (smoke-full, by the gate itself) with two runs' generator
 seeds swapped.
 
 Waves: the fast decoder over 4 runs of 4, 4, 1 and 2 rows in waves of 4 rows (the last: two runs and a filler row),

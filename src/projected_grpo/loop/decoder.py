@@ -646,7 +646,7 @@ def decode(model: nn.Module, prompts: list[list[int]], temperature: float, max_n
     wave = None
     try:
         # merged before planning: the merged weights take memory the cache cannot
-        with ad.merged_weights(model, runs=runs is not None) if cfg.merge else contextlib.nullcontext(), \
+        with ad.merged_weights(model, runs) if cfg.merge else contextlib.nullcontext(), \
                 fused_projections(arch) if cfg.fuse else contextlib.nullcontext(0) as n_fused, \
                 shape_checks_off() if cfg.compile else contextlib.nullcontext():
             waves, n = plan_waves(len(unique), G, P, max_new_tokens, arch, dtype, device, cfg)

@@ -158,7 +158,8 @@ def sample_runs(model, tok, prompts: list[list[list[int]]], runs: list[int], tem
     adapter, drawn from its own generator seeded generator_seeds[k]; what `sample` would give each run alone, but
     in one generate call per `batch_size` rows of every run (decoder "hf": a run's chunks are the ones it would
     have alone, the runs' i-th chunks generated together; the fast decoder: one decode of every run's rows, each run
-    drawn per segment from its generator, the adapters unmerged)."""
+    drawn per segment from its generator, each run's adapter merged into its own weights in eager steps and unmerged
+    where steps replay CUDA graphs)."""
     assert len(prompts) == len(runs) == len(generator_seeds)
     if len(runs) == 1 and ad.n_runs(model) == 1:
         return [sample(model, tok, prompts[0], temperature, max_new_tokens, generator_seeds[0], batch_size, decoder,

@@ -60,7 +60,7 @@ import re
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -286,7 +286,7 @@ class AdaptedLinear(nn.Module):
         self._records: list[list[dict]] = [[]]  # per run, one per captured forward: its probes and block switches
         self.probe: Tensor | None = None  # armed by a capturing forward (svd: P, lora: P of A)
         self.probe_b: Tensor | None = None  # lora own: Q of B_hack
-        self.merged: Tensor | None = None  # W + the active blocks' update, set by merged_weights
+        self.merged: Tensor | list[Tensor | None] | None = None  # W + the active blocks' update (per run: a list), set by merged_weights
         self.merged_blocks: tuple[bool, bool] | None = None
 
     # -- runs ----------------------------------------------------------------------------------
@@ -338,12 +338,13 @@ class AdaptedLinear(nn.Module):
         if self.merged is not None:
             if self.merged_blocks != (self.deployed_on, self.quarantine_on):
                 raise RuntimeError(f"{self.name}: blocks switched inside merged_weights; the merged weight is stale")
-            if self.merged.ndim == 2:
+            if not isinstance(self.merged, list):
                 return F.linear(x, self.merged, self.base.bias)
-            # each run's merged weight (merged_weights(runs=True)): each run's rows (consecutive) through its own
+            # merged per run (merged_weights(model, runs)): each run's rows (consecutive) through its own weight
             assert self.active is None and self.row_counts is not None, f"{self.name}: per-run merged weights need batched rows"
-            parts = x.split(self.row_counts)
-            return torch.cat([F.linear(part, w, self.base.bias) for w, part in zip(self.merged, parts) if part.shape[0]])
+            parts = [(r, part) for r, part in enumerate(x.split(self.row_counts)) if part.shape[0]]
+            assert all(self.merged[r] is not None for r, _ in parts), f"{self.name}: rows of a run that was not merged"
+            return torch.cat([F.linear(part, self.merged[r], self.base.bias) for r, part in parts])
         if not (self.deployed_on or self.quarantine_on):
             return self.base(x)  # reference policy: exactly the base Linear
         if self._fold(x):
@@ -719,25 +720,22 @@ def merged_weight(m: AdaptedLinear) -> Float[Tensor, "d_out d_in"]:
 
 
 @contextlib.contextmanager
-def merged_weights(model: nn.Module, runs: bool = False) -> Iterator[None]:
+def merged_weights(model: nn.Module, runs: Sequence[int] | None = None) -> Iterator[None]:
     """Inside: every adapted layer with an active block runs as one Linear whose weight is W plus that
     update (for decoding: one matmul per layer instead of three). Costs one more copy of the adapted
-    weights; no gradients flow; switching blocks inside is an error (the merged weight would be stale).
-    runs: one merged weight per run of a batched model ([runs, d_out, d_in], each made under active_run, so each is
-    the weight the run alone would merge); inside batched_rows each run's rows go through its own."""
+    weights (one per run in `runs`); no gradients flow; switching blocks inside is an error (the merged weight would
+    be stale). runs: the runs of a batched model to merge, each under active_run (so each is the weight the run alone
+    would merge); inside batched_rows each run's rows go through its own, and rows of another run are an error."""
     mods = [m for m in adapter_modules(model).values() if m.deployed_on or m.quarantine_on]
     try:
         for m in mods:
             m.merged_blocks = (m.deployed_on, m.quarantine_on)
-        if runs:
-            per_run = [[] for _ in mods]
-            for r in range(n_runs(model)):
-                with active_run(model, r):
-                    for ws, m in zip(per_run, mods):
-                        ws.append(merged_weight(m))
-            for ws, m in zip(per_run, mods):
-                m.merged = torch.stack(ws)
-        else:
+            m.merged = None if runs is None else [None] * n_runs(model)
+        for r in sorted(set(runs)) if runs is not None else []:
+            with active_run(model, r):
+                for m in mods:
+                    m.merged[r] = merged_weight(m)
+        if runs is None:
             for m in mods:
                 m.merged = merged_weight(m)
         yield
