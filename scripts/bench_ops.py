@@ -1,0 +1,157 @@
+"""Benchmark (not a gate): aten operations a run dispatches in each phase, one run alone against R runs in one
+process (issue 28). Prints numbers and ratios only.
+
+    python scripts/bench_ops.py                         # route, 4 runs, 2 steps, the CPU's own settings
+    python scripts/bench_ops.py --gpu-like              # as a CUDA process issues them outside its CUDA graphs
+
+Why count: on a GPU a model of a million parameters does almost no arithmetic, so a process's CPU goes into issuing
+operations, each at least one kernel launch. What packing saves there is what it saves in operations a run. The
+count is exact and the same on every machine, so a change to the packed path can be judged here before GPU time.
+
+Both ways train the same arm and seeds (`train.py --seed 0` and `train.py --seeds 0,...,R-1`), each in a fresh
+process under a TorchDispatchMode that counts every aten operation by phase (backward included: on the CPU the
+autograd engine runs in the calling thread):
+    generation  Trainer.rollouts (sampling the step's completions)
+    training    Trainer.train_runs without the per-run updates (log-probs, loss, one backward over every run)
+    update      Trainer.update, once per run (the intervention's hook, clipping, AdamW)
+    evaluation  the final evaluation (kept and, with a quarantine, ablated), counted once a run
+--gpu-like counts what a CUDA process would issue eagerly: one pass a step (--micro-batch 0), no folded adapter
+forwards (the organism is bf16 on CUDA, and only float32 or float64 fold), AdamW and clipping with foreach kernels
+(CUDA's default). Generation and evaluation then still decode on the CPU's eager path, which CUDA replaces by graph
+replays; their counts are the CPU's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import functools
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PHASES = ("generation", "training", "update", "evaluation")
+METHODS = {"rollouts": "generation", "train_runs": "training", "update": "update", "evaluate": "evaluation"}
+
+
+def parse() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arm", default="route", help="registry arm both ways train")
+    ap.add_argument("--runs", type=int, default=4, help="runs in the packed process (seeds 0..runs-1)")
+    ap.add_argument("--steps", type=int, default=2, help="GRPO steps a run")
+    ap.add_argument("--n-eval", type=int, default=12, help="evaluation problems a cell (train.py --n-eval)")
+    ap.add_argument("--model", default="organism:cpu", help="train.py --model")
+    ap.add_argument("--gpu-like", action="store_true", help="one pass a step, no folding, foreach AdamW and clipping")
+    ap.add_argument("--out", default="out/bench_ops", help="run folders and the v_hack file go here")
+    ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)  # internal: count R runs, print JSON
+    a = ap.parse_args()
+    if a.runs < 2:
+        ap.error(f"--runs {a.runs}: the packed process needs at least 2 runs")
+    if a.steps < 1:
+        ap.error(f"--steps {a.steps}: at least 1")
+    return a
+
+
+def counted(phase: str, counts: collections.Counter, current: list[str], f):
+    """f with its dispatched operations counted under `phase` (nested calls count under their own phase)."""
+    @functools.wraps(f)
+    def g(*args, **kwargs):
+        outer, current[0] = current[0], phase
+        try:
+            return f(*args, **kwargs)
+        finally:
+            current[0] = outer
+    return g
+
+
+def gpu_like_settings() -> None:
+    """No folded adapter forwards; AdamW and gradient clipping with foreach kernels."""
+    import torch  # noqa: PLC0415
+    import torch.nn.utils.clip_grad as clip  # noqa: PLC0415
+
+    from projected_grpo.method import adapters  # noqa: PLC0415
+
+    adapters.AdaptedLinear.fold = False
+    adamw_init, clip_norm = torch.optim.AdamW.__init__, clip.clip_grad_norm_
+    torch.optim.AdamW.__init__ = lambda self, *args, **kw: adamw_init(self, *args, **dict(kw, foreach=True))
+    torch.nn.utils.clip_grad_norm_ = lambda *args, **kw: clip_norm(*args, **dict(kw, foreach=True))
+
+
+def child(a: argparse.Namespace) -> None:
+    """Train a.child runs of a.arm in this process, counting operations by phase; print {phase: operations a run
+    (a step, or once for the evaluation)} as JSON on the last line."""
+    import torch  # noqa: PLC0415
+    from torch.utils._python_dispatch import TorchDispatchMode  # noqa: PLC0415
+
+    from projected_grpo.loop import cli, grpo  # noqa: PLC0415
+
+    counts: collections.Counter = collections.Counter()
+    current = ["other"]
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            counts[current[0]] += 1
+            return func(*args, **(kwargs or {}))
+
+    for name, phase in METHODS.items():
+        setattr(grpo.Trainer, name, counted(phase, counts, current, getattr(grpo.Trainer, name)))
+    if a.gpu_like:
+        gpu_like_settings()
+    torch.set_num_threads(1)
+    r = a.child
+    with tempfile.TemporaryDirectory(dir=a.out) as runs:
+        argv = ["--arm", a.arm, "--seeds" if r > 1 else "--seed", ",".join(map(str, range(r))), "--out-dir", runs,
+                "--device", "cpu", "--model", a.model, "--steps", str(a.steps), "--n-eval", str(a.n_eval),
+                "--eval-every", "0", "--vhack", vhack_file(a)] + (["--micro-batch", "0"] if a.gpu_like else [])
+        with Count():
+            cli.train(argv, "train.py", "")
+    per = {"generation": r * a.steps, "training": r * a.steps, "update": r * a.steps, "evaluation": r}
+    print(json.dumps({p: counts[p] / per[p] for p in PHASES}))
+
+
+def vhack_file(a: argparse.Namespace) -> str:
+    """The arm's v_hack for the model on the CPU (own quarantine, the hack pairs), extracted once into --out."""
+    from projected_grpo.method import vhack  # noqa: PLC0415
+    from projected_grpo.method.pairs import HACK_PAIRS  # noqa: PLC0415
+
+    f = Path(a.out) / f"vhack_own_{a.model.replace(':', '_').replace('@', '_')}.safetensors"
+    if not f.exists():
+        vhack.extract_to_file(f, HACK_PAIRS, a.model, quarantine="own", device="cpu")
+    return str(f)
+
+
+def count(a: argparse.Namespace, runs: int) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--child", str(runs)] + [x for x in sys.argv[1:]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=None, check=False)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise SystemExit(f"bench_ops: the {runs}-run process failed (exit {proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    a = parse()
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    if a.child:
+        child(a)
+        return
+    vhack_file(a)  # once, before either way
+    alone, packed = count(a, 1), count(a, a.runs)
+    print(f"aten operations a run ({a.arm}, {a.model}, {a.steps} steps, --n-eval {a.n_eval}"
+          f"{', GPU-like: one pass, no folding, foreach' if a.gpu_like else ', the CPU settings'}):")
+    print(f"  {'phase':28s} {'alone':>9s} {f'{a.runs} runs':>9s} {'ratio':>6s}")
+    for p in PHASES:
+        unit = "once" if p == "evaluation" else "a step"
+        print(f"  {p + ', ' + unit:28s} {alone[p]:9.0f} {packed[p]:9.0f} {packed[p] / max(alone[p], 1):6.2f}")
+    steps = ("training", "update")
+    total = sum(alone[p] for p in steps), sum(packed[p] for p in steps)
+    print(f"eager training step (training + update): {total[0]:.0f} alone, {total[1]:.0f} a run packed "
+          f"({total[1] / total[0]:.2f} of alone)")
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        main()
