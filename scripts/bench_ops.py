@@ -18,7 +18,9 @@ autograd engine runs in the calling thread):
 --gpu-like counts what a CUDA process would issue eagerly: one pass a step (--micro-batch 0), no folded adapter
 forwards (the organism is bf16 on CUDA, and only float32 or float64 fold), AdamW and clipping with foreach kernels
 (CUDA's default). Generation and evaluation then still decode on the CPU's eager path, which CUDA replaces by graph
-replays; their counts are the CPU's.
+replays; their counts are the CPU's. On the CPU a foreach call takes its slow path, one dispatched operation per
+tensor, and those are counted; on CUDA it is a few multi-tensor kernels, so AdamW's and clipping's counts overstate
+a GPU's launches. Host tensor operations (e.g. building a batch before it moves to the device) count like launches.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ R = int(__import__("os").environ["R"])  # runs in the process
 sites = collections.Counter(); cur = ["other"]
 class Count(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if cur[0] == "training":
+        if cur[0] == __import__("os").environ.get("PHASE", "training"):  # PHASE=update for the update
             f = sys._getframe(1)
             while f and "projected_grpo" not in f.f_code.co_filename:
                 f = f.f_back
