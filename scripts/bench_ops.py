@@ -4,13 +4,16 @@ process (issue 28). Prints numbers and ratios only.
     python scripts/bench_ops.py                         # route, 4 runs, 2 steps, the CPU's own settings
     python scripts/bench_ops.py --gpu-like              # as a CUDA process issues them outside its CUDA graphs
 
-Why count: on a GPU a model of a million parameters does almost no arithmetic, so a process's CPU goes into issuing
-operations, each at least one kernel launch. What packing saves there is what it saves in operations a run. The
-count is exact and the same on every machine, so a change to the packed path can be judged here before GPU time.
+Why count: on a GPU a model of a million parameters does almost no arithmetic, so a process's CPU likely goes into
+issuing operations: each costs a dispatch on the CPU, and each that is not a view launches at least one kernel. What
+packing saves there is what it saves in operations a run. The count is deterministic for a given torch version, arm
+and seeds, so a change to the packed path can be judged here before GPU time.
 
-Both ways train the same arm and seeds (`train.py --seed 0` and `train.py --seeds 0,...,R-1`), each in a fresh
-process under a TorchDispatchMode that counts every aten operation by phase (backward included: on the CPU the
-autograd engine runs in the calling thread):
+Both ways train the same arm and seeds: alone, R processes of one run each (`train.py --seed S`, S = 0..R-1), whose
+counts are averaged; packed, one process of R runs (`train.py --seeds 0,...,R-1`). Counts depend on the seed (what
+a run samples), so both ways average the same seeds. Each process is fresh and runs under a TorchDispatchMode that
+counts every aten operation by phase (backward included: on the CPU the autograd engine runs in the calling
+thread); operations outside the four phases (start-up, planning, the scheduler) are not reported:
     generation  Trainer.rollouts (sampling the step's completions)
     training    Trainer.train_runs without the per-run updates (log-probs, loss, one backward over every run)
     update      Trainer.update, once per run (the intervention's hook, clipping, AdamW)
@@ -35,25 +38,34 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tqdm import tqdm
+
 PHASES = ("generation", "training", "update", "evaluation")
-METHODS = {"rollouts": "generation", "train_runs": "training", "update": "update", "evaluate": "evaluation"}
+METHODS = {"rollouts": "generation", "train_runs": "training", "update": "update", "update_runs": "update",
+           "evaluate": "evaluation"}  # update_runs: a packed update of all runs together, where the trainer has one
 
 
 def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arm", default="route", help="registry arm both ways train")
+    ap.add_argument("--arm", default="route", help="registry arm both ways train (not a matched control)")
     ap.add_argument("--runs", type=int, default=4, help="runs in the packed process (seeds 0..runs-1)")
     ap.add_argument("--steps", type=int, default=2, help="GRPO steps a run")
     ap.add_argument("--n-eval", type=int, default=12, help="evaluation problems a cell (train.py --n-eval)")
     ap.add_argument("--model", default="organism:cpu", help="train.py --model")
     ap.add_argument("--gpu-like", action="store_true", help="one pass a step, no folding, foreach AdamW and clipping")
     ap.add_argument("--out", default="out/bench_ops", help="run folders and the v_hack file go here")
-    ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)  # internal: count R runs, print JSON
+    ap.add_argument("--child", default="", help=argparse.SUPPRESS)  # internal: count these seeds' runs, print JSON
     a = ap.parse_args()
+    from projected_grpo.method.arms import BY_NAME, MATCHED  # noqa: PLC0415
+
+    if a.arm not in BY_NAME or a.arm in MATCHED:
+        ap.error(f"--arm {a.arm!r}: a registry arm that is not a matched control")
     if a.runs < 2:
         ap.error(f"--runs {a.runs}: the packed process needs at least 2 runs")
     if a.steps < 1:
         ap.error(f"--steps {a.steps}: at least 1")
+    if a.n_eval < 1:
+        ap.error(f"--n-eval {a.n_eval}: at least 1")
     return a
 
 
@@ -83,8 +95,8 @@ def gpu_like_settings() -> None:
 
 
 def child(a: argparse.Namespace) -> None:
-    """Train a.child runs of a.arm in this process, counting operations by phase; print {phase: operations a run
-    (a step, or once for the evaluation)} as JSON on the last line."""
+    """Train the runs of seeds a.child (comma-separated) of a.arm in this process, counting operations by phase; print
+    {phase: operations a run (a step, or once for the evaluation)} as JSON on the last line."""
     import torch  # noqa: PLC0415
     from torch.utils._python_dispatch import TorchDispatchMode  # noqa: PLC0415
 
@@ -99,23 +111,27 @@ def child(a: argparse.Namespace) -> None:
             return func(*args, **(kwargs or {}))
 
     for name, phase in METHODS.items():
-        setattr(grpo.Trainer, name, counted(phase, counts, current, getattr(grpo.Trainer, name)))
+        if hasattr(grpo.Trainer, name):
+            setattr(grpo.Trainer, name, counted(phase, counts, current, getattr(grpo.Trainer, name)))
     if a.gpu_like:
         gpu_like_settings()
     torch.set_num_threads(1)
-    r = a.child
+    seeds = a.child.split(",")
+    r = len(seeds)
     with tempfile.TemporaryDirectory(dir=a.out) as runs:
-        argv = ["--arm", a.arm, "--seeds" if r > 1 else "--seed", ",".join(map(str, range(r))), "--out-dir", runs,
+        argv = ["--arm", a.arm, "--seeds" if r > 1 else "--seed", a.child, "--out-dir", runs,
                 "--device", "cpu", "--model", a.model, "--steps", str(a.steps), "--n-eval", str(a.n_eval),
                 "--eval-every", "0", "--vhack", vhack_file(a)] + (["--micro-batch", "0"] if a.gpu_like else [])
         with Count():
             cli.train(argv, "train.py", "")
+    assert counts["update"] > 0, "no operation counted in the update phase: the trainer's update methods changed"
     per = {"generation": r * a.steps, "training": r * a.steps, "update": r * a.steps, "evaluation": r}
     print(json.dumps({p: counts[p] / per[p] for p in PHASES}))
 
 
 def vhack_file(a: argparse.Namespace) -> str:
-    """The arm's v_hack for the model on the CPU (own quarantine, the hack pairs), extracted once into --out."""
+    """A v_hack for the model on the CPU (own quarantine, the hack pairs: route's), extracted once into --out and
+    given to every arm (--vhack), so an arm with another direction counts with this one."""
     from projected_grpo.method import vhack  # noqa: PLC0415
     from projected_grpo.method.pairs import HACK_PAIRS  # noqa: PLC0415
 
@@ -125,12 +141,13 @@ def vhack_file(a: argparse.Namespace) -> str:
     return str(f)
 
 
-def count(a: argparse.Namespace, runs: int) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--child", str(runs)] + [x for x in sys.argv[1:]]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=None, check=False)
+def count(a: argparse.Namespace, seeds: list[int]) -> dict[str, float]:
+    """Operations a run by phase in one fresh process of the runs of `seeds`."""
+    cmd = [sys.executable, __file__, "--child", ",".join(map(str, seeds))] + sys.argv[1:]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-3000:])
-        raise SystemExit(f"bench_ops: the {runs}-run process failed (exit {proc.returncode})")
+        raise SystemExit(f"bench_ops: the process of seeds {seeds} failed (exit {proc.returncode})")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -141,13 +158,17 @@ def main() -> None:
         child(a)
         return
     vhack_file(a)  # once, before either way
-    alone, packed = count(a, 1), count(a, a.runs)
-    print(f"aten operations a run ({a.arm}, {a.model}, {a.steps} steps, --n-eval {a.n_eval}"
+    seeds = list(range(a.runs))
+    singles = [count(a, [s]) for s in tqdm(seeds, desc="alone, one process a seed")]
+    alone = {p: sum(c[p] for c in singles) / len(singles) for p in PHASES}
+    packed = count(a, seeds)
+    print(f"aten operations a run, seeds 0-{a.runs - 1} ({a.arm}, {a.model}, {a.steps} steps, --n-eval {a.n_eval}"
           f"{', GPU-like: one pass, no folding, foreach' if a.gpu_like else ', the CPU settings'}):")
-    print(f"  {'phase':28s} {'alone':>9s} {f'{a.runs} runs':>9s} {'ratio':>6s}")
+    print(f"  {'phase':28s} {'alone':>9s} {f'{a.runs} runs':>9s} {'ratio':>6s}   alone, each seed")
     for p in PHASES:
         unit = "once" if p == "evaluation" else "a step"
-        print(f"  {p + ', ' + unit:28s} {alone[p]:9.0f} {packed[p]:9.0f} {packed[p] / max(alone[p], 1):6.2f}")
+        each = " ".join(f"{c[p]:.0f}" for c in singles)
+        print(f"  {p + ', ' + unit:28s} {alone[p]:9.0f} {packed[p]:9.0f} {packed[p] / max(alone[p], 1):6.2f}   {each}")
     steps = ("training", "update")
     total = sum(alone[p] for p in steps), sum(packed[p] for p in steps)
     print(f"eager training step (training + update): {total[0]:.0f} alone, {total[1]:.0f} a run packed "
