@@ -29,7 +29,6 @@ a GPU's launches. Host tensor operations (e.g. building a batch before it moves 
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import functools
 import json
@@ -69,15 +68,16 @@ def parse() -> argparse.Namespace:
     return a
 
 
-def counted(phase: str, counts: collections.Counter, current: list[str], f):
-    """f with its dispatched operations counted under `phase` (nested calls count under their own phase)."""
+def counted(phase: str, counter, f):
+    """f with its dispatched operations counted under `phase` by `counter` (models.OpCounter; nested calls count under
+    their own phase)."""
     @functools.wraps(f)
     def g(*args, **kwargs):
-        outer, current[0] = current[0], phase
+        outer, counter.phase = counter.phase, phase
         try:
             return f(*args, **kwargs)
         finally:
-            current[0] = outer
+            counter.phase = outer
     return g
 
 
@@ -98,21 +98,15 @@ def child(a: argparse.Namespace) -> None:
     """Train the runs of seeds a.child (comma-separated) of a.arm in this process, counting operations by phase; print
     {phase: operations a run (a step, or once for the evaluation)} as JSON on the last line."""
     import torch  # noqa: PLC0415
-    from torch.utils._python_dispatch import TorchDispatchMode  # noqa: PLC0415
 
     from projected_grpo.loop import cli, grpo  # noqa: PLC0415
+    from projected_grpo.loop.models import OpCounter  # noqa: PLC0415
 
-    counts: collections.Counter = collections.Counter()
-    current = ["other"]
-
-    class Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            counts[current[0]] += 1
-            return func(*args, **(kwargs or {}))
-
+    counter = OpCounter()
+    counter.phase = "other"
     for name, phase in METHODS.items():
         if hasattr(grpo.Trainer, name):
-            setattr(grpo.Trainer, name, counted(phase, counts, current, getattr(grpo.Trainer, name)))
+            setattr(grpo.Trainer, name, counted(phase, counter, getattr(grpo.Trainer, name)))
     if a.gpu_like:
         gpu_like_settings()
     torch.set_num_threads(1)
@@ -122,8 +116,9 @@ def child(a: argparse.Namespace) -> None:
         argv = ["--arm", a.arm, "--seeds" if r > 1 else "--seed", a.child, "--out-dir", runs,
                 "--device", "cpu", "--model", a.model, "--steps", str(a.steps), "--n-eval", str(a.n_eval),
                 "--eval-every", "0", "--vhack", vhack_file(a)] + (["--micro-batch", "0"] if a.gpu_like else [])
-        with Count():
+        with counter:
             cli.train(argv, "train.py", "")
+    counts = counter.counts
     assert counts["update"] > 0, "no operation counted in the update phase: the trainer's update methods changed"
     per = {"generation": r * a.steps, "training": r * a.steps, "update": r * a.steps, "evaluation": r}
     print(json.dumps({p: counts[p] / per[p] for p in PHASES}))

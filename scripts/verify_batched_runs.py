@@ -22,8 +22,8 @@ erase-random (a different random direction per run: --direction-seed 100 + seed)
 Sampling: on the same model (float64) with 3 runs whose adapters differ (random singular-value offsets), each run
 drawing from its own generator, sampling.sample_runs gives every run the completions sampling.sample gives it alone
 (under adapters.active_run), token for token, with transformers' generate (one call for all runs) and with the fast
-decoder (one decode for all runs, eager: each run's rows through its own merged weights); seen failing (smoke-full, by the gate itself) with two runs' generator
-seeds swapped.
+decoder (one decode for all runs, eager: each run's rows through its own merged weights); seen failing (smoke-full,
+by the gate itself) with two runs' generator seeds swapped.
 
 Waves: the fast decoder over 4 runs of 4, 4, 1 and 2 rows in waves of 4 rows (the last: two runs and a filler row),
 greedy, equals
@@ -51,6 +51,7 @@ import torch
 from _gate_common import full_tier, run_gate, tier, tiny_args
 from projected_grpo.loop import grpo, logs
 from projected_grpo.loop.config import with_fields
+from projected_grpo.loop.models import OpCounter
 from projected_grpo.method import adapters as ad
 from projected_grpo.method import vhack
 from projected_grpo.method.pairs import HACK_PAIRS
@@ -380,26 +381,18 @@ def adapted_layer(kind: str, quarantine: str, axis: str, runs: int) -> torch.nn.
 
 def count_ops(fn) -> int:
     """aten operations dispatched while fn runs."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    n = [0]
-
-    class Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            n[0] += 1
-            return func(*args, **(kwargs or {}))
-
-    with Count():
+    with OpCounter() as counter:
         fn()
-    return n[0]
+    return counter.counts["all"]
 
 
 def check_adapter_forms() -> tuple[float, dict[str, int]]:
     """A batched forward and backward of one adapted layer = each run's rows alone (outputs and every run's gradients,
     relative 1e-6: a float64 layer, its adapter tensors float32), for every adapter form (svd shared / own / own with either axis piece, lora shared / own),
     folded and not, over rows of runs 0, 0, 1, 3, 3, 3 (run 2 has none); and the branch forms' operations do not grow
-    with the runs (a batched forward of 2 and of 6 runs, every run with rows, dispatch as many aten operations: each is
-    a kernel launch on a GPU; seen failing on the adapters that formed each run's tensors in a loop). Only the
+    with the runs (a batched forward of 2 and of 6 runs, every run with rows, dispatch as many aten operations: each a
+    dispatch on the CPU, most a kernel launch on a GPU; seen failing on the adapters that formed each run's tensors in
+    a loop). Only the
     unfolded forward is claimed: a folded forward still runs one Linear per run present, and the backward accumulates
     each run's gradients. Folding follows the real criterion, so a run with few tokens alone may take the branch.
     Returns (worst rel, {form: operations of its forward})."""

@@ -11,6 +11,7 @@ merged into it (`load_teacher`).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import ctypes
@@ -30,6 +31,7 @@ import transformers
 from jaxtyping import Float, Int
 from safetensors import safe_open
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from projected_grpo.organism import pinned
@@ -349,6 +351,22 @@ def compile_layers(model, backend: str | None = None) -> Callable[[], None]:
         set_shape_checks(checks_were_on)
 
     return restore
+
+
+class OpCounter(TorchDispatchMode):
+    """Inside: every aten operation dispatched is counted under the label `phase` holds at that moment (set it to
+    split the count; "all" until then). Backward operations count where the autograd engine runs in this thread (on
+    the CPU). Each operation costs a dispatch on the CPU; one that is not a view launches at least one kernel on a
+    GPU, where a foreach call is a few multi-tensor kernels but counts here one operation per tensor (its CPU path)."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts: collections.Counter = collections.Counter()
+        self.phase = "all"
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[self.phase] += 1
+        return func(*args, **(kwargs or {}))
 
 
 def log_softmax_at(logits: Float[Tensor, "b t v"], targets: Int[Tensor, "b t"]) -> Float[Tensor, "b t"]:

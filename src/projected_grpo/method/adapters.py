@@ -395,7 +395,7 @@ class AdaptedLinear(nn.Module):
         return w + live - torch.outer(self.axis_c_out, self.axis_u_in)
 
     # The *_runs forms below are the batched mode's: the same arithmetic as the one-run forms above for several runs
-    # at once, in a number of operations that does not grow with the runs (each is a kernel launch on a GPU). The one-run
+    # at once, in a number of operations that does not grow with the runs (most a kernel launch on a GPU). The one-run
     # forms stay as they are: a run alone (and a compiled layer, which only a run alone has) computes what it did before.
 
     def _folded_weights(self, runs: list[int]) -> Float[Tensor, "n d_out d_in"]:
@@ -730,14 +730,11 @@ def merged_weights(model: nn.Module, runs: Sequence[int] | None = None) -> Itera
     try:
         for m in mods:
             m.merged_blocks = (m.deployed_on, m.quarantine_on)
-            m.merged = None if runs is None else [None] * n_runs(model)
-        for r in sorted(set(runs)) if runs is not None else []:
+            m.merged = merged_weight(m) if runs is None else [None] * n_runs(model)
+        for r in sorted(set(runs or ())):
             with active_run(model, r):
                 for m in mods:
                     m.merged[r] = merged_weight(m)
-        if runs is None:
-            for m in mods:
-                m.merged = merged_weight(m)
         yield
     finally:
         for m in mods:
